@@ -1,0 +1,5 @@
+import sys
+
+from kvbox.cli.main import main
+
+sys.exit(main())

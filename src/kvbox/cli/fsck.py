@@ -1,0 +1,77 @@
+"""``kvbox fsck``: check a stopped server's data directory, and optionally repair it.
+
+Layer: cli. Rules: refuses to run while a server holds the data directory (the same
+``flock`` the server takes); prints ``FsckReport.render()``; exit status 0 when the
+directory is clean or was repaired, 1 when problems remain, 2 when it could not check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from kvbox.core.blob.localdir import LocalDirBlobStore
+from kvbox.core.datadir import lock_data_dir
+from kvbox.core.fsck import FsckReport, fsck
+from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
+from kvbox.errors import KvboxError
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "fsck",
+        help="check a stopped server's data directory",
+        description="Find orphan, missing and (with --verify) corrupt chunks in a data "
+        "directory; --repair deletes orphans and drops versions whose bytes are lost.",
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("KVBOX_DATA", "./kvbox-data")),
+        help="data directory (default: $KVBOX_DATA or ./kvbox-data)",
+    )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="delete orphan chunks; drop versions that reference missing or corrupt chunks",
+    )
+    p.add_argument(
+        "--verify", action="store_true", help="rehash every referenced chunk (reads all data)"
+    )
+    p.set_defaults(func=run)
+
+
+async def _check(data: Path, repair: bool, verify: bool) -> FsckReport:
+    meta = SqliteMetaStore(data / META_FILE)
+    blobs = LocalDirBlobStore(data)
+    await meta.open()
+    try:
+        await blobs.open()
+        try:
+            return await fsck(meta, blobs, repair=repair, verify=verify)
+        finally:
+            await blobs.close()
+    finally:
+        await meta.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    data: Path = args.data
+    try:
+        with lock_data_dir(data):
+            if not (data / META_FILE).is_file():
+                print(
+                    f"kvbox fsck: {data} holds no {META_FILE}: not a data directory",
+                    file=sys.stderr,
+                )
+                return 2
+            report = asyncio.run(_check(data, args.repair, args.verify))
+    except KvboxError as exc:
+        print(f"kvbox fsck: {exc}", file=sys.stderr)
+        return 2
+    print(report.render())
+    return 0 if report.ok else 1

@@ -1,0 +1,159 @@
+"""``kvbox serve``: flags (each also ``KVBOX_<FLAG>``) -> Settings -> the server.
+
+Layer: cli. Rules: parsing and validation only; the composition root is
+``kvbox.server.app``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from kvbox.config import Settings, parse_size
+
+_D = Settings()
+
+
+def env_default(flag: str, default: Any) -> Any:
+    """The default of ``--flag``: ``KVBOX_FLAG`` if set, else ``default``."""
+    return os.environ.get("KVBOX_" + flag.upper().replace("-", "_"), default)
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    low = text.strip().lower()
+    if low in {"1", "true", "yes", "on", "enabled"}:
+        return True
+    if low in {"0", "false", "no", "off", "disabled", ""}:
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def add_parser(sub: Any) -> None:
+    ap: argparse.ArgumentParser = sub.add_parser(
+        "serve",
+        help="run the server (GW-KV on TCP+UDP, HTTP health and metrics)",
+        description="Run kvbox. Every flag can also be set as KVBOX_<FLAG>, "
+        "e.g. KVBOX_DATA=/srv/kvbox or KVBOX_KV_PORT=7070.",
+    )
+
+    def opt(flag: str, default: Any, **kw: Any) -> None:
+        env = "KVBOX_" + flag.upper().replace("-", "_")
+        kw.setdefault("help", "")
+        kw["help"] += f" (env {env}; default %(default)s)"
+        ap.add_argument("--" + flag, default=env_default(flag, default), **kw)
+
+    opt("data", str(_D.data), metavar="DIR", help="data directory")
+    opt("host", _D.host, help="address to listen on (0.0.0.0 or :: for all)")
+    opt("kv-port", _D.kv_port, type=int, metavar="PORT", help="GW-KV TCP and UDP port")
+    opt("kv-bucket", _D.kv_bucket, metavar="NAME", help="bucket holding GW-KV keys")
+    opt(
+        "kv-versioning",
+        _D.kv_versioning,
+        type=_bool,
+        metavar="BOOL",
+        help="keep every version of GW-KV keys",
+    )
+    opt(
+        "http-port",
+        _D.http_port,
+        type=int,
+        metavar="PORT",
+        help="HTTP port for /healthz, /readyz, /metrics (0: off)",
+    )
+    opt(
+        "max-memory",
+        None,
+        type=_size,
+        metavar="SIZE",
+        help="cache mode: keep data in memory only, evicting least recently used keys "
+        "beyond SIZE (e.g. 256MiB); nothing is durable",
+    )
+    opt(
+        "max-value-size",
+        _D.max_value_size,
+        type=_size,
+        metavar="SIZE",
+        help="largest value accepted",
+    )
+    opt(
+        "cache-size",
+        _D.cache_size,
+        type=_size,
+        metavar="SIZE",
+        help="read cache of newest versions",
+    )
+    opt(
+        "idle-timeout",
+        _D.idle_timeout,
+        type=float,
+        metavar="S",
+        help="close connections idle this long",
+    )
+    opt(
+        "request-timeout",
+        _D.request_timeout,
+        type=float,
+        metavar="S",
+        help="close connections whose request makes no progress this long",
+    )
+    opt(
+        "max-connections",
+        _D.max_connections,
+        type=int,
+        metavar="N",
+        help="connections served at once",
+    )
+    opt(
+        "shutdown-grace",
+        _D.shutdown_grace,
+        type=float,
+        metavar="S",
+        help="on SIGTERM, time to finish requests in flight",
+    )
+    opt("log-format", _D.log_format, choices=["plain", "json"], help="log line format")
+    opt("log-level", _D.log_level, choices=["debug", "info", "warning", "error"], help="log level")
+    opt(
+        "sync",
+        _D.sync,
+        choices=["full", "normal", "off"],
+        help="durability of metadata commits; only 'full' keeps the kill -9 promise",
+    )
+    ap.set_defaults(func=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return Settings(
+        data=Path(args.data),
+        host=args.host,
+        kv_port=int(args.kv_port),
+        kv_bucket=args.kv_bucket,
+        kv_versioning=_bool(args.kv_versioning),
+        http_port=int(args.http_port),
+        max_memory=_size(args.max_memory) if isinstance(args.max_memory, str) else args.max_memory,
+        max_value_size=_size(str(args.max_value_size)),
+        cache_size=_size(str(args.cache_size)),
+        idle_timeout=float(args.idle_timeout),
+        request_timeout=float(args.request_timeout),
+        max_connections=int(args.max_connections),
+        shutdown_grace=float(args.shutdown_grace),
+        log_format=args.log_format,
+        log_level=args.log_level,
+        sync=args.sync,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from kvbox.server.app import serve
+
+    return serve(settings_from_args(args))

@@ -1,0 +1,58 @@
+"""Typed server settings: parsed once from flags and ``KVBOX_*`` variables, then passed down.
+
+Layer: config. Rules: no I/O beyond reading the environment; every field has a default that
+gives the embedded single-machine server, so ``kvbox serve`` with no flags just works.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from kvbox.proto.gwkv import DEFAULT_MAX_VALUE
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "m": 1000**2,
+    "g": 1000**3,
+    "t": 1000**4,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+    "ti": 1024**4,
+}
+
+
+def parse_size(text: str) -> int:
+    """``"64MiB"`` -> 67108864; ``"1G"`` -> 10**9; plain numbers are bytes."""
+    m = _SIZE.match(text)
+    if not m:
+        raise ValueError(f"not a size: {text!r} (examples: 1048576, 512KiB, 64MiB, 1GB)")
+    unit = (m.group(2) or "").lower().removesuffix("b")
+    if unit not in _UNITS:
+        raise ValueError(f"unknown size unit in {text!r}")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data: Path = Path("kvbox-data")
+    host: str = "127.0.0.1"
+    kv_port: int = 7070
+    kv_bucket: str = "kv"
+    kv_versioning: bool = False
+    http_port: int = 9000
+    max_memory: int | None = None
+    max_value_size: int = DEFAULT_MAX_VALUE
+    cache_size: int = 64 * 1024 * 1024
+    idle_timeout: float = 300.0
+    request_timeout: float = 30.0
+    max_connections: int = 10_000
+    shutdown_grace: float = 10.0
+    log_format: str = "plain"
+    log_level: str = "info"
+    sync: str = "full"  # SQLite synchronous: "full" (durable) or "normal"/"off" for tests

@@ -1,0 +1,64 @@
+"""Object bytes behind one narrow, async interface: content-addressed chunks.
+
+Layer: core. Implementations: ``localdir.LocalDirBlobStore`` (files under the data
+directory, fsync'd), ``memory.MemoryBlobStore``; later a replicated store over blob nodes.
+All pass ``tests/core/blob/test_conformance.py``.
+
+A chunk's id is the lowercase hex SHA-256 of its bytes, so a key is never used as a path
+and the same bytes are stored once. Reference counting lives in the MetaStore; the blob
+store only stores, reads and deletes what it is told.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+from kvbox.core.model import ChunkRef
+
+
+class ChunkWriter(Protocol):
+    """Streams one chunk in; nothing is visible under the chunk's id until ``commit``."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def commit(self) -> ChunkRef:
+        """Make the chunk durable under its content address and return it."""
+        ...
+
+    async def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def writer(self) -> ChunkWriter: ...
+
+    async def put(self, data: bytes) -> ChunkRef:
+        """Store ``data`` as one chunk, durably (convenience over ``writer``)."""
+        ...
+
+    async def read(self, chunk_id: str, offset: int = 0, length: int = -1) -> bytes:
+        """Bytes of a chunk; raises ``kvbox.errors.ChunkMissing`` if absent."""
+        ...
+
+    async def exists(self, chunk_id: str) -> bool: ...
+
+    async def delete(self, chunk_id: str) -> None:
+        """Remove a chunk; no error if it is already gone."""
+        ...
+
+    def list_chunks(self) -> AsyncIterator[str]:
+        """Every chunk id present (fsck)."""
+        ...
+
+    async def verify(self, chunk_id: str) -> bool:
+        """True if the chunk's bytes still hash to its id."""
+        ...
+
+    def local_path(self, chunk_id: str) -> Path | None:
+        """A file holding exactly the chunk's bytes, for sendfile; None if not local."""
+        ...

@@ -1,0 +1,293 @@
+"""BlobStore in a local directory: one fsync'd file per content-addressed chunk.
+
+Layer: core. Rules:
+
+* Layout: ``<root>/chunks/ab/cd/<sha256 hex>`` (two levels of 256 fan-out keep every
+  directory small); writes stream into ``<root>/chunks/tmp/<random>`` while hashing, and
+  ``commit`` fsyncs the file, renames it onto its content address and fsyncs the
+  directory entries it created, so after a crash a chunk id either names complete bytes
+  or nothing. ``open`` deletes what a crash left in ``tmp/``.
+* A chunk id is validated (64 lowercase hex digits) before it becomes a path, so nothing
+  from a client or a damaged database can point outside the store.
+* Every blocking file call runs in a worker thread (``asyncio.to_thread``): the event
+  loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Final
+
+from kvbox.core.model import ChunkRef
+from kvbox.errors import ChunkMissing, InvalidArgument, StorageError
+
+CHUNKS_DIR: Final = "chunks"
+TMP_DIR: Final = "tmp"
+
+#: Bytes per read while hashing or copying: large enough to amortise a syscall, small
+#: enough not to matter in memory.
+_BLOCK: Final = 1 << 20
+
+_CHUNK_ID = re.compile(r"[0-9a-f]{64}")
+_FANOUT = re.compile(r"[0-9a-f]{2}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalDirChunkWriter:
+    """Streams one chunk into a temp file; see ``ChunkWriter``."""
+
+    def __init__(self, store: LocalDirBlobStore) -> None:
+        self._store = store
+        self._hash = hashlib.sha256()
+        self._size = 0
+        self._fd: int | None = None
+        self._tmp: Path | None = None
+        self._done = False
+
+    async def write(self, data: bytes) -> None:
+        if self._done:
+            raise StorageError("chunk writer already committed or aborted")
+        if data:
+            await asyncio.to_thread(self._write_sync, data)
+
+    async def commit(self) -> ChunkRef:
+        if self._done:
+            raise StorageError("chunk writer already committed or aborted")
+        self._done = True
+        try:
+            return await asyncio.to_thread(self._commit_sync)
+        except BaseException:
+            await asyncio.to_thread(self._discard_sync)
+            raise
+
+    async def abort(self) -> None:
+        self._done = True
+        if self._fd is not None or self._tmp is not None:
+            await asyncio.to_thread(self._discard_sync)
+
+    # worker-thread side
+
+    def _write_sync(self, data: bytes) -> None:
+        if self._fd is None:
+            self._open_tmp()
+        assert self._fd is not None
+        self._hash.update(data)
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self._size += len(data)
+
+    def _open_tmp(self) -> None:
+        self._tmp = self._store.tmp_dir / secrets.token_hex(16)
+        self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def _commit_sync(self) -> ChunkRef:
+        if self._fd is None:  # an empty chunk: still a real (empty) file
+            self._open_tmp()
+        assert self._fd is not None and self._tmp is not None
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        ref = ChunkRef(self._hash.hexdigest(), self._size)
+        self._store.install(self._tmp, ref)
+        self._tmp = None
+        return ref
+
+    def _discard_sync(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        if self._tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
+            self._tmp = None
+
+
+class LocalDirBlobStore:
+    """``BlobStore`` under ``<root>/chunks``; see the module docstring."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.chunks_dir = self.root / CHUNKS_DIR
+        self.tmp_dir = self.chunks_dir / TMP_DIR
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._open_sync)
+
+    def _open_sync(self) -> None:
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in self.tmp_dir.iterdir():  # writes a crash interrupted
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                leftover.unlink()
+
+    async def close(self) -> None:
+        return None
+
+    def path_of(self, chunk_id: str) -> Path:
+        """Where ``chunk_id`` lives; raises InvalidArgument for anything but a content
+        address, so no caller can turn an id into a path outside the store."""
+        if _CHUNK_ID.fullmatch(chunk_id) is None:
+            raise InvalidArgument(f"bad chunk id {chunk_id!r}")
+        return self.chunks_dir / chunk_id[:2] / chunk_id[2:4] / chunk_id
+
+    def install(self, tmp: Path, ref: ChunkRef) -> None:
+        """Move a complete, fsync'd temp file onto its content address (worker thread).
+
+        If the address already holds a file of the right size, that file is kept (same
+        bytes, by the hash) and the temp file dropped; a wrong-sized one (a damaged
+        chunk) is replaced.
+        """
+        dest = self.path_of(ref.chunk_id)
+        try:
+            if os.stat(dest).st_size == ref.size:
+                os.unlink(tmp)
+                return
+        except FileNotFoundError:
+            pass
+        created: list[Path] = []
+        for d in (dest.parent.parent, dest.parent):
+            try:
+                d.mkdir()
+                created.append(d)
+            except FileExistsError:
+                pass
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+        for d in created:  # the new directory entries themselves
+            _fsync_dir(d.parent)
+
+    def writer(self) -> LocalDirChunkWriter:
+        return LocalDirChunkWriter(self)
+
+    async def put(self, data: bytes) -> ChunkRef:
+        w = self.writer()
+        return await asyncio.to_thread(self._put_sync, w, data)
+
+    @staticmethod
+    def _put_sync(w: LocalDirChunkWriter, data: bytes) -> ChunkRef:
+        """The whole put in one worker-thread hop: small chunks cost one context switch."""
+        try:
+            if data:
+                w._write_sync(data)
+            w._done = True
+            return w._commit_sync()
+        except BaseException:
+            w._discard_sync()
+            raise
+
+    async def read(self, chunk_id: str, offset: int = 0, length: int = -1) -> bytes:
+        if offset < 0 or length < -1:
+            raise InvalidArgument(f"bad range: offset {offset}, length {length}")
+        try:
+            path = self.path_of(chunk_id)
+        except InvalidArgument:
+            raise ChunkMissing(chunk_id) from None
+        return await asyncio.to_thread(self._read_sync, path, chunk_id, offset, length)
+
+    @staticmethod
+    def _read_sync(path: Path, chunk_id: str, offset: int, length: int) -> bytes:
+        try:
+            with open(path, "rb", buffering=0) as f:
+                if offset:
+                    f.seek(offset)
+                if length < 0:
+                    return f.read()
+                parts: list[bytes] = []
+                want = length
+                while want > 0:
+                    part = f.read(want)
+                    if not part:
+                        break
+                    parts.append(part)
+                    want -= len(part)
+                return b"".join(parts)
+        except FileNotFoundError:
+            raise ChunkMissing(chunk_id) from None
+
+    async def exists(self, chunk_id: str) -> bool:
+        try:
+            path = self.path_of(chunk_id)
+        except InvalidArgument:
+            return False
+        return await asyncio.to_thread(path.is_file)
+
+    async def delete(self, chunk_id: str) -> None:
+        try:
+            path = self.path_of(chunk_id)
+        except InvalidArgument:
+            return
+        await asyncio.to_thread(self._unlink_sync, path)
+
+    @staticmethod
+    def _unlink_sync(path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+    async def list_chunks(self) -> AsyncIterator[str]:
+        tops = await asyncio.to_thread(self._fanout_dirs, self.chunks_dir)
+        for top in tops:
+            for chunk_id in await asyncio.to_thread(self._chunks_under, top):
+                yield chunk_id
+
+    @staticmethod
+    def _fanout_dirs(parent: Path) -> list[Path]:
+        try:
+            entries = list(os.scandir(parent))
+        except FileNotFoundError:
+            return []
+        return sorted(Path(e.path) for e in entries if _FANOUT.fullmatch(e.name) and e.is_dir())
+
+    @classmethod
+    def _chunks_under(cls, top: Path) -> list[str]:
+        """Chunk files below one first-level directory, only where their name says."""
+        found: list[str] = []
+        for mid in cls._fanout_dirs(top):
+            prefix = top.name + mid.name
+            with os.scandir(mid) as it:
+                found.extend(
+                    e.name
+                    for e in it
+                    if _CHUNK_ID.fullmatch(e.name) and e.name.startswith(prefix) and e.is_file()
+                )
+        found.sort()
+        return found
+
+    async def verify(self, chunk_id: str) -> bool:
+        try:
+            path = self.path_of(chunk_id)
+        except InvalidArgument:
+            return False
+        return await asyncio.to_thread(self._verify_sync, path, chunk_id)
+
+    @staticmethod
+    def _verify_sync(path: Path, chunk_id: str) -> bool:
+        h = hashlib.sha256()
+        try:
+            with open(path, "rb", buffering=0) as f:
+                while block := f.read(_BLOCK):
+                    h.update(block)
+        except FileNotFoundError:
+            return False
+        return h.hexdigest() == chunk_id
+
+    def local_path(self, chunk_id: str) -> Path | None:
+        try:
+            return self.path_of(chunk_id)
+        except InvalidArgument:
+            return None

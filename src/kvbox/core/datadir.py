@@ -1,0 +1,79 @@
+"""The data directory's lock: one kvbox process at a time owns a data directory.
+
+Layer: core. Rules: the server holds an exclusive ``flock`` on ``<data>/LOCK`` for its
+whole life, and offline tools (``kvbox fsck``) take the same lock, so a repair can never
+delete chunks a running server is about to reference. ``flock`` locks die with their
+process, so a crashed server never leaves a stale lock behind; the pid written into the
+file only makes the error message useful.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from kvbox.errors import StorageError
+
+LOCK_FILE: Final = "LOCK"
+
+
+class DataDirLock:
+    """An acquired lock on one data directory; ``release`` (or leaving the ``with``
+    block of ``lock_data_dir``) gives it up."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def acquire_data_dir(path: Path, *, create: bool = False) -> DataDirLock:
+    """Take the lock or raise ``StorageError`` saying who holds it."""
+    path = Path(path)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    elif not path.is_dir():
+        raise StorageError(f"{path}: no such data directory")
+    lock_path = path / LOCK_FILE
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise StorageError(
+            f"data directory {path} is in use by another kvbox process (pid {holder}); "
+            "stop it first"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return DataDirLock(lock_path, fd)
+
+
+@contextlib.contextmanager
+def lock_data_dir(path: Path, *, create: bool = False) -> Iterator[DataDirLock]:
+    """``with lock_data_dir(data): ...`` holds the data directory for the block."""
+    lock = acquire_data_dir(path, create=create)
+    try:
+        yield lock
+    finally:
+        lock.release()

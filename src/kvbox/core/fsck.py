@@ -1,0 +1,118 @@
+"""Consistency check between the metadata and the chunk files: ``kvbox fsck``.
+
+Layer: core. Rules: works on any MetaStore + BlobStore pair through their Protocols, and
+must only run while no server uses them (the CLI holds the data directory lock). Three
+kinds of damage:
+
+* orphan chunks: present, referenced by no version. Harmless (a crash between writing a
+  chunk and committing its version leaves one); ``repair`` deletes them.
+* missing chunks: referenced, absent. A read of such a version would fail midway;
+  ``repair`` drops every version that references one, so no read can return partial
+  data (the key then shows its previous version, or nothing).
+* corrupt chunks (only with ``verify``, which rehashes every referenced chunk): bytes no
+  longer match the id; repaired like missing ones, and the bad file is deleted.
+
+Orphans are computed again after dropping versions, since dropped versions may leave
+their other chunks unreferenced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kvbox.core.blob import BlobStore
+from kvbox.core.meta import MetaStore
+from kvbox.core.model import ObjectVersion
+
+#: Chunk ids / versions listed per category in ``render``; the counts are always whole.
+RENDER_LIMIT = 50
+
+
+@dataclass
+class FsckReport:
+    chunks_present: int = 0
+    chunks_referenced: int = 0
+    orphans: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    verified: bool = False
+    repaired: bool = False
+    #: Versions removed by ``repair`` because they referenced missing or corrupt chunks.
+    dropped: list[ObjectVersion] = field(default_factory=list)
+    #: Chunk files deleted by ``repair`` (orphans found, plus any left by dropped
+    #: versions, plus corrupt files).
+    deleted_chunks: int = 0
+
+    @property
+    def problems(self) -> int:
+        return len(self.orphans) + len(self.missing) + len(self.corrupt)
+
+    @property
+    def ok(self) -> bool:
+        """Nothing is wrong any more: it was clean, or ``repair`` fixed everything."""
+        return self.problems == 0 or self.repaired
+
+    def render(self) -> str:
+        lines = [
+            f"chunks on disk: {self.chunks_present}, referenced by versions: "
+            f"{self.chunks_referenced}",
+        ]
+        lines += _listing("orphan chunks", "orphan", self.orphans)
+        lines += _listing("missing chunks", "missing", self.missing)
+        if self.verified:
+            lines += _listing("corrupt chunks", "corrupt", self.corrupt)
+        else:
+            lines.append("corrupt chunks: not checked (use --verify to rehash every chunk)")
+        if self.repaired:
+            lines.append(f"repair: deleted {self.deleted_chunks} chunk files")
+            lines.append(
+                f"repair: dropped {len(self.dropped)} versions whose bytes were lost or damaged"
+            )
+            for v in self.dropped[:RENDER_LIMIT]:
+                lines.append(f"  dropped {v.bucket}/{v.key} version {v.version_id}")
+            if len(self.dropped) > RENDER_LIMIT:
+                lines.append(f"  ... and {len(self.dropped) - RENDER_LIMIT} more")
+        if self.problems == 0:
+            lines.append("result: clean")
+        elif self.repaired:
+            lines.append(f"result: repaired {self.problems} problems")
+        else:
+            lines.append(f"result: {self.problems} problems found; run with --repair to fix")
+        return "\n".join(lines)
+
+
+def _listing(title: str, word: str, ids: list[str]) -> list[str]:
+    out = [f"{title}: {len(ids)}"]
+    out += [f"  {word} {cid}" for cid in ids[:RENDER_LIMIT]]
+    if len(ids) > RENDER_LIMIT:
+        out.append(f"  ... and {len(ids) - RENDER_LIMIT} more")
+    return out
+
+
+async def fsck(meta: MetaStore, blobs: BlobStore, *, repair: bool, verify: bool) -> FsckReport:
+    """Check (and with ``repair``, fix) ``meta`` against ``blobs``; both must be open."""
+    refs = await meta.chunk_refs()
+    present = {cid async for cid in blobs.list_chunks()}
+    report = FsckReport(
+        chunks_present=len(present),
+        chunks_referenced=len(refs),
+        orphans=sorted(present - refs.keys()),
+        missing=sorted(refs.keys() - present),
+        verified=verify,
+    )
+    if verify:
+        report.corrupt = [c for c in sorted(present & refs.keys()) if not await blobs.verify(c)]
+    if not repair:
+        return report
+    lost = report.missing + report.corrupt
+    if lost:
+        report.dropped = await meta.drop_versions_with_chunks(lost)
+    for cid in report.corrupt:
+        await blobs.delete(cid)
+    still_referenced = await meta.chunk_refs()
+    unreferenced = sorted((present - set(report.corrupt)) - still_referenced.keys())
+    for cid in unreferenced:
+        await blobs.delete(cid)
+    report.deleted_chunks = len(unreferenced) + len(report.corrupt)
+    report.repaired = True
+    return report

@@ -1,0 +1,114 @@
+"""Metadata storage behind one narrow, async interface.
+
+Layer: core. Implementations: ``sqlite.SqliteMetaStore`` (embedded default, WAL, group
+commit), ``memory.MemoryMetaStore`` (tests and the ``--max-memory`` cache mode), and later
+PostgreSQL. All of them pass ``tests/core/meta/test_conformance.py``; the semantics of every
+method are defined by the docstrings here and by that suite, never by one implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from kvbox.core.model import (
+    Bucket,
+    BucketStats,
+    ObjectVersion,
+    Versioning,
+    WriteOp,
+    WriteResult,
+)
+
+
+class MetaStore(Protocol):
+    """Buckets, object versions and chunk reference counts.
+
+    Durability: when ``commit`` returns, its effects are on stable storage (for durable
+    implementations) and visible to every later read. Each op in one ``commit`` call is
+    applied in order and atomically; an ``AtomicOp`` is all-or-nothing. Reads never see a
+    half-applied op.
+    """
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # buckets
+    async def create_bucket(self, bucket: Bucket) -> bool:
+        """Create ``bucket``; False (and no change) if the name exists."""
+        ...
+
+    async def get_bucket(self, name: str) -> Bucket | None: ...
+
+    async def list_buckets(self) -> list[Bucket]: ...
+
+    async def delete_bucket(self, name: str) -> bool:
+        """Delete an empty bucket (no versions at all, markers included).
+
+        Returns False if it does not exist; raises ``kvbox.errors.BucketNotEmpty``.
+        """
+        ...
+
+    async def set_versioning(self, name: str, state: Versioning) -> None:
+        """Raises ``NoSuchBucket``, or ``InvalidArgument`` for a way back to OFF."""
+        ...
+
+    # writes
+    async def commit(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
+        """Apply ``ops`` in order, durably; one result per op (see ``model.WriteResult``).
+
+        Raises ``kvbox.errors.NoSuchBucket`` if an op names a missing bucket (and then
+        nothing of that op is applied; other ops of the call still are), and
+        ``kvbox.errors.InvalidArgument`` for an op that would give a key two versions with
+        the same ``version_id`` or names a chunk id that is not 64 lowercase hex digits
+        (same rule). The first such error is raised after the other ops were applied.
+
+        The store, not the caller, decides ``is_null`` from the bucket's versioning state
+        at commit time (ENABLED: false, else true) and assigns ``seq``; ``written`` holds
+        the versions as stored. ``freed_chunks`` is sorted, and never lists a chunk that a
+        later op of the same call referenced again. A caller cancelled while waiting does
+        not undo the commit.
+        """
+        ...
+
+    # reads (a missing bucket reads as empty: None or [], except ``stats``)
+    async def head(self, bucket: str, key: str) -> ObjectVersion | None:
+        """The newest version of ``key`` (possibly a delete marker), or None."""
+        ...
+
+    async def head_many(self, bucket: str, keys: Sequence[str]) -> list[ObjectVersion | None]: ...
+
+    async def get_version(self, bucket: str, key: str, version_id: str) -> ObjectVersion | None:
+        """A version by its ``version_id``; the string "null" finds the null version."""
+        ...
+
+    async def list_versions(self, bucket: str, key: str, limit: int = 1000) -> list[ObjectVersion]:
+        """Versions of one key, newest first."""
+        ...
+
+    async def list_objects(
+        self, bucket: str, prefix: str = "", start_after: str = "", limit: int = 1000
+    ) -> list[ObjectVersion]:
+        """Newest live versions of keys > ``start_after`` with ``prefix``, in UTF-8 byte
+        order, at most ``limit``: an indexed range scan, never a full scan."""
+        ...
+
+    async def stats(self, bucket: str) -> BucketStats:
+        """O(1) counters of the bucket; raises ``kvbox.errors.NoSuchBucket``."""
+        ...
+
+    # chunks (fsck and garbage collection)
+    async def chunk_refs(self) -> dict[str, int]:
+        """Every chunk id referenced by any version, with its reference count."""
+        ...
+
+    async def chunk_ref_counts(self, chunk_ids: Sequence[str]) -> dict[str, int]:
+        """Current reference counts of ``chunk_ids`` (0 or absent: unreferenced). Used by
+        the service's chunk GC to re-check a freed chunk right before deleting it."""
+        ...
+
+    async def drop_versions_with_chunks(self, chunk_ids: Sequence[str]) -> list[ObjectVersion]:
+        """Remove for good every version that references one of ``chunk_ids`` (fsck
+        --repair of missing chunks); returns the removed versions."""
+        ...

@@ -1,0 +1,214 @@
+"""Plain data of the storage core: buckets, object versions, chunks, write operations.
+
+Layer: core. Rules: frozen dataclasses and enums only; no I/O, no protocol knowledge.
+Every front door (GW-KV, S3, console) and every MetaStore/BlobStore implementation
+speaks in these types, so they are the contract between layers.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+EMPTY_ATTRS: Mapping[str, str] = MappingProxyType({})
+
+
+def _no_attrs() -> Mapping[str, str]:
+    # dataclasses refuse an unhashable default (a mappingproxy), so hand out the one
+    # shared, read-only empty mapping through a factory instead.
+    return EMPTY_ATTRS
+
+
+#: Version id S3 shows for versions written while versioning was not enabled.
+NULL_VERSION = "null"
+
+
+class Versioning(enum.StrEnum):
+    """The three states of a bucket's versioning, exactly as S3 has them.
+
+    A bucket starts ``OFF`` (S3's "never enabled"); once ``ENABLED`` it can only go to
+    ``SUSPENDED`` and back, never to ``OFF`` again.
+    """
+
+    OFF = "off"
+    ENABLED = "enabled"
+    SUSPENDED = "suspended"
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    name: str
+    owner: str = "root"
+    created_ns: int = 0
+    versioning: Versioning = Versioning.OFF
+    #: Room for later bucket settings (policy, CORS, website) as opaque JSON strings.
+    attrs: Mapping[str, str] = field(default_factory=_no_attrs)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRef:
+    """One content-addressed chunk of an object's bytes, in order."""
+
+    chunk_id: str  # lowercase hex SHA-256 of the chunk's bytes
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectVersion:
+    """One version of a key: its bytes (inline or as chunks) and its metadata.
+
+    ``version_id`` is unique per write, in every versioning state: S3 shows it as
+    ``x-amz-version-id`` only when the version was written with versioning enabled
+    (``is_null`` false), but GW-KV compare-and-set always uses it, so it never suffers
+    from ABA the way an ETag would.
+    """
+
+    bucket: str
+    key: str
+    version_id: str
+    size: int = 0
+    etag: str = ""  # hex MD5 of the bytes for single-part writes, S3-style
+    mtime_ns: int = 0
+    is_delete_marker: bool = False
+    is_null: bool = False
+    inline: bytes | None = None
+    chunks: tuple[ChunkRef, ...] = ()
+    content_type: str = "application/octet-stream"
+    attrs: Mapping[str, str] = field(default_factory=_no_attrs)
+    #: Commit order assigned by the MetaStore (0 until committed). Newest = largest.
+    seq: int = 0
+
+    @property
+    def s3_version_id(self) -> str:
+        return NULL_VERSION if self.is_null else self.version_id
+
+
+# --- write operations: what MetaStore.commit() takes --------------------------------
+
+
+class CondKind(enum.Enum):
+    IF_ABSENT = "if-absent"  # no live (non-delete-marker) newest version
+    IF_VERSION = "if-version"  # newest live version has this version_id
+    IF_ETAG = "if-etag"  # newest live version has this etag (S3 If-Match)
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    kind: CondKind
+    value: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PutOp:
+    """Write ``version`` as the newest version of its key.
+
+    With versioning ENABLED the version is appended. Otherwise (OFF or SUSPENDED) the
+    version is a "null" version (``is_null`` must be set by the caller) and it replaces
+    the key's previous null version, if any; other versions stay.
+    """
+
+    version: ObjectVersion
+    condition: Condition | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteOp:
+    """Delete a key, S3-style.
+
+    With ``version_id`` set: remove that version for good. Without: in an ENABLED
+    bucket append ``marker`` (a delete marker); in a SUSPENDED bucket replace the null
+    version with ``marker`` (is_null); in an OFF bucket remove the null version.
+    """
+
+    bucket: str
+    key: str
+    version_id: str | None = None
+    marker: ObjectVersion | None = None
+    condition: Condition | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeOp:
+    """Remove every version of a key (cache eviction, admin)."""
+
+    bucket: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class AtomicOp:
+    """Several puts/deletes applied all-or-nothing (GW-KV MULTISET).
+
+    Sub-ops see each other's effects in order. Its one WriteResult gathers the
+    sub-results (``not_found`` if any sub-op had it); if any condition fails, nothing is
+    applied and the result is ``ok`` false with that sub-op's ``current``.
+    """
+
+    ops: tuple[PutOp | DeleteOp, ...]
+
+
+WriteOp = PutOp | DeleteOp | PurgeOp | AtomicOp
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """Outcome of one WriteOp.
+
+    ``ok`` false means the condition failed (nothing written); ``current`` then holds the
+    newest version at the time (None if the key had none). ``freed_chunks`` lists chunks
+    whose reference count fell to zero, which the caller may delete from the BlobStore.
+    ``written`` holds the committed versions (with ``seq`` set), ``removed`` the versions
+    that were removed for good. ``not_found`` is set by a delete of a missing version.
+    """
+
+    ok: bool
+    written: tuple[ObjectVersion, ...] = ()
+    removed: tuple[ObjectVersion, ...] = ()
+    current: ObjectVersion | None = None
+    freed_chunks: tuple[str, ...] = ()
+    not_found: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BucketStats:
+    objects: int  # keys whose newest version is not a delete marker
+    bytes: int  # sum of those newest versions' sizes
+
+
+# --- version ids ----------------------------------------------------------------------
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class VersionIdGenerator:
+    """ULID-style ids: 48-bit milliseconds + 80 bits, monotonic within a process.
+
+    Lexicographic order follows creation order inside one process, which makes version
+    ids readable in listings; correctness never depends on it (``seq`` orders versions).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = 0
+        self._rand = 0
+
+    def new(self) -> str:
+        with self._lock:
+            ms = time.time_ns() // 1_000_000
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                self._rand += 1
+            else:
+                self._last_ms = ms
+                self._rand = int.from_bytes(os.urandom(10), "big") >> 1
+            value = (ms << 80) | (self._rand & ((1 << 80) - 1))
+        out = []
+        for _ in range(26):
+            out.append(_CROCKFORD[value & 31])
+            value >>= 5
+        return "".join(reversed(out))

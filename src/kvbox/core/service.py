@@ -1,0 +1,557 @@
+"""The storage core's one service: operations that span metadata and bytes.
+
+Layer: core. Rules: knows no protocol; front doors (GW-KV, later S3 and the console) call
+only this. It owns three things the stores below it don't:
+
+* **Order of durability.** Chunk bytes are made durable (``BlobStore``) before the
+  metadata that references them is committed (``MetaStore.commit``), and a write is
+  acknowledged only when that commit returns. A crash between the two leaves an orphan
+  chunk (harmless; ``kvbox fsck`` removes it), never a version without its bytes.
+* **Chunk garbage collection.** Chunks freed by a commit are deleted only after a
+  re-check, under ``_chunk_lock``, that no committed version references them and no write
+  in flight has pinned them (docs/ARCHITECTURE.md, "Chunk lifetime").
+* **A read cache** of newest versions (small values inline), so hot GETs need no thread hop
+  and no SQL; and in ``--max-memory`` mode the LRU eviction that bounds the stored bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import hashlib
+import time
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Final, Literal, TypeAlias
+
+from kvbox.core.blob import BlobStore
+from kvbox.core.meta import MetaStore
+from kvbox.core.model import (
+    AtomicOp,
+    Bucket,
+    BucketStats,
+    ChunkRef,
+    Condition,
+    DeleteOp,
+    ObjectVersion,
+    PurgeOp,
+    PutOp,
+    VersionIdGenerator,
+    Versioning,
+    WriteOp,
+    WriteResult,
+)
+from kvbox.errors import ConditionFailed, KvboxError, NoSuchBucket, ValueTooLarge
+
+#: Values up to this size live inside the metadata row. SQLite's own measurements
+#: ("Internal Versus External BLOBs") find blobs under ~100 KB read faster from the
+#: database than from separate files, and it saves a file fsync per small write.
+INLINE_MAX: Final = 64 * 1024
+#: Large values are cut into chunks of this size: big enough that per-chunk overhead
+#: (a file, an fsync, a metadata entry) is negligible, small enough to buffer one.
+CHUNK_SIZE: Final = 8 * 1024 * 1024
+#: Rough per-entry overhead of a cached version, for the cache's byte accounting.
+_ENTRY_OVERHEAD: Final = 240
+
+
+class Miss(enum.Enum):
+    """The read cache's "don't know" (None already means "known absent")."""
+
+    MISS = "miss"
+
+
+MISS: Final = Miss.MISS
+_MISS: Final = MISS
+Peeked: TypeAlias = ObjectVersion | Literal[Miss.MISS] | None
+
+
+class _Cache:
+    """LRU of newest versions by (bucket, key), bounded by bytes.
+
+    Entries are only ever replaced by versions with a larger ``seq`` or removed, so a slow
+    read can never put back an older version than a write already cached (see
+    ``Store._populate``).
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._d: OrderedDict[tuple[str, str], ObjectVersion | None] = OrderedDict()
+
+    @staticmethod
+    def _cost(v: ObjectVersion | None) -> int:
+        if v is None:
+            return _ENTRY_OVERHEAD
+        return _ENTRY_OVERHEAD + (len(v.inline) if v.inline is not None else 0)
+
+    def get(self, k: tuple[str, str]) -> Peeked:
+        d = self._d
+        v: Peeked = d.get(k, _MISS)
+        if v is not _MISS:
+            d.move_to_end(k)
+        return v
+
+    def put(self, k: tuple[str, str], v: ObjectVersion | None) -> None:
+        if self.max_bytes <= 0:
+            return
+        d = self._d
+        old = d.pop(k, _MISS)
+        if old is not _MISS:
+            self.bytes -= self._cost(old)
+        d[k] = v
+        self.bytes += self._cost(v)
+        while self.bytes > self.max_bytes and d:
+            _, ev = d.popitem(last=False)
+            self.bytes -= self._cost(ev)
+
+    def put_newer(self, k: tuple[str, str], v: ObjectVersion) -> None:
+        old = self._d.get(k, _MISS)
+        if isinstance(old, ObjectVersion) and old.seq > v.seq:
+            return
+        self.put(k, v)
+
+    def pop(self, k: tuple[str, str]) -> None:
+        old = self._d.pop(k, _MISS)
+        if old is not _MISS:
+            self.bytes -= self._cost(old)
+
+
+class _Lru:
+    """Stored bytes per key in recency order: the ``--max-memory`` eviction policy."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.sizes: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    def touch(self, k: tuple[str, str]) -> None:
+        if k in self.sizes:
+            self.sizes.move_to_end(k)
+
+    def set(self, k: tuple[str, str], size: int) -> None:
+        self.bytes -= self.sizes.pop(k, 0)
+        self.sizes[k] = size
+        self.bytes += size
+
+    def drop(self, k: tuple[str, str]) -> None:
+        self.bytes -= self.sizes.pop(k, 0)
+
+    def victims(self, keep: tuple[str, str]) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        excess = self.bytes - self.max_bytes
+        for k, size in self.sizes.items():
+            if excess <= 0:
+                break
+            if k == keep:
+                continue
+            out.append(k)
+            excess -= size
+        return out
+
+
+class Store:
+    """Versioned objects over a MetaStore and a BlobStore. One per server process."""
+
+    def __init__(
+        self,
+        meta: MetaStore,
+        blobs: BlobStore,
+        *,
+        cache_bytes: int = 64 * 1024 * 1024,
+        max_memory: int | None = None,
+        inline_max: int = INLINE_MAX,
+        chunk_size: int = CHUNK_SIZE,
+    ) -> None:
+        self.meta = meta
+        self.blobs = blobs
+        self.inline_max = inline_max
+        self.chunk_size = chunk_size
+        self._ids = VersionIdGenerator()
+        self._cache = _Cache(cache_bytes)
+        self._lru = _Lru(max_memory) if max_memory is not None else None
+        self._buckets: dict[str, Bucket] = {}
+        #: Bumped on every committed write; a cache miss only populates the cache if no
+        #: write completed while it was reading (so it can't cache a stale version).
+        self._write_gen = 0
+        self._pinned: Counter[str] = Counter()
+        self._chunk_lock = asyncio.Lock()
+        self._gc_tasks: set[asyncio.Task[None]] = set()
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.blobs.open()
+        await self.meta.open()
+        for b in await self.meta.list_buckets():
+            self._buckets[b.name] = b
+
+    async def close(self) -> None:
+        if self._gc_tasks:
+            await asyncio.gather(*self._gc_tasks, return_exceptions=True)
+        await self.meta.close()
+        await self.blobs.close()
+
+    @property
+    def max_memory(self) -> int | None:
+        return self._lru.max_bytes if self._lru is not None else None
+
+    # --- buckets ----------------------------------------------------------------------
+
+    async def ensure_bucket(
+        self, name: str, *, owner: str = "root", versioning: Versioning = Versioning.OFF
+    ) -> Bucket:
+        bucket = await self.meta.get_bucket(name)
+        if bucket is None:
+            bucket = Bucket(name, owner, time.time_ns(), versioning)
+            if not await self.meta.create_bucket(bucket):
+                bucket = await self.meta.get_bucket(name)
+                assert bucket is not None
+        if versioning is not Versioning.OFF and bucket.versioning is not versioning:
+            await self.meta.set_versioning(name, versioning)
+            bucket = await self.meta.get_bucket(name)
+            assert bucket is not None
+        self._buckets[name] = bucket
+        return bucket
+
+    def _bucket(self, name: str) -> Bucket:
+        b = self._buckets.get(name)
+        if b is None:
+            raise NoSuchBucket(name)
+        return b
+
+    # --- reads ------------------------------------------------------------------------
+
+    def peek(self, bucket: str, key: str) -> Peeked:
+        """The cached newest version (None: known absent), or ``MISS``: no thread hop."""
+        k = (bucket, key)
+        v = self._cache.get(k)
+        if v is not _MISS and self._lru is not None:
+            self._lru.touch(k)
+        return v
+
+    async def head(self, bucket: str, key: str) -> ObjectVersion | None:
+        """Newest version of ``key`` (maybe a delete marker) or None."""
+        v = self.peek(bucket, key)
+        if v is not _MISS:
+            return v
+        self._bucket(bucket)
+        gen = self._write_gen
+        found = await self.meta.head(bucket, key)
+        self._populate(gen, bucket, key, found)
+        return found
+
+    async def head_many(self, bucket: str, keys: Sequence[str]) -> list[ObjectVersion | None]:
+        out: list[ObjectVersion | None] = []
+        missing: list[int] = []
+        for i, key in enumerate(keys):
+            v = self.peek(bucket, key)
+            if v is _MISS:
+                missing.append(i)
+                out.append(None)
+            else:
+                out.append(v)
+        if missing:
+            self._bucket(bucket)
+            gen = self._write_gen
+            found = await self.meta.head_many(bucket, [keys[i] for i in missing])
+            for i, v in zip(missing, found, strict=True):
+                out[i] = v
+                self._populate(gen, bucket, keys[i], v)
+        return out
+
+    def _populate(self, gen: int, bucket: str, key: str, v: ObjectVersion | None) -> None:
+        if gen == self._write_gen:
+            self._cache.put((bucket, key), v)
+
+    async def get_version(self, bucket: str, key: str, version_id: str) -> ObjectVersion | None:
+        self._bucket(bucket)
+        return await self.meta.get_version(bucket, key, version_id)
+
+    async def list_versions(self, bucket: str, key: str, limit: int = 1000) -> list[ObjectVersion]:
+        self._bucket(bucket)
+        return await self.meta.list_versions(bucket, key, limit)
+
+    async def read(self, version: ObjectVersion) -> bytes:
+        """All bytes of a version. For values that may be large, use ``iter_bytes``."""
+        if version.inline is not None:
+            return version.inline
+        parts = [await self.blobs.read(c.chunk_id) for c in version.chunks]
+        return b"".join(parts)
+
+    async def iter_bytes(self, version: ObjectVersion) -> AsyncIterator[bytes]:
+        """The version's bytes in order, one chunk in memory at a time."""
+        if version.inline is not None:
+            yield version.inline
+            return
+        for c in version.chunks:
+            yield await self.blobs.read(c.chunk_id)
+
+    async def stats(self, bucket: str) -> BucketStats:
+        self._bucket(bucket)
+        return await self.meta.stats(bucket)
+
+    # --- writes -----------------------------------------------------------------------
+
+    def _new_version(
+        self,
+        bucket: Bucket,
+        key: str,
+        *,
+        size: int,
+        etag: str,
+        inline: bytes | None,
+        chunks: tuple[ChunkRef, ...] = (),
+        content_type: str = "application/octet-stream",
+    ) -> ObjectVersion:
+        return ObjectVersion(
+            bucket=bucket.name,
+            key=key,
+            version_id=self._ids.new(),
+            size=size,
+            etag=etag,
+            mtime_ns=time.time_ns(),
+            is_null=bucket.versioning is not Versioning.ENABLED,
+            inline=inline,
+            chunks=chunks,
+            content_type=content_type,
+        )
+
+    def _check_size(self, size: int) -> None:
+        if self._lru is not None and size > self._lru.max_bytes:
+            raise ValueTooLarge(f"value of {size} bytes exceeds --max-memory")
+
+    async def put(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        *,
+        condition: Condition | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> ObjectVersion:
+        """Write ``data`` as the newest version; returns it once durable."""
+        b = self._bucket(bucket)
+        self._check_size(len(data))
+        etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        if len(data) <= self.inline_max:
+            v = self._new_version(
+                b, key, size=len(data), etag=etag, inline=data, content_type=content_type
+            )
+            return await self._commit_put(PutOp(v, condition))
+        chunks: list[ChunkRef] = []
+        try:
+            for off in range(0, len(data), self.chunk_size):
+                chunks.append(await self._put_chunk(data[off : off + self.chunk_size]))
+            v = self._new_version(
+                b,
+                key,
+                size=len(data),
+                etag=etag,
+                inline=None,
+                chunks=tuple(chunks),
+                content_type=content_type,
+            )
+            return await self._commit_put(PutOp(v, condition))
+        finally:
+            self._release(chunks)
+
+    async def put_stream(
+        self,
+        bucket: str,
+        key: str,
+        source: AsyncIterator[bytes],
+        *,
+        condition: Condition | None = None,
+        content_type: str = "application/octet-stream",
+    ) -> ObjectVersion:
+        """Write a value of any size from ``source``, holding at most one chunk."""
+        b = self._bucket(bucket)
+        md5 = hashlib.md5(usedforsecurity=False)
+        chunks: list[ChunkRef] = []
+        size = 0
+        buf = bytearray()
+        try:
+            async for piece in source:
+                size += len(piece)
+                self._check_size(size)
+                buf += piece
+                if len(buf) >= self.chunk_size:
+                    data = bytes(buf[: self.chunk_size])
+                    del buf[: self.chunk_size]
+                    await asyncio.to_thread(md5.update, data)
+                    chunks.append(await self._put_chunk(data))
+            tail = bytes(buf)
+            await asyncio.to_thread(md5.update, tail)
+            if not chunks and size <= self.inline_max:
+                v = self._new_version(
+                    b, key, size=size, etag=md5.hexdigest(), inline=tail, content_type=content_type
+                )
+            else:
+                if tail:
+                    chunks.append(await self._put_chunk(tail))
+                v = self._new_version(
+                    b,
+                    key,
+                    size=size,
+                    etag=md5.hexdigest(),
+                    inline=None,
+                    chunks=tuple(chunks),
+                    content_type=content_type,
+                )
+            return await self._commit_put(PutOp(v, condition))
+        finally:
+            self._release(chunks)
+
+    async def put_many(
+        self, bucket: str, pairs: Iterable[tuple[str, bytes]]
+    ) -> list[ObjectVersion]:
+        """Write several small values atomically: all are committed or none."""
+        b = self._bucket(bucket)
+        ops: list[PutOp] = []
+        for key, data in pairs:
+            if len(data) > self.inline_max:
+                raise ValueTooLarge("put_many takes values up to the inline size")
+            self._check_size(len(data))
+            etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            ops.append(PutOp(self._new_version(b, key, size=len(data), etag=etag, inline=data)))
+        (result,) = await self._commit([AtomicOp(tuple(ops))])
+        written = list(result.written)
+        for v in written:
+            self._after_put(v)
+        return written
+
+    async def put_batch(
+        self, bucket: str, items: Sequence[tuple[str, bytes]]
+    ) -> list[ObjectVersion | KvboxError]:
+        """Independent small writes sharing one commit (pipelined SETs).
+
+        Unlike ``put_many`` each item stands alone: one that fails doesn't stop the others.
+        """
+        b = self._bucket(bucket)
+        out: list[ObjectVersion | KvboxError] = []
+        ops: list[PutOp] = []
+        slots: list[int] = []
+        for key, data in items:
+            if len(data) > self.inline_max or (
+                self._lru is not None and len(data) > self._lru.max_bytes
+            ):
+                out.append(ValueTooLarge("value too large for a batched write"))
+                continue
+            etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
+            slots.append(len(out))
+            out.append(ValueTooLarge("unreachable"))
+            ops.append(PutOp(self._new_version(b, key, size=len(data), etag=etag, inline=data)))
+        if ops:
+            results = await self._commit(ops)
+            for i, r in zip(slots, results, strict=True):
+                (v,) = r.written
+                self._after_put(v)
+                out[i] = v
+        return out
+
+    async def delete(self, bucket: str, key: str, version_id: str | None = None) -> WriteResult:
+        """S3 DeleteObject semantics (see ``model.DeleteOp``)."""
+        b = self._bucket(bucket)
+        marker = None
+        if version_id is None and b.versioning is not Versioning.OFF:
+            marker = ObjectVersion(
+                bucket=bucket,
+                key=key,
+                version_id=self._ids.new(),
+                mtime_ns=time.time_ns(),
+                is_delete_marker=True,
+                is_null=b.versioning is Versioning.SUSPENDED,
+            )
+        (result,) = await self._commit([DeleteOp(bucket, key, version_id, marker)])
+        k = (bucket, key)
+        self._cache.pop(k)
+        if self._lru is not None:
+            self._lru.drop(k)
+        return result
+
+    async def _commit_put(self, op: PutOp) -> ObjectVersion:
+        (result,) = await self._commit([op])
+        if not result.ok:
+            cur = result.current
+            raise ConditionFailed(
+                current=cur.version_id if cur is not None and not cur.is_delete_marker else None
+            )
+        (v,) = result.written
+        self._after_put(v)
+        return v
+
+    def _after_put(self, v: ObjectVersion) -> None:
+        k = (v.bucket, v.key)
+        self._cache.put_newer(k, v)
+        lru = self._lru
+        if lru is not None:
+            lru.set(k, v.size)
+            if lru.bytes > lru.max_bytes:
+                victims = lru.victims(keep=k)
+                for victim in victims:
+                    lru.drop(victim)
+                    self._cache.pop(victim)
+                self._spawn(self._commit([PurgeOp(b, key) for b, key in victims]))
+
+    async def _commit(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
+        try:
+            results = await self.meta.commit(ops)
+        finally:
+            self._write_gen += 1
+        freed = [c for r in results for c in r.freed_chunks]
+        if freed:
+            self._spawn(self._collect(freed))
+        return results
+
+    # --- chunks -----------------------------------------------------------------------
+
+    async def _put_chunk(self, data: bytes) -> ChunkRef:
+        w = self.blobs.writer()
+        try:
+            await w.write(data)
+        except BaseException:
+            await w.abort()
+            raise
+        async with self._chunk_lock:
+            ref = await w.commit()
+            self._pinned[ref.chunk_id] += 1
+        return ref
+
+    def _release(self, chunks: list[ChunkRef]) -> None:
+        """Unpin a write's chunks; if the write failed they are unreferenced, and the
+        collector (which re-checks references) removes them."""
+        if not chunks:
+            return
+        self._unpin(chunks)
+        self._spawn(self._collect([c.chunk_id for c in chunks]))
+
+    def _unpin(self, chunks: Iterable[ChunkRef]) -> None:
+        for c in chunks:
+            n = self._pinned[c.chunk_id] - 1
+            if n <= 0:
+                del self._pinned[c.chunk_id]
+            else:
+                self._pinned[c.chunk_id] = n
+
+    async def _collect(self, chunk_ids: list[str]) -> None:
+        """Delete freed chunks that nothing references or pins any more."""
+        async with self._chunk_lock:
+            candidates = [c for c in set(chunk_ids) if c not in self._pinned]
+            if not candidates:
+                return
+            refs = await self.meta.chunk_ref_counts(candidates)
+            for c in candidates:
+                if refs.get(c, 0) == 0 and c not in self._pinned:
+                    await self.blobs.delete(c)
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self._gc_tasks.add(task)
+        task.add_done_callback(self._gc_tasks.discard)
+
+    async def sweep_chunk_writers(self) -> None:
+        """Wait for background chunk collection (tests, shutdown)."""
+        while self._gc_tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*list(self._gc_tasks))

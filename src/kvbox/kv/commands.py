@@ -1,0 +1,225 @@
+"""GW-KV commands over the storage core: request events in, reply bytes out.
+
+Layer: kv. Rules: no sockets and no asyncio transports; the server's transports
+(``kvbox.server.gwkv`` for TCP, ``kvbox.server.udp``) feed parsed requests here. Requests
+that can be answered without waiting (a cached GET, PING, a refused request) are answered
+by ``immediate`` with no task and no thread hop: that is the hot path. Everything else
+goes through ``execute``; plain SETs from one read are batched by ``set_batch`` into one
+group commit.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from kvbox import __version__
+from kvbox.core.model import Condition, CondKind, ObjectVersion
+from kvbox.core.service import MISS, Store
+from kvbox.errors import ConditionFailed, KvboxError, gwkv_code
+from kvbox.proto import gwkv as p
+
+#: A reply is bytes, or a header plus a stream of body bytes (large BGET values).
+Reply = bytes | tuple[bytes, AsyncIterator[bytes]]
+
+_TEXT_BAD: Final = bytes(range(0x80, 0x100)) + b"\x00\r\n"
+
+
+def _is_text(v: ObjectVersion) -> bool:
+    data = v.inline
+    if data is None or len(data) > p.MAX_TEXT_VALUE:
+        return False
+    return data.isascii() and b"\x00" not in data and b"\r" not in data and b"\n" not in data
+
+
+_NOTTEXT: Final = p.err("NOTTEXT", "value is binary or larger than 1024 bytes; use BGET")
+
+
+@dataclass(slots=True)
+class ServerCounters:
+    """Live figures the INFO command and the metrics endpoint report."""
+
+    started: float = field(default_factory=time.monotonic)
+    connections: int = 0
+    connections_total: int = 0
+    requests: int = 0
+
+
+class KvCommands:
+    def __init__(self, store: Store, bucket: str, counters: ServerCounters | None = None) -> None:
+        self.store = store
+        self.bucket = bucket
+        self.counters = counters or ServerCounters()
+
+    # --- the hot path -----------------------------------------------------------------
+
+    def immediate(self, ev: p.RequestEvent) -> bytes | None:
+        """The reply if it needs no waiting, else None (then call ``execute``)."""
+        t = type(ev)
+        if t is p.Get:
+            v = self.store.peek(self.bucket, ev.key)  # type: ignore[union-attr]
+            if v is MISS:
+                return None
+            return self._get_reply(v)
+        if t is p.BadRequest:
+            return p.err(ev.code, ev.message)  # type: ignore[union-attr]
+        if t is p.Ping:
+            return p.ok("PONG")
+        if t is p.Quit:
+            return p.ok("BYE")
+        if t is p.BGet:
+            v = self.store.peek(self.bucket, ev.key)  # type: ignore[union-attr]
+            if v is MISS or (v is not None and v.inline is None):
+                return None
+            return self._bget_inline(v)
+        if t is p.Version:
+            v = self.store.peek(self.bucket, ev.key)  # type: ignore[union-attr]
+            if v is MISS:
+                return None
+            return self._version_reply(v)
+        return None
+
+    @staticmethod
+    def _get_reply(v: ObjectVersion | None) -> bytes:
+        if v is None or v.is_delete_marker:
+            return p.notfound()
+        if not _is_text(v):
+            return _NOTTEXT
+        assert v.inline is not None
+        return p.value_text(v.inline)
+
+    @staticmethod
+    def _version_reply(v: ObjectVersion | None) -> bytes:
+        if v is None or v.is_delete_marker:
+            return p.notfound()
+        return p.ok_version(v.version_id)
+
+    # --- everything else --------------------------------------------------------------
+
+    async def execute(self, ev: p.RequestEvent) -> Reply:
+        try:
+            return await self._execute(ev)
+        except KvboxError as exc:
+            return p.err(gwkv_code(exc), str(exc) or type(exc).__name__)
+
+    async def _execute(self, ev: p.RequestEvent) -> Reply:
+        store, bucket = self.store, self.bucket
+        quick = self.immediate(ev)
+        if quick is not None:
+            return quick
+        if isinstance(ev, p.Get):
+            return self._get_reply(await store.head(bucket, ev.key))
+        if isinstance(ev, p.Set):
+            v = await store.put(bucket, ev.key, ev.value)
+            return p.ok_version(v.version_id)
+        if isinstance(ev, p.Cas):
+            return await self._cas(ev.key, ev.expected, ev.value)
+        if isinstance(ev, p.Stats):
+            return p.ok(str((await store.stats(bucket)).objects))
+        if isinstance(ev, p.Delete):
+            head = await store.head(bucket, ev.key)
+            if head is None or head.is_delete_marker:
+                return p.notfound()
+            await store.delete(bucket, ev.key)
+            return p.ok()
+        if isinstance(ev, p.MultiSet):
+            written = await store.put_many(bucket, ev.pairs)
+            return p.ok(*(v.version_id for v in written))
+        if isinstance(ev, p.MultiGet):
+            found = await store.head_many(bucket, ev.keys)
+            return p.multi_get([self._get_reply(v) for v in found])
+        if isinstance(ev, p.BSet):
+            assert ev.value is not None, "streamed BSET goes through execute_stream"
+            if ev.conditional:
+                return await self._cas(ev.key, ev.expected, ev.value)
+            v = await store.put(bucket, ev.key, ev.value)
+            return p.ok_version(v.version_id)
+        if isinstance(ev, p.BGet):
+            return await self._bget(ev.key)
+        if isinstance(ev, p.Version):
+            return self._version_reply(await store.head(bucket, ev.key))
+        if isinstance(ev, p.Info):
+            return await self._info()
+        return p.err("INTERNAL", f"unhandled request {type(ev).__name__}")
+
+    async def execute_stream(self, ev: p.BSet, body: AsyncIterator[bytes]) -> Reply:
+        """A large BSET/BCAS whose payload arrives as ``body``."""
+        cond = _condition(ev.expected) if ev.conditional else None
+        try:
+            v = await self.store.put_stream(self.bucket, ev.key, body, condition=cond)
+        except ConditionFailed as exc:
+            return p.conflict(exc.current)
+        except KvboxError as exc:
+            return p.err(gwkv_code(exc), str(exc) or type(exc).__name__)
+        return p.ok_version(v.version_id)
+
+    async def set_batch(self, events: Sequence[p.Set]) -> list[bytes]:
+        """Plain SETs from one read, committed together (one fsync for all)."""
+        try:
+            results = await self.store.put_batch(self.bucket, [(e.key, e.value) for e in events])
+        except KvboxError as exc:
+            return [p.err(gwkv_code(exc), str(exc) or type(exc).__name__)] * len(events)
+        ok = p.ok
+        return [
+            ok(r.version_id) if isinstance(r, ObjectVersion) else p.err(gwkv_code(r), str(r))
+            for r in results
+        ]
+
+    async def _cas(self, key: str, expected: str | None, value: bytes) -> bytes:
+        try:
+            v = await self.store.put(self.bucket, key, value, condition=_condition(expected))
+        except ConditionFailed as exc:
+            return p.conflict(exc.current)
+        return p.ok_version(v.version_id)
+
+    @staticmethod
+    def _bget_inline(v: ObjectVersion | None) -> bytes:
+        if v is None or v.is_delete_marker:
+            return p.notfound()
+        assert v.inline is not None
+        return p.value_binary(v.inline, v.version_id)
+
+    async def _bget(self, key: str) -> Reply:
+        v = await self.store.head(self.bucket, key)
+        if v is None or v.is_delete_marker or v.inline is not None:
+            return self._bget_inline(v)
+        return p.value_binary_header(v.size, v.version_id), self._body(v)
+
+    async def _body(self, v: ObjectVersion) -> AsyncIterator[bytes]:
+        async for piece in self.store.iter_bytes(v):
+            yield piece
+        yield b"\n"
+
+    async def _info(self) -> bytes:
+        st = await self.store.stats(self.bucket)
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        c = self.counters
+        fields = [
+            ("version", __version__),
+            ("pid", str(os.getpid())),
+            ("bucket", self.bucket),
+            ("objects", str(st.objects)),
+            ("bytes", str(st.bytes)),
+            ("connections", str(c.connections)),
+            ("connections_total", str(c.connections_total)),
+            ("requests", str(c.requests)),
+            ("uptime_s", f"{time.monotonic() - c.started:.3f}"),
+            ("cpu_user_s", f"{ru.ru_utime:.6f}"),
+            ("cpu_sys_s", f"{ru.ru_stime:.6f}"),
+            ("max_rss_kb", str(ru.ru_maxrss)),
+            ("max_memory", str(self.store.max_memory or 0)),
+        ]
+        return p.info(fields)
+
+
+def _condition(expected: str | None) -> Condition:
+    if expected is None:
+        return Condition(CondKind.IF_ABSENT)
+    return Condition(CondKind.IF_VERSION, expected)
+
+
+__all__ = ["KvCommands", "Reply", "ServerCounters"]

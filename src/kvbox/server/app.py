@@ -1,0 +1,181 @@
+"""Composition root: Settings -> stores -> service -> front doors -> running server.
+
+Layer: server. Rules: the only place that knows every concrete class; nothing else creates
+stores, loops or listeners. Shutdown order is the reverse of start-up: stop accepting,
+let requests in flight finish (within ``--shutdown-grace``), then close the stores so the
+last group commit is flushed before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from aiohttp import web
+
+from kvbox.config import Settings
+from kvbox.core.blob import BlobStore
+from kvbox.core.meta import MetaStore
+from kvbox.core.model import Versioning
+from kvbox.core.service import Store
+from kvbox.kv.commands import KvCommands, ServerCounters
+from kvbox.server.gwkv import GwkvServer
+from kvbox.server.http import build_app
+from kvbox.server.udp import GwkvDatagram
+
+log = logging.getLogger("kvbox")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def configure_logging(fmt: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+
+
+def announce(line: str) -> None:
+    """Start-up facts go to stdout unformatted: people and tests read them."""
+    print(f"kvbox: {line}", flush=True)
+
+
+def build_stores(s: Settings) -> tuple[MetaStore, BlobStore, contextlib.ExitStack]:
+    stack = contextlib.ExitStack()
+    if s.max_memory is not None:
+        from kvbox.core.blob.memory import MemoryBlobStore
+        from kvbox.core.meta.memory import MemoryMetaStore
+
+        return MemoryMetaStore(), MemoryBlobStore(), stack
+    from kvbox.core.blob.localdir import LocalDirBlobStore
+    from kvbox.core.datadir import lock_data_dir
+    from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
+
+    s.data.mkdir(parents=True, exist_ok=True)
+    stack.enter_context(lock_data_dir(s.data))
+    meta = SqliteMetaStore(s.data / META_FILE, synchronous=s.sync.upper())
+    return meta, LocalDirBlobStore(s.data), stack
+
+
+async def run_server(s: Settings, stop: asyncio.Event) -> None:
+    meta, blobs, stack = build_stores(s)
+    with stack:
+        store = Store(
+            meta,
+            blobs,
+            cache_bytes=s.max_memory * 2 if s.max_memory is not None else s.cache_size,
+            max_memory=s.max_memory,
+        )
+        await store.open()
+        try:
+            await _serve_store(s, store, stop)
+        finally:
+            await store.close()
+
+
+async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    await store.ensure_bucket(
+        s.kv_bucket, versioning=Versioning.ENABLED if s.kv_versioning else Versioning.OFF
+    )
+    counters = ServerCounters()
+    commands = KvCommands(store, s.kv_bucket, counters)
+    gw = GwkvServer(
+        commands,
+        max_value=s.max_value_size,
+        idle_timeout=s.idle_timeout,
+        request_timeout=s.request_timeout,
+        max_connections=s.max_connections,
+    )
+    tcp = await loop.create_server(
+        gw.protocol_factory, s.host, s.kv_port, reuse_address=True, backlog=4096
+    )
+    port = tcp.sockets[0].getsockname()[1]
+    for sock in tcp.sockets:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    udp, _ = await loop.create_datagram_endpoint(
+        lambda: GwkvDatagram(commands), local_addr=(s.host, port)
+    )
+    gw.start_sweeper()
+    shown = f"[{s.host}]" if ":" in s.host else s.host
+    announce(f"data {'memory (cache mode, not durable)' if s.max_memory else s.data}")
+    announce(f"gwkv tcp {shown}:{port}")
+    announce(f"gwkv udp {shown}:{port}")
+
+    ready = True
+    runner: web.AppRunner | None = None
+    if s.http_port:
+
+        async def stored() -> tuple[int, int]:
+            st = await store.stats(s.kv_bucket)
+            return st.objects, st.bytes
+
+        app = build_app(counters, stored, lambda: ready)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, s.host, s.http_port, reuse_address=True)
+        await site.start()
+        http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        announce(f"http {shown}:{http_port} (/healthz /readyz /metrics)")
+    announce("ready")
+
+    await stop.wait()
+    ready = False
+    log.info("shutting down: finishing requests in flight (grace %.1fs)", s.shutdown_grace)
+    tcp.close()
+    udp.close()
+    gw.stop_sweeper()
+    await gw.drain(s.shutdown_grace)
+    if runner is not None:
+        await runner.cleanup()
+    await store.sweep_chunk_writers()
+    log.info("stopped")
+
+
+def serve(s: Settings) -> int:
+    configure_logging(s.log_format, s.log_level)
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        runner = asyncio.Runner()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_server(s, stop)
+
+    try:
+        with runner:
+            runner.run(main())
+    except OSError as exc:
+        print(f"kvbox serve: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,559 @@
+"""GW-KV over TCP: the connection loop between a socket and ``KvCommands``.
+
+Layer: server (asyncio). Rules: parsing is ``proto.gwkv``'s, meaning is ``kv.commands``';
+this module only moves bytes, keeps replies in request order, applies backpressure and
+enforces the connection limits of docs/protocol.md §2.
+
+It is an ``asyncio.Protocol`` rather than a stream-and-task loop because the course's
+one-request-per-connection mode makes connection setup the hot path: a cached GET is
+parsed, answered and written inside one ``data_received`` call with no task at all.
+
+Reply ordering: every request gets a *slot* in ``_slots``, either its reply bytes or a
+future that will hold them. ``_flush`` writes the ready prefix of the slots. A reply can
+also be a header plus an async body (large BGET), which is streamed with flow control
+before any later slot is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, Final, TypeVar, cast
+
+from kvbox.errors import ProtocolError
+from kvbox.kv.commands import KvCommands, Reply
+from kvbox.proto import gwkv as p
+
+log = logging.getLogger("kvbox.gwkv")
+
+#: Stop taking requests from a client that has this many replies outstanding (it
+#: pipelines without reading); resume below the low mark. With values inline up to 64 KiB
+#: this bounds a connection's queued replies to about 16 MiB. Benchmarks pipeline 16 deep.
+MAX_SLOTS: Final = 256
+RESUME_SLOTS: Final = 64
+#: Bytes of a streamed BSET body buffered before reading pauses (a few chunks' worth).
+BODY_BUFFER: Final = 16 * 1024 * 1024
+
+#: Seconds a connection lingers after a fatal error (see ``_flush``).
+LINGER: Final = 0.5
+
+_BUSY: Final = p.err("BUSY", "too many connections")
+_TIMEOUT: Final = p.err("TIMEOUT", "request made no progress in time")
+
+
+class _Body:
+    """The payload of one streamed BSET, handed from ``data_received`` to the store."""
+
+    def __init__(self, conn: GwkvConnection) -> None:
+        self._conn = conn
+        self._q: deque[bytes | BaseException | None] = deque()
+        self._ready = asyncio.Event()
+        self.buffered = 0
+
+    def push(self, data: bytes | None) -> None:
+        self._q.append(data)
+        if data is not None:
+            self.buffered += len(data)
+        self._ready.set()
+
+    def abort(self, reason: str) -> None:
+        """End the body with an error, so the store discards it instead of committing
+        a truncated value."""
+        self._q.append(ProtocolError(reason))
+        self._ready.set()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            while not self._q:
+                self._ready.clear()
+                await self._ready.wait()
+            data = self._q.popleft()
+            if data is None:
+                return
+            if isinstance(data, BaseException):
+                raise data
+            self.buffered -= len(data)
+            if self.buffered < BODY_BUFFER // 2:
+                self._conn.body_drained()
+            yield data
+
+
+class GwkvServer:
+    """Shared state of all GW-KV TCP connections: limits, counters, the timeout sweeper."""
+
+    def __init__(
+        self,
+        commands: KvCommands,
+        *,
+        max_value: int = p.DEFAULT_MAX_VALUE,
+        idle_timeout: float = 300.0,
+        request_timeout: float = 30.0,
+        max_connections: int = 10_000,
+    ) -> None:
+        self.commands = commands
+        self.max_value = max_value
+        self.idle_timeout = idle_timeout
+        self.request_timeout = request_timeout
+        self.max_connections = max_connections
+        self.connections: set[GwkvConnection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def protocol_factory(self) -> GwkvConnection:
+        return GwkvConnection(self)
+
+    def start_sweeper(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = max(0.1, min(1.0, self.idle_timeout / 4, self.request_timeout / 4))
+
+        def sweep() -> None:
+            now = loop.time()
+            for conn in list(self.connections):
+                conn.check_timeouts(now)
+            self._sweeper = loop.call_later(period, sweep)
+
+        self._sweeper = loop.call_later(period, sweep)
+
+    def stop_sweeper(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+    async def drain(self, grace: float) -> None:
+        """Stop reading new requests everywhere; wait up to ``grace`` s for replies."""
+        for conn in list(self.connections):
+            conn.stop_reading()
+        deadline = asyncio.get_running_loop().time() + grace
+        while any(c.busy for c in self.connections):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            conn.close()
+
+
+class GwkvConnection(asyncio.Protocol):
+    __slots__ = (
+        "_body",
+        "_closing",
+        "_fatal",
+        "_group",
+        "_kind",
+        "_loop",
+        "_out",
+        "_parser",
+        "_paused_reading",
+        "_prev",
+        "_processing",
+        "_reasons",
+        "_slots",
+        "_streaming",
+        "_writable",
+        "_write_paused",
+        "_write_paused_at",
+        "commands",
+        "last_rx",
+        "request_started",
+        "server",
+        "transport",
+    )
+
+    def __init__(self, server: GwkvServer) -> None:
+        self.server = server
+        self.commands = server.commands
+        self._parser = p.RequestParser(max_value=server.max_value)
+        self._slots: deque[bytes | asyncio.Future[Reply]] = deque()
+        self._body: _Body | None = None
+        self._streaming = False
+        self._closing = False
+        self._processing = False
+        self._fatal = False
+        #: Ordering groups: the open group's kind and futures, and what it waits for.
+        self._kind = _READ
+        self._group: list[asyncio.Future[Reply]] = []
+        self._prev: asyncio.Future[Any] | None = None
+        self._reasons: set[str] = set()  # why reading is paused
+        self._paused_reading = False
+        self._write_paused = False
+        self._write_paused_at = 0.0
+        self._writable: asyncio.Event | None = None
+        self.transport: asyncio.Transport | None = None
+        self.last_rx = 0.0
+        self.request_started = 0.0
+
+    # --- asyncio.Protocol -------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports don't subclass asyncio's ABCs, so no isinstance check here.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        self._loop = asyncio.get_running_loop()
+        self.last_rx = self._loop.time()
+        srv = self.server
+        counters = self.commands.counters
+        if len(srv.connections) >= srv.max_connections:
+            transport.write(_BUSY)
+            transport.close()
+            self._closing = True
+            return
+        srv.connections.add(self)
+        counters.connections = len(srv.connections)
+        counters.connections_total += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closing = True
+        srv = self.server
+        srv.connections.discard(self)
+        self.commands.counters.connections = len(srv.connections)
+        for slot in self._slots:
+            if isinstance(slot, asyncio.Future) and not slot.done():
+                # The request still completes (a write stays durable); only the reply
+                # has nowhere to go.
+                slot.add_done_callback(_consume)
+        self._slots.clear()
+        if self._body is not None:
+            self._body.abort("connection lost mid-value")
+            self._body = None
+        if self._writable is not None:
+            self._writable.set()
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        now = self.last_rx = self._loop.time()
+        parser = self._parser
+        was_in_request = parser.in_request
+        parser.feed(data)
+        n = self._process()
+        if parser.in_request and (n or not was_in_request):
+            self.request_started = now
+
+    def _process(self) -> int:
+        """Turn buffered requests into slots; returns how many requests it took.
+
+        Stops early when the socket's write buffer is full or too many replies are
+        outstanding: the rest stays in the parser until ``resume_writing``. Without that,
+        64 KiB of pipelined ``BGET``s of 64 KiB values would queue 400 MiB of replies.
+        """
+        self._processing = True
+        try:
+            return self._take_requests()
+        finally:
+            self._processing = False
+
+    def _take_requests(self) -> int:
+        parser = self._parser
+        commands = self.commands
+        immediate = commands.immediate
+        slots = self._slots
+        group = self._group
+        sets: list[p.Set] = []
+        set_futs: list[asyncio.Future[Reply]] = []
+        n = 0
+        k = 0
+        while not self._closing:
+            k += 1
+            if k & 63 == 0:
+                if sets:
+                    self._run_sets(sets, set_futs)
+                    sets, set_futs = [], []
+                self._flush()
+                if self._write_paused or len(slots) > MAX_SLOTS:
+                    break
+            ev = parser.next_event()
+            if ev is None:
+                break
+            t = type(ev)
+            if self._body is not None:
+                if t is p.BodyChunk:
+                    self._body.push(ev.data)  # type: ignore[union-attr]
+                    if self._body.buffered >= BODY_BUFFER:
+                        self._pause("body")
+                    continue
+                if t is p.BodyEnd:
+                    self._body.push(None)
+                    self._body = None
+                    continue
+                self._body.abort("malformed value framing")
+                self._body = None
+            n += 1
+            kind = _KIND.get(t, _WRITE)
+            if kind is not self._kind or kind is _WRITE:
+                # A new ordering group: it starts once everything before it is done.
+                if sets:
+                    self._run_sets(sets, set_futs)
+                    sets, set_futs = [], []
+                self._close_group()
+                group = self._group
+                self._kind = kind
+            if kind is _SETS:
+                fut = self._loop.create_future()
+                sets.append(ev)  # type: ignore[arg-type]
+                set_futs.append(fut)
+                slots.append(fut)
+                group.append(fut)
+                continue
+            prev = self._prev
+            if prev is None or prev.done():
+                reply = immediate(ev)
+                if reply is not None:
+                    slots.append(reply)
+                    if t is p.Quit or (t is p.BadRequest and ev.fatal):  # type: ignore[union-attr]
+                        self._fatal = t is p.BadRequest
+                        self._closing = True
+                        break
+                    continue
+                prev = None
+            if t is p.BSet and ev.value is None:  # type: ignore[union-attr]
+                self._body = _Body(self)
+                coro = commands.execute_stream(ev, aiter(self._body))  # type: ignore[arg-type]
+            else:
+                coro = commands.execute(ev)
+            fut = asyncio.ensure_future(coro if prev is None else _after(prev, coro))
+            fut.add_done_callback(self._on_done)
+            slots.append(fut)
+            group.append(fut)
+            if t is p.Quit:
+                self._closing = True
+                break
+        commands.counters.requests += n
+        if sets:
+            self._run_sets(sets, set_futs)
+        if len(group) > 64:
+            self._group = [f for f in group if not f.done()]
+        self._flush()
+        if len(slots) > MAX_SLOTS:
+            self._pause("slots")
+        return n
+
+    def _close_group(self) -> None:
+        """End the open ordering group: later requests wait until all of it is done.
+
+        Requests on one connection behave as if run one after another: reads in a row may
+        run together, and plain SETs in a row share a commit, but nothing crosses a write.
+        """
+        pending = [f for f in self._group if not f.done()]
+        if self._prev is not None and not self._prev.done():
+            pending.append(self._prev)
+        if pending:
+            self._prev = asyncio.gather(*pending, return_exceptions=True)
+        else:
+            self._prev = None
+        self._group = []
+
+    def eof_received(self) -> bool | None:
+        # Keep the write side open until every reply is out (one request per
+        # connection: the client may half-close right after sending).
+        self._closing = True
+        return bool(self._slots) or self._streaming
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._write_paused_at = self._loop.time()
+        self._pause("write")
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._writable is not None:
+            self._writable.set()
+        self._resume("write")
+
+    # --- replies ----------------------------------------------------------------------
+
+    def _run_sets(self, sets: list[p.Set], futs: list[asyncio.Future[Reply]]) -> None:
+        coro = self.commands.set_batch(sets)
+        prev = self._prev
+        task = asyncio.ensure_future(coro if prev is None or prev.done() else _after(prev, coro))
+
+        def done(t: asyncio.Task[list[bytes]]) -> None:
+            if t.cancelled():
+                replies = [p.err("INTERNAL", "cancelled")] * len(futs)
+            elif t.exception() is not None:
+                log.error("SET batch failed", exc_info=t.exception())
+                replies = [p.err("STORAGE", "write failed")] * len(futs)
+            else:
+                replies = t.result()
+            for f, r in zip(futs, replies, strict=True):
+                f.set_result(r)
+            self._flush()
+
+        task.add_done_callback(done)
+
+    def _on_done(self, fut: asyncio.Future[Reply]) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:
+            log.error("request failed", exc_info=exc)
+        self._flush()
+
+    def _flush(self) -> None:
+        transport = self.transport
+        if transport is None or self._streaming:
+            return
+        slots = self._slots
+        out: list[bytes] = []
+        while slots:
+            slot = slots[0]
+            if isinstance(slot, bytes):
+                out.append(slot)
+                slots.popleft()
+                continue
+            if not slot.done():
+                break
+            slots.popleft()
+            if slot.cancelled() or slot.exception() is not None:
+                out.append(p.err("INTERNAL", "request failed; see server log"))
+                continue
+            reply = slot.result()
+            if isinstance(reply, bytes):
+                out.append(reply)
+                continue
+            header, body = reply
+            out.append(header)
+            transport.write(b"".join(out))
+            out = []
+            self._streaming = True
+            task = asyncio.ensure_future(self._stream(body))
+            task.add_done_callback(self._stream_done)
+            break
+        if out:
+            transport.write(b"".join(out) if len(out) > 1 else out[0])
+        if not slots and not self._streaming and self._closing and not transport.is_closing():
+            if self._fatal and transport.can_write_eof():
+                # Framing is lost and unread request bytes may be queued: a close now
+                # could reset the connection and destroy the ERR line in flight. Send
+                # FIN, discard what still arrives for a moment, then close.
+                self._fatal = False
+                transport.write_eof()
+                self._loop.call_later(LINGER, transport.close)
+            else:
+                transport.close()
+        if "slots" in self._reasons and len(slots) < RESUME_SLOTS:
+            self._resume("slots")
+
+    async def _stream(self, body: AsyncIterator[bytes]) -> None:
+        transport = self.transport
+        assert transport is not None
+        async for piece in body:
+            if transport.is_closing():
+                return
+            transport.write(piece)
+            if self._write_paused:
+                if self._writable is None:
+                    self._writable = asyncio.Event()
+                self._writable.clear()
+                await self._writable.wait()
+
+    def _stream_done(self, task: asyncio.Task[None]) -> None:
+        self._streaming = False
+        if task.cancelled() or task.exception() is not None:
+            if not task.cancelled():
+                log.error("streaming a value failed", exc_info=task.exception())
+            # The header is out, the body is not: the only honest signal is a close.
+            self.close()
+            return
+        self._flush()
+
+    # --- flow control and limits ------------------------------------------------------
+
+    def _pause(self, reason: str) -> None:
+        self._reasons.add(reason)
+        if not self._paused_reading and self.transport is not None:
+            self._paused_reading = True
+            with contextlib.suppress(RuntimeError):
+                self.transport.pause_reading()
+
+    def _resume(self, reason: str) -> None:
+        self._reasons.discard(reason)
+        if self._paused_reading and not self._reasons and self.transport is not None:
+            self._paused_reading = False
+            self.last_rx = self._loop.time()
+            with contextlib.suppress(RuntimeError):
+                self.transport.resume_reading()
+            if not self._closing and not self._streaming and not self._processing:
+                self._process()  # requests already buffered when reading paused
+
+    def body_drained(self) -> None:
+        if "body" in self._reasons:
+            self._resume("body")
+
+    def stop_reading(self) -> None:
+        self._closing = True
+        self._pause("shutdown")
+        if not self._slots and not self._streaming and self.transport is not None:
+            self.transport.close()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._slots) or self._streaming or self._body is not None
+
+    def check_timeouts(self, now: float) -> None:
+        if self.transport is None or self._closing:
+            return
+        if self._paused_reading:
+            # Paused because the client doesn't read its replies: that may only last as
+            # long as an idle connection may.
+            if self._write_paused and now - self._write_paused_at > self.server.idle_timeout:
+                self.close()
+            return
+        idle = now - self.last_rx
+        # A request line must arrive whole within the timeout of its first byte (a slow
+        # drip is no excuse); a value body must only keep making progress.
+        if self._body is not None:
+            stalled = idle > self.server.request_timeout
+        else:
+            stalled = (
+                self._parser.in_request and now - self.request_started > self.server.request_timeout
+            )
+        if stalled or self._parser.in_request:
+            if stalled:
+                self._slots.append(_TIMEOUT)
+                self._closing = True
+                if self._body is not None:
+                    self._body.abort("request timed out")
+                    self._body = None
+                self._flush()
+                self.close()
+        elif not self._slots and idle > self.server.idle_timeout:
+            self.close()
+
+    def close(self) -> None:
+        self._closing = True
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+
+_READ: Final = "read"
+_SETS: Final = "sets"
+_WRITE: Final = "write"
+#: Ordering class of each request (see ``GwkvConnection._close_group``).
+_KIND: Final[dict[type, str]] = {
+    p.Get: _READ,
+    p.MultiGet: _READ,
+    p.BGet: _READ,
+    p.Version: _READ,
+    p.Stats: _READ,
+    p.Info: _READ,
+    p.Ping: _READ,
+    p.Quit: _READ,
+    p.BadRequest: _READ,
+    p.Set: _SETS,
+}
+
+T = TypeVar("T")
+
+
+async def _after(prev: asyncio.Future[Any], coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        await asyncio.shield(prev)
+    except BaseException:
+        coro.close()
+        raise
+    return await coro
+
+
+def _consume(fut: asyncio.Future[Reply]) -> None:
+    if not fut.cancelled():
+        fut.exception()

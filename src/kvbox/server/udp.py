@@ -1,0 +1,79 @@
+"""GW-KV over UDP: one datagram of requests in, one datagram of replies out.
+
+Layer: server (asyncio). Rules: the same parser and commands as TCP. A datagram must hold
+complete requests (there is no stream to wait on); replies that would not fit one datagram
+are replaced by ``ERR TOOBIG`` so a client never receives a truncated value. Datagrams are
+answered in arrival order per source only in so far as UDP promises anything: clients
+match replies by sending one datagram at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Final, cast
+
+from kvbox.kv.commands import KvCommands
+from kvbox.proto import gwkv as p
+
+log = logging.getLogger("kvbox.udp")
+
+_TOOBIG: Final = p.err("TOOBIG", "use TCP")
+#: Datagrams being answered at once; more are dropped (UDP's own answer to overload).
+MAX_IN_FLIGHT: Final = 1024
+
+
+class GwkvDatagram(asyncio.DatagramProtocol):
+    def __init__(self, commands: KvCommands) -> None:
+        self.commands = commands
+        self.transport: asyncio.DatagramTransport | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports don't subclass asyncio's ABCs, so no isinstance check here.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        parser = p.RequestParser()
+        parser.feed(data)
+        events: list[p.RequestEvent] = []
+        while (ev := parser.next_event()) is not None:
+            if isinstance(ev, p.BSet) and ev.value is None:
+                self._send(_TOOBIG, addr)
+                return
+            events.append(ev)
+            if isinstance(ev, p.BadRequest) and ev.fatal:
+                break
+        if parser.in_request:
+            # A datagram holds whole requests; one cut short didn't fit (or was cut).
+            events.append(p.BadRequest("TOOBIG", "request does not fit a datagram; use TCP"))
+        self.commands.counters.requests += len(events)
+        replies = [self.commands.immediate(ev) for ev in events]
+        if all(r is not None for r in replies):
+            self._send(b"".join(replies), addr)  # type: ignore[arg-type]
+            return
+        if len(self._tasks) >= MAX_IN_FLIGHT:
+            return
+        task = asyncio.ensure_future(self._answer(events, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, events: list[p.RequestEvent], addr: Any) -> None:
+        out: list[bytes] = []
+        for ev in events:
+            reply = await self.commands.execute(ev)
+            if not isinstance(reply, bytes):
+                out.append(_TOOBIG)
+                continue
+            out.append(reply)
+        self._send(b"".join(out), addr)
+
+    def _send(self, payload: bytes, addr: Any) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        if len(payload) > p.UDP_MAX:
+            payload = _TOOBIG
+        self.transport.sendto(payload, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("udp error: %s", exc)

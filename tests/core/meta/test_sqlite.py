@@ -1,0 +1,170 @@
+"""What only the SQLite store promises: on-disk durability, its schema version, WAL, and
+a clean lifecycle. Everything semantic is in test_conformance.py.
+
+Layer: tests/core/meta.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from kvbox.core.meta.sqlite import META_FILE, SCHEMA_VERSION, SqliteMetaStore
+from kvbox.core.model import Bucket, BucketStats, ObjectVersion, PutOp, VersionIdGenerator
+from kvbox.errors import InvalidArgument, StorageError
+
+IDS = VersionIdGenerator()
+
+_CHILD = textwrap.dedent(
+    """
+    import asyncio, os, sys
+    from pathlib import Path
+    from kvbox.core.meta.sqlite import SqliteMetaStore
+    from kvbox.core.model import Bucket, ObjectVersion, PutOp
+
+    async def main() -> None:
+        store = SqliteMetaStore(Path(sys.argv[1]))
+        await store.open()
+        await store.create_bucket(Bucket("b"))
+        for i in range(20):
+            ops = [PutOp(ObjectVersion("b", f"k{i}-{j}", f"V{i}-{j}", size=1, inline=b"x"))
+                   for j in range(50)]
+            await store.commit(ops)
+        print("committed", flush=True)
+        os._exit(0)  # no close(), no checkpoint: as if the process died here
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_acknowledged_commits_survive_a_process_exit_without_close(tmp_path: Path) -> None:
+    db = tmp_path / META_FILE
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(db)], capture_output=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout.strip() == b"committed"
+
+    async def check() -> None:
+        store = SqliteMetaStore(db)
+        await store.open()
+        try:
+            assert await store.stats("b") == BucketStats(1000, 1000)
+            got = await store.head("b", "k19-49")
+            assert got is not None and got.version_id == "V19-49"
+        finally:
+            await store.close()
+
+    asyncio.run(check())
+
+
+async def test_database_is_wal_with_schema_version(tmp_path: Path) -> None:
+    store = SqliteMetaStore(tmp_path / META_FILE)
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(tmp_path / META_FILE)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    finally:
+        conn.close()
+
+
+async def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / META_FILE)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    store = SqliteMetaStore(tmp_path / META_FILE)
+    with pytest.raises(StorageError, match="schema version"):
+        await store.open()
+
+
+async def test_unopenable_path_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError):
+        await SqliteMetaStore(tmp_path / "no" / "such" / "dir" / META_FILE).open()
+
+
+def test_synchronous_mode_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument):
+        SqliteMetaStore(tmp_path / META_FILE, synchronous="SOMETIMES")
+
+
+async def test_lifecycle(tmp_path: Path) -> None:
+    store = SqliteMetaStore(tmp_path / META_FILE, synchronous="normal")
+    with pytest.raises(StorageError):
+        await store.commit([PutOp(ObjectVersion("b", "k", IDS.new()))])
+    with pytest.raises(StorageError):
+        await store.head("b", "k")
+    await store.open()
+    await store.open()  # idempotent
+    assert await store.create_bucket(Bucket("b"))
+    await store.close()
+    await store.close()  # idempotent
+    with pytest.raises(StorageError):
+        await store.list_buckets()
+    await store.open()  # and it can be opened again
+    assert [b.name for b in await store.list_buckets()] == ["b"]
+    await store.close()
+
+
+async def test_close_waits_for_queued_commits(tmp_path: Path) -> None:
+    store = SqliteMetaStore(tmp_path / META_FILE)
+    await store.open()
+    await store.create_bucket(Bucket("b"))
+    pending = [
+        asyncio.ensure_future(store.commit([PutOp(ObjectVersion("b", f"k{i}", IDS.new()))]))
+        for i in range(200)
+    ]
+    await asyncio.sleep(0)  # let every commit enqueue
+    await store.close()
+    results = await asyncio.gather(*pending)
+    assert all(r[0].ok for r in results)
+    await store.open()
+    assert (await store.stats("b")).objects == 200
+    await store.close()
+
+
+async def test_cancelled_caller_does_not_undo_its_commit(tmp_path: Path) -> None:
+    store = SqliteMetaStore(tmp_path / META_FILE)
+    await store.open()
+    try:
+        await store.create_bucket(Bucket("b"))
+        task = asyncio.ensure_future(store.commit([PutOp(ObjectVersion("b", "k", "V1"))]))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        for _ in range(100):  # the writer applies it regardless
+            if await store.head("b", "k") is not None:
+                break
+            await asyncio.sleep(0.01)
+        got = await store.head("b", "k")
+        assert got is not None and got.version_id == "V1"
+    finally:
+        await store.close()
+
+
+async def test_list_objects_uses_the_live_index(tmp_path: Path) -> None:
+    """The listing must be a range scan of the live index, not a table scan."""
+    store = SqliteMetaStore(tmp_path / META_FILE)
+    await store.open()
+    await store.close()
+    from kvbox.core.meta.sqlite import _SQL_LIST
+
+    conn = sqlite3.connect(tmp_path / META_FILE)
+    try:
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN " + _SQL_LIST + " AND key >= ? AND key < ? ORDER BY key LIMIT ?",
+            ("b", "a", "b", 10),
+        ).fetchall()
+    finally:
+        conn.close()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "SEARCH versions USING INDEX versions_live (bucket=? AND key>? AND key<?)" in details

@@ -1,0 +1,225 @@
+"""fsck over the real stores (SQLite + local directory), the data directory lock, and
+the ``kvbox fsck`` command.
+
+Layer: tests/core. Rules: damage is done the way it happens in life (a chunk file
+deleted or overwritten on disk, a stray file), never by editing the database; every
+repair is followed by a second fsck that must come back clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kvbox.cli.main import main
+from kvbox.core.blob.localdir import LocalDirBlobStore
+from kvbox.core.datadir import LOCK_FILE, acquire_data_dir, lock_data_dir
+from kvbox.core.fsck import fsck
+from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
+from kvbox.core.model import (
+    Bucket,
+    BucketStats,
+    ChunkRef,
+    ObjectVersion,
+    PutOp,
+    VersionIdGenerator,
+    Versioning,
+)
+from kvbox.errors import StorageError
+
+IDS = VersionIdGenerator()
+
+
+@dataclass
+class Data:
+    meta: SqliteMetaStore
+    blobs: LocalDirBlobStore
+
+    async def put(self, key: str, *pieces: bytes, bucket: str = "b") -> ObjectVersion:
+        chunks = [await self.blobs.put(p) for p in pieces]
+        v = ObjectVersion(
+            bucket, key, IDS.new(), size=sum(c.size for c in chunks), chunks=tuple(chunks)
+        )
+        [r] = await self.meta.commit([PutOp(v)])
+        return r.written[0]
+
+    def path(self, ref: ChunkRef) -> Path:
+        path = self.blobs.local_path(ref.chunk_id)
+        assert path is not None
+        return path
+
+
+async def _open(root: Path) -> Data:
+    meta = SqliteMetaStore(root / META_FILE)
+    blobs = LocalDirBlobStore(root)
+    await meta.open()
+    await blobs.open()
+    await meta.create_bucket(Bucket("b"))
+    await meta.create_bucket(Bucket("v", versioning=Versioning.ENABLED))
+    return Data(meta, blobs)
+
+
+@pytest.fixture
+async def data(tmp_path: Path) -> AsyncIterator[Data]:
+    d = await _open(tmp_path)
+    yield d
+    await d.meta.close()
+    await d.blobs.close()
+
+
+async def test_clean_store(data: Data) -> None:
+    await data.put("k", b"one", b"two")
+    await data.put("j", b"two")
+    report = await fsck(data.meta, data.blobs, repair=False, verify=True)
+    assert report.ok and report.problems == 0
+    assert (report.chunks_present, report.chunks_referenced) == (2, 2)
+    text = report.render()
+    assert "missing chunks: 0" in text and "orphan chunks: 0" in text
+    assert text.endswith("result: clean")
+
+
+async def test_orphans_reported_then_deleted(data: Data) -> None:
+    v = await data.put("k", b"kept")
+    orphan = await data.blobs.put(b"nobody wants me")
+    report = await fsck(data.meta, data.blobs, repair=False, verify=False)
+    assert report.orphans == [orphan.chunk_id] and not report.ok
+    assert f"orphan {orphan.chunk_id}" in report.render()
+    assert await data.blobs.exists(orphan.chunk_id)  # not without --repair
+    report = await fsck(data.meta, data.blobs, repair=True, verify=False)
+    assert report.ok and report.deleted_chunks == 1 and report.dropped == []
+    assert not await data.blobs.exists(orphan.chunk_id)
+    assert await data.blobs.read(v.chunks[0].chunk_id) == b"kept"
+    assert (await fsck(data.meta, data.blobs, repair=False, verify=True)).problems == 0
+
+
+async def test_missing_chunk_drops_the_version(data: Data) -> None:
+    v = await data.put("big", b"part-1", b"part-2", b"part-3")
+    other = await data.put("other", b"part-2")  # shares a chunk with big
+    data.path(v.chunks[0]).unlink()
+    report = await fsck(data.meta, data.blobs, repair=False, verify=False)
+    assert report.missing == [v.chunks[0].chunk_id] and not report.ok
+    assert "missing chunks: 1" in report.render()
+    assert await data.meta.head("b", "big") == v  # nothing changes without --repair
+    report = await fsck(data.meta, data.blobs, repair=True, verify=False)
+    assert report.ok and [d.version_id for d in report.dropped] == [v.version_id]
+    assert "dropped b/big" in report.render()
+    assert await data.meta.head("b", "big") is None
+    assert await data.meta.head("b", "other") == other
+    # part-3 lost its only reference and went; part-2 is still used by "other".
+    assert not await data.blobs.exists(v.chunks[2].chunk_id)
+    assert await data.blobs.read(other.chunks[0].chunk_id) == b"part-2"
+    assert await data.meta.chunk_refs() == {other.chunks[0].chunk_id: 1}
+    assert (await fsck(data.meta, data.blobs, repair=False, verify=True)).problems == 0
+
+
+async def test_missing_chunk_in_versioned_bucket_restores_previous(data: Data) -> None:
+    old = await data.put("k", b"old bytes", bucket="v")
+    new = await data.put("k", b"new bytes", bucket="v")
+    data.path(new.chunks[0]).unlink()
+    report = await fsck(data.meta, data.blobs, repair=True, verify=False)
+    assert [d.version_id for d in report.dropped] == [new.version_id]
+    assert await data.meta.head("v", "k") == old
+    assert await data.meta.stats("v") == BucketStats(1, old.size)
+
+
+async def test_verify_finds_and_repairs_corruption(data: Data) -> None:
+    v = await data.put("k", b"x" * 5000)
+    keep = await data.put("j", b"fine")
+    path = data.path(v.chunks[0])
+    raw = bytearray(path.read_bytes())
+    raw[100] ^= 1
+    path.write_bytes(bytes(raw))
+    assert (await fsck(data.meta, data.blobs, repair=False, verify=False)).problems == 0
+    report = await fsck(data.meta, data.blobs, repair=False, verify=True)
+    assert report.corrupt == [v.chunks[0].chunk_id]
+    assert f"corrupt {v.chunks[0].chunk_id}" in report.render()
+    report = await fsck(data.meta, data.blobs, repair=True, verify=True)
+    assert report.ok and [d.key for d in report.dropped] == ["k"]
+    assert not path.exists()
+    assert await data.meta.head("b", "k") is None
+    assert await data.meta.head("b", "j") == keep
+    assert (await fsck(data.meta, data.blobs, repair=False, verify=True)).problems == 0
+
+
+# --- the data directory lock --------------------------------------------------------------
+
+
+def test_lock_is_exclusive_and_names_the_holder(tmp_path: Path) -> None:
+    with lock_data_dir(tmp_path) as held:
+        assert held.held
+        assert (tmp_path / LOCK_FILE).read_text().strip() == str(os.getpid())
+        with pytest.raises(
+            StorageError, match=f"in use by another kvbox process \\(pid {os.getpid()}"
+        ):
+            acquire_data_dir(tmp_path)
+    again = acquire_data_dir(tmp_path)
+    again.release()
+    again.release()
+    assert not again.held
+
+
+def test_lock_needs_an_existing_dir_unless_asked_to_create(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="no such data directory"):
+        acquire_data_dir(tmp_path / "nope")
+    with lock_data_dir(tmp_path / "new" / "dir", create=True):
+        assert (tmp_path / "new" / "dir" / LOCK_FILE).exists()
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def _prepare(root: Path) -> str:
+    """A data dir with one value whose middle chunk file was lost; returns its chunk id."""
+
+    async def go() -> str:
+        d = await _open(root)
+        v = await d.put("big", b"a" * 100, b"b" * 100, b"c" * 100)
+        await d.meta.close()
+        d.path(v.chunks[1]).unlink()
+        return v.chunks[1].chunk_id
+
+    return asyncio.run(go())
+
+
+def test_cli_reports_repairs_and_exits_by_outcome(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lost = _prepare(tmp_path)
+    assert main(["fsck", "--data", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"missing {lost}" in out and "--repair" in out
+    assert main(["fsck", "--data", str(tmp_path), "--repair", "--verify"]) == 0
+    assert "dropped b/big" in capsys.readouterr().out
+    assert main(["fsck", "--data", str(tmp_path), "--verify"]) == 0
+    assert "result: clean" in capsys.readouterr().out
+    leftovers = [p for p in (tmp_path / "chunks").rglob("*") if p.is_file()]
+    assert leftovers == []
+
+
+def test_cli_data_dir_from_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _prepare(tmp_path)
+    monkeypatch.setenv("KVBOX_DATA", str(tmp_path))
+    assert main(["fsck"]) == 1
+    assert "missing chunks: 1" in capsys.readouterr().out
+
+
+def test_cli_refuses_a_locked_or_foreign_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _prepare(tmp_path)
+    with lock_data_dir(tmp_path):
+        assert main(["fsck", "--data", str(tmp_path), "--repair"]) == 2
+        assert "in use by another kvbox process" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["fsck", "--data", str(empty)]) == 2
+    assert "not a data directory" in capsys.readouterr().err
+    assert main(["fsck", "--data", str(tmp_path / "absent")]) == 2
+    assert "no such data directory" in capsys.readouterr().err

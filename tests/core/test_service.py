@@ -1,0 +1,165 @@
+"""The Store over real stores: versioning, conditions, chunking, GC, cache, LRU mode."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from kvbox.core.blob.localdir import LocalDirBlobStore
+from kvbox.core.blob.memory import MemoryBlobStore
+from kvbox.core.meta.memory import MemoryMetaStore
+from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
+from kvbox.core.model import Condition, CondKind, Versioning
+from kvbox.core.service import Store
+from kvbox.errors import ConditionFailed, NoSuchBucket, ValueTooLarge
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        s = Store(
+            SqliteMetaStore(tmp_path / META_FILE),
+            LocalDirBlobStore(tmp_path),
+            inline_max=1024,
+            chunk_size=4096,
+        )
+    else:
+        s = Store(MemoryMetaStore(), MemoryBlobStore(), inline_max=1024, chunk_size=4096)
+    await s.open()
+    await s.ensure_bucket("kv")
+    yield s
+    await s.close()
+
+
+async def _chunks(data: bytes, piece: int) -> AsyncIterator[bytes]:
+    for i in range(0, len(data), piece):
+        yield data[i : i + piece]
+
+
+async def test_put_head_read_inline_and_chunked(store: Store) -> None:
+    small = await store.put("kv", "a", b"hello")
+    assert small.etag == hashlib.md5(b"hello").hexdigest()
+    big_data = bytes(range(256)) * 50  # 12,800 bytes: 4 chunks of 4 KiB
+    big = await store.put("kv", "b", big_data)
+    assert big.inline is None and len(big.chunks) == 4
+    head = await store.head("kv", "b")
+    assert head is not None
+    assert await store.read(head) == big_data
+    streamed = b"".join([piece async for piece in store.iter_bytes(head)])
+    assert streamed == big_data
+
+
+async def test_every_write_gets_a_new_version_and_unversioned_keeps_one(store: Store) -> None:
+    v1 = await store.put("kv", "k", b"1")
+    v2 = await store.put("kv", "k", b"2")
+    assert v1.version_id != v2.version_id and v2.seq > v1.seq
+    versions = await store.list_versions("kv", "k")
+    assert [v.version_id for v in versions] == [v2.version_id]
+
+
+async def test_versioned_bucket_keeps_history_and_markers(store: Store) -> None:
+    await store.ensure_bucket("hist", versioning=Versioning.ENABLED)
+    v1 = await store.put("hist", "k", b"1")
+    v2 = await store.put("hist", "k", b"2")
+    await store.delete("hist", "k")
+    head = await store.head("hist", "k")
+    assert head is not None and head.is_delete_marker
+    versions = await store.list_versions("hist", "k")
+    assert [v.version_id for v in versions][1:] == [v2.version_id, v1.version_id]
+    old = await store.get_version("hist", "k", v1.version_id)
+    assert old is not None and await store.read(old) == b"1"
+
+
+async def test_conditions(store: Store) -> None:
+    v1 = await store.put("kv", "c", b"x", condition=Condition(CondKind.IF_ABSENT))
+    with pytest.raises(ConditionFailed) as info:
+        await store.put("kv", "c", b"y", condition=Condition(CondKind.IF_ABSENT))
+    assert info.value.current == v1.version_id
+    v2 = await store.put("kv", "c", b"y", condition=Condition(CondKind.IF_VERSION, v1.version_id))
+    with pytest.raises(ConditionFailed):
+        await store.put("kv", "c", b"z", condition=Condition(CondKind.IF_VERSION, v1.version_id))
+    head = await store.head("kv", "c")
+    assert head is not None and head.version_id == v2.version_id and head.inline == b"y"
+
+
+async def test_put_many_is_atomic_and_batch_is_not(store: Store) -> None:
+    written = await store.put_many("kv", [("m1", b"a"), ("m2", b"b")])
+    assert [v.key for v in written] == ["m1", "m2"]
+    results = await store.put_batch("kv", [("p1", b"a"), ("p2", b"x" * 2000), ("p3", b"c")])
+    assert isinstance(results[1], ValueTooLarge)
+    assert (await store.head("kv", "p3")) is not None
+    assert (await store.stats("kv")).objects == 4
+
+
+async def test_missing_bucket(store: Store) -> None:
+    with pytest.raises(NoSuchBucket):
+        await store.put("nope", "k", b"v")
+
+
+async def test_stream_put_and_overwrite_frees_chunks(store: Store) -> None:
+    data = b"".join(i.to_bytes(4, "big") for i in range(5000))  # 20,000 bytes
+    v = await store.put_stream("kv", "s", _chunks(data, 777))
+    assert v.size == len(data) and v.etag == hashlib.md5(data).hexdigest()
+    ids = {c.chunk_id for c in v.chunks}
+    assert all([await store.blobs.exists(c) for c in ids])
+    await store.put("kv", "s", b"small now")
+    await store.sweep_chunk_writers()
+    assert not any([await store.blobs.exists(c) for c in ids])
+
+
+async def test_shared_chunks_survive_while_referenced(store: Store) -> None:
+    data = b"q" * 9000
+    a = await store.put("kv", "a", data)
+    await store.put("kv", "b", data)  # same content: same chunks
+    await store.delete("kv", "a")
+    await store.sweep_chunk_writers()
+    for c in a.chunks:
+        assert await store.blobs.exists(c.chunk_id)
+    head = await store.head("kv", "b")
+    assert head is not None and await store.read(head) == data
+
+
+async def test_failed_stream_leaves_no_chunks(store: Store) -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"z" * 10_000
+        raise ConnectionResetError("client went away")
+
+    with pytest.raises(ConnectionResetError):
+        await store.put_stream("kv", "broken", broken())
+    await store.sweep_chunk_writers()
+    assert [c async for c in store.blobs.list_chunks()] == []
+    assert await store.head("kv", "broken") is None
+
+
+async def test_cache_never_serves_stale_after_concurrent_writes(store: Store) -> None:
+    async def writer(i: int) -> None:
+        await store.put("kv", "hot", str(i).encode())
+
+    await asyncio.gather(*(writer(i) for i in range(50)))
+    head = await store.head("kv", "hot")
+    versions = await store.meta.head("kv", "hot")
+    assert head is not None and versions is not None
+    assert head.version_id == versions.version_id
+
+
+async def test_lru_mode_evicts_least_recently_used() -> None:
+    s = Store(MemoryMetaStore(), MemoryBlobStore(), max_memory=10_000, inline_max=1024)
+    await s.open()
+    await s.ensure_bucket("kv")
+    for i in range(10):
+        await s.put("kv", f"k{i}", b"v" * 1000)
+    await s.head("kv", "k0")  # k0 is now the most recently used
+    for i in range(10, 15):
+        await s.put("kv", f"k{i}", b"v" * 1000)
+    await s.sweep_chunk_writers()
+    stats = await s.stats("kv")
+    assert stats.bytes <= 10_000
+    assert await s.head("kv", "k0") is not None
+    assert await s.head("kv", "k1") is None
+    with pytest.raises(ValueTooLarge):
+        await s.put("kv", "huge", b"x" * 20_000)
+    await s.close()

