@@ -14,13 +14,13 @@ import os
 import resource
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import Final
 
 from kvbox import __version__
 from kvbox.core.model import Condition, CondKind, ObjectVersion
 from kvbox.core.service import MISS, Store
 from kvbox.errors import ConditionFailed, KvboxError, gwkv_code
+from kvbox.metrics import ServerCounters
 from kvbox.proto import gwkv as p
 
 #: A reply is bytes, or a header plus a stream of body bytes (large BGET values).
@@ -37,16 +37,6 @@ def _is_text(v: ObjectVersion) -> bool:
 
 
 _NOTTEXT: Final = p.err("NOTTEXT", "value is binary or larger than 1024 bytes; use BGET")
-
-
-@dataclass(slots=True)
-class ServerCounters:
-    """Live figures the INFO command and the metrics endpoint report."""
-
-    started: float = field(default_factory=time.monotonic)
-    connections: int = 0
-    connections_total: int = 0
-    requests: int = 0
 
 
 class KvCommands:
@@ -66,6 +56,7 @@ class KvCommands:
                 return None
             return self._get_reply(v)
         if t is p.BadRequest:
+            self.counters.errors[ev.code] += 1  # type: ignore[union-attr]
             return p.err(ev.code, ev.message)  # type: ignore[union-attr]
         if t is p.Ping:
             return p.ok("PONG")
@@ -101,10 +92,18 @@ class KvCommands:
     # --- everything else --------------------------------------------------------------
 
     async def execute(self, ev: p.RequestEvent) -> Reply:
+        t0 = time.perf_counter()
         try:
             return await self._execute(ev)
         except KvboxError as exc:
-            return p.err(gwkv_code(exc), str(exc) or type(exc).__name__)
+            return self._error(exc)
+        finally:
+            self.counters.latency.observe(time.perf_counter() - t0)
+
+    def _error(self, exc: KvboxError) -> bytes:
+        code = gwkv_code(exc)
+        self.counters.errors[code] += 1
+        return p.err(code, str(exc) or type(exc).__name__)
 
     async def _execute(self, ev: p.RequestEvent) -> Reply:
         store, bucket = self.store, self.bucket
@@ -154,15 +153,18 @@ class KvCommands:
         except ConditionFailed as exc:
             return p.conflict(exc.current)
         except KvboxError as exc:
-            return p.err(gwkv_code(exc), str(exc) or type(exc).__name__)
+            return self._error(exc)
         return p.ok_version(v.version_id)
 
     async def set_batch(self, events: Sequence[p.Set]) -> list[bytes]:
         """Plain SETs from one read, committed together (one fsync for all)."""
+        t0 = time.perf_counter()
         try:
             results = await self.store.put_batch(self.bucket, [(e.key, e.value) for e in events])
         except KvboxError as exc:
-            return [p.err(gwkv_code(exc), str(exc) or type(exc).__name__)] * len(events)
+            return [self._error(exc)] * len(events)
+        finally:
+            self.counters.latency.observe(time.perf_counter() - t0, len(events))
         ok = p.ok
         return [
             ok(r.version_id) if isinstance(r, ObjectVersion) else p.err(gwkv_code(r), str(r))
@@ -222,4 +224,4 @@ def _condition(expected: str | None) -> Condition:
     return Condition(CondKind.IF_VERSION, expected)
 
 
-__all__ = ["KvCommands", "Reply", "ServerCounters"]
+__all__ = ["KvCommands", "Reply"]

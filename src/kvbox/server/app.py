@@ -25,7 +25,8 @@ from kvbox.core.blob import BlobStore
 from kvbox.core.meta import MetaStore
 from kvbox.core.model import Versioning
 from kvbox.core.service import Store
-from kvbox.kv.commands import KvCommands, ServerCounters
+from kvbox.kv.commands import KvCommands
+from kvbox.metrics import ServerCounters
 from kvbox.server.gwkv import GwkvServer
 from kvbox.server.http import build_app
 from kvbox.server.udp import GwkvDatagram

@@ -222,6 +222,7 @@ class GwkvConnection(asyncio.Protocol):
         if self._closing:
             return
         now = self.last_rx = self._loop.time()
+        self.commands.counters.bytes_in += len(data)
         parser = self._parser
         was_in_request = parser.in_request
         parser.feed(data)
@@ -246,8 +247,10 @@ class GwkvConnection(asyncio.Protocol):
         parser = self._parser
         commands = self.commands
         immediate = commands.immediate
+        by_op = commands.counters.by_op
         slots = self._slots
         group = self._group
+        quick = 0
         sets: list[p.Set] = []
         set_futs: list[asyncio.Future[Reply]] = []
         n = 0
@@ -278,6 +281,7 @@ class GwkvConnection(asyncio.Protocol):
                 self._body.abort("malformed value framing")
                 self._body = None
             n += 1
+            by_op[t.__name__] += 1
             kind = _KIND.get(t, _WRITE)
             if kind is not self._kind or kind is _WRITE:
                 # A new ordering group: it starts once everything before it is done.
@@ -298,6 +302,7 @@ class GwkvConnection(asyncio.Protocol):
             if prev is None or prev.done():
                 reply = immediate(ev)
                 if reply is not None:
+                    quick += 1
                     slots.append(reply)
                     if t is p.Quit or (t is p.BadRequest and ev.fatal):  # type: ignore[union-attr]
                         self._fatal = t is p.BadRequest
@@ -318,6 +323,7 @@ class GwkvConnection(asyncio.Protocol):
                 self._closing = True
                 break
         commands.counters.requests += n
+        commands.counters.immediate += quick
         if sets:
             self._run_sets(sets, set_futs)
         if len(group) > 64:
@@ -419,7 +425,9 @@ class GwkvConnection(asyncio.Protocol):
             task.add_done_callback(self._stream_done)
             break
         if out:
-            transport.write(b"".join(out) if len(out) > 1 else out[0])
+            data = b"".join(out) if len(out) > 1 else out[0]
+            self.commands.counters.bytes_out += len(data)
+            transport.write(data)
         if not slots and not self._streaming and self._closing and not transport.is_closing():
             if self._fatal and transport.can_write_eof():
                 # Framing is lost and unread request bytes may be queued: a close now
@@ -439,6 +447,7 @@ class GwkvConnection(asyncio.Protocol):
         async for piece in body:
             if transport.is_closing():
                 return
+            self.commands.counters.bytes_out += len(piece)
             transport.write(piece)
             if self._write_paused:
                 if self._writable is None:

@@ -10,10 +10,15 @@ from collections.abc import Awaitable, Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
-from kvbox.kv.commands import ServerCounters
+from kvbox.metrics import ServerCounters
 
 Readiness = Callable[[], bool]
 
@@ -30,23 +35,47 @@ class _KvCollector(Collector):
         #: (objects, bytes), refreshed by the /metrics handler just before a scrape.
         self.stored = (0, 0)
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         c = self.counters
+        door = ["gwkv"]
         req = CounterMetricFamily(
-            "kvbox_requests", "Requests handled, by front door.", labels=["door"]
+            "kvbox_requests",
+            "Requests handled, by front door and operation.",
+            labels=["door", "op"],
         )
-        req.add_metric(["gwkv"], c.requests)
+        for op, n in sorted(c.by_op.items()):
+            req.add_metric([*door, op.upper()], n)
         yield req
+        errors = CounterMetricFamily(
+            "kvbox_request_errors",
+            "Requests refused, by front door and error code.",
+            labels=["door", "code"],
+        )
+        for code, n in sorted(c.errors.items()):
+            errors.add_metric([*door, code], n)
+        yield errors
+        hist = HistogramMetricFamily(
+            "kvbox_request_duration_seconds",
+            "Time from a request's arrival to its reply; requests answered on the spot "
+            "(cache hits, PING, refusals) are in the lowest bucket.",
+            labels=["door"],
+        )
+        buckets = [(le, n + c.immediate) for le, n in c.latency.cumulative()]
+        hist.add_metric(door, buckets, c.latency.total)
+        yield hist
+        for name, doc, value in (
+            ("kvbox_received_bytes", "Bytes received, by front door.", c.bytes_in),
+            ("kvbox_sent_bytes", "Bytes sent, by front door.", c.bytes_out),
+            ("kvbox_connections", "Connections accepted, by front door.", c.connections_total),
+        ):
+            fam = CounterMetricFamily(name, doc, labels=["door"])
+            fam.add_metric(door, value)
+            yield fam
         conns = GaugeMetricFamily(
             "kvbox_open_connections", "Open connections, by front door.", labels=["door"]
         )
-        conns.add_metric(["gwkv"], c.connections)
+        conns.add_metric(door, c.connections)
         yield conns
-        total = CounterMetricFamily(
-            "kvbox_connections", "Connections accepted, by front door.", labels=["door"]
-        )
-        total.add_metric(["gwkv"], c.connections_total)
-        yield total
         objects, nbytes = self.stored
         yield GaugeMetricFamily("kvbox_stored_objects", "Live objects stored.", value=objects)
         yield GaugeMetricFamily("kvbox_stored_bytes", "Bytes of live objects stored.", value=nbytes)

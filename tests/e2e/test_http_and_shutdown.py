@@ -1,0 +1,92 @@
+"""The HTTP side door (health, readiness, Prometheus metrics) and graceful SIGTERM."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.request
+
+from kvbox import Client
+from kvbox.errors import KvboxError
+
+from ._server import free_port
+from .conftest import ServerFactory
+
+
+def _get(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.status, resp.read().decode()
+
+
+def _metric(text: str, name: str, labels: str = "") -> float:
+    pattern = re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else "") + r" (\S+)"
+    m = re.search(r"^" + pattern + r"$", text, re.MULTILINE)
+    assert m, f"{name}{{{labels}}} not in metrics:\n{text}"
+    return float(m.group(1))
+
+
+def test_health_ready_and_metrics(server_factory: ServerFactory) -> None:
+    http = free_port()
+    server = server_factory("--http-port", str(http))
+    base = f"http://127.0.0.1:{http}"
+    assert _get(base + "/healthz") == (200, "ok\n")
+    assert _get(base + "/readyz") == (200, "ready\n")
+    with Client("127.0.0.1", server.port) as c:
+        for i in range(25):
+            c.set(f"m{i}", b"x" * 100)
+        for i in range(10):
+            assert c.get(f"m{i}") == b"x" * 100
+    assert server.oneshot(b"GET bad-key\n").startswith(b"ERR BADKEY")
+    status, text = _get(base + "/metrics")
+    assert status == 200
+    assert _metric(text, "kvbox_requests_total", 'door="gwkv",op="SET"') == 25
+    assert _metric(text, "kvbox_requests_total", 'door="gwkv",op="GET"') >= 10
+    assert _metric(text, "kvbox_request_errors_total", 'code="BADKEY",door="gwkv"') == 1
+    assert _metric(text, "kvbox_stored_objects") == 25
+    assert _metric(text, "kvbox_stored_bytes") == 2500
+    assert _metric(text, "kvbox_received_bytes_total", 'door="gwkv"') > 2500
+    assert _metric(text, "kvbox_sent_bytes_total", 'door="gwkv"') > 1000
+    count = _metric(text, "kvbox_request_duration_seconds_count", 'door="gwkv"')
+    assert count >= 36
+    assert _metric(text, "kvbox_open_connections", 'door="gwkv"') == 0
+
+
+def test_sigterm_under_load_loses_no_acknowledged_write(server_factory: ServerFactory) -> None:
+    server = server_factory("--shutdown-grace", "5")
+    acked: dict[str, bytes] = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def writer(w: int) -> None:
+        try:
+            with Client("127.0.0.1", server.port, timeout=5) as c:
+                for i in range(100_000):
+                    if stop.is_set():
+                        return
+                    key, value = f"w{w}k{i}", f"value-{w}-{i}".encode()
+                    c.set(key, value)
+                    with lock:
+                        acked[key] = value
+        except (OSError, KvboxError):
+            return  # the server went away: what was acknowledged so far must survive
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(acked) < 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code = server.terminate()
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert code == 0, server.log_text()
+    assert "stopped" in server.log_text()
+    assert len(acked) >= 200
+    server.start()
+    with Client("127.0.0.1", server.port) as c:
+        keys = sorted(acked)
+        for start in range(0, len(keys), 500):
+            batch = keys[start : start + 500]
+            assert c.mget(batch) == [acked[k] for k in batch]
