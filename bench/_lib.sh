@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the reference benchmark scripts in bench/. Sourced, not run.
 #
 # Rules: everything listens on 127.0.0.1 only; every server a script starts is recorded
@@ -28,10 +29,10 @@ _PIDS=()
 _cleanup() {
     local pid
     for pid in "${_PIDS[@]:-}"; do
-        [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
+        if [[ -n "$pid" ]]; then kill "$pid" 2>/dev/null || true; fi
     done
     for pid in "${_PIDS[@]:-}"; do
-        [[ -n "$pid" ]] && wait "$pid" 2>/dev/null || true
+        if [[ -n "$pid" ]]; then wait "$pid" 2>/dev/null || true; fi
     done
     rm -rf "$WORK"
 }
@@ -84,8 +85,8 @@ stop_bg() {
 
 # wait_port PORT: wait up to 20 s for a TCP listener on 127.0.0.1:PORT.
 wait_port() {
-    local port="$1" i
-    for i in $(seq 1 200); do
+    local port="$1" _
+    for _ in $(seq 1 200); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             return 0
         fi

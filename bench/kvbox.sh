@@ -11,6 +11,7 @@
 #
 # OPS (default 50000) per unpipelined run, OPS_PIPELINED (default 300000) per pipelined
 # run; results as JSON (and one plot) in RESULTS_DIR (default: a temporary directory).
+# shellcheck source=bench/_lib.sh
 source "$(dirname "$0")/_lib.sh"
 
 OPS="${OPS:-50000}"
@@ -26,6 +27,7 @@ KVBOX=("$KVBOX_PYTHON" -m kvbox)
 machine_info
 echo "kvbox:   $("${KVBOX[@]}" --version)"
 echo "python:  $("$KVBOX_PYTHON" -V)"
+echo "disk:    $("$KVBOX_PYTHON" "$BENCH_DIR/fsync_probe.py" "$WORK")"
 
 # shapes SERVER NAME: the benchmark shapes against one server
 shapes() {

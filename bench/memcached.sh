@@ -6,6 +6,7 @@
 # keeps everything in memory: no durability, so its SET is the cache ceiling.
 #
 #   bash bench/memcached.sh        # DURATION=10 CLIENTS=50 VALUE_SIZE=1024
+# shellcheck source=bench/_lib.sh
 source "$(dirname "$0")/_lib.sh"
 
 need memcached memcached

@@ -6,6 +6,7 @@
 # keep-alive run follows for comparison.
 #
 #   bash bench/nginx.sh            # DURATION=10 CLIENTS=50 VALUE_SIZE=1024
+# shellcheck source=bench/_lib.sh
 source "$(dirname "$0")/_lib.sh"
 
 need nginx nginx-light

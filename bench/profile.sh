@@ -9,6 +9,7 @@
 #
 # Note: py-spy samples the process from outside (ptrace); it slows the server down,
 # so the throughput during profiling is not a benchmark result.
+# shellcheck source=bench/_lib.sh
 source "$(dirname "$0")/_lib.sh"
 
 OP="${OP:-set}"

@@ -6,6 +6,7 @@
 # the durability kvbox promises for every acknowledged SET.
 #
 #   bash bench/redis.sh            # REQUESTS=100000 CLIENTS=50 VALUE_SIZE=1024 PIPELINE=16
+# shellcheck source=bench/_lib.sh
 source "$(dirname "$0")/_lib.sh"
 
 need redis-server redis-server

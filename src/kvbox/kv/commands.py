@@ -11,6 +11,7 @@ group commit.
 from __future__ import annotations
 
 import os
+import re
 import resource
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -26,14 +27,14 @@ from kvbox.proto import gwkv as p
 #: A reply is bytes, or a header plus a stream of body bytes (large BGET values).
 Reply = bytes | tuple[bytes, AsyncIterator[bytes]]
 
-_TEXT_BAD: Final = bytes(range(0x80, 0x100)) + b"\x00\r\n"
+
+#: Any byte a text value may not hold (docs/protocol.md §2): one C-speed scan per GET.
+_NOT_TEXT: Final = re.compile(rb"[^\x01-\x09\x0b\x0c\x0e-\x7f]")
 
 
 def _is_text(v: ObjectVersion) -> bool:
     data = v.inline
-    if data is None or len(data) > p.MAX_TEXT_VALUE:
-        return False
-    return data.isascii() and b"\x00" not in data and b"\r" not in data and b"\n" not in data
+    return data is not None and len(data) <= p.MAX_TEXT_VALUE and not _NOT_TEXT.search(data)
 
 
 _NOTTEXT: Final = p.err("NOTTEXT", "value is binary or larger than 1024 bytes; use BGET")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import signal
@@ -142,6 +143,11 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
         await site.start()
         http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         announce(f"http {shown}:{http_port} (/healthz /readyz /metrics)")
+    # Everything allocated so far lives as long as the server: keep the collector off it,
+    # and collect the young generation less often (a request allocates a handful of
+    # objects; the default threshold of 700 made gc 7% of a SET's profile).
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
     announce("ready")
 
     await stop.wait()

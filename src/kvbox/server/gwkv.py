@@ -99,6 +99,8 @@ class GwkvServer:
         self.request_timeout = request_timeout
         self.max_connections = max_connections
         self.connections: set[GwkvConnection] = set()
+        # Looked up once: in CPython 3.11 every get_running_loop() costs a getpid().
+        self.loop = asyncio.get_running_loop()
         self._sweeper: asyncio.TimerHandle | None = None
 
     def protocol_factory(self) -> GwkvConnection:
@@ -188,7 +190,7 @@ class GwkvConnection(asyncio.Protocol):
         # uvloop's transports don't subclass asyncio's ABCs, so no isinstance check here.
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
-        self._loop = asyncio.get_running_loop()
+        self._loop = self.server.loop
         self.last_rx = self._loop.time()
         srv = self.server
         counters = self.commands.counters
@@ -315,7 +317,7 @@ class GwkvConnection(asyncio.Protocol):
                 coro = commands.execute_stream(ev, aiter(self._body))  # type: ignore[arg-type]
             else:
                 coro = commands.execute(ev)
-            fut = asyncio.ensure_future(coro if prev is None else _after(prev, coro))
+            fut = self._loop.create_task(coro if prev is None else _after(prev, coro))
             fut.add_done_callback(self._on_done)
             slots.append(fut)
             group.append(fut)
@@ -370,7 +372,7 @@ class GwkvConnection(asyncio.Protocol):
     def _run_sets(self, sets: list[p.Set], futs: list[asyncio.Future[Reply]]) -> None:
         coro = self.commands.set_batch(sets)
         prev = self._prev
-        task = asyncio.ensure_future(coro if prev is None or prev.done() else _after(prev, coro))
+        task = self._loop.create_task(coro if prev is None or prev.done() else _after(prev, coro))
 
         def done(t: asyncio.Task[list[bytes]]) -> None:
             if t.cancelled():
@@ -421,7 +423,7 @@ class GwkvConnection(asyncio.Protocol):
             transport.write(b"".join(out))
             out = []
             self._streaming = True
-            task = asyncio.ensure_future(self._stream(body))
+            task = self._loop.create_task(self._stream(body))
             task.add_done_callback(self._stream_done)
             break
         if out:
