@@ -431,26 +431,33 @@ class Store:
         Unlike ``put_many`` each item stands alone: one that fails doesn't stop the others.
         """
         b = self._bucket(bucket)
-        out: list[ObjectVersion | KvboxError] = []
+        out: list[ObjectVersion | KvboxError | None] = []
         ops: list[PutOp] = []
         slots: list[int] = []
+        limit = self.inline_max if self._lru is None else min(self.inline_max, self._lru.max_bytes)
+        md5 = hashlib.md5
+        new_id = self._ids.new
+        now = time.time_ns()
+        is_null = b.versioning is not Versioning.ENABLED
         for key, data in items:
-            if len(data) > self.inline_max or (
-                self._lru is not None and len(data) > self._lru.max_bytes
-            ):
+            size = len(data)
+            if size > limit:
                 out.append(ValueTooLarge("value too large for a batched write"))
                 continue
-            etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
             slots.append(len(out))
-            out.append(ValueTooLarge("unreachable"))
-            ops.append(PutOp(self._new_version(b, key, size=len(data), etag=etag, inline=data)))
+            out.append(None)
+            v = ObjectVersion(
+                bucket, key, new_id(), size, md5(data, usedforsecurity=False).hexdigest(), now,
+                False, is_null, data,
+            )  # fmt: skip
+            ops.append(PutOp(v))
         if ops:
             results = await self._commit(ops)
             for i, r in zip(slots, results, strict=True):
                 (v,) = r.written
                 self._after_put(v)
                 out[i] = v
-        return out
+        return out  # type: ignore[return-value]  # every None slot was filled above
 
     async def delete(self, bucket: str, key: str, version_id: str | None = None) -> WriteResult:
         """S3 DeleteObject semantics (see ``model.DeleteOp``)."""
