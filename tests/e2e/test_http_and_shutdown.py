@@ -90,3 +90,16 @@ def test_sigterm_under_load_loses_no_acknowledged_write(server_factory: ServerFa
         for start in range(0, len(keys), 500):
             batch = keys[start : start + 500]
             assert c.mget(batch) == [acked[k] for k in batch]
+
+
+def test_root_credentials_printed_once(server_factory: ServerFactory) -> None:
+    server = server_factory()
+    first = server.log_text()
+    m = re.search(r"^kvbox: root access key (\S+)$", first, re.MULTILINE)
+    assert m, first
+    assert re.search(r"^kvbox: root secret key \S+ ", first, re.MULTILINE)
+    server.terminate()
+    server.start()
+    second = server.log_text()[len(first) :]
+    assert f"root access key {m.group(1)} (from the data directory)" in second
+    assert "root secret key" not in second

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -26,6 +27,8 @@ from kvbox.core.blob import BlobStore
 from kvbox.core.meta import MetaStore
 from kvbox.core.model import Versioning
 from kvbox.core.service import Store
+from kvbox.credentials import load_root_credentials
+from kvbox.errors import KvboxError
 from kvbox.kv.commands import KvCommands
 from kvbox.metrics import ServerCounters
 from kvbox.server.gwkv import GwkvServer
@@ -100,6 +103,12 @@ async def run_server(s: Settings, stop: asyncio.Event) -> None:
 
 async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
+    creds = load_root_credentials(None if s.max_memory is not None else s.data, os.environ)
+    if creds.source == "generated":
+        announce(f"root access key {creds.access_key}")
+        announce(f"root secret key {creds.secret_key}  (shown once; stored in the data directory)")
+    else:
+        announce(f"root access key {creds.access_key} (from the {creds.source})")
     await store.ensure_bucket(
         s.kv_bucket, versioning=Versioning.ENABLED if s.kv_versioning else Versioning.OFF
     )
@@ -182,7 +191,7 @@ def serve(s: Settings) -> int:
     try:
         with runner:
             runner.run(main())
-    except OSError as exc:
+    except (OSError, KvboxError) as exc:
         print(f"kvbox serve: {exc}", file=sys.stderr)
         return 1
     return 0
