@@ -30,7 +30,12 @@ class KvboxError(Exception):
 
 
 class ProtocolError(KvboxError):
-    pass
+    """``code`` names the protocol's own error word when the parser already knows it
+    (for GW-KV: LINETOOLONG, BADLENGTH, TIMEOUT, …)."""
+
+    def __init__(self, message: str = "protocol error", code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class InvalidArgument(KvboxError):
@@ -118,6 +123,8 @@ GWKV_CODES: dict[type[KvboxError], str] = {
 
 
 def gwkv_code(exc: BaseException) -> str:
+    if isinstance(exc, ProtocolError) and exc.code:
+        return exc.code
     for cls in type(exc).__mro__:
         code = GWKV_CODES.get(cls)
         if code is not None:

@@ -42,7 +42,7 @@ from kvbox.core.model import (
     WriteOp,
     WriteResult,
 )
-from kvbox.errors import ConditionFailed, KvboxError, NoSuchBucket, ValueTooLarge
+from kvbox.errors import ConditionFailed, KvboxError, NoSuchBucket, NoSuchKey, ValueTooLarge
 
 #: Values up to this size live inside the metadata row. SQLite's own measurements
 #: ("Internal Versus External BLOBs") find blobs under ~100 KB read faster from the
@@ -79,7 +79,7 @@ class _Cache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._d: dict[tuple[str, str], ObjectVersion | None] = {}
+        self._d: OrderedDict[tuple[str, str], ObjectVersion | None] = OrderedDict()
 
     @staticmethod
     def _cost(v: ObjectVersion | None) -> int:
@@ -99,13 +99,9 @@ class _Cache:
             self.bytes -= self._cost(old)
         d[k] = v
         self.bytes += self._cost(v)
-        if self.bytes > self.max_bytes:
-            it = iter(d)
-            while self.bytes > self.max_bytes and d:
-                victim = next(it)
-                self.bytes -= self._cost(d[victim])
-                del d[victim]
-                it = iter(d)
+        while self.bytes > self.max_bytes and d:
+            _, victim = d.popitem(last=False)  # O(1), unlike iterating a plain dict
+            self.bytes -= self._cost(victim)
 
     def put_newer(self, k: tuple[str, str], v: ObjectVersion) -> None:
         old = self._d.get(k)
@@ -278,16 +274,33 @@ class Store:
         """All bytes of a version. For values that may be large, use ``iter_bytes``."""
         if version.inline is not None:
             return version.inline
-        parts = [await self.blobs.read(c.chunk_id) for c in version.chunks]
-        return b"".join(parts)
+        return b"".join([piece async for piece in self.iter_bytes(version)])
 
     async def iter_bytes(self, version: ObjectVersion) -> AsyncIterator[bytes]:
-        """The version's bytes in order, one chunk in memory at a time."""
+        """The version's bytes in order, one chunk in memory at a time.
+
+        The chunks are pinned for the whole read, so an overwrite or delete that frees
+        them meanwhile can't have them collected under the reader. Raises ``NoSuchKey`` if
+        the version was removed before the read could pin it (call ``head`` again).
+        """
         if version.inline is not None:
             yield version.inline
             return
-        for c in version.chunks:
-            yield await self.blobs.read(c.chunk_id)
+        await self._pin_for_read(version)
+        try:
+            for c in version.chunks:
+                yield await self.blobs.read(c.chunk_id)
+        finally:
+            self._release(list(version.chunks))
+
+    async def _pin_for_read(self, version: ObjectVersion) -> None:
+        ids = [c.chunk_id for c in version.chunks]
+        async with self._chunk_lock:
+            refs = await self.meta.chunk_ref_counts(ids)
+            if any(refs.get(c, 0) == 0 and c not in self._pinned for c in ids):
+                raise NoSuchKey(f"{version.key}: version {version.version_id} is gone")
+            for c in ids:
+                self._pinned[c] += 1
 
     async def stats(self, bucket: str) -> BucketStats:
         self._bucket(bucket)

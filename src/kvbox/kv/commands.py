@@ -20,7 +20,7 @@ from typing import Final
 from kvbox import __version__
 from kvbox.core.model import Condition, CondKind, ObjectVersion
 from kvbox.core.service import MISS, Store
-from kvbox.errors import ConditionFailed, KvboxError, gwkv_code
+from kvbox.errors import ConditionFailed, KvboxError, NoSuchKey, gwkv_code
 from kvbox.metrics import ServerCounters
 from kvbox.proto import gwkv as p
 
@@ -124,8 +124,9 @@ class KvCommands:
             head = await store.head(bucket, ev.key)
             if head is None or head.is_delete_marker:
                 return p.notfound()
-            await store.delete(bucket, ev.key)
-            return p.ok()
+            result = await store.delete(bucket, ev.key)
+            # Two DELETEs racing: only the one that removed something says OK.
+            return p.notfound() if result.not_found else p.ok()
         if isinstance(ev, p.MultiSet):
             written = await store.put_many(bucket, ev.pairs)
             return p.ok(*(v.version_id for v in written))
@@ -187,15 +188,17 @@ class KvCommands:
         return p.value_binary(v.inline, v.version_id)
 
     async def _bget(self, key: str) -> Reply:
-        v = await self.store.head(self.bucket, key)
-        if v is None or v.is_delete_marker or v.inline is not None:
-            return self._bget_inline(v)
-        return p.value_binary_header(v.size, v.version_id), self._body(v)
-
-    async def _body(self, v: ObjectVersion) -> AsyncIterator[bytes]:
-        async for piece in self.store.iter_bytes(v):
-            yield piece
-        yield b"\n"
+        for _ in range(3):  # an overwrite may remove the version between head and pin
+            v = await self.store.head(self.bucket, key)
+            if v is None or v.is_delete_marker or v.inline is not None:
+                return self._bget_inline(v)
+            body = self.store.iter_bytes(v)
+            try:
+                first = await anext(body)
+            except NoSuchKey:
+                continue
+            return p.value_binary_header(v.size, v.version_id), _chain(first, body)
+        return p.err("BUSY", "value changing too fast to read; retry")
 
     async def _info(self) -> bytes:
         st = await self.store.stats(self.bucket)
@@ -217,6 +220,13 @@ class KvCommands:
             ("max_memory", str(self.store.max_memory or 0)),
         ]
         return p.info(fields)
+
+
+async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for piece in rest:
+        yield piece
+    yield p.BODY_END
 
 
 def _condition(expected: str | None) -> Condition:

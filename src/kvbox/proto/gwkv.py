@@ -467,6 +467,12 @@ class RequestParser(_ByteQueue):
         return self._state not in (_LINE, _DEAD) or (self._state == _LINE and self._buffered > 0)
 
     @property
+    def in_payload(self) -> bool:
+        """Inside a length-prefixed payload (kept, streamed or skipped): the server then
+        only asks that bytes keep coming, not that the request finish by a deadline."""
+        return self._state in (_SMALL, _STREAM, _SKIP, _END)
+
+    @property
     def closed(self) -> bool:
         """True after a fatal ``BadRequest``: the connection must be closed."""
         return self._state == _DEAD

@@ -21,6 +21,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
+from functools import partial
 from typing import Any, Final, TypeVar, cast
 
 from kvbox.errors import ProtocolError
@@ -29,11 +30,14 @@ from kvbox.proto import gwkv as p
 
 log = logging.getLogger("kvbox.gwkv")
 
-#: Stop taking requests from a client that has this many replies outstanding (it
-#: pipelines without reading); resume below the low mark. With values inline up to 64 KiB
-#: this bounds a connection's queued replies to about 16 MiB. Benchmarks pipeline 16 deep.
-MAX_SLOTS: Final = 256
-RESUME_SLOTS: Final = 64
+#: Stop taking requests from a client whose outstanding replies cost this much (it
+#: pipelines without reading); resume below the low mark. A request costs 1, a MULTIGET
+#: one per key and a BGET 16 (its value may be 64 KiB inline), so a connection's queued
+#: replies stay within a few MiB whatever it sends. Benchmarks pipeline 16 deep.
+MAX_COST: Final = 1024
+RESUME_COST: Final = 256
+#: Cost of a BGET reply in units of a 4 KiB value.
+_BGET_COST: Final = 16
 #: Bytes of a streamed BSET body buffered before reading pauses (a few chunks' worth).
 BODY_BUFFER: Final = 16 * 1024 * 1024
 
@@ -52,18 +56,27 @@ class _Body:
         self._q: deque[bytes | BaseException | None] = deque()
         self._ready = asyncio.Event()
         self.buffered = 0
+        self.discarding = False
 
     def push(self, data: bytes | None) -> None:
+        if self.discarding:
+            return
         self._q.append(data)
         if data is not None:
             self.buffered += len(data)
         self._ready.set()
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str, code: str = "PROTOCOL") -> None:
         """End the body with an error, so the store discards it instead of committing
-        a truncated value."""
-        self._q.append(ProtocolError(reason))
+        a truncated value; the BSET's reply becomes ``ERR <code> <reason>``."""
+        self._q.append(ProtocolError(reason, code))
         self._ready.set()
+
+    def discard(self) -> None:
+        """Nobody reads this body any more (the write already failed): drop the rest."""
+        self.discarding = True
+        self._q.clear()
+        self.buffered = 0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while True:
@@ -139,9 +152,12 @@ class GwkvConnection(asyncio.Protocol):
     __slots__ = (
         "_body",
         "_closing",
+        "_cost",
+        "_costs",
         "_fatal",
         "_group",
         "_kind",
+        "_last_sets",
         "_loop",
         "_out",
         "_parser",
@@ -166,6 +182,11 @@ class GwkvConnection(asyncio.Protocol):
         self.commands = server.commands
         self._parser = p.RequestParser(max_value=server.max_value)
         self._slots: deque[bytes | asyncio.Future[Reply]] = deque()
+        #: Cost of each slot (parallel to ``_slots``) and their sum (see ``MAX_COST``).
+        self._costs: deque[int] = deque()
+        self._cost = 0
+        #: The latest SET batch: the next one in the same group must not overtake it.
+        self._last_sets: asyncio.Future[Any] | None = None
         self._body: _Body | None = None
         self._streaming = False
         self._closing = False
@@ -216,6 +237,7 @@ class GwkvConnection(asyncio.Protocol):
         self._slots.clear()
         if self._body is not None:
             self._body.abort("connection lost mid-value")
+            self._body.discard()
             self._body = None
         if self._writable is not None:
             self._writable.set()
@@ -251,6 +273,7 @@ class GwkvConnection(asyncio.Protocol):
         immediate = commands.immediate
         by_op = commands.counters.by_op
         slots = self._slots
+        costs = self._costs
         group = self._group
         quick = 0
         sets: list[p.Set] = []
@@ -264,26 +287,36 @@ class GwkvConnection(asyncio.Protocol):
                     self._run_sets(sets, set_futs)
                     sets, set_futs = [], []
                 self._flush()
-                if self._write_paused or len(slots) > MAX_SLOTS:
+                if self._write_paused or self._cost > MAX_COST:
                     break
             ev = parser.next_event()
             if ev is None:
                 break
             t = type(ev)
-            if self._body is not None:
+            body = self._body
+            if body is not None:
                 if t is p.BodyChunk:
-                    self._body.push(ev.data)  # type: ignore[union-attr]
-                    if self._body.buffered >= BODY_BUFFER:
+                    body.push(ev.data)  # type: ignore[union-attr]
+                    if body.buffered >= BODY_BUFFER:
                         self._pause("body")
                     continue
                 if t is p.BodyEnd:
-                    self._body.push(None)
+                    body.push(None)
                     self._body = None
                     continue
-                self._body.abort("malformed value framing")
+                # Bad framing after a streamed payload: that BSET's reply is this error.
                 self._body = None
+                if t is p.BadRequest:
+                    body.abort(ev.message, ev.code)  # type: ignore[union-attr]
+                    self._fatal = self._closing = ev.fatal  # type: ignore[union-attr]
+                    if ev.fatal:  # type: ignore[union-attr]
+                        break
+                    continue
+                body.abort("malformed value framing", "BADLENGTH")
             n += 1
             by_op[t.__name__] += 1
+            cost = len(ev.keys) if t is p.MultiGet else _BGET_COST if t is p.BGet else 1  # type: ignore[union-attr]
+            self._cost += cost
             kind = _KIND.get(t, _WRITE)
             if kind is not self._kind or kind is _WRITE:
                 # A new ordering group: it starts once everything before it is done.
@@ -298,30 +331,37 @@ class GwkvConnection(asyncio.Protocol):
                 sets.append(ev)  # type: ignore[arg-type]
                 set_futs.append(fut)
                 slots.append(fut)
+                costs.append(cost)
                 group.append(fut)
                 continue
+            fatal = t is p.BadRequest and ev.fatal  # type: ignore[union-attr]
             prev = self._prev
             if prev is None or prev.done():
                 reply = immediate(ev)
                 if reply is not None:
                     quick += 1
                     slots.append(reply)
-                    if t is p.Quit or (t is p.BadRequest and ev.fatal):  # type: ignore[union-attr]
-                        self._fatal = t is p.BadRequest
+                    costs.append(cost)
+                    if t is p.Quit or fatal:
+                        self._fatal = fatal
                         self._closing = True
                         break
                     continue
                 prev = None
             if t is p.BSet and ev.value is None:  # type: ignore[union-attr]
-                self._body = _Body(self)
-                coro = commands.execute_stream(ev, aiter(self._body))  # type: ignore[arg-type]
+                body = self._body = _Body(self)
+                fut = self._loop.create_task(
+                    _maybe_after(prev, commands.execute_stream(ev, aiter(body)))  # type: ignore[arg-type]
+                )
+                fut.add_done_callback(partial(self._stream_request_done, body))
             else:
-                coro = commands.execute(ev)
-            fut = self._loop.create_task(coro if prev is None else _after(prev, coro))
-            fut.add_done_callback(self._on_done)
+                fut = self._loop.create_task(_maybe_after(prev, commands.execute(ev)))
+                fut.add_done_callback(self._on_done)
             slots.append(fut)
+            costs.append(cost)
             group.append(fut)
-            if t is p.Quit:
+            if t is p.Quit or fatal:
+                self._fatal = fatal
                 self._closing = True
                 break
         commands.counters.requests += n
@@ -331,7 +371,7 @@ class GwkvConnection(asyncio.Protocol):
         if len(group) > 64:
             self._group = [f for f in group if not f.done()]
         self._flush()
-        if len(slots) > MAX_SLOTS:
+        if self._cost > MAX_COST:
             self._pause("slots")
         return n
 
@@ -354,6 +394,10 @@ class GwkvConnection(asyncio.Protocol):
         # Keep the write side open until every reply is out (one request per
         # connection: the client may half-close right after sending).
         self._closing = True
+        if self._body is not None:  # the client gave up mid-value: nothing to commit
+            self._body.abort("connection closed mid-value")
+            self._body.discard()
+            self._body = None
         return bool(self._slots) or self._streaming
 
     def pause_writing(self) -> None:
@@ -366,13 +410,21 @@ class GwkvConnection(asyncio.Protocol):
         if self._writable is not None:
             self._writable.set()
         self._resume("write")
+        self._flush()
 
     # --- replies ----------------------------------------------------------------------
 
     def _run_sets(self, sets: list[p.Set], futs: list[asyncio.Future[Reply]]) -> None:
         coro = self.commands.set_batch(sets)
-        prev = self._prev
-        task = self._loop.create_task(coro if prev is None or prev.done() else _after(prev, coro))
+        # Wait for what came before the group and for the previous batch of this group:
+        # a later batch must never commit first, even if it starts sooner.
+        deps = [f for f in (self._prev, self._last_sets) if f is not None and not f.done()]
+        if len(deps) > 1:
+            prev: asyncio.Future[Any] | None = asyncio.gather(*deps, return_exceptions=True)
+        else:
+            prev = deps[0] if deps else None
+        task = self._loop.create_task(_maybe_after(prev, coro))
+        self._last_sets = task
 
         def done(t: asyncio.Task[list[bytes]]) -> None:
             if t.cancelled():
@@ -388,6 +440,16 @@ class GwkvConnection(asyncio.Protocol):
 
         task.add_done_callback(done)
 
+    def _stream_request_done(self, body: _Body, fut: asyncio.Future[Reply]) -> None:
+        if self._body is body:
+            # The write ended (failed) before its payload did: we won't read gigabytes
+            # to throw them away. Reply, then close (docs/protocol.md: TOOLARGE on BSET).
+            body.discard()
+            self._body = None
+            self._fatal = self._closing = True
+            self._resume("body")
+        self._on_done(fut)
+
     def _on_done(self, fut: asyncio.Future[Reply]) -> None:
         if fut.cancelled():
             return
@@ -398,19 +460,24 @@ class GwkvConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         transport = self.transport
-        if transport is None or self._streaming:
+        if transport is None or self._streaming or self._write_paused:
+            # While the socket's buffer is full, ready replies wait in their slots: the
+            # client that doesn't read them is not allowed to grow our memory.
             return
         slots = self._slots
+        costs = self._costs
         out: list[bytes] = []
         while slots:
             slot = slots[0]
             if isinstance(slot, bytes):
                 out.append(slot)
                 slots.popleft()
+                self._cost -= costs.popleft()
                 continue
             if not slot.done():
                 break
             slots.popleft()
+            self._cost -= costs.popleft()
             if slot.cancelled() or slot.exception() is not None:
                 out.append(p.err("INTERNAL", "request failed; see server log"))
                 continue
@@ -440,7 +507,7 @@ class GwkvConnection(asyncio.Protocol):
                 self._loop.call_later(LINGER, transport.close)
             else:
                 transport.close()
-        if "slots" in self._reasons and len(slots) < RESUME_SLOTS:
+        if "slots" in self._reasons and self._cost < RESUME_COST:
             self._resume("slots")
 
     async def _stream(self, body: AsyncIterator[bytes]) -> None:
@@ -501,7 +568,7 @@ class GwkvConnection(asyncio.Protocol):
         return bool(self._slots) or self._streaming or self._body is not None
 
     def check_timeouts(self, now: float) -> None:
-        if self.transport is None or self._closing:
+        if self.transport is None or self.transport.is_closing():
             return
         if self._paused_reading:
             # Paused because the client doesn't read its replies: that may only last as
@@ -509,25 +576,33 @@ class GwkvConnection(asyncio.Protocol):
             if self._write_paused and now - self._write_paused_at > self.server.idle_timeout:
                 self.close()
             return
+        if self._closing:
+            # Half-closed by the client, replies still owed: bounded like a request.
+            if now - self.last_rx > self.server.request_timeout + self.server.idle_timeout:
+                self.close()
+            return
         idle = now - self.last_rx
+        parser = self._parser
         # A request line must arrive whole within the timeout of its first byte (a slow
-        # drip is no excuse); a value body must only keep making progress.
-        if self._body is not None:
+        # drip is no excuse); a payload must only keep making progress.
+        if self._body is not None or parser.in_payload:
             stalled = idle > self.server.request_timeout
         else:
-            stalled = (
-                self._parser.in_request and now - self.request_started > self.server.request_timeout
-            )
-        if stalled or self._parser.in_request:
-            if stalled:
+            stalled = parser.in_request and now - self.request_started > self.server.request_timeout
+        if stalled:
+            if self._body is not None:
+                self._body.abort("request timed out", "TIMEOUT")
+                self._body.discard()
+                self._body = None
+            else:
                 self._slots.append(_TIMEOUT)
-                self._closing = True
-                if self._body is not None:
-                    self._body.abort("request timed out")
-                    self._body = None
-                self._flush()
-                self.close()
-        elif not self._slots and idle > self.server.idle_timeout:
+                self._costs.append(1)
+                self._cost += 1
+            self._fatal = self._closing = True
+            self._flush()
+            # Replies still being computed get a moment to go out; then the close.
+            self._loop.call_later(LINGER * 4, self.close)
+        elif not parser.in_request and not self._slots and idle > self.server.idle_timeout:
             self.close()
 
     def close(self) -> None:
@@ -554,6 +629,12 @@ _KIND: Final[dict[type, str]] = {
 }
 
 T = TypeVar("T")
+
+
+def _maybe_after(
+    prev: asyncio.Future[Any] | None, coro: Coroutine[Any, Any, T]
+) -> Coroutine[Any, Any, T]:
+    return coro if prev is None or prev.done() else _after(prev, coro)
 
 
 async def _after(prev: asyncio.Future[Any], coro: Coroutine[Any, Any, T]) -> T:

@@ -21,6 +21,12 @@ log = logging.getLogger("kvbox.udp")
 _TOOBIG: Final = p.err("TOOBIG", "use TCP")
 #: Datagrams being answered at once; more are dropped (UDP's own answer to overload).
 MAX_IN_FLIGHT: Final = 1024
+#: A reply may be at most this many times its request, or ``AMPLIFY_FLOOR`` bytes,
+#: whichever is larger; otherwise ``ERR TOOBIG``. UDP's source address is unverified,
+#: so without a cap a 133-byte MULTIGET could reflect 64 KB at a spoofed victim (the
+#: memcached-UDP attacks of 2018). A single GET of a 1 KB value stays allowed.
+AMPLIFY_FACTOR: Final = 10
+AMPLIFY_FLOOR: Final = 1400
 
 
 class GwkvDatagram(asyncio.DatagramProtocol):
@@ -48,17 +54,18 @@ class GwkvDatagram(asyncio.DatagramProtocol):
             # A datagram holds whole requests; one cut short didn't fit (or was cut).
             events.append(p.BadRequest("TOOBIG", "request does not fit a datagram; use TCP"))
         self.commands.counters.requests += len(events)
+        limit = max(AMPLIFY_FLOOR, AMPLIFY_FACTOR * len(data))
         replies = [self.commands.immediate(ev) for ev in events]
         if all(r is not None for r in replies):
-            self._send(b"".join(replies), addr)  # type: ignore[arg-type]
+            self._send(b"".join(replies), addr, limit)  # type: ignore[arg-type]
             return
         if len(self._tasks) >= MAX_IN_FLIGHT:
             return
-        task = asyncio.ensure_future(self._answer(events, addr))
+        task = asyncio.ensure_future(self._answer(events, addr, limit))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, events: list[p.RequestEvent], addr: Any) -> None:
+    async def _answer(self, events: list[p.RequestEvent], addr: Any, limit: int) -> None:
         out: list[bytes] = []
         for ev in events:
             reply = await self.commands.execute(ev)
@@ -66,12 +73,12 @@ class GwkvDatagram(asyncio.DatagramProtocol):
                 out.append(_TOOBIG)
                 continue
             out.append(reply)
-        self._send(b"".join(out), addr)
+        self._send(b"".join(out), addr, limit)
 
-    def _send(self, payload: bytes, addr: Any) -> None:
+    def _send(self, payload: bytes, addr: Any, limit: int = p.UDP_MAX) -> None:
         if self.transport is None or self.transport.is_closing():
             return
-        if len(payload) > p.UDP_MAX:
+        if len(payload) > min(limit, p.UDP_MAX):
             payload = _TOOBIG
         self.transport.sendto(payload, addr)
 
