@@ -22,12 +22,13 @@ import enum
 import hashlib
 import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Final, Literal, TypeAlias
 
 from kvbox.core.blob import BlobStore
 from kvbox.core.meta import MetaStore
 from kvbox.core.model import (
+    EMPTY_ATTRS,
     AtomicOp,
     Bucket,
     BucketStats,
@@ -302,6 +303,42 @@ class Store:
             for c in ids:
                 self._pinned[c] += 1
 
+    async def list_objects(
+        self, bucket: str, prefix: str = "", start_after: str = "", limit: int = 1000
+    ) -> list[ObjectVersion]:
+        """Newest live versions in UTF-8 byte order (see ``MetaStore.list_objects``)."""
+        self._bucket(bucket)
+        return await self.meta.list_objects(bucket, prefix, start_after, limit)
+
+    async def list_buckets(self) -> list[Bucket]:
+        return await self.meta.list_buckets()
+
+    async def get_bucket(self, name: str) -> Bucket | None:
+        b = await self.meta.get_bucket(name)
+        if b is not None:
+            self._buckets[name] = b
+        return b
+
+    async def create_bucket(
+        self, name: str, *, owner: str, versioning: Versioning = Versioning.OFF
+    ) -> bool:
+        """False if the name is taken (by anyone: S3 bucket names are global)."""
+        bucket = Bucket(name, owner, time.time_ns(), versioning)
+        created = await self.meta.create_bucket(bucket)
+        if created:
+            self._buckets[name] = bucket
+        return created
+
+    async def delete_bucket(self, name: str) -> bool:
+        """Delete an empty bucket; raises ``BucketNotEmpty``."""
+        deleted = await self.meta.delete_bucket(name)
+        self._buckets.pop(name, None)
+        return deleted
+
+    async def set_versioning(self, name: str, state: Versioning) -> None:
+        await self.meta.set_versioning(name, state)
+        await self.get_bucket(name)
+
     async def stats(self, bucket: str) -> BucketStats:
         self._bucket(bucket)
         return await self.meta.stats(bucket)
@@ -318,6 +355,7 @@ class Store:
         inline: bytes | None,
         chunks: tuple[ChunkRef, ...] = (),
         content_type: str = "application/octet-stream",
+        attrs: Mapping[str, str] = EMPTY_ATTRS,
     ) -> ObjectVersion:
         return ObjectVersion(
             bucket=bucket.name,
@@ -330,6 +368,7 @@ class Store:
             inline=inline,
             chunks=chunks,
             content_type=content_type,
+            attrs=attrs,
         )
 
     def _check_size(self, size: int) -> None:
@@ -344,14 +383,25 @@ class Store:
         *,
         condition: Condition | None = None,
         content_type: str = "application/octet-stream",
+        attrs: Mapping[str, str] = EMPTY_ATTRS,
     ) -> ObjectVersion:
-        """Write ``data`` as the newest version; returns it once durable."""
+        """Write ``data`` as the newest version; returns it once durable.
+
+        ``attrs`` carries what a front door keeps with the version (S3: user metadata,
+        Content-Encoding, tags, checksums), as strings.
+        """
         b = self._bucket(bucket)
         self._check_size(len(data))
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()
         if len(data) <= self.inline_max:
             v = self._new_version(
-                b, key, size=len(data), etag=etag, inline=data, content_type=content_type
+                b,
+                key,
+                size=len(data),
+                etag=etag,
+                inline=data,
+                content_type=content_type,
+                attrs=attrs,
             )
             return await self._commit_put(PutOp(v, condition))
         chunks: list[ChunkRef] = []
@@ -366,6 +416,7 @@ class Store:
                 inline=None,
                 chunks=tuple(chunks),
                 content_type=content_type,
+                attrs=attrs,
             )
             return await self._commit_put(PutOp(v, condition))
         finally:
@@ -379,6 +430,7 @@ class Store:
         *,
         condition: Condition | None = None,
         content_type: str = "application/octet-stream",
+        attrs: Mapping[str, str] = EMPTY_ATTRS,
     ) -> ObjectVersion:
         """Write a value of any size from ``source``, holding at most one chunk."""
         b = self._bucket(bucket)
@@ -400,7 +452,13 @@ class Store:
             await asyncio.to_thread(md5.update, tail)
             if not chunks and size <= self.inline_max:
                 v = self._new_version(
-                    b, key, size=size, etag=md5.hexdigest(), inline=tail, content_type=content_type
+                    b,
+                    key,
+                    size=size,
+                    etag=md5.hexdigest(),
+                    inline=tail,
+                    content_type=content_type,
+                    attrs=attrs,
                 )
             else:
                 if tail:
@@ -413,6 +471,7 @@ class Store:
                     inline=None,
                     chunks=tuple(chunks),
                     content_type=content_type,
+                    attrs=attrs,
                 )
             return await self._commit_put(PutOp(v, condition))
         finally:
