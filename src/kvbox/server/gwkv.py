@@ -66,9 +66,11 @@ class _Body:
             self.buffered += len(data)
         self._ready.set()
 
-    def abort(self, reason: str, code: str = "PROTOCOL") -> None:
+    def abort(self, reason: str, code: str = "BADLENGTH") -> None:
         """End the body with an error, so the store discards it instead of committing
-        a truncated value; the BSET's reply becomes ``ERR <code> <reason>``."""
+        a truncated value; the BSET's reply becomes ``ERR <code> <reason>``. Whatever was
+        buffered is dropped, and so is anything pushed later."""
+        self.discard()
         self._q.append(ProtocolError(reason, code))
         self._ready.set()
 
@@ -87,7 +89,13 @@ class _Body:
             if data is None:
                 return
             if isinstance(data, BaseException):
-                raise data
+                try:
+                    raise data
+                finally:
+                    # The raised error's traceback holds this frame; dropping our
+                    # reference breaks the cycle that would keep the caller's buffer
+                    # alive until a (rare, tuned-down) cyclic collection.
+                    del data
             self.buffered -= len(data)
             if self.buffered < BODY_BUFFER // 2:
                 self._conn.body_drained()
@@ -150,6 +158,7 @@ class GwkvServer:
 
 class GwkvConnection(asyncio.Protocol):
     __slots__ = (
+        "_backlog",
         "_body",
         "_closing",
         "_cost",
@@ -191,6 +200,7 @@ class GwkvConnection(asyncio.Protocol):
         self._streaming = False
         self._closing = False
         self._processing = False
+        self._backlog = False  # requests wait in the parser because of backpressure
         self._fatal = False
         #: Ordering groups: the open group's kind and futures, and what it waits for.
         self._kind = _READ
@@ -237,7 +247,6 @@ class GwkvConnection(asyncio.Protocol):
         self._slots.clear()
         if self._body is not None:
             self._body.abort("connection lost mid-value")
-            self._body.discard()
             self._body = None
         if self._writable is not None:
             self._writable.set()
@@ -263,11 +272,22 @@ class GwkvConnection(asyncio.Protocol):
         """
         self._processing = True
         try:
-            return self._take_requests()
+            total = 0
+            while True:
+                n, blocked = self._take_requests()
+                total += n
+                self._backlog = blocked
+                if not blocked or self._closing or self._write_paused:
+                    return total  # resume_writing() comes back here
+                if self._cost > RESUME_COST:
+                    self._pause("slots")  # _flush() resumes once replies drain
+                    return total
+                # The replies drained while we were taking requests: take more.
         finally:
             self._processing = False
 
-    def _take_requests(self) -> int:
+    def _take_requests(self) -> tuple[int, bool]:
+        """Requests from the parser into slots: (how many, stopped by backpressure)."""
         parser = self._parser
         commands = self.commands
         immediate = commands.immediate
@@ -280,15 +300,17 @@ class GwkvConnection(asyncio.Protocol):
         set_futs: list[asyncio.Future[Reply]] = []
         n = 0
         k = 0
+        blocked = False
         while not self._closing:
             k += 1
+            if self._cost > MAX_COST or self._write_paused:
+                blocked = True  # the rest waits in the parser until replies drain
+                break
             if k & 63 == 0:
                 if sets:
                     self._run_sets(sets, set_futs)
                     sets, set_futs = [], []
                 self._flush()
-                if self._write_paused or self._cost > MAX_COST:
-                    break
             ev = parser.next_event()
             if ev is None:
                 break
@@ -371,9 +393,7 @@ class GwkvConnection(asyncio.Protocol):
         if len(group) > 64:
             self._group = [f for f in group if not f.done()]
         self._flush()
-        if self._cost > MAX_COST:
-            self._pause("slots")
-        return n
+        return n, blocked
 
     def _close_group(self) -> None:
         """End the open ordering group: later requests wait until all of it is done.
@@ -396,7 +416,6 @@ class GwkvConnection(asyncio.Protocol):
         self._closing = True
         if self._body is not None:  # the client gave up mid-value: nothing to commit
             self._body.abort("connection closed mid-value")
-            self._body.discard()
             self._body = None
         return bool(self._slots) or self._streaming
 
@@ -509,6 +528,8 @@ class GwkvConnection(asyncio.Protocol):
                 transport.close()
         if "slots" in self._reasons and self._cost < RESUME_COST:
             self._resume("slots")
+        elif self._backlog and not slots:
+            self._maybe_process()  # e.g. a streamed reply ended while we were paused
 
     async def _stream(self, body: AsyncIterator[bytes]) -> None:
         transport = self.transport
@@ -547,11 +568,22 @@ class GwkvConnection(asyncio.Protocol):
         self._reasons.discard(reason)
         if self._paused_reading and not self._reasons and self.transport is not None:
             self._paused_reading = False
-            self.last_rx = self._loop.time()
+            # Time spent paused by us is not the client's: restart its clocks.
+            self.last_rx = self.request_started = self._loop.time()
             with contextlib.suppress(RuntimeError):
                 self.transport.resume_reading()
-            if not self._closing and not self._streaming and not self._processing:
-                self._process()  # requests already buffered when reading paused
+            self._maybe_process()
+
+    def _maybe_process(self) -> None:
+        """Take requests left in the parser by backpressure, once nothing holds them."""
+        if (
+            self._backlog
+            and not self._processing
+            and not self._streaming
+            and not self._closing
+            and not self._paused_reading
+        ):
+            self._process()
 
     def body_drained(self) -> None:
         if "body" in self._reasons:
@@ -592,7 +624,6 @@ class GwkvConnection(asyncio.Protocol):
         if stalled:
             if self._body is not None:
                 self._body.abort("request timed out", "TIMEOUT")
-                self._body.discard()
                 self._body = None
             else:
                 self._slots.append(_TIMEOUT)
