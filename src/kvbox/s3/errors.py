@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from kvbox import errors as core
+from kvbox.auth import sigv4
+from kvbox.proto import awschunked
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,11 @@ ERRORS: Mapping[str, ErrorSpec] = _table(
             409,
             "The request is not valid with the current state of the bucket.",
         ),
+        (
+            "InvalidChunkSizeError",
+            400,
+            "Only the last chunk is allowed to have a size less than 8192 bytes",
+        ),
         ("InvalidDigest", 400, "The Content-MD5 or checksum value you specified is not valid."),
         ("InvalidLocationConstraint", 400, "The specified location constraint is not valid."),
         (
@@ -153,6 +160,12 @@ ERRORS: Mapping[str, ErrorSpec] = _table(
             "published schema",
         ),
         ("MalformedPolicy", 400, "Policies must be valid JSON and the first byte must be '{'"),
+        (
+            "MalformedTrailerError",
+            400,
+            "The request contained trailing data that was not well-formed or did not "
+            "conform to our published schema.",
+        ),
         (
             "MalformedXML",
             400,
@@ -290,6 +303,23 @@ class _CoreRow:
     keep_message: bool = False
 
 
+def _tree(root: type[core.KvboxError]) -> list[type[core.KvboxError]]:
+    out = [root]
+    for sub in root.__subclasses__():
+        out += _tree(sub)
+    return out
+
+
+def _own_codes(*roots: type[core.KvboxError]) -> dict[type[core.KvboxError], _CoreRow]:
+    """Rows for error trees that carry their S3 code (``s3_code``) and a message written
+    for clients: SigV4 failures and aws-chunked framing errors."""
+    rows: dict[type[core.KvboxError], _CoreRow] = {}
+    for root in roots:
+        for cls in _tree(root):
+            rows[cls] = _CoreRow(getattr(cls, "s3_code"), keep_message=True)  # noqa: B009
+    return rows
+
+
 #: kvbox core error -> S3 code. Looked up along the MRO, most specific first.
 #: ``BucketExists`` maps to the ownership-neutral ``BucketAlreadyExists``: the handler,
 #: which knows who owns the bucket, raises ``BucketAlreadyOwnedByYou`` itself.
@@ -312,6 +342,7 @@ CORE_TO_S3: Mapping[type[core.KvboxError], _CoreRow] = MappingProxyType(
         core.Busy: _CoreRow("SlowDown"),
         core.RemoteError: _CoreRow("InternalError"),
         core.KvboxError: _CoreRow("InternalError"),
+        **_own_codes(sigv4.AuthError, awschunked.AwsChunkedError),
     }
 )
 

@@ -31,6 +31,8 @@ from kvbox.credentials import load_root_credentials
 from kvbox.errors import KvboxError
 from kvbox.kv.commands import KvCommands
 from kvbox.metrics import ServerCounters
+from kvbox.s3.handlers.common import Context
+from kvbox.s3.server import S3Frontend
 from kvbox.server.gwkv import GwkvServer
 from kvbox.server.http import build_app
 from kvbox.server.udp import GwkvDatagram
@@ -145,13 +147,18 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
             st = await store.stats(s.kv_bucket)
             return st.objects, st.bytes
 
-        app = build_app(counters, stored, lambda: ready)
+        s3 = S3Frontend(
+            Context(store, s.kv_bucket),
+            access_key=creds.access_key,
+            secret_key=creds.secret_key,
+        )
+        app = build_app(counters, stored, lambda: ready, s3)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, s.host, s.http_port, reuse_address=True)
         await site.start()
         http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        announce(f"http {shown}:{http_port} (/healthz /readyz /metrics)")
+        announce(f"http {shown}:{http_port} (S3 API, /healthz /readyz /metrics)")
     # Everything allocated so far lives as long as the server: keep the collector off it,
     # and collect the young generation less often (a request allocates a handful of
     # objects; the default threshold of 700 made gc 7% of a SET's profile).

@@ -1,12 +1,24 @@
-"""The HTTP front door: health, readiness and Prometheus metrics (the S3 API joins here).
+"""The HTTP front door: the S3 API, plus health, readiness and Prometheus metrics.
 
 Layer: server. Rules: aiohttp is the HTTP server (parsing, keep-alive, limits are its job);
-handlers read state, they never block the loop.
+handlers read state, they never block the loop. This module only adapts: an aiohttp
+request becomes a ``kvbox.s3.handlers.common.S3Request`` (raw path and query, headers,
+the body as an async byte stream) and the ``S3Response`` is written back, streamed when
+its body is a stream. Everything S3 means lives in ``kvbox.s3``.
+
+Routes: ``/healthz``, ``/readyz`` and ``/metrics`` answer only a GET without a query
+string and without credentials (no Authorization header); any other request to those
+paths -- a signed GET, a HEAD, a PUT, a query -- is an S3 request for a bucket of that
+name, so a bucket called ``metrics`` still works with every S3 client. Every other path
+goes to the S3 catch-all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -19,6 +31,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from kvbox.metrics import ServerCounters
+from kvbox.s3.errors import S3Error
+from kvbox.s3.handlers.common import S3Request, S3Response
+from kvbox.s3.server import S3Frontend, new_request_id
+
+log = logging.getLogger("kvbox.http")
+#: Largest read handed to the S3 layer at once: bounds a piece of a streamed upload.
+_READ_SIZE = 1 << 20
 
 Readiness = Callable[[], bool]
 
@@ -81,30 +100,107 @@ class _KvCollector(Collector):
         yield GaugeMetricFamily("kvbox_stored_bytes", "Bytes of live objects stored.", value=nbytes)
 
 
+def _is_probe(request: web.Request) -> bool:
+    """A plain health/metrics probe, not an S3 request for a bucket of that name."""
+    return (
+        request.method == "GET"
+        and not request.query_string
+        and "Authorization" not in request.headers
+    )
+
+
+async def _body(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives; a body cut short becomes S3's IncompleteBody."""
+    try:
+        while True:
+            piece = await request.content.readany()
+            if not piece:
+                return
+            yield piece
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # aiohttp's payload errors: lost connection, short body
+        raise S3Error("IncompleteBody") from exc
+
+
+def _s3_request(request: web.Request) -> S3Request:
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    return S3Request(
+        method=request.method,
+        raw_path=raw_path,
+        raw_query=raw_query,
+        query=parse_qsl(raw_query, keep_blank_values=True),
+        headers=request.headers,
+        body=_body(request),
+        request_id=new_request_id(),
+    )
+
+
+async def _send(request: web.Request, resp: S3Response) -> web.StreamResponse:
+    if isinstance(resp.body, bytes):
+        out = web.Response(status=resp.status, headers=resp.headers, body=resp.body or None)
+        if request.method == "HEAD" and resp.content_length is not None:
+            out.headers["Content-Length"] = str(resp.content_length)
+        return out
+    stream = web.StreamResponse(status=resp.status, headers=resp.headers)
+    if resp.content_length is not None:
+        stream.content_length = resp.content_length
+    body = resp.body
+    try:
+        await stream.prepare(request)
+        async for piece in body:
+            await stream.write(piece)
+        await stream.write_eof()
+    except Exception:
+        # The status line is gone already: all that is left is to cut the connection
+        # so the client sees a short body instead of a wrong one.
+        log.exception("S3 response stream failed")
+        if request.transport is not None:
+            request.transport.close()
+    finally:
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return stream
+
+
 def build_app(
     counters: ServerCounters,
     stored: Callable[[], Awaitable[tuple[int, int]]],
     ready: Readiness,
+    s3: S3Frontend | None = None,
 ) -> web.Application:
+    """The HTTP app; without ``s3`` only the probes answer (every other path is 404)."""
     registry = CollectorRegistry()
     collector = _KvCollector(counters)
     registry.register(collector)
 
-    async def healthz(request: web.Request) -> web.Response:
+    async def s3_handler(request: web.Request) -> web.StreamResponse:
+        if s3 is None:
+            raise web.HTTPNotFound()
+        return await _send(request, await s3.handle(_s3_request(request)))
+
+    async def healthz(request: web.Request) -> web.StreamResponse:
+        if not _is_probe(request):
+            return await s3_handler(request)
         return web.Response(text="ok\n")
 
-    async def readyz(request: web.Request) -> web.Response:
+    async def readyz(request: web.Request) -> web.StreamResponse:
+        if not _is_probe(request):
+            return await s3_handler(request)
         if ready():
             return web.Response(text="ready\n")
         return web.Response(status=503, text="not ready\n")
 
-    async def metrics(request: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        if not _is_probe(request):
+            return await s3_handler(request)
         collector.stored = await stored()
         body = generate_latest(registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    for path, probe in (("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics)):
+        app.router.add_route("*", path, probe)
+    app.router.add_route("*", "/{tail:.*}", s3_handler)
     return app

@@ -1,0 +1,78 @@
+"""Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation.
+
+Layer: s3 handlers. Rules: every bucket belongs to ``root`` in this slice (the only
+identity there is); name rules are the router's (``check_bucket_name``); the GW-KV bucket
+can be read and written over S3 but never deleted, because GW-KV serves from it.
+"""
+
+from __future__ import annotations
+
+from kvbox.s3.errors import S3Error
+from kvbox.s3.handlers.common import Context, S3Request, S3Response, read_small, xml_response
+from kvbox.s3.router import Endpoint
+from kvbox.s3.xml import (
+    BucketEntry,
+    CreateBucketConfiguration,
+    ListAllMyBucketsResult,
+    Owner,
+    render_location,
+    timestamp_from_ns,
+)
+
+ROOT = "root"
+ROOT_OWNER = Owner(ROOT, ROOT)
+
+
+async def list_buckets(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    buckets = await ctx.store.list_buckets()
+    entries = [
+        BucketEntry(b.name, timestamp_from_ns(b.created_ns))
+        for b in sorted(buckets, key=lambda b: b.name)
+        if b.owner == ROOT
+    ]
+    return xml_response(ListAllMyBucketsResult(entries, ROOT_OWNER).to_xml())
+
+
+async def create_bucket(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None
+    CreateBucketConfiguration.from_xml(await read_small(req, 64 * 1024))
+    if not await ctx.store.create_bucket(ep.bucket, owner=ROOT):
+        existing = await ctx.store.get_bucket(ep.bucket)
+        code = (
+            "BucketAlreadyOwnedByYou"
+            if existing is None or existing.owner == ROOT
+            else "BucketAlreadyExists"
+        )
+        raise S3Error(code, resource=f"/{ep.bucket}", extra={"BucketName": ep.bucket})
+    return S3Response(200, {"Location": f"/{ep.bucket}"})
+
+
+async def _existing(ctx: Context, name: str) -> None:
+    if await ctx.store.get_bucket(name) is None:
+        raise S3Error("NoSuchBucket", resource=f"/{name}", extra={"BucketName": name})
+
+
+async def head_bucket(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None
+    await _existing(ctx, ep.bucket)
+    return S3Response(200, {"x-amz-bucket-region": ctx.region})
+
+
+async def delete_bucket(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None
+    if ep.bucket == ctx.kv_bucket:
+        await _existing(ctx, ep.bucket)
+        raise S3Error(
+            "InvalidBucketState",
+            "The GW-KV bucket cannot be deleted while the server serves GW-KV",
+            resource=f"/{ep.bucket}",
+        )
+    if not await ctx.store.delete_bucket(ep.bucket):
+        raise S3Error("NoSuchBucket", resource=f"/{ep.bucket}", extra={"BucketName": ep.bucket})
+    return S3Response(204)
+
+
+async def get_bucket_location(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None
+    await _existing(ctx, ep.bucket)
+    return xml_response(render_location(ctx.region))

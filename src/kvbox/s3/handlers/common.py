@@ -1,0 +1,388 @@
+"""What every S3 handler shares: the request/response seam, the attrs scheme, body readers.
+
+Layer: s3 handlers (async, over ``kvbox.core``; no aiohttp, no sockets). Rules:
+
+* The HTTP server (``kvbox.server.http``) turns an aiohttp request into an ``S3Request``
+  (plain strings, a case-insensitive header mapping, the body as an async iterator of
+  raw bytes) and writes back an ``S3Response``. Handlers never see aiohttp, so they can
+  be driven by any HTTP layer and the transport stays in ``server/``.
+* A body is read exactly once, through ``S3Request.body``. ``payload()`` wraps it with
+  everything that decides whether the bytes may be kept: the signed
+  x-amz-content-sha256, aws-chunked decoding (chunk signatures, trailers), Content-MD5
+  and the flexible checksums. Each of these can only be judged at the end of the body,
+  so ``payload()`` raises *after* the last byte and *before* the iterator finishes:
+  ``Store.put_stream`` commits only when its source is exhausted, so a body that fails
+  any check is never committed (its chunks become garbage the store collects).
+
+How S3 object metadata is kept in ``ObjectVersion.attrs`` (string -> string)::
+
+    meta:<name>          x-amz-meta-<name> (name lowercased, as S3 returns it)
+    h:<header>           content-encoding, content-disposition, content-language,
+                         cache-control, expires (stored as sent)
+    tag:<key>            one object tag (value as given)
+    checksum:<ALG>       the verified base64 flexible checksum, ALG as in
+                         ``checksums.Algorithm`` (CRC32, CRC32C, CRC64NVME, SHA1, SHA256)
+
+Content-Type is ``ObjectVersion.content_type``. The prefixes keep the families apart,
+so a user metadata name can never collide with a header or a tag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import formatdate, parsedate_to_datetime
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from kvbox.auth.sigv4 import AuthResult, ContentSHA256Mismatch, PayloadMode
+from kvbox.core.service import Store
+from kvbox.proto.awschunked import (
+    AwsChunkedDecoder,
+    Data,
+    Trailer,
+    parse_trailer_header,
+)
+from kvbox.s3.checksums import (
+    Algorithm,
+    Checksum,
+    algorithm_for_header,
+    decode_checksum,
+    new_checksum,
+)
+from kvbox.s3.errors import S3Error
+
+META = "meta:"
+HEADER = "h:"
+TAG = "tag:"
+CHECKSUM = "checksum:"
+
+#: Response headers stored verbatim from the PUT (and their response-* overrides).
+STORED_HEADERS = (
+    "content-encoding",
+    "content-disposition",
+    "content-language",
+    "cache-control",
+    "expires",
+)
+#: S3's limit on user metadata: 2 KB for all x-amz-meta-* names and values together.
+MAX_USER_METADATA = 2048
+#: Bodies read whole (XML requests): the biggest XML body S3 takes, a DeleteObjects of
+#: 1,000 long keys, stays under this.
+MAX_SMALL_BODY = 4 * 1024 * 1024
+#: The flexible checksums kvbox verifies and stores (what AWS SDKs send).
+SUPPORTED_CHECKSUMS = frozenset(
+    {Algorithm.CRC32, Algorithm.CRC32C, Algorithm.CRC64NVME, Algorithm.SHA1, Algorithm.SHA256}
+)
+#: Pieces of a streamed body larger than this are hashed in a worker thread, so a single
+#: large read never holds the loop for more than about a millisecond.
+_HASH_INLINE_MAX = 256 * 1024
+
+Headers = CIMultiDictProxy[str] | CIMultiDict[str]
+
+
+@dataclass(slots=True)
+class S3Request:
+    """One HTTP request as the S3 layer sees it.
+
+    ``raw_path`` and ``raw_query`` are exactly as received (still percent-encoded: the
+    signature covers them); ``query`` is the decoded (name, value) list the router reads.
+    """
+
+    method: str
+    raw_path: str
+    raw_query: str
+    query: list[tuple[str, str]]
+    headers: Headers
+    body: AsyncIterator[bytes]
+    request_id: str
+    auth: AuthResult | None = None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def param(self, name: str) -> str | None:
+        for k, v in self.query:
+            if k == name:
+                return v
+        return None
+
+
+@dataclass(slots=True)
+class S3Response:
+    """What a handler answers: status, headers and a body (bytes or a byte stream).
+
+    A streamed body must come with ``content_length`` so the client knows the size
+    up front (S3 never answers a GET with chunked encoding).
+    """
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | AsyncIterator[bytes] = b""
+    content_length: int | None = None
+
+
+def xml_response(body: bytes, status: int = 200) -> S3Response:
+    return S3Response(status, {"Content-Type": "application/xml"}, body)
+
+
+def http_date(ns: int) -> str:
+    """RFC 7231 date of a core ``mtime_ns`` (whole seconds, GMT)."""
+    return formatdate(ns / 1e9, usegmt=True)
+
+
+def parse_http_date(value: str) -> datetime | None:
+    """An HTTP date header, or None when unparsable (S3 then ignores the condition)."""
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+# --- attrs ---------------------------------------------------------------------------
+
+
+def user_metadata(headers: Headers) -> dict[str, str]:
+    """``x-amz-meta-*`` headers as attrs; MetadataTooLarge past S3's 2 KB."""
+    out: dict[str, str] = {}
+    total = 0
+    for name, value in headers.items():
+        low = name.lower()
+        if low.startswith("x-amz-meta-"):
+            short = low[len("x-amz-meta-") :]
+            total += len(short.encode()) + len(value.encode())
+            out[META + short] = value
+    if total > MAX_USER_METADATA:
+        raise S3Error("MetadataTooLarge", extra={"MaxSizeAllowed": str(MAX_USER_METADATA)})
+    return out
+
+
+def stored_headers(headers: Headers) -> dict[str, str]:
+    """Content-Encoding and friends, minus the ``aws-chunked`` transfer coding."""
+    out: dict[str, str] = {}
+    for name in STORED_HEADERS:
+        value = headers.get(name)
+        if value is None:
+            continue
+        if name == "content-encoding":
+            codings = [c.strip() for c in value.split(",") if c.strip()]
+            value = ", ".join(c for c in codings if c.lower() != "aws-chunked")
+            if not value:
+                continue
+        out[HEADER + name] = value
+    return out
+
+
+def tags_of(attrs: Mapping[str, str]) -> list[tuple[str, str]]:
+    return sorted((k[len(TAG) :], v) for k, v in attrs.items() if k.startswith(TAG))
+
+
+def without(attrs: Mapping[str, str], prefix: str) -> dict[str, str]:
+    return {k: v for k, v in attrs.items() if not k.startswith(prefix)}
+
+
+def metadata_headers(attrs: Mapping[str, str]) -> dict[str, str]:
+    """The response headers an object's attrs give (metadata, stored headers, tag count)."""
+    out: dict[str, str] = {}
+    tags = 0
+    for k, v in attrs.items():
+        if k.startswith(META):
+            out["x-amz-meta-" + k[len(META) :]] = v
+        elif k.startswith(HEADER):
+            out[k[len(HEADER) :].title()] = v
+        elif k.startswith(TAG):
+            tags += 1
+    if tags:
+        out["x-amz-tagging-count"] = str(tags)
+    return out
+
+
+def checksum_headers(attrs: Mapping[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in attrs.items():
+        if k.startswith(CHECKSUM):
+            out[Algorithm(k[len(CHECKSUM) :]).header] = v
+    if out:
+        out["x-amz-checksum-type"] = "FULL_OBJECT"
+    return out
+
+
+# --- bodies --------------------------------------------------------------------------
+
+
+async def _hash(h: Checksum | hashlib._Hash, data: bytes) -> None:
+    if len(data) > _HASH_INLINE_MAX:
+        await asyncio.to_thread(h.update, data)
+    else:
+        h.update(data)
+
+
+@dataclass(slots=True)
+class PayloadChecks:
+    """What ``payload()`` verified, for the handler to store (filled in at the end)."""
+
+    checksums: dict[Algorithm, str] = field(default_factory=dict)
+    size: int = 0
+
+
+def _expected_checksums(
+    req: S3Request, trailers: tuple[str, ...]
+) -> tuple[dict[Algorithm, str | None], Algorithm | None]:
+    """Checksums to compute: from x-amz-checksum-* headers (value known), declared
+    trailers (value comes at the end), or x-amz-sdk-checksum-algorithm (compute only)."""
+    wanted: dict[Algorithm, str | None] = {}
+    for name, value in req.headers.items():
+        alg = algorithm_for_header(name)
+        if alg is not None:
+            _supported(alg)
+            decode_checksum(alg, value.strip())  # InvalidRequest unless well-formed
+            wanted[alg] = value.strip()
+    trailer_alg: Algorithm | None = None
+    for name in trailers:
+        alg = algorithm_for_header(name)
+        if alg is None:
+            raise S3Error("InvalidRequest", f"Unsupported trailer {name}")
+        _supported(alg)
+        trailer_alg = alg
+        wanted.setdefault(alg, None)
+    sdk = req.header("x-amz-sdk-checksum-algorithm")
+    if sdk:
+        try:
+            alg = Algorithm(sdk.strip().upper())
+        except ValueError:
+            raise S3Error("InvalidRequest", "Checksum algorithm provided is unsupported.") from None
+        _supported(alg)
+        wanted.setdefault(alg, None)
+    if len([v for v in wanted.values() if v is not None]) > 1:
+        raise S3Error("InvalidRequest", "Expecting a single x-amz-checksum- header")
+    return wanted, trailer_alg
+
+
+def _supported(alg: Algorithm) -> None:
+    if alg not in SUPPORTED_CHECKSUMS:
+        raise S3Error("InvalidRequest", f"Checksum algorithm {alg.value} is not supported")
+
+
+def _content_md5(req: S3Request) -> bytes | None:
+    value = req.header("content-md5")
+    if value is None:
+        return None
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except ValueError:
+        raw = b""
+    if len(raw) != 16:
+        raise S3Error("InvalidDigest")
+    return raw
+
+
+def decoded_length(req: S3Request) -> int | None:
+    value = req.header("x-amz-decoded-content-length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise S3Error("InvalidArgument", "x-amz-decoded-content-length is not a number")
+    return int(value)
+
+
+async def payload(req: S3Request, checks: PayloadChecks) -> AsyncIterator[bytes]:
+    """The request body, decoded and verified; raises at the end if any check fails.
+
+    See the module docstring: every failure is raised before the iterator ends, so a
+    consumer that commits only on exhaustion never keeps a bad body.
+    """
+    auth = req.auth
+    mode = auth.payload_mode if auth is not None else PayloadMode.UNSIGNED
+    trailer_header = req.header("x-amz-trailer")
+    trailers = parse_trailer_header(trailer_header) if trailer_header else ()
+    wanted, trailer_alg = _expected_checksums(req, trailers)
+    sums = {alg: new_checksum(alg) for alg in wanted}
+    md5_expected = _content_md5(req)
+    md5 = hashlib.md5(usedforsecurity=False) if md5_expected is not None else None
+    sha = None
+    if auth is not None and auth.expected_sha256 is not None:
+        sha = hashlib.sha256()
+    got_trailers: dict[str, str] = {}
+
+    async def consume(data: bytes) -> None:
+        checks.size += len(data)
+        for c in sums.values():
+            await _hash(c, data)
+        if md5 is not None:
+            await _hash(md5, data)
+
+    if mode.streaming:
+        assert auth is not None
+        decoder = AwsChunkedDecoder.for_request(
+            auth, decoded_length=decoded_length(req), declared_trailers=trailers or None
+        )
+        async for raw in req.body:
+            for ev in decoder.feed(raw):
+                if isinstance(ev, Data):
+                    await consume(ev.data)
+                    yield ev.data
+                elif isinstance(ev, Trailer):
+                    got_trailers[ev.name] = ev.value
+        for ev in decoder.finish():
+            if isinstance(ev, Data):  # pragma: no cover - finish() emits no data today
+                await consume(ev.data)
+                yield ev.data
+            elif isinstance(ev, Trailer):
+                got_trailers[ev.name] = ev.value
+    else:
+        async for raw in req.body:
+            if sha is not None:
+                await _hash(sha, raw)
+            await consume(raw)
+            yield raw
+        if sha is not None and auth is not None:
+            computed = sha.hexdigest()
+            if computed != auth.expected_sha256:
+                raise ContentSHA256Mismatch(auth.payload_hash, computed)
+
+    if md5 is not None and md5.digest() != md5_expected:
+        raise S3Error("BadDigest")
+    for alg, c in sums.items():
+        expected = wanted[alg]
+        if alg is trailer_alg:
+            expected = got_trailers.get(alg.header)
+            if expected is None:
+                raise S3Error("InvalidRequest", f"Missing trailer {alg.header}")
+        actual = c.b64digest()
+        if expected is not None and expected != actual:
+            raise S3Error(
+                "BadDigest", f"The {alg.value} you specified did not match the calculated checksum."
+            )
+        checks.checksums[alg] = actual
+
+
+async def read_small(req: S3Request, limit: int = MAX_SMALL_BODY) -> bytes:
+    """A whole (XML) body, verified like any payload, refused past ``limit``."""
+    buf = bytearray()
+    async for piece in payload(req, PayloadChecks()):
+        buf += piece
+        if len(buf) > limit:
+            raise S3Error("MaxMessageLengthExceeded")
+    return bytes(buf)
+
+
+async def drain(req: S3Request) -> None:
+    """Verify a body the operation ignores (a signed hash still has to match)."""
+    async for _ in payload(req, PayloadChecks()):
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What handlers need besides the request: the store and a few server facts."""
+
+    store: Store
+    #: The GW-KV bucket: addressable over S3, never deletable (GW-KV serves from it).
+    kv_bucket: str
+    #: The region kvbox answers as (GetBucketLocation, x-amz-bucket-region).
+    region: str = "us-east-1"

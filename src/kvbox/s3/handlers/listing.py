@@ -1,0 +1,197 @@
+"""ListObjects (v1) and ListObjectsV2 over ``Store.list_objects``.
+
+Layer: s3 handlers. Rules:
+
+* Every page is a handful of indexed range scans (``MetaStore.list_objects``), never a
+  scan of the bucket. With a delimiter, a key that falls under a common prefix ends
+  the current scan: the prefix is emitted once and the next scan starts right after
+  every key the prefix could cover (``past_prefix``), so a prefix holding a million
+  keys costs one scan, not a million rows.
+* Order is UTF-8 byte order, which for valid strings is Python's code point order, so
+  comparisons on ``str`` agree with the store.
+* The V2 continuation token is opaque to clients: the URL-safe base64 of the last key
+  or common prefix the page returned. A page resumes strictly after it, and a common
+  prefix equal to the resume point (the last page ended on it; also v1's NextMarker)
+  is skipped whole rather than emitted twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from kvbox.s3.errors import S3Error
+from kvbox.s3.handlers.bucket import ROOT_OWNER
+from kvbox.s3.handlers.common import Context, S3Request, S3Response, xml_response
+from kvbox.s3.router import MAX_KEY_BYTES, Endpoint
+from kvbox.s3.xml import (
+    ListObjectsResult,
+    ListObjectsV2Result,
+    ObjectEntry,
+    timestamp_from_ns,
+)
+
+#: Most keys a page returns, whatever max-keys asks (S3's cap).
+MAX_KEYS = 1000
+#: U+10FFFF encodes as F4 8F BF BF, the greatest 4-byte UTF-8 sequence; enough of them
+#: after a prefix make a string greater than every key (<= 1,024 bytes) under it.
+_TOP = "\U0010ffff" * (MAX_KEY_BYTES // 4 + 1)
+
+
+def past_prefix(prefix: str) -> str:
+    """A ``start_after`` that skips every key beginning with ``prefix`` and nothing else."""
+    return prefix + _TOP
+
+
+def _max_keys(req: S3Request) -> int:
+    raw = req.param("max-keys")
+    if raw is None:
+        return MAX_KEYS
+    if not raw.isascii() or not raw.lstrip("-").isdigit() or int(raw) < 0:
+        raise S3Error(
+            "InvalidArgument",
+            "Provided max-keys not an integer or within integer range",
+            extra={"ArgumentName": "max-keys", "ArgumentValue": raw},
+        )
+    return min(int(raw), MAX_KEYS)
+
+
+def _encoding(req: S3Request) -> str | None:
+    enc = req.param("encoding-type")
+    if enc is None:
+        return None
+    if enc.lower() != "url":
+        raise S3Error(
+            "InvalidArgument",
+            "Invalid Encoding Method specified in Request",
+            extra={"ArgumentName": "encoding-type", "ArgumentValue": enc},
+        )
+    return "url"
+
+
+async def _scan(
+    ctx: Context,
+    bucket: str,
+    prefix: str,
+    delimiter: str | None,
+    after: str,
+    max_keys: int,
+    owner: bool,
+) -> tuple[list[ObjectEntry], list[str], bool, str | None]:
+    """(contents, common prefixes, truncated, last item returned) for one page."""
+    contents: list[ObjectEntry] = []
+    prefixes: list[str] = []
+    last: str | None = None
+    cursor = after
+    while True:
+        want = min(max_keys - len(contents) - len(prefixes) + 1, MAX_KEYS + 1)
+        batch = await ctx.store.list_objects(bucket, prefix, cursor, want)
+        if not batch:
+            return contents, prefixes, False, last
+        restart = False
+        for v in batch:
+            if delimiter:
+                i = v.key.find(delimiter, len(prefix))
+                if i >= 0:
+                    cp = v.key[: i + len(delimiter)]
+                    cursor = past_prefix(cp)
+                    if cp == after:
+                        restart = True  # the previous page ended on this prefix
+                        break
+                    if len(contents) + len(prefixes) >= max_keys:
+                        return contents, prefixes, True, last
+                    prefixes.append(cp)
+                    last = cp
+                    restart = True
+                    break
+            if len(contents) + len(prefixes) >= max_keys:
+                return contents, prefixes, True, last
+            contents.append(
+                ObjectEntry(
+                    v.key,
+                    timestamp_from_ns(v.mtime_ns),
+                    v.etag,
+                    v.size,
+                    owner=ROOT_OWNER if owner else None,
+                )
+            )
+            last = v.key
+            cursor = v.key
+        if not restart and len(batch) < want:
+            return contents, prefixes, False, last
+
+
+def _token(last: str) -> str:
+    return base64.urlsafe_b64encode(last.encode("utf-8")).decode("ascii")
+
+
+def _untoken(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise S3Error(
+            "InvalidArgument",
+            "The continuation token provided is incorrect",
+            extra={"ArgumentName": "continuation-token"},
+        ) from None
+
+
+async def _check_bucket(ctx: Context, name: str) -> None:
+    if await ctx.store.get_bucket(name) is None:
+        raise S3Error("NoSuchBucket", resource=f"/{name}", extra={"BucketName": name})
+
+
+async def list_objects_v2(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None
+    await _check_bucket(ctx, ep.bucket)
+    prefix = req.param("prefix") or ""
+    delimiter = req.param("delimiter") or None
+    max_keys = _max_keys(req)
+    encoding = _encoding(req)
+    token = req.param("continuation-token")
+    start_after = req.param("start-after") or None
+    after = _untoken(token) if token is not None else (start_after or "")
+    fetch_owner = (req.param("fetch-owner") or "").lower() == "true"
+    contents, prefixes, truncated, last = await _scan(
+        ctx, ep.bucket, prefix, delimiter, after, max_keys, fetch_owner
+    )
+    result = ListObjectsV2Result(
+        name=ep.bucket,
+        prefix=prefix,
+        max_keys=max_keys,
+        is_truncated=truncated,
+        contents=contents,
+        common_prefixes=prefixes,
+        delimiter=delimiter,
+        encoding_type=encoding,
+        continuation_token=token,
+        next_continuation_token=_token(last) if truncated and last is not None else None,
+        start_after=start_after,
+    )
+    return xml_response(result.to_xml())
+
+
+async def list_objects(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None
+    await _check_bucket(ctx, ep.bucket)
+    prefix = req.param("prefix") or ""
+    delimiter = req.param("delimiter") or None
+    max_keys = _max_keys(req)
+    encoding = _encoding(req)
+    marker = req.param("marker") or ""
+    contents, prefixes, truncated, last = await _scan(
+        ctx, ep.bucket, prefix, delimiter, marker, max_keys, True
+    )
+    result = ListObjectsResult(
+        name=ep.bucket,
+        prefix=prefix,
+        marker=marker,
+        max_keys=max_keys,
+        is_truncated=truncated,
+        contents=contents,
+        common_prefixes=prefixes,
+        delimiter=delimiter,
+        next_marker=last if truncated and delimiter else None,
+        encoding_type=encoding,
+    )
+    return xml_response(result.to_xml())

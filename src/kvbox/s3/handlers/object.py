@@ -1,0 +1,478 @@
+"""Object operations: Put/Get/Head/Delete, DeleteObjects, CopyObject, object tagging.
+
+Layer: s3 handlers. Rules:
+
+* Bodies stream: PutObject hands ``common.payload`` straight to ``Store.put_stream``
+  (at most one store chunk in memory) and GetObject streams ``Store.iter_bytes``.
+* Conditional writes map onto the core's conditions, so the check and the write are one
+  atomic commit: ``If-None-Match: *`` is ``IF_ABSENT``, ``If-Match: "etag"`` is
+  ``IF_ETAG``; a lost condition is 412 PreconditionFailed.
+* Read conditions follow RFC 9110 §13.2.2 as S3 applies them: If-Match (else
+  If-Unmodified-Since) decides 412 first, then If-None-Match (else If-Modified-Since)
+  decides 304. Dates compare at whole seconds, the resolution of an HTTP date.
+* Tagging and copy-onto-itself rewrite the object as a new version with the same bytes
+  (the chunks are content-addressed, so no byte is stored twice), guarded by
+  ``IF_VERSION`` so a concurrent overwrite is never undone. This changes Last-Modified,
+  which S3 does not do for tagging; documented as a limit of this slice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+
+from kvbox.core.model import Condition, CondKind, ObjectVersion
+from kvbox.errors import ConditionFailed
+from kvbox.s3.checksums import Algorithm
+from kvbox.s3.errors import S3Error
+from kvbox.s3.handlers.common import (
+    CHECKSUM,
+    TAG,
+    Context,
+    PayloadChecks,
+    S3Request,
+    S3Response,
+    checksum_headers,
+    drain,
+    http_date,
+    metadata_headers,
+    parse_http_date,
+    payload,
+    read_small,
+    stored_headers,
+    tags_of,
+    user_metadata,
+    without,
+    xml_response,
+)
+from kvbox.s3.router import Endpoint
+from kvbox.s3.xml import (
+    CopyObjectResult,
+    Delete,
+    DeletedEntry,
+    DeleteErrorEntry,
+    DeleteResult,
+    Tagging,
+    quote_etag,
+    timestamp_from_ns,
+)
+
+#: The response-* query parameters of GetObject and the header each overrides.
+RESPONSE_OVERRIDES = {
+    "response-content-type": "Content-Type",
+    "response-content-language": "Content-Language",
+    "response-expires": "Expires",
+    "response-cache-control": "Cache-Control",
+    "response-content-disposition": "Content-Disposition",
+    "response-content-encoding": "Content-Encoding",
+}
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+
+
+def _no_such_key(ep: Endpoint) -> S3Error:
+    return S3Error("NoSuchKey", resource=f"/{ep.bucket}/{ep.key}", extra={"Key": ep.key or ""})
+
+
+async def _current(ctx: Context, ep: Endpoint) -> ObjectVersion:
+    """The version a read names (versionId or newest); NoSuchKey for none or a marker."""
+    assert ep.bucket is not None and ep.key is not None
+    if ep.version_id is not None:
+        v = await ctx.store.get_version(ep.bucket, ep.key, ep.version_id)
+        if v is None:
+            raise S3Error(
+                "NoSuchVersion",
+                resource=f"/{ep.bucket}/{ep.key}",
+                extra={"Key": ep.key, "VersionId": ep.version_id},
+            )
+    else:
+        found = await ctx.store.head(ep.bucket, ep.key)
+        if found is None:
+            raise _no_such_key(ep)
+        v = found
+    if v.is_delete_marker:
+        raise S3Error("NoSuchKey", headers={"x-amz-delete-marker": "true"})
+    return v
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    """An If-Match / If-None-Match list against an ETag (``*`` matches any object)."""
+    for item in header.split(","):
+        item = item.strip().removeprefix("W/")
+        if item == "*" or item.strip('"') == etag:
+            return True
+    return False
+
+
+def _seconds(v: ObjectVersion) -> int:
+    return v.mtime_ns // 1_000_000_000
+
+
+def _before_or_at(v: ObjectVersion, when: datetime) -> bool:
+    return _seconds(v) <= int(when.timestamp())
+
+
+def check_read_conditions(
+    v: ObjectVersion, headers: Mapping[str, str], prefix: str = "if-"
+) -> int | None:
+    """412 or 304 when a read condition says so, else None (see the module docstring).
+
+    ``prefix`` is ``x-amz-copy-source-if-`` for CopyObject, where a failed
+    If-None-Match/If-Modified-Since is also 412 (there is no "not modified" copy).
+    """
+    im = headers.get(prefix + "match")
+    ius = headers.get(prefix + "unmodified-since")
+    inm = headers.get(prefix + "none-match")
+    ims = headers.get(prefix + "modified-since")
+    if im is not None:
+        if not _etag_matches(im, v.etag):
+            return 412
+    elif ius is not None:
+        when = parse_http_date(ius)
+        if when is not None and not _before_or_at(v, when):
+            return 412
+    if inm is not None:
+        if _etag_matches(inm, v.etag):
+            return 304
+    elif ims is not None:
+        when = parse_http_date(ims)
+        if when is not None and _before_or_at(v, when) and when.timestamp() >= 0:
+            return 304
+    return None
+
+
+def _object_headers(v: ObjectVersion, req: S3Request) -> dict[str, str]:
+    h = {
+        "Content-Type": v.content_type,
+        "ETag": quote_etag(v.etag),
+        "Last-Modified": http_date(v.mtime_ns),
+        "Accept-Ranges": "bytes",
+    }
+    h.update(metadata_headers(v.attrs))
+    if not v.is_null:
+        h["x-amz-version-id"] = v.version_id
+    if (req.header("x-amz-checksum-mode") or "").upper() == "ENABLED":
+        h.update(checksum_headers(v.attrs))
+    return h
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """One byte range as (first, last inclusive); None to serve the whole object.
+
+    Syntax S3 does not understand (several ranges, other units) is ignored, as S3 does;
+    a well-formed range that selects nothing is InvalidRange (416).
+    """
+    m = _RANGE.fullmatch(value.strip())
+    if m is None or (not m.group(1) and not m.group(2)):
+        return None
+    first_s, last_s = m.group(1), m.group(2)
+    if not first_s:  # suffix: the last n bytes
+        n = int(last_s)
+        if n == 0 or size == 0:
+            raise _invalid_range(size)
+        return max(0, size - n), size - 1
+    first = int(first_s)
+    last = int(last_s) if last_s else size - 1
+    if last_s and last < first:
+        return None
+    if first >= size:
+        raise _invalid_range(size)
+    return first, min(last, size - 1)
+
+
+def _invalid_range(size: int) -> S3Error:
+    return S3Error(
+        "InvalidRange",
+        extra={"ActualObjectSize": str(size)},
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+
+
+async def _slice(source: AsyncIterator[bytes], first: int, last: int) -> AsyncIterator[bytes]:
+    """Bytes ``first..last`` of a stream; stops reading (and unpins) past ``last``."""
+    pos = 0
+    try:
+        async for piece in source:
+            end = pos + len(piece)
+            if end > first:
+                yield piece[max(0, first - pos) : min(len(piece), last + 1 - pos)]
+            pos = end
+            if pos > last:
+                break
+    finally:
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def get_object(
+    ctx: Context, req: S3Request, ep: Endpoint, *, head: bool = False
+) -> S3Response:
+    if ep.part_number is not None and ep.part_number != 1:
+        # A single-part object has only part 1 (S3's InvalidPartNumber is also a 416).
+        raise S3Error("InvalidRange", "The requested partnumber is not satisfiable")
+    v = await _current(ctx, ep)
+    status = check_read_conditions(v, req.headers)
+    headers = _object_headers(v, req)
+    if status == 412:
+        raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
+    if status == 304:
+        keep = ("ETag", "Last-Modified", "x-amz-version-id")
+        return S3Response(304, {k: headers[k] for k in keep if k in headers})
+    for param, name in RESPONSE_OVERRIDES.items():
+        value = req.param(param)
+        if value is not None:
+            headers[name] = value
+    rng = req.header("range")
+    span = parse_range(rng, v.size) if rng is not None else None
+    if head:
+        if span is not None:
+            first, last = span
+            headers["Content-Range"] = f"bytes {first}-{last}/{v.size}"
+            return S3Response(206, headers, b"", last - first + 1)
+        return S3Response(200, headers, b"", v.size)
+    if span is None:
+        return S3Response(200, headers, ctx.store.iter_bytes(v), v.size)
+    first, last = span
+    headers["Content-Range"] = f"bytes {first}-{last}/{v.size}"
+    headers.pop("x-amz-checksum-type", None)
+    for alg in Algorithm:  # a checksum describes the whole object, not a range
+        headers.pop(alg.header, None)
+    return S3Response(206, headers, _slice(ctx.store.iter_bytes(v), first, last), last - first + 1)
+
+
+async def head_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    return await get_object(ctx, req, ep, head=True)
+
+
+def _write_condition(req: S3Request) -> Condition | None:
+    inm = req.header("if-none-match")
+    im = req.header("if-match")
+    if inm is not None and im is not None:
+        raise S3Error("NotImplemented", "If-Match and If-None-Match together are not supported")
+    if inm is not None:
+        if inm.strip() != "*":
+            raise S3Error("NotImplemented", "If-None-Match on a write only accepts *")
+        return Condition(CondKind.IF_ABSENT)
+    if im is not None:
+        return Condition(CondKind.IF_ETAG, im.strip().strip('"'))
+    return None
+
+
+def _tagging_attrs(req: S3Request) -> dict[str, str]:
+    value = req.header("x-amz-tagging")
+    if value is None:
+        return {}
+    return {TAG + k: v for k, v in Tagging.from_header(value).tags}
+
+
+async def put_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None and ep.key is not None
+    # No bucket lookup here: put_stream checks the store's bucket cache (NoSuchBucket)
+    # without a trip to the metadata thread, which matters for small PUTs.
+    condition = _write_condition(req)
+    attrs = user_metadata(req.headers)
+    attrs.update(stored_headers(req.headers))
+    attrs.update(_tagging_attrs(req))
+    content_type = req.header("content-type") or DEFAULT_CONTENT_TYPE
+    checks = PayloadChecks()
+    # The checksums are known only once the body is read; the attrs mapping is read by
+    # the store when it builds the version, after the source is exhausted.
+    final_attrs: dict[str, str] = dict(attrs)
+
+    async def source() -> AsyncIterator[bytes]:
+        async for piece in payload(req, checks):
+            yield piece
+        for alg, value in checks.checksums.items():
+            final_attrs[CHECKSUM + alg.value] = value
+
+    v = await _put(ctx, ep.bucket, ep.key, source(), condition, content_type, final_attrs)
+    headers = {"ETag": quote_etag(v.etag)}
+    if not v.is_null:
+        headers["x-amz-version-id"] = v.version_id
+    for alg, value in checks.checksums.items():
+        headers[alg.header] = value
+    return S3Response(200, headers)
+
+
+async def _put(
+    ctx: Context,
+    bucket: str,
+    key: str,
+    source: AsyncIterator[bytes],
+    condition: Condition | None,
+    content_type: str,
+    attrs: Mapping[str, str],
+) -> ObjectVersion:
+    try:
+        return await ctx.store.put_stream(
+            bucket, key, source, condition=condition, content_type=content_type, attrs=attrs
+        )
+    except ConditionFailed:
+        raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"}) from None
+
+
+async def _bucket(ctx: Context, name: str) -> None:
+    if await ctx.store.get_bucket(name) is None:
+        raise S3Error("NoSuchBucket", resource=f"/{name}", extra={"BucketName": name})
+
+
+async def delete_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None and ep.key is not None
+    await drain(req)
+    result = await ctx.store.delete(ep.bucket, ep.key, ep.version_id)
+    headers: dict[str, str] = {}
+    if ep.version_id is not None:
+        headers["x-amz-version-id"] = ep.version_id
+    for v in result.written:
+        if v.is_delete_marker:
+            headers["x-amz-delete-marker"] = "true"
+            if not v.is_null:
+                headers["x-amz-version-id"] = v.version_id
+    return S3Response(204, headers)
+
+
+async def delete_objects(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None
+    await _bucket(ctx, ep.bucket)
+    body = Delete.from_xml(await read_small(req))
+    deleted: list[DeletedEntry] = []
+    errors: list[DeleteErrorEntry] = []
+    for obj in body.objects:
+        try:
+            if obj.etag is not None or obj.size is not None:
+                cur = await ctx.store.head(ep.bucket, obj.key)
+                if cur is None or cur.is_delete_marker:
+                    raise S3Error("NoSuchKey")
+                if (obj.etag is not None and obj.etag != cur.etag) or (
+                    obj.size is not None and obj.size != cur.size
+                ):
+                    raise S3Error("PreconditionFailed")
+            result = await ctx.store.delete(ep.bucket, obj.key, obj.version_id)
+        except S3Error as exc:
+            errors.append(DeleteErrorEntry(obj.key, exc.code, exc.message, obj.version_id))
+            continue
+        marker = next((v for v in result.written if v.is_delete_marker), None)
+        if not body.quiet:
+            deleted.append(
+                DeletedEntry(
+                    obj.key,
+                    obj.version_id,
+                    True if marker is not None else None,
+                    marker.version_id if marker is not None and not marker.is_null else None,
+                )
+            )
+    return xml_response(DeleteResult(deleted, errors).to_xml())
+
+
+# --- copy ----------------------------------------------------------------------------
+
+_DIRECTIVES = ("COPY", "REPLACE")
+
+
+def _directive(req: S3Request, name: str) -> str:
+    value = (req.header(name) or "COPY").strip().upper()
+    if value not in _DIRECTIVES:
+        raise S3Error(
+            "InvalidArgument",
+            f"Unknown {name}",
+            extra={"ArgumentName": name, "ArgumentValue": value},
+        )
+    return value
+
+
+async def copy_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None and ep.key is not None and ep.copy_source is not None
+    src_ep = Endpoint(
+        ep.op, ep.copy_source.bucket, ep.copy_source.key, version_id=ep.copy_source.version_id
+    )
+    await _bucket(ctx, ep.copy_source.bucket)
+    await _bucket(ctx, ep.bucket)
+    await drain(req)
+    src = await _current(ctx, src_ep)
+    if check_read_conditions(src, req.headers, "x-amz-copy-source-if-") is not None:
+        raise S3Error("PreconditionFailed", extra={"Condition": "x-amz-copy-source-If-Match"})
+    meta_directive = _directive(req, "x-amz-metadata-directive")
+    tag_directive = _directive(req, "x-amz-tagging-directive")
+    same = (ep.copy_source.bucket, ep.copy_source.key) == (ep.bucket, ep.key)
+    if same and meta_directive == "COPY" and tag_directive == "COPY":
+        raise S3Error(
+            "InvalidRequest",
+            "This copy request is illegal because it is trying to copy an object to itself "
+            "without changing the object's metadata, storage class, website redirect "
+            "location or encryption attributes.",
+        )
+    checksums = {k: v for k, v in src.attrs.items() if k.startswith(CHECKSUM)}
+    if meta_directive == "COPY":
+        attrs = without(src.attrs, TAG)
+        content_type = src.content_type
+    else:
+        attrs = user_metadata(req.headers)
+        attrs.update(stored_headers(req.headers))
+        attrs.update(checksums)
+        content_type = req.header("content-type") or DEFAULT_CONTENT_TYPE
+    if tag_directive == "COPY":
+        attrs.update({k: v for k, v in src.attrs.items() if k.startswith(TAG)})
+    else:
+        attrs.update(_tagging_attrs(req))
+    condition = _write_condition(req)
+    if same and condition is None:
+        condition = Condition(CondKind.IF_VERSION, src.version_id)
+    v = await _put(
+        ctx, ep.bucket, ep.key, ctx.store.iter_bytes(src), condition, content_type, attrs
+    )
+    headers: dict[str, str] = {}
+    if not src.is_null:
+        headers["x-amz-copy-source-version-id"] = src.version_id
+    if not v.is_null:
+        headers["x-amz-version-id"] = v.version_id
+    result = CopyObjectResult(v.etag, timestamp_from_ns(v.mtime_ns))
+    resp = xml_response(result.to_xml())
+    resp.headers.update(headers)
+    return resp
+
+
+# --- tagging -------------------------------------------------------------------------
+
+
+async def get_object_tagging(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    v = await _current(ctx, ep)
+    resp = xml_response(Tagging(tuple(tags_of(v.attrs))).to_xml())
+    if not v.is_null:
+        resp.headers["x-amz-version-id"] = v.version_id
+    return resp
+
+
+async def _retag(ctx: Context, ep: Endpoint, tags: Tagging) -> S3Response:
+    assert ep.bucket is not None and ep.key is not None
+    if ep.version_id is not None:
+        raise S3Error("NotImplemented", "Tagging a specific version is not supported yet")
+    v = await _current(ctx, ep)
+    attrs = without(v.attrs, TAG)
+    attrs.update({TAG + k: val for k, val in tags.tags})
+    new = await _put(
+        ctx,
+        ep.bucket,
+        ep.key,
+        ctx.store.iter_bytes(v),
+        Condition(CondKind.IF_VERSION, v.version_id),
+        v.content_type,
+        attrs,
+    )
+    headers = {} if new.is_null else {"x-amz-version-id": new.version_id}
+    return S3Response(200, headers)
+
+
+async def put_object_tagging(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    tags = Tagging.from_xml(await read_small(req, 64 * 1024))
+    return await _retag(ctx, ep, tags)
+
+
+async def delete_object_tagging(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    await drain(req)
+    resp = await _retag(ctx, ep, Tagging())
+    resp.status = 204
+    return resp

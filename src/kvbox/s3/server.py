@@ -1,0 +1,200 @@
+"""The S3 front door: route, authenticate, dispatch to a handler, turn failures into S3 XML.
+
+Layer: s3 (async, over ``kvbox.core``; knows no aiohttp: ``kvbox.server.http`` adapts
+requests to ``S3Request`` and writes the ``S3Response`` back). Rules:
+
+* Order per request: route (pure, ``kvbox.s3.router``), authenticate (pure,
+  ``kvbox.auth.sigv4``; the clock is read here and passed in), then the handler.
+  A request with no credentials at all is AccessDenied: bucket policies and public
+  access come with a later issue.
+* Only the root access key exists in this slice; ``lookup_secret`` answers for it
+  alone, and every bucket belongs to ``root``.
+* Every failure leaves as S3's XML ``<Error>`` with the status of ``kvbox.s3.errors``:
+  an ``S3Error`` as is, an auth or aws-chunked error by its ``s3_code``, a core
+  ``KvboxError`` through ``from_kvbox_error``, and anything else as InternalError,
+  logged with its traceback here and never shown to the client.
+* Every response carries ``x-amz-request-id`` and ``x-amz-id-2``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from kvbox.auth import sigv4
+from kvbox.errors import KvboxError
+from kvbox.s3.errors import ERRORS, S3Error, from_kvbox_error
+from kvbox.s3.handlers import bucket, listing
+from kvbox.s3.handlers import object as obj
+from kvbox.s3.handlers.common import Context, S3Request, S3Response
+from kvbox.s3.router import Endpoint, Op, route
+from kvbox.s3.xml import render_error
+
+log = logging.getLogger("kvbox.s3")
+
+Handler = Callable[[Context, S3Request, Endpoint], Awaitable[S3Response]]
+
+HANDLERS: dict[Op, Handler] = {
+    Op.LIST_BUCKETS: bucket.list_buckets,
+    Op.CREATE_BUCKET: bucket.create_bucket,
+    Op.HEAD_BUCKET: bucket.head_bucket,
+    Op.DELETE_BUCKET: bucket.delete_bucket,
+    Op.GET_BUCKET_LOCATION: bucket.get_bucket_location,
+    Op.PUT_OBJECT: obj.put_object,
+    Op.GET_OBJECT: obj.get_object,
+    Op.HEAD_OBJECT: obj.head_object,
+    Op.DELETE_OBJECT: obj.delete_object,
+    Op.DELETE_OBJECTS: obj.delete_objects,
+    Op.COPY_OBJECT: obj.copy_object,
+    Op.PUT_OBJECT_TAGGING: obj.put_object_tagging,
+    Op.GET_OBJECT_TAGGING: obj.get_object_tagging,
+    Op.DELETE_OBJECT_TAGGING: obj.delete_object_tagging,
+    Op.LIST_OBJECTS: listing.list_objects,
+    Op.LIST_OBJECTS_V2: listing.list_objects_v2,
+}
+
+#: Multipart upload comes with the next slice; until then these answer NotImplemented.
+MULTIPART_OPS = frozenset(
+    {
+        Op.CREATE_MULTIPART_UPLOAD,
+        Op.UPLOAD_PART,
+        Op.UPLOAD_PART_COPY,
+        Op.COMPLETE_MULTIPART_UPLOAD,
+        Op.ABORT_MULTIPART_UPLOAD,
+        Op.LIST_PARTS,
+        Op.LIST_MULTIPART_UPLOADS,
+    }
+)
+
+
+def new_request_id() -> str:
+    """16 upper-case hex digits, the shape of AWS's x-amz-request-id."""
+    return os.urandom(8).hex().upper()
+
+
+def host_id() -> str:
+    return base64.b64encode(os.urandom(24)).decode("ascii")
+
+
+def translate(exc: BaseException, resource: str | None = None) -> S3Error:
+    """The S3 error a client sees for ``exc`` (see the module docstring)."""
+    if isinstance(exc, S3Error):
+        return exc
+    code = getattr(exc, "s3_code", None)
+    if isinstance(code, str):
+        return _coded(exc, code, resource)
+    return from_kvbox_error(exc, resource=resource)
+
+
+def _coded(exc: BaseException, code: str, resource: str | None) -> S3Error:
+    """An auth or aws-chunked error: its own code, message and the fields AWS adds."""
+    if code not in ERRORS:  # a code the table lacks: keep the status class honest
+        code = "InvalidRequest"
+    extra: dict[str, str] = {}
+    if isinstance(exc, sigv4.SignatureDoesNotMatch):
+        extra = {
+            "AWSAccessKeyId": exc.access_key,
+            "StringToSign": exc.string_to_sign,
+            "SignatureProvided": exc.signature_provided,
+            "CanonicalRequest": exc.canonical_request,
+        }
+    elif isinstance(exc, sigv4.InvalidAccessKeyId):
+        extra = {"AWSAccessKeyId": exc.access_key}
+    elif isinstance(exc, sigv4.RequestTimeTooSkewed):
+        extra = {
+            "RequestTime": exc.request_time.strftime("%Y%m%dT%H%M%SZ"),
+            "ServerTime": exc.server_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "MaxAllowedSkewMilliseconds": str(int(exc.max_skew.total_seconds() * 1000)),
+        }
+    elif isinstance(exc, sigv4.RequestExpired):
+        extra = {
+            "Expires": exc.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "ServerTime": exc.server_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    return S3Error(code, str(exc) or None, resource=resource, extra=extra)
+
+
+class S3Frontend:
+    """Answers S3 requests over one ``Store`` for the root credentials."""
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        access_key: str,
+        secret_key: str,
+        domain: str | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.ctx = ctx
+        self._access_key = access_key
+        self._secret_key = secret_key
+        self.domain = domain
+        self._now = now
+
+    def _lookup_secret(self, access_key: str) -> str | None:
+        return self._secret_key if access_key == self._access_key else None
+
+    def _authenticate(self, req: S3Request) -> sigv4.AuthResult:
+        result = sigv4.authenticate(
+            req.method,
+            req.raw_path,
+            sigv4.parse_query_string(req.raw_query),
+            list(req.headers.items()),
+            self._lookup_secret,
+            self._now(),
+        )
+        if result is None:
+            raise S3Error("AccessDenied")
+        return result
+
+    async def handle(self, req: S3Request) -> S3Response:
+        """Answer one request; never raises (except cancellation)."""
+        resource = req.raw_path
+        try:
+            ep = route(req.method, req.raw_path, req.query, req.headers, domain=self.domain)
+            resource = _resource(ep)
+            req.auth = self._authenticate(req)
+            resp = await self._dispatch(req, ep)
+        except Exception as exc:
+            err = translate(exc, resource)
+            if err.code == "InternalError" and not isinstance(exc, S3Error):
+                log.exception("S3 %s %s failed (request %s)", req.method, resource, req.request_id)
+            elif isinstance(exc, KvboxError | S3Error):
+                log.debug("S3 %s %s: %s", req.method, resource, err.code)
+            resp = self.error_response(err, req)
+        self._stamp(resp, req)
+        return resp
+
+    async def _dispatch(self, req: S3Request, ep: Endpoint) -> S3Response:
+        handler = HANDLERS.get(ep.op)
+        if handler is not None:
+            return await handler(self.ctx, req, ep)
+        if ep.stub_error is not None:
+            raise S3Error(ep.stub_error)
+        if ep.op in MULTIPART_OPS:
+            raise S3Error("NotImplemented", "Multipart upload is not implemented yet")
+        raise S3Error("NotImplemented", f"{ep.op.value} is not implemented yet")
+
+    def error_response(self, err: S3Error, req: S3Request) -> S3Response:
+        headers = dict(err.headers)
+        body = b""
+        if err.has_body and req.method != "HEAD":
+            body = render_error(err, request_id=req.request_id)
+            headers["Content-Type"] = "application/xml"
+        return S3Response(err.status, headers, body)
+
+    @staticmethod
+    def _stamp(resp: S3Response, req: S3Request) -> None:
+        resp.headers["x-amz-request-id"] = req.request_id
+        resp.headers["x-amz-id-2"] = host_id()
+        resp.headers.setdefault("Server", "kvbox")
+
+
+def _resource(ep: Endpoint) -> str:
+    if ep.bucket is None:
+        return "/"
+    return f"/{ep.bucket}/{ep.key}" if ep.key else f"/{ep.bucket}"

@@ -1,0 +1,338 @@
+"""S3 front door, steps 1-3: the HTTP port, SigV4 (headers and presigned URLs), buckets.
+
+Every test talks to a real ``kvbox serve`` over HTTP with boto3 or plain urllib.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import re
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import botocore.utils  # type: ignore[import-untyped]
+import pytest
+from botocore.auth import S3SigV4Auth  # type: ignore[import-untyped]  # imports botocore.crt.auth too
+from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+from botocore.credentials import Credentials  # type: ignore[import-untyped]
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server
+
+
+@pytest.fixture(scope="module")
+def s3srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    srv = S3Server(tmp_path_factory.mktemp("s3auth") / "data").start()
+    yield srv
+    print(f"--- server log\n{srv.server.log_text()[-20000:]}")
+    srv.close()
+
+
+@pytest.fixture(scope="module")
+def s3(s3srv: S3Server) -> Any:
+    return s3srv.client()
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response["Error"]["Code"])
+
+
+def _raw(srv: S3Server, request: bytes) -> bytes:
+    """Send raw HTTP bytes, read until the server closes (Connection: close)."""
+    with socket.create_connection(("127.0.0.1", srv.http_port), timeout=10) as s:
+        s.sendall(request)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+# --- step 1: the HTTP port -----------------------------------------------------------
+
+
+def test_probes_still_answer_plain_gets(s3srv: S3Server) -> None:
+    with urllib.request.urlopen(s3srv.endpoint + "/healthz", timeout=5) as r:
+        assert r.read() == b"ok\n"
+    with urllib.request.urlopen(s3srv.endpoint + "/readyz", timeout=5) as r:
+        assert r.read() == b"ready\n"
+    with urllib.request.urlopen(s3srv.endpoint + "/metrics", timeout=5) as r:
+        assert b"kvbox_stored_objects" in r.read()
+
+
+def test_probe_paths_with_a_query_or_other_method_are_s3(s3srv: S3Server) -> None:
+    """Only a bare unauthenticated GET is a probe; anything else is S3 (here: anonymous)."""
+    for method, path in (("GET", "/healthz?list-type=2"), ("PUT", "/readyz"), ("HEAD", "/metrics")):
+        req = urllib.request.Request(s3srv.endpoint + path, method=method)
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=5)
+        info.value.close()
+        assert info.value.code == 403, (method, path)
+        assert info.value.headers["x-amz-request-id"]
+
+
+def test_anonymous_request_is_access_denied_xml_with_request_id(s3srv: S3Server) -> None:
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(s3srv.endpoint + "/", timeout=5)
+    err = info.value
+    assert err.code == 403
+    with err:
+        body = err.read().decode()
+    assert "<Code>AccessDenied</Code>" in body
+    rid = err.headers["x-amz-request-id"]
+    assert rid and f"<RequestId>{rid}</RequestId>" in body
+    assert err.headers["x-amz-id-2"]
+    assert "Traceback" not in body
+
+
+def test_probe_paths_are_buckets_for_signed_requests(s3: Any) -> None:
+    s3.create_bucket(Bucket="metrics")
+    s3.put_object(Bucket="metrics", Key="healthz", Body=b"not a probe")
+    assert s3.get_object(Bucket="metrics", Key="healthz")["Body"].read() == b"not a probe"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="metrics")["Contents"]]
+    assert keys == ["healthz"]
+    s3.head_bucket(Bucket="metrics")
+    s3.delete_object(Bucket="metrics", Key="healthz")
+    s3.delete_bucket(Bucket="metrics")
+
+
+def test_unknown_method_is_an_s3_error(s3srv: S3Server) -> None:
+    out = _raw(s3srv, b"PATCH /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 405")
+    assert b"<Code>MethodNotAllowed</Code>" in body
+    assert b"x-amz-request-id" in head.lower()
+
+
+def test_multipart_is_not_implemented_yet(s3: Any) -> None:
+    s3.create_bucket(Bucket="mpu")
+    with pytest.raises(ClientError) as info:
+        s3.create_multipart_upload(Bucket="mpu", Key="big")
+    assert _code(info.value) == "NotImplemented"
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
+
+
+# --- step 2: authentication ----------------------------------------------------------
+
+
+def test_wrong_secret_is_signature_does_not_match(s3srv: S3Server) -> None:
+    bad = s3srv.client(secret_key="wrong-secret")
+    with pytest.raises(ClientError) as info:
+        bad.list_buckets()
+    assert _code(info.value) == "SignatureDoesNotMatch"
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_unknown_access_key_is_invalid_access_key_id(s3srv: S3Server) -> None:
+    bad = s3srv.client(access_key="AKIDONTKNOWYOU000000")
+    with pytest.raises(ClientError) as info:
+        bad.list_buckets()
+    assert _code(info.value) == "InvalidAccessKeyId"
+
+
+@contextlib.contextmanager
+def _signing_clock(offset: dt.timedelta) -> Iterator[None]:
+    """Make botocore sign as if its clock were ``offset`` away from now.
+
+    botocore signs with the CRT signer when awscrt is installed (it is: kvbox needs it)
+    and with its pure-Python one otherwise; both read ``get_current_datetime``.
+    """
+    real = botocore.utils.get_current_datetime
+
+    def shifted(remove_tzinfo: bool = True) -> dt.datetime:
+        now: dt.datetime = real(remove_tzinfo)
+        return now + offset
+
+    with (
+        mock.patch("botocore.auth.get_current_datetime", shifted),
+        mock.patch("botocore.crt.auth.get_current_datetime", shifted),
+    ):
+        yield
+
+
+def _sign(
+    srv: S3Server, method: str, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Headers of a SigV4 request signed by botocore's pure-Python signer for ``body``."""
+    req = AWSRequest(method=method, url=srv.endpoint + path, data=body, headers=headers or {})
+    req.headers["x-amz-content-sha256"] = hashlib.sha256(body).hexdigest()
+    S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", "us-east-1").add_auth(req)
+    return dict(req.headers.items())
+
+
+def test_skewed_clock_is_request_time_too_skewed(s3: Any) -> None:
+    with _signing_clock(-dt.timedelta(minutes=20)), pytest.raises(ClientError) as info:
+        s3.list_buckets()
+    assert _code(info.value) == "RequestTimeTooSkewed"
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    with _signing_clock(dt.timedelta(minutes=20)), pytest.raises(ClientError) as info:
+        s3.list_buckets()
+    assert _code(info.value) == "RequestTimeTooSkewed"
+    # 14 minutes off either way is inside the 15-minute window.
+    with _signing_clock(-dt.timedelta(minutes=14)):
+        s3.list_buckets()
+    with _signing_clock(dt.timedelta(minutes=14)):
+        s3.list_buckets()
+
+
+def test_presigned_get_with_urllib(s3: Any) -> None:
+    s3.create_bucket(Bucket="presigned")
+    s3.put_object(Bucket="presigned", Key="a b/ü+1.txt", Body=b"shared")
+    url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "presigned", "Key": "a b/ü+1.txt"}, ExpiresIn=60
+    )
+    with urllib.request.urlopen(url, timeout=5) as r:
+        assert r.read() == b"shared"
+        assert r.headers["ETag"]
+
+
+def test_presigned_put_with_urllib(s3: Any) -> None:
+    s3.create_bucket(Bucket="presigned-put")
+    url = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": "presigned-put", "Key": "up"}, ExpiresIn=60
+    )
+    req = urllib.request.Request(url, data=b"uploaded", method="PUT")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+    assert s3.get_object(Bucket="presigned-put", Key="up")["Body"].read() == b"uploaded"
+
+
+def test_expired_presigned_url_is_access_denied(s3srv: S3Server, s3: Any) -> None:
+    s3.create_bucket(Bucket="expired")
+    s3.put_object(Bucket="expired", Key="k", Body=b"x")
+    with _signing_clock(-dt.timedelta(hours=1)):
+        url = s3.generate_presigned_url(
+            "get_object", Params={"Bucket": "expired", "Key": "k"}, ExpiresIn=60
+        )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(url, timeout=5)
+    assert info.value.code == 403
+    with info.value:
+        body = info.value.read().decode()
+    assert "<Code>AccessDenied</Code>" in body
+    assert "expired" in body.lower()
+
+
+def test_tampered_presigned_url_is_refused(s3: Any) -> None:
+    s3.create_bucket(Bucket="tamper")
+    s3.put_object(Bucket="tamper", Key="k1", Body=b"one")
+    s3.put_object(Bucket="tamper", Key="k2", Body=b"two")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": "tamper", "Key": "k1"})
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(url.replace("/k1?", "/k2?"), timeout=5)
+    assert info.value.code == 403
+    with info.value:
+        assert b"SignatureDoesNotMatch" in info.value.read()
+
+
+def test_signed_sha256_mismatch_stores_nothing(s3srv: S3Server, s3: Any) -> None:
+    """A body that is not the one signed: 400 XAmzContentSHA256Mismatch, nothing stored."""
+    s3.create_bucket(Bucket="sha")
+    headers = _sign(s3srv, "PUT", "/sha/k", b"original!")
+    req = urllib.request.Request(
+        s3srv.endpoint + "/sha/k", data=b"tampered!", method="PUT", headers=headers
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=5)
+    assert info.value.code == 400
+    with info.value:
+        assert b"<Code>XAmzContentSHA256Mismatch</Code>" in info.value.read()
+    with pytest.raises(ClientError) as cerr:
+        s3.head_object(Bucket="sha", Key="k")
+    assert cerr.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    # The same signature with the signed body works: the check is the body, not the rest.
+    req = urllib.request.Request(
+        s3srv.endpoint + "/sha/k", data=b"original!", method="PUT", headers=headers
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:
+        assert r.status == 200
+    assert s3.get_object(Bucket="sha", Key="k")["Body"].read() == b"original!"
+
+
+def test_lying_content_length_stores_nothing(s3srv: S3Server, s3: Any) -> None:
+    s3.create_bucket(Bucket="short")
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": "short", "Key": "cut"})
+    path = url.split(str(s3srv.http_port), 1)[1]
+    with socket.create_connection(("127.0.0.1", s3srv.http_port), timeout=10) as s:
+        s.sendall(
+            f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{s3srv.http_port}\r\n"
+            "Content-Length: 100000\r\n\r\n".encode()
+            + b"x" * 5000
+        )
+        s.shutdown(socket.SHUT_WR)
+        reply = b""
+        try:
+            while chunk := s.recv(65536):
+                reply += chunk
+        except ConnectionResetError:
+            pass
+    assert not reply.startswith(b"HTTP/1.1 200")
+    with pytest.raises(ClientError) as info:
+        s3.head_object(Bucket="short", Key="cut")
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+# --- step 3: buckets -----------------------------------------------------------------
+
+
+def test_bucket_lifecycle(s3: Any) -> None:
+    s3.create_bucket(Bucket="life-cycle")
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert "life-cycle" in names and "kv" in names
+    assert names == sorted(names)
+    s3.head_bucket(Bucket="life-cycle")
+    loc = s3.get_bucket_location(Bucket="life-cycle")
+    assert loc["LocationConstraint"] is None
+    with pytest.raises(ClientError) as info:
+        s3.create_bucket(Bucket="life-cycle")
+    assert _code(info.value) == "BucketAlreadyOwnedByYou"
+    s3.put_object(Bucket="life-cycle", Key="k", Body=b"x")
+    with pytest.raises(ClientError) as info:
+        s3.delete_bucket(Bucket="life-cycle")
+    assert _code(info.value) == "BucketNotEmpty"
+    s3.delete_object(Bucket="life-cycle", Key="k")
+    s3.delete_bucket(Bucket="life-cycle")
+    with pytest.raises(ClientError) as info:
+        s3.head_bucket(Bucket="life-cycle")
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    with pytest.raises(ClientError) as info:
+        s3.delete_bucket(Bucket="life-cycle")
+    assert _code(info.value) == "NoSuchBucket"
+    with pytest.raises(ClientError) as info:
+        s3.list_objects_v2(Bucket="life-cycle")
+    assert _code(info.value) == "NoSuchBucket"
+
+
+@pytest.mark.parametrize(
+    "name", ["ab", "UpperCase", "a..b", "192.168.1.1", "-dash", "xn--punycode", "a" * 64]
+)
+def test_bad_bucket_names(s3srv: S3Server, name: str) -> None:
+    s3 = s3srv.client(parameter_validation=False)
+    with pytest.raises(ClientError) as info:
+        s3.create_bucket(Bucket=name)
+    assert _code(info.value) == "InvalidBucketName"
+
+
+def test_kv_bucket_cannot_be_deleted(s3: Any) -> None:
+    with pytest.raises(ClientError) as info:
+        s3.delete_bucket(Bucket="kv")
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    s3.head_bucket(Bucket="kv")
+
+
+def test_request_ids_differ(s3: Any) -> None:
+    a = s3.list_buckets()["ResponseMetadata"]["RequestId"]
+    b = s3.list_buckets()["ResponseMetadata"]["RequestId"]
+    assert re.fullmatch(r"[0-9A-F]{16}", a) and a != b
+
+
+def test_server_log_has_no_secret(s3srv: S3Server, s3: Any, tmp_path: Path) -> None:
+    s3.list_buckets()
+    assert ACCESS_KEY in s3srv.server.log_text()  # announced at start, as designed
+    assert SECRET_KEY not in s3srv.server.log_text()

@@ -1,0 +1,387 @@
+"""S3 front door, step 4: objects (put/get/head/delete, ranges, conditions, checksums,
+metadata, copy, tagging, batch delete) and awkward keys, with boto3 on a real server."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import io
+import zlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+from ._s3 import NO_MULTIPART, S3Server
+from ._server import pseudo_random_chunks
+
+BUCKET = "objects"
+
+
+@pytest.fixture(scope="module")
+def s3srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    srv = S3Server(tmp_path_factory.mktemp("s3obj") / "data").start()
+    srv.client().create_bucket(Bucket=BUCKET)
+    yield srv
+    print(f"--- server log\n{srv.server.log_text()[-20000:]}")
+    srv.close()
+
+
+@pytest.fixture(scope="module")
+def s3(s3srv: S3Server) -> Any:
+    return s3srv.client()
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response["ResponseMetadata"]["HTTPStatusCode"])
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response["Error"]["Code"])
+
+
+def test_put_get_head_delete(s3: Any) -> None:
+    body = b"hello, kvbox"
+    put = s3.put_object(Bucket=BUCKET, Key="greeting.txt", Body=body, ContentType="text/plain")
+    assert put["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+    got = s3.get_object(Bucket=BUCKET, Key="greeting.txt")
+    assert got["Body"].read() == body
+    assert got["ContentType"] == "text/plain"
+    assert got["ContentLength"] == len(body)
+    assert got["ETag"] == put["ETag"]
+    head = s3.head_object(Bucket=BUCKET, Key="greeting.txt")
+    assert head["ContentLength"] == len(body)
+    assert head["ETag"] == put["ETag"]
+    age = dt.datetime.now(dt.UTC) - head["LastModified"]
+    assert dt.timedelta(seconds=-2) < age < dt.timedelta(minutes=1)
+    s3.delete_object(Bucket=BUCKET, Key="greeting.txt")
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket=BUCKET, Key="greeting.txt")
+    assert _code(info.value) == "NoSuchKey"
+    with pytest.raises(ClientError) as info:
+        s3.head_object(Bucket=BUCKET, Key="greeting.txt")
+    assert _status(info.value) == 404
+    s3.delete_object(Bucket=BUCKET, Key="greeting.txt")  # deleting nothing is fine
+
+
+def test_empty_object(s3: Any) -> None:
+    s3.put_object(Bucket=BUCKET, Key="empty", Body=b"")
+    got = s3.get_object(Bucket=BUCKET, Key="empty")
+    assert got["Body"].read() == b""
+    assert got["ContentLength"] == 0
+    assert got["ETag"] == f'"{hashlib.md5(b"").hexdigest()}"'
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket=BUCKET, Key="empty", Range="bytes=0-0")
+    assert _status(info.value) == 416
+
+
+def test_missing_bucket(s3: Any) -> None:
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket="no-such-bucket", Key="k", Body=b"x")
+    assert _code(info.value) == "NoSuchBucket"
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket="no-such-bucket", Key="k")
+    assert _code(info.value) == "NoSuchBucket"
+
+
+def test_large_object_streams_through(s3: Any) -> None:
+    size = 20 * 1024 * 1024 + 123  # several 8 MiB store chunks plus a tail
+    data = b"".join(pseudo_random_chunks(7, size))
+    s3.upload_fileobj(io.BytesIO(data), BUCKET, "big.bin", Config=NO_MULTIPART)
+    head = s3.head_object(Bucket=BUCKET, Key="big.bin")
+    assert head["ContentLength"] == size
+    out = io.BytesIO()
+    s3.download_fileobj(BUCKET, "big.bin", out, Config=NO_MULTIPART)
+    assert hashlib.sha256(out.getvalue()).digest() == hashlib.sha256(data).digest()
+    part = s3.get_object(Bucket=BUCKET, Key="big.bin", Range="bytes=8388600-8388700")
+    assert part["Body"].read() == data[8388600:8388701]
+
+
+def test_ranges(s3: Any) -> None:
+    data = bytes(range(256)) * 4
+    s3.put_object(Bucket=BUCKET, Key="range", Body=data)
+    cases = {
+        "bytes=0-9": (data[0:10], "bytes 0-9/1024"),
+        "bytes=1000-": (data[1000:], "bytes 1000-1023/1024"),
+        "bytes=-24": (data[-24:], "bytes 1000-1023/1024"),
+        "bytes=1020-5000": (data[1020:], "bytes 1020-1023/1024"),
+        "bytes=-5000": (data, "bytes 0-1023/1024"),
+    }
+    for rng, (want, content_range) in cases.items():
+        got = s3.get_object(Bucket=BUCKET, Key="range", Range=rng)
+        assert got["ResponseMetadata"]["HTTPStatusCode"] == 206, rng
+        assert got["ContentRange"] == content_range, rng
+        assert got["Body"].read() == want, rng
+    for bad in ("bytes=1024-", "bytes=2000-3000"):
+        with pytest.raises(ClientError) as info:
+            s3.get_object(Bucket=BUCKET, Key="range", Range=bad)
+        assert _status(info.value) == 416
+        assert _code(info.value) == "InvalidRange"
+    whole = s3.get_object(Bucket=BUCKET, Key="range", Range="items=0-1")
+    assert whole["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert whole["Body"].read() == data
+
+
+def test_read_conditions(s3: Any) -> None:
+    etag = s3.put_object(Bucket=BUCKET, Key="cond", Body=b"v1")["ETag"]
+    mtime = s3.head_object(Bucket=BUCKET, Key="cond")["LastModified"]
+    assert s3.get_object(Bucket=BUCKET, Key="cond", IfMatch=etag)["Body"].read() == b"v1"
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket=BUCKET, Key="cond", IfMatch='"0000"')
+    assert _status(info.value) == 412
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket=BUCKET, Key="cond", IfNoneMatch=etag)
+    assert _status(info.value) == 304
+    with pytest.raises(ClientError) as info:
+        s3.head_object(Bucket=BUCKET, Key="cond", IfNoneMatch=etag)
+    assert _status(info.value) == 304
+    later = mtime + dt.timedelta(seconds=10)
+    earlier = mtime - dt.timedelta(seconds=10)
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket=BUCKET, Key="cond", IfModifiedSince=later)
+    assert _status(info.value) == 304
+    s3.get_object(Bucket=BUCKET, Key="cond", IfModifiedSince=earlier)
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket=BUCKET, Key="cond", IfUnmodifiedSince=earlier)
+    assert _status(info.value) == 412
+    s3.get_object(Bucket=BUCKET, Key="cond", IfUnmodifiedSince=later)
+    # If-Match true wins over If-Unmodified-Since false (RFC 9110 §13.2.2).
+    s3.get_object(Bucket=BUCKET, Key="cond", IfMatch=etag, IfUnmodifiedSince=earlier)
+
+
+def test_conditional_writes(s3: Any) -> None:
+    s3.put_object(Bucket=BUCKET, Key="cw", Body=b"first", IfNoneMatch="*")
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket=BUCKET, Key="cw", Body=b"second", IfNoneMatch="*")
+    assert _status(info.value) == 412
+    assert _code(info.value) == "PreconditionFailed"
+    etag = s3.head_object(Bucket=BUCKET, Key="cw")["ETag"]
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket=BUCKET, Key="cw", Body=b"third", IfMatch='"deadbeef"')
+    assert _status(info.value) == 412
+    s3.put_object(Bucket=BUCKET, Key="cw", Body=b"fourth", IfMatch=etag)
+    assert s3.get_object(Bucket=BUCKET, Key="cw")["Body"].read() == b"fourth"
+
+
+def test_metadata_and_headers_round_trip(s3: Any) -> None:
+    expires = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    s3.put_object(
+        Bucket=BUCKET,
+        Key="meta",
+        Body=b"{}",
+        ContentType="application/json",
+        ContentEncoding="identity",
+        ContentDisposition='attachment; filename="x.json"',
+        CacheControl="max-age=60",
+        ContentLanguage="en",
+        Expires=expires,
+        Metadata={"Color": "blue", "owner-id": "42"},
+    )
+    for resp in (
+        s3.head_object(Bucket=BUCKET, Key="meta"),
+        s3.get_object(Bucket=BUCKET, Key="meta"),
+    ):
+        assert resp["ContentType"] == "application/json"
+        assert resp["ContentEncoding"] == "identity"
+        assert resp["ContentDisposition"] == 'attachment; filename="x.json"'
+        assert resp["CacheControl"] == "max-age=60"
+        assert resp["ContentLanguage"] == "en"
+        assert resp["Metadata"] == {"color": "blue", "owner-id": "42"}
+    got = s3.get_object(
+        Bucket=BUCKET,
+        Key="meta",
+        ResponseContentType="text/plain",
+        ResponseContentDisposition="inline",
+        ResponseCacheControl="no-cache",
+    )
+    assert got["ContentType"] == "text/plain"
+    assert got["ContentDisposition"] == "inline"
+    assert got["CacheControl"] == "no-cache"
+
+
+def test_content_md5(s3: Any) -> None:
+    body = b"digest me"
+    good = base64.b64encode(hashlib.md5(body).digest()).decode()
+    s3.put_object(Bucket=BUCKET, Key="md5", Body=body, ContentMD5=good)
+    bad = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket=BUCKET, Key="md5-bad", Body=body, ContentMD5=bad)
+    assert _code(info.value) == "BadDigest"
+    with pytest.raises(ClientError) as info:
+        s3.head_object(Bucket=BUCKET, Key="md5-bad")
+    assert _status(info.value) == 404
+
+
+@pytest.mark.parametrize("algorithm", ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"])
+def test_flexible_checksums_stored_and_returned(s3: Any, algorithm: str) -> None:
+    key = f"sum-{algorithm}"
+    body = b"checksummed body " * 1000
+    put = s3.put_object(Bucket=BUCKET, Key=key, Body=body, ChecksumAlgorithm=algorithm)
+    field = f"Checksum{algorithm}"
+    assert put[field]
+    head = s3.head_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+    assert head[field] == put[field]
+    got = s3.get_object(Bucket=BUCKET, Key=key, ChecksumMode="ENABLED")
+    assert got["Body"].read() == body  # botocore validates the checksum while reading
+    assert got[field] == put[field]
+    plain = s3.head_object(Bucket=BUCKET, Key=key)
+    assert field not in plain
+
+
+def test_wrong_checksum_header_is_bad_digest(s3: Any) -> None:
+    body = b"payload"
+    wrong = base64.b64encode(zlib.crc32(b"not the payload").to_bytes(4, "big")).decode()
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket=BUCKET, Key="crc-bad", Body=body, ChecksumCRC32=wrong)
+    assert _code(info.value) == "BadDigest"
+    with pytest.raises(ClientError) as info:
+        s3.head_object(Bucket=BUCKET, Key="crc-bad")
+    assert _status(info.value) == 404
+
+
+def test_malformed_checksum_header_is_invalid_request(s3: Any) -> None:
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket=BUCKET, Key="crc-malformed", Body=b"x", ChecksumCRC32="not-a-crc")
+    assert _code(info.value) == "InvalidRequest"
+    assert _status(info.value) == 400
+
+
+def test_copy_object(s3: Any) -> None:
+    s3.put_object(
+        Bucket=BUCKET,
+        Key="src",
+        Body=b"copy me",
+        ContentType="text/x",
+        Metadata={"a": "1"},
+        Tagging="t=1",
+    )
+    res = s3.copy_object(Bucket=BUCKET, Key="dst", CopySource={"Bucket": BUCKET, "Key": "src"})
+    assert res["CopyObjectResult"]["ETag"] == f'"{hashlib.md5(b"copy me").hexdigest()}"'
+    got = s3.get_object(Bucket=BUCKET, Key="dst")
+    assert got["Body"].read() == b"copy me"
+    assert got["ContentType"] == "text/x"
+    assert got["Metadata"] == {"a": "1"}
+    assert s3.get_object_tagging(Bucket=BUCKET, Key="dst")["TagSet"] == [{"Key": "t", "Value": "1"}]
+    s3.copy_object(
+        Bucket=BUCKET,
+        Key="dst2",
+        CopySource={"Bucket": BUCKET, "Key": "src"},
+        MetadataDirective="REPLACE",
+        ContentType="text/y",
+        Metadata={"b": "2"},
+    )
+    head = s3.head_object(Bucket=BUCKET, Key="dst2")
+    assert head["ContentType"] == "text/y" and head["Metadata"] == {"b": "2"}
+
+
+def test_copy_onto_itself(s3: Any) -> None:
+    s3.put_object(Bucket=BUCKET, Key="self", Body=b"same bytes", Metadata={"v": "1"})
+    with pytest.raises(ClientError) as info:
+        s3.copy_object(Bucket=BUCKET, Key="self", CopySource={"Bucket": BUCKET, "Key": "self"})
+    assert _code(info.value) == "InvalidRequest"
+    s3.copy_object(
+        Bucket=BUCKET,
+        Key="self",
+        CopySource={"Bucket": BUCKET, "Key": "self"},
+        MetadataDirective="REPLACE",
+        Metadata={"v": "2"},
+    )
+    got = s3.get_object(Bucket=BUCKET, Key="self")
+    assert got["Body"].read() == b"same bytes"
+    assert got["Metadata"] == {"v": "2"}
+
+
+def test_copy_source_conditions_and_missing_source(s3: Any) -> None:
+    etag = s3.put_object(Bucket=BUCKET, Key="csrc", Body=b"x")["ETag"]
+    src = {"Bucket": BUCKET, "Key": "csrc"}
+    s3.copy_object(Bucket=BUCKET, Key="cdst", CopySource=src, CopySourceIfMatch=etag)
+    with pytest.raises(ClientError) as info:
+        s3.copy_object(Bucket=BUCKET, Key="cdst", CopySource=src, CopySourceIfMatch='"nope"')
+    assert _status(info.value) == 412
+    with pytest.raises(ClientError) as info:
+        s3.copy_object(Bucket=BUCKET, Key="cdst", CopySource=src, CopySourceIfNoneMatch=etag)
+    assert _status(info.value) == 412
+    with pytest.raises(ClientError) as info:
+        s3.copy_object(Bucket=BUCKET, Key="cdst", CopySource={"Bucket": BUCKET, "Key": "nope"})
+    assert _code(info.value) == "NoSuchKey"
+
+
+def test_object_tagging(s3: Any) -> None:
+    s3.put_object(Bucket=BUCKET, Key="tagged", Body=b"t", Tagging="env=dev&team=kv%20box")
+    tags = s3.get_object_tagging(Bucket=BUCKET, Key="tagged")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == [("env", "dev"), ("team", "kv box")]
+    assert (
+        s3.head_object(Bucket=BUCKET, Key="tagged")["ResponseMetadata"]["HTTPHeaders"][
+            "x-amz-tagging-count"
+        ]
+        == "2"
+    )
+    s3.put_object_tagging(
+        Bucket=BUCKET, Key="tagged", Tagging={"TagSet": [{"Key": "only", "Value": "one"}]}
+    )
+    assert s3.get_object_tagging(Bucket=BUCKET, Key="tagged")["TagSet"] == [
+        {"Key": "only", "Value": "one"}
+    ]
+    assert s3.get_object(Bucket=BUCKET, Key="tagged")["Body"].read() == b"t"
+    s3.delete_object_tagging(Bucket=BUCKET, Key="tagged")
+    assert s3.get_object_tagging(Bucket=BUCKET, Key="tagged")["TagSet"] == []
+    with pytest.raises(ClientError) as info:
+        s3.put_object_tagging(
+            Bucket=BUCKET, Key="tagged", Tagging={"TagSet": [{"Key": "aws:x", "Value": "1"}]}
+        )
+    assert _code(info.value) == "InvalidTag"
+
+
+def test_delete_objects(s3: Any) -> None:
+    for i in range(5):
+        s3.put_object(Bucket=BUCKET, Key=f"batch/{i}", Body=b"x")
+    res = s3.delete_objects(
+        Bucket=BUCKET,
+        Delete={"Objects": [{"Key": f"batch/{i}"} for i in range(3)] + [{"Key": "batch/none"}]},
+    )
+    assert sorted(d["Key"] for d in res["Deleted"]) == [
+        "batch/0",
+        "batch/1",
+        "batch/2",
+        "batch/none",
+    ]
+    res = s3.delete_objects(
+        Bucket=BUCKET, Delete={"Objects": [{"Key": "batch/3"}, {"Key": "batch/4"}], "Quiet": True}
+    )
+    assert "Deleted" not in res and "Errors" not in res
+    left = s3.list_objects_v2(Bucket=BUCKET, Prefix="batch/")
+    assert left["KeyCount"] == 0
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../escape",
+        "a/../../b",
+        "dir/./file",
+        "double//slash",
+        "percent%2Fslash",
+        "spaces and+plus",
+        "unicode/ü€😀",
+        "k" * 1024,
+        "é" * 512,
+    ],
+)
+def test_awkward_keys_are_names_not_paths(s3: Any, key: str) -> None:
+    body = key.encode()[:64]
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == body
+    listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=key)
+    assert [o["Key"] for o in listed["Contents"]] == [key]
+    s3.delete_object(Bucket=BUCKET, Key=key)
+
+
+def test_key_over_1024_bytes_is_refused(s3: Any) -> None:
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket=BUCKET, Key="k" * 1025, Body=b"x")
+    assert _code(info.value) == "KeyTooLongError"
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket=BUCKET, Key="é" * 513, Body=b"x")
+    assert _code(info.value) == "KeyTooLongError"
