@@ -186,9 +186,16 @@ def test_aws_s3_files_roundtrip(aws: AwsCli, tmp_path: Path) -> None:
     assert aws("s3", "cp", f"s3://{bucket}/single.txt", "-").stdout == "hello, kvbox\n"
 
     # Server-side copy and move (copy + delete).
-    aws("s3", "cp", f"s3://{bucket}/up/docs/deep/c.bin", f"s3://{bucket}/copied/c.bin")
-    aws("s3", "mv", f"s3://{bucket}/copied/c.bin", f"s3://{bucket}/moved/c.bin")
-    aws("s3", "cp", f"s3://{bucket}/moved/c.bin", str(tmp_path / "c.bin"))
+    copy = aws(
+        "s3",
+        "cp",
+        f"s3://{bucket}/up/docs/deep/c.bin",
+        f"s3://{bucket}/copied/c.bin",
+        "--no-progress",
+    )
+    assert action_lines(copy.stdout, "copy") == [f"s3://{bucket}/copied/c.bin"], copy.stdout
+    aws("s3", "mv", f"s3://{bucket}/copied/c.bin", f"s3://{bucket}/moved/c.bin", "--no-progress")
+    aws("s3", "cp", f"s3://{bucket}/moved/c.bin", str(tmp_path / "c.bin"), "--no-progress")
     assert file_digest(tmp_path / "c.bin") == digests["docs/deep/c.bin"]
     prefixes, _ = aws_ls(aws("s3", "ls", f"s3://{bucket}").stdout)
     assert prefixes == ["moved/", "up/"]
@@ -211,7 +218,7 @@ def test_aws_64_mib_single_put(aws: AwsCli, tmp_path: Path) -> None:
     sha = write_file(big, 64 * MIB, seed=64)
     md5 = file_digest(big, "md5")
     aws("s3", "mb", f"s3://{bucket}")
-    aws("s3", "cp", str(big), f"s3://{bucket}/big.bin")
+    aws("s3", "cp", str(big), f"s3://{bucket}/big.bin", "--no-progress")
     head = aws.json(
         "head-object", "--bucket", bucket, "--key", "big.bin", "--checksum-mode", "ENABLED"
     )
@@ -225,7 +232,7 @@ def test_aws_64_mib_single_put(aws: AwsCli, tmp_path: Path) -> None:
             crc = zlib.crc32(chunk, crc)
     assert head.get("ChecksumCRC32") == base64.b64encode(crc.to_bytes(4, "big")).decode(), head
     big.unlink()
-    aws("s3", "cp", f"s3://{bucket}/big.bin", str(tmp_path / "back.bin"))
+    aws("s3", "cp", f"s3://{bucket}/big.bin", str(tmp_path / "back.bin"), "--no-progress")
     assert file_digest(tmp_path / "back.bin") == sha
 
 
@@ -602,7 +609,7 @@ def test_aws_error_paths(aws: AwsCli, s3: S3Target, tmp_path: Path) -> None:
     )
     # HEAD has no body: the CLI can only report the status.
     failed(aws("s3api", "head-object", "--bucket", bucket, "--key", "missing", check=False), "404")
-    failed(aws("s3", "cp", f"s3://{bucket}/missing", str(out), check=False), "404")
+    failed(aws("s3", "cp", f"s3://{bucket}/missing", str(out), "--no-progress", check=False), "404")
     assert not out.exists()
     failed(aws("s3", "ls", "s3://no-such-bucket", check=False), "NoSuchBucket")
     failed(aws("s3", "rb", "s3://no-such-bucket", check=False), "NoSuchBucket")

@@ -5,7 +5,8 @@ case; this test feeds both stores long seeded streams of mixed ops (conditions, 
 groups, deletes by id, purges, duplicate ids, missing buckets, shared chunks, a
 versioning change midway) and requires identical results and identical state after
 every round. SQLite gets each round as concurrent commits, so its group commit, the
-batch prefetch cache and the savepoint replay after a failed op are all exercised;
+batch prefetch, its cache of hot keys (also shrunk to a few keys, so that it ages out
+all the time) and the savepoint replay after a failed op are all exercised;
 the memory store applies the same calls one by one in the same order.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from kvbox.core.meta import MetaStore
+from kvbox.core.meta import sqlite as sqlite_module
 from kvbox.core.meta.memory import MemoryMetaStore
 from kvbox.core.meta.sqlite import SqliteMetaStore
 from kvbox.core.model import (
@@ -153,6 +155,21 @@ async def _state(store: MetaStore) -> object:
 
 @pytest.mark.parametrize("seed", range(4))
 async def test_sqlite_matches_memory(seed: int, tmp_path: Path) -> None:
+    await _compare(seed, tmp_path)
+
+
+@pytest.mark.parametrize("seed", range(4, 8))
+async def test_sqlite_matches_memory_with_a_tiny_row_cache(
+    seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's cache of hot keys ages out every few keys: rows must come back
+    from the old generation or the database exactly as they were."""
+    monkeypatch.setattr(sqlite_module, "ROW_CACHE_KEYS", 4)
+    monkeypatch.setattr(sqlite_module, "ROW_CACHE_BYTES", 64)
+    await _compare(seed, tmp_path)
+
+
+async def _compare(seed: int, tmp_path: Path) -> None:
     sqlite = SqliteMetaStore(tmp_path / "meta.sqlite3")
     memory = MemoryMetaStore()
     gen = _Gen(seed)

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -151,20 +152,111 @@ async def test_cancelled_caller_does_not_undo_its_commit(tmp_path: Path) -> None
         await store.close()
 
 
+def _plan(path: Path, sql: str, args: Sequence[object]) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("EXPLAIN QUERY PLAN " + sql, args).fetchall()
+    finally:
+        conn.close()
+    return " | ".join(str(row[-1]) for row in rows)
+
+
 async def test_list_objects_uses_the_live_index(tmp_path: Path) -> None:
-    """The listing must be a range scan of the live index, not a table scan."""
+    """The listing must be a range scan of the live table's key, each row then found by
+    its row id: no table scan, no sort."""
     store = SqliteMetaStore(tmp_path / META_FILE)
     await store.open()
     await store.close()
     from kvbox.core.meta.sqlite import _SQL_LIST
 
-    conn = sqlite3.connect(tmp_path / META_FILE)
+    plan = _plan(
+        tmp_path / META_FILE,
+        _SQL_LIST + " AND h.key >= ? AND h.key < ? ORDER BY h.key LIMIT ?",
+        ("b", "a", "b", 10),
+    )
+    assert "SEARCH h USING PRIMARY KEY (bucket=? AND key>? AND key<?)" in plan
+    assert "SEARCH v USING INTEGER PRIMARY KEY (rowid=?)" in plan
+    assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+async def test_object_reads_are_index_lookups(tmp_path: Path) -> None:
+    """head, head_many, get_version and list_versions never scan a table or sort."""
+    store = SqliteMetaStore(tmp_path / META_FILE)
+    await store.open()
+    await store.close()
+    from kvbox.core.meta import sqlite as s
+
+    reads: list[tuple[str, Sequence[object]]] = [
+        (s._SQL_HEAD, ("b", "k")),
+        (s._SQL_HEAD_MANY, ("b", '["k", "j"]')),
+        (s._SQL_BY_ID, ("b", "k", "V1")),
+        (s._SQL_NULL, ("b", "k")),
+        (s._SQL_HISTORY, ("b", "k", 10)),
+    ]
+    for sql, args in reads:
+        plan = _plan(tmp_path / META_FILE, sql, args)
+        assert "SEARCH" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+        for table in ("versions", "live", "markers", " v ", " h "):
+            assert f"SCAN {table.strip()} " not in plan + " ", plan
+    head = _plan(tmp_path / META_FILE, s._SQL_HEAD, ("b", "k"))
+    assert head.startswith("COMPOUND QUERY | LEFT-MOST SUBQUERY | SEARCH h USING PRIMARY KEY")
+
+
+async def test_unversioned_overwrites_rewrite_one_row_in_place(tmp_path: Path) -> None:
+    """Replacing a null version rewrites its row under the same id: the table does not
+    grow and the key's head entry never moves."""
+    store = SqliteMetaStore(tmp_path / META_FILE)
+    await store.open()
     try:
-        plan = conn.execute(
-            "EXPLAIN QUERY PLAN " + _SQL_LIST + " AND key >= ? AND key < ? ORDER BY key LIMIT ?",
-            ("b", "a", "b", 10),
+        await store.create_bucket(Bucket("b"))
+        for i in range(5):
+            await store.commit(
+                [
+                    PutOp(ObjectVersion("b", "k", IDS.new(), size=i, inline=b"x" * i)),
+                    PutOp(ObjectVersion("b", "k", IDS.new(), size=i, inline=b"y" * i)),
+                ]
+            )
+            ids = await asyncio.to_thread(_rows, tmp_path / META_FILE)
+            assert len(ids) == 1
+            if i == 0:
+                first = ids
+            assert ids == first
+        got = await store.head("b", "k")
+        assert got is not None and got.inline == b"yyyy"
+        assert await store.stats("b") == BucketStats(1, 4)
+    finally:
+        await store.close()
+
+
+def _rows(path: Path) -> list[tuple[int, int]]:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(
+            "SELECT v.id, h.id FROM versions AS v JOIN live AS h ON h.id = v.id"
         ).fetchall()
     finally:
         conn.close()
-    details = " ".join(str(row[-1]) for row in plan)
-    assert "SEARCH versions USING INDEX versions_live (bucket=? AND key>? AND key<?)" in details
+
+
+async def test_one_commit_larger_than_any_statement_chunk(tmp_path: Path) -> None:
+    """Thousands of ops in one call go out in several multi-row statements of
+    different sizes; every op must land exactly once."""
+    store = SqliteMetaStore(tmp_path / META_FILE)
+    await store.open()
+    try:
+        await store.create_bucket(Bucket("b"))
+        n = 2500
+        for round_no in range(2):  # new keys, then every key overwritten
+            ops = [
+                PutOp(ObjectVersion("b", f"k{i:05d}", IDS.new(), size=round_no + 1, inline=b"v"))
+                for i in range(n)
+            ]
+            results = await store.commit(ops)
+            assert [len(r.removed) for r in results] == [round_no] * n
+        assert await store.stats("b") == BucketStats(n, 2 * n)
+        listed = await store.list_objects("b", limit=n + 1)
+        assert [v.key for v in listed] == [f"k{i:05d}" for i in range(n)]
+        assert {v.size for v in listed} == {2}
+    finally:
+        await store.close()

@@ -9,19 +9,34 @@ Layer: core. Rules:
   writes share one fsync.
 * **Durability**: WAL mode with ``synchronous=FULL``: a future resolves only after
   ``COMMIT`` returned, i.e. after the WAL was fsync'd.
-* **Failure isolation**: ops run without savepoints (fast); a failure that is detected
-  before an op writes anything (``NoSuchBucket``, bad argument, failed condition) costs
-  nothing. Any other failure mid-batch rolls the whole batch back and replays it with a
-  SAVEPOINT per job and per op, so only the failing op is lost.
+* **Overlay, then bulk SQL**: every op is decided in Python against an in-memory overlay
+  that knows, for each key the batch writes, its newest and its null version (loaded in
+  a few queries per batch, or still there from an earlier batch: the overlay doubles as
+  a cache of hot keys). The overlay records only the *net* change per row and per key;
+  at the end of the batch (or before an op that must query more) it is written with a
+  handful of multi-row statements, whatever the number of ops. Each statement releases
+  the GIL once, for a long stretch, instead of once per row.
+* **Rows change in place**: replacing a null version (every write in an unversioned
+  bucket) rewrites that row's content under the same row id, and no index covers what
+  such a write changes, so it touches one B-tree. A versioned write appends a row and
+  moves the key's entry in the small ``live`` table, never touching the old row.
+* **Failure isolation**: a failure detected before an op changes anything
+  (``NoSuchBucket``, bad argument, failed condition) costs nothing. Any other failure
+  (a duplicate version id caught by a unique index, a disk error) rolls the batch back
+  and replays it with a SAVEPOINT and a flush per op, so only the failing op is lost.
 * **Reads** run on a small pool of reader threads, each with its own connection (WAL
   readers never wait for the writer and always see every commit that has returned).
-* Schema (``PRAGMA user_version`` = ``SCHEMA_VERSION``): ``versions`` keyed by ``seq``
-  (never reused: AUTOINCREMENT) with indexes for newest-first per key, version id, and a
-  partial unique index over rows that are the newest live version of their key (``live``),
-  so ``list_objects`` is an index range scan in UTF-8 byte order (BINARY collation);
-  ``buckets`` carries the object/byte counters, updated in the same transaction;
-  ``chunks`` holds reference counts, and a chunk whose count reaches 0 is deleted and
-  reported in ``WriteResult.freed_chunks``.
+  Each read is one statement; ``head`` of a live key is one primary-key lookup in
+  ``live`` and one by row id.
+* Schema (``PRAGMA user_version`` = ``SCHEMA_VERSION``): ``buckets`` (integer id, name,
+  object/byte counters updated in the same transaction); ``versions``, one row per
+  version, with partial indexes ``versions_null`` (the one null version of a key),
+  ``versions_id`` and ``versions_seq`` (non-null versions by id, and newest first);
+  ``live`` and ``markers`` map each key to its newest version when that is live or a
+  delete marker, so ``list_objects`` is a range scan of ``live``'s primary key in UTF-8
+  byte order (BINARY collation). ``chunks`` holds reference counts; a chunk whose count
+  reaches 0 is deleted and reported in ``WriteResult.freed_chunks``. ``state`` keeps the
+  highest ``seq`` ever given, so a seq is never reused, even after its version is gone.
 """
 
 from __future__ import annotations
@@ -29,13 +44,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import json
 import queue
 import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from itertools import chain
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
@@ -68,50 +83,88 @@ from kvbox.errors import (
 #: File name of the metadata database inside a data directory (server, fsck, migrate).
 META_FILE: Final = "meta.sqlite3"
 
-SCHEMA_VERSION: Final = 1
+#: 2: integer bucket ids, in-place null versions, ``live``/``markers`` head tables.
+SCHEMA_VERSION: Final = 2
 
 #: Ops per group-commit transaction. Large enough that one fsync serves thousands of
 #: writes, small enough that one batch holds the write lock for only tens of ms.
 MAX_BATCH_OPS: Final = 4096
 
+#: Page size of a new database (SQLite's default). Every row a batch changes costs the
+#: WAL a whole page, yet 2 KiB pages (half the bytes for 1 KB values) measured slower
+#: per write: more pages per B-tree and as many page writes (bench/meta_store.py).
+PAGE_SIZE: Final = 4096
+
+#: WAL pages between automatic checkpoints (SQLite's default). Checkpoints run inside
+#: the writer's COMMIT and cost it under 1 µs per write here; larger values measured no
+#: better and only trade many short stalls for fewer long ones.
+WAL_AUTOCHECKPOINT: Final = 1000
+
 #: Reader threads. Reads are short index lookups, so a few threads saturate 2 cores.
 DEFAULT_READERS: Final = 4
 
-#: Keys per head_many query: well under SQLite's bound parameter and JSON size limits.
+#: Keys whose newest and null rows the writer keeps in memory between batches (in two
+#: generations of up to half this each), and a rough bound on the inline bytes they
+#: hold: hot keys then need no prefetch query at all.
+ROW_CACHE_KEYS: Final = 65536
+ROW_CACHE_BYTES: Final = 32 * 1024 * 1024
+
+#: Keys per head_many/prefetch query: well under SQLite's JSON and statement limits.
 _HEAD_MANY_CHUNK: Final = 500
 _PREFETCH_CHUNK: Final = 1000
+
+#: The content type most objects have; stored as NULL to keep rows short.
+_DEFAULT_CT: Final = ObjectVersion("", "", "").content_type
 
 _SYNC_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 _SCHEMA = """
 CREATE TABLE buckets (
-    name TEXT PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
     owner TEXT NOT NULL,
     created_ns INTEGER NOT NULL,
     versioning TEXT NOT NULL,
     attrs TEXT,
     objects INTEGER NOT NULL DEFAULT 0,
     bytes INTEGER NOT NULL DEFAULT 0
-) WITHOUT ROWID;
+);
+CREATE TABLE state (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    seq INTEGER NOT NULL
+);
+INSERT INTO state (id, seq) VALUES (0, 0);
 CREATE TABLE versions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    bucket TEXT NOT NULL,
+    id INTEGER PRIMARY KEY,
+    bucket INTEGER NOT NULL,
     key TEXT NOT NULL,
-    version_id TEXT NOT NULL,
     is_null INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    version_id TEXT NOT NULL,
     is_dm INTEGER NOT NULL,
     size INTEGER NOT NULL,
     etag TEXT NOT NULL,
     mtime_ns INTEGER NOT NULL,
     inline BLOB,
     chunks BLOB,
-    content_type TEXT NOT NULL,
-    attrs TEXT,
-    live INTEGER NOT NULL
+    content_type TEXT,
+    attrs TEXT
 );
-CREATE INDEX versions_key ON versions (bucket, key, seq);
-CREATE UNIQUE INDEX versions_id ON versions (version_id, bucket, key);
-CREATE UNIQUE INDEX versions_live ON versions (bucket, key) WHERE live = 1;
+CREATE UNIQUE INDEX versions_null ON versions (bucket, key) WHERE is_null = 1;
+CREATE UNIQUE INDEX versions_id ON versions (bucket, key, version_id) WHERE is_null = 0;
+CREATE INDEX versions_seq ON versions (bucket, key, seq) WHERE is_null = 0;
+CREATE TABLE live (
+    bucket INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    PRIMARY KEY (bucket, key)
+) WITHOUT ROWID;
+CREATE TABLE markers (
+    bucket INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    id INTEGER NOT NULL,
+    PRIMARY KEY (bucket, key)
+) WITHOUT ROWID;
 CREATE TABLE chunks (
     chunk_id BLOB PRIMARY KEY,
     size INTEGER NOT NULL,
@@ -119,33 +172,154 @@ CREATE TABLE chunks (
 ) WITHOUT ROWID;
 """
 
-# Row layout of every versions SELECT below.
-_COLS = (
-    "seq, bucket, key, version_id, is_null, is_dm, size, etag, mtime_ns, inline, chunks,"
-    " content_type, attrs"
+# Row layout: the column order of ``versions``, so a row tuple is also the parameter
+# tuple of the multi-row upsert.
+_COLUMNS = (
+    "id",
+    "bucket",
+    "key",
+    "is_null",
+    "seq",
+    "version_id",
+    "is_dm",
+    "size",
+    "etag",
+    "mtime_ns",
+    "inline",
+    "chunks",
+    "content_type",
+    "attrs",
 )
-_SEQ, _BUCKET, _KEY, _VID, _IS_NULL, _IS_DM, _SIZE = 0, 1, 2, 3, 4, 5, 6
-_CHUNKS = 10
+_ID, _BUCKET, _KEY, _IS_NULL, _SEQ, _VID, _IS_DM, _SIZE = range(8)
+_INLINE, _CHUNKS = 10, 11
+_NCOLS = len(_COLUMNS)
+# Enum members as plain globals: an enum attribute lookup costs as much as a dict hit.
+_OFF, _ENABLED = Versioning.OFF, Versioning.ENABLED
 
-_SQL_NEWEST = f"SELECT {_COLS} FROM versions WHERE bucket = ? AND key = ? ORDER BY seq DESC LIMIT 1"
-_SQL_NULL = (
-    f"SELECT {_COLS} FROM versions WHERE bucket = ? AND key = ? AND is_null = ?"
-    " ORDER BY seq DESC LIMIT 1"
+_COLS = ", ".join(_COLUMNS)
+_VCOLS = ", ".join("v." + c for c in _COLUMNS)
+_BID = "(SELECT id FROM buckets WHERE name = ?1)"
+
+
+def _heads(where: str, extra: str = "") -> str:
+    """Rows of ``versions`` that are the newest of their key: via ``live``, then via
+    ``markers`` (``h`` is the head table, ``v`` the version)."""
+    return " UNION ALL ".join(
+        f"SELECT {_VCOLS}{extra} FROM {table} AS h CROSS JOIN versions AS v"
+        f" WHERE {where} AND v.id = h.id"
+        for table in ("live", "markers")
+    )
+
+
+# Reads (parameter 1 is always the bucket name).
+_SQL_HEAD = _heads(f"h.bucket = {_BID} AND h.key = ?2") + " LIMIT 1"
+_SQL_HEAD_MANY = "WITH j AS MATERIALIZED (SELECT value FROM json_each(?2)) " + _heads(
+    f"h.bucket = {_BID} AND h.key IN (SELECT value FROM j)"
 )
-_SQL_BY_ID = f"SELECT {_COLS} FROM versions WHERE version_id = ? AND bucket = ? AND key = ?"
-_SQL_ALL = f"SELECT {_COLS} FROM versions WHERE bucket = ? AND key = ? ORDER BY seq DESC"
-_SQL_INSERT = (
-    "INSERT INTO versions (seq, bucket, key, version_id, is_null, is_dm, size, etag,"
-    " mtime_ns, inline, chunks, content_type, attrs, live)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_SQL_BY_ID = (
+    f"SELECT {_COLS} FROM versions"
+    f" WHERE bucket = {_BID} AND key = ?2 AND version_id = ?3 AND is_null = 0"
+    f" UNION ALL SELECT {_COLS} FROM versions"
+    f" WHERE bucket = {_BID} AND key = ?2 AND is_null = 1 AND version_id = ?3"
+    " LIMIT 1"
 )
-_SQL_HEAD_MANY = (
-    f"SELECT {_COLS} FROM versions WHERE seq IN (SELECT (SELECT max(seq) FROM versions"
-    " WHERE bucket = ? AND key = j.value) FROM json_each(?) AS j)"
+_SQL_NULL = f"SELECT {_COLS} FROM versions WHERE bucket = {_BID} AND key = ?2 AND is_null = 1"
+_SQL_HISTORY = (
+    f"SELECT {_COLS} FROM versions WHERE bucket = {_BID} AND key = ?2 AND is_null = 0"
+    " ORDER BY seq DESC LIMIT ?3"
 )
-_SQL_LIST = f"SELECT {_COLS} FROM versions INDEXED BY versions_live WHERE bucket = ? AND live = 1"
+#: The listing: a range of ``live``'s primary key, each row joined by row id; the
+#: caller appends the key range (``h.key``), ORDER BY and LIMIT.
+_SQL_LIST = (
+    f"SELECT {_VCOLS} FROM live AS h CROSS JOIN versions AS v ON v.id = h.id"
+    f" WHERE h.bucket = {_BID}"
+)
+
+# Writer reads (parameter 1 is the bucket id). The last column tells a newest row (1)
+# from a null version that is not the newest (0).
+_SQL_KEY_STATE = (
+    _heads("h.bucket = ?1 AND h.key = ?2", ", 1")
+    + f" UNION ALL SELECT {_COLS}, 0 FROM versions WHERE bucket = ?1 AND key = ?2 AND is_null = 1"
+)
+_SQL_PREFETCH = (
+    "WITH j AS MATERIALIZED (SELECT value FROM json_each(?2)) "
+    + _heads("h.bucket = ?1 AND h.key IN (SELECT value FROM j)", ", 1")
+    + f" UNION ALL SELECT {_VCOLS}, 0 FROM versions AS v"
+    " WHERE v.bucket = ?1 AND v.key IN (SELECT value FROM j) AND v.is_null = 1"
+)
+_SQL_W_BY_ID = (
+    f"SELECT {_COLS} FROM versions"
+    " WHERE bucket = ?1 AND key = ?2 AND version_id = ?3 AND is_null = 0"
+)
+_SQL_W_PREVIOUS = (
+    f"SELECT {_COLS} FROM versions WHERE bucket = ?1 AND key = ?2 AND is_null = 0"
+    " AND id != ?3 ORDER BY seq DESC LIMIT 1"
+)
+_SQL_W_ALL_NON_NULL = (
+    f"SELECT {_COLS} FROM versions WHERE bucket = ?1 AND key = ?2 AND is_null = 0 ORDER BY seq DESC"
+)
+_SQL_W_ANY = (
+    "SELECT 1 FROM live WHERE bucket = ?1 UNION ALL SELECT 1 FROM markers WHERE bucket = ?1"
+)
+
+# Writer changes: each is ONE statement for the whole batch (or one per power-of-two
+# chunk of rows), because every statement releases and re-takes the GIL, and with the
+# event loop busy each re-take waits for a thread switch: per-row statements
+# (executemany) would spend more time waiting than working.
+_SQL_DELETE = "DELETE FROM versions WHERE id IN (SELECT value FROM json_each(?))"
+_SQL_UNHEAD = {
+    table: f"DELETE FROM {table} WHERE bucket = ? AND key IN (SELECT value FROM json_each(?))"
+    for table in ("live", "markers")
+}
+#: Rows per multi-row statement: 14 parameters a row stays under SQLite's 32766.
+_CHUNK_MAX: Final = 1024
+_CHUNK_SIZES: Final = tuple(1 << i for i in range(_CHUNK_MAX.bit_length() - 1, -1, -1))
+
+
+def _upsert_sql(rows: int) -> str:
+    """Insert new rows and rewrite the content of existing ones (a null version
+    replaced in place) in one statement; ``is_null``, ``bucket`` and ``key`` never
+    change, so the partial indexes on them are not touched by a rewrite."""
+    one = "(" + ", ".join("?" * _NCOLS) + ")"
+    sets = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[_SEQ:])
+    return (
+        f"INSERT INTO versions ({_COLS}) VALUES {', '.join([one] * rows)}"
+        f" ON CONFLICT (id) DO UPDATE SET {sets}"
+    )
+
+
+def _head_sql(table: str, rows: int) -> str:
+    values = ", ".join(["(?, ?, ?)"] * rows)
+    return (
+        f"INSERT INTO {table} (bucket, key, id) VALUES {values}"
+        " ON CONFLICT (bucket, key) DO UPDATE SET id = excluded.id"
+    )
+
+
+_SQL_UPSERT: Final = {n: _upsert_sql(n) for n in _CHUNK_SIZES}
+_SQL_HEAD_SET: Final = {
+    table: {n: _head_sql(table, n) for n in _CHUNK_SIZES} for table in ("live", "markers")
+}
 
 Row = tuple[Any, ...]
+_Key = tuple[int, str]
+#: A key's newest version as ``live``/``markers`` have it: (row id, is a marker).
+_Head = tuple[int, int] | None
+_MISSING: Final[Any] = object()
+
+
+def _head(row: Row | None) -> _Head:
+    return None if row is None else (row[_ID], row[_IS_DM])
+
+
+def _chunked(c: sqlite3.Cursor, sqls: Mapping[int, str], rows: Sequence[Sequence[Any]]) -> None:
+    """Run a multi-row statement over ``rows`` in power-of-two chunks (a few statement
+    shapes, each prepared once)."""
+    i, n = 0, len(rows)
+    for size in _CHUNK_SIZES:
+        while n - i >= size:
+            c.execute(sqls[size], list(chain.from_iterable(rows[i : i + size])))
+            i += size
 
 
 # --- encodings --------------------------------------------------------------------------
@@ -187,55 +361,31 @@ def _dec_attrs(text: str | None) -> Mapping[str, str]:
     return MappingProxyType(json.loads(text)) if text else EMPTY_ATTRS
 
 
-def _version(row: Row) -> ObjectVersion:
-    chunks, attrs = row[10], row[12]
+def _version(row: Row, bucket: str) -> ObjectVersion:
+    chunks, ct, attrs = row[11], row[12], row[13]
     return ObjectVersion(
-        row[1],
+        bucket,
         row[2],
-        row[3],
-        row[6],
+        row[5],
         row[7],
         row[8],
-        row[5] == 1,
-        row[4] == 1,
         row[9],
+        row[6] == 1,
+        row[3] == 1,
+        row[10],
         _dec_chunks(chunks) if chunks else (),
-        row[11],
+        _DEFAULT_CT if ct is None else ct,
         _dec_attrs(attrs) if attrs else EMPTY_ATTRS,
-        row[0],
+        row[4],
     )
 
 
-def _maybe_version(row: Row | None) -> ObjectVersion | None:
-    return _version(row) if row is not None else None
-
-
-def _version_row(v: ObjectVersion) -> tuple[Any, ...]:
-    return (
-        v.seq,
-        v.bucket,
-        v.key,
-        v.version_id,
-        int(v.is_null),
-        int(v.is_delete_marker),
-        v.size,
-        v.etag,
-        v.mtime_ns,
-        v.inline,
-        _enc_chunks(v.chunks),
-        v.content_type,
-        _enc_attrs(v.attrs),
-        0 if v.is_delete_marker else 1,
-    )
+def _maybe_version(row: Row | None, bucket: str) -> ObjectVersion | None:
+    return _version(row, bucket) if row is not None else None
 
 
 def _bucket(row: Row) -> Bucket:
     return Bucket(row[0], row[1], row[2], Versioning(row[3]), _dec_attrs(row[4]))
-
-
-def _live_size(row: Row | None) -> int | None:
-    """Size of the row if it is a live newest version (counts in stats), else None."""
-    return None if row is None or row[_IS_DM] else int(row[_SIZE])
 
 
 def _translate(exc: BaseException) -> BaseException:
@@ -249,11 +399,15 @@ def _translate(exc: BaseException) -> BaseException:
     return exc
 
 
+def _duplicate(version_id: str) -> InvalidArgument:
+    return InvalidArgument(f"version id {version_id} already exists for this key")
+
+
 # --- the writer thread -----------------------------------------------------------------
 
 
 class _Retry(Exception):
-    """An op failed after it had written: replay the batch with savepoints."""
+    """An op failed after it had changed something: replay the batch with savepoints."""
 
 
 class _Job:
@@ -261,7 +415,7 @@ class _Job:
 
     def __init__(
         self,
-        fn: Callable[[bool], object],
+        fn: Callable[[], object],
         weight: int,
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
@@ -278,9 +432,6 @@ class _Job:
 
 _STOP: Final = object()
 
-#: Counter changes of one op: (bucket, objects delta, bytes delta).
-_Acc = list[tuple[str, int, int]]
-
 
 def _deliver(jobs: list[_Job]) -> None:
     for job in jobs:
@@ -293,21 +444,43 @@ def _deliver(jobs: list[_Job]) -> None:
 
 
 class _Writer:
-    """State and SQL of the writer thread. Only that thread touches any of it."""
+    """State and SQL of the writer thread. Only that thread touches any of it.
+
+    The overlay: ``newest`` and ``nulls`` map keys to their newest row and null row
+    (None: there is none), as committed plus whatever the current transaction changed.
+    Until ``_flush`` writes them, ``orig``/``cur`` map each changed row id to the row as
+    in the database (None: new) and as it is now (None: removed), and ``heads`` maps
+    each key whose newest version changed to its head as in the database. The key maps
+    outlive the transaction (after COMMIT they hold exactly the committed rows), so hot
+    keys need no query at all: they are the young generation of a two-generation cache,
+    ``old_newest``/``old_nulls`` the old one, from which a key moves back when used.
+    Invariants: a key is changed only once it is in the young generation; a key in
+    neither generation reads correctly from the database; a rollback drops both
+    generations (a rollback to a savepoint, the keys it covered).
+    """
 
     def __init__(self, path: Path, synchronous: str) -> None:
         self.path = path
         self.synchronous = synchronous
         self.ids = VersionIdGenerator()
         self.seq = 0
-        self.buckets: dict[str, Versioning] = {}
-        #: Counter changes of the batch so far, written once before COMMIT.
-        self.acc: _Acc = []
-        #: (bucket, key) -> newest row, prefetched for the whole batch in a few queries
-        #: and kept current by ``_change``; off in safe mode, where savepoint rollbacks
-        #: would make it lie.
-        self.newest_cache: dict[tuple[str, str], Row | None] = {}
-        self.cache_on = False
+        self.saved_seq = 0
+        self.next_id = 1
+        #: name -> (id, versioning state); ``names`` is the reverse map.
+        self.buckets: dict[str, tuple[int, Versioning]] = {}
+        self.names: dict[int, str] = {}
+        self.newest: dict[_Key, Row | None] = {}
+        self.nulls: dict[_Key, Row | None] = {}
+        self.old_newest: dict[_Key, Row | None] = {}
+        self.old_nulls: dict[_Key, Row | None] = {}
+        #: Inline bytes that rows brought into the young generation (an estimate).
+        self.young_bytes = 0
+        self.orig: dict[int, Row | None] = {}
+        self.cur: dict[int, Row | None] = {}
+        self.heads: dict[_Key, _Head] = {}
+        #: bucket id -> [objects delta, bytes delta] of the batch so far.
+        self.deltas: dict[int, list[int]] = {}
+        self.safe = False
         self.conn: sqlite3.Connection | None = None
 
     # setup
@@ -315,13 +488,16 @@ class _Writer:
     def open(self) -> None:
         conn = sqlite3.connect(self.path, isolation_level=None, cached_statements=256)
         self.conn = conn
-        self.cur = conn.cursor()
+        self.c = conn.cursor()
+        # Only a new, empty database takes a page size; an existing one keeps its own.
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StorageError(f"{self.path}: cannot switch to WAL mode (got {mode})")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA busy_timeout = 10000")
         conn.execute("PRAGMA cache_size = -65536")  # 64 MiB of page cache
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
             conn.execute("BEGIN IMMEDIATE")
@@ -338,14 +514,17 @@ class _Writer:
         self.reload()
 
     def reload(self) -> None:
-        """Re-read the writer's caches from the database (at open and after a rollback)."""
-        c = self.cur
-        row = c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'versions'").fetchone()
-        self.seq = int(row[0]) if row else 0
+        """Re-read the writer's state from the database (at open and after a rollback)."""
+        c = self.c
+        self.seq = self.saved_seq = int(c.execute("SELECT seq FROM state").fetchone()[0])
+        self.next_id = int(c.execute("SELECT coalesce(max(id), 0) FROM versions").fetchone()[0]) + 1
         self.buckets = {
-            name: Versioning(state)
-            for name, state in c.execute("SELECT name, versioning FROM buckets").fetchall()
+            name: (int(bid), Versioning(state))
+            for bid, name, state in c.execute("SELECT id, name, versioning FROM buckets")
         }
+        self.names = {bid: name for name, (bid, _) in self.buckets.items()}
+        self._drop_cache()
+        self._forget()
 
     def close(self) -> None:
         if self.conn is not None:
@@ -374,90 +553,244 @@ class _Writer:
             self.conn.execute("ROLLBACK")
         self.reload()
 
+    def _forget(self) -> None:
+        """Drop the pending row and head changes and the counter deltas."""
+        self.orig.clear()
+        self.cur.clear()
+        self.heads.clear()
+        self.deltas.clear()
+
+    def _drop_cache(self) -> None:
+        self.newest.clear()
+        self.nulls.clear()
+        self.old_newest.clear()
+        self.old_nulls.clear()
+        self.young_bytes = 0
+
+    def _age(self) -> None:
+        """Between transactions: a full young generation becomes the old one."""
+        if len(self.newest) < ROW_CACHE_KEYS // 2 and self.young_bytes < ROW_CACHE_BYTES // 2:
+            return
+        self.old_newest, self.old_nulls = self.newest, self.nulls
+        self.newest, self.nulls = {}, {}
+        self.young_bytes = 0
+
     def _transaction(self, jobs: list[_Job], safe: bool) -> None:
-        self.acc.clear()
-        self.newest_cache.clear()
-        self.cache_on = not safe
-        self.cur.execute("BEGIN IMMEDIATE")
+        self._forget()
+        self._age()
+        self.safe = safe
+        self.c.execute("BEGIN IMMEDIATE")
         if not safe:
             self._prefetch(jobs)
         for job in jobs:
             try:
-                job.outcome = job.fn(safe)
+                job.outcome = job.fn()
                 job.failed = False
             except _Retry:
                 raise
             except Exception as exc:
                 job.outcome = _translate(exc)
                 job.failed = True
+        self._flush_or_retry()
         self._flush_deltas()
-        self.cur.execute("COMMIT")
+        if self.seq != self.saved_seq:
+            self.c.execute("UPDATE state SET seq = ?", (self.seq,))
+            self.saved_seq = self.seq
+        self.c.execute("COMMIT")
+        self._forget()
 
     def _prefetch(self, jobs: list[_Job]) -> None:
-        """Load the newest row of every key the batch writes, a few hundred keys per
-        query: one indexed lookup each, without a Python round trip per op."""
-        wanted: dict[str, dict[str, None]] = {}
+        """Bring the newest and null rows of every key the batch writes into the young
+        generation: from the old one, else a thousand keys per query (one index probe
+        each, without a Python round trip per op)."""
+        buckets, newest, nulls = self.buckets, self.newest, self.nulls
+        old_newest, old_nulls = self.old_newest, self.old_nulls
+        misses: dict[int, list[str]] = {}
         for job in jobs:
             for op in job.ops:
-                for sub in op.ops if isinstance(op, AtomicOp) else (op,):
-                    if isinstance(sub, PutOp):
-                        wanted.setdefault(sub.version.bucket, {})[sub.version.key] = None
-                    elif isinstance(sub, DeleteOp):
-                        wanted.setdefault(sub.bucket, {})[sub.key] = None
-        cache = self.newest_cache
-        c = self.cur
-        for bucket, keyset in wanted.items():
-            keys = list(keyset)
-            for key in keys:
-                cache[(bucket, key)] = None
+                t = type(op)
+                if t is PutOp:
+                    name, key = op.version.bucket, op.version.key  # type: ignore[union-attr]
+                elif t is DeleteOp:
+                    name, key = op.bucket, op.key  # type: ignore[union-attr]
+                else:
+                    if t is AtomicOp:
+                        self._prefetch_atomic(op, misses)  # type: ignore[arg-type]
+                    continue
+                b = buckets.get(name)
+                if b is None:
+                    continue  # the op will raise NoSuchBucket
+                k = (b[0], key)
+                if k in newest:
+                    continue
+                row = old_newest.pop(k, _MISSING)
+                if row is _MISSING:
+                    misses.setdefault(b[0], []).append(key)
+                    newest[k] = nulls[k] = None
+                else:
+                    newest[k] = row
+                    nulls[k] = old_nulls.pop(k)
+        for bid, keys in misses.items():
             for i in range(0, len(keys), _PREFETCH_CHUNK):
-                part = json.dumps(keys[i : i + _PREFETCH_CHUNK])
-                for row in c.execute(_SQL_HEAD_MANY, (bucket, part)).fetchall():
-                    cache[(bucket, row[_KEY])] = row
+                part = json.dumps(keys[i : i + _PREFETCH_CHUNK], ensure_ascii=False)
+                self._take(bid, self.c.execute(_SQL_PREFETCH, (bid, part)).fetchall())
 
-    def _guarded(self, safe: bool, fn: Callable[[], Any]) -> Any:
-        """Run ``fn``; a KvboxError means it wrote nothing. Anything else means it may
-        have: in fast mode, replay the batch; in safe mode, undo just ``fn``."""
-        if not safe:
+    def _prefetch_atomic(self, op: AtomicOp, misses: dict[int, list[str]]) -> None:
+        for sub in op.ops:
+            if isinstance(sub, PutOp):
+                name, key = sub.version.bucket, sub.version.key
+            else:
+                name, key = sub.bucket, sub.key
+            b = self.buckets.get(name)
+            if b is None:
+                continue
+            k = (b[0], key)
+            if k not in self.newest and self._promote(k) is _MISSING:
+                misses.setdefault(b[0], []).append(key)
+                self.newest[k] = self.nulls[k] = None
+
+    def _take(self, bid: int, tagged: list[Row]) -> None:
+        """File rows of ``_SQL_KEY_STATE``/``_SQL_PREFETCH`` (a version plus a last
+        column, 1 for a newest row) into the young generation."""
+        newest, nulls = self.newest, self.nulls
+        for tagged_row in tagged:
+            row = tagged_row[:_NCOLS]
+            k = (bid, row[_KEY])
+            if tagged_row[_NCOLS]:
+                newest[k] = row
+                if row[_IS_NULL]:
+                    nulls[k] = row
+            else:
+                n = newest.get(k)
+                nulls[k] = n if n is not None and n[_ID] == row[_ID] else row
+            if row[_INLINE] is not None:
+                self.young_bytes += len(row[_INLINE])
+
+    def _promote(self, k: _Key) -> Any:
+        """Move a key from the old generation to the young one: its newest row, or
+        ``_MISSING`` if the old generation does not have it."""
+        row = self.old_newest.pop(k, _MISSING)
+        if row is not _MISSING:
+            self.newest[k] = row
+            self.nulls[k] = self.old_nulls.pop(k)
+        return row
+
+    def _lookup(self, k: _Key) -> Row | None:
+        """The newest row of a key not in the young generation (which then has it)."""
+        row = self._promote(k)
+        if row is _MISSING:
+            self.newest[k] = self.nulls[k] = None
+            self._take(k[0], self.c.execute(_SQL_KEY_STATE, k).fetchall())
+            row = self.newest[k]
+        return row  # type: ignore[no-any-return]
+
+    # the overlay's way to the database
+
+    def _flush(self) -> None:
+        """Write the overlay's net changes: removed rows, then head entries that went
+        away, then new and rewritten rows, then new head entries; in that order no
+        unique index ever sees two null versions of one key."""
+        c = self.c
+        cur, orig = self.cur, self.orig
+        if cur:
+            rows: list[Row] = []
+            deletes: list[int] = []
+            for rid, row in cur.items():
+                if row is None:
+                    if orig[rid] is not None:
+                        deletes.append(rid)
+                elif orig[rid] is None or row[_SEQ] != orig[rid][_SEQ]:  # type: ignore[index]
+                    rows.append(row)  # new, or new content (a new seq)
+            cur.clear()
+            orig.clear()
+            if deletes:
+                c.execute(_SQL_DELETE, (json.dumps(deletes),))
+        else:
+            rows = []
+        gone: dict[tuple[str, int], list[str]] = {}
+        came: dict[str, list[tuple[int, str, int]]] = {"live": [], "markers": []}
+        if self.heads:
+            newest = self.newest
+            for k, before in self.heads.items():
+                after = _head(newest[k])
+                if after == before:
+                    continue
+                if before is not None and (after is None or after[1] != before[1]):
+                    gone.setdefault(("markers" if before[1] else "live", k[0]), []).append(k[1])
+                if after is not None:
+                    came["markers" if after[1] else "live"].append((k[0], k[1], after[0]))
+            self.heads.clear()
+        for (table, bid), keys in gone.items():
+            c.execute(_SQL_UNHEAD[table], (bid, json.dumps(keys, ensure_ascii=False)))
+        if rows:
+            _chunked(c, _SQL_UPSERT, rows)
+        for table, entries in came.items():
+            if entries:
+                _chunked(c, _SQL_HEAD_SET[table], entries)
+
+    def _flush_or_retry(self) -> None:
+        """Flush changes of earlier ops: in fast mode, a failure here (a duplicate
+        version id, say) cannot be pinned on one op, so the batch is replayed."""
+        if self.safe:
+            self._flush()
+            return
+        try:
+            self._flush()
+        except Exception as exc:
+            raise _Retry from exc
+
+    def _flush_deltas(self) -> None:
+        deltas = [(d[0], d[1], bid) for bid, d in self.deltas.items() if d[0] or d[1]]
+        self.deltas.clear()
+        if deltas:
+            self.c.executemany(
+                "UPDATE buckets SET objects = objects + ?, bytes = bytes + ? WHERE id = ?", deltas
+            )
+
+    def _snapshot(self) -> tuple[int, int, dict[int, list[int]]]:
+        return self.seq, self.next_id, {b: list(d) for b, d in self.deltas.items()}
+
+    def _restore(self, snap: tuple[int, int, dict[int, list[int]]]) -> None:
+        self.seq, self.next_id, self.deltas = snap[0], snap[1], snap[2]
+
+    def _drop_overlay(self, snap: tuple[int, int, dict[int, list[int]]]) -> None:
+        """After a rollback to a savepoint taken with the overlay flushed: forget it."""
+        self._restore(snap)
+        self.orig.clear()
+        self.cur.clear()
+        self.heads.clear()
+        self._drop_cache()
+
+    def _guarded(self, fn: Callable[[], Any]) -> Any:
+        """Run a bucket change: in fast mode as is (a KvboxError means it changed
+        nothing; anything else replays the batch), in safe mode under a savepoint,
+        flushed at once like an op."""
+        if not self.safe:
             try:
                 return fn()
             except KvboxError:
                 raise
             except Exception as exc:
                 raise _Retry from exc
-        c = self.cur
+        c = self.c
+        snap = self._snapshot()
         c.execute("SAVEPOINT guard")
         try:
             result = fn()
+            self._flush()
         except Exception as exc:
             c.execute("ROLLBACK TO guard")
             c.execute("RELEASE guard")
+            self._drop_overlay(snap)
             raise _translate(exc) from exc
         c.execute("RELEASE guard")
         return result
-
-    def _flush_deltas(self) -> None:
-        if not self.acc:
-            return
-        deltas: dict[str, list[int]] = {}
-        for name, d_objects, d_bytes in self.acc:
-            d = deltas.get(name)
-            if d is None:
-                deltas[name] = [d_objects, d_bytes]
-            else:
-                d[0] += d_objects
-                d[1] += d_bytes
-        self.acc.clear()
-        self.cur.executemany(
-            "UPDATE buckets SET objects = objects + ?, bytes = bytes + ? WHERE name = ?",
-            [(d[0], d[1], name) for name, d in deltas.items() if d[0] or d[1]],
-        )
 
     def _filter_freed(self, results: list[WriteResult]) -> None:
         """A chunk freed by one op and referenced again by a later op of the same call is
         not free: drop it from the earlier result so its caller keeps the bytes."""
         freed = {cid for r in results for cid in r.freed_chunks}
-        c = self.cur
+        c = self.c
         alive = {
             cid
             for cid in freed
@@ -480,29 +813,28 @@ class _Writer:
 
     # jobs (each runs inside the batch transaction)
 
-    def commit_ops(self, ops: Sequence[WriteOp], safe: bool) -> list[WriteResult]:
+    def commit_ops(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
         results: list[WriteResult] = []
         error: BaseException | None = None
         any_freed = False
-        apply = self._apply
-        batch_acc = self.acc
+        apply, put = self._apply, self._put
         for op in ops:
-            if safe:
-                acc: _Acc = []
+            if self.safe:
                 try:
-                    r = self._guarded(True, functools.partial(apply, op, acc))
+                    r = self._apply_safely(op)
                 except Exception as exc:
-                    error = error or exc
+                    error = error or _translate(exc)
                     continue
-                batch_acc.extend(acc)
             else:
-                # Fast path: a KvboxError means the op wrote nothing (and added nothing to
-                # the counters); anything else means it may have, so replay the batch.
+                # Fast path: a KvboxError means the op changed nothing; anything else
+                # means it may have, so replay the batch.
                 try:
-                    r = apply(op, batch_acc)
+                    r = put(op) if type(op) is PutOp else apply(op)
                 except KvboxError as exc:
                     error = error or exc
                     continue
+                except _Retry:
+                    raise
                 except Exception as exc:
                     raise _Retry from exc
             results.append(r)
@@ -514,13 +846,29 @@ class _Writer:
             self._filter_freed(results)
         return results
 
-    def create_bucket(self, bucket: Bucket, safe: bool) -> bool:
+    def _apply_safely(self, op: WriteOp) -> WriteResult:
+        """One op under its own savepoint, flushed at once, so a failure of its writes
+        is its own and undoes only it."""
+        c = self.c
+        snap = self._snapshot()
+        c.execute("SAVEPOINT op")
+        try:
+            r = self._apply(op)
+            self._flush()
+        except BaseException:
+            c.execute("ROLLBACK TO op")
+            c.execute("RELEASE op")
+            self._drop_overlay(snap)
+            raise
+        c.execute("RELEASE op")
+        return r
+
+    def create_bucket(self, bucket: Bucket) -> bool:
         if bucket.name in self.buckets:
             return False
-        self._flush_deltas()
 
-        def run() -> bool:
-            self.cur.execute(
+        def run() -> int:
+            self.c.execute(
                 "INSERT INTO buckets (name, owner, created_ns, versioning, attrs)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (
@@ -531,125 +879,115 @@ class _Writer:
                     _enc_attrs(bucket.attrs),
                 ),
             )
-            return True
+            return int(self.c.lastrowid or 0)
 
-        created: bool = self._guarded(safe, run)
-        self.buckets[bucket.name] = bucket.versioning
-        return created
-
-    def delete_bucket(self, name: str, safe: bool) -> bool:
-        if name not in self.buckets:
-            return False
-        if self.cur.execute("SELECT 1 FROM versions WHERE bucket = ? LIMIT 1", (name,)).fetchone():
-            raise BucketNotEmpty(name)
-        self._flush_deltas()
-        self._guarded(safe, lambda: self.cur.execute("DELETE FROM buckets WHERE name = ?", (name,)))
-        del self.buckets[name]
+        bid: int = self._guarded(run)
+        self.buckets[bucket.name] = (bid, bucket.versioning)
+        self.names[bid] = bucket.name
         return True
 
-    def set_versioning(self, name: str, state: Versioning, safe: bool) -> None:
-        _rules.check_versioning_change(self._state(name), state)
-        self._guarded(
-            safe,
-            lambda: self.cur.execute(
-                "UPDATE buckets SET versioning = ? WHERE name = ?", (state.value, name)
-            ),
-        )
-        self.buckets[name] = state
+    def delete_bucket(self, name: str) -> bool:
+        b = self.buckets.get(name)
+        if b is None:
+            return False
+        bid = b[0]
+        self._flush_or_retry()
+        c = self.c
+        if c.execute(_SQL_W_ANY, (bid,)).fetchone() is not None:
+            raise BucketNotEmpty(name)
+        self.deltas.pop(bid, None)
+        self._guarded(lambda: c.execute("DELETE FROM buckets WHERE id = ?", (bid,)))
+        del self.buckets[name]
+        del self.names[bid]
+        return True
 
-    def drop_versions_with_chunks(
-        self, chunk_ids: Sequence[str], safe: bool
-    ) -> list[ObjectVersion]:
+    def set_versioning(self, name: str, state: Versioning) -> None:
+        bid, current = self._bucket(name)
+        _rules.check_versioning_change(current, state)
+        self._guarded(
+            lambda: self.c.execute(
+                "UPDATE buckets SET versioning = ? WHERE id = ?", (state.value, bid)
+            )
+        )
+        self.buckets[name] = (bid, state)
+
+    def drop_versions_with_chunks(self, chunk_ids: Sequence[str]) -> list[ObjectVersion]:
         wanted = {bytes.fromhex(c) for c in chunk_ids}
-        scan = self.conn.cursor() if self.conn is not None else self.cur
+        self._flush_or_retry()
+        assert self.conn is not None
+        scan = self.conn.cursor()
         doomed = [
             row
             for row in scan.execute(f"SELECT {_COLS} FROM versions WHERE chunks IS NOT NULL")
             if not wanted.isdisjoint(_chunk_counts(row[_CHUNKS]))
         ]
         scan.close()
-        self.newest_cache.clear()
 
         def run() -> list[ObjectVersion]:
-            acc: _Acc = []
             scratch: list[str] = []
+            out: list[ObjectVersion] = []
             for row in doomed:
-                newest = self._newest(row[_BUCKET], row[_KEY])
-                self._change(row[_BUCKET], row[_KEY], newest, [row], None, acc, scratch)
-            self.acc.extend(acc)
-            return [_version(row) for row in doomed]
+                k = (row[_BUCKET], row[_KEY])
+                newest = self.newest.get(k, _MISSING)
+                if newest is _MISSING:
+                    newest = self._lookup(k)
+                self._remove(k, row, newest, scratch)
+                out.append(_version(row, self.names[row[_BUCKET]]))
+            return out
 
-        removed: list[ObjectVersion] = self._guarded(safe, run)
+        removed: list[ObjectVersion] = self._guarded(run)
         return removed
 
     # ops
 
-    def _state(self, bucket: str) -> Versioning:
-        state = self.buckets.get(bucket)
-        if state is None:
-            raise NoSuchBucket(bucket)
-        return state
+    def _bucket(self, name: str) -> tuple[int, Versioning]:
+        b = self.buckets.get(name)
+        if b is None:
+            raise NoSuchBucket(name)
+        return b
 
-    def _next_seq(self) -> int:
-        self.seq += 1
-        return self.seq
-
-    def _newest(self, bucket: str, key: str) -> Row | None:
-        if self.cache_on:
-            try:
-                return self.newest_cache[(bucket, key)]
-            except KeyError:
-                pass
-        return self._newest_db(bucket, key)
-
-    def _newest_db(self, bucket: str, key: str) -> Row | None:
-        row: Row | None = self.cur.execute(_SQL_NEWEST, (bucket, key)).fetchone()
-        if self.cache_on:
-            self.newest_cache[(bucket, key)] = row
-        return row
-
-    def _null_row(self, bucket: str, key: str, newest: Row | None, state: Versioning) -> Row | None:
-        """The key's null version. In an OFF bucket every version is null, so it can only
-        be the newest one, which spares a query on the hot path."""
-        if newest is None:
-            return None
-        if newest[_IS_NULL]:
-            return newest
-        if state is Versioning.OFF:
-            return None
-        row: Row | None = self.cur.execute(_SQL_NULL, (newest[_BUCKET], newest[_KEY], 1)).fetchone()
-        return row
-
-    def _apply(self, op: WriteOp, acc: _Acc) -> WriteResult:
+    def _apply(self, op: WriteOp) -> WriteResult:
         if isinstance(op, PutOp):
-            return self._put(op, acc)
+            return self._put(op)
         if isinstance(op, DeleteOp):
-            return self._delete(op, acc)
+            return self._delete(op)
         if isinstance(op, PurgeOp):
-            return self._purge(op, acc)
+            return self._purge(op)
         if isinstance(op, AtomicOp):
-            return self._atomic(op, acc)
+            return self._atomic(op)
         raise InvalidArgument(f"not a write op: {op!r}")
 
-    def _atomic(self, op: AtomicOp, acc: _Acc) -> WriteResult:
+    def _atomic(self, op: AtomicOp) -> WriteResult:
+        keys = []
         for sub in op.ops:  # every bucket must exist before anything is written
-            self._state(sub.version.bucket if isinstance(sub, PutOp) else sub.bucket)
-        c = self.cur
+            if isinstance(sub, PutOp):
+                keys.append((self._bucket(sub.version.bucket)[0], sub.version.key))
+            else:
+                keys.append((self._bucket(sub.bucket)[0], sub.key))
+        self._flush_or_retry()  # the savepoint then covers exactly this op's writes
+        snap = self._snapshot()
+        c = self.c
         c.execute("SAVEPOINT atomic")
-        mine: _Acc = []
         subs: list[WriteResult] = []
         try:
             for sub in op.ops:
-                r = self._apply(sub, mine)
+                r = self._apply(sub)
                 if not r.ok:
-                    self._undo_atomic(op)
+                    self._undo_atomic(snap, keys)
                     return WriteResult(False, current=r.current)
                 subs.append(r)
+                if r.written and not r.written[0].is_null:
+                    # A duplicate non-null version id must fail at this sub-op, before
+                    # a later one's condition is even looked at.
+                    try:
+                        self._flush()
+                    except sqlite3.IntegrityError as exc:
+                        raise _duplicate(r.written[0].version_id) from exc
+            self._flush()
         except BaseException:
-            self._undo_atomic(op)
+            self._undo_atomic(snap, keys)
             raise
         c.execute("RELEASE atomic")
-        acc.extend(mine)
         return WriteResult(
             True,
             written=tuple(v for r in subs for v in r.written),
@@ -658,190 +996,318 @@ class _Writer:
             not_found=any(r.not_found for r in subs),
         )
 
-    def _undo_atomic(self, op: AtomicOp) -> None:
-        self.cur.execute("ROLLBACK TO atomic")
-        self.cur.execute("RELEASE atomic")
-        for sub in op.ops:
-            if isinstance(sub, PutOp):
-                self.newest_cache.pop((sub.version.bucket, sub.version.key), None)
-            else:
-                self.newest_cache.pop((sub.bucket, sub.key), None)
+    def _undo_atomic(self, snap: tuple[int, int, dict[int, list[int]]], keys: list[_Key]) -> None:
+        self.c.execute("ROLLBACK TO atomic")
+        self.c.execute("RELEASE atomic")
+        self.orig.clear()  # empty at the savepoint, so clearing restores them
+        self.cur.clear()
+        self.heads.clear()
+        for k in keys:
+            self.newest.pop(k, None)
+            self.nulls.pop(k, None)
+            self.old_newest.pop(k, None)
+            self.old_nulls.pop(k, None)
+        self._restore(snap)
 
-    def _put(self, op: PutOp, acc: _Acc) -> WriteResult:
-        # The hot path of every write: kept flat (no helper calls for the common case
-        # of an inline value replacing or following the newest version).
+    def _count(self, bid: int, old: Row | None, new: Row | None) -> None:
+        """Bucket counters follow the key's newest version: counted while it is live."""
+        old_live = old is not None and not old[_IS_DM]
+        new_live = new is not None and not new[_IS_DM]
+        d_objects = new_live - old_live
+        d_bytes = (new[_SIZE] if new_live and new is not None else 0) - (
+            old[_SIZE] if old_live and old is not None else 0
+        )
+        if not d_objects and not d_bytes:
+            return
+        d = self.deltas.get(bid)
+        if d is None:
+            self.deltas[bid] = [d_objects, d_bytes]
+        else:
+            d[0] += d_objects
+            d[1] += d_bytes
+
+    def _new_newest(self, k: _Key, before: Row | None, after: Row | None) -> None:
+        """The key's newest version changes from ``before`` to ``after``."""
+        if k not in self.heads:
+            self.heads[k] = _head(before)
+        self.newest[k] = after
+        self._count(k[0], before, after)
+
+    def _check_null_unique(self, k: _Key, version_id: str, newest: Row | None) -> None:
+        """A new null version (SUSPENDED bucket) must not share its id with a non-null
+        version of the key; only here does that need a query (in OFF buckets every
+        version is null, and non-null ids are a unique index)."""
+        if newest is None:
+            return  # the key has no version at all
+        if not newest[_IS_NULL] and newest[_VID] == version_id:
+            raise _duplicate(version_id)
+        self._flush_or_retry()
+        if self.c.execute(_SQL_W_BY_ID, (*k, version_id)).fetchone() is not None:
+            raise _duplicate(version_id)
+
+    def _place(self, k: _Key, newest: Row | None, null: Row | None, row: Row) -> list[str]:
+        """Make ``row`` the key's newest version in the overlay; returns freed chunks.
+
+        A null ``row`` replaces ``null`` in place (same id); a non-null one is new.
+        """
+        rid = row[_ID]
+        freed: list[str] = []
+        if row[_IS_NULL] and null is not None:
+            if rid not in self.orig:
+                self.orig[rid] = null
+            if null[_CHUNKS] is not None:
+                self._unref(null[_CHUNKS], freed)
+        else:
+            self.orig[rid] = None
+        self.cur[rid] = row
+        if row[_INLINE] is not None:
+            self.young_bytes += len(row[_INLINE])
+        if row[_IS_NULL]:
+            self.nulls[k] = row
+        if row[_CHUNKS] is not None:
+            self._ref(row[_CHUNKS])
+        if (
+            newest is None
+            or newest[_ID] != rid
+            or newest[_IS_DM] != row[_IS_DM]
+            or newest[_SIZE] != row[_SIZE]
+        ):
+            self._new_newest(k, newest, row)
+        else:  # the same row, rewritten: the head entry and the counters stay
+            self.newest[k] = row
+        return freed
+
+    def _put(self, op: PutOp) -> WriteResult:
+        # The hot path of every write: kept flat.
         v = op.version
-        bucket, key = v.bucket, v.key
-        state = self.buckets.get(bucket)
-        if state is None:
-            raise NoSuchBucket(bucket)
+        b = self.buckets.get(v.bucket)
+        if b is None:
+            raise NoSuchBucket(v.bucket)
+        bid, state = b
         if v.chunks:
             _rules.check_version(v)
-        newest = self._newest(bucket, key)
+        k = (bid, v.key)
+        newest = self.newest.get(k, _MISSING)
+        if newest is _MISSING:
+            newest = self._lookup(k)
         if op.condition is not None:
-            current = _maybe_version(newest)
+            current = _maybe_version(newest, v.bucket)
             if not _rules.condition_holds(op.condition, current):
                 return WriteResult(False, current=current)
-        enabled = state is Versioning.ENABLED
-        self.seq += 1
-        seq = self.seq
+        null = self.nulls[k]
+        if state is _OFF:
+            enabled = False
+        elif state is _ENABLED:
+            enabled = True
+            if null is not None and null[_VID] == v.version_id:
+                raise _duplicate(v.version_id)
+        else:
+            enabled = False
+            self._check_null_unique(k, v.version_id, newest)
+        if enabled or null is None:
+            rid = self.next_id
+            self.next_id = rid + 1
+        else:
+            rid = null[_ID]
+        self.seq = seq = self.seq + 1
         is_dm = v.is_delete_marker
-        new = ObjectVersion(
-            bucket,
-            key,
-            v.version_id,
-            v.size,
-            v.etag,
-            v.mtime_ns,
-            is_dm,
-            not enabled,
-            v.inline,
-            v.chunks,
-            v.content_type,
-            v.attrs,
-            seq,
+        ct = v.content_type
+        freed = self._place(
+            k,
+            newest,
+            null,
+            (
+                rid,
+                bid,
+                v.key,
+                0 if enabled else 1,
+                seq,
+                v.version_id,
+                1 if is_dm else 0,
+                v.size,
+                v.etag,
+                v.mtime_ns,
+                v.inline,
+                _enc_chunks(v.chunks) if v.chunks else None,
+                None if ct == _DEFAULT_CT else ct,
+                _enc_attrs(v.attrs) if v.attrs else None,
+            ),
         )
-        row = (
-            seq,
-            bucket,
-            key,
-            v.version_id,
-            0 if enabled else 1,
-            1 if is_dm else 0,
-            v.size,
-            v.etag,
-            v.mtime_ns,
-            v.inline,
-            _enc_chunks(v.chunks) if v.chunks else None,
-            v.content_type,
-            _enc_attrs(v.attrs) if v.attrs else None,
-            0 if is_dm else 1,
-        )
-        old_null = None if enabled or newest is None else self._null_row(bucket, key, newest, state)
-        freed: list[str] = []
-        self._change(bucket, key, newest, () if old_null is None else (old_null,), row, acc, freed)
         return WriteResult(
             True,
-            (new,),
-            (_version(old_null),) if old_null is not None else (),
+            (
+                ObjectVersion(
+                    v.bucket,
+                    v.key,
+                    v.version_id,
+                    v.size,
+                    v.etag,
+                    v.mtime_ns,
+                    is_dm,
+                    not enabled,
+                    v.inline,
+                    v.chunks,
+                    ct,
+                    v.attrs,
+                    seq,
+                ),
+            ),
+            () if enabled or null is None else (_version(null, v.bucket),),
             None,
             tuple(sorted(freed)) if freed else (),
         )
 
-    def _delete(self, op: DeleteOp, acc: _Acc) -> WriteResult:
-        state = self._state(op.bucket)
-        newest = self._newest(op.bucket, op.key)
+    def _delete(self, op: DeleteOp) -> WriteResult:
+        bid, state = self._bucket(op.bucket)
+        k = (bid, op.key)
+        newest = self.newest.get(k, _MISSING)
+        if newest is _MISSING:
+            newest = self._lookup(k)
         if op.condition is not None:
-            current = _maybe_version(newest)
+            current = _maybe_version(newest, op.bucket)
             if not _rules.condition_holds(op.condition, current):
                 return WriteResult(False, current=current)
         freed: list[str] = []
+        null = self.nulls[k]
         if op.version_id is not None:
-            if op.version_id == NULL_VERSION:
-                target = self._null_row(op.bucket, op.key, newest, Versioning.SUSPENDED)
-            elif newest is not None and newest[_VID] == op.version_id:
-                target = newest
-            else:
-                target = self.cur.execute(_SQL_BY_ID, (op.version_id, op.bucket, op.key)).fetchone()
+            target = self._find(k, newest, null, op.version_id)
             if target is None:
                 return WriteResult(True, not_found=True)
-            self._change(op.bucket, op.key, newest, [target], None, acc, freed)
-            return WriteResult(True, removed=(_version(target),), freed_chunks=tuple(sorted(freed)))
-        old_null = None
-        if state is not Versioning.ENABLED:
-            old_null = self._null_row(op.bucket, op.key, newest, state)
-            if state is Versioning.OFF and old_null is None:
+            self._remove(k, target, newest, freed)
+            return WriteResult(
+                True, removed=(_version(target, op.bucket),), freed_chunks=tuple(sorted(freed))
+            )
+        if state is _OFF:
+            if null is None:
                 return WriteResult(True, not_found=True)
-        marker = None
-        if state is not Versioning.OFF:
-            m = _rules.delete_marker(op, state, self.ids)
-            marker = _rules.stamp(m, self._next_seq(), m.is_null)
-        remove = [old_null] if old_null is not None else []
-        self._change(
-            op.bucket,
-            op.key,
+            self._remove(k, null, newest, freed)
+            return WriteResult(
+                True, removed=(_version(null, op.bucket),), freed_chunks=tuple(sorted(freed))
+            )
+        m = _rules.delete_marker(op, state, self.ids)
+        if state is _ENABLED:
+            if null is not None and null[_VID] == m.version_id:
+                raise _duplicate(m.version_id)
+        else:
+            self._check_null_unique(k, m.version_id, newest)
+        if m.is_null and null is not None:
+            rid = null[_ID]
+        else:
+            rid = self.next_id
+            self.next_id = rid + 1
+        self.seq = seq = self.seq + 1
+        marker = _rules.stamp(m, seq, m.is_null)
+        ct = marker.content_type
+        freed = self._place(
+            k,
             newest,
-            remove,
-            _version_row(marker) if marker is not None else None,
-            acc,
-            freed,
+            null,
+            (
+                rid,
+                bid,
+                op.key,
+                1 if marker.is_null else 0,
+                seq,
+                marker.version_id,
+                1,
+                0,
+                "",
+                marker.mtime_ns,
+                None,
+                None,
+                None if ct == _DEFAULT_CT else ct,
+                _enc_attrs(marker.attrs) if marker.attrs else None,
+            ),
         )
         return WriteResult(
             True,
-            written=(marker,) if marker is not None else (),
-            removed=(_version(old_null),) if old_null is not None else (),
+            written=(marker,),
+            removed=(_version(null, op.bucket),) if marker.is_null and null is not None else (),
             freed_chunks=tuple(sorted(freed)),
         )
 
-    def _purge(self, op: PurgeOp, acc: _Acc) -> WriteResult:
-        self._state(op.bucket)
-        rows = self.cur.execute(_SQL_ALL, (op.bucket, op.key)).fetchall()
+    def _find(self, k: _Key, newest: Row | None, null: Row | None, version_id: str) -> Row | None:
+        if version_id == NULL_VERSION:
+            return null
+        if newest is not None and newest[_VID] == version_id:
+            return newest
+        if null is not None and null[_VID] == version_id:
+            return null
+        self._flush_or_retry()  # the database must hold this key's rows as they are now
+        row: Row | None = self.c.execute(_SQL_W_BY_ID, (*k, version_id)).fetchone()
+        return row
+
+    def _remove(self, k: _Key, row: Row, newest: Row | None, freed: list[str]) -> None:
+        """Remove ``row`` for good; if it was the newest, the next one takes its place."""
+        rid = row[_ID]
+        after: Row | None = None
+        was_newest = newest is not None and newest[_ID] == rid
+        if was_newest:
+            after = self._previous(k, row)
+        if rid not in self.orig:
+            self.orig[rid] = row
+        self.cur[rid] = None
+        if row[_CHUNKS] is not None:
+            self._unref(row[_CHUNKS], freed)
+        null = self.nulls.get(k)
+        if null is not None and null[_ID] == rid:
+            self.nulls[k] = None
+        if was_newest:
+            self._new_newest(k, newest, after)
+
+    def _previous(self, k: _Key, row: Row) -> Row | None:
+        """The newest version of the key other than ``row``: the null version or the
+        newest non-null one, whichever is newer."""
+        null = self.nulls.get(k)
+        if null is not None and null[_ID] == row[_ID]:
+            null = None
+        if self.buckets.get(self.names.get(k[0], ""), (0, _OFF))[1] is _OFF:
+            return null  # an OFF bucket holds only its one null version per key
+        self._flush_or_retry()
+        other: Row | None = self.c.execute(_SQL_W_PREVIOUS, (*k, row[_ID])).fetchone()
+        if other is None or (null is not None and null[_SEQ] > other[_SEQ]):
+            return null
+        return other
+
+    def _purge(self, op: PurgeOp) -> WriteResult:
+        bid, _ = self._bucket(op.bucket)
+        k = (bid, op.key)
+        newest = self.newest.get(k, _MISSING)
+        if newest is _MISSING:
+            newest = self._lookup(k)
+        self._flush_or_retry()
+        rows: list[Row] = self.c.execute(_SQL_W_ALL_NON_NULL, k).fetchall()
+        null = self.nulls[k]
+        if null is not None:
+            rows.append(null)
+            rows.sort(key=lambda r: r[_SEQ], reverse=True)
         if not rows:
             return WriteResult(True, not_found=True)
         freed: list[str] = []
-        self._change(op.bucket, op.key, rows[0], rows, None, acc, freed)
-        return WriteResult(
-            True, removed=tuple(_version(r) for r in rows), freed_chunks=tuple(sorted(freed))
-        )
-
-    def _change(
-        self,
-        bucket: str,
-        key: str,
-        newest: Row | None,
-        remove: Sequence[Row],
-        insert: Row | None,
-        acc: _Acc,
-        freed: list[str],
-    ) -> None:
-        """Remove the ``remove`` rows, then append the ``insert`` row (``_version_row``
-        layout); keep the ``live`` flag, chunk reference counts, the newest-row cache and
-        the bucket counters (via ``acc``) in step."""
-        c = self.cur
-        gone = False
-        for row in remove:
-            c.execute("DELETE FROM versions WHERE seq = ?", (row[_SEQ],))
-            if row[_CHUNKS]:
+        for row in rows:
+            if row[_ID] not in self.orig:
+                self.orig[row[_ID]] = row
+            self.cur[row[_ID]] = None
+            if row[_CHUNKS] is not None:
                 self._unref(row[_CHUNKS], freed)
-            if newest is not None and row[_SEQ] == newest[_SEQ]:
-                gone = True
-        old_size = None if newest is None or newest[_IS_DM] else newest[_SIZE]
-        new_size: int | None
-        if insert is not None:
-            if old_size is not None and not gone and newest is not None:
-                c.execute("UPDATE versions SET live = 0 WHERE seq = ?", (newest[_SEQ],))
-            c.execute(_SQL_INSERT, insert)
-            if self.cache_on:  # the row tuple doubles as a _COLS row (plus ``live``)
-                self.newest_cache[(bucket, key)] = insert
-            if insert[_CHUNKS] is not None:
-                self._ref(insert[_CHUNKS])
-            new_size = None if insert[_IS_DM] else insert[_SIZE]
-        elif gone:
-            after = self._newest_db(bucket, key)
-            new_size = _live_size(after)
-            if after is not None and new_size is not None:
-                c.execute("UPDATE versions SET live = 1 WHERE seq = ?", (after[_SEQ],))
-        else:
-            return
-        if old_size != new_size:
-            acc.append(
-                (
-                    bucket,
-                    (new_size is not None) - (old_size is not None),
-                    (new_size or 0) - (old_size or 0),
-                )
-            )
+        self.nulls[k] = None
+        self._new_newest(k, newest, None)
+        return WriteResult(
+            True,
+            removed=tuple(_version(r, op.bucket) for r in rows),
+            freed_chunks=tuple(sorted(freed)),
+        )
 
     def _ref(self, blob: bytes) -> None:
         sizes = _chunk_sizes(blob)
-        self.cur.executemany(
+        self.c.executemany(
             "INSERT INTO chunks (chunk_id, size, refs) VALUES (?, ?, ?)"
             " ON CONFLICT (chunk_id) DO UPDATE SET refs = refs + excluded.refs",
             [(cid, sizes[cid], n) for cid, n in _chunk_counts(blob).items()],
         )
 
     def _unref(self, blob: bytes, freed: list[str]) -> None:
-        c = self.cur
+        c = self.c
         for cid, n in _chunk_counts(blob).items():
             rows = c.execute(
                 "UPDATE chunks SET refs = refs - ? WHERE chunk_id = ? RETURNING refs", (n, cid)
@@ -986,7 +1452,7 @@ class SqliteMetaStore:
         self._resolve(leftovers)
 
     async def _submit(
-        self, fn: Callable[[bool], object], weight: int = 1, ops: Sequence[WriteOp] = ()
+        self, fn: Callable[[], object], weight: int = 1, ops: Sequence[WriteOp] = ()
     ) -> Any:
         if not self._open:
             raise StorageError("metadata store is not open")
@@ -1028,7 +1494,7 @@ class SqliteMetaStore:
 
     async def create_bucket(self, bucket: Bucket) -> bool:
         w = self._w()
-        created: bool = await self._submit(lambda safe: w.create_bucket(bucket, safe))
+        created: bool = await self._submit(lambda: w.create_bucket(bucket))
         return created
 
     async def get_bucket(self, name: str) -> Bucket | None:
@@ -1050,12 +1516,12 @@ class SqliteMetaStore:
 
     async def delete_bucket(self, name: str) -> bool:
         w = self._w()
-        deleted: bool = await self._submit(lambda safe: w.delete_bucket(name, safe))
+        deleted: bool = await self._submit(lambda: w.delete_bucket(name))
         return deleted
 
     async def set_versioning(self, name: str, state: Versioning) -> None:
         w = self._w()
-        await self._submit(lambda safe: w.set_versioning(name, Versioning(state), safe))
+        await self._submit(lambda: w.set_versioning(name, Versioning(state)))
 
     # --- writes -----------------------------------------------------------------------
 
@@ -1064,16 +1530,14 @@ class SqliteMetaStore:
             return []
         w = self._w()
         ops = tuple(ops)
-        results: list[WriteResult] = await self._submit(
-            lambda safe: w.commit_ops(ops, safe), len(ops), ops
-        )
+        results: list[WriteResult] = await self._submit(lambda: w.commit_ops(ops), len(ops), ops)
         return results
 
     # --- object reads -----------------------------------------------------------------
 
     async def head(self, bucket: str, key: str) -> ObjectVersion | None:
-        row = await self._read(lambda c: c.execute(_SQL_NEWEST, (bucket, key)).fetchone())
-        return _maybe_version(row)
+        row = await self._read(lambda c: c.execute(_SQL_HEAD, (bucket, key)).fetchone())
+        return _maybe_version(row, bucket)
 
     async def head_many(self, bucket: str, keys: Sequence[str]) -> list[ObjectVersion | None]:
         if not keys:
@@ -1083,28 +1547,40 @@ class SqliteMetaStore:
         def run(c: sqlite3.Connection) -> list[Row]:
             rows: list[Row] = []
             for i in range(0, len(wanted), _HEAD_MANY_CHUNK):
-                part = json.dumps(wanted[i : i + _HEAD_MANY_CHUNK])
+                part = json.dumps(wanted[i : i + _HEAD_MANY_CHUNK], ensure_ascii=False)
                 rows.extend(c.execute(_SQL_HEAD_MANY, (bucket, part)).fetchall())
             return rows
 
-        found = {row[_KEY]: _version(row) for row in await self._read(run)}
+        found = {row[_KEY]: _version(row, bucket) for row in await self._read(run)}
         return [found.get(k) for k in wanted]
 
     async def get_version(self, bucket: str, key: str, version_id: str) -> ObjectVersion | None:
-        args: tuple[object, ...] = (version_id, bucket, key)
-        sql = _SQL_BY_ID
+        args: tuple[str, ...]
         if version_id == NULL_VERSION:
-            sql, args = _SQL_NULL, (bucket, key, 1)
+            sql, args = _SQL_NULL, (bucket, key)
+        else:
+            sql, args = _SQL_BY_ID, (bucket, key, version_id)
         row = await self._read(lambda c: c.execute(sql, args).fetchone())
-        return _maybe_version(row)
+        return _maybe_version(row, bucket)
 
     async def list_versions(self, bucket: str, key: str, limit: int = 1000) -> list[ObjectVersion]:
         if limit <= 0:
             return []
-        rows = await self._read(
-            lambda c: c.execute(_SQL_ALL + " LIMIT ?", (bucket, key, limit)).fetchall()
-        )
-        return [_version(r) for r in rows]
+
+        def run(c: sqlite3.Connection) -> list[Row]:
+            # Both statements in one read transaction, so they see the same commit.
+            c.execute("BEGIN")
+            try:
+                rows: list[Row] = c.execute(_SQL_HISTORY, (bucket, key, limit)).fetchall()
+                null = c.execute(_SQL_NULL, (bucket, key)).fetchone()
+            finally:
+                c.execute("COMMIT")
+            if null is not None:
+                rows.append(null)
+                rows.sort(key=lambda r: r[_SEQ], reverse=True)
+            return rows[:limit]
+
+        return [_version(r, bucket) for r in await self._read(run)]
 
     async def list_objects(
         self, bucket: str, prefix: str = "", start_after: str = "", limit: int = 1000
@@ -1114,19 +1590,19 @@ class SqliteMetaStore:
         sql = _SQL_LIST
         args: list[object] = [bucket]
         if start_after and start_after >= prefix:
-            sql += " AND key > ?"
+            sql += " AND h.key > ?"
             args.append(start_after)
         elif prefix:
-            sql += " AND key >= ?"
+            sql += " AND h.key >= ?"
             args.append(prefix)
         end = _rules.prefix_end(prefix)
         if end is not None:
-            sql += " AND key < ?"
+            sql += " AND h.key < ?"
             args.append(end)
-        sql += " ORDER BY key LIMIT ?"
+        sql += " ORDER BY h.key LIMIT ?"
         args.append(limit)
         rows = await self._read(lambda c: c.execute(sql, args).fetchall())
-        return [_version(r) for r in rows]
+        return [_version(r, bucket) for r in rows]
 
     async def stats(self, bucket: str) -> BucketStats:
         row = await self._read(
@@ -1166,7 +1642,5 @@ class SqliteMetaStore:
                 raise InvalidArgument(f"bad chunk id {cid!r}")
         w = self._w()
         ids = tuple(chunk_ids)
-        removed: list[ObjectVersion] = await self._submit(
-            lambda safe: w.drop_versions_with_chunks(ids, safe)
-        )
+        removed: list[ObjectVersion] = await self._submit(lambda: w.drop_versions_with_chunks(ids))
         return removed
