@@ -46,6 +46,9 @@ class Settings:
     kv_bucket: str = "kv"
     kv_versioning: bool = False
     http_port: int = 9000
+    domain: str | None = None  # S3 virtual-host addressing: BUCKET.DOMAIN
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     max_memory: int | None = None
     max_value_size: int = DEFAULT_MAX_VALUE
     cache_size: int = 64 * 1024 * 1024

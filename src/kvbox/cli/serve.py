@@ -66,11 +66,21 @@ def add_parser(sub: Any) -> None:
     )
     opt(
         "http-port",
-        _D.http_port,
+        env_default("s3-port", _D.http_port),
         type=int,
         metavar="PORT",
-        help="HTTP port for /healthz, /readyz, /metrics (0: off)",
+        help="HTTP port: the S3 API, /healthz, /readyz, /metrics (0: off; alias --s3-port, "
+        "env KVBOX_S3_PORT)",
     )
+    ap.add_argument("--s3-port", dest="http_port", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    opt(
+        "domain",
+        None,
+        metavar="DOMAIN",
+        help="S3 virtual-host addressing: BUCKET.DOMAIN names the bucket (path style always works)",
+    )
+    opt("tls-cert", None, metavar="FILE", help="serve HTTP over TLS with this PEM certificate")
+    opt("tls-key", None, metavar="FILE", help="the PEM private key for --tls-cert")
     opt(
         "max-memory",
         None,
@@ -140,6 +150,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         kv_bucket=args.kv_bucket,
         kv_versioning=_bool(args.kv_versioning),
         http_port=int(args.http_port),
+        domain=args.domain or None,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
         max_memory=_size(args.max_memory) if isinstance(args.max_memory, str) else args.max_memory,
         max_value_size=_size(str(args.max_value_size)),
         cache_size=_size(str(args.cache_size)),

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from typing import Any
@@ -28,7 +29,7 @@ from kvbox.core.meta import MetaStore
 from kvbox.core.model import Versioning
 from kvbox.core.service import Store
 from kvbox.credentials import load_root_credentials
-from kvbox.errors import KvboxError
+from kvbox.errors import InvalidArgument, KvboxError
 from kvbox.kv.commands import KvCommands
 from kvbox.metrics import ServerCounters
 from kvbox.s3.handlers.common import Context
@@ -151,14 +152,18 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
             Context(store, s.kv_bucket),
             access_key=creds.access_key,
             secret_key=creds.secret_key,
+            domain=s.domain,
         )
         app = build_app(counters, stored, lambda: ready, s3)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, s.host, s.http_port, reuse_address=True)
+        site = web.TCPSite(
+            runner, s.host, s.http_port, reuse_address=True, ssl_context=_tls_context(s)
+        )
         await site.start()
         http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        announce(f"http {shown}:{http_port} (S3 API, /healthz /readyz /metrics)")
+        scheme = "https" if s.tls_cert else "http"
+        announce(f"{scheme} {shown}:{http_port} (S3 API, /healthz /readyz /metrics)")
     # Everything allocated so far lives as long as the server: keep the collector off it,
     # and collect the young generation less often (a request allocates a handful of
     # objects; the default threshold of 700 made gc 7% of a SET's profile).
@@ -177,6 +182,20 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
         await runner.cleanup()
     await store.sweep_chunk_writers()
     log.info("stopped")
+
+
+def _tls_context(s: Settings) -> ssl.SSLContext | None:
+    if s.tls_cert is None and s.tls_key is None:
+        return None
+    if s.tls_cert is None or s.tls_key is None:
+        raise InvalidArgument("--tls-cert and --tls-key go together")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(s.tls_cert, s.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidArgument(f"cannot load TLS certificate or key: {exc}") from exc
+    return ctx
 
 
 def serve(s: Settings) -> int:
