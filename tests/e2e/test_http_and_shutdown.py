@@ -6,10 +6,15 @@ import re
 import threading
 import time
 import urllib.request
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from kvbox import Client
 from kvbox.errors import KvboxError
 
+from ._s3 import S3Server
 from ._server import free_port
 from .conftest import ServerFactory
 
@@ -103,3 +108,23 @@ def test_root_credentials_printed_once(server_factory: ServerFactory) -> None:
     second = server.log_text()[len(first) :]
     assert f"root access key {m.group(1)} (from the data directory)" in second
     assert "root secret key" not in second
+
+
+def test_s3_requests_are_in_the_metrics(tmp_path: Path) -> None:
+    srv = S3Server(tmp_path / "data").start()
+    try:
+        s3 = srv.client()
+        s3.create_bucket(Bucket="metered")
+        s3.put_object(Bucket="metered", Key="k", Body=b"x" * 1000)
+        assert s3.get_object(Bucket="metered", Key="k")["Body"].read() == b"x" * 1000
+        with pytest.raises(ClientError):
+            s3.get_object(Bucket="metered", Key="missing")
+        _, text = _get(f"{srv.endpoint}/metrics")
+        assert _metric(text, "kvbox_requests_total", 'door="s3",op="PutObject"') == 1
+        assert _metric(text, "kvbox_requests_total", 'door="s3",op="GetObject"') == 2
+        assert _metric(text, "kvbox_request_errors_total", 'code="NoSuchKey",door="s3"') == 1
+        assert _metric(text, "kvbox_received_bytes_total", 'door="s3"') >= 1000
+        assert _metric(text, "kvbox_sent_bytes_total", 'door="s3"') >= 1000
+        assert _metric(text, "kvbox_request_duration_seconds_count", 'door="s3"') >= 4
+    finally:
+        srv.close()

@@ -156,11 +156,13 @@ class S3Frontend:
         resource = req.raw_path
         try:
             ep = route(req.method, req.raw_path, req.query, req.headers, domain=self.domain)
+            req.op = ep.op.value
             resource = _resource(ep)
             req.auth = self._authenticate(req)
             resp = await self._dispatch(req, ep)
         except Exception as exc:
             err = translate(exc, resource)
+            req.error = err.code
             if err.code == "InternalError" and not isinstance(exc, S3Error):
                 log.exception("S3 %s %s failed (request %s)", req.method, resource, req.request_id)
             elif isinstance(exc, KvboxError | S3Error):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from urllib.parse import parse_qsl
 
@@ -43,57 +44,63 @@ Readiness = Callable[[], bool]
 
 
 class _KvCollector(Collector):
-    """Reads kvbox's own counters at scrape time.
+    """Reads kvbox's own counters at scrape time, one ``ServerCounters`` per front door.
 
-    The GW-KV hot path bumps plain integers; turning them into metric families only when
-    Prometheus asks keeps per-request cost at one addition.
+    The hot paths bump plain integers; turning them into metric families only when
+    Prometheus asks keeps per-request cost at a few additions.
     """
 
-    def __init__(self, counters: ServerCounters) -> None:
-        self.counters = counters
+    def __init__(self, doors: dict[str, ServerCounters]) -> None:
+        self.doors = doors
         #: (objects, bytes), refreshed by the /metrics handler just before a scrape.
         self.stored = (0, 0)
 
     def collect(self) -> Iterator[Metric]:
-        c = self.counters
-        door = ["gwkv"]
         req = CounterMetricFamily(
             "kvbox_requests",
             "Requests handled, by front door and operation.",
             labels=["door", "op"],
         )
-        for op, n in sorted(c.by_op.items()):
-            req.add_metric([*door, op.upper()], n)
-        yield req
         errors = CounterMetricFamily(
             "kvbox_request_errors",
             "Requests refused, by front door and error code.",
             labels=["door", "code"],
         )
-        for code, n in sorted(c.errors.items()):
-            errors.add_metric([*door, code], n)
-        yield errors
         hist = HistogramMetricFamily(
             "kvbox_request_duration_seconds",
-            "Time from a request's arrival to its reply; requests answered on the spot "
-            "(cache hits, PING, refusals) are in the lowest bucket.",
+            "Time from a request's arrival to its reply (for S3, to the response headers); "
+            "GW-KV requests answered on the spot (cache hits, PING, refusals) are in the "
+            "lowest bucket.",
             labels=["door"],
         )
-        buckets = [(le, n + c.immediate) for le, n in c.latency.cumulative()]
-        hist.add_metric(door, buckets, c.latency.total)
-        yield hist
-        for name, doc, value in (
-            ("kvbox_received_bytes", "Bytes received, by front door.", c.bytes_in),
-            ("kvbox_sent_bytes", "Bytes sent, by front door.", c.bytes_out),
-            ("kvbox_connections", "Connections accepted, by front door.", c.connections_total),
-        ):
-            fam = CounterMetricFamily(name, doc, labels=["door"])
-            fam.add_metric(door, value)
-            yield fam
+        totals = {
+            name: CounterMetricFamily(name, doc, labels=["door"])
+            for name, doc in (
+                ("kvbox_received_bytes", "Bytes received, by front door."),
+                ("kvbox_sent_bytes", "Bytes sent, by front door."),
+                ("kvbox_connections", "Connections accepted, by front door."),
+            )
+        }
         conns = GaugeMetricFamily(
             "kvbox_open_connections", "Open connections, by front door.", labels=["door"]
         )
-        conns.add_metric(door, c.connections)
+        for name, c in self.doors.items():
+            door = [name]
+            for op, n in sorted(c.by_op.items()):
+                req.add_metric([name, op.upper() if name == "gwkv" else op], n)
+            for code, n in sorted(c.errors.items()):
+                errors.add_metric([name, code], n)
+            buckets = [(le, n + c.immediate) for le, n in c.latency.cumulative()]
+            hist.add_metric(door, buckets, c.latency.total)
+            totals["kvbox_received_bytes"].add_metric(door, c.bytes_in)
+            totals["kvbox_sent_bytes"].add_metric(door, c.bytes_out)
+            if name == "gwkv":  # aiohttp keeps HTTP connections to itself
+                totals["kvbox_connections"].add_metric(door, c.connections_total)
+                conns.add_metric(door, c.connections)
+        yield req
+        yield errors
+        yield hist
+        yield from totals.values()
         yield conns
         objects, nbytes = self.stored
         yield GaugeMetricFamily("kvbox_stored_objects", "Live objects stored.", value=objects)
@@ -172,13 +179,25 @@ def build_app(
 ) -> web.Application:
     """The HTTP app; without ``s3`` only the probes answer (every other path is 404)."""
     registry = CollectorRegistry()
-    collector = _KvCollector(counters)
+    s3_counters = ServerCounters()
+    collector = _KvCollector({"gwkv": counters, "s3": s3_counters})
     registry.register(collector)
 
     async def s3_handler(request: web.Request) -> web.StreamResponse:
         if s3 is None:
             raise web.HTTPNotFound()
-        return await _send(request, await s3.handle(_s3_request(request)))
+        t0 = time.perf_counter()
+        req = _s3_request(request)
+        resp = await s3.handle(req)
+        c = s3_counters
+        c.requests += 1
+        c.by_op[req.op or "unrouted"] += 1
+        if req.error:
+            c.errors[req.error] += 1
+        c.latency.observe(time.perf_counter() - t0)
+        c.bytes_in += request.content_length or 0
+        c.bytes_out += resp.content_length or 0
+        return await _send(request, resp)
 
     async def healthz(request: web.Request) -> web.StreamResponse:
         if not _is_probe(request):

@@ -101,6 +101,9 @@ class S3Request:
     body: AsyncIterator[bytes]
     request_id: str
     auth: AuthResult | None = None
+    #: Filled in by ``S3Frontend.handle`` for metrics: the S3 operation, the error code.
+    op: str = ""
+    error: str = ""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
