@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from kvbox.bench.address import parse_server
@@ -76,6 +77,8 @@ _USAGE = {
     "bset": "bset KEY [-] [--file PATH]",
     "bget": "bget KEY [--output PATH]",
     "version": "version KEY",
+    "versions": "versions KEY",
+    "getv": "getv KEY VERSION [--output PATH]",
     "ping": "ping",
     "info": "info",
 }
@@ -342,6 +345,31 @@ def _version(ctx: _Ctx) -> None:
     _line(ctx, version)
 
 
+def _versions(ctx: _Ctx) -> None:
+    key = _words(ctx, 1, 1)[0]
+    versions = ctx.client.versions(key)
+    if not versions:
+        raise _Missing(f"{key}: no versions")
+    for v in versions:
+        when = datetime.fromtimestamp(v.mtime_ms / 1000, UTC).isoformat(timespec="milliseconds")
+        _line(ctx, f"{v.version} {v.size} {when} {'DELETED' if v.deleted else 'VALUE'}")
+
+
+def _getv(ctx: _Ctx) -> None:
+    key, version = _words(ctx, 2, 2)
+    value = ctx.client.get_version(key, version)
+    if value is None:
+        raise _Missing(f"{key}: no version {version}")
+    if ctx.args.output is None or ctx.args.output == "-":
+        ctx.out.write(value)
+        return
+    try:
+        with open(ctx.args.output, "wb") as f:
+            f.write(value)
+    except OSError as exc:
+        raise _FileError(f"cannot write {ctx.args.output}: {exc.strerror}") from None
+
+
 def _ping(ctx: _Ctx) -> None:
     _words(ctx, 0, 0)
     ctx.client.ping()
@@ -365,6 +393,8 @@ _OPERATIONS: dict[str, Callable[[_Ctx], None]] = {
     "bset": _bset,
     "bget": _bget,
     "version": _version,
+    "versions": _versions,
+    "getv": _getv,
     "ping": _ping,
     "info": _info,
 }

@@ -245,6 +245,10 @@ class AsyncClient:
     async def version(self, key: str) -> str | None:
         return c.maybe_version(await self._call(gwkv.encode_version(key), Expect.LINE))
 
+    async def versions(self, key: str) -> list[c.VersionInfo]:
+        """The key's versions (delete markers included), newest first, at most 1,000."""
+        return c.version_list_of(await self._call(gwkv.encode_versions(key), Expect.INFO))
+
     async def ping(self) -> None:
         c.pong(await self._call(gwkv.encode_ping(), Expect.LINE))
 

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import BinaryIO, NoReturn
 
 from kvbox.errors import ConditionFailed, InvalidArgument, ProtocolError, RemoteError
@@ -105,6 +106,27 @@ def info_of(reply: Reply) -> dict[str, str]:
     if isinstance(reply, InfoReply):
         return dict(reply.items)
     unexpected(reply)
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    """One line of a ``VERSIONS`` reply."""
+
+    version: str
+    size: int
+    mtime_ms: int
+    deleted: bool
+
+
+def version_list_of(reply: Reply) -> list[VersionInfo]:
+    """``VERSIONS`` reuses the ``INFO`` framing: the version id is the name."""
+    if not isinstance(reply, InfoReply):
+        unexpected(reply)
+    out = []
+    for version, rest in reply.items:
+        size, mtime_ms, state = rest.split(" ")
+        out.append(VersionInfo(version, int(size), int(mtime_ms), state == "DELETED"))
+    return out
 
 
 def items_of(reply: Reply, count: int) -> list[bytes | None]:

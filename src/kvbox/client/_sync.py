@@ -91,6 +91,19 @@ class _SyncApi:
         """The newest version id of ``key``, or None."""
         return c.maybe_version(self._call(gwkv.encode_version(key), Expect.LINE))
 
+    def versions(self, key: str) -> list[c.VersionInfo]:
+        """The key's versions (delete markers included), newest first, at most 1,000."""
+        return c.version_list_of(self._call(gwkv.encode_versions(key), Expect.INFO))
+
+    def get_version(self, key: str, version: str) -> bytes | None:
+        """The bytes of one version of ``key``; None if it has no such version."""
+        reply = self._call(gwkv.encode_getv(key, version, binary=True), Expect.BINARY)
+        if isinstance(reply, NotFoundReply):
+            return None
+        if isinstance(reply, BinaryReply) and reply.value is not None:
+            return reply.value
+        c.unexpected(reply)
+
     def ping(self) -> None:
         c.pong(self._call(gwkv.encode_ping(), Expect.LINE))
 
@@ -326,16 +339,25 @@ class Client(_SyncApi):
     def bget(self, key: str) -> bytes | None:
         """The newest value as bytes (whole, in memory), or None."""
         parts: list[bytes] = []
-        return b"".join(parts) if self._bread(key, parts.append) else None
+        return b"".join(parts) if self._bread(gwkv.encode_bget(key), parts.append) else None
 
     def bget_into(self, key: str, fileobj: BinaryIO) -> bool:
         """Stream the newest value into ``fileobj``; False (nothing written) if absent."""
-        return self._bread(key, fileobj.write)
+        return self._bread(gwkv.encode_bget(key), fileobj.write)
 
-    def _bread(self, key: str, sink: Callable[[bytes], object]) -> bool:
+    def get_version(self, key: str, version: str) -> bytes | None:
+        """The bytes of one version of ``key`` (streamed), or None if it has no such one."""
+        parts: list[bytes] = []
+        request = gwkv.encode_getv(key, version, binary=True)
+        return b"".join(parts) if self._bread(request, parts.append) else None
+
+    def get_version_into(self, key: str, version: str, fileobj: BinaryIO) -> bool:
+        return self._bread(gwkv.encode_getv(key, version, binary=True), fileobj.write)
+
+    def _bread(self, request: bytes, sink: Callable[[bytes], object]) -> bool:
         with self._exchange() as sock:
             self._parser.expect(Expect.BINARY)
-            sock.sendall(gwkv.encode_bget(key))
+            sock.sendall(request)
             reply = self._reply(sock)
             if isinstance(reply, NotFoundReply):
                 return False

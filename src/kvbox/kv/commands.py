@@ -37,6 +37,9 @@ def _is_text(v: ObjectVersion) -> bool:
     return data is not None and len(data) <= p.MAX_TEXT_VALUE and not _NOT_TEXT.search(data)
 
 
+#: VERSIONS lists at most this many versions, newest first (the reply stays bounded).
+VERSIONS_LIMIT: Final = 1000
+
 _NOTTEXT: Final = p.err("NOTTEXT", "value is binary or larger than 1024 bytes; use BGET")
 
 
@@ -145,6 +148,14 @@ class KvCommands:
             return self._version_reply(await store.head(bucket, ev.key))
         if isinstance(ev, p.Info):
             return await self._info()
+        if isinstance(ev, p.Versions):
+            versions = await store.list_versions(bucket, ev.key, limit=VERSIONS_LIMIT)
+            return p.versions_reply(
+                (v.version_id, v.size, v.mtime_ns // 1_000_000, v.is_delete_marker)
+                for v in versions
+            )
+        if isinstance(ev, p.GetVersion):
+            return await self._get_version(ev)
         return p.err("INTERNAL", f"unhandled request {type(ev).__name__}")
 
     async def execute_stream(self, ev: p.BSet, body: AsyncIterator[bytes]) -> Reply:
@@ -179,6 +190,23 @@ class KvCommands:
         except ConditionFailed as exc:
             return p.conflict(exc.current)
         return p.ok_version(v.version_id)
+
+    async def _get_version(self, ev: p.GetVersion) -> Reply:
+        """A version by id. A delete marker's id, or an id the key never had (or no longer
+        has), is NOTFOUND."""
+        v = await self.store.get_version(self.bucket, ev.key, ev.version)
+        if v is None or v.is_delete_marker:
+            return p.notfound()
+        if not ev.binary:
+            return self._get_reply(v)
+        if v.inline is not None:
+            return self._bget_inline(v)
+        body = self.store.iter_bytes(v)
+        try:
+            first = await anext(body)
+        except NoSuchKey:
+            return p.notfound()  # removed between the lookup and the read
+        return p.value_binary_header(v.size, v.version_id), _chain(first, body)
 
     @staticmethod
     def _bget_inline(v: ObjectVersion | None) -> bytes:

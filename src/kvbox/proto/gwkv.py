@@ -135,6 +135,22 @@ class Version:
 
 
 @dataclass(frozen=True, slots=True)
+class Versions:
+    """``VERSIONS <key>``: the key's versions, newest first."""
+
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetVersion:
+    """``GETV <key> <version>`` (text reply) or ``BGETV`` (``binary``: length-prefixed)."""
+
+    key: str
+    version: str
+    binary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     pass
 
@@ -169,6 +185,8 @@ Request = (
     | BSet
     | BGet
     | Version
+    | Versions
+    | GetVersion
     | Ping
     | Info
     | Quit
@@ -184,6 +202,9 @@ _BADVALUE: Final = BadRequest("BADVALUE", "text value must be ASCII without NUL 
 _TOOLARGE_TEXT: Final = BadRequest("TOOLARGE", f"text value over {MAX_TEXT_VALUE} bytes: use BSET")
 _BADEXPECTED: Final = BadRequest(
     "ARGS", "expected must be a version id (26 characters of Crockford base 32) or -"
+)
+_BADEXPECTED_VERSION: Final = BadRequest(
+    "ARGS", "version must be a version id (26 characters of Crockford base 32)"
 )
 _UNKNOWN: Final = BadRequest("UNKNOWN", "unknown command")
 _LINETOOLONG: Final = BadRequest("LINETOOLONG", f"line over {MAX_LINE} bytes", fatal=True)
@@ -203,6 +224,9 @@ _USAGE: Final = {
     b"BCAS": "BCAS <key> <expected> <length>",
     b"BGET": "BGET <key>",
     b"VERSION": "VERSION <key>",
+    b"VERSIONS": "VERSIONS <key>",
+    b"GETV": "GETV <key> <version>",
+    b"BGETV": "BGETV <key> <version>",
     b"PING": "PING",
     b"INFO": "INFO",
     b"QUIT": "QUIT",
@@ -543,6 +567,28 @@ class RequestParser(_ByteQueue):
         key = self._one_key(line, sp, b"VERSION")
         return key if isinstance(key, BadRequest) else Version(key)
 
+    def _versions(self, line: bytes, sp: int) -> RequestEvent:
+        key = self._one_key(line, sp, b"VERSIONS")
+        return key if isinstance(key, BadRequest) else Versions(key)
+
+    def _getv(self, line: bytes, sp: int) -> RequestEvent:
+        return self._key_version(line, sp, b"GETV", binary=False)
+
+    def _bgetv(self, line: bytes, sp: int) -> RequestEvent:
+        return self._key_version(line, sp, b"BGETV", binary=True)
+
+    @staticmethod
+    def _key_version(line: bytes, sp: int, cmd: bytes, *, binary: bool) -> RequestEvent:
+        parts = line[sp + 1 :].split(b" ") if sp >= 0 else []
+        if len(parts) != 2:
+            return _ARGS[cmd]
+        key, version = parts
+        if not _is_key(key):
+            return _key_error(key)
+        if not is_version(version):
+            return _BADEXPECTED_VERSION
+        return GetVersion(key.decode(), version.decode(), binary)
+
     @staticmethod
     def _one_key(line: bytes, sp: int, cmd: bytes) -> str | BadRequest:
         if sp < 0:
@@ -748,6 +794,9 @@ _HANDLERS: Final[dict[bytes, _Handler]] = {
     b"BCAS": RequestParser._bcas,
     b"BGET": RequestParser._bget,
     b"VERSION": RequestParser._version,
+    b"VERSIONS": RequestParser._versions,
+    b"GETV": RequestParser._getv,
+    b"BGETV": RequestParser._bgetv,
     b"PING": RequestParser._ping,
     b"INFO": RequestParser._info,
     b"QUIT": RequestParser._quit,
@@ -826,6 +875,16 @@ def info(items: Mapping[str, object] | Iterable[tuple[str, object]]) -> bytes:
 #: ``TOOLARGE`` closes it too, but only in reply to ``BSET``/``BCAS``.
 CLOSING_CODES: Final = frozenset({"LINETOOLONG", "BADLENGTH", "TIMEOUT", "BUSY"})
 BINARY_WRITE_CLOSING_CODES: Final = CLOSING_CODES | {"TOOLARGE"}
+
+
+def versions_reply(items: Iterable[tuple[str, int, int, bool]]) -> bytes:
+    """A ``VERSIONS`` reply: ``OK <n>`` then ``<version> <size> <mtime_ms> VALUE|DELETED``
+    per version, newest first (the same framing as ``INFO``)."""
+    lines = [
+        b"%s %d %d %s\n" % (v.encode(), size, mtime_ms, b"DELETED" if deleted else b"VALUE")
+        for v, size, mtime_ms, deleted in items
+    ]
+    return b"OK %d\n" % len(lines) + b"".join(lines)
 
 
 # --- request encoders (client side) ---------------------------------------------------
@@ -934,6 +993,15 @@ def encode_version(key: str) -> bytes:
     return b"VERSION " + check_key(key) + b"\n"
 
 
+def encode_versions(key: str) -> bytes:
+    return b"VERSIONS " + check_key(key) + b"\n"
+
+
+def encode_getv(key: str, version: str, *, binary: bool = False) -> bytes:
+    ver = check_expected(version)
+    return (b"BGETV " if binary else b"GETV ") + check_key(key) + b" " + ver + b"\n"
+
+
 def encode_ping() -> bytes:
     return b"PING\n"
 
@@ -1032,11 +1100,11 @@ class Expect(enum.IntEnum):
 
 def expect_for(request: Request) -> Expect:
     """The reply shape of a request event (used for pipelining request events)."""
-    if isinstance(request, BGet):
+    if isinstance(request, BGet) or (isinstance(request, GetVersion) and request.binary):
         return Expect.BINARY
     if isinstance(request, MultiGet):
         return Expect.MULTI
-    if isinstance(request, Info):
+    if isinstance(request, Info | Versions):
         return Expect.INFO
     return Expect.LINE
 
@@ -1068,6 +1136,10 @@ def encode_request(request: Request) -> bytes:
             return encode_bget(key)
         case Version(key):
             return encode_version(key)
+        case Versions(key):
+            return encode_versions(key)
+        case GetVersion(key, version, binary):
+            return encode_getv(key, version, binary=binary)
         case Ping():
             return encode_ping()
         case Info():

@@ -36,8 +36,9 @@ log = logging.getLogger("kvbox.gwkv")
 #: replies stay within a few MiB whatever it sends. Benchmarks pipeline 16 deep.
 MAX_COST: Final = 1024
 RESUME_COST: Final = 256
-#: Cost of a BGET reply in units of a 4 KiB value.
-_BGET_COST: Final = 16
+#: Reply costs other than 1 (a MULTIGET costs one per key): a BGET may carry a 64 KiB
+#: inline value (16 units of 4 KiB), a VERSIONS reply lists up to 1,000 versions.
+_COSTS: Final[dict[type, int]] = {}
 #: Bytes of a streamed BSET body buffered before reading pauses (a few chunks' worth).
 BODY_BUFFER: Final = 16 * 1024 * 1024
 
@@ -337,7 +338,7 @@ class GwkvConnection(asyncio.Protocol):
                 body.abort("malformed value framing", "BADLENGTH")
             n += 1
             by_op[t.__name__] += 1
-            cost = len(ev.keys) if t is p.MultiGet else _BGET_COST if t is p.BGet else 1  # type: ignore[union-attr]
+            cost = len(ev.keys) if t is p.MultiGet else _COSTS.get(t, 1)  # type: ignore[union-attr]
             self._cost += cost
             kind = _KIND.get(t, _WRITE)
             if kind is not self._kind or kind is _WRITE:
@@ -642,6 +643,8 @@ class GwkvConnection(asyncio.Protocol):
             self.transport.close()
 
 
+_COSTS.update({p.BGet: 16, p.GetVersion: 16, p.Versions: 64})
+
 _READ: Final = "read"
 _SETS: Final = "sets"
 _WRITE: Final = "write"
@@ -651,6 +654,8 @@ _KIND: Final[dict[type, str]] = {
     p.MultiGet: _READ,
     p.BGet: _READ,
     p.Version: _READ,
+    p.Versions: _READ,
+    p.GetVersion: _READ,
     p.Stats: _READ,
     p.Info: _READ,
     p.Ping: _READ,
