@@ -4,11 +4,15 @@
     ├── ProtocolError            the peer sent something that breaks a protocol's grammar
     ├── InvalidArgument          well-formed request, unacceptable argument
     │   ├── InvalidKey
-    │   └── ValueTooLarge
+    │   ├── ValueTooLarge
+    │   ├── InvalidPart          multipart completion names a missing part or wrong ETag
+    │   ├── InvalidPartOrder     ... lists parts out of ascending order
+    │   └── EntityTooSmall       ... has a part under 5 MiB that is not the last
     ├── NotFound
     │   ├── NoSuchBucket
     │   ├── NoSuchKey
-    │   └── NoSuchVersion
+    │   ├── NoSuchVersion
+    │   └── NoSuchUpload
     ├── Conflict
     │   ├── ConditionFailed      compare-and-set / If-Match lost
     │   ├── BucketExists
@@ -50,6 +54,18 @@ class ValueTooLarge(InvalidArgument):
     pass
 
 
+class InvalidPart(InvalidArgument):
+    pass
+
+
+class InvalidPartOrder(InvalidArgument):
+    pass
+
+
+class EntityTooSmall(InvalidArgument):
+    pass
+
+
 class NotFound(KvboxError):
     pass
 
@@ -63,6 +79,10 @@ class NoSuchKey(NotFound):
 
 
 class NoSuchVersion(NotFound):
+    pass
+
+
+class NoSuchUpload(NotFound):
     pass
 
 

@@ -92,6 +92,31 @@ class ObjectVersion:
         return NULL_VERSION if self.is_null else self.version_id
 
 
+@dataclass(frozen=True, slots=True)
+class MultipartUpload:
+    """An S3 multipart upload in progress: where its object will go and what it keeps."""
+
+    bucket: str
+    key: str
+    upload_id: str
+    initiated_ns: int = 0
+    content_type: str = "application/octet-stream"
+    attrs: Mapping[str, str] = field(default_factory=_no_attrs)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One uploaded part: its bytes are chunks the part holds a reference to, so they
+    become the object's chunks on completion without being copied."""
+
+    part_number: int
+    etag: str  # hex MD5 of the part's bytes
+    size: int
+    chunks: tuple[ChunkRef, ...] = ()
+    mtime_ns: int = 0
+    attrs: Mapping[str, str] = field(default_factory=_no_attrs)
+
+
 # --- write operations: what MetaStore.commit() takes --------------------------------
 
 

@@ -35,7 +35,9 @@ from kvbox.core.model import (
     ChunkRef,
     Condition,
     DeleteOp,
+    MultipartUpload,
     ObjectVersion,
+    Part,
     PurgeOp,
     PutOp,
     VersionIdGenerator,
@@ -43,7 +45,16 @@ from kvbox.core.model import (
     WriteOp,
     WriteResult,
 )
-from kvbox.errors import ConditionFailed, KvboxError, NoSuchBucket, NoSuchKey, ValueTooLarge
+from kvbox.errors import (
+    ConditionFailed,
+    EntityTooSmall,
+    InvalidPart,
+    KvboxError,
+    NoSuchBucket,
+    NoSuchKey,
+    NoSuchUpload,
+    ValueTooLarge,
+)
 
 #: Values up to this size live inside the metadata row. SQLite's own measurements
 #: ("Internal Versus External BLOBs") find blobs under ~100 KB read faster from the
@@ -52,6 +63,8 @@ INLINE_MAX: Final = 64 * 1024
 #: Large values are cut into chunks of this size: big enough that per-chunk overhead
 #: (a file, an fsync, a metadata entry) is negligible, small enough to buffer one.
 CHUNK_SIZE: Final = 8 * 1024 * 1024
+#: S3's smallest part but the last of a multipart upload.
+MIN_PART_SIZE: Final = 5 * 1024 * 1024
 #: Rough per-entry overhead of a cached version, for the cache's byte accounting.
 _ENTRY_OVERHEAD: Final = 240
 
@@ -584,6 +597,144 @@ class Store:
         if freed:
             self._spawn(self._collect(freed))
         return results
+
+    # --- multipart uploads ------------------------------------------------------------
+
+    async def create_multipart(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        content_type: str = "application/octet-stream",
+        attrs: Mapping[str, str] = EMPTY_ATTRS,
+    ) -> MultipartUpload:
+        """Start an upload; ``attrs`` are the object's, kept until completion."""
+        self._bucket(bucket)
+        upload = MultipartUpload(bucket, key, self._ids.new(), time.time_ns(), content_type, attrs)
+        await self.meta.create_upload(upload)
+        return upload
+
+    async def get_upload(self, bucket: str, key: str, upload_id: str) -> MultipartUpload:
+        """The upload, which must belong to ``bucket``/``key`` (else ``NoSuchUpload``)."""
+        up = await self.meta.get_upload(upload_id)
+        if up is None or up.bucket != bucket or up.key != key:
+            raise NoSuchUpload(upload_id)
+        return up
+
+    async def upload_part(
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        part_number: int,
+        source: AsyncIterator[bytes],
+        attrs: Mapping[str, str] = EMPTY_ATTRS,
+    ) -> Part:
+        """Store one part from ``source`` as chunks (never inline: the parts' chunks
+        become the object's), holding at most one chunk in memory."""
+        await self.get_upload(bucket, key, upload_id)
+        md5 = hashlib.md5(usedforsecurity=False)
+        chunks: list[ChunkRef] = []
+        size = 0
+        buf = bytearray()
+        try:
+            async for piece in source:
+                size += len(piece)
+                buf += piece
+                if len(buf) >= self.chunk_size:
+                    data = bytes(buf[: self.chunk_size])
+                    del buf[: self.chunk_size]
+                    await asyncio.to_thread(md5.update, data)
+                    chunks.append(await self._put_chunk(data))
+            tail = bytes(buf)
+            await asyncio.to_thread(md5.update, tail)
+            if tail:
+                chunks.append(await self._put_chunk(tail))
+            part = Part(part_number, md5.hexdigest(), size, tuple(chunks), time.time_ns(), attrs)
+            freed = await self.meta.put_part(upload_id, part)
+            if freed:
+                self._spawn(self._collect(list(freed)))
+            return part
+        finally:
+            self._release(chunks)
+
+    async def complete_multipart(
+        self, bucket: str, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> tuple[ObjectVersion, list[Part]]:
+        """Make the listed (part number, etag) parts, in ascending order, the object.
+
+        The caller checks the order (S3 does so before anything else); here each part
+        must exist with that ETag (``InvalidPart``) and all but the last be at least
+        ``MIN_PART_SIZE`` (``EntityTooSmall``). The ETag is S3's multipart one: the MD5
+        of the parts' binary MD5s, then ``-N``. The metadata store re-checks the ETags
+        in the same transaction that moves the parts' chunks to the version, so a part
+        re-uploaded meanwhile cannot slip in. Returns the version and the parts used.
+        """
+        up = await self.get_upload(bucket, key, upload_id)
+        stored: dict[int, Part] = {}
+        marker = 0
+        while True:
+            page = await self.meta.list_parts(upload_id, marker, 1000)
+            stored.update((p.part_number, p) for p in page)
+            if len(page) < 1000:
+                break
+            marker = page[-1].part_number
+        chosen: list[Part] = []
+        for number, etag in parts:
+            p = stored.get(number)
+            if p is None or p.etag != etag:
+                raise InvalidPart(f"part {number} was not uploaded or its ETag differs")
+            chosen.append(p)
+        for p in chosen[:-1]:
+            if p.size < MIN_PART_SIZE:
+                raise EntityTooSmall(f"part {p.part_number} is smaller than 5 MiB")
+        md5s = b"".join(bytes.fromhex(p.etag) for p in chosen)
+        etag = f"{hashlib.md5(md5s, usedforsecurity=False).hexdigest()}-{len(chosen)}"
+        b = self._bucket(bucket)
+        size = sum(p.size for p in chosen)
+        self._check_size(size)
+        v = self._new_version(
+            b,
+            key,
+            size=size,
+            etag=etag,
+            inline=None,
+            chunks=tuple(c for p in chosen for c in p.chunks),
+            content_type=up.content_type,
+            attrs=up.attrs,
+        )
+        try:
+            result = await self.meta.complete_upload(upload_id, v, list(parts))
+        finally:
+            self._write_gen += 1
+        if result.freed_chunks:
+            self._spawn(self._collect(list(result.freed_chunks)))
+        (written,) = result.written
+        self._after_put(written)
+        return written, chosen
+
+    async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
+        await self.get_upload(bucket, key, upload_id)
+        freed = await self.meta.abort_upload(upload_id)
+        if freed:
+            self._spawn(self._collect(list(freed)))
+
+    async def list_parts(
+        self, bucket: str, key: str, upload_id: str, marker: int = 0, limit: int = 1000
+    ) -> tuple[MultipartUpload, list[Part]]:
+        up = await self.get_upload(bucket, key, upload_id)
+        return up, await self.meta.list_parts(upload_id, marker, limit)
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        limit: int = 1000,
+    ) -> list[MultipartUpload]:
+        self._bucket(bucket)
+        return await self.meta.list_uploads(bucket, prefix, key_marker, upload_id_marker, limit)
 
     # --- chunks -----------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from kvbox.auth import sigv4
 from kvbox.errors import KvboxError
 from kvbox.s3.errors import ERRORS, S3Error, from_kvbox_error
-from kvbox.s3.handlers import bucket, listing
+from kvbox.s3.handlers import bucket, listing, multipart
 from kvbox.s3.handlers import object as obj
 from kvbox.s3.handlers.common import Context, S3Request, S3Response
 from kvbox.s3.router import Endpoint, Op, route
@@ -54,20 +54,14 @@ HANDLERS: dict[Op, Handler] = {
     Op.DELETE_OBJECT_TAGGING: obj.delete_object_tagging,
     Op.LIST_OBJECTS: listing.list_objects,
     Op.LIST_OBJECTS_V2: listing.list_objects_v2,
+    Op.CREATE_MULTIPART_UPLOAD: multipart.create_multipart_upload,
+    Op.UPLOAD_PART: multipart.upload_part,
+    Op.UPLOAD_PART_COPY: multipart.upload_part_copy,
+    Op.COMPLETE_MULTIPART_UPLOAD: multipart.complete_multipart_upload,
+    Op.ABORT_MULTIPART_UPLOAD: multipart.abort_multipart_upload,
+    Op.LIST_PARTS: multipart.list_parts,
+    Op.LIST_MULTIPART_UPLOADS: multipart.list_multipart_uploads,
 }
-
-#: Multipart upload comes with the next slice; until then these answer NotImplemented.
-MULTIPART_OPS = frozenset(
-    {
-        Op.CREATE_MULTIPART_UPLOAD,
-        Op.UPLOAD_PART,
-        Op.UPLOAD_PART_COPY,
-        Op.COMPLETE_MULTIPART_UPLOAD,
-        Op.ABORT_MULTIPART_UPLOAD,
-        Op.LIST_PARTS,
-        Op.LIST_MULTIPART_UPLOADS,
-    }
-)
 
 
 def new_request_id() -> str:
@@ -177,8 +171,6 @@ class S3Frontend:
             return await handler(self.ctx, req, ep)
         if ep.stub_error is not None:
             raise S3Error(ep.stub_error)
-        if ep.op in MULTIPART_OPS:
-            raise S3Error("NotImplemented", "Multipart upload is not implemented yet")
         raise S3Error("NotImplemented", f"{ep.op.value} is not implemented yet")
 
     def error_response(self, err: S3Error, req: S3Request) -> S3Response:

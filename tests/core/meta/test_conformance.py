@@ -27,7 +27,9 @@ from kvbox.core.model import (
     Condition,
     CondKind,
     DeleteOp,
+    MultipartUpload,
     ObjectVersion,
+    Part,
     PurgeOp,
     PutOp,
     VersionIdGenerator,
@@ -35,7 +37,13 @@ from kvbox.core.model import (
     WriteOp,
     WriteResult,
 )
-from kvbox.errors import BucketNotEmpty, InvalidArgument, NoSuchBucket
+from kvbox.errors import (
+    BucketNotEmpty,
+    InvalidArgument,
+    InvalidPart,
+    NoSuchBucket,
+    NoSuchUpload,
+)
 
 IDS = VersionIdGenerator()
 KINDS = ["sqlite", "memory", "postgres"]
@@ -859,3 +867,108 @@ async def test_ops_in_one_call_apply_in_order(store: MetaStore) -> None:
     assert results[1].removed == results[0].written
     assert results[3].current == results[2].written[0]
     assert await store.stats(b) == BucketStats(1, 2)
+
+
+# --- multipart uploads --------------------------------------------------------------------
+
+
+def part(n: int, *tags: str) -> Part:
+    chunks = tuple(chunk(t) for t in tags)
+    return Part(n, f"etag{n}", sum(c.size for c in chunks), chunks, 5, {"crc": str(n)})
+
+
+async def test_upload_lifecycle_moves_part_references_to_the_object(store: MetaStore) -> None:
+    b = await bucket(store)
+    up = MultipartUpload(b, "k", "u1", 42, "text/plain", {"x-amz-meta-a": "1"})
+    await store.create_upload(up)
+    assert await store.get_upload("u1") == up
+    assert await store.put_part("u1", part(1, "a")) == ()
+    assert await store.put_part("u1", part(2, "b")) == ()
+    assert await store.put_part("u1", part(3, "c")) == ()
+    assert [p.part_number for p in await store.list_parts("u1")] == [1, 2, 3]
+    assert await store.list_parts("u1", marker=1, limit=1) == [part(2, "b")]
+    v = ver(b, "k", chunks=[chunk("a"), chunk("b")])
+    r = await store.complete_upload("u1", v, [(1, "etag1"), (2, "etag2")])
+    assert r.ok and r.written[0].chunks == v.chunks
+    # part 3 was left out: its chunk is freed; a and b moved without doubling
+    assert r.freed_chunks == (chunk("c").chunk_id,)
+    assert await store.chunk_refs() == {chunk("a").chunk_id: 1, chunk("b").chunk_id: 1}
+    head = await store.head(b, "k")
+    assert head is not None and head.version_id == v.version_id
+    assert await store.get_upload("u1") is None
+    with pytest.raises(NoSuchUpload):
+        await store.list_parts("u1")
+
+
+async def test_reuploaded_part_frees_the_replaced_chunks(store: MetaStore) -> None:
+    b = await bucket(store)
+    await store.create_upload(MultipartUpload(b, "k", "u1"))
+    await store.put_part("u1", part(1, "a"))
+    assert await store.put_part("u1", part(1, "a")) == ()  # same bytes stay referenced
+    assert await store.put_part("u1", part(1, "z")) == (chunk("a").chunk_id,)
+    assert await store.chunk_refs() == {chunk("z").chunk_id: 1}
+
+
+async def test_complete_checks_parts_and_changes_nothing_on_failure(store: MetaStore) -> None:
+    b = await bucket(store)
+    await store.create_upload(MultipartUpload(b, "k", "u1"))
+    await store.put_part("u1", part(1, "a"))
+    v = ver(b, "k", chunks=[chunk("a")])
+    with pytest.raises(InvalidPart):
+        await store.complete_upload("u1", v, [(1, "wrong")])
+    with pytest.raises(InvalidPart):
+        await store.complete_upload("u1", v, [(2, "etag2")])
+    assert await store.head(b, "k") is None
+    assert len(await store.list_parts("u1")) == 1
+    with pytest.raises(NoSuchUpload):
+        await store.complete_upload("nope", v, [(1, "etag1")])
+
+
+async def test_abort_frees_parts(store: MetaStore) -> None:
+    b = await bucket(store)
+    await store.create_upload(MultipartUpload(b, "k", "u1"))
+    await store.put_part("u1", part(1, "a", "b"))
+    await put(store, b, "other", chunks=[chunk("b")])
+    assert await store.abort_upload("u1") == (chunk("a").chunk_id,)
+    assert await store.chunk_refs() == {chunk("b").chunk_id: 1}
+    with pytest.raises(NoSuchUpload):
+        await store.abort_upload("u1")
+    with pytest.raises(NoSuchUpload):
+        await store.put_part("u1", part(1, "a"))
+
+
+async def test_list_uploads_orders_and_pages(store: MetaStore) -> None:
+    b = await bucket(store)
+    with pytest.raises(NoSuchBucket):
+        await store.create_upload(MultipartUpload("missing", "k", "u0"))
+    for key, uid in [("b", "u2"), ("a", "u3"), ("a", "u1"), ("c/x", "u4")]:
+        await store.create_upload(MultipartUpload(b, key, uid))
+
+    async def ids(**kw: object) -> list[str]:
+        return [u.upload_id for u in await store.list_uploads(b, **kw)]  # type: ignore[arg-type]
+
+    assert await ids() == ["u1", "u3", "u2", "u4"]
+    assert await ids(prefix="c/") == ["u4"]
+    assert await ids(key_marker="a") == ["u2", "u4"]
+    assert await ids(key_marker="a", upload_id_marker="u1") == ["u3", "u2", "u4"]
+    assert await ids(limit=2) == ["u1", "u3"]
+    assert await store.list_uploads("other") == []
+
+
+async def test_uploads_survive_reopen(factory: Factory) -> None:
+    store = await factory.open()
+    b = await bucket(store)
+    await store.create_upload(MultipartUpload(b, "k", "u1", 7, "text/plain"))
+    await store.put_part("u1", part(1, "a"))
+    store = await factory.reopen(store)
+    assert await store.get_upload("u1") == MultipartUpload(b, "k", "u1", 7, "text/plain")
+    assert await store.list_parts("u1") == [part(1, "a")]
+
+
+async def test_bucket_with_an_upload_in_progress_is_not_empty(store: MetaStore) -> None:
+    b = await bucket(store)
+    await store.create_upload(MultipartUpload(b, "k", "u1"))
+    with pytest.raises(BucketNotEmpty):
+        await store.delete_bucket(b)
+    await store.abort_upload("u1")
+    assert await store.delete_bucket(b)

@@ -14,7 +14,9 @@ from typing import Protocol
 from kvbox.core.model import (
     Bucket,
     BucketStats,
+    MultipartUpload,
     ObjectVersion,
+    Part,
     Versioning,
     WriteOp,
     WriteResult,
@@ -44,7 +46,8 @@ class MetaStore(Protocol):
     async def list_buckets(self) -> list[Bucket]: ...
 
     async def delete_bucket(self, name: str) -> bool:
-        """Delete an empty bucket (no versions at all, markers included).
+        """Delete an empty bucket (no versions at all, markers included, and no
+        multipart upload in progress).
 
         Returns False if it does not exist; raises ``kvbox.errors.BucketNotEmpty``.
         """
@@ -70,6 +73,51 @@ class MetaStore(Protocol):
         later op of the same call referenced again. A caller cancelled while waiting does
         not undo the commit.
         """
+        ...
+
+    # multipart uploads
+    async def create_upload(self, upload: MultipartUpload) -> None:
+        """Record a new upload; raises ``NoSuchBucket``."""
+        ...
+
+    async def get_upload(self, upload_id: str) -> MultipartUpload | None: ...
+
+    async def put_part(self, upload_id: str, part: Part) -> tuple[str, ...]:
+        """Store ``part`` (replacing a part of the same number); the part holds one
+        reference to each of its chunks. Returns the chunks freed by the replaced part
+        (sorted). Raises ``NoSuchUpload``."""
+        ...
+
+    async def list_parts(self, upload_id: str, marker: int = 0, limit: int = 1000) -> list[Part]:
+        """Parts numbered above ``marker``, ascending, at most ``limit``."""
+        ...
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        limit: int = 1000,
+    ) -> list[MultipartUpload]:
+        """Uploads of ``bucket`` with ``prefix``, ordered by (key, upload_id), after
+        (``key_marker``, ``upload_id_marker``): with an empty upload id marker, every
+        upload of ``key_marker`` itself is skipped too, as S3 does."""
+        ...
+
+    async def complete_upload(
+        self, upload_id: str, version: ObjectVersion, parts: Sequence[tuple[int, str]]
+    ) -> WriteResult:
+        """Atomically: check that each (part number, etag) of ``parts`` is a stored part
+        (else ``InvalidPart``), commit ``version`` as ``commit([PutOp(version)])`` would
+        (its chunks are the parts' chunks, which the caller lists in order), and remove
+        the upload with all its parts. The parts' references move to the version, so no
+        chunk is copied; chunks of parts left out are freed. Raises ``NoSuchUpload``."""
+        ...
+
+    async def abort_upload(self, upload_id: str) -> tuple[str, ...]:
+        """Remove the upload and its parts; returns the freed chunks (sorted). Raises
+        ``NoSuchUpload``."""
         ...
 
     # reads (a missing bucket reads as empty: None or [], except ``stats``)

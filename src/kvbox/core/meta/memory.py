@@ -20,8 +20,11 @@ from kvbox.core.model import (
     AtomicOp,
     Bucket,
     BucketStats,
+    ChunkRef,
     DeleteOp,
+    MultipartUpload,
     ObjectVersion,
+    Part,
     PurgeOp,
     PutOp,
     VersionIdGenerator,
@@ -29,7 +32,14 @@ from kvbox.core.model import (
     WriteOp,
     WriteResult,
 )
-from kvbox.errors import BucketNotEmpty, InvalidArgument, KvboxError, NoSuchBucket
+from kvbox.errors import (
+    BucketNotEmpty,
+    InvalidArgument,
+    InvalidPart,
+    KvboxError,
+    NoSuchBucket,
+    NoSuchUpload,
+)
 
 #: Keys per leaf list of ``_SortedKeys``: inserting into a Python list is a memmove, so
 #: leaves of ~1,000 pointers keep an insert to a few microseconds at any size while
@@ -131,6 +141,8 @@ class MemoryMetaStore:
         self._refs: dict[str, int] = {}
         self._seq = 0
         self._ids = VersionIdGenerator()
+        self._uploads: dict[str, MultipartUpload] = {}
+        self._parts: dict[str, dict[int, Part]] = {}
 
     async def open(self) -> None:
         return None
@@ -159,6 +171,8 @@ class MemoryMetaStore:
             return False
         if b.keys:
             raise BucketNotEmpty(name)
+        if any(u.bucket == name for u in self._uploads.values()):
+            raise BucketNotEmpty(f"{name} has multipart uploads in progress")
         del self._buckets[name]
         return True
 
@@ -394,6 +408,108 @@ class MemoryMetaStore:
     ) -> None:
         if versions and any(x.version_id == version_id and x is not replaced for x in versions):
             raise InvalidArgument(f"version id {version_id} already exists for this key")
+
+    # --- multipart uploads -------------------------------------------------------------
+
+    def _ref_chunks(self, chunks: Sequence[ChunkRef]) -> None:
+        refs = self._refs
+        for ref in chunks:
+            refs[ref.chunk_id] = refs.get(ref.chunk_id, 0) + 1
+
+    def _unref_chunks(self, chunks: Sequence[ChunkRef], freed: list[str]) -> None:
+        refs = self._refs
+        for ref in chunks:
+            n = refs[ref.chunk_id] - 1
+            if n:
+                refs[ref.chunk_id] = n
+            else:
+                del refs[ref.chunk_id]
+                freed.append(ref.chunk_id)
+
+    def _upload_parts(self, upload_id: str) -> dict[int, Part]:
+        parts = self._parts.get(upload_id)
+        if parts is None:
+            raise NoSuchUpload(upload_id)
+        return parts
+
+    async def create_upload(self, upload: MultipartUpload) -> None:
+        self._bucket(upload.bucket)
+        if upload.upload_id in self._uploads:
+            raise InvalidArgument(f"upload id {upload.upload_id} already exists")
+        self._uploads[upload.upload_id] = upload
+        self._parts[upload.upload_id] = {}
+
+    async def get_upload(self, upload_id: str) -> MultipartUpload | None:
+        return self._uploads.get(upload_id)
+
+    async def put_part(self, upload_id: str, part: Part) -> tuple[str, ...]:
+        for ref in part.chunks:
+            if _rules.CHUNK_ID.fullmatch(ref.chunk_id) is None:
+                raise InvalidArgument(f"bad chunk id {ref.chunk_id!r}")
+        parts = self._upload_parts(upload_id)
+        old = parts.get(part.part_number)
+        self._ref_chunks(part.chunks)
+        parts[part.part_number] = part
+        freed: list[str] = []
+        if old is not None:
+            self._unref_chunks(old.chunks, freed)
+        return tuple(sorted(set(freed)))
+
+    async def list_parts(self, upload_id: str, marker: int = 0, limit: int = 1000) -> list[Part]:
+        parts = self._upload_parts(upload_id)
+        numbers = sorted(n for n in parts if n > marker)
+        return [parts[n] for n in numbers[: max(limit, 0)]]
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        limit: int = 1000,
+    ) -> list[MultipartUpload]:
+        found = sorted(
+            (u.key, u.upload_id)
+            for u in self._uploads.values()
+            if u.bucket == bucket and u.key.startswith(prefix)
+        )
+        out: list[MultipartUpload] = []
+        for key, uid in found:
+            if key_marker and (
+                key < key_marker
+                or (key == key_marker and (not upload_id_marker or uid <= upload_id_marker))
+            ):
+                continue
+            if len(out) >= limit:
+                break
+            out.append(self._uploads[uid])
+        return out
+
+    async def complete_upload(
+        self, upload_id: str, version: ObjectVersion, parts: Sequence[tuple[int, str]]
+    ) -> WriteResult:
+        stored = self._upload_parts(upload_id)
+        for number, etag in parts:
+            p = stored.get(number)
+            if p is None or p.etag != etag:
+                raise InvalidPart(f"part {number} was not uploaded or its ETag differs")
+        result = self._put(PutOp(version), None)
+        freed = list(result.freed_chunks)
+        for p in stored.values():
+            self._unref_chunks(p.chunks, freed)
+        del self._parts[upload_id]
+        del self._uploads[upload_id]
+        still = tuple(sorted({c for c in freed if c not in self._refs}))
+        return WriteResult(True, result.written, result.removed, None, still)
+
+    async def abort_upload(self, upload_id: str) -> tuple[str, ...]:
+        parts = self._upload_parts(upload_id)
+        freed: list[str] = []
+        for p in parts.values():
+            self._unref_chunks(p.chunks, freed)
+        del self._parts[upload_id]
+        del self._uploads[upload_id]
+        return tuple(sorted(set(freed)))
 
     # --- reads ------------------------------------------------------------------------
 

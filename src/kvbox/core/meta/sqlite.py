@@ -64,7 +64,9 @@ from kvbox.core.model import (
     BucketStats,
     ChunkRef,
     DeleteOp,
+    MultipartUpload,
     ObjectVersion,
+    Part,
     PurgeOp,
     PutOp,
     VersionIdGenerator,
@@ -75,8 +77,10 @@ from kvbox.core.model import (
 from kvbox.errors import (
     BucketNotEmpty,
     InvalidArgument,
+    InvalidPart,
     KvboxError,
     NoSuchBucket,
+    NoSuchUpload,
     StorageError,
 )
 
@@ -84,7 +88,8 @@ from kvbox.errors import (
 META_FILE: Final = "meta.sqlite3"
 
 #: 2: integer bucket ids, in-place null versions, ``live``/``markers`` head tables.
-SCHEMA_VERSION: Final = 2
+#: 3: ``uploads`` and ``parts`` (S3 multipart uploads).
+SCHEMA_VERSION: Final = 3
 
 #: Ops per group-commit transaction. Large enough that one fsync serves thousands of
 #: writes, small enough that one batch holds the write lock for only tens of ms.
@@ -169,6 +174,25 @@ CREATE TABLE chunks (
     chunk_id BLOB PRIMARY KEY,
     size INTEGER NOT NULL,
     refs INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE uploads (
+    upload_id TEXT PRIMARY KEY,
+    bucket INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    initiated_ns INTEGER NOT NULL,
+    content_type TEXT NOT NULL,
+    attrs TEXT
+) WITHOUT ROWID;
+CREATE INDEX uploads_key ON uploads (bucket, key, upload_id);
+CREATE TABLE parts (
+    upload_id TEXT NOT NULL,
+    part_number INTEGER NOT NULL,
+    etag TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    chunks BLOB,
+    mtime_ns INTEGER NOT NULL,
+    attrs TEXT,
+    PRIMARY KEY (upload_id, part_number)
 ) WITHOUT ROWID;
 """
 
@@ -382,6 +406,12 @@ def _version(row: Row, bucket: str) -> ObjectVersion:
 
 def _maybe_version(row: Row | None, bucket: str) -> ObjectVersion | None:
     return _version(row, bucket) if row is not None else None
+
+
+def _upload(row: Row) -> MultipartUpload:
+    return MultipartUpload(
+        row[0], row[1], row[2], int(row[3]), row[4] or _DEFAULT_CT, _dec_attrs(row[5])
+    )
 
 
 def _bucket(row: Row) -> Bucket:
@@ -895,6 +925,8 @@ class _Writer:
         c = self.c
         if c.execute(_SQL_W_ANY, (bid,)).fetchone() is not None:
             raise BucketNotEmpty(name)
+        if c.execute("SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1", (bid,)).fetchone():
+            raise BucketNotEmpty(f"{name} has multipart uploads in progress")
         self.deltas.pop(bid, None)
         self._guarded(lambda: c.execute("DELETE FROM buckets WHERE id = ?", (bid,)))
         del self.buckets[name]
@@ -937,6 +969,115 @@ class _Writer:
 
         removed: list[ObjectVersion] = self._guarded(run)
         return removed
+
+    # multipart uploads (rows outside the overlay, so plain SQL under ``_guarded``)
+
+    def create_upload(self, upload: MultipartUpload) -> None:
+        bid, _ = self._bucket(upload.bucket)
+        self._guarded(
+            lambda: self.c.execute(
+                "INSERT INTO uploads (upload_id, bucket, key, initiated_ns, content_type, attrs)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    upload.upload_id,
+                    bid,
+                    upload.key,
+                    upload.initiated_ns,
+                    upload.content_type,
+                    _enc_attrs(upload.attrs),
+                ),
+            )
+        )
+
+    def _has_upload(self, upload_id: str) -> None:
+        if self.c.execute("SELECT 1 FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone():
+            return
+        raise NoSuchUpload(upload_id)
+
+    def put_part(self, upload_id: str, part: Part) -> tuple[str, ...]:
+        self._has_upload(upload_id)
+        blob = _enc_chunks(part.chunks)
+
+        def run() -> tuple[str, ...]:
+            c = self.c
+            old = c.execute(
+                "SELECT chunks FROM parts WHERE upload_id = ? AND part_number = ?",
+                (upload_id, part.part_number),
+            ).fetchone()
+            c.execute(
+                "INSERT OR REPLACE INTO parts (upload_id, part_number, etag, size, chunks,"
+                " mtime_ns, attrs) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    upload_id,
+                    part.part_number,
+                    part.etag,
+                    part.size,
+                    blob,
+                    part.mtime_ns,
+                    _enc_attrs(part.attrs),
+                ),
+            )
+            freed: list[str] = []
+            if blob is not None:  # reference the new chunks before freeing the old
+                self._ref(blob)
+            if old is not None and old[0] is not None:
+                self._unref(old[0], freed)
+            return tuple(sorted(set(freed)))
+
+        freed: tuple[str, ...] = self._guarded(run)
+        return freed
+
+    def _drop_upload(self, upload_id: str, freed: list[str]) -> None:
+        c = self.c
+        rows = c.execute("SELECT chunks FROM parts WHERE upload_id = ?", (upload_id,)).fetchall()
+        for (blob,) in rows:
+            if blob is not None:
+                self._unref(blob, freed)
+        c.execute("DELETE FROM parts WHERE upload_id = ?", (upload_id,))
+        c.execute("DELETE FROM uploads WHERE upload_id = ?", (upload_id,))
+
+    def abort_upload(self, upload_id: str) -> tuple[str, ...]:
+        self._has_upload(upload_id)
+        freed: list[str] = []
+        self._guarded(lambda: self._drop_upload(upload_id, freed))
+        return tuple(sorted(set(freed)))
+
+    def complete_upload(
+        self, upload_id: str, version: ObjectVersion, parts: Sequence[tuple[int, str]]
+    ) -> WriteResult:
+        bid, _ = self._bucket(version.bucket)
+        self._has_upload(upload_id)
+        c = self.c
+        stored = dict(
+            c.execute(
+                "SELECT part_number, etag FROM parts WHERE upload_id = ?", (upload_id,)
+            ).fetchall()
+        )
+        for number, etag in parts:
+            if stored.get(number) != etag:
+                raise InvalidPart(f"part {number} was not uploaded or its ETag differs")
+        keys = [(bid, version.key)]
+        self._flush_or_retry()  # the savepoint then covers exactly this op's writes
+        snap = self._snapshot()
+        c.execute("SAVEPOINT atomic")
+        try:
+            r = self._put(PutOp(version))
+            self._flush()
+            freed = list(r.freed_chunks)
+            self._drop_upload(upload_id, freed)
+        except BaseException:
+            self._undo_atomic(snap, keys)
+            raise
+        c.execute("RELEASE atomic")
+        alive = {
+            cid
+            for cid in freed
+            if c.execute(
+                "SELECT 1 FROM chunks WHERE chunk_id = ?", (bytes.fromhex(cid),)
+            ).fetchone()
+        }
+        still = tuple(sorted(set(freed) - alive))
+        return WriteResult(True, r.written, r.removed, None, still)
 
     # ops
 
@@ -1613,6 +1754,92 @@ class SqliteMetaStore:
         if row is None:
             raise NoSuchBucket(bucket)
         return BucketStats(int(row[0]), int(row[1]))
+
+    # --- multipart uploads ------------------------------------------------------------
+
+    async def create_upload(self, upload: MultipartUpload) -> None:
+        w = self._w()
+        await self._submit(lambda: w.create_upload(upload))
+
+    async def get_upload(self, upload_id: str) -> MultipartUpload | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT b.name, u.key, u.upload_id, u.initiated_ns, u.content_type, u.attrs"
+                " FROM uploads u JOIN buckets b ON b.id = u.bucket WHERE u.upload_id = ?",
+                (upload_id,),
+            ).fetchone()
+        )
+        return _upload(row) if row is not None else None
+
+    async def put_part(self, upload_id: str, part: Part) -> tuple[str, ...]:
+        for ref in part.chunks:
+            if _rules.CHUNK_ID.fullmatch(ref.chunk_id) is None:
+                raise InvalidArgument(f"bad chunk id {ref.chunk_id!r}")
+        w = self._w()
+        freed: tuple[str, ...] = await self._submit(lambda: w.put_part(upload_id, part))
+        return freed
+
+    async def list_parts(self, upload_id: str, marker: int = 0, limit: int = 1000) -> list[Part]:
+        def run(c: sqlite3.Connection) -> list[Row] | None:
+            if c.execute("SELECT 1 FROM uploads WHERE upload_id = ?", (upload_id,)).fetchone():
+                return c.execute(
+                    "SELECT part_number, etag, size, chunks, mtime_ns, attrs FROM parts"
+                    " WHERE upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?",
+                    (upload_id, marker, max(limit, 0)),
+                ).fetchall()
+            return None
+
+        rows: list[Row] | None = await self._read(run)
+        if rows is None:
+            raise NoSuchUpload(upload_id)
+        return [
+            Part(int(n), etag, int(size), _dec_chunks(ch), int(mt), _dec_attrs(at))
+            for n, etag, size, ch, mt, at in rows
+        ]
+
+    async def list_uploads(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        upload_id_marker: str = "",
+        limit: int = 1000,
+    ) -> list[MultipartUpload]:
+        sql = (
+            "SELECT b.name, u.key, u.upload_id, u.initiated_ns, u.content_type, u.attrs"
+            " FROM uploads u JOIN buckets b ON b.id = u.bucket WHERE b.name = ? AND u.key >= ?"
+        )
+        args: list[Any] = [bucket, prefix]
+        end = _rules.prefix_end(prefix)
+        if end is not None:
+            sql += " AND u.key < ?"
+            args.append(end)
+        if key_marker and upload_id_marker:
+            sql += " AND (u.key > ? OR (u.key = ? AND u.upload_id > ?))"
+            args += [key_marker, key_marker, upload_id_marker]
+        elif key_marker:
+            sql += " AND u.key > ?"
+            args.append(key_marker)
+        sql += " ORDER BY u.key, u.upload_id LIMIT ?"
+        args.append(max(limit, 0))
+        rows = await self._read(lambda c: c.execute(sql, args).fetchall())
+        return [_upload(r) for r in rows]
+
+    async def complete_upload(
+        self, upload_id: str, version: ObjectVersion, parts: Sequence[tuple[int, str]]
+    ) -> WriteResult:
+        _rules.check_version(version)
+        w = self._w()
+        wanted = tuple(parts)
+        result: WriteResult = await self._submit(
+            lambda: w.complete_upload(upload_id, version, wanted), ops=[PutOp(version)]
+        )
+        return result
+
+    async def abort_upload(self, upload_id: str) -> tuple[str, ...]:
+        w = self._w()
+        freed: tuple[str, ...] = await self._submit(lambda: w.abort_upload(upload_id))
+        return freed
 
     # --- chunks -----------------------------------------------------------------------
 

@@ -1,0 +1,277 @@
+"""Multipart upload: Create, UploadPart(Copy), Complete, Abort, ListParts, ListMultipartUploads.
+
+Layer: s3 handlers. Rules:
+
+* A part's body goes through ``common.payload`` exactly like a PutObject body
+  (aws-chunked, Content-MD5, flexible checksums), then ``Store.upload_part`` streams it
+  into chunks; the verified checksums are kept with the part and returned in ListParts.
+* UploadPartCopy streams the source version (or ``x-amz-copy-source-range`` of it)
+  through the same ``Store.upload_part``; identical chunks are still stored once.
+* Completion never copies bytes: the core makes the parts' chunks the object's chunks.
+  The body's order is checked by ``xml.CompleteMultipartUpload`` (InvalidPartOrder);
+  missing parts, wrong ETags and small parts are the core's errors (InvalidPart,
+  EntityTooSmall), mapped through ``s3.errors.CORE_TO_S3``.
+* The object's metadata (user metadata, Content-Type, stored headers, tags) is taken at
+  CreateMultipartUpload, as S3 does; checksums of a whole multipart object are not
+  stored (S3's composite checksums are not computed; docs/s3-compat.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+from kvbox.s3.checksums import Algorithm
+from kvbox.s3.errors import S3Error
+from kvbox.s3.handlers.bucket import ROOT_OWNER
+from kvbox.s3.handlers.common import (
+    CHECKSUM,
+    TAG,
+    Context,
+    PayloadChecks,
+    S3Request,
+    S3Response,
+    drain,
+    payload,
+    read_small,
+    stored_headers,
+    user_metadata,
+    xml_response,
+)
+from kvbox.s3.handlers.object import _current, _slice, check_read_conditions
+from kvbox.s3.router import Endpoint
+from kvbox.s3.xml import (
+    CompleteMultipartUpload,
+    CompleteMultipartUploadResult,
+    CopyPartResult,
+    InitiateMultipartUploadResult,
+    ListMultipartUploadsResult,
+    ListPartsResult,
+    PartEntry,
+    Tagging,
+    UploadEntry,
+    quote_etag,
+    timestamp_from_ns,
+)
+
+#: S3's cap on max-parts and max-uploads.
+MAX_PAGE = 1000
+DEFAULT_CONTENT_TYPE = "binary/octet-stream"
+
+
+def _page_size(req: S3Request, name: str) -> int:
+    raw = req.param(name)
+    if raw is None:
+        return MAX_PAGE
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+        raise S3Error(
+            "InvalidArgument",
+            f"Provided {name} not an integer or within integer range",
+            extra={"ArgumentName": name, "ArgumentValue": raw},
+        )
+    return min(int(raw), MAX_PAGE)
+
+
+def _part_checksums(attrs: Mapping[str, str]) -> dict[Algorithm, str]:
+    return {Algorithm(k[len(CHECKSUM) :]): v for k, v in attrs.items() if k.startswith(CHECKSUM)}
+
+
+async def create_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None and ep.key is not None
+    attrs = user_metadata(req.headers)
+    attrs.update(stored_headers(req.headers))
+    tagging = req.header("x-amz-tagging")
+    if tagging is not None:
+        attrs.update({TAG + k: v for k, v in Tagging.from_header(tagging).tags})
+    content_type = req.header("content-type") or DEFAULT_CONTENT_TYPE
+    up = await ctx.store.create_multipart(ep.bucket, ep.key, content_type=content_type, attrs=attrs)
+    return xml_response(InitiateMultipartUploadResult(ep.bucket, ep.key, up.upload_id).to_xml())
+
+
+async def upload_part(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None and ep.key is not None
+    assert ep.upload_id is not None and ep.part_number is not None
+    checks = PayloadChecks()
+    # Filled once the body is read; the store reads it after the source is exhausted.
+    attrs: dict[str, str] = {}
+
+    async def source() -> AsyncIterator[bytes]:
+        async for piece in payload(req, checks):
+            yield piece
+        for alg, value in checks.checksums.items():
+            attrs[CHECKSUM + alg.value] = value
+
+    part = await ctx.store.upload_part(
+        ep.bucket, ep.key, ep.upload_id, ep.part_number, source(), attrs
+    )
+    headers = {"ETag": quote_etag(part.etag)}
+    for alg, value in checks.checksums.items():
+        headers[alg.header] = value
+    return S3Response(200, headers)
+
+
+def _copy_range(value: str | None, size: int) -> tuple[int, int]:
+    """``x-amz-copy-source-range: bytes=first-last`` (both required, as S3 wants)."""
+    if value is None:
+        return 0, size - 1
+    spec = value.strip()
+    first_raw, sep, last_raw = spec.removeprefix("bytes=").partition("-")
+    if (
+        not spec.startswith("bytes=")
+        or not sep
+        or not (first_raw.isascii() and first_raw.isdigit())
+        or not (last_raw.isascii() and last_raw.isdigit())
+        or int(first_raw) > int(last_raw)
+    ):
+        raise S3Error(
+            "InvalidArgument",
+            "The x-amz-copy-source-range value must be of the form bytes=first-last "
+            "where first and last are the zero-based offsets of the first and last bytes "
+            "to copy",
+        )
+    first, last = int(first_raw), int(last_raw)
+    if last >= size:
+        raise S3Error("InvalidRange", extra={"ActualObjectSize": str(size)})
+    return first, last
+
+
+async def upload_part_copy(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None and ep.key is not None and ep.copy_source is not None
+    assert ep.upload_id is not None and ep.part_number is not None
+    cs = ep.copy_source
+    await drain(req)
+    await ctx.store.get_upload(ep.bucket, ep.key, ep.upload_id)
+    if await ctx.store.get_bucket(cs.bucket) is None:
+        raise S3Error("NoSuchBucket", resource=f"/{cs.bucket}", extra={"BucketName": cs.bucket})
+    src = await _current(ctx, Endpoint(ep.op, cs.bucket, cs.key, version_id=cs.version_id))
+    if check_read_conditions(src, req.headers, "x-amz-copy-source-if-") is not None:
+        raise S3Error("PreconditionFailed", extra={"Condition": "x-amz-copy-source-If-Match"})
+    first, last = _copy_range(req.header("x-amz-copy-source-range"), src.size)
+    source = ctx.store.iter_bytes(src)
+    if (first, last) != (0, src.size - 1):
+        source = _slice(source, first, last)
+    part = await ctx.store.upload_part(ep.bucket, ep.key, ep.upload_id, ep.part_number, source)
+    resp = xml_response(CopyPartResult(part.etag, timestamp_from_ns(part.mtime_ns)).to_xml())
+    if not src.is_null:
+        resp.headers["x-amz-copy-source-version-id"] = src.version_id
+    return resp
+
+
+async def complete_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None and ep.key is not None and ep.upload_id is not None
+    body = CompleteMultipartUpload.from_xml(await read_small(req))
+    wanted = [(p.part_number, p.etag) for p in body.parts]
+    v, _ = await ctx.store.complete_multipart(ep.bucket, ep.key, ep.upload_id, wanted)
+    result = CompleteMultipartUploadResult(f"/{ep.bucket}/{ep.key}", ep.bucket, ep.key, v.etag)
+    resp = xml_response(result.to_xml())
+    if not v.is_null:
+        resp.headers["x-amz-version-id"] = v.version_id
+    return resp
+
+
+async def abort_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None and ep.key is not None and ep.upload_id is not None
+    await ctx.store.abort_multipart(ep.bucket, ep.key, ep.upload_id)
+    return S3Response(204)
+
+
+async def list_parts(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None and ep.key is not None and ep.upload_id is not None
+    limit = _page_size(req, "max-parts")
+    raw_marker = req.param("part-number-marker") or "0"
+    if not (raw_marker.isascii() and raw_marker.isdigit()) or len(raw_marker) > 9:
+        raise S3Error("InvalidArgument", "Invalid part-number-marker")
+    marker = int(raw_marker)
+    _, parts = await ctx.store.list_parts(ep.bucket, ep.key, ep.upload_id, marker, limit + 1)
+    truncated = len(parts) > limit
+    parts = parts[:limit]
+    result = ListPartsResult(
+        bucket=ep.bucket,
+        key=ep.key,
+        upload_id=ep.upload_id,
+        part_number_marker=marker,
+        max_parts=limit,
+        is_truncated=truncated,
+        parts=[
+            PartEntry(
+                p.part_number,
+                timestamp_from_ns(p.mtime_ns),
+                p.etag,
+                p.size,
+                _part_checksums(p.attrs),
+            )
+            for p in parts
+        ],
+        next_part_number_marker=parts[-1].part_number if parts else None,
+        initiator=ROOT_OWNER,
+        owner=ROOT_OWNER,
+    )
+    return xml_response(result.to_xml())
+
+
+async def list_multipart_uploads(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None
+    if await ctx.store.get_bucket(ep.bucket) is None:
+        raise S3Error("NoSuchBucket", resource=f"/{ep.bucket}", extra={"BucketName": ep.bucket})
+    limit = _page_size(req, "max-uploads")
+    prefix = req.param("prefix") or ""
+    key_marker = req.param("key-marker") or ""
+    # S3 ignores upload-id-marker without a key-marker.
+    upload_id_marker = (req.param("upload-id-marker") or "") if key_marker else ""
+    delimiter = req.param("delimiter") or None
+    encoding = req.param("encoding-type")
+    if encoding is not None and encoding != "url":
+        raise S3Error("InvalidArgument", "Invalid Encoding Method specified in Request")
+    entries: list[UploadEntry] = []
+    prefixes: list[str] = []
+    truncated = False
+    next_key = next_id = ""
+    k_marker, u_marker = key_marker, upload_id_marker
+    # Bounded: each round either fills the page or ends the listing.
+    while not truncated:
+        ups = await ctx.store.list_uploads(ep.bucket, prefix, k_marker, u_marker, limit + 1)
+        for up in ups:
+            if delimiter:
+                cut = up.key.find(delimiter, len(prefix))
+                if cut >= 0:
+                    cp = up.key[: cut + len(delimiter)]
+                    if prefixes and prefixes[-1] == cp:
+                        k_marker, u_marker = up.key, up.upload_id
+                        continue
+                    if len(entries) + len(prefixes) >= limit:
+                        truncated = True
+                        break
+                    prefixes.append(cp)
+                    next_key, next_id = up.key, up.upload_id
+                    k_marker, u_marker = up.key, up.upload_id
+                    continue
+            if len(entries) + len(prefixes) >= limit:
+                truncated = True
+                break
+            entries.append(
+                UploadEntry(
+                    up.key,
+                    up.upload_id,
+                    timestamp_from_ns(up.initiated_ns),
+                    ROOT_OWNER,
+                    ROOT_OWNER,
+                )
+            )
+            next_key, next_id = up.key, up.upload_id
+            k_marker, u_marker = up.key, up.upload_id
+        if len(ups) <= limit:
+            break
+    result = ListMultipartUploadsResult(
+        bucket=ep.bucket,
+        key_marker=key_marker,
+        upload_id_marker=upload_id_marker,
+        max_uploads=limit,
+        is_truncated=truncated,
+        uploads=entries,
+        common_prefixes=prefixes,
+        prefix=prefix or None,
+        delimiter=delimiter,
+        next_key_marker=next_key or None,
+        next_upload_id_marker=next_id or None,
+        encoding_type=encoding,
+    )
+    return xml_response(result.to_xml())

@@ -1,0 +1,268 @@
+"""S3 multipart upload end to end: boto3's API calls, s3transfer and ``aws s3 cp``.
+
+Layer: tests/e2e. Rules: a real ``kvbox serve``; the multipart ETag is checked against
+AWS's formula computed here from the bytes, and every download by its SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server
+from ._s3clients import AwsCli, S3Target, file_digest, write_file
+
+BUCKET = "multi"
+MiB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def s3srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    srv = S3Server(tmp_path_factory.mktemp("s3mp") / "data").start()
+    srv.client().create_bucket(Bucket=BUCKET)
+    yield srv
+    print(f"--- server log\n{srv.server.log_text()[-20000:]}")
+    srv.close()
+
+
+@pytest.fixture(scope="module")
+def s3(s3srv: S3Server) -> Any:
+    return s3srv.client()
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response["Error"]["Code"])
+
+
+def _aws_etag(parts: list[bytes]) -> str:
+    digests = b"".join(hashlib.md5(p).digest() for p in parts)
+    return f'"{hashlib.md5(digests).hexdigest()}-{len(parts)}"'
+
+
+def _upload(s3: Any, key: str, parts: list[bytes]) -> tuple[str, list[dict[str, Any]]]:
+    uid = s3.create_multipart_upload(Bucket=BUCKET, Key=key, ContentType="text/x-kv")["UploadId"]
+    done = []
+    for n, body in enumerate(parts, 1):
+        r = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=uid, PartNumber=n, Body=body)
+        assert r["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+        done.append({"PartNumber": n, "ETag": r["ETag"]})
+    return uid, done
+
+
+def test_three_parts_complete_into_one_object(s3: Any) -> None:
+    rng = random.Random(1)
+    parts = [rng.randbytes(5 * MiB), rng.randbytes(5 * MiB), rng.randbytes(1 * MiB)]
+    uid, done = _upload(s3, "big/obj", parts)
+    listed = s3.list_parts(Bucket=BUCKET, Key="big/obj", UploadId=uid)
+    assert [(p["PartNumber"], p["Size"]) for p in listed["Parts"]] == [
+        (1, 5 * MiB),
+        (2, 5 * MiB),
+        (3, 1 * MiB),
+    ]
+    ups = s3.list_multipart_uploads(Bucket=BUCKET)["Uploads"]
+    assert [(u["Key"], u["UploadId"]) for u in ups] == [("big/obj", uid)]
+    r = s3.complete_multipart_upload(
+        Bucket=BUCKET, Key="big/obj", UploadId=uid, MultipartUpload={"Parts": done}
+    )
+    assert r["ETag"] == _aws_etag(parts)
+    assert r["ETag"].endswith('-3"')
+    got = s3.get_object(Bucket=BUCKET, Key="big/obj")
+    data = got["Body"].read()
+    assert hashlib.sha256(data).digest() == hashlib.sha256(b"".join(parts)).digest()
+    assert got["ETag"] == _aws_etag(parts)
+    assert got["ContentType"] == "text/x-kv"
+    ranged = s3.get_object(Bucket=BUCKET, Key="big/obj", Range=f"bytes={5 * MiB - 2}-{5 * MiB + 1}")
+    assert ranged["Body"].read() == parts[0][-2:] + parts[1][:2]
+    assert "Uploads" not in s3.list_multipart_uploads(Bucket=BUCKET)
+    with pytest.raises(ClientError) as info:
+        s3.list_parts(Bucket=BUCKET, Key="big/obj", UploadId=uid)
+    assert _code(info.value) == "NoSuchUpload"
+
+
+def test_small_part_before_the_last_is_entity_too_small(s3: Any) -> None:
+    uid, done = _upload(s3, "small", [b"a" * 1024, b"b" * 1024])
+    with pytest.raises(ClientError) as info:
+        s3.complete_multipart_upload(
+            Bucket=BUCKET, Key="small", UploadId=uid, MultipartUpload={"Parts": done}
+        )
+    assert _code(info.value) == "EntityTooSmall"
+    # one small part alone is fine: it is the last
+    r = s3.complete_multipart_upload(
+        Bucket=BUCKET, Key="small", UploadId=uid, MultipartUpload={"Parts": done[1:]}
+    )
+    assert r["ETag"] == _aws_etag([b"b" * 1024])
+    assert s3.get_object(Bucket=BUCKET, Key="small")["Body"].read() == b"b" * 1024
+
+
+def test_out_of_order_and_wrong_etag(s3: Any) -> None:
+    uid, done = _upload(s3, "order", [b"x" * 10, b"y" * 10])
+    with pytest.raises(ClientError) as info:
+        s3.complete_multipart_upload(
+            Bucket=BUCKET, Key="order", UploadId=uid, MultipartUpload={"Parts": done[::-1]}
+        )
+    assert _code(info.value) == "InvalidPartOrder"
+    wrong = [done[0], {"PartNumber": 2, "ETag": '"' + "0" * 32 + '"'}]
+    with pytest.raises(ClientError) as info:
+        s3.complete_multipart_upload(
+            Bucket=BUCKET, Key="order", UploadId=uid, MultipartUpload={"Parts": wrong}
+        )
+    assert _code(info.value) == "InvalidPart"
+    missing = [{"PartNumber": 7, "ETag": done[0]["ETag"]}]
+    with pytest.raises(ClientError) as info:
+        s3.complete_multipart_upload(
+            Bucket=BUCKET, Key="order", UploadId=uid, MultipartUpload={"Parts": missing}
+        )
+    assert _code(info.value) == "InvalidPart"
+    s3.abort_multipart_upload(Bucket=BUCKET, Key="order", UploadId=uid)
+
+
+def test_abort_then_no_such_upload(s3: Any) -> None:
+    uid, done = _upload(s3, "aborted", [b"z" * 100])
+    s3.abort_multipart_upload(Bucket=BUCKET, Key="aborted", UploadId=uid)
+    with pytest.raises(ClientError) as info:
+        s3.upload_part(Bucket=BUCKET, Key="aborted", UploadId=uid, PartNumber=1, Body=b"")
+    assert _code(info.value) == "NoSuchUpload"
+    with pytest.raises(ClientError) as info:
+        s3.complete_multipart_upload(
+            Bucket=BUCKET, Key="aborted", UploadId=uid, MultipartUpload={"Parts": done}
+        )
+    assert _code(info.value) == "NoSuchUpload"
+    with pytest.raises(ClientError) as info:
+        s3.abort_multipart_upload(Bucket=BUCKET, Key="aborted", UploadId=uid)
+    assert _code(info.value) == "NoSuchUpload"
+    with pytest.raises(ClientError) as info:  # an upload id of another key is not found
+        s3.list_parts(Bucket=BUCKET, Key="elsewhere", UploadId=uid)
+    assert _code(info.value) == "NoSuchUpload"
+    with pytest.raises(ClientError) as info:
+        s3.head_object(Bucket=BUCKET, Key="aborted")
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_list_parts_and_uploads_page(s3: Any) -> None:
+    uid, _ = _upload(s3, "pages/a", [b"1", b"2", b"3"])
+    uid2 = s3.create_multipart_upload(Bucket=BUCKET, Key="pages/b")["UploadId"]
+    page = s3.list_parts(Bucket=BUCKET, Key="pages/a", UploadId=uid, MaxParts=2)
+    assert [p["PartNumber"] for p in page["Parts"]] == [1, 2]
+    assert page["IsTruncated"] is True
+    rest = s3.list_parts(
+        Bucket=BUCKET,
+        Key="pages/a",
+        UploadId=uid,
+        PartNumberMarker=page["NextPartNumberMarker"],
+    )
+    assert [p["PartNumber"] for p in rest["Parts"]] == [3]
+    assert rest["IsTruncated"] is False
+    ups = s3.list_multipart_uploads(Bucket=BUCKET, Prefix="pages/", MaxUploads=1)
+    assert [u["UploadId"] for u in ups["Uploads"]] == [uid]
+    assert ups["IsTruncated"] is True
+    more = s3.list_multipart_uploads(
+        Bucket=BUCKET,
+        Prefix="pages/",
+        KeyMarker=ups["NextKeyMarker"],
+        UploadIdMarker=ups["NextUploadIdMarker"],
+    )
+    assert [u["UploadId"] for u in more["Uploads"]] == [uid2]
+    folded = s3.list_multipart_uploads(Bucket=BUCKET, Delimiter="/")
+    assert [p["Prefix"] for p in folded["CommonPrefixes"]] == ["pages/"]
+    for key, u in (("pages/a", uid), ("pages/b", uid2)):
+        s3.abort_multipart_upload(Bucket=BUCKET, Key=key, UploadId=u)
+
+
+def test_boto3_upload_file_multipart(s3: Any, tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    digest = write_file(src, 40 * MiB, seed=7)
+    cfg = TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB)
+    s3.upload_file(str(src), BUCKET, "transfer.bin", Config=cfg)
+    head = s3.head_object(Bucket=BUCKET, Key="transfer.bin")
+    assert head["ContentLength"] == 40 * MiB
+    assert head["ETag"].endswith('-5"')
+    dst = tmp_path / "dst.bin"
+    s3.download_file(BUCKET, "transfer.bin", str(dst))
+    assert file_digest(dst) == digest
+
+
+def test_aws_cli_cp_uses_multipart(s3srv: S3Server, s3: Any, tmp_path: Path) -> None:
+    aws = AwsCli(S3Target("127.0.0.1", s3srv.http_port, ACCESS_KEY, SECRET_KEY), tmp_path / "aws")
+    # Back to the CLI's default multipart settings (8 MiB threshold and parts).
+    config = tmp_path / "aws" / "aws-config"
+    config.write_text(
+        "".join(
+            line
+            for line in config.read_text().splitlines(keepends=True)
+            if "multipart_threshold" not in line
+        )
+    )
+    src = tmp_path / "cli.bin"
+    digest = write_file(src, 40 * MiB, seed=11)
+    aws("s3", "cp", str(src), f"s3://{BUCKET}/cli.bin")
+    head = s3.head_object(Bucket=BUCKET, Key="cli.bin")
+    assert head["ContentLength"] == 40 * MiB
+    assert head["ETag"].endswith('-5"')
+    dst = tmp_path / "cli-back.bin"
+    aws("s3", "cp", f"s3://{BUCKET}/cli.bin", str(dst))
+    assert file_digest(dst) == digest
+
+
+def test_upload_part_copy_with_ranges(s3: Any) -> None:
+    rng = random.Random(3)
+    big = rng.randbytes(6 * MiB)
+    s3.put_object(Bucket=BUCKET, Key="copy-src", Body=big)
+    s3.put_object(Bucket=BUCKET, Key="copy-small", Body=b"tail bytes")
+    uid = s3.create_multipart_upload(Bucket=BUCKET, Key="copied")["UploadId"]
+    src = {"Bucket": BUCKET, "Key": "copy-src"}
+    r1 = s3.upload_part_copy(
+        Bucket=BUCKET, Key="copied", UploadId=uid, PartNumber=1, CopySource=src
+    )
+    r2 = s3.upload_part_copy(
+        Bucket=BUCKET,
+        Key="copied",
+        UploadId=uid,
+        PartNumber=2,
+        CopySource=src,
+        CopySourceRange=f"bytes=0-{5 * MiB - 1}",
+    )
+    r3 = s3.upload_part_copy(
+        Bucket=BUCKET,
+        Key="copied",
+        UploadId=uid,
+        PartNumber=3,
+        CopySource={"Bucket": BUCKET, "Key": "copy-small"},
+        CopySourceRange="bytes=5-9",
+    )
+    parts = [big, big[: 5 * MiB], b"bytes"]
+    etags = [r["CopyPartResult"]["ETag"] for r in (r1, r2, r3)]
+    assert etags == [f'"{hashlib.md5(p).hexdigest()}"' for p in parts]
+    with pytest.raises(ClientError) as info:
+        s3.upload_part_copy(
+            Bucket=BUCKET,
+            Key="copied",
+            UploadId=uid,
+            PartNumber=4,
+            CopySource={"Bucket": BUCKET, "Key": "copy-small"},
+            CopySourceRange="bytes=5-10",
+        )
+    assert _code(info.value) == "InvalidRange"
+    done = [{"PartNumber": n, "ETag": e} for n, e in enumerate(etags, 1)]
+    r = s3.complete_multipart_upload(
+        Bucket=BUCKET, Key="copied", UploadId=uid, MultipartUpload={"Parts": done}
+    )
+    assert r["ETag"] == _aws_etag(parts)
+    data = s3.get_object(Bucket=BUCKET, Key="copied")["Body"].read()
+    assert hashlib.sha256(data).digest() == hashlib.sha256(b"".join(parts)).digest()
+
+
+def test_bucket_with_an_upload_in_progress_is_not_empty(s3: Any) -> None:
+    s3.create_bucket(Bucket="pending")
+    uid = s3.create_multipart_upload(Bucket="pending", Key="k")["UploadId"]
+    with pytest.raises(ClientError) as info:
+        s3.delete_bucket(Bucket="pending")
+    assert _code(info.value) == "BucketNotEmpty"
+    s3.abort_multipart_upload(Bucket="pending", Key="k", UploadId=uid)
+    s3.delete_bucket(Bucket="pending")
