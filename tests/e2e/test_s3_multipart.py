@@ -266,3 +266,28 @@ def test_bucket_with_an_upload_in_progress_is_not_empty(s3: Any) -> None:
     assert _code(info.value) == "BucketNotEmpty"
     s3.abort_multipart_upload(Bucket="pending", Key="k", UploadId=uid)
     s3.delete_bucket(Bucket="pending")
+
+
+@pytest.mark.slow
+def test_one_gib_through_the_aws_cli(s3srv: S3Server, s3: Any, tmp_path: Path) -> None:
+    """The issue's upper size: 1 GiB up and down with the AWS CLI's default multipart
+    settings (8 MiB parts, parallel), checked by SHA-256 at both ends."""
+    aws = AwsCli(S3Target("127.0.0.1", s3srv.http_port, ACCESS_KEY, SECRET_KEY), tmp_path / "aws")
+    config = tmp_path / "aws" / "aws-config"
+    config.write_text(
+        "".join(
+            line
+            for line in config.read_text().splitlines(keepends=True)
+            if "multipart_threshold" not in line
+        )
+    )
+    src = tmp_path / "gib.bin"
+    digest = write_file(src, 1024 * MiB, seed=1024)
+    aws("s3", "cp", str(src), f"s3://{BUCKET}/gib.bin")
+    src.unlink()  # keep the test's own disk use to one copy at a time
+    head = s3.head_object(Bucket=BUCKET, Key="gib.bin")
+    assert head["ContentLength"] == 1024 * MiB
+    assert head["ETag"].endswith('-128"')
+    dst = tmp_path / "gib-back.bin"
+    aws("s3", "cp", f"s3://{BUCKET}/gib.bin", str(dst))
+    assert file_digest(dst) == digest
