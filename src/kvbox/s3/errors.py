@@ -23,6 +23,7 @@ from types import MappingProxyType
 
 from kvbox import errors as core
 from kvbox.auth import sigv4
+from kvbox.core.meta import users
 from kvbox.proto import awschunked
 
 
@@ -340,6 +341,10 @@ CORE_TO_S3: Mapping[type[core.KvboxError], _CoreRow] = MappingProxyType(
         core.ConditionFailed: _CoreRow("PreconditionFailed"),
         core.BucketExists: _CoreRow("BucketAlreadyExists"),
         core.BucketNotEmpty: _CoreRow("BucketNotEmpty"),
+        users.UserExists: _CoreRow("OperationAborted"),
+        users.UserOwnsBuckets: _CoreRow("OperationAborted"),
+        users.NoSuchUser: _CoreRow("NoSuchKey"),
+        users.NoSuchAccessKey: _CoreRow("NoSuchKey"),
         core.Conflict: _CoreRow("OperationAborted"),
         core.ChunkMissing: _CoreRow("InternalError"),
         core.StorageError: _CoreRow("InternalError"),

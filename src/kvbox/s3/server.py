@@ -7,8 +7,12 @@ requests to ``S3Request`` and writes the ``S3Response`` back). Rules:
   ``kvbox.auth.sigv4``; the clock is read here and passed in), then the handler.
   A request with no credentials at all is AccessDenied: bucket policies and public
   access come with a later issue.
-* Only the root access key exists in this slice; ``lookup_secret`` answers for it
-  alone, and every bucket belongs to ``root``.
+* Identities: the root key (from ``kvbox.credentials``) and the users' keys in the
+  MetaStore. A user key's lookup is cached for ``KEY_CACHE_SECONDS``, so a disabled key
+  stops working within that time. The principal ("root" or the user name) goes on the
+  request; a bucket (and a copy source's bucket) is open to its owner and to root, and
+  any other user gets AccessDenied (bucket policies come with a later issue).
+* ``/_kvbox/admin/...`` is not S3: ``kvbox.s3.admin`` answers it, for root only.
 * Every failure leaves as S3's XML ``<Error>`` with the status of ``kvbox.s3.errors``:
   an ``S3Error`` as is, an auth or aws-chunked error by its ``s3_code``, a core
   ``KvboxError`` through ``from_kvbox_error``, and anything else as InternalError,
@@ -19,21 +23,28 @@ requests to ``S3Request`` and writes the ``S3Response`` back). Rules:
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from kvbox.auth import sigv4
+from kvbox.core.meta.users import ROOT
 from kvbox.errors import KvboxError
+from kvbox.s3 import admin
 from kvbox.s3.errors import ERRORS, S3Error, from_kvbox_error
 from kvbox.s3.handlers import bucket, listing, multipart
 from kvbox.s3.handlers import object as obj
-from kvbox.s3.handlers.common import Context, S3Request, S3Response
+from kvbox.s3.handlers.common import Context, S3Request, S3Response, read_small
 from kvbox.s3.router import Endpoint, Op, route
 from kvbox.s3.xml import render_error
 
 log = logging.getLogger("kvbox.s3")
+
+#: How long a user key's lookup (found or not) is trusted before asking the store again.
+KEY_CACHE_SECONDS = 5.0
 
 Handler = Callable[[Context, S3Request, Endpoint], Awaitable[S3Response]]
 
@@ -128,32 +139,77 @@ class S3Frontend:
         self._secret_key = secret_key
         self.domain = domain
         self._now = now
+        self._keys: dict[str, tuple[float, tuple[str, str] | None]] = {}
+
+    def _cached(self, access_key: str) -> tuple[str, str] | None:
+        """(principal, secret) of ``access_key``; raises ``_NeedLookup`` when the cache
+        has no fresh answer, so the caller can ask the store and try again."""
+        if access_key == self._access_key:
+            return ROOT, self._secret_key
+        hit = self._keys.get(access_key)
+        if hit is None or hit[0] < time.monotonic():
+            raise _NeedLookup(access_key)
+        return hit[1]
 
     def _lookup_secret(self, access_key: str) -> str | None:
-        return self._secret_key if access_key == self._access_key else None
+        found = self._cached(access_key)
+        return found[1] if found is not None else None
 
-    def _authenticate(self, req: S3Request) -> sigv4.AuthResult:
-        result = sigv4.authenticate(
-            req.method,
-            req.raw_path,
-            sigv4.parse_query_string(req.raw_query),
-            list(req.headers.items()),
-            self._lookup_secret,
-            self._now(),
-        )
-        if result is None:
-            raise S3Error("AccessDenied")
-        return result
+    async def _fetch_key(self, access_key: str) -> None:
+        if len(self._keys) > 10_000:  # bound the cache against random key ids
+            self._keys.clear()
+        found = await self.ctx.store.meta.lookup_key(access_key)
+        self._keys[access_key] = (time.monotonic() + KEY_CACHE_SECONDS, found)
+
+    async def authenticate(self, req: S3Request) -> sigv4.AuthResult:
+        """Verify the signature and set ``req.principal``; AccessDenied when unsigned."""
+        for _ in range(2):
+            try:
+                result = sigv4.authenticate(
+                    req.method,
+                    req.raw_path,
+                    sigv4.parse_query_string(req.raw_query),
+                    list(req.headers.items()),
+                    self._lookup_secret,
+                    self._now(),
+                )
+            except _NeedLookup as need:
+                await self._fetch_key(need.access_key)
+                continue
+            if result is None:
+                raise S3Error("AccessDenied")
+            found = self._cached(result.access_key)
+            assert found is not None
+            req.principal = found[0]
+            return result
+        raise S3Error("InternalError")  # the cache was just filled: unreachable
+
+    async def _authorize(self, req: S3Request, ep: Endpoint) -> None:
+        """Root may do anything; a user only touches buckets it owns."""
+        if req.principal == ROOT or ep.op is Op.CREATE_BUCKET:
+            return
+        names = [ep.bucket] if ep.bucket is not None else []
+        if ep.copy_source is not None:
+            names.append(ep.copy_source.bucket)
+        for name in names:
+            b = await self.ctx.store.get_bucket(name)
+            if b is not None and b.owner != req.principal:
+                raise S3Error("AccessDenied", resource=f"/{name}")
 
     async def handle(self, req: S3Request) -> S3Response:
         """Answer one request; never raises (except cancellation)."""
         resource = req.raw_path
         try:
-            ep = route(req.method, req.raw_path, req.query, req.headers, domain=self.domain)
-            req.op = ep.op.value
-            resource = _resource(ep)
-            req.auth = self._authenticate(req)
-            resp = await self._dispatch(req, ep)
+            if req.raw_path == admin.ADMIN_PATH:
+                req.op = "Admin"
+                resp = await self._admin(req)
+            else:
+                ep = route(req.method, req.raw_path, req.query, req.headers, domain=self.domain)
+                req.op = ep.op.value
+                resource = _resource(ep)
+                req.auth = await self.authenticate(req)
+                await self._authorize(req, ep)
+                resp = await self._dispatch(req, ep)
         except Exception as exc:
             err = translate(exc, resource)
             req.error = err.code
@@ -164,6 +220,24 @@ class S3Frontend:
             resp = self.error_response(err, req)
         self._stamp(resp, req)
         return resp
+
+    async def _admin(self, req: S3Request) -> S3Response:
+        """``POST /_kvbox/admin``: one ``kvbox admin`` command, for root only."""
+        if req.method != "POST":
+            raise S3Error("MethodNotAllowed", resource=admin.ADMIN_PATH)
+        req.auth = await self.authenticate(req)
+        if req.principal != ROOT:
+            raise S3Error("AccessDenied", resource=admin.ADMIN_PATH)
+        try:
+            cmd = json.loads(await read_small(req, 64 * 1024))
+            noun, verb, target = (str(cmd[k]) for k in ("noun", "verb", "target"))
+        except (ValueError, KeyError, TypeError):
+            raise S3Error("MalformedXML", "expected a JSON admin command") from None
+        status, lines = await admin.run_command(self.ctx.store.meta, noun, verb, target)
+        if status == 0:
+            self._keys.clear()  # a changed key or user counts at once on this server
+        body = json.dumps({"status": status, "lines": lines}).encode()
+        return S3Response(200, {"Content-Type": "application/json"}, body)
 
     async def _dispatch(self, req: S3Request, ep: Endpoint) -> S3Response:
         handler = HANDLERS.get(ep.op)
@@ -186,6 +260,14 @@ class S3Frontend:
         resp.headers["x-amz-request-id"] = req.request_id
         resp.headers["x-amz-id-2"] = host_id()
         resp.headers.setdefault("Server", "kvbox")
+
+
+class _NeedLookup(Exception):
+    """Raised through ``sigv4.authenticate`` when a user key is not cached yet."""
+
+    def __init__(self, access_key: str) -> None:
+        super().__init__(access_key)
+        self.access_key = access_key
 
 
 def _resource(ep: Endpoint) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -19,6 +20,13 @@ import pytest
 from kvbox.core.meta import MetaStore
 from kvbox.core.meta.memory import MemoryMetaStore
 from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
+from kvbox.core.meta.users import (
+    NoSuchAccessKey,
+    NoSuchUser,
+    User,
+    UserExists,
+    UserOwnsBuckets,
+)
 from kvbox.core.model import (
     AtomicOp,
     Bucket,
@@ -972,3 +980,88 @@ async def test_bucket_with_an_upload_in_progress_is_not_empty(store: MetaStore) 
         await store.delete_bucket(b)
     await store.abort_upload("u1")
     assert await store.delete_bucket(b)
+
+
+# --- users and access keys ----------------------------------------------------------------
+
+
+async def test_users_create_list_get_disable(store: MetaStore) -> None:
+    alice = await store.create_user("alice", 5)
+    assert alice == User("alice", 5, False)
+    await store.create_user("bob", 6)
+    with pytest.raises(UserExists):
+        await store.create_user("alice", 7)
+    for bad in ("root", "ROOT", "", "a/b", "x" * 65):
+        with pytest.raises(InvalidArgument):
+            await store.create_user(bad, 1)
+    assert [u.name for u in await store.list_users()] == ["alice", "bob"]
+    await store.set_user_disabled("alice", True)
+    assert await store.get_user("alice") == User("alice", 5, True)
+    assert await store.get_user("nobody") is None
+    with pytest.raises(NoSuchUser):
+        await store.set_user_disabled("nobody", True)
+
+
+async def test_keys_lookup_only_when_key_and_user_enabled(store: MetaStore) -> None:
+    await store.create_user("alice", 1)
+    key = await store.add_key("alice", 2)
+    assert re.fullmatch(r"KV[A-Z0-9]{18}", key.access_key)
+    assert len(key.secret_key) == 40 and key.secret_key not in repr(key)
+    assert await store.lookup_key(key.access_key) == ("alice", key.secret_key)
+    assert await store.get_key(key.access_key) == key
+    await store.set_key_disabled(key.access_key, True)
+    assert await store.lookup_key(key.access_key) is None
+    await store.set_key_disabled(key.access_key, False)
+    await store.set_user_disabled("alice", True)
+    assert await store.lookup_key(key.access_key) is None
+    await store.set_user_disabled("alice", False)
+    assert await store.lookup_key(key.access_key) == ("alice", key.secret_key)
+    assert await store.lookup_key("KVNOSUCHKEY") is None
+    with pytest.raises(NoSuchUser):
+        await store.add_key("nobody", 1)
+    with pytest.raises(NoSuchAccessKey):
+        await store.set_key_disabled("KVNOSUCHKEY", True)
+
+
+async def test_rotate_and_delete_keys(store: MetaStore) -> None:
+    await store.create_user("alice", 1)
+    old = await store.add_key("alice", 2)
+    new = await store.rotate_key(old.access_key, 3)
+    assert new.user == "alice" and new.access_key != old.access_key
+    assert await store.lookup_key(old.access_key) is None
+    assert await store.lookup_key(new.access_key) == ("alice", new.secret_key)
+    keys = await store.list_keys("alice")
+    assert [(k.access_key, k.disabled) for k in keys] == [
+        (old.access_key, True),
+        (new.access_key, False),
+    ]
+    await store.delete_key(old.access_key)
+    assert [k.access_key for k in await store.list_keys("alice")] == [new.access_key]
+    with pytest.raises(NoSuchAccessKey):
+        await store.delete_key(old.access_key)
+    with pytest.raises(NoSuchAccessKey):
+        await store.rotate_key(old.access_key, 4)
+
+
+async def test_delete_user_refused_while_it_owns_buckets(store: MetaStore) -> None:
+    await store.create_user("alice", 1)
+    key = await store.add_key("alice", 2)
+    await store.create_bucket(Bucket("mine", "alice", 1))
+    with pytest.raises(UserOwnsBuckets):
+        await store.delete_user("alice")
+    assert await store.get_user("alice") is not None
+    await store.delete_bucket("mine")
+    await store.delete_user("alice")
+    assert await store.get_user("alice") is None
+    assert await store.get_key(key.access_key) is None
+    assert await store.list_keys("alice") == []
+    with pytest.raises(NoSuchUser):
+        await store.delete_user("alice")
+
+
+async def test_users_survive_reopen(factory: Factory) -> None:
+    s = await factory.open()
+    await s.create_user("alice", 1)
+    key = await s.add_key("alice", 2)
+    s2 = await factory.reopen(s)
+    assert await s2.lookup_key(key.access_key) == ("alice", key.secret_key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from kvbox.core.meta.users import AccessKey, User
 from kvbox.core.model import (
     Bucket,
     BucketStats,
@@ -159,4 +160,52 @@ class MetaStore(Protocol):
     async def drop_versions_with_chunks(self, chunk_ids: Sequence[str]) -> list[ObjectVersion]:
         """Remove for good every version that references one of ``chunk_ids`` (fsck
         --repair of missing chunks); returns the removed versions."""
+        ...
+
+    # users and access keys (S3 identities besides root; see ``kvbox.core.meta.users``)
+    async def create_user(self, name: str, created_ns: int) -> User:
+        """Raises ``InvalidArgument`` for a bad or reserved name, ``UserExists``."""
+        ...
+
+    async def get_user(self, name: str) -> User | None: ...
+
+    async def list_users(self) -> list[User]:
+        """By name."""
+        ...
+
+    async def set_user_disabled(self, name: str, disabled: bool) -> None:
+        """Raises ``NoSuchUser``. A disabled user's keys do not authenticate."""
+        ...
+
+    async def delete_user(self, name: str) -> None:
+        """Delete the user and all its keys; raises ``NoSuchUser``, or ``UserOwnsBuckets``
+        (a Conflict) while a bucket still belongs to it."""
+        ...
+
+    async def add_key(self, user: str, created_ns: int) -> AccessKey:
+        """A new, enabled, generated key of ``user``; raises ``NoSuchUser``."""
+        ...
+
+    async def list_keys(self, user: str) -> list[AccessKey]:
+        """Keys of ``user``, oldest first (an unknown user has none)."""
+        ...
+
+    async def get_key(self, access_key: str) -> AccessKey | None: ...
+
+    async def lookup_key(self, access_key: str) -> tuple[str, str] | None:
+        """(user, secret) for an enabled key of an enabled user, else None: the one
+        question authentication asks."""
+        ...
+
+    async def set_key_disabled(self, access_key: str, disabled: bool) -> None:
+        """Raises ``NoSuchAccessKey``."""
+        ...
+
+    async def delete_key(self, access_key: str) -> None:
+        """Raises ``NoSuchAccessKey``."""
+        ...
+
+    async def rotate_key(self, access_key: str, created_ns: int) -> AccessKey:
+        """Atomically add a new key for the same user and disable ``access_key``; returns
+        the new key. Raises ``NoSuchAccessKey``."""
         ...

@@ -14,7 +14,8 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from kvbox.core.meta import _rules
+from kvbox.core.meta import _rules, users
+from kvbox.core.meta.users import AccessKey, User
 from kvbox.core.model import (
     NULL_VERSION,
     AtomicOp,
@@ -143,6 +144,8 @@ class MemoryMetaStore:
         self._ids = VersionIdGenerator()
         self._uploads: dict[str, MultipartUpload] = {}
         self._parts: dict[str, dict[int, Part]] = {}
+        self._users: dict[str, User] = {}
+        self._keys: dict[str, AccessKey] = {}
 
     async def open(self) -> None:
         return None
@@ -589,3 +592,81 @@ class MemoryMetaStore:
         for b, v in doomed:
             self._remove(b, v, scratch, None)
         return [v for _, v in doomed]
+
+    # --- users and access keys --------------------------------------------------------
+
+    def _user(self, name: str) -> User:
+        u = self._users.get(name)
+        if u is None:
+            raise users.NoSuchUser(name)
+        return u
+
+    def _key(self, access_key: str) -> AccessKey:
+        k = self._keys.get(access_key)
+        if k is None:
+            raise users.NoSuchAccessKey(access_key)
+        return k
+
+    async def create_user(self, name: str, created_ns: int) -> User:
+        users.check_user_name(name)
+        if name in self._users:
+            raise users.UserExists(name)
+        self._users[name] = User(name, created_ns)
+        return self._users[name]
+
+    async def get_user(self, name: str) -> User | None:
+        return self._users.get(name)
+
+    async def list_users(self) -> list[User]:
+        return [self._users[n] for n in sorted(self._users)]
+
+    async def set_user_disabled(self, name: str, disabled: bool) -> None:
+        u = self._user(name)
+        self._users[name] = User(u.name, u.created_ns, disabled)
+
+    async def delete_user(self, name: str) -> None:
+        self._user(name)
+        if any(b.bucket.owner == name for b in self._buckets.values()):
+            raise users.UserOwnsBuckets(f"user {name} still owns buckets")
+        for k in [k for k in self._keys.values() if k.user == name]:
+            del self._keys[k.access_key]
+        del self._users[name]
+
+    async def add_key(self, user: str, created_ns: int) -> AccessKey:
+        self._user(user)
+        key = users.new_key(user, created_ns)
+        self._keys[key.access_key] = key
+        return key
+
+    async def list_keys(self, user: str) -> list[AccessKey]:
+        found = [k for k in self._keys.values() if k.user == user]
+        return sorted(found, key=lambda k: (k.created_ns, k.access_key))
+
+    async def get_key(self, access_key: str) -> AccessKey | None:
+        return self._keys.get(access_key)
+
+    async def lookup_key(self, access_key: str) -> tuple[str, str] | None:
+        k = self._keys.get(access_key)
+        if k is None or k.disabled:
+            return None
+        u = self._users.get(k.user)
+        if u is None or u.disabled:
+            return None
+        return k.user, k.secret_key
+
+    async def set_key_disabled(self, access_key: str, disabled: bool) -> None:
+        k = self._key(access_key)
+        self._keys[access_key] = AccessKey(
+            k.access_key, k.secret_key, k.user, k.created_ns, disabled
+        )
+
+    async def delete_key(self, access_key: str) -> None:
+        self._key(access_key)
+        del self._keys[access_key]
+
+    async def rotate_key(self, access_key: str, created_ns: int) -> AccessKey:
+        old = self._key(access_key)
+        new = users.new_key(old.user, created_ns)
+        self._keys[new.access_key] = new
+        await self.set_key_disabled(access_key, True)
+        return new

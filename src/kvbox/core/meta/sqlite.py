@@ -37,6 +37,8 @@ Layer: core. Rules:
   byte order (BINARY collation). ``chunks`` holds reference counts; a chunk whose count
   reaches 0 is deleted and reported in ``WriteResult.freed_chunks``. ``state`` keeps the
   highest ``seq`` ever given, so a seq is never reused, even after its version is gone.
+  ``users`` and ``access_keys`` hold the S3 users (``kvbox.core.meta.users``); their
+  changes go through the writer like bucket changes, checked before anything is written.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from kvbox.core.meta import _rules
+from kvbox.core.meta import _rules, users
+from kvbox.core.meta.users import AccessKey, User
 from kvbox.core.model import (
     EMPTY_ATTRS,
     NULL_VERSION,
@@ -89,7 +92,8 @@ META_FILE: Final = "meta.sqlite3"
 
 #: 2: integer bucket ids, in-place null versions, ``live``/``markers`` head tables.
 #: 3: ``uploads`` and ``parts`` (S3 multipart uploads).
-SCHEMA_VERSION: Final = 3
+#: 4: ``users`` and ``access_keys`` (S3 users; no migration from 3).
+SCHEMA_VERSION: Final = 4
 
 #: Ops per group-commit transaction. Large enough that one fsync serves thousands of
 #: writes, small enough that one batch holds the write lock for only tens of ms.
@@ -194,6 +198,19 @@ CREATE TABLE parts (
     attrs TEXT,
     PRIMARY KEY (upload_id, part_number)
 ) WITHOUT ROWID;
+CREATE TABLE users (
+    name TEXT PRIMARY KEY,
+    created_ns INTEGER NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE access_keys (
+    access_key TEXT PRIMARY KEY,
+    secret_key TEXT NOT NULL,
+    user TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX access_keys_user ON access_keys (user, created_ns);
 """
 
 # Row layout: the column order of ``versions``, so a row tuple is also the parameter
@@ -932,6 +949,11 @@ class _Writer:
         del self.buckets[name]
         del self.names[bid]
         return True
+
+    def run_guarded(self, fn: Callable[[sqlite3.Cursor], Any]) -> Any:
+        """A user or key change: ``fn`` checks first (raising a KvboxError before any
+        write) and then writes, under ``_guarded`` like a bucket change."""
+        return self._guarded(lambda: fn(self.c))
 
     def set_versioning(self, name: str, state: Versioning) -> None:
         bid, current = self._bucket(name)
@@ -1871,3 +1893,144 @@ class SqliteMetaStore:
         ids = tuple(chunk_ids)
         removed: list[ObjectVersion] = await self._submit(lambda: w.drop_versions_with_chunks(ids))
         return removed
+
+    # --- users and access keys --------------------------------------------------------
+
+    async def _user_write(self, fn: Callable[[sqlite3.Cursor], Any]) -> Any:
+        w = self._w()
+        return await self._submit(lambda: w.run_guarded(fn))
+
+    async def create_user(self, name: str, created_ns: int) -> User:
+        users.check_user_name(name)
+
+        def run(c: sqlite3.Cursor) -> User:
+            if c.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+                raise users.UserExists(name)
+            c.execute("INSERT INTO users (name, created_ns) VALUES (?, ?)", (name, created_ns))
+            return User(name, created_ns)
+
+        user: User = await self._user_write(run)
+        return user
+
+    async def get_user(self, name: str) -> User | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT name, created_ns, disabled FROM users WHERE name = ?", (name,)
+            ).fetchone()
+        )
+        return User(row[0], row[1], bool(row[2])) if row is not None else None
+
+    async def list_users(self) -> list[User]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT name, created_ns, disabled FROM users ORDER BY name"
+            ).fetchall()
+        )
+        return [User(r[0], r[1], bool(r[2])) for r in rows]
+
+    async def set_user_disabled(self, name: str, disabled: bool) -> None:
+        def run(c: sqlite3.Cursor) -> None:
+            if not c.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+                raise users.NoSuchUser(name)
+            c.execute("UPDATE users SET disabled = ? WHERE name = ?", (int(disabled), name))
+
+        await self._user_write(run)
+
+    async def delete_user(self, name: str) -> None:
+        def run(c: sqlite3.Cursor) -> None:
+            if not c.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone():
+                raise users.NoSuchUser(name)
+            if c.execute("SELECT 1 FROM buckets WHERE owner = ? LIMIT 1", (name,)).fetchone():
+                raise users.UserOwnsBuckets(f"user {name} still owns buckets")
+            c.execute("DELETE FROM access_keys WHERE user = ?", (name,))
+            c.execute("DELETE FROM users WHERE name = ?", (name,))
+
+        await self._user_write(run)
+
+    async def add_key(self, user: str, created_ns: int) -> AccessKey:
+        key = users.new_key(user, created_ns)
+
+        def run(c: sqlite3.Cursor) -> AccessKey:
+            if not c.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone():
+                raise users.NoSuchUser(user)
+            c.execute(
+                "INSERT INTO access_keys (access_key, secret_key, user, created_ns)"
+                " VALUES (?, ?, ?, ?)",
+                (key.access_key, key.secret_key, user, created_ns),
+            )
+            return key
+
+        added: AccessKey = await self._user_write(run)
+        return added
+
+    async def list_keys(self, user: str) -> list[AccessKey]:
+        rows = await self._read(
+            lambda c: c.execute(
+                "SELECT access_key, secret_key, user, created_ns, disabled FROM access_keys"
+                " WHERE user = ? ORDER BY created_ns, access_key",
+                (user,),
+            ).fetchall()
+        )
+        return [AccessKey(r[0], r[1], r[2], r[3], bool(r[4])) for r in rows]
+
+    async def get_key(self, access_key: str) -> AccessKey | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT access_key, secret_key, user, created_ns, disabled FROM access_keys"
+                " WHERE access_key = ?",
+                (access_key,),
+            ).fetchone()
+        )
+        return AccessKey(row[0], row[1], row[2], row[3], bool(row[4])) if row else None
+
+    async def lookup_key(self, access_key: str) -> tuple[str, str] | None:
+        row = await self._read(
+            lambda c: c.execute(
+                "SELECT k.user, k.secret_key FROM access_keys k JOIN users u ON u.name = k.user"
+                " WHERE k.access_key = ? AND k.disabled = 0 AND u.disabled = 0",
+                (access_key,),
+            ).fetchone()
+        )
+        return (row[0], row[1]) if row is not None else None
+
+    async def set_key_disabled(self, access_key: str, disabled: bool) -> None:
+        def run(c: sqlite3.Cursor) -> None:
+            if not c.execute(
+                "SELECT 1 FROM access_keys WHERE access_key = ?", (access_key,)
+            ).fetchone():
+                raise users.NoSuchAccessKey(access_key)
+            c.execute(
+                "UPDATE access_keys SET disabled = ? WHERE access_key = ?",
+                (int(disabled), access_key),
+            )
+
+        await self._user_write(run)
+
+    async def delete_key(self, access_key: str) -> None:
+        def run(c: sqlite3.Cursor) -> None:
+            if not c.execute(
+                "SELECT 1 FROM access_keys WHERE access_key = ?", (access_key,)
+            ).fetchone():
+                raise users.NoSuchAccessKey(access_key)
+            c.execute("DELETE FROM access_keys WHERE access_key = ?", (access_key,))
+
+        await self._user_write(run)
+
+    async def rotate_key(self, access_key: str, created_ns: int) -> AccessKey:
+        def run(c: sqlite3.Cursor) -> AccessKey:
+            row = c.execute(
+                "SELECT user FROM access_keys WHERE access_key = ?", (access_key,)
+            ).fetchone()
+            if row is None:
+                raise users.NoSuchAccessKey(access_key)
+            key = users.new_key(row[0], created_ns)
+            c.execute(
+                "INSERT INTO access_keys (access_key, secret_key, user, created_ns)"
+                " VALUES (?, ?, ?, ?)",
+                (key.access_key, key.secret_key, key.user, created_ns),
+            )
+            c.execute("UPDATE access_keys SET disabled = 1 WHERE access_key = ?", (access_key,))
+            return key
+
+        new: AccessKey = await self._user_write(run)
+        return new

@@ -1,8 +1,10 @@
 """Bucket operations: ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation.
 
-Layer: s3 handlers. Rules: every bucket belongs to ``root`` in this slice (the only
-identity there is); name rules are the router's (``check_bucket_name``); the GW-KV bucket
-can be read and written over S3 but never deleted, because GW-KV serves from it.
+Layer: s3 handlers. Rules: a bucket belongs to the principal that created it (root or
+a user); ListBuckets shows a user its own buckets and root all of them (access to other
+buckets is checked by ``S3Frontend`` before a handler runs); name rules are the
+router's (``check_bucket_name``); the GW-KV bucket can be read and written over S3 but
+never deleted, because GW-KV serves from it.
 """
 
 from __future__ import annotations
@@ -25,22 +27,23 @@ ROOT_OWNER = Owner(ROOT, ROOT)
 
 async def list_buckets(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     buckets = await ctx.store.list_buckets()
+    who = req.principal
     entries = [
         BucketEntry(b.name, timestamp_from_ns(b.created_ns))
         for b in sorted(buckets, key=lambda b: b.name)
-        if b.owner == ROOT
+        if who == ROOT or b.owner == who
     ]
-    return xml_response(ListAllMyBucketsResult(entries, ROOT_OWNER).to_xml())
+    return xml_response(ListAllMyBucketsResult(entries, Owner(who, who)).to_xml())
 
 
 async def create_bucket(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None
     CreateBucketConfiguration.from_xml(await read_small(req, 64 * 1024))
-    if not await ctx.store.create_bucket(ep.bucket, owner=ROOT):
+    if not await ctx.store.create_bucket(ep.bucket, owner=req.principal):
         existing = await ctx.store.get_bucket(ep.bucket)
         code = (
             "BucketAlreadyOwnedByYou"
-            if existing is None or existing.owner == ROOT
+            if existing is None or existing.owner == req.principal
             else "BucketAlreadyExists"
         )
         raise S3Error(code, resource=f"/{ep.bucket}", extra={"BucketName": ep.bucket})

@@ -101,6 +101,8 @@ class S3Request:
     body: AsyncIterator[bytes]
     request_id: str
     auth: AuthResult | None = None
+    #: Who signed the request: "root" or a user name (set by ``S3Frontend`` after auth).
+    principal: str = "root"
     #: Filled in by ``S3Frontend.handle`` for metrics: the S3 operation, the error code.
     op: str = ""
     error: str = ""
