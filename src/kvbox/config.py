@@ -47,6 +47,8 @@ class Settings:
     kv_versioning: bool = False
     http_port: int = 9000
     domain: str | None = None  # S3 virtual-host addressing: BUCKET.DOMAIN
+    web_port: int = 0  # the static-website endpoint; 0: off
+    web_domain: str | None = None  # website hosts: BUCKET.WEB_DOMAIN
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_memory: int | None = None

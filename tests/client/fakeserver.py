@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import socket
 import threading
+import time
 from types import TracebackType
 
 from kvbox.proto import gwkv
@@ -29,6 +30,9 @@ class FakeServer:
         self.max_value = max_value
         self.stream_threshold = stream_threshold
         self.data: dict[str, tuple[str, bytes]] = {}
+        #: Every write and delete per key, oldest first: (time_ns, version, value or
+        #: None for a delete), for time-travel reads and reads by version id.
+        self.history: dict[str, list[tuple[int, str, bytes | None]]] = {}
         self.requests: list[RequestEvent] = []  # every event seen, in order
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -87,14 +91,42 @@ class FakeServer:
                 return gwkv.conflict(current[0] if current else None)
             version = f"{next(self._ids):026d}"
             self.data[key] = (version, value)
+            self.history.setdefault(key, []).append((time.time_ns(), version, value))
         return gwkv.ok_version(version)
+
+    def _delete(self, key: str) -> bytes:
+        with self._lock:
+            if self.data.pop(key, None) is None:
+                return gwkv.NOTFOUND
+            marker = f"{next(self._ids):026d}"
+            self.history[key].append((time.time_ns(), marker, None))
+        return gwkv.OK
+
+    def _past(self, key: str, binary: bool, match: str | int) -> bytes:
+        """GETV/GETAT: the version with id ``match`` (str) or the newest at ``match``
+        (int, ns); a delete is NOTFOUND, as on the real server."""
+        with self._lock:
+            entries = list(self.history.get(key, ()))
+        found = [
+            (version, value)
+            for ns, version, value in entries
+            if (version == match if isinstance(match, str) else ns <= match)
+        ]
+        if not found or found[-1][1] is None:
+            return gwkv.NOTFOUND
+        version, value = found[-1]
+        assert value is not None
+        return gwkv.value_binary(value, version) if binary else self._text_reply(value)
 
     def _text(self, key: str) -> bytes:
         with self._lock:
             found = self.data.get(key)
         if found is None:
             return gwkv.NOTFOUND
-        value = found[1]
+        return self._text_reply(found[1])
+
+    @staticmethod
+    def _text_reply(value: bytes) -> bytes:
         if (
             len(value) > gwkv.MAX_TEXT_VALUE
             or not value.isascii()
@@ -113,8 +145,7 @@ class FakeServer:
             case gwkv.Stats():
                 return gwkv.ok(str(len(self.data)))
             case gwkv.Delete(key):
-                with self._lock:
-                    return gwkv.OK if self.data.pop(key, None) else gwkv.NOTFOUND
+                return self._delete(key)
             case gwkv.Cas(key, expected, value):
                 return self._write(key, value, expected, True)
             case gwkv.MultiSet(pairs):
@@ -133,6 +164,10 @@ class FakeServer:
                 with self._lock:
                     found = self.data.get(key)
                 return gwkv.ok_version(found[0]) if found else gwkv.NOTFOUND
+            case gwkv.GetVersion(key, version, binary):
+                return self._past(key, binary, version)
+            case gwkv.GetAt(key, at_ns, binary):
+                return self._past(key, binary, at_ns)
             case gwkv.Ping():
                 return gwkv.PONG
             case gwkv.Info():

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from kvbox import AsyncClient
-from kvbox.errors import ConditionFailed, InvalidKey, RemoteError
+from kvbox.errors import ConditionFailed, InvalidArgument, InvalidKey, RemoteError
 from kvbox.proto import gwkv
 from kvbox.proto.gwkv import Expect
 
@@ -45,6 +48,27 @@ async def test_every_command(fake: FakeServer) -> None:
         with pytest.raises(InvalidKey):
             await kv.get("no-dashes")
         await kv.ping()
+
+
+async def test_get_at_and_get_version(fake: FakeServer) -> None:
+    async with AsyncClient(port=fake.port) as kv:
+        v1 = await kv.set("k", "one")
+        await asyncio.sleep(0.002)
+        between = time.time_ns()
+        await asyncio.sleep(0.002)
+        await kv.bset("k", BIG)
+        assert await kv.get_at("k", datetime.fromtimestamp(between / 1e9, UTC)) == b"one"
+        assert await kv.get_at("k", datetime.now(UTC)) == BIG
+        assert await kv.get_at("k", "1970-01-01T00:00:00Z") is None
+        sink = io.BytesIO()
+        assert await kv.get_at_into("k", between // 1_000_000, sink) is True
+        assert sink.getvalue() == b"one"
+        assert await kv.get_version("k", v1) == b"one"
+        assert await kv.get_version("k", "0" * 26) is None
+        with pytest.raises(InvalidArgument):
+            await kv.get_at("k", datetime(2026, 1, 1))  # naive: refused before sending
+        replies = await kv.pipeline([gwkv.GetAt("k", between), gwkv.GetAt("k", 0, binary=True)])
+        assert replies == [gwkv.ValueReply(b"one"), gwkv.NotFoundReply()]
 
 
 async def test_pipeline(fake: FakeServer) -> None:

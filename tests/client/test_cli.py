@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,39 @@ def test_binary_values(
     assert fake.data["viaset"][1] == data
     status, _, err = run(capsysbinary, addr, "get", "viaset")
     assert status == 3 and "NOTTEXT" in err
+
+
+def test_getat_and_getv(
+    fake: FakeServer, capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
+) -> None:
+    addr = f"127.0.0.1:{fake.port}"
+    before = time.time_ns() // 1_000_000 - 1
+    status, out, _ = run(capsysbinary, addr, "set", "k", "one")
+    v1 = out.strip().decode()
+    time.sleep(0.003)
+    between = time.time_ns()
+    time.sleep(0.003)
+    assert run(capsysbinary, addr, "set", "k", "two")[0] == 0
+    rfc = datetime.fromtimestamp(between / 1e9, UTC).isoformat().replace("+00:00", "Z")
+    assert run(capsysbinary, addr, "getat", "k", rfc) == (0, b"one", "")
+    assert run(capsysbinary, addr, "GETAT", "k", str(between // 1_000_000)) == (0, b"one", "")
+    status, out, err = run(capsysbinary, addr, "getat", "k", str(before))
+    assert (status, out) == (1, b"") and "not found at" in err
+    status, out, err = run(capsysbinary, addr, "getat", "k", "2026-01-01T00:00:00")
+    assert (status, out) == (3, b"") and "refused: ARGS" in err and "zone" in err
+    assert run(capsysbinary, addr, "getat", "k")[0] == 2
+    dst = tmp_path / "then.txt"
+    assert run(capsysbinary, addr, "getat", "k", rfc, "--output", str(dst))[0] == 0
+    assert dst.read_bytes() == b"one"
+    assert run(capsysbinary, addr, "getv", "k", v1, "--output", str(dst))[0] == 0
+    assert dst.read_bytes() == b"one"
+    assert run(capsysbinary, addr, "getv", "k", v1) == (0, b"one", "")
+    assert run(capsysbinary, "--udp", f"127.0.0.1:{fake.udp_port}", "getat", "k", rfc) == (
+        0,
+        b"one",
+        "",
+    )
+    assert sorted(tmp_path.iterdir()) == [dst]  # no temporary file left
 
 
 def test_udp(fake: FakeServer, capsysbinary: pytest.CaptureFixture[bytes]) -> None:

@@ -6,6 +6,7 @@ import io
 import os
 import threading
 import time
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,10 @@ def test_err_reply_raises_remote_error_and_keeps_connection(fake: FakeServer) ->
         (lambda kv: kv.cas("k", "not a version", "v"), InvalidArgument),
         (lambda kv: kv.mget([]), InvalidArgument),
         (lambda kv: kv.bset("k", b"abc", length=2), InvalidArgument),
+        (lambda kv: kv.get_at("k", datetime(2026, 1, 1)), InvalidArgument),  # naive
+        (lambda kv: kv.get_at("k", "2026-01-01T00:00:00"), InvalidArgument),  # no zone
+        (lambda kv: kv.get_at("k", "yesterday"), InvalidArgument),
+        (lambda kv: kv.get_at("bad-key", 0), InvalidKey),
     ],
 )
 def test_bad_arguments_fail_before_sending(fake: FakeServer, call: object, error: type) -> None:
@@ -140,6 +145,46 @@ def test_bset_from_unseekable_stream_is_spooled(fake: FakeServer) -> None:
         kv.bset("piped", pipe)
         assert kv.bget("piped") == BIG
     writer.join(5)
+
+
+def _tick() -> int:
+    """Now in ns, strictly after every earlier write (the fake stamps with time_ns)."""
+    time.sleep(0.002)
+    now = time.time_ns()
+    time.sleep(0.002)
+    return now
+
+
+def _dt(ns: int, tz: timezone = UTC) -> datetime:
+    """``ns`` as a datetime, exactly (to its microsecond; a float would round)."""
+    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=ns // 1000)).astimezone(tz)
+
+
+def test_get_at(fake: FakeServer, tmp_path: Path) -> None:
+    with Client(port=fake.port) as kv:
+        before = _tick()
+        kv.set("k", "one")
+        at_one = _tick()
+        kv.bset("k", BIG)
+        at_big = _tick()
+        kv.delete("k")
+        gone = _tick()
+        assert kv.get_at("k", before // 1_000_000) is None  # int: epoch milliseconds
+        assert kv.get_at("k", _dt(at_one)) == b"one"
+        east = timezone(timedelta(hours=5, minutes=30))
+        assert kv.get_at("k", _dt(at_big, east)) == BIG  # streamed
+        assert kv.get_at("k", str(gone // 1_000_000)) is None
+        dst = tmp_path / "then.bin"
+        with dst.open("wb") as f:
+            assert kv.get_at_into("k", at_big // 1_000_000, f) is True
+        assert dst.read_bytes() == BIG
+        with dst.open("wb") as f:
+            assert kv.get_at_into("k", before // 1_000_000, f) is False
+        kv.ping()
+    sent = [r for r in fake.requests if isinstance(r, gwkv.GetAt)]
+    assert [r.binary for r in sent] == [True] * 6
+    assert sent[0].at_ns == before // 1_000_000 * 1_000_000
+    assert sent[1].at_ns == at_one // 1000 * 1000  # a datetime is exact to the microsecond
 
 
 def test_bcas(fake: FakeServer) -> None:
@@ -205,6 +250,9 @@ def test_udp_client(fake: FakeServer) -> None:
         assert kv.bget("b") == b"\x00\x01"
         kv.ping()
         assert kv.info()["objects"] == "2"
+        now = datetime.now(UTC) + timedelta(seconds=1)
+        assert kv.get_at("u", now) == b"over udp"
+        assert kv.get_at("u", 0) is None
         with pytest.raises(RemoteError) as caught:
             kv.set(FAIL_KEY, "x")
         assert caught.value.code == "STORAGE"

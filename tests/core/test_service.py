@@ -163,3 +163,46 @@ async def test_lru_mode_evicts_least_recently_used() -> None:
     with pytest.raises(ValueTooLarge):
         await s.put("kv", "huge", b"x" * 20_000)
     await s.close()
+
+
+async def test_version_at_reads_the_key_as_it_was(store: Store) -> None:
+    await store.ensure_bucket("tt", versioning=Versioning.ENABLED)
+    v1 = await store.put("tt", "k", b"1")
+    await store.put("tt", "k2", b"other key with k as prefix")
+    v2 = await store.put("tt", "k", b"2")
+    marker = (await store.delete("tt", "k")).written[0]
+    assert await store.version_at("tt", "k", v1.mtime_ns - 1) is None
+    at1 = await store.version_at("tt", "k", v1.mtime_ns)
+    assert at1 is not None and at1.version_id == v1.version_id
+    at2 = await store.version_at("tt", "k", v2.mtime_ns)
+    assert at2 is not None and await store.read(at2) == b"2"
+    gone = await store.version_at("tt", "k", marker.mtime_ns + 10**9)
+    assert gone is not None and gone.is_delete_marker
+    assert await store.version_at("tt", "missing", marker.mtime_ns) is None
+
+
+async def test_version_at_pages_through_long_histories(store: Store) -> None:
+    await store.ensure_bucket("tt", versioning=Versioning.ENABLED)
+    written = [await store.put("tt", "k", str(i).encode()) for i in range(1203)]
+    for probe in (written[0], written[5], written[1100]):
+        # the newest version (by commit order) not written after the probe's instant
+        want = max((w for w in written if w.mtime_ns <= probe.mtime_ns), key=lambda w: w.seq)
+        got = await store.version_at("tt", "k", probe.mtime_ns)
+        assert got is not None and got.version_id == want.version_id
+
+
+async def test_set_attrs_keeps_the_version_and_refreshes_the_cache(store: Store) -> None:
+    v = await store.put("kv", "k", b"x", attrs={"meta:a": "1"})
+    assert await store.head("kv", "k") is not None  # now cached
+    new = await store.set_attrs("kv", "k", v.version_id, {"tag:t": "2"})
+    assert new is not None and new.version_id == v.version_id and new.mtime_ns == v.mtime_ns
+    head = await store.head("kv", "k")
+    assert head is not None and dict(head.attrs) == {"tag:t": "2"}
+    assert await store.set_attrs("kv", "nope", None, {}) is None
+
+
+async def test_bucket_attrs_are_served_from_memory_after_a_change(store: Store) -> None:
+    await store.set_bucket_attrs("kv", {"policy": "{}"})
+    b = await store.get_bucket("kv")
+    assert b is not None and dict(b.attrs) == {"policy": "{}"}
+    assert dict((await store.meta.get_bucket("kv")).attrs) == {"policy": "{}"}  # type: ignore[union-attr]

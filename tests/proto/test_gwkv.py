@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kvbox import timeparse
 from kvbox.errors import InvalidArgument, InvalidKey, ProtocolError, ValueTooLarge
 from kvbox.proto import gwkv
 from kvbox.proto.gwkv import (
@@ -29,6 +31,8 @@ from kvbox.proto.gwkv import (
     Delete,
     Expect,
     Get,
+    GetAt,
+    GetVersion,
     Info,
     MultiGet,
     MultiSet,
@@ -39,7 +43,9 @@ from kvbox.proto.gwkv import (
     Set,
     Stats,
     Version,
+    Versions,
 )
+from kvbox.timeparse import MAX_INSTANT_NS, MIN_INSTANT_NS, InvalidInstant
 
 VID = "01JDZ7W6G5R8Q4X0C2N9M1T3KA"
 #: Small limits so the table can exercise streaming and TOOLARGE without megabytes.
@@ -204,6 +210,38 @@ CASES: list[tuple[bytes, list[RequestEvent]]] = [
     (b"BGET\n", [bad("ARGS")]),
     (b"VERSION k\n", [Version("k")]),
     (b"VERSION k l\n", [bad("ARGS")]),
+    (b"VERSIONS k\n", [Versions("k")]),
+    (b"GETV k " + VID.encode() + b"\n", [GetVersion("k", VID)]),
+    (b"bgetv k " + VID.encode() + b"\n", [GetVersion("k", VID, binary=True)]),
+    (b"GETV k nope\n", [bad("ARGS")]),
+    # time-travel reads: RFC 3339 with a zone, or epoch milliseconds
+    (b"GETAT k 1500\n", [GetAt("k", 1_500_000_000)]),
+    (b"getat k 0\r\n", [GetAt("k", 0)]),
+    (b"GETAT k 1970-01-01T00:00:01.5Z\n", [GetAt("k", 1_500_000_000)]),
+    (b"BGETAT k 1970-01-01T00:00:01.5Z\n", [GetAt("k", 1_500_000_000, binary=True)]),
+    (b"GETAT k 1970-01-01t01:00:00.000000001+01:00\n", [GetAt("k", 1)]),
+    (b"GETAT k 1969-12-31T19:00:00-05:00\n", [GetAt("k", 0)]),
+    (b"GETAT k 2026-11-25T01:02:03.1234567891z\n", [GetAt("k", 1_795_568_523_123_456_789)]),
+    (b"GETAT k 1795568523123\n", [GetAt("k", 1_795_568_523_123_000_000)]),
+    (b"GETAT k 2026-11-25T01:02:03\n", [bad("ARGS")]),  # no zone
+    (b"GETAT k 2026-11-25 01:02:03Z\n", [bad("ARGS")]),  # a space splits the instant
+    (b"GETAT k 2026-11-25T01:02:03+0100\n", [bad("ARGS")]),
+    (b"GETAT k 20261125T010203Z\n", [bad("ARGS")]),
+    (b"GETAT k 2026-02-30T00:00:00Z\n", [bad("ARGS")]),
+    (b"GETAT k 2026-12-31T23:59:60Z\n", [bad("ARGS")]),
+    (b"GETAT k 2026-11-25T24:00:00Z\n", [bad("ARGS")]),
+    (b"GETAT k 2026-11-25T01:02:03+24:00\n", [bad("ARGS")]),
+    (b"GETAT k -1500\n", [bad("ARGS")]),
+    (b"GETAT k 1.5\n", [bad("ARGS")]),
+    (b"GETAT k 99999999999999999999\n", [bad("ARGS")]),
+    (b"GETAT k \xd9\xa1\xd9\xa2\n", [bad("ARGS")]),  # Arabic-Indic digits
+    (b"GETAT k yesterday\n", [bad("ARGS")]),
+    (b"GETAT k \n", [bad("ARGS")]),
+    (b"GETAT k\n", [bad("ARGS")]),
+    (b"GETAT\n", [bad("ARGS")]),
+    (b"GETAT k 1500 extra\n", [bad("ARGS")]),
+    (b"GETAT bad! 1500\n", [bad("BADKEY")]),
+    (b"BGETAT bad! yesterday\n", [bad("BADKEY")]),
     (b"PING\n", [Ping()]),
     (b"PING x\n", [bad("ARGS")]),
     (b"INFO\n", [Info()]),
@@ -389,6 +427,9 @@ requests = st.one_of(
     ),
     st.builds(BGet, keys),
     st.builds(Version, keys),
+    st.builds(Versions, keys),
+    st.builds(GetVersion, keys, version_ids, st.booleans()),
+    st.builds(GetAt, keys, st.integers(MIN_INSTANT_NS, MAX_INSTANT_NS), st.booleans()),
     st.just(Ping()),
     st.just(Info()),
     st.just(Quit()),
@@ -432,6 +473,9 @@ def test_random_bytes_only_produce_events(parts: list[bytes], cuts: list[int]) -
         BSet,
         BGet,
         Version,
+        Versions,
+        GetVersion,
+        GetAt,
         Ping,
         Info,
         Quit,
@@ -470,6 +514,15 @@ def test_random_payload_roundtrip_when_streamed(value: bytes, cuts: list[int]) -
         (lambda: gwkv.encode_multiset([]), InvalidArgument),
         (lambda: gwkv.encode_bset_header("k", -1), InvalidArgument),
         (lambda: gwkv.encode_bset_header("k", gwkv.DEFAULT_MAX_VALUE + 1), ValueTooLarge),
+        (lambda: gwkv.encode_getat("k", datetime(2026, 1, 1)), InvalidArgument),  # naive
+        (lambda: gwkv.encode_getat("k", "2026-01-01T00:00:00"), InvalidArgument),
+        (lambda: gwkv.encode_getat("k", " 1500"), InvalidArgument),
+        (lambda: gwkv.encode_getat("k", "yesterday"), InvalidArgument),
+        (lambda: gwkv.encode_getat("k", timeparse.MAX_EPOCH_MS + 1), InvalidArgument),
+        (lambda: gwkv.encode_getat("k-", 1500), InvalidKey),
+        (lambda: gwkv.encode_getat("k", True), TypeError),
+        (lambda: gwkv.encode_getat("k", 1.5), TypeError),  # type: ignore[arg-type]
+        (lambda: gwkv.encode_request(GetAt("k", MAX_INSTANT_NS + 1)), InvalidArgument),
     ],
 )
 def test_encoders_validate_like_the_server(call: object, error: type[Exception]) -> None:
@@ -485,6 +538,110 @@ def test_encoders_golden() -> None:
     assert gwkv.encode_multiget(["a", "b"]) == b"MULTIGET a b\n"
     assert gwkv.encode_bset("blob", b"he\x00lo") == b"BSET blob 5\nhe\x00lo\n"
     assert gwkv.encode_bcas_header("b", VID, 3) == f"BCAS b {VID} 3\n".encode()
+    assert gwkv.encode_getat("k", 1500) == b"GETAT k 1500\n"
+    assert gwkv.encode_getat("k", 1500, binary=True) == b"BGETAT k 1500\n"
+    assert gwkv.encode_getat("k", -1500) == b"GETAT k 1969-12-31T23:59:58.500Z\n"
+    when = datetime(2026, 11, 25, 2, 2, 3, 123456, tzinfo=timezone(timedelta(hours=1)))
+    assert gwkv.encode_getat("k", when) == b"GETAT k 2026-11-25T01:02:03.123456Z\n"
+    assert gwkv.encode_getat("k", "2026-11-25T01:02:03+01:00") == (
+        b"GETAT k 2026-11-25T01:02:03+01:00\n"
+    )
+    assert gwkv.encode_request(GetAt("k", 1_500_000_001, binary=True)) == (
+        b"BGETAT k 1970-01-01T00:00:01.500000001Z\n"
+    )
+    assert gwkv.expect_for(GetAt("k", 0, binary=True)) == Expect.BINARY
+    assert gwkv.expect_for(GetAt("k", 0)) == Expect.LINE
+
+
+# --- instants (kvbox.timeparse, the rule GETAT/BGETAT share with S3's x-kvbox-at) ------
+
+
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [
+        ("0", 0),
+        ("0001500", 1_500_000_000),
+        ("1970-01-01T00:00:00Z", 0),
+        ("1970-01-01T00:00:00.1Z", 100_000_000),
+        ("1970-01-01T00:00:00.999999999999Z", 999_999_999),  # past ns: dropped (floor)
+        ("1969-12-31T23:59:59.999999999Z", -1),
+        ("2000-02-29T12:00:00-00:00", 951_825_600_000_000_000),
+        ("0001-01-01T00:00:00Z", MIN_INSTANT_NS),
+        ("9999-12-31T23:59:59.999999999Z", MAX_INSTANT_NS),
+        (str(timeparse.MAX_EPOCH_MS), timeparse.MAX_EPOCH_MS * 1_000_000),
+    ],
+)
+def test_instant_golden(text: str, ns: int) -> None:
+    assert timeparse.parse_instant(text) == ns
+    assert timeparse.parse_instant(text.encode()) == ns
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("", "RFC 3339"),
+        ("2026-11-25T01:02:03", "zone"),
+        ("2026-11-25T01:02:03.5", "zone"),
+        ("2026-13-01T00:00:00Z", "calendar date"),
+        ("2026-11-25T23:60:00Z", "time of day"),
+        ("2026-11-25T23:59:60Z", "leap second"),
+        ("2026-11-25T00:00:00+00:60", "offset"),
+        ("0001-01-01T00:00:00+00:01", "out of range"),
+        ("0000-01-01T00:00:00Z", "calendar date"),
+        ("253402300800000", "out of range"),
+        ("2026-11-25T01:02:03." + "1" * 60 + "Z", "RFC 3339"),  # longer than the cap
+        ("+1500", "RFC 3339"),
+        ("\uff11\uff15\uff10\uff10", "RFC 3339"),  # fullwidth digits: not ASCII
+        ("2026-11-25", "RFC 3339"),
+        ("2026-11-25T01:02Z", "RFC 3339"),
+    ],
+)
+def test_instant_refusals_say_why(text: str, why: str) -> None:
+    with pytest.raises(InvalidInstant, match=why) as info:
+        timeparse.parse_instant(text)
+    message = str(info.value)  # a fixed text: one short ASCII line, whatever came in
+    assert message.isascii() and "\n" not in message and len(message) < 100
+
+
+def test_instant_of_client_values() -> None:
+    assert timeparse.instant_of(1500) == 1_500_000_000
+    assert timeparse.instant_of(-1) == -1_000_000
+    assert timeparse.instant_of(datetime(1970, 1, 1, 0, 0, 1, 5, tzinfo=UTC)) == 1_000_005_000
+    with pytest.raises(InvalidInstant, match="timezone-aware"):
+        timeparse.instant_of(datetime(2026, 1, 1))
+    with pytest.raises(TypeError):
+        timeparse.instant_of(False)
+    with pytest.raises(TypeError):
+        timeparse.format_instant(1.0)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInstant):
+        timeparse.format_instant(MIN_INSTANT_NS - 1)
+
+
+instants = st.integers(MIN_INSTANT_NS, MAX_INSTANT_NS)
+
+
+@given(instants)
+def test_instant_format_parse_roundtrip(ns: int) -> None:
+    text = timeparse.format_instant(ns)
+    assert timeparse.parse_instant(text) == ns
+    assert len(text) <= 30
+
+
+@given(st.datetimes(timezones=st.timezones()).filter(lambda d: d.utcoffset() is not None))
+def test_instant_agrees_with_datetime(when: datetime) -> None:
+    """An aware datetime, its isoformat() (when that is RFC 3339) and instant_of agree
+    with datetime's own arithmetic."""
+    try:
+        expected = timeparse.instant_of(when)
+    except InvalidInstant:
+        return  # its UTC instant falls outside years 0001-9999
+    delta = when - datetime(1970, 1, 1, tzinfo=UTC)
+    assert expected == delta // timedelta(microseconds=1) * 1000
+    text = when.isoformat()
+    offset = when.utcoffset()
+    if offset is not None and offset % timedelta(minutes=1) == timedelta(0):
+        assert timeparse.parse_instant(text) == expected  # +hh:mm offsets are RFC 3339
+    assert timeparse.parse_instant(gwkv.check_instant(when)) == expected
 
 
 # --- replies --------------------------------------------------------------------------

@@ -12,18 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import json
 import os
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kvbox.auth.sigv4 import sign_request
+from kvbox.cli._remote import RemoteError, post_json
 from kvbox.core.datadir import lock_data_dir
 from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
 from kvbox.errors import KvboxError
@@ -99,38 +93,11 @@ async def _on_store(data: Path, noun: str, verb: str, target: str) -> tuple[int,
 
 
 def _remote(server: str, region: str, noun: str, verb: str, target: str) -> tuple[int, list[str]]:
-    access = os.environ.get("KVBOX_ROOT_ACCESS_KEY", "").strip()
-    secret = os.environ.get("KVBOX_ROOT_SECRET_KEY", "")
-    if not (access and secret):
-        return 2, ["kvbox admin: --server needs KVBOX_ROOT_ACCESS_KEY and KVBOX_ROOT_SECRET_KEY"]
-    url = urllib.parse.urlsplit(server.rstrip("/"))
-    if url.scheme not in ("http", "https") or not url.netloc:
-        return 2, [f"kvbox admin: not an http(s) URL: {server}"]
-    body = json.dumps({"noun": noun, "verb": verb, "target": target}).encode()
-    headers = [("host", url.netloc), ("content-type", "application/json")]
-    headers += sign_request(
-        "POST",
-        ADMIN_PATH,
-        [],
-        headers,
-        hashlib.sha256(body).hexdigest(),
-        access_key=access,
-        secret_key=secret,
-        now=datetime.now(UTC),
-        region=region,
-    )
-    request = urllib.request.Request(
-        f"{url.scheme}://{url.netloc}{ADMIN_PATH}", data=body, method="POST"
-    )
-    for name, value in headers:
-        if name != "host":
-            request.add_header(name, value)
+    command = {"noun": noun, "verb": verb, "target": target}
     try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            answer = json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
-        return 2, [f"kvbox admin: the server refused: HTTP {exc.code}", detail]
-    except (OSError, ValueError) as exc:
-        return 2, [f"kvbox admin: cannot reach {server}: {exc}"]
-    return int(answer["status"]), [str(line) for line in answer["lines"]]
+        answer = post_json(server, ADMIN_PATH, command, region=region)
+        return int(answer["status"]), [str(line) for line in answer["lines"]]
+    except RemoteError as exc:
+        return 2, [f"kvbox admin: {exc}"]
+    except (KeyError, TypeError, ValueError):
+        return 2, ["kvbox admin: the server's answer is not an admin reply"]

@@ -53,6 +53,14 @@ operations (case-insensitive):
                             --file); streamed, never held in memory whole
   bget KEY                  write the value's bytes to stdout, or to --output PATH
   version KEY               print the newest version id
+  versions KEY              print the key's versions, newest first:
+                            'VERSION SIZE TIME VALUE|DELETED'
+  getv KEY VERSION          write one version's bytes to stdout, or to --output PATH
+  getat KEY INSTANT         write the bytes the key had at INSTANT to stdout, or to
+                            --output PATH; INSTANT is RFC 3339 with a zone
+                            (2026-11-25T01:02:03.123Z) or epoch milliseconds. Without
+                            versioning only the newest version is kept, so an earlier
+                            INSTANT is 'not found'
   ping                      print PONG
   info                      print the server's figures, one 'name value' per line
 
@@ -79,6 +87,7 @@ _USAGE = {
     "version": "version KEY",
     "versions": "versions KEY",
     "getv": "getv KEY VERSION [--output PATH]",
+    "getat": "getat KEY INSTANT [--output PATH]",
     "ping": "ping",
     "info": "info",
 }
@@ -118,7 +127,9 @@ def add_parser(sub: Any) -> None:
     ap.add_argument(
         "--file", metavar="PATH", help="value from this file ('-': stdin) for set, cas, bset"
     )
-    ap.add_argument("--output", metavar="PATH", help="bget: write the value here, not stdout")
+    ap.add_argument(
+        "--output", metavar="PATH", help="bget, getv, getat: write the value here, not stdout"
+    )
     ap.add_argument("--udp", action="store_true", help="one datagram each way, not TCP")
     ap.add_argument(
         "--timeout",
@@ -185,8 +196,8 @@ def run(args: argparse.Namespace) -> int:
 def _check_options(op: str, args: argparse.Namespace) -> None:
     if args.file is not None and op not in ("set", "cas", "bset"):
         raise _Usage("--file only goes with set, cas and bset")
-    if args.output is not None and op != "bget":
-        raise _Usage("--output only goes with bget")
+    if args.output is not None and op not in _OUTPUT_OPS:
+        raise _Usage("--output only goes with bget, getv and getat")
     if args.timeout is not None and args.timeout <= 0:
         raise _Usage("--timeout must be positive")
 
@@ -305,10 +316,23 @@ def _bset(ctx: _Ctx) -> None:
 
 def _bget(ctx: _Ctx) -> None:
     key = _words(ctx, 1, 1)[0]
+    client = ctx.client
+
+    def fetch(sink: BinaryIO) -> bool:
+        if isinstance(client, Client):
+            return client.bget_into(key, sink)
+        return _write_whole(client.bget(key), sink)  # UDP: one datagram, whole
+
+    _download(ctx, fetch, f"{key}: not found")
+
+
+def _download(ctx: _Ctx, fetch: Callable[[BinaryIO], bool], missing: str) -> None:
+    """Run ``fetch`` into stdout or ``--output``; ``missing`` is the message when it
+    finds nothing (exit status 1)."""
     path = ctx.args.output
     if path is None or path == "-":
-        if not _fetch(ctx, key, ctx.out):
-            raise _Missing(f"{key}: not found")
+        if not fetch(ctx.out):
+            raise _Missing(missing)
         return
     # Into a temporary file beside the target, renamed when complete: a failed or
     # absent download never leaves a truncated file at PATH.
@@ -319,19 +343,16 @@ def _bget(ctx: _Ctx) -> None:
         raise _FileError(f"cannot write {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            found = _fetch(ctx, key, f)
+            found = fetch(f)
         if not found:
-            raise _Missing(f"{key}: not found")
+            raise _Missing(missing)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
 
 
-def _fetch(ctx: _Ctx, key: str, sink: BinaryIO) -> bool:
-    if isinstance(ctx.client, Client):
-        return ctx.client.bget_into(key, sink)
-    value = ctx.client.bget(key)  # UDP: one datagram, whole
+def _write_whole(value: bytes | None, sink: BinaryIO) -> bool:
     if value is not None:
         sink.write(value)
     return value is not None
@@ -357,17 +378,26 @@ def _versions(ctx: _Ctx) -> None:
 
 def _getv(ctx: _Ctx) -> None:
     key, version = _words(ctx, 2, 2)
-    value = ctx.client.get_version(key, version)
-    if value is None:
-        raise _Missing(f"{key}: no version {version}")
-    if ctx.args.output is None or ctx.args.output == "-":
-        ctx.out.write(value)
-        return
-    try:
-        with open(ctx.args.output, "wb") as f:
-            f.write(value)
-    except OSError as exc:
-        raise _FileError(f"cannot write {ctx.args.output}: {exc.strerror}") from None
+    client = ctx.client
+
+    def fetch(sink: BinaryIO) -> bool:
+        if isinstance(client, Client):
+            return client.get_version_into(key, version, sink)
+        return _write_whole(client.get_version(key, version), sink)
+
+    _download(ctx, fetch, f"{key}: no version {version}")
+
+
+def _getat(ctx: _Ctx) -> None:
+    key, instant = _words(ctx, 2, 2)
+    client = ctx.client
+
+    def fetch(sink: BinaryIO) -> bool:
+        if isinstance(client, Client):
+            return client.get_at_into(key, instant, sink)
+        return _write_whole(client.get_at(key, instant), sink)
+
+    _download(ctx, fetch, f"{key}: not found at {instant}")
 
 
 def _ping(ctx: _Ctx) -> None:
@@ -382,6 +412,9 @@ def _info(ctx: _Ctx) -> None:
         _line(ctx, f"{name} {value}")
 
 
+#: Operations that write a value's bytes, to stdout or ``--output``.
+_OUTPUT_OPS = frozenset({"bget", "getv", "getat"})
+
 _OPERATIONS: dict[str, Callable[[_Ctx], None]] = {
     "set": _set,
     "get": _get,
@@ -395,6 +428,7 @@ _OPERATIONS: dict[str, Callable[[_Ctx], None]] = {
     "version": _version,
     "versions": _versions,
     "getv": _getv,
+    "getat": _getat,
     "ping": _ping,
     "info": _info,
 }

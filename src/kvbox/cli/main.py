@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from kvbox import __version__
 
 #: Subcommand modules under kvbox.cli, in the order ``kvbox --help`` lists them.
-SUBCOMMANDS = ("serve", "client", "bench", "loadgen", "fsck", "health", "admin")
+SUBCOMMANDS = ("serve", "client", "bench", "loadgen", "fsck", "health", "admin", "policy")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -79,6 +79,19 @@ def add_parser(sub: Any) -> None:
         metavar="DOMAIN",
         help="S3 virtual-host addressing: BUCKET.DOMAIN names the bucket (path style always works)",
     )
+    opt(
+        "web-port",
+        0,
+        type=int,
+        metavar="PORT",
+        help="serve buckets' static websites on this port (0: off); anonymous, GET/HEAD",
+    )
+    opt(
+        "web-domain",
+        None,
+        metavar="DOMAIN",
+        help="website hosts: BUCKET.DOMAIN names the bucket (else the whole Host does)",
+    )
     opt("tls-cert", None, metavar="FILE", help="serve HTTP over TLS with this PEM certificate")
     opt("tls-key", None, metavar="FILE", help="the PEM private key for --tls-cert")
     opt(
@@ -151,6 +164,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         kv_versioning=_bool(args.kv_versioning),
         http_port=int(args.http_port),
         domain=args.domain or None,
+        web_port=int(args.web_port),
+        web_domain=args.web_domain or None,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
         max_memory=_size(args.max_memory) if isinstance(args.max_memory, str) else args.max_memory,

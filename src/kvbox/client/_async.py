@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import ExitStack, asynccontextmanager
+from datetime import datetime
 from types import TracebackType
 from typing import BinaryIO
 
@@ -314,25 +315,45 @@ class AsyncClient:
 
     async def bget(self, key: str) -> bytes | None:
         """The newest value as bytes (whole, in memory), or None."""
+        return await self._bread_whole(gwkv.encode_bget(key))
+
+    async def bget_into(self, key: str, fileobj: BinaryIO) -> bool:
+        """Stream the newest value into ``fileobj``; False (nothing written) if absent."""
+        return await self._bread(gwkv.encode_bget(key), _writer_to(fileobj))
+
+    async def get_version(self, key: str, version: str) -> bytes | None:
+        """The bytes of one version of ``key`` (whole, in memory), or None if it has no
+        such version."""
+        return await self._bread_whole(gwkv.encode_getv(key, version, binary=True))
+
+    async def get_at(self, key: str, when: datetime | int | str) -> bytes | None:
+        """The bytes ``key`` had at the instant ``when``, or None if it had none then.
+
+        ``when`` is an aware ``datetime``, an int of epoch milliseconds, or an RFC 3339
+        string with a zone (see ``Client.get_at``); without versioning a key keeps only
+        its newest version, so an earlier instant gets None.
+        """
+        return await self._bread_whole(gwkv.encode_getat(key, when, binary=True))
+
+    async def get_at_into(self, key: str, when: datetime | int | str, fileobj: BinaryIO) -> bool:
+        """Stream the value ``key`` had at ``when`` into ``fileobj``; False if none."""
+        request = gwkv.encode_getat(key, when, binary=True)
+        return await self._bread(request, _writer_to(fileobj))
+
+    async def _bread_whole(self, request: bytes) -> bytes | None:
         parts: list[bytes] = []
 
         async def keep(data: bytes) -> None:
             parts.append(data)
 
-        return b"".join(parts) if await self._bread(key, keep) else None
+        return b"".join(parts) if await self._bread(request, keep) else None
 
-    async def bget_into(self, key: str, fileobj: BinaryIO) -> bool:
-        """Stream the newest value into ``fileobj``; False (nothing written) if absent."""
-
-        async def write(data: bytes) -> None:
-            await asyncio.to_thread(fileobj.write, data)
-
-        return await self._bread(key, write)
-
-    async def _bread(self, key: str, sink: Callable[[bytes], Awaitable[None]]) -> bool:
+    async def _bread(self, request: bytes, sink: Callable[[bytes], Awaitable[None]]) -> bool:
+        """Send one binary read (``BGET``, ``BGETV``, ``BGETAT``) and pour its value into
+        ``sink``; False on ``NOTFOUND``."""
         async with self._exchange() as writer:
             self._parser.expect(Expect.BINARY)
-            writer.write(gwkv.encode_bget(key))
+            writer.write(request)
             await self._drain(writer)
             reply = await self._reply()
             if isinstance(reply, NotFoundReply):
@@ -347,3 +368,12 @@ class AsyncClient:
                     c.unexpected(part)
                 await sink(part.data)
             return True
+
+
+def _writer_to(fileobj: BinaryIO) -> Callable[[bytes], Awaitable[None]]:
+    """A sink writing into ``fileobj`` in a thread, so a slow disk never stalls the loop."""
+
+    async def write(data: bytes) -> None:
+        await asyncio.to_thread(fileobj.write, data)
+
+    return write

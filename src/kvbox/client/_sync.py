@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from types import TracebackType
 from typing import BinaryIO
 
@@ -98,6 +99,21 @@ class _SyncApi:
     def get_version(self, key: str, version: str) -> bytes | None:
         """The bytes of one version of ``key``; None if it has no such version."""
         reply = self._call(gwkv.encode_getv(key, version, binary=True), Expect.BINARY)
+        if isinstance(reply, NotFoundReply):
+            return None
+        if isinstance(reply, BinaryReply) and reply.value is not None:
+            return reply.value
+        c.unexpected(reply)
+
+    def get_at(self, key: str, when: datetime | int | str) -> bytes | None:
+        """The bytes ``key`` had at the instant ``when``, or None if it had none then.
+
+        ``when`` is an aware ``datetime``, an int of epoch milliseconds, or a wire
+        instant string (RFC 3339 with a zone); a naive ``datetime`` raises
+        ``InvalidArgument``. Only stored history can be read: without versioning a key
+        keeps its newest version only, so an earlier instant gets None.
+        """
+        reply = self._call(gwkv.encode_getat(key, when, binary=True), Expect.BINARY)
         if isinstance(reply, NotFoundReply):
             return None
         if isinstance(reply, BinaryReply) and reply.value is not None:
@@ -353,6 +369,18 @@ class Client(_SyncApi):
 
     def get_version_into(self, key: str, version: str, fileobj: BinaryIO) -> bool:
         return self._bread(gwkv.encode_getv(key, version, binary=True), fileobj.write)
+
+    def get_at(self, key: str, when: datetime | int | str) -> bytes | None:
+        """The bytes ``key`` had at the instant ``when`` (streamed), or None if it had
+        none then. ``when``: an aware ``datetime``, int epoch milliseconds, or an RFC
+        3339 string with a zone; without versioning only the newest version is kept."""
+        parts: list[bytes] = []
+        request = gwkv.encode_getat(key, when, binary=True)
+        return b"".join(parts) if self._bread(request, parts.append) else None
+
+    def get_at_into(self, key: str, when: datetime | int | str, fileobj: BinaryIO) -> bool:
+        """Stream the value ``key`` had at ``when`` into ``fileobj``; False if none."""
+        return self._bread(gwkv.encode_getat(key, when, binary=True), fileobj.write)
 
     def _bread(self, request: bytes, sink: Callable[[bytes], object]) -> bool:
         with self._exchange() as sock:

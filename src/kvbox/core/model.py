@@ -181,7 +181,23 @@ class AtomicOp:
     ops: tuple[PutOp | DeleteOp, ...]
 
 
-WriteOp = PutOp | DeleteOp | PurgeOp | AtomicOp
+@dataclass(frozen=True, slots=True)
+class SetAttrsOp:
+    """Replace the ``attrs`` of one stored version in place (S3 tagging and ACLs).
+
+    ``version_id`` None means the newest version. Size, bytes, ETag, ``mtime_ns`` and
+    ``seq`` stay: S3 changes neither the version nor Last-Modified when tags or an ACL
+    change. A missing version or a delete marker gives ``not_found`` and no change.
+    Not allowed inside an ``AtomicOp``.
+    """
+
+    bucket: str
+    key: str
+    version_id: str | None
+    attrs: Mapping[str, str]
+
+
+WriteOp = PutOp | DeleteOp | PurgeOp | AtomicOp | SetAttrsOp
 
 
 @dataclass(frozen=True, slots=True)

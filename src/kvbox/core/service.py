@@ -40,6 +40,7 @@ from kvbox.core.model import (
     Part,
     PurgeOp,
     PutOp,
+    SetAttrsOp,
     VersionIdGenerator,
     Versioning,
     WriteOp,
@@ -316,6 +317,43 @@ class Store:
             for c in ids:
                 self._pinned[c] += 1
 
+    async def list_bucket_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        limit: int = 1000,
+    ) -> list[ObjectVersion]:
+        """See ``MetaStore.list_bucket_versions``."""
+        self._bucket(bucket)
+        return await self.meta.list_bucket_versions(
+            bucket, prefix, key_marker, version_id_marker, limit
+        )
+
+    async def version_at(self, bucket: str, key: str, at_ns: int) -> ObjectVersion | None:
+        """The version of ``key`` that was the newest at ``at_ns`` (a time-travel read):
+        the newest version whose ``mtime_ns`` is not after it, possibly a delete marker;
+        None if the key had no version then.
+
+        Only what is still stored can be found: a bucket that never had versioning keeps
+        one (null) version per key, so it can answer only "now" or "not yet".
+        """
+        self._bucket(bucket)
+        # Keys with ``key`` as prefix sort after it, so the first page starts at the key;
+        # later pages continue after the last version seen.
+        key_marker = marker = ""
+        while True:
+            page = await self.meta.list_bucket_versions(bucket, key, key_marker, marker, 1000)
+            for v in page:
+                if v.key != key:
+                    return None
+                if v.mtime_ns <= at_ns:
+                    return v
+            if len(page) < 1000:
+                return None
+            key_marker, marker = key, page[-1].s3_version_id
+
     async def list_objects(
         self, bucket: str, prefix: str = "", start_after: str = "", limit: int = 1000
     ) -> list[ObjectVersion]:
@@ -327,16 +365,34 @@ class Store:
         return await self.meta.list_buckets()
 
     async def get_bucket(self, name: str) -> Bucket | None:
+        """The bucket with its settings. Served from memory once known: this process is
+        the only writer of its data directory (``datadir.lock_data_dir``) and every
+        bucket change goes through this class, so the copy is never stale. The access
+        check reads it on every request that is not root's."""
+        b = self._buckets.get(name)
+        if b is not None:
+            return b
         b = await self.meta.get_bucket(name)
         if b is not None:
             self._buckets[name] = b
         return b
 
+    async def set_bucket_attrs(self, name: str, changes: Mapping[str, str | None]) -> Bucket:
+        """Change bucket settings (policy, ACL, CORS, website...); None removes one."""
+        b = await self.meta.set_bucket_attrs(name, changes)
+        self._buckets[name] = b
+        return b
+
     async def create_bucket(
-        self, name: str, *, owner: str, versioning: Versioning = Versioning.OFF
+        self,
+        name: str,
+        *,
+        owner: str,
+        versioning: Versioning = Versioning.OFF,
+        attrs: Mapping[str, str] = EMPTY_ATTRS,
     ) -> bool:
         """False if the name is taken (by anyone: S3 bucket names are global)."""
-        bucket = Bucket(name, owner, time.time_ns(), versioning)
+        bucket = Bucket(name, owner, time.time_ns(), versioning, attrs)
         created = await self.meta.create_bucket(bucket)
         if created:
             self._buckets[name] = bucket
@@ -350,7 +406,9 @@ class Store:
 
     async def set_versioning(self, name: str, state: Versioning) -> None:
         await self.meta.set_versioning(name, state)
-        await self.get_bucket(name)
+        b = await self.meta.get_bucket(name)
+        if b is not None:
+            self._buckets[name] = b
 
     async def stats(self, bucket: str) -> BucketStats:
         self._bucket(bucket)
@@ -563,6 +621,16 @@ class Store:
         if self._lru is not None:
             self._lru.drop(k)
         return result
+
+    async def set_attrs(
+        self, bucket: str, key: str, version_id: str | None, attrs: Mapping[str, str]
+    ) -> ObjectVersion | None:
+        """Replace a stored version's attrs in place (tags, ACL): same version id, same
+        Last-Modified. None if there is no such version (or it is a delete marker)."""
+        self._bucket(bucket)
+        (result,) = await self._commit([SetAttrsOp(bucket, key, version_id, attrs)])
+        self._cache.pop((bucket, key))
+        return None if result.not_found else result.written[0]
 
     async def _commit_put(self, op: PutOp) -> ObjectVersion:
         (result,) = await self._commit([op])

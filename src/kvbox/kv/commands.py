@@ -156,6 +156,8 @@ class KvCommands:
             )
         if isinstance(ev, p.GetVersion):
             return await self._get_version(ev)
+        if isinstance(ev, p.GetAt):
+            return await self._get_at(ev)
         return p.err("INTERNAL", f"unhandled request {type(ev).__name__}")
 
     async def execute_stream(self, ev: p.BSet, body: AsyncIterator[bytes]) -> Reply:
@@ -195,9 +197,31 @@ class KvCommands:
         """A version by id. A delete marker's id, or an id the key never had (or no longer
         has), is NOTFOUND."""
         v = await self.store.get_version(self.bucket, ev.key, ev.version)
+        reply = await self._version_value(v, ev.binary)
+        return p.notfound() if reply is None else reply  # None: removed meanwhile
+
+    async def _get_at(self, ev: p.GetAt) -> Reply:
+        """The version that was the newest at ``ev.at_ns`` (a time-travel read). None or
+        a delete marker then is NOTFOUND: the key had no value at that instant.
+
+        Without versioning the bucket keeps only each key's newest version, so this can
+        only answer "now" (the instant is at or after it) or NOTFOUND (before it).
+        """
+        for _ in range(3):
+            v = await self.store.version_at(self.bucket, ev.key, ev.at_ns)
+            reply = await self._version_value(v, ev.binary)
+            if reply is not None:
+                return reply
+            # The version was removed between the lookup and the read (an overwrite in
+            # a bucket without versioning): look again, as BGET does.
+        return p.err("BUSY", "value changing too fast to read; retry")
+
+    async def _version_value(self, v: ObjectVersion | None, binary: bool) -> Reply | None:
+        """The GETV/GETAT reply for one looked-up version (text or binary form), or None
+        if its bytes were removed before they could be read."""
         if v is None or v.is_delete_marker:
             return p.notfound()
-        if not ev.binary:
+        if not binary:
             return self._get_reply(v)
         if v.inline is not None:
             return self._bget_inline(v)
@@ -205,7 +229,7 @@ class KvCommands:
         try:
             first = await anext(body)
         except NoSuchKey:
-            return p.notfound()  # removed between the lookup and the read
+            return None
         return p.value_binary_header(v.size, v.version_id), _chain(first, body)
 
     @staticmethod

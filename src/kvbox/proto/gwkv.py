@@ -31,9 +31,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
 from kvbox.errors import InvalidArgument, InvalidKey, ProtocolError, ValueTooLarge
+from kvbox.timeparse import InvalidInstant, format_instant, instant_of, parse_instant
 
 # --- limits (docs/protocol.md §2) -----------------------------------------------------
 
@@ -151,6 +153,17 @@ class GetVersion:
 
 
 @dataclass(frozen=True, slots=True)
+class GetAt:
+    """``GETAT <key> <instant>`` (text reply) or ``BGETAT`` (``binary``): the version of
+    ``key`` that was the newest at ``at_ns`` (nanoseconds since the Unix epoch; the wire
+    form is RFC 3339 or epoch milliseconds, see ``kvbox.timeparse``)."""
+
+    key: str
+    at_ns: int
+    binary: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     pass
 
@@ -187,6 +200,7 @@ Request = (
     | Version
     | Versions
     | GetVersion
+    | GetAt
     | Ping
     | Info
     | Quit
@@ -227,6 +241,8 @@ _USAGE: Final = {
     b"VERSIONS": "VERSIONS <key>",
     b"GETV": "GETV <key> <version>",
     b"BGETV": "BGETV <key> <version>",
+    b"GETAT": "GETAT <key> <instant>",
+    b"BGETAT": "BGETAT <key> <instant>",
     b"PING": "PING",
     b"INFO": "INFO",
     b"QUIT": "QUIT",
@@ -589,6 +605,27 @@ class RequestParser(_ByteQueue):
             return _BADEXPECTED_VERSION
         return GetVersion(key.decode(), version.decode(), binary)
 
+    def _getat(self, line: bytes, sp: int) -> RequestEvent:
+        return self._key_instant(line, sp, b"GETAT", binary=False)
+
+    def _bgetat(self, line: bytes, sp: int) -> RequestEvent:
+        return self._key_instant(line, sp, b"BGETAT", binary=True)
+
+    @staticmethod
+    def _key_instant(line: bytes, sp: int, cmd: bytes, *, binary: bool) -> RequestEvent:
+        parts = line[sp + 1 :].split(b" ") if sp >= 0 else []
+        if len(parts) != 2:
+            return _ARGS[cmd]
+        key, instant = parts
+        if not _is_key(key):
+            return _key_error(key)
+        try:
+            at_ns = parse_instant(instant)
+        except InvalidInstant as exc:
+            # The messages are timeparse's fixed texts: never an echo of the request.
+            return BadRequest("ARGS", str(exc))
+        return GetAt(key.decode(), at_ns, binary)
+
     @staticmethod
     def _one_key(line: bytes, sp: int, cmd: bytes) -> str | BadRequest:
         if sp < 0:
@@ -797,6 +834,8 @@ _HANDLERS: Final[dict[bytes, _Handler]] = {
     b"VERSIONS": RequestParser._versions,
     b"GETV": RequestParser._getv,
     b"BGETV": RequestParser._bgetv,
+    b"GETAT": RequestParser._getat,
+    b"BGETAT": RequestParser._bgetat,
     b"PING": RequestParser._ping,
     b"INFO": RequestParser._info,
     b"QUIT": RequestParser._quit,
@@ -926,6 +965,26 @@ def check_expected(expected: str | None) -> bytes:
     raise InvalidArgument(f"{expected!r} is not a version id")
 
 
+def check_instant(when: datetime | int | str) -> bytes:
+    """The wire form of a ``GETAT`` instant; raise ``InvalidArgument`` unless the server
+    would take it.
+
+    An aware ``datetime`` is sent as RFC 3339 UTC (exact to its microsecond); an ``int``
+    is epoch milliseconds (sent as is, or as RFC 3339 if negative, since the decimal
+    form has no sign); a ``str`` must already be a wire instant and is sent unchanged.
+    """
+    try:
+        if isinstance(when, str):
+            parse_instant(when)
+            return when.encode("ascii")
+        if isinstance(when, int) and not isinstance(when, bool) and when >= 0:
+            instant_of(when)  # range check
+            return b"%d" % when
+        return format_instant(instant_of(when)).encode()
+    except InvalidInstant as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
 def check_length(length: int, max_value: int = DEFAULT_MAX_VALUE) -> bytes:
     if not isinstance(length, int) or length < 0:
         raise InvalidArgument(f"length must be a non-negative int, not {length!r}")
@@ -1000,6 +1059,12 @@ def encode_versions(key: str) -> bytes:
 def encode_getv(key: str, version: str, *, binary: bool = False) -> bytes:
     ver = check_expected(version)
     return (b"BGETV " if binary else b"GETV ") + check_key(key) + b" " + ver + b"\n"
+
+
+def encode_getat(key: str, when: datetime | int | str, *, binary: bool = False) -> bytes:
+    """``GETAT``/``BGETAT``: ``when`` as ``check_instant`` takes it."""
+    at = check_instant(when)
+    return (b"BGETAT " if binary else b"GETAT ") + check_key(key) + b" " + at + b"\n"
 
 
 def encode_ping() -> bytes:
@@ -1100,7 +1165,7 @@ class Expect(enum.IntEnum):
 
 def expect_for(request: Request) -> Expect:
     """The reply shape of a request event (used for pipelining request events)."""
-    if isinstance(request, BGet) or (isinstance(request, GetVersion) and request.binary):
+    if isinstance(request, BGet) or (isinstance(request, GetVersion | GetAt) and request.binary):
         return Expect.BINARY
     if isinstance(request, MultiGet):
         return Expect.MULTI
@@ -1140,6 +1205,14 @@ def encode_request(request: Request) -> bytes:
             return encode_versions(key)
         case GetVersion(key, version, binary):
             return encode_getv(key, version, binary=binary)
+        case GetAt(key, at_ns, binary):
+            if not isinstance(at_ns, int) or isinstance(at_ns, bool):
+                raise InvalidArgument(f"at_ns must be an int of nanoseconds, not {at_ns!r}")
+            try:
+                instant = format_instant(at_ns)
+            except InvalidInstant as exc:
+                raise InvalidArgument(str(exc)) from None
+            return encode_getat(key, instant, binary=binary)
         case Ping():
             return encode_ping()
         case Info():

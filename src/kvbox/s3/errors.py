@@ -24,6 +24,7 @@ from types import MappingProxyType
 from kvbox import errors as core
 from kvbox.auth import sigv4
 from kvbox.core.meta import users
+from kvbox.policy.conditions import PolicyError
 from kvbox.proto import awschunked
 
 
@@ -341,6 +342,7 @@ CORE_TO_S3: Mapping[type[core.KvboxError], _CoreRow] = MappingProxyType(
         core.ConditionFailed: _CoreRow("PreconditionFailed"),
         core.BucketExists: _CoreRow("BucketAlreadyExists"),
         core.BucketNotEmpty: _CoreRow("BucketNotEmpty"),
+        PolicyError: _CoreRow("MalformedPolicy", keep_message=True),
         users.UserExists: _CoreRow("OperationAborted"),
         users.UserOwnsBuckets: _CoreRow("OperationAborted"),
         users.NoSuchUser: _CoreRow("NoSuchKey"),

@@ -23,6 +23,7 @@ requests to ``S3Request`` and writes the ``S3Response`` back). Rules:
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -33,9 +34,12 @@ from datetime import UTC, datetime
 from kvbox.auth import sigv4
 from kvbox.core.meta.users import ROOT
 from kvbox.errors import KvboxError
-from kvbox.s3 import admin
+from kvbox.s3 import admin, explain
+from kvbox.s3.access import AccessControl
 from kvbox.s3.errors import ERRORS, S3Error, from_kvbox_error
-from kvbox.s3.handlers import bucket, listing, multipart
+from kvbox.s3.explain import EXPLAIN_PATH
+from kvbox.s3.handlers import bucket, config, listing, multipart
+from kvbox.s3.handlers import cors as cors_handlers
 from kvbox.s3.handlers import object as obj
 from kvbox.s3.handlers.common import Context, S3Request, S3Response, read_small
 from kvbox.s3.router import Endpoint, Op, route
@@ -49,6 +53,7 @@ KEY_CACHE_SECONDS = 5.0
 Handler = Callable[[Context, S3Request, Endpoint], Awaitable[S3Response]]
 
 HANDLERS: dict[Op, Handler] = {
+    Op.PREFLIGHT: cors_handlers.preflight,
     Op.LIST_BUCKETS: bucket.list_buckets,
     Op.CREATE_BUCKET: bucket.create_bucket,
     Op.HEAD_BUCKET: bucket.head_bucket,
@@ -65,6 +70,26 @@ HANDLERS: dict[Op, Handler] = {
     Op.DELETE_OBJECT_TAGGING: obj.delete_object_tagging,
     Op.LIST_OBJECTS: listing.list_objects,
     Op.LIST_OBJECTS_V2: listing.list_objects_v2,
+    Op.LIST_OBJECT_VERSIONS: listing.list_object_versions,
+    Op.GET_OBJECT_ACL: obj.get_object_acl,
+    Op.PUT_OBJECT_ACL: obj.put_object_acl,
+    Op.PUT_BUCKET_VERSIONING: config.put_bucket_versioning,
+    Op.GET_BUCKET_VERSIONING: config.get_bucket_versioning,
+    Op.PUT_BUCKET_POLICY: config.put_bucket_policy,
+    Op.GET_BUCKET_POLICY: config.get_bucket_policy,
+    Op.DELETE_BUCKET_POLICY: config.delete_bucket_policy,
+    Op.GET_BUCKET_POLICY_STATUS: config.get_bucket_policy_status,
+    Op.PUT_PUBLIC_ACCESS_BLOCK: config.put_public_access_block,
+    Op.GET_PUBLIC_ACCESS_BLOCK: config.get_public_access_block,
+    Op.DELETE_PUBLIC_ACCESS_BLOCK: config.delete_public_access_block,
+    Op.GET_BUCKET_ACL: config.get_bucket_acl,
+    Op.PUT_BUCKET_ACL: config.put_bucket_acl,
+    Op.PUT_BUCKET_WEBSITE: config.put_bucket_website,
+    Op.GET_BUCKET_WEBSITE: config.get_bucket_website,
+    Op.DELETE_BUCKET_WEBSITE: config.delete_bucket_website,
+    Op.PUT_BUCKET_CORS: config.put_bucket_cors,
+    Op.GET_BUCKET_CORS: config.get_bucket_cors,
+    Op.DELETE_BUCKET_CORS: config.delete_bucket_cors,
     Op.CREATE_MULTIPART_UPLOAD: multipart.create_multipart_upload,
     Op.UPLOAD_PART: multipart.upload_part,
     Op.UPLOAD_PART_COPY: multipart.upload_part_copy,
@@ -134,7 +159,8 @@ class S3Frontend:
         domain: str | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.ctx = ctx
+        self.access = AccessControl(ctx.store, now)
+        self.ctx = dataclasses.replace(ctx, check_key=self.access.check_key)
         self._access_key = access_key
         self._secret_key = secret_key
         self.domain = domain
@@ -161,8 +187,8 @@ class S3Frontend:
         found = await self.ctx.store.meta.lookup_key(access_key)
         self._keys[access_key] = (time.monotonic() + KEY_CACHE_SECONDS, found)
 
-    async def authenticate(self, req: S3Request) -> sigv4.AuthResult:
-        """Verify the signature and set ``req.principal``; AccessDenied when unsigned."""
+    async def authenticate(self, req: S3Request) -> sigv4.AuthResult | None:
+        """Verify the signature and set ``req.principal`` (None when unsigned)."""
         for _ in range(2):
             try:
                 result = sigv4.authenticate(
@@ -177,39 +203,48 @@ class S3Frontend:
                 await self._fetch_key(need.access_key)
                 continue
             if result is None:
-                raise S3Error("AccessDenied")
+                # No credentials at all: an anonymous request, which only a bucket
+                # policy or a public ACL can let through (``AccessControl``).
+                req.principal = None
+                return None
             found = self._cached(result.access_key)
             assert found is not None
             req.principal = found[0]
             return result
         raise S3Error("InternalError")  # the cache was just filled: unreachable
 
-    async def _authorize(self, req: S3Request, ep: Endpoint) -> None:
-        """Root may do anything; a user only touches buckets it owns."""
-        if req.principal == ROOT or ep.op is Op.CREATE_BUCKET:
-            return
-        names = [ep.bucket] if ep.bucket is not None else []
-        if ep.copy_source is not None:
-            names.append(ep.copy_source.bucket)
-        for name in names:
-            b = await self.ctx.store.get_bucket(name)
-            if b is not None and b.owner != req.principal:
-                raise S3Error("AccessDenied", resource=f"/{name}")
-
     async def handle(self, req: S3Request) -> S3Response:
         """Answer one request; never raises (except cancellation)."""
         resource = req.raw_path
+        cors_bucket: str | None = None
         try:
             if req.raw_path == admin.ADMIN_PATH:
                 req.op = "Admin"
                 resp = await self._admin(req)
+            elif req.raw_path == EXPLAIN_PATH:
+                req.op = "PolicyExplain"
+                resp = await self._explain(req)
             else:
                 ep = route(req.method, req.raw_path, req.query, req.headers, domain=self.domain)
                 req.op = ep.op.value
                 resource = _resource(ep)
-                req.auth = await self.authenticate(req)
-                await self._authorize(req, ep)
-                resp = await self._dispatch(req, ep)
+                cors_bucket = ep.bucket
+                if ep.op is not Op.PREFLIGHT:  # browsers send preflights unsigned
+                    req.auth = await self.authenticate(req)
+                    await self.access.check(req, ep)
+                try:
+                    resp = await self._dispatch(req, ep)
+                except S3Error as exc:
+                    if (
+                        exc.code == "NoSuchKey"
+                        and ep.op in _READS
+                        and "x-amz-delete-marker" not in exc.headers
+                    ):
+                        # AWS answers 404 for a key that never existed only to those who
+                        # may list the bucket; anyone else learns nothing about which
+                        # keys exist: 403. A delete marker is a 404 for every reader.
+                        await self.access.check_list(req, ep)
+                    raise
         except Exception as exc:
             err = translate(exc, resource)
             req.error = err.code
@@ -218,6 +253,12 @@ class S3Frontend:
             elif isinstance(exc, KvboxError | S3Error):
                 log.debug("S3 %s %s: %s", req.method, resource, err.code)
             resp = self.error_response(err, req)
+        if cors_bucket is not None and req.op != Op.PREFLIGHT.value:
+            # Error responses too: a page can read a 404 only through these headers.
+            try:
+                resp.headers.update(await cors_handlers.cors_headers(self.ctx, req, cors_bucket))
+            except Exception:  # a broken CORS document must not break the response
+                log.exception("CORS headers for %s failed", cors_bucket)
         self._stamp(resp, req)
         return resp
 
@@ -237,6 +278,23 @@ class S3Frontend:
         if status == 0:
             self._keys.clear()  # a changed key or user counts at once on this server
         body = json.dumps({"status": status, "lines": lines}).encode()
+        return S3Response(200, {"Content-Type": "application/json"}, body)
+
+    async def _explain(self, req: S3Request) -> S3Response:
+        """``POST /_kvbox/policy/explain``: ``kvbox policy explain --server``, root only."""
+        if req.method != "POST":
+            raise S3Error("MethodNotAllowed", resource=EXPLAIN_PATH)
+        req.auth = await self.authenticate(req)
+        if req.principal != ROOT:
+            raise S3Error("AccessDenied", resource=EXPLAIN_PATH)
+        try:
+            query = json.loads(await read_small(req, 64 * 1024))
+            if not isinstance(query, dict):
+                raise ValueError("not an object")
+            answer = await explain.explain(self.ctx.store, query)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise S3Error("InvalidArgument", f"bad explain request: {exc}") from None
+        body = json.dumps(answer).encode()
         return S3Response(200, {"Content-Type": "application/json"}, body)
 
     async def _dispatch(self, req: S3Request, ep: Endpoint) -> S3Response:
@@ -260,6 +318,10 @@ class S3Frontend:
         resp.headers["x-amz-request-id"] = req.request_id
         resp.headers["x-amz-id-2"] = host_id()
         resp.headers.setdefault("Server", "kvbox")
+
+
+#: Reads whose NoSuchKey depends on s3:ListBucket.
+_READS = frozenset({Op.GET_OBJECT, Op.HEAD_OBJECT})
 
 
 class _NeedLookup(Exception):

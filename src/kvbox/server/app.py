@@ -26,17 +26,19 @@ from aiohttp import web
 from kvbox.config import Settings
 from kvbox.core.blob import BlobStore
 from kvbox.core.meta import MetaStore
-from kvbox.core.model import Versioning
+from kvbox.core.model import ObjectVersion, Versioning
 from kvbox.core.service import Store
 from kvbox.credentials import load_root_credentials
 from kvbox.errors import InvalidArgument, KvboxError
 from kvbox.kv.commands import KvCommands
 from kvbox.metrics import ServerCounters
+from kvbox.s3.access import AccessControl
 from kvbox.s3.handlers.common import Context
 from kvbox.s3.server import S3Frontend
 from kvbox.server.gwkv import GwkvServer
 from kvbox.server.http import build_app
 from kvbox.server.udp import GwkvDatagram
+from kvbox.server.web import build_web_app
 
 log = logging.getLogger("kvbox")
 
@@ -142,6 +144,7 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
 
     ready = True
     runner: web.AppRunner | None = None
+    s3: S3Frontend | None = None
     if s.http_port:
 
         async def stored() -> tuple[int, int]:
@@ -164,6 +167,27 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
         http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         scheme = "https" if s.tls_cert else "http"
         announce(f"{scheme} {shown}:{http_port} (S3 API, /healthz /readyz /metrics)")
+    web_runner: web.AppRunner | None = None
+    if s.web_port:
+        access = s3.access if s3 is not None else AccessControl(store)
+
+        async def can_read(bucket: str, key: str, v: ObjectVersion) -> bool:
+            return await access.anonymous_can(bucket, "s3:GetObject", key, v)
+
+        async def can_list(bucket: str) -> bool:
+            return await access.anonymous_can(bucket, "s3:ListBucket", None, None)
+
+        web_app = build_web_app(
+            store, web_domain=s.web_domain, can_read=can_read, can_list=can_list
+        )
+        web_runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+        await web_runner.setup()
+        web_site = web.TCPSite(
+            web_runner, s.host, s.web_port, reuse_address=True, ssl_context=_tls_context(s)
+        )
+        await web_site.start()
+        web_port = web_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        announce(f"web {shown}:{web_port} (static websites)")
     # Everything allocated so far lives as long as the server: keep the collector off it,
     # and collect the young generation less often (a request allocates a handful of
     # objects; the default threshold of 700 made gc 7% of a SET's profile).
@@ -180,6 +204,8 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
     await gw.drain(s.shutdown_grace)
     if runner is not None:
         await runner.cleanup()
+    if web_runner is not None:
+        await web_runner.cleanup()
     await store.sweep_chunk_writers()
     log.info("stopped")
 

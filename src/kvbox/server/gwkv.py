@@ -36,8 +36,9 @@ log = logging.getLogger("kvbox.gwkv")
 #: replies stay within a few MiB whatever it sends. Benchmarks pipeline 16 deep.
 MAX_COST: Final = 1024
 RESUME_COST: Final = 256
-#: Reply costs other than 1 (a MULTIGET costs one per key): a BGET may carry a 64 KiB
-#: inline value (16 units of 4 KiB), a VERSIONS reply lists up to 1,000 versions.
+#: Reply costs other than 1 (a MULTIGET costs one per key): a BGET (and a BGETV or
+#: BGETAT, or their text forms, which share the event type) may carry a 64 KiB inline
+#: value (16 units of 4 KiB), a VERSIONS reply lists up to 1,000 versions.
 _COSTS: Final[dict[type, int]] = {}
 #: Bytes of a streamed BSET body buffered before reading pauses (a few chunks' worth).
 BODY_BUFFER: Final = 16 * 1024 * 1024
@@ -643,7 +644,7 @@ class GwkvConnection(asyncio.Protocol):
             self.transport.close()
 
 
-_COSTS.update({p.BGet: 16, p.GetVersion: 16, p.Versions: 64})
+_COSTS.update({p.BGet: 16, p.GetVersion: 16, p.GetAt: 16, p.Versions: 64})
 
 _READ: Final = "read"
 _SETS: Final = "sets"
@@ -656,6 +657,7 @@ _KIND: Final[dict[type, str]] = {
     p.Version: _READ,
     p.Versions: _READ,
     p.GetVersion: _READ,
+    p.GetAt: _READ,
     p.Stats: _READ,
     p.Info: _READ,
     p.Ping: _READ,

@@ -140,6 +140,8 @@ def _s3_request(request: web.Request) -> S3Request:
         headers=request.headers,
         body=_body(request),
         request_id=new_request_id(),
+        remote=request.remote or "",
+        secure=request.secure,
     )
 
 

@@ -8,7 +8,7 @@ method are defined by the docstrings here and by that suite, never by one implem
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from kvbox.core.meta.users import AccessKey, User
@@ -52,6 +52,11 @@ class MetaStore(Protocol):
 
         Returns False if it does not exist; raises ``kvbox.errors.BucketNotEmpty``.
         """
+        ...
+
+    async def set_bucket_attrs(self, name: str, changes: Mapping[str, str | None]) -> Bucket:
+        """Set (or, for a None value, remove) bucket settings in ``Bucket.attrs``
+        durably; returns the bucket as now stored. Raises ``NoSuchBucket``."""
         ...
 
     async def set_versioning(self, name: str, state: Versioning) -> None:
@@ -134,6 +139,21 @@ class MetaStore(Protocol):
 
     async def list_versions(self, bucket: str, key: str, limit: int = 1000) -> list[ObjectVersion]:
         """Versions of one key, newest first."""
+        ...
+
+    async def list_bucket_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        limit: int = 1000,
+    ) -> list[ObjectVersion]:
+        """Every version (delete markers included) of keys with ``prefix``: by key in
+        UTF-8 byte order, newest first within a key, at most ``limit``, one consistent
+        snapshot. Starts at ``key_marker``: with an empty ``version_id_marker`` (or one
+        that names no version of that key) after all of its versions, else after that
+        version (S3's ListObjectVersions markers; "null" names the null version)."""
         ...
 
     async def list_objects(

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from kvbox.core.model import (
     EMPTY_ATTRS,
+    NULL_VERSION,
     Condition,
     CondKind,
     DeleteOp,
@@ -122,3 +125,24 @@ def prefix_end(prefix: str) -> str | None:
             nxt = _SURROGATES.stop
         return "".join(chars) + chr(nxt)
     return None
+
+
+def after_version_marker(newest_first: list[ObjectVersion], marker: str) -> list[ObjectVersion]:
+    """The versions of the ``key-marker`` key that come after ``version-id-marker`` in a
+    version listing. An empty marker skips the whole key (S3's rule); so does a marker
+    that is gone (deleted between two pages), rather than failing the listing."""
+    for i, v in enumerate(newest_first):
+        if marker and (v.version_id == marker or (v.is_null and marker == NULL_VERSION)):
+            return newest_first[i + 1 :]
+    return []
+
+
+def merge_attrs(old: Mapping[str, str], changes: Mapping[str, str | None]) -> Mapping[str, str]:
+    """``old`` with ``changes`` applied: a None value removes the name."""
+    merged = dict(old)
+    for name, value in changes.items():
+        if value is None:
+            merged.pop(name, None)
+        else:
+            merged[name] = value
+    return MappingProxyType(merged) if merged else EMPTY_ATTRS

@@ -10,9 +10,11 @@ the sorted set of live keys and the chunk reference counts in step.
 
 from __future__ import annotations
 
+import dataclasses
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from kvbox.core.meta import _rules, users
 from kvbox.core.meta.users import AccessKey, User
@@ -28,6 +30,7 @@ from kvbox.core.model import (
     Part,
     PurgeOp,
     PutOp,
+    SetAttrsOp,
     VersionIdGenerator,
     Versioning,
     WriteOp,
@@ -179,6 +182,13 @@ class MemoryMetaStore:
         del self._buckets[name]
         return True
 
+    async def set_bucket_attrs(self, name: str, changes: Mapping[str, str | None]) -> Bucket:
+        b = self._bucket(name)
+        old = b.bucket
+        attrs = _rules.merge_attrs(old.attrs, changes)
+        b.bucket = Bucket(old.name, old.owner, old.created_ns, old.versioning, attrs)
+        return b.bucket
+
     async def set_versioning(self, name: str, state: Versioning) -> None:
         b = self._bucket(name)
         _rules.check_versioning_change(b.bucket.versioning, state)
@@ -220,7 +230,24 @@ class MemoryMetaStore:
             return self._purge(op, undo)
         if isinstance(op, AtomicOp):
             return self._atomic(op, undo)
+        if isinstance(op, SetAttrsOp):
+            return self._set_attrs(op)
         raise InvalidArgument(f"not a write op: {op!r}")
+
+    def _set_attrs(self, op: SetAttrsOp) -> WriteResult:
+        b = self._bucket(op.bucket)
+        versions = b.keys.get(op.key)
+        if not versions:
+            return WriteResult(True, not_found=True)
+        if op.version_id is None:
+            target: ObjectVersion | None = versions[-1]
+        else:
+            target = self._find(versions, op.version_id)
+        if target is None or target.is_delete_marker:
+            return WriteResult(True, not_found=True)
+        new = dataclasses.replace(target, attrs=MappingProxyType(dict(op.attrs)))
+        versions[versions.index(target)] = new
+        return WriteResult(True, written=(new,))
 
     def _atomic(self, op: AtomicOp, outer: _Undo | None) -> WriteResult:
         for sub in op.ops:  # every bucket must exist, whatever the conditions say
@@ -545,6 +572,33 @@ class MemoryMetaStore:
         if not versions or limit <= 0:
             return []
         return versions[: -limit - 1 : -1]
+
+    async def list_bucket_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        limit: int = 1000,
+    ) -> list[ObjectVersion]:
+        # Sorting every key per page is O(n log n): fine for the tests and the cache
+        # mode this store serves; the SQLite store walks its key index instead.
+        b = self._buckets.get(bucket)
+        if b is None or limit <= 0:
+            return []
+        keys = sorted(
+            k for k in b.keys if k.startswith(prefix) and (k >= key_marker if key_marker else True)
+        )
+        out: list[ObjectVersion] = []
+        for key in keys:
+            newest_first = b.keys[key][::-1]
+            if key == key_marker:
+                newest_first = _rules.after_version_marker(newest_first, version_id_marker)
+            for v in newest_first:
+                out.append(v)
+                if len(out) >= limit:
+                    return out
+        return out
 
     async def list_objects(
         self, bucket: str, prefix: str = "", start_after: str = "", limit: int = 1000

@@ -72,6 +72,7 @@ from kvbox.core.model import (
     Part,
     PurgeOp,
     PutOp,
+    SetAttrsOp,
     VersionIdGenerator,
     Versioning,
     WriteOp,
@@ -232,7 +233,7 @@ _COLUMNS = (
     "attrs",
 )
 _ID, _BUCKET, _KEY, _IS_NULL, _SEQ, _VID, _IS_DM, _SIZE = range(8)
-_INLINE, _CHUNKS = 10, 11
+_INLINE, _CHUNKS, _ATTRS = 10, 11, 13
 _NCOLS = len(_COLUMNS)
 # Enum members as plain globals: an enum attribute lookup costs as much as a dict hit.
 _OFF, _ENABLED = Versioning.OFF, Versioning.ENABLED
@@ -268,6 +269,10 @@ _SQL_NULL = f"SELECT {_COLS} FROM versions WHERE bucket = {_BID} AND key = ?2 AN
 _SQL_HISTORY = (
     f"SELECT {_COLS} FROM versions WHERE bucket = {_BID} AND key = ?2 AND is_null = 0"
     " ORDER BY seq DESC LIMIT ?3"
+)
+_SQL_HISTORY_BELOW = (
+    f"SELECT {_COLS} FROM versions WHERE bucket = {_BID} AND key = ?2 AND is_null = 0"
+    " AND seq < ?4 ORDER BY seq DESC LIMIT ?3"
 )
 #: The listing: a range of ``live``'s primary key, each row joined by row id; the
 #: caller appends the key range (``h.key``), ORDER BY and LIMIT.
@@ -746,8 +751,8 @@ class _Writer:
                 if row is None:
                     if orig[rid] is not None:
                         deletes.append(rid)
-                elif orig[rid] is None or row[_SEQ] != orig[rid][_SEQ]:  # type: ignore[index]
-                    rows.append(row)  # new, or new content (a new seq)
+                elif row is not orig[rid]:
+                    rows.append(row)  # new, or new content (a new seq or new attrs)
             cur.clear()
             orig.clear()
             if deletes:
@@ -955,6 +960,22 @@ class _Writer:
         write) and then writes, under ``_guarded`` like a bucket change."""
         return self._guarded(lambda: fn(self.c))
 
+    def set_bucket_attrs(self, name: str, changes: Mapping[str, str | None]) -> Bucket:
+        bid, _ = self._bucket(name)
+
+        def run() -> Bucket:
+            row = self.c.execute(
+                "SELECT name, owner, created_ns, versioning, attrs FROM buckets WHERE id = ?",
+                (bid,),
+            ).fetchone()
+            old = _bucket(row)
+            attrs = _rules.merge_attrs(old.attrs, changes)
+            self.c.execute("UPDATE buckets SET attrs = ? WHERE id = ?", (_enc_attrs(attrs), bid))
+            return Bucket(old.name, old.owner, old.created_ns, old.versioning, attrs)
+
+        updated: Bucket = self._guarded(run)
+        return updated
+
     def set_versioning(self, name: str, state: Versioning) -> None:
         bid, current = self._bucket(name)
         _rules.check_versioning_change(current, state)
@@ -1118,7 +1139,31 @@ class _Writer:
             return self._purge(op)
         if isinstance(op, AtomicOp):
             return self._atomic(op)
+        if isinstance(op, SetAttrsOp):
+            return self._set_attrs(op)
         raise InvalidArgument(f"not a write op: {op!r}")
+
+    def _set_attrs(self, op: SetAttrsOp) -> WriteResult:
+        bid, _ = self._bucket(op.bucket)
+        k = (bid, op.key)
+        newest = self.newest.get(k, _MISSING)
+        if newest is _MISSING:
+            newest = self._lookup(k)
+        null = self.nulls[k]
+        vid = op.version_id
+        target = newest if vid is None else self._find(k, newest, null, vid)
+        if target is None or target[_IS_DM]:
+            return WriteResult(True, not_found=True)
+        row = (*target[:_ATTRS], _enc_attrs(op.attrs) if op.attrs else None)
+        rid = row[_ID]
+        if rid not in self.orig:
+            self.orig[rid] = target
+        self.cur[rid] = row
+        if newest is not None and newest[_ID] == rid:
+            self.newest[k] = row
+        if null is not None and null[_ID] == rid:
+            self.nulls[k] = row
+        return WriteResult(True, written=(_version(row, op.bucket),))
 
     def _atomic(self, op: AtomicOp) -> WriteResult:
         keys = []
@@ -1682,6 +1727,12 @@ class SqliteMetaStore:
         deleted: bool = await self._submit(lambda: w.delete_bucket(name))
         return deleted
 
+    async def set_bucket_attrs(self, name: str, changes: Mapping[str, str | None]) -> Bucket:
+        w = self._w()
+        frozen = dict(changes)
+        updated: Bucket = await self._submit(lambda: w.set_bucket_attrs(name, frozen))
+        return updated
+
     async def set_versioning(self, name: str, state: Versioning) -> None:
         w = self._w()
         await self._submit(lambda: w.set_versioning(name, Versioning(state)))
@@ -1742,6 +1793,75 @@ class SqliteMetaStore:
                 rows.append(null)
                 rows.sort(key=lambda r: r[_SEQ], reverse=True)
             return rows[:limit]
+
+        return [_version(r, bucket) for r in await self._read(run)]
+
+    async def list_bucket_versions(
+        self,
+        bucket: str,
+        prefix: str = "",
+        key_marker: str = "",
+        version_id_marker: str = "",
+        limit: int = 1000,
+    ) -> list[ObjectVersion]:
+        if limit <= 0:
+            return []
+        end = _rules.prefix_end(prefix)
+        low = max(prefix, key_marker)
+
+        def run(c: sqlite3.Connection) -> list[Row]:
+            # Every key with a version has exactly one head row, in ``live`` or in
+            # ``markers``: walk the union of the two key indexes a page of keys at a
+            # time, and read each key's history through its own index.
+            out: list[Row] = []
+            c.execute("BEGIN")  # one snapshot for the whole page
+            try:
+                start, inclusive = low, True
+                while len(out) < limit:
+                    args: list[object] = [bucket, start]
+                    op = ">=" if inclusive else ">"
+                    cond = f"bucket = {_BID} AND key {op} ?2"
+                    if end is not None:
+                        cond += " AND key < ?3"
+                        args.append(end)
+                    keys = [
+                        r[0]
+                        for r in c.execute(
+                            f"SELECT key FROM live WHERE {cond} UNION ALL"
+                            f" SELECT key FROM markers WHERE {cond} ORDER BY 1 LIMIT 256",
+                            args,
+                        ).fetchall()
+                    ]
+                    if not keys:
+                        break
+                    for key in keys:
+                        want = limit - len(out)
+                        below = None  # list only versions older than this seq
+                        if key == key_marker:
+                            mark = None
+                            if version_id_marker:
+                                mark = c.execute(
+                                    _SQL_BY_ID, (bucket, key, version_id_marker)
+                                ).fetchone()
+                                if mark is None and version_id_marker == NULL_VERSION:
+                                    mark = c.execute(_SQL_NULL, (bucket, key)).fetchone()
+                            if mark is None:
+                                continue  # no marker (or it is gone): skip the key
+                            below = mark[_SEQ]
+                        history: list[Row] = c.execute(
+                            _SQL_HISTORY_BELOW, (bucket, key, want, below or (1 << 62))
+                        ).fetchall()
+                        null = c.execute(_SQL_NULL, (bucket, key)).fetchone()
+                        if null is not None and (below is None or null[_SEQ] < below):
+                            history.append(null)
+                            history.sort(key=lambda r: r[_SEQ], reverse=True)
+                        out.extend(history[:want])
+                        if len(out) >= limit:
+                            break
+                    start, inclusive = keys[-1], False
+            finally:
+                c.execute("COMMIT")
+            return out
 
         return [_version(r, bucket) for r in await self._read(run)]
 

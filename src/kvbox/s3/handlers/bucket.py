@@ -10,10 +10,18 @@ never deleted, because GW-KV serves from it.
 from __future__ import annotations
 
 from kvbox.s3.errors import S3Error
-from kvbox.s3.handlers.common import Context, S3Request, S3Response, read_small, xml_response
+from kvbox.s3.handlers.common import (
+    ACL,
+    Context,
+    S3Request,
+    S3Response,
+    read_small,
+    xml_response,
+)
 from kvbox.s3.router import Endpoint
 from kvbox.s3.xml import (
     BucketEntry,
+    CannedAcl,
     CreateBucketConfiguration,
     ListAllMyBucketsResult,
     Owner,
@@ -28,6 +36,8 @@ ROOT_OWNER = Owner(ROOT, ROOT)
 async def list_buckets(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     buckets = await ctx.store.list_buckets()
     who = req.principal
+    if who is None:  # S3Frontend refuses anonymous ListBuckets first
+        raise S3Error("AccessDenied")
     entries = [
         BucketEntry(b.name, timestamp_from_ns(b.created_ns))
         for b in sorted(buckets, key=lambda b: b.name)
@@ -38,8 +48,16 @@ async def list_buckets(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response
 
 async def create_bucket(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None
+    if req.principal is None:  # S3Frontend refuses anonymous CreateBucket first
+        raise S3Error("AccessDenied")
     CreateBucketConfiguration.from_xml(await read_small(req, 64 * 1024))
-    if not await ctx.store.create_bucket(ep.bucket, owner=req.principal):
+    attrs: dict[str, str] = {}
+    acl = req.header("x-amz-acl")
+    if acl is not None:
+        canned = CannedAcl.from_header(acl)
+        if canned is not CannedAcl.PRIVATE:
+            attrs[ACL] = canned.value
+    if not await ctx.store.create_bucket(ep.bucket, owner=req.principal, attrs=attrs):
         existing = await ctx.store.get_bucket(ep.bucket)
         code = (
             "BucketAlreadyOwnedByYou"

@@ -23,8 +23,14 @@ How S3 object metadata is kept in ``ObjectVersion.attrs`` (string -> string)::
     checksum:<ALG>       the verified base64 flexible checksum, ALG as in
                          ``checksums.Algorithm`` (CRC32, CRC32C, CRC64NVME, SHA1, SHA256)
 
+    acl                  the object's canned ACL (absent: private)
+
 Content-Type is ``ObjectVersion.content_type``. The prefixes keep the families apart,
 so a user metadata name can never collide with a header or a tag.
+
+Bucket settings are kept in ``Bucket.attrs`` under ``POLICY`` (the policy JSON as sent),
+``ACL`` (canned; absent: private), ``PAB`` (public access block XML), ``CORS`` and
+``WEBSITE`` (the configuration XML as sent).
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
+from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -60,6 +67,15 @@ META = "meta:"
 HEADER = "h:"
 TAG = "tag:"
 CHECKSUM = "checksum:"
+#: An object's canned ACL in ``ObjectVersion.attrs``.
+OBJECT_ACL = "acl"
+
+# Bucket settings in ``Bucket.attrs``.
+POLICY = "policy"
+ACL = "acl"
+PAB = "pab"
+CORS = "cors"
+WEBSITE = "website"
 
 #: Response headers stored verbatim from the PUT (and their response-* overrides).
 STORED_HEADERS = (
@@ -68,6 +84,7 @@ STORED_HEADERS = (
     "content-language",
     "cache-control",
     "expires",
+    "x-amz-website-redirect-location",
 )
 #: S3's limit on user metadata: 2 KB for all x-amz-meta-* names and values together.
 MAX_USER_METADATA = 2048
@@ -101,8 +118,12 @@ class S3Request:
     body: AsyncIterator[bytes]
     request_id: str
     auth: AuthResult | None = None
-    #: Who signed the request: "root" or a user name (set by ``S3Frontend`` after auth).
-    principal: str = "root"
+    #: Who signed the request: "root", a user name, or None for an anonymous request
+    #: (set by ``S3Frontend`` after authentication).
+    principal: str | None = "root"
+    #: The peer's IP address (``aws:SourceIp``) and whether it came over TLS.
+    remote: str = ""
+    secure: bool = False
     #: Filled in by ``S3Frontend.handle`` for metrics: the S3 operation, the error code.
     op: str = ""
     error: str = ""
@@ -391,3 +412,6 @@ class Context:
     kv_bucket: str
     #: The region kvbox answers as (GetBucketLocation, x-amz-bucket-region).
     region: str = "us-east-1"
+    #: The per-key access check of DeleteObjects, ``(req, ep, key, action)``; set by
+    #: ``S3Frontend`` (``kvbox.s3.access.AccessControl.check_key``), None: allow all.
+    check_key: Callable[[S3Request, Any, str, str], Awaitable[None]] | None = None

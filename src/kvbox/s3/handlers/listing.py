@@ -25,9 +25,13 @@ from kvbox.s3.handlers.bucket import ROOT_OWNER
 from kvbox.s3.handlers.common import Context, S3Request, S3Response, xml_response
 from kvbox.s3.router import MAX_KEY_BYTES, Endpoint
 from kvbox.s3.xml import (
+    DeleteMarkerEntry,
     ListObjectsResult,
     ListObjectsV2Result,
+    ListVersionsResult,
     ObjectEntry,
+    Owner,
+    VersionEntry,
     timestamp_from_ns,
 )
 
@@ -192,6 +196,97 @@ async def list_objects(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response
         common_prefixes=prefixes,
         delimiter=delimiter,
         next_marker=last if truncated and delimiter else None,
+        encoding_type=encoding,
+    )
+    return xml_response(result.to_xml())
+
+
+# --- ListObjectVersions --------------------------------------------------------------
+
+
+async def list_object_versions(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    """Versions and delete markers by key, newest first within a key.
+
+    Pages resume at (key-marker, version-id-marker) through
+    ``Store.list_bucket_versions``; with a delimiter a common prefix counts as one entry
+    and the scan jumps past it, as ListObjects does. IsLatest is true for the first
+    version of a key unless the page starts in the middle of that key.
+    """
+    assert ep.bucket is not None
+    bucket = await ctx.store.get_bucket(ep.bucket)
+    if bucket is None:
+        raise S3Error("NoSuchBucket", resource=f"/{ep.bucket}", extra={"BucketName": ep.bucket})
+    prefix = req.param("prefix") or ""
+    delimiter = req.param("delimiter") or None
+    max_keys = _max_keys(req)
+    encoding = _encoding(req)
+    key_marker = req.param("key-marker") or ""
+    vid_marker = req.param("version-id-marker") or ""
+    if vid_marker and not key_marker:
+        raise S3Error(
+            "InvalidArgument",
+            "A version-id marker cannot be specified without a key marker.",
+            extra={"ArgumentName": "version-id-marker", "ArgumentValue": vid_marker},
+        )
+    owner = Owner(bucket.owner, bucket.owner)
+    entries: list[VersionEntry | DeleteMarkerEntry] = []
+    prefixes: list[str] = []
+    truncated = False
+    next_key: str | None = None
+    next_vid: str | None = None
+    km, vm = key_marker, vid_marker
+    # A key whose versions continue from the previous page: its first one is not latest.
+    prev_key: str | None = key_marker if vid_marker else None
+    done = False
+    while not done:
+        want = min(max_keys - len(entries) - len(prefixes) + 1, MAX_KEYS + 1)
+        batch = await ctx.store.list_bucket_versions(ep.bucket, prefix, km, vm, want)
+        if len(batch) < want:
+            done = True
+        jumped = False
+        for v in batch:
+            if delimiter:
+                i = v.key.find(delimiter, len(prefix))
+                if i >= 0:
+                    cp = v.key[: i + len(delimiter)]
+                    km, vm = past_prefix(cp), ""
+                    jumped, done = True, False
+                    if cp == key_marker:
+                        break  # the previous page ended on this prefix
+                    if len(entries) + len(prefixes) >= max_keys:
+                        truncated, done = True, True
+                        break
+                    prefixes.append(cp)
+                    next_key, next_vid = cp, None
+                    break
+            if len(entries) + len(prefixes) >= max_keys:
+                truncated, done = True, True
+                break
+            latest = v.key != prev_key
+            prev_key = v.key
+            when = timestamp_from_ns(v.mtime_ns)
+            if v.is_delete_marker:
+                entries.append(DeleteMarkerEntry(v.key, v.s3_version_id, latest, when, owner))
+            else:
+                entries.append(
+                    VersionEntry(v.key, v.s3_version_id, latest, when, v.etag, v.size, owner=owner)
+                )
+            next_key, next_vid = v.key, v.s3_version_id
+            km, vm = v.key, v.s3_version_id
+        if not jumped and not batch:
+            done = True
+    result = ListVersionsResult(
+        name=ep.bucket,
+        prefix=prefix,
+        key_marker=key_marker,
+        version_id_marker=vid_marker,
+        max_keys=max_keys,
+        is_truncated=truncated,
+        entries=entries,
+        common_prefixes=prefixes,
+        delimiter=delimiter,
+        next_key_marker=next_key if truncated else None,
+        next_version_id_marker=next_vid if truncated else None,
         encoding_type=encoding,
     )
     return xml_response(result.to_xml())

@@ -37,7 +37,7 @@ from kvbox.s3.handlers.common import (
     user_metadata,
     xml_response,
 )
-from kvbox.s3.handlers.object import _current, _slice, check_read_conditions
+from kvbox.s3.handlers.object import acl_attrs, check_read_conditions, resolve_version, slice_bytes
 from kvbox.s3.router import Endpoint
 from kvbox.s3.xml import (
     CompleteMultipartUpload,
@@ -82,6 +82,7 @@ async def create_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) ->
     tagging = req.header("x-amz-tagging")
     if tagging is not None:
         attrs.update({TAG + k: v for k, v in Tagging.from_header(tagging).tags})
+    attrs.update(await acl_attrs(ctx, req, ep.bucket))
     content_type = req.header("content-type") or DEFAULT_CONTENT_TYPE
     up = await ctx.store.create_multipart(ep.bucket, ep.key, content_type=content_type, attrs=attrs)
     return xml_response(InitiateMultipartUploadResult(ep.bucket, ep.key, up.upload_id).to_xml())
@@ -142,13 +143,13 @@ async def upload_part_copy(ctx: Context, req: S3Request, ep: Endpoint) -> S3Resp
     await ctx.store.get_upload(ep.bucket, ep.key, ep.upload_id)
     if await ctx.store.get_bucket(cs.bucket) is None:
         raise S3Error("NoSuchBucket", resource=f"/{cs.bucket}", extra={"BucketName": cs.bucket})
-    src = await _current(ctx, Endpoint(ep.op, cs.bucket, cs.key, version_id=cs.version_id))
+    src = await resolve_version(ctx, Endpoint(ep.op, cs.bucket, cs.key, version_id=cs.version_id))
     if check_read_conditions(src, req.headers, "x-amz-copy-source-if-") is not None:
         raise S3Error("PreconditionFailed", extra={"Condition": "x-amz-copy-source-If-Match"})
     first, last = _copy_range(req.header("x-amz-copy-source-range"), src.size)
     source = ctx.store.iter_bytes(src)
     if (first, last) != (0, src.size - 1):
-        source = _slice(source, first, last)
+        source = slice_bytes(source, first, last)
     part = await ctx.store.upload_part(ep.bucket, ep.key, ep.upload_id, ep.part_number, source)
     resp = xml_response(CopyPartResult(part.etag, timestamp_from_ns(part.mtime_ns)).to_xml())
     if not src.is_null:

@@ -10,24 +10,28 @@ Layer: s3 handlers. Rules:
 * Read conditions follow RFC 9110 §13.2.2 as S3 applies them: If-Match (else
   If-Unmodified-Since) decides 412 first, then If-None-Match (else If-Modified-Since)
   decides 304. Dates compare at whole seconds, the resolution of an HTTP date.
-* Tagging and copy-onto-itself rewrite the object as a new version with the same bytes
-  (the chunks are content-addressed, so no byte is stored twice), guarded by
-  ``IF_VERSION`` so a concurrent overwrite is never undone. This changes Last-Modified,
-  which S3 does not do for tagging; documented as a limit of this slice.
+* Tagging and ACL changes rewrite one version's attrs in place (``Store.set_attrs``):
+  no new version, same Last-Modified, as S3 does. Copy onto itself writes a new
+  version with the same bytes (the chunks are content-addressed, so no byte is stored
+  twice), guarded by ``IF_VERSION`` so a concurrent overwrite is never undone.
+* Reads name a version by ``versionId``, or by an instant with kvbox's additive
+  ``x-kvbox-at`` (query parameter or header): the version that was newest then.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 
+from kvbox import timeparse
 from kvbox.core.model import Condition, CondKind, ObjectVersion
 from kvbox.errors import ConditionFailed
 from kvbox.s3.checksums import Algorithm
 from kvbox.s3.errors import S3Error
 from kvbox.s3.handlers.common import (
     CHECKSUM,
+    OBJECT_ACL,
     TAG,
     Context,
     PayloadChecks,
@@ -46,8 +50,11 @@ from kvbox.s3.handlers.common import (
     without,
     xml_response,
 )
-from kvbox.s3.router import Endpoint
+from kvbox.s3.handlers.config import acl_from_request, check_acl_allowed, owner_of
+from kvbox.s3.router import Endpoint, delete_action
 from kvbox.s3.xml import (
+    AccessControlPolicy,
+    CannedAcl,
     CopyObjectResult,
     Delete,
     DeletedEntry,
@@ -74,9 +81,66 @@ def _no_such_key(ep: Endpoint) -> S3Error:
     return S3Error("NoSuchKey", resource=f"/{ep.bucket}/{ep.key}", extra={"Key": ep.key or ""})
 
 
-async def _current(ctx: Context, ep: Endpoint) -> ObjectVersion:
-    """The version a read names (versionId or newest); NoSuchKey for none or a marker."""
+#: kvbox's time-travel read: a query parameter (or header) naming an instant.
+AT_PARAM = "x-kvbox-at"
+
+
+def parse_instant(value: str) -> int:
+    """``x-kvbox-at``: RFC 3339 with a zone or epoch milliseconds (``kvbox.timeparse``,
+    the same rule as GW-KV's GETAT); nanoseconds since the epoch."""
+    try:
+        return timeparse.parse_instant(value)
+    except timeparse.InvalidInstant as exc:
+        raise S3Error(
+            "InvalidArgument",
+            f"x-kvbox-at: {exc}",
+            extra={"ArgumentName": AT_PARAM, "ArgumentValue": value},
+        ) from None
+
+
+def _instant(req: S3Request | None) -> int | None:
+    if req is None:
+        return None
+    value = req.param(AT_PARAM)
+    if value is None:
+        value = req.header(AT_PARAM)
+    return None if value is None else parse_instant(value)
+
+
+_VERSION_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+def check_version_id(version_id: str | None) -> None:
+    """kvbox's ids are 26 Crockford base-32 characters (``model.VersionIdGenerator``) or
+    "null"; anything else cannot name a version, which S3 calls an invalid argument."""
+    if version_id is not None and version_id != "null" and not _VERSION_ID.fullmatch(version_id):
+        raise S3Error(
+            "InvalidArgument",
+            "Invalid version id specified",
+            extra={"ArgumentName": "versionId", "ArgumentValue": version_id},
+        )
+
+
+def _marker_headers(v: ObjectVersion) -> dict[str, str]:
+    return {
+        "x-amz-delete-marker": "true",
+        "x-amz-version-id": v.s3_version_id,
+        "Last-Modified": http_date(v.mtime_ns),
+    }
+
+
+async def resolve_version(
+    ctx: Context, ep: Endpoint, req: S3Request | None = None
+) -> ObjectVersion:
+    """The version a read names: versionId, the kvbox time-travel instant, or the newest.
+
+    As AWS answers: a missing version id is 404 NoSuchVersion; a key whose newest version
+    is a delete marker is 404 NoSuchKey with ``x-amz-delete-marker: true``; a delete
+    marker named by version id is 405 MethodNotAllowed (with ``Allow: DELETE``).
+    """
     assert ep.bucket is not None and ep.key is not None
+    check_version_id(ep.version_id)
+    at = _instant(req) if ep.version_id is None else None
     if ep.version_id is not None:
         v = await ctx.store.get_version(ep.bucket, ep.key, ep.version_id)
         if v is None:
@@ -85,14 +149,28 @@ async def _current(ctx: Context, ep: Endpoint) -> ObjectVersion:
                 resource=f"/{ep.bucket}/{ep.key}",
                 extra={"Key": ep.key, "VersionId": ep.version_id},
             )
+        if v.is_delete_marker:
+            raise S3Error(
+                "MethodNotAllowed",
+                resource=f"/{ep.bucket}/{ep.key}",
+                extra={"Method": req.method if req is not None else "GET"},
+                headers={**_marker_headers(v), "Allow": "DELETE"},
+            )
+        return v
+    if at is not None:
+        found = await ctx.store.version_at(ep.bucket, ep.key, at)
     else:
         found = await ctx.store.head(ep.bucket, ep.key)
-        if found is None:
-            raise _no_such_key(ep)
-        v = found
-    if v.is_delete_marker:
-        raise S3Error("NoSuchKey", headers={"x-amz-delete-marker": "true"})
-    return v
+    if found is None:
+        raise _no_such_key(ep)
+    if found.is_delete_marker:
+        raise S3Error(
+            "NoSuchKey",
+            resource=f"/{ep.bucket}/{ep.key}",
+            extra={"Key": ep.key},
+            headers=_marker_headers(found),
+        )
+    return found
 
 
 def _etag_matches(header: str, etag: str) -> bool:
@@ -191,7 +269,7 @@ def _invalid_range(size: int) -> S3Error:
     )
 
 
-async def _slice(source: AsyncIterator[bytes], first: int, last: int) -> AsyncIterator[bytes]:
+async def slice_bytes(source: AsyncIterator[bytes], first: int, last: int) -> AsyncIterator[bytes]:
     """Bytes ``first..last`` of a stream; stops reading (and unpins) past ``last``."""
     pos = 0
     try:
@@ -214,7 +292,7 @@ async def get_object(
     if ep.part_number is not None and ep.part_number != 1:
         # A single-part object has only part 1 (S3's InvalidPartNumber is also a 416).
         raise S3Error("InvalidRange", "The requested partnumber is not satisfiable")
-    v = await _current(ctx, ep)
+    v = await resolve_version(ctx, ep, req)
     status = check_read_conditions(v, req.headers)
     headers = _object_headers(v, req)
     if status == 412:
@@ -241,7 +319,9 @@ async def get_object(
     headers.pop("x-amz-checksum-type", None)
     for alg in Algorithm:  # a checksum describes the whole object, not a range
         headers.pop(alg.header, None)
-    return S3Response(206, headers, _slice(ctx.store.iter_bytes(v), first, last), last - first + 1)
+    return S3Response(
+        206, headers, slice_bytes(ctx.store.iter_bytes(v), first, last), last - first + 1
+    )
 
 
 async def head_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
@@ -262,6 +342,20 @@ def _write_condition(req: S3Request) -> Condition | None:
     return None
 
 
+async def acl_attrs(ctx: Context, req: S3Request, bucket: str) -> dict[str, str]:
+    """The object ACL attr for a write's ``x-amz-acl`` (private is the default, so it
+    is not stored), after the bucket's BlockPublicAcls check."""
+    value = req.header("x-amz-acl")
+    if value is None:
+        return {}
+    canned = CannedAcl.from_header(value)
+    b = await ctx.store.get_bucket(bucket)
+    if b is None:
+        raise S3Error("NoSuchBucket", resource=f"/{bucket}", extra={"BucketName": bucket})
+    check_acl_allowed(b, canned)
+    return {} if canned is CannedAcl.PRIVATE else {OBJECT_ACL: canned.value}
+
+
 def _tagging_attrs(req: S3Request) -> dict[str, str]:
     value = req.header("x-amz-tagging")
     if value is None:
@@ -277,6 +371,7 @@ async def put_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     attrs = user_metadata(req.headers)
     attrs.update(stored_headers(req.headers))
     attrs.update(_tagging_attrs(req))
+    attrs.update(await acl_attrs(ctx, req, ep.bucket))
     content_type = req.header("content-type") or DEFAULT_CONTENT_TYPE
     checks = PayloadChecks()
     # The checksums are known only once the body is read; the attrs mapping is read by
@@ -322,11 +417,14 @@ async def _bucket(ctx: Context, name: str) -> None:
 
 async def delete_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None and ep.key is not None
+    check_version_id(ep.version_id)
     await drain(req)
     result = await ctx.store.delete(ep.bucket, ep.key, ep.version_id)
     headers: dict[str, str] = {}
     if ep.version_id is not None:
         headers["x-amz-version-id"] = ep.version_id
+    if any(v.is_delete_marker for v in result.removed):
+        headers["x-amz-delete-marker"] = "true"  # a marker removed by its id
     for v in result.written:
         if v.is_delete_marker:
             headers["x-amz-delete-marker"] = "true"
@@ -343,6 +441,8 @@ async def delete_objects(ctx: Context, req: S3Request, ep: Endpoint) -> S3Respon
     errors: list[DeleteErrorEntry] = []
     for obj in body.objects:
         try:
+            if ctx.check_key is not None:
+                await ctx.check_key(req, ep, obj.key, delete_action(obj.version_id))
             if obj.etag is not None or obj.size is not None:
                 cur = await ctx.store.head(ep.bucket, obj.key)
                 if cur is None or cur.is_delete_marker:
@@ -356,13 +456,16 @@ async def delete_objects(ctx: Context, req: S3Request, ep: Endpoint) -> S3Respon
             errors.append(DeleteErrorEntry(obj.key, exc.code, exc.message, obj.version_id))
             continue
         marker = next((v for v in result.written if v.is_delete_marker), None)
+        removed_marker = next((v for v in result.removed if v.is_delete_marker), None)
+        if marker is None and obj.version_id is not None:
+            marker = removed_marker  # a marker deleted by its id: S3 reports it as one
         if not body.quiet:
             deleted.append(
                 DeletedEntry(
                     obj.key,
                     obj.version_id,
                     True if marker is not None else None,
-                    marker.version_id if marker is not None and not marker.is_null else None,
+                    marker.s3_version_id if marker is not None else None,
                 )
             )
     return xml_response(DeleteResult(deleted, errors).to_xml())
@@ -392,7 +495,7 @@ async def copy_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     await _bucket(ctx, ep.copy_source.bucket)
     await _bucket(ctx, ep.bucket)
     await drain(req)
-    src = await _current(ctx, src_ep)
+    src = await resolve_version(ctx, src_ep)
     if check_read_conditions(src, req.headers, "x-amz-copy-source-if-") is not None:
         raise S3Error("PreconditionFailed", extra={"Condition": "x-amz-copy-source-If-Match"})
     meta_directive = _directive(req, "x-amz-metadata-directive")
@@ -418,6 +521,10 @@ async def copy_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
         attrs.update({k: v for k, v in src.attrs.items() if k.startswith(TAG)})
     else:
         attrs.update(_tagging_attrs(req))
+    # A copy is a new object: it gets the ACL the request names (private by default),
+    # never the source's, as on AWS.
+    attrs.pop(OBJECT_ACL, None)
+    attrs.update(await acl_attrs(ctx, req, ep.bucket))
     condition = _write_condition(req)
     if same and condition is None:
         condition = Condition(CondKind.IF_VERSION, src.version_id)
@@ -439,29 +546,34 @@ async def copy_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
 
 
 async def get_object_tagging(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
-    v = await _current(ctx, ep)
+    v = await resolve_version(ctx, ep)
     resp = xml_response(Tagging(tuple(tags_of(v.attrs))).to_xml())
     if not v.is_null:
         resp.headers["x-amz-version-id"] = v.version_id
     return resp
 
 
-async def _retag(ctx: Context, ep: Endpoint, tags: Tagging) -> S3Response:
+async def set_version_attrs(
+    ctx: Context, ep: Endpoint, change: Callable[[Mapping[str, str]], dict[str, str]]
+) -> ObjectVersion:
+    """Rewrite one version's attrs in place (tags, ACL): same version, same bytes, same
+    Last-Modified, as S3 does. The version is named by its own id, so an overwrite
+    racing with this is never given the old object's attrs: it gets NoSuchKey instead."""
     assert ep.bucket is not None and ep.key is not None
-    if ep.version_id is not None:
-        raise S3Error("NotImplemented", "Tagging a specific version is not supported yet")
-    v = await _current(ctx, ep)
-    attrs = without(v.attrs, TAG)
-    attrs.update({TAG + k: val for k, val in tags.tags})
-    new = await _put(
-        ctx,
-        ep.bucket,
-        ep.key,
-        ctx.store.iter_bytes(v),
-        Condition(CondKind.IF_VERSION, v.version_id),
-        v.content_type,
-        attrs,
-    )
+    v = await resolve_version(ctx, ep)
+    new = await ctx.store.set_attrs(ep.bucket, ep.key, v.version_id, change(v.attrs))
+    if new is None:
+        raise _no_such_key(ep)
+    return new
+
+
+async def _retag(ctx: Context, ep: Endpoint, tags: Tagging) -> S3Response:
+    def change(attrs: Mapping[str, str]) -> dict[str, str]:
+        out = without(attrs, TAG)
+        out.update({TAG + k: val for k, val in tags.tags})
+        return out
+
+    new = await set_version_attrs(ctx, ep, change)
     headers = {} if new.is_null else {"x-amz-version-id": new.version_id}
     return S3Response(200, headers)
 
@@ -476,3 +588,37 @@ async def delete_object_tagging(ctx: Context, req: S3Request, ep: Endpoint) -> S
     resp = await _retag(ctx, ep, Tagging())
     resp.status = 204
     return resp
+
+
+# --- ACL -----------------------------------------------------------------------------
+
+
+async def get_object_acl(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None
+    v = await resolve_version(ctx, ep)
+    b = await ctx.store.get_bucket(ep.bucket)
+    assert b is not None  # the version exists
+    canned = CannedAcl(v.attrs.get(OBJECT_ACL, CannedAcl.PRIVATE.value))
+    resp = xml_response(AccessControlPolicy.canned(canned, owner_of(b)).to_xml())
+    if not v.is_null:
+        resp.headers["x-amz-version-id"] = v.version_id
+    return resp
+
+
+async def put_object_acl(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    assert ep.bucket is not None
+    b = await ctx.store.get_bucket(ep.bucket)
+    if b is None:
+        raise S3Error("NoSuchBucket", resource=f"/{ep.bucket}", extra={"BucketName": ep.bucket})
+    canned = await acl_from_request(req, owner_of(b))
+    check_acl_allowed(b, canned)
+
+    def change(attrs: Mapping[str, str]) -> dict[str, str]:
+        out = dict(attrs)
+        out.pop(OBJECT_ACL, None)
+        if canned is not CannedAcl.PRIVATE:
+            out[OBJECT_ACL] = canned.value
+        return out
+
+    new = await set_version_attrs(ctx, ep, change)
+    return S3Response(200, {} if new.is_null else {"x-amz-version-id": new.version_id})

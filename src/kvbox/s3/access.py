@@ -1,0 +1,292 @@
+"""The access check of every S3 request: gather the facts, ask ``kvbox.policy.decide``.
+
+Layer: s3 (async glue; the decision itself is pure, in ``kvbox.policy``). Rules:
+
+* One question per (action, resource) a request needs: the operation's own action on
+  its resource, the extra actions its headers imply (``x-amz-acl``, ``x-amz-tagging``),
+  reading the copy source, and for DeleteObjects each key (``check_key``). All must be
+  allowed; the first refusal is AccessDenied.
+* Facts come from the request (principal, peer address, TLS, query parameters,
+  headers), the bucket (owner, policy, ACL, Block Public Access; ``Store.get_bucket``
+  serves them from memory) and, only when they can change the answer, the object: its
+  canned ACL is read only when nothing else allowed an object read, and its tags only
+  when the policy names ``s3:ExistingObjectTag``.
+* Root with no bucket policy is the hot path of a single-user server: decided without
+  building a query at all.
+* A missing bucket is not an access question: the handler answers NoSuchBucket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from kvbox.core.meta.users import ROOT
+from kvbox.core.model import Bucket, ObjectVersion
+from kvbox.core.service import Store
+from kvbox.policy import (
+    NO_BLOCK,
+    AccessQuery,
+    ContextValue,
+    DecidedBy,
+    Decision,
+    Policy,
+    PublicAccessFlags,
+    PublicAccessSettings,
+    decide,
+    parse_policy,
+    request_context,
+)
+from kvbox.s3.errors import S3Error
+from kvbox.s3.handlers.common import ACL, OBJECT_ACL, PAB, POLICY, TAG, S3Request
+from kvbox.s3.router import OBJECT_OPS, Endpoint, Op, bucket_arn, object_arn
+from kvbox.s3.xml import PublicAccessBlockConfiguration, Tagging
+
+#: Object reads an object's own ACL can grant.
+_OBJECT_READS = frozenset({"s3:GetObject", "s3:GetObjectVersion"})
+#: Listing parameters that are condition keys of s3:ListBucket (and ListBucketVersions).
+_LIST_PARAMS = ("prefix", "delimiter", "max-keys")
+#: Parsed documents kept per bucket, keyed by their text so a change is never missed.
+_CACHE_MAX = 1024
+
+
+class AccessControl:
+    """Decides S3 requests over one store; holds only caches of parsed documents."""
+
+    def __init__(self, store: Store, now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.store = store
+        self._now = now
+        self._policies: dict[tuple[str, str], Policy] = {}
+        #: Policies (by text) that name s3:ExistingObjectTag: only they need the tags.
+        self._tag_policies: set[str] = set()
+        self._pabs: dict[str, PublicAccessFlags] = {}
+
+    # --- documents ---------------------------------------------------------------------
+
+    def policy_of(self, b: Bucket) -> Policy | None:
+        text = b.attrs.get(POLICY)
+        if text is None:
+            return None
+        k = (b.name, text)
+        policy = self._policies.get(k)
+        if policy is None:
+            if len(self._policies) >= _CACHE_MAX:
+                self._policies.clear()
+            # Stored policies were validated by PutBucketPolicy, so this cannot fail.
+            policy = self._policies[k] = parse_policy(text, b.name)
+            if "existingobjecttag" in text.lower():
+                self._tag_policies.add(text)
+        return policy
+
+    def _needs_tags(self, b: Bucket) -> bool:
+        text = b.attrs.get(POLICY)
+        return text is not None and text in self._tag_policies
+
+    def pab_of(self, b: Bucket) -> PublicAccessSettings:
+        text = b.attrs.get(PAB)
+        if text is None:
+            return NO_BLOCK
+        flags = self._pabs.get(text)
+        if flags is None:
+            if len(self._pabs) >= _CACHE_MAX:
+                self._pabs.clear()
+            c = PublicAccessBlockConfiguration.from_xml(text.encode())
+            flags = self._pabs[text] = PublicAccessFlags(
+                c.block_public_acls,
+                c.ignore_public_acls,
+                c.block_public_policy,
+                c.restrict_public_buckets,
+            )
+        return flags
+
+    # --- requests ----------------------------------------------------------------------
+
+    async def check(self, req: S3Request, ep: Endpoint) -> None:
+        """Raise AccessDenied unless every action the request needs is allowed."""
+        principal = req.principal
+        if ep.op is Op.PREFLIGHT:
+            return
+        if ep.bucket is None or ep.op is Op.CREATE_BUCKET:
+            # ListBuckets and CreateBucket: any signed principal (ListBuckets shows a
+            # user only its own buckets); never anonymous.
+            if principal is None:
+                raise S3Error("AccessDenied")
+            return
+        b = await self.store.get_bucket(ep.bucket)
+        if b is not None:
+            for action in ep.actions:
+                await self._require(req, ep, b, action, ep.resource, ep.key, ep.version_id)
+        cs = ep.copy_source
+        if cs is not None:
+            src = await self.store.get_bucket(cs.bucket)
+            if src is not None:
+                await self._require(req, ep, src, cs.action, cs.resource, cs.key, cs.version_id)
+        if principal is None and b is None:
+            # S3 answers a stranger AccessDenied rather than confirming a name is free.
+            raise S3Error("AccessDenied")
+
+    async def check_list(self, req: S3Request, ep: Endpoint) -> None:
+        """AccessDenied unless the requester may list the bucket (S3's rule for telling a
+        missing key apart from a forbidden one)."""
+        assert ep.bucket is not None
+        b = await self.store.get_bucket(ep.bucket)
+        if b is not None:
+            await self._require(req, ep, b, "s3:ListBucket", bucket_arn(b.name), None, None)
+
+    async def check_key(self, req: S3Request, ep: Endpoint, key: str, action: str) -> None:
+        """One entry of DeleteObjects (S3 checks each key on its own)."""
+        assert ep.bucket is not None
+        b = await self.store.get_bucket(ep.bucket)
+        if b is not None:
+            await self._require(req, ep, b, action, object_arn(b.name, key), key, None)
+
+    async def _require(
+        self,
+        req: S3Request,
+        ep: Endpoint,
+        b: Bucket,
+        action: str,
+        resource: str,
+        key: str | None,
+        version_id: str | None,
+    ) -> None:
+        policy = self.policy_of(b)
+        if req.principal == ROOT and policy is None:
+            return
+        d = await self.decide(req, ep, b, policy, action, resource, key, version_id)
+        if not d.allowed:
+            raise S3Error("AccessDenied", resource=f"/{b.name}/{key}" if key else f"/{b.name}")
+
+    async def decide(
+        self,
+        req: S3Request,
+        ep: Endpoint,
+        b: Bucket,
+        policy: Policy | None,
+        action: str,
+        resource: str,
+        key: str | None,
+        version_id: str | None,
+    ) -> Decision:
+        extra = self._request_keys(req, ep, version_id)
+        version: ObjectVersion | None = None
+        if key is not None and policy is not None and self._needs_tags(b):
+            version = await self._version(b.name, key, version_id)
+            if version is not None:
+                for name, value in version.attrs.items():
+                    if name.startswith(TAG):
+                        extra["s3:ExistingObjectTag/" + name[len(TAG) :]] = value
+        auth = req.auth
+        context = request_context(
+            req.principal,
+            now=self._now(),
+            source_ip=req.remote or None,
+            secure_transport=req.secure,
+            user_agent=req.header("user-agent"),
+            referer=req.header("referer"),
+            auth_type=None
+            if auth is None
+            else ("REST-QUERY-STRING" if auth.presigned else "REST-HEADER"),
+            signature_version=None if auth is None else "AWS4-HMAC-SHA256",
+            extra=extra,
+        )
+        query = AccessQuery(
+            req.principal,
+            action,
+            resource,
+            b.name,
+            b.owner,
+            policy,
+            b.attrs.get(ACL, "private"),
+            None,
+            self.pab_of(b),
+            context,
+        )
+        d = decide(query)
+        if (
+            not d.allowed
+            # RestrictPublicBuckets cuts a public policy off, never an object's ACL
+            and d.decided_by in (DecidedBy.DEFAULT_DENY, DecidedBy.PUBLIC_ACCESS_BLOCK)
+            and action in _OBJECT_READS
+            and key is not None
+        ):
+            # Only now is the object's own ACL worth a lookup.
+            if version is None:
+                version = await self._version(b.name, key, version_id)
+            acl = version.attrs.get(OBJECT_ACL) if version is not None else None
+            if acl is not None:
+                d = decide(_with_object_acl(query, acl))
+        return d
+
+    async def _version(self, bucket: str, key: str, version_id: str | None) -> ObjectVersion | None:
+        if version_id is not None:
+            return await self.store.get_version(bucket, key, version_id)
+        return await self.store.head(bucket, key)
+
+    @staticmethod
+    def _request_keys(
+        req: S3Request, ep: Endpoint, version_id: str | None
+    ) -> dict[str, ContextValue]:
+        extra: dict[str, ContextValue] = {}
+        if ep.op in (Op.LIST_OBJECTS, Op.LIST_OBJECTS_V2, Op.LIST_OBJECT_VERSIONS):
+            for name in _LIST_PARAMS:
+                value = req.param(name)
+                if value is not None:
+                    extra["s3:" + name] = value
+        acl = req.header("x-amz-acl")
+        if acl is not None:
+            extra["s3:x-amz-acl"] = acl
+        if version_id is not None:
+            extra["s3:VersionId"] = version_id
+        tagging = req.header("x-amz-tagging")
+        if tagging is not None and ep.op in OBJECT_OPS:
+            try:
+                tags = Tagging.from_header(tagging).tags
+            except S3Error:
+                tags = ()  # the handler answers the malformed header
+            for k, v in tags:
+                extra["s3:RequestObjectTag/" + k] = v
+            if tags:
+                extra["s3:RequestObjectTagKeys"] = [k for k, _ in tags]
+        return extra
+
+    # --- the website endpoint ----------------------------------------------------------
+
+    async def anonymous_can(
+        self, bucket: str, action: str, key: str | None, version: ObjectVersion | None
+    ) -> bool:
+        """Whether an anonymous website visitor may do ``action`` (GetObject on ``key``,
+        or ListBucket on the bucket): the same decision as the S3 port makes."""
+        b = await self.store.get_bucket(bucket)
+        if b is None:
+            return False
+        resource = object_arn(bucket, key) if key is not None else bucket_arn(bucket)
+        context = request_context(None, now=self._now(), secure_transport=False)
+        query = AccessQuery(
+            None,
+            action,
+            resource,
+            b.name,
+            b.owner,
+            self.policy_of(b),
+            b.attrs.get(ACL, "private"),
+            version.attrs.get(OBJECT_ACL) if version is not None else None,
+            self.pab_of(b),
+            context,
+        )
+        return decide(query).allowed
+
+
+def _with_object_acl(q: AccessQuery, acl: str) -> AccessQuery:
+    return AccessQuery(
+        q.principal,
+        q.action,
+        q.resource,
+        q.bucket,
+        q.bucket_owner,
+        q.policy,
+        q.bucket_acl,
+        acl,
+        q.public_access_block,
+        q.context,
+    )

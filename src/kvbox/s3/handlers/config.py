@@ -1,0 +1,286 @@
+"""Bucket settings: versioning, policy, policy status, public access block, ACLs,
+website and CORS configurations.
+
+Layer: s3 handlers. Rules:
+
+* Each setting is one entry of ``Bucket.attrs`` (names in ``common``: ``POLICY``,
+  ``ACL``, ``PAB``, ``CORS``, ``WEBSITE``), written through
+  ``Store.set_bucket_attrs`` so it is durable before the 200 and every later request's
+  access decision sees it.
+* A document is validated by parsing it before it is stored, and stored as sent (a
+  policy is returned byte for byte by GetBucketPolicy, as AWS does); readers parse it
+  again, through the small caches in ``kvbox.s3.access``.
+* Public-access-block rules are enforced where AWS enforces them: BlockPublicPolicy
+  refuses a public policy at PutBucketPolicy, BlockPublicAcls refuses a public canned
+  ACL at every request that sets one (``check_acl_allowed``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kvbox.core.model import Bucket, Versioning
+from kvbox.policy import PolicyError, is_public, parse_policy
+from kvbox.s3.errors import S3Error
+from kvbox.s3.handlers.common import (
+    ACL,
+    CORS,
+    PAB,
+    POLICY,
+    WEBSITE,
+    Context,
+    S3Request,
+    S3Response,
+    read_small,
+    xml_response,
+)
+from kvbox.s3.router import Endpoint
+from kvbox.s3.xml import (
+    AccessControlPolicy,
+    CannedAcl,
+    CORSConfiguration,
+    Owner,
+    PolicyStatus,
+    PublicAccessBlockConfiguration,
+    VersioningConfiguration,
+    VersioningStatus,
+    WebsiteConfiguration,
+)
+
+#: AWS's limit on a bucket policy document.
+MAX_POLICY_BYTES = 20 * 1024
+_CONFIG_BODY = 64 * 1024
+
+_PUBLIC_ACLS = frozenset(
+    {CannedAcl.PUBLIC_READ, CannedAcl.PUBLIC_READ_WRITE, CannedAcl.AUTHENTICATED_READ}
+)
+
+
+async def bucket_of(ctx: Context, ep: Endpoint) -> Bucket:
+    assert ep.bucket is not None
+    b = await ctx.store.get_bucket(ep.bucket)
+    if b is None:
+        raise S3Error("NoSuchBucket", resource=f"/{ep.bucket}", extra={"BucketName": ep.bucket})
+    return b
+
+
+def public_access_block(b: Bucket) -> PublicAccessBlockConfiguration | None:
+    text = b.attrs.get(PAB)
+    return PublicAccessBlockConfiguration.from_xml(text.encode()) if text else None
+
+
+def check_acl_allowed(b: Bucket, acl: CannedAcl) -> None:
+    """BlockPublicAcls: a request that sets a public ACL is refused (AWS: 403)."""
+    pab = public_access_block(b)
+    if pab is not None and pab.block_public_acls and acl in _PUBLIC_ACLS:
+        raise S3Error("AccessDenied", "Access Denied: the bucket blocks public ACLs")
+
+
+def owner_of(b: Bucket) -> Owner:
+    return Owner(b.owner, b.owner)
+
+
+# --- versioning ----------------------------------------------------------------------
+
+
+async def get_bucket_versioning(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    b = await bucket_of(ctx, ep)
+    status = {
+        Versioning.OFF: None,
+        Versioning.ENABLED: VersioningStatus.ENABLED,
+        Versioning.SUSPENDED: VersioningStatus.SUSPENDED,
+    }[b.versioning]
+    return xml_response(VersioningConfiguration(status).to_xml())
+
+
+async def put_bucket_versioning(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    b = await bucket_of(ctx, ep)
+    conf = VersioningConfiguration.from_xml(await read_small(req, _CONFIG_BODY))
+    if conf.mfa_delete is not None and conf.mfa_delete.value == "Enabled":
+        raise S3Error("NotImplemented", "MFA delete is not supported by kvbox")
+    if conf.status is None:
+        raise S3Error("MalformedXML")
+    state = Versioning.ENABLED if conf.status is VersioningStatus.ENABLED else Versioning.SUSPENDED
+    await ctx.store.set_versioning(b.name, state)
+    return S3Response(200)
+
+
+# --- policy --------------------------------------------------------------------------
+
+
+async def put_bucket_policy(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    b = await bucket_of(ctx, ep)
+    body = await read_small(req, MAX_POLICY_BYTES + 1)
+    if len(body) > MAX_POLICY_BYTES:
+        raise S3Error("MalformedPolicy", "Policy exceeds the 20 KB limit")
+    try:
+        text = body.decode("utf-8")
+        policy = parse_policy(text, b.name)
+    except UnicodeDecodeError:
+        raise S3Error("MalformedPolicy", "Policies must be UTF-8 JSON") from None
+    except PolicyError as exc:
+        raise S3Error("MalformedPolicy", str(exc)) from None
+    pab = public_access_block(b)
+    if pab is not None and pab.block_public_policy and is_public(policy):
+        raise S3Error("AccessDenied", "Access Denied: the bucket blocks public policies")
+    await ctx.store.set_bucket_attrs(b.name, {POLICY: text})
+    return S3Response(204)
+
+
+async def get_bucket_policy(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    b = await bucket_of(ctx, ep)
+    text = b.attrs.get(POLICY)
+    if text is None:
+        raise S3Error("NoSuchBucketPolicy", resource=f"/{b.name}", extra={"BucketName": b.name})
+    return S3Response(200, {"Content-Type": "application/json"}, text.encode("utf-8"))
+
+
+async def delete_bucket_policy(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    return await _delete_setting(ctx, ep, POLICY)
+
+
+async def get_bucket_policy_status(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    b = await bucket_of(ctx, ep)
+    text = b.attrs.get(POLICY)
+    if text is None:
+        raise S3Error("NoSuchBucketPolicy", resource=f"/{b.name}", extra={"BucketName": b.name})
+    return xml_response(PolicyStatus(is_public(parse_policy(text, b.name))).to_xml())
+
+
+# --- public access block -------------------------------------------------------------
+
+
+async def put_public_access_block(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    b = await bucket_of(ctx, ep)
+    conf = PublicAccessBlockConfiguration.from_xml(await read_small(req, _CONFIG_BODY))
+    await ctx.store.set_bucket_attrs(b.name, {PAB: conf.to_xml().decode()})
+    return S3Response(200)
+
+
+async def get_public_access_block(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    b = await bucket_of(ctx, ep)
+    pab = public_access_block(b)
+    if pab is None:
+        raise S3Error(
+            "NoSuchPublicAccessBlockConfiguration",
+            resource=f"/{b.name}",
+            extra={"BucketName": b.name},
+        )
+    return xml_response(pab.to_xml())
+
+
+async def delete_public_access_block(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    return await _delete_setting(ctx, ep, PAB)
+
+
+# --- ACLs ----------------------------------------------------------------------------
+
+
+async def acl_from_request(req: S3Request, owner: Owner) -> CannedAcl:
+    """The canned ACL a Put*Acl asks for: the ``x-amz-acl`` header, or a body whose
+    grants amount to one (anything else is NotImplemented: kvbox keeps canned ACLs)."""
+    header = req.header("x-amz-acl")
+    if header is not None:
+        return CannedAcl.from_header(header)
+    if any(req.header(h) is not None for h in _GRANT_HEADERS):
+        raise S3Error("NotImplemented", "kvbox supports canned ACLs only (x-amz-acl)")
+    body = await read_small(req, _CONFIG_BODY)
+    if not body.strip():
+        raise S3Error("MalformedACLError")
+    policy = AccessControlPolicy.from_xml(body)
+    canned = policy.as_canned()
+    if canned is None:
+        raise S3Error(
+            "NotImplemented", "kvbox supports ACLs equal to a canned ACL only (x-amz-acl)"
+        )
+    return canned
+
+
+_GRANT_HEADERS = (
+    "x-amz-grant-full-control",
+    "x-amz-grant-read",
+    "x-amz-grant-read-acp",
+    "x-amz-grant-write",
+    "x-amz-grant-write-acp",
+)
+
+
+async def get_bucket_acl(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    b = await bucket_of(ctx, ep)
+    canned = CannedAcl(b.attrs.get(ACL, CannedAcl.PRIVATE.value))
+    return xml_response(AccessControlPolicy.canned(canned, owner_of(b)).to_xml())
+
+
+async def put_bucket_acl(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    b = await bucket_of(ctx, ep)
+    canned = await acl_from_request(req, owner_of(b))
+    check_acl_allowed(b, canned)
+    value = None if canned is CannedAcl.PRIVATE else canned.value
+    await ctx.store.set_bucket_attrs(b.name, {ACL: value})
+    return S3Response(200)
+
+
+# --- website and CORS ----------------------------------------------------------------
+
+
+async def _put_document(
+    ctx: Context, req: S3Request, ep: Endpoint, attr: str, validate: Callable[[bytes], object]
+) -> S3Response:
+    """Store a configuration document as sent, once ``validate`` has parsed it."""
+    b = await bucket_of(ctx, ep)
+    body = await read_small(req, _CONFIG_BODY)
+    validate(body)
+    await ctx.store.set_bucket_attrs(b.name, {attr: body.decode("utf-8")})
+    return S3Response(200)
+
+
+async def _get_document(
+    ctx: Context, ep: Endpoint, attr: str, missing: str, render: Callable[[bytes], bytes]
+) -> S3Response:
+    b = await bucket_of(ctx, ep)
+    text = b.attrs.get(attr)
+    if text is None:
+        raise S3Error(missing, resource=f"/{b.name}", extra={"BucketName": b.name})
+    return xml_response(render(text.encode()))
+
+
+async def _delete_setting(ctx: Context, ep: Endpoint, attr: str) -> S3Response:
+    b = await bucket_of(ctx, ep)
+    await ctx.store.set_bucket_attrs(b.name, {attr: None})
+    return S3Response(204)
+
+
+async def put_bucket_website(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    return await _put_document(ctx, req, ep, WEBSITE, WebsiteConfiguration.from_xml)
+
+
+async def get_bucket_website(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    return await _get_document(
+        ctx,
+        ep,
+        WEBSITE,
+        "NoSuchWebsiteConfiguration",
+        lambda body: WebsiteConfiguration.from_xml(body).to_xml(),
+    )
+
+
+async def delete_bucket_website(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    return await _delete_setting(ctx, ep, WEBSITE)
+
+
+async def put_bucket_cors(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    return await _put_document(ctx, req, ep, CORS, CORSConfiguration.from_xml)
+
+
+async def get_bucket_cors(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    return await _get_document(
+        ctx,
+        ep,
+        CORS,
+        "NoSuchCORSConfiguration",
+        lambda body: CORSConfiguration.from_xml(body).to_xml(),
+    )
+
+
+async def delete_bucket_cors(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    return await _delete_setting(ctx, ep, CORS)
