@@ -25,7 +25,9 @@ from kvbox.core.model import (
     Bucket,
     BucketStats,
     ChunkRef,
+    MultipartUpload,
     ObjectVersion,
+    Part,
     PutOp,
     VersionIdGenerator,
     Versioning,
@@ -125,6 +127,25 @@ async def test_missing_chunk_in_versioned_bucket_restores_previous(data: Data) -
     assert [d.version_id for d in report.dropped] == [new.version_id]
     assert await data.meta.head("v", "k") == old
     assert await data.meta.stats("v") == BucketStats(1, old.size)
+
+
+async def test_missing_part_chunk_aborts_the_upload(data: Data) -> None:
+    """A part whose bytes are gone could only complete into a broken object: repair
+    aborts its upload (and keeps uploads whose parts are whole)."""
+    lost = await data.blobs.put(b"part one of a doomed upload")
+    kept = await data.blobs.put(b"a part that is fine")
+    for upload_id, ref in (("up-doomed", lost), ("up-fine", kept)):
+        await data.meta.create_upload(MultipartUpload("b", "big", upload_id))
+        await data.meta.put_part(upload_id, Part(1, "e" * 32, ref.size, (ref,)))
+    data.path(lost).unlink()
+    report = await fsck(data.meta, data.blobs, repair=False, verify=False)
+    assert report.missing == [lost.chunk_id]
+    report = await fsck(data.meta, data.blobs, repair=True, verify=False)
+    assert report.aborted_uploads == ["up-doomed"] and report.ok
+    assert "aborted upload up-doomed" in report.render()
+    assert await data.meta.get_upload("up-doomed") is None
+    assert await data.meta.get_upload("up-fine") is not None
+    assert (await fsck(data.meta, data.blobs, repair=False, verify=True)).problems == 0
 
 
 async def test_verify_finds_and_repairs_corruption(data: Data) -> None:

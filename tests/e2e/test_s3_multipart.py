@@ -6,8 +6,11 @@ AWS's formula computed here from the bytes, and every download by its SHA-256.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import os
 import random
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,15 @@ def _code(exc: ClientError) -> str:
 def _aws_etag(parts: list[bytes]) -> str:
     digests = b"".join(hashlib.md5(p).digest() for p in parts)
     return f'"{hashlib.md5(digests).hexdigest()}-{len(parts)}"'
+
+
+def _crc_b64(alg: str, data: bytes) -> str:
+    """An independent oracle: zlib's CRC32 and awscrt's CRC64NVME."""
+    if alg == "CRC32":
+        return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode()
+    from awscrt import checksums  # type: ignore[import-untyped]
+
+    return base64.b64encode(checksums.crc64nvme(data).to_bytes(8, "big")).decode()
 
 
 def _upload(s3: Any, key: str, parts: list[bytes]) -> tuple[str, list[dict[str, Any]]]:
@@ -291,3 +303,90 @@ def test_one_gib_through_the_aws_cli(s3srv: S3Server, s3: Any, tmp_path: Path) -
     dst = tmp_path / "gib-back.bin"
     aws("s3", "cp", f"s3://{BUCKET}/gib.bin", str(dst))
     assert file_digest(dst) == digest
+
+
+def test_multipart_checksums_composite_and_full_object(s3: Any) -> None:
+    """boto3's per-part checksums become the object's: COMPOSITE (``-N``) for SHA256 and
+    CRC32 by default, FULL_OBJECT for CRC64NVME and when the upload asks for it; a part
+    checksum in the Complete body that is not the uploaded one is InvalidPart."""
+    s3.create_bucket(Bucket="mp-sums")
+    parts = [os.urandom(5 * 1024 * 1024), os.urandom(1000)]
+    whole = b"".join(parts)
+    cases = [("SHA256", None), ("CRC32", None), ("CRC64NVME", None), ("CRC32", "FULL_OBJECT")]
+    for alg, kind in cases:
+        key = f"{alg}-{kind}"
+        extra = {"ChecksumType": kind} if kind else {}
+        up = s3.create_multipart_upload(Bucket="mp-sums", Key=key, ChecksumAlgorithm=alg, **extra)[
+            "UploadId"
+        ]
+        done = []
+        for n, data in enumerate(parts, 1):
+            r = s3.upload_part(
+                Bucket="mp-sums", Key=key, UploadId=up, PartNumber=n, Body=data,
+                ChecksumAlgorithm=alg,
+            )  # fmt: skip
+            done.append({"PartNumber": n, "ETag": r["ETag"], f"Checksum{alg}": r[f"Checksum{alg}"]})
+        res = s3.complete_multipart_upload(
+            Bucket="mp-sums", Key=key, UploadId=up, MultipartUpload={"Parts": done}
+        )
+        value = res[f"Checksum{alg}"]
+        head = s3.head_object(Bucket="mp-sums", Key=key, ChecksumMode="ENABLED")
+        assert head[f"Checksum{alg}"] == value
+        if alg == "CRC64NVME" or kind == "FULL_OBJECT":
+            assert head["ChecksumType"] == "FULL_OBJECT"
+            # the CRC of the whole object's bytes, combined from the parts' CRCs
+            assert value == _crc_b64(alg, whole)
+        else:
+            assert head["ChecksumType"] == "COMPOSITE" and value.endswith("-2")
+    up = s3.create_multipart_upload(Bucket="mp-sums", Key="bad", ChecksumAlgorithm="CRC32")[
+        "UploadId"
+    ]
+    r = s3.upload_part(
+        Bucket="mp-sums", Key="bad", UploadId=up, PartNumber=1, Body=b"x", ChecksumAlgorithm="CRC32"
+    )
+    with pytest.raises(ClientError) as info:
+        s3.complete_multipart_upload(
+            Bucket="mp-sums",
+            Key="bad",
+            UploadId=up,
+            MultipartUpload={
+                "Parts": [{"PartNumber": 1, "ETag": r["ETag"], "ChecksumCRC32": "AAAAAA=="}]
+            },
+        )
+    assert _code(info.value) == "InvalidPart"
+
+
+def test_get_and_head_by_part_number(s3: Any) -> None:
+    """GetObject/HeadObject ?partNumber=N serve part N of a multipart object (206, its
+    Content-Range, x-amz-mp-parts-count); past the last part is 416; with a Range, 400."""
+    s3.create_bucket(Bucket="mp-partnum")
+    parts = [os.urandom(5 * 1024 * 1024), os.urandom(5 * 1024 * 1024), os.urandom(777)]
+    up = s3.create_multipart_upload(Bucket="mp-partnum", Key="obj")["UploadId"]
+    done = []
+    for n, data in enumerate(parts, 1):
+        r = s3.upload_part(Bucket="mp-partnum", Key="obj", UploadId=up, PartNumber=n, Body=data)
+        done.append({"PartNumber": n, "ETag": r["ETag"]})
+    s3.complete_multipart_upload(
+        Bucket="mp-partnum", Key="obj", UploadId=up, MultipartUpload={"Parts": done}
+    )
+    offset = 0
+    for n, data in enumerate(parts, 1):
+        got = s3.get_object(Bucket="mp-partnum", Key="obj", PartNumber=n)
+        assert got["Body"].read() == data and got["PartsCount"] == 3
+        assert (
+            got["ContentRange"] == f"bytes {offset}-{offset + len(data) - 1}/{sum(map(len, parts))}"
+        )
+        head = s3.head_object(Bucket="mp-partnum", Key="obj", PartNumber=n)
+        assert head["ContentLength"] == len(data) and head["PartsCount"] == 3
+        offset += len(data)
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket="mp-partnum", Key="obj", PartNumber=4)
+    assert _code(info.value) == "InvalidRange"
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket="mp-partnum", Key="obj", PartNumber=1, Range="bytes=0-1")
+    assert _code(info.value) == "InvalidRequest"
+    # a copy is a single-part object: no part layout carried over
+    s3.copy_object(
+        Bucket="mp-partnum", Key="copy", CopySource={"Bucket": "mp-partnum", "Key": "obj"}
+    )
+    assert "PartsCount" not in s3.head_object(Bucket="mp-partnum", Key="copy")

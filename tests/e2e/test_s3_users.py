@@ -175,3 +175,20 @@ def test_data_dir_admin_refuses_while_served_then_works_stopped(tmp_path: Path) 
         assert [b["Name"] for b in erin.list_buckets()["Buckets"]] == ["erin-bucket"]
     finally:
         s.close()
+
+
+def test_listings_name_the_bucket_owner(srv: S3Server) -> None:
+    """Objects belong to their bucket's owner: every listing's Owner says so."""
+    assert admin(srv, "user", "add", "olga").returncode == 0
+    olga = srv.client(*new_key(admin(srv, "key", "add", "olga")))
+    olga.create_bucket(Bucket="olga-things")
+    olga.put_object(Bucket="olga-things", Key="a", Body=b"1")
+    up = olga.create_multipart_upload(Bucket="olga-things", Key="big")["UploadId"]
+    v2 = olga.list_objects_v2(Bucket="olga-things", FetchOwner=True)["Contents"][0]["Owner"]
+    v1 = olga.list_objects(Bucket="olga-things")["Contents"][0]["Owner"]
+    vers = olga.list_object_versions(Bucket="olga-things")["Versions"][0]["Owner"]
+    ups = olga.list_multipart_uploads(Bucket="olga-things")["Uploads"][0]
+    parts = olga.list_parts(Bucket="olga-things", Key="big", UploadId=up)
+    for owner in (v2, v1, vers, ups["Owner"], ups["Initiator"], parts["Owner"]):
+        assert owner["ID"] == "olga"
+    olga.abort_multipart_upload(Bucket="olga-things", Key="big", UploadId=up)

@@ -8,7 +8,8 @@ kinds of damage:
   chunk and committing its version leaves one); ``repair`` deletes them.
 * missing chunks: referenced, absent. A read of such a version would fail midway;
   ``repair`` drops every version that references one, so no read can return partial
-  data (the key then shows its previous version, or nothing).
+  data (the key then shows its previous version, or nothing), and aborts every
+  multipart upload with a part that references one.
 * corrupt chunks (only with ``verify``, which rehashes every referenced chunk): bytes no
   longer match the id; repaired like missing ones, and the bad file is deleted.
 
@@ -39,6 +40,8 @@ class FsckReport:
     repaired: bool = False
     #: Versions removed by ``repair`` because they referenced missing or corrupt chunks.
     dropped: list[ObjectVersion] = field(default_factory=list)
+    #: Multipart uploads aborted by ``repair`` for the same reason (a part's chunk).
+    aborted_uploads: list[str] = field(default_factory=list)
     #: Chunk files deleted by ``repair`` (orphans found, plus any left by dropped
     #: versions, plus corrupt files).
     deleted_chunks: int = 0
@@ -72,6 +75,12 @@ class FsckReport:
                 lines.append(f"  dropped {v.bucket}/{v.key} version {v.version_id}")
             if len(self.dropped) > RENDER_LIMIT:
                 lines.append(f"  ... and {len(self.dropped) - RENDER_LIMIT} more")
+            if self.aborted_uploads:
+                lines.append(
+                    f"repair: aborted {len(self.aborted_uploads)} multipart uploads whose "
+                    "parts' bytes were lost or damaged"
+                )
+                lines += [f"  aborted upload {u}" for u in self.aborted_uploads[:RENDER_LIMIT]]
         if self.problems == 0:
             lines.append("result: clean")
         elif self.repaired:
@@ -107,6 +116,7 @@ async def fsck(meta: MetaStore, blobs: BlobStore, *, repair: bool, verify: bool)
     lost = report.missing + report.corrupt
     if lost:
         report.dropped = await meta.drop_versions_with_chunks(lost)
+        report.aborted_uploads = await meta.drop_uploads_with_chunks(lost)
     for cid in report.corrupt:
         await blobs.delete(cid)
     still_referenced = await meta.chunk_refs()

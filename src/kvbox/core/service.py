@@ -22,7 +22,7 @@ import enum
 import hashlib
 import time
 from collections import Counter, OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Final, Literal, TypeAlias
 
 from kvbox.core.blob import BlobStore
@@ -727,7 +727,13 @@ class Store:
             self._release(chunks)
 
     async def complete_multipart(
-        self, bucket: str, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+        self,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        parts: Sequence[tuple[int, str]],
+        derive_attrs: Callable[[Sequence[Part], Mapping[str, str]], Mapping[str, str]]
+        | None = None,
     ) -> tuple[ObjectVersion, list[Part]]:
         """Make the listed (part number, etag) parts, in ascending order, the object.
 
@@ -761,6 +767,7 @@ class Store:
         b = self._bucket(bucket)
         size = sum(p.size for p in chosen)
         self._check_size(size)
+        attrs = up.attrs if derive_attrs is None else derive_attrs(chosen, up.attrs)
         v = self._new_version(
             b,
             key,
@@ -769,7 +776,7 @@ class Store:
             inline=None,
             chunks=tuple(c for p in chosen for c in p.chunks),
             content_type=up.content_type,
-            attrs=up.attrs,
+            attrs=attrs,
         )
         try:
             result = await self.meta.complete_upload(upload_id, v, list(parts))

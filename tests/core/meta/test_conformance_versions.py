@@ -13,10 +13,18 @@ import random
 import pytest
 
 from kvbox.core.meta import MetaStore
-from kvbox.core.model import AtomicOp, ObjectVersion, PutOp, SetAttrsOp, Versioning
+from kvbox.core.model import (
+    AtomicOp,
+    MultipartUpload,
+    ObjectVersion,
+    Part,
+    PutOp,
+    SetAttrsOp,
+    Versioning,
+)
 from kvbox.errors import NoSuchBucket
 
-from .test_conformance import Factory, bucket, delete, factory, put, store, ver
+from .test_conformance import Factory, bucket, chunk, delete, factory, put, store, ver
 
 __all__ = ["factory", "store"]  # fixtures, re-exported for pytest
 
@@ -150,3 +158,16 @@ async def test_list_bucket_versions_order_markers_and_pages(store: MetaStore) ->
     mid = await store.list_bucket_versions(b, "", "b", second, 1000)
     assert [v.s3_version_id for v in mid if v.key == "b"] == expected["b"][2:]
     assert await store.list_bucket_versions("missing", "", "", "", 10) == []
+
+
+async def test_drop_uploads_with_chunks(store: MetaStore) -> None:
+    b = await bucket(store)
+    bad, good = chunk("lost"), chunk("fine")
+    for upload_id, ref in (("u1", bad), ("u2", good), ("u3", bad)):
+        await store.create_upload(MultipartUpload(b, "k", upload_id))
+        await store.put_part(upload_id, Part(1, "e" * 32, ref.size, (ref,)))
+    assert await store.drop_uploads_with_chunks([bad.chunk_id]) == ["u1", "u3"]
+    assert await store.get_upload("u1") is None and await store.get_upload("u3") is None
+    assert await store.get_upload("u2") is not None
+    assert (await store.chunk_refs()).get(bad.chunk_id, 0) == 0
+    assert await store.drop_uploads_with_chunks([bad.chunk_id]) == []

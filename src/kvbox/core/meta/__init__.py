@@ -182,6 +182,12 @@ class MetaStore(Protocol):
         --repair of missing chunks); returns the removed versions."""
         ...
 
+    async def drop_uploads_with_chunks(self, chunk_ids: Sequence[str]) -> list[str]:
+        """Abort every multipart upload with a part that references one of
+        ``chunk_ids`` (fsck --repair: such an upload could only complete into an object
+        with missing bytes); returns their upload ids, sorted."""
+        ...
+
     # users and access keys (S3 identities besides root; see ``kvbox.core.meta.users``)
     async def create_user(self, name: str, created_ns: int) -> User:
         """Raises ``InvalidArgument`` for a bad or reserved name, ``UserExists``."""

@@ -647,6 +647,17 @@ class MemoryMetaStore:
             self._remove(b, v, scratch, None)
         return [v for _, v in doomed]
 
+    async def drop_uploads_with_chunks(self, chunk_ids: Sequence[str]) -> list[str]:
+        wanted = set(chunk_ids)
+        doomed = sorted(
+            upload_id
+            for upload_id, parts in self._parts.items()
+            if any(ref.chunk_id in wanted for p in parts.values() for ref in p.chunks)
+        )
+        for upload_id in doomed:
+            await self.abort_upload(upload_id)
+        return doomed
+
     # --- users and access keys --------------------------------------------------------
 
     def _user(self, name: str) -> User:

@@ -1013,6 +1013,28 @@ class _Writer:
         removed: list[ObjectVersion] = self._guarded(run)
         return removed
 
+    def drop_uploads_with_chunks(self, chunk_ids: Sequence[str]) -> list[str]:
+        wanted = {bytes.fromhex(c) for c in chunk_ids}
+
+        def run() -> list[str]:
+            c = self.c
+            doomed = sorted(
+                {
+                    upload_id
+                    for upload_id, blob in c.execute(
+                        "SELECT upload_id, chunks FROM parts WHERE chunks IS NOT NULL"
+                    ).fetchall()
+                    if not wanted.isdisjoint(_chunk_counts(blob))
+                }
+            )
+            scratch: list[str] = []
+            for upload_id in doomed:
+                self._drop_upload(upload_id, scratch)
+            return doomed
+
+        dropped: list[str] = self._guarded(run)
+        return dropped
+
     # multipart uploads (rows outside the overlay, so plain SQL under ``_guarded``)
 
     def create_upload(self, upload: MultipartUpload) -> None:
@@ -2013,6 +2035,15 @@ class SqliteMetaStore:
         ids = tuple(chunk_ids)
         removed: list[ObjectVersion] = await self._submit(lambda: w.drop_versions_with_chunks(ids))
         return removed
+
+    async def drop_uploads_with_chunks(self, chunk_ids: Sequence[str]) -> list[str]:
+        for cid in chunk_ids:
+            if _rules.CHUNK_ID.fullmatch(cid) is None:
+                raise InvalidArgument(f"bad chunk id {cid!r}")
+        w = self._w()
+        ids = tuple(chunk_ids)
+        dropped: list[str] = await self._submit(lambda: w.drop_uploads_with_chunks(ids))
+        return dropped
 
     # --- users and access keys --------------------------------------------------------
 

@@ -30,7 +30,6 @@ from kvbox.s3.xml import (
 )
 
 ROOT = "root"
-ROOT_OWNER = Owner(ROOT, ROOT)
 
 
 async def list_buckets(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:

@@ -21,7 +21,11 @@ How S3 object metadata is kept in ``ObjectVersion.attrs`` (string -> string)::
                          cache-control, expires (stored as sent)
     tag:<key>            one object tag (value as given)
     checksum:<ALG>       the verified base64 flexible checksum, ALG as in
-                         ``checksums.Algorithm`` (CRC32, CRC32C, CRC64NVME, SHA1, SHA256)
+                         ``checksums.Algorithm`` (CRC32, CRC32C, CRC64NVME, SHA1, SHA256);
+                         a multipart object's is derived from its parts' (``-N`` when
+                         COMPOSITE)
+    checksum-type        COMPOSITE or FULL_OBJECT for a multipart object's checksums
+    parts                a multipart object's part sizes, run-length encoded
 
     acl                  the object's canned ACL (absent: private)
 
@@ -67,8 +71,13 @@ META = "meta:"
 HEADER = "h:"
 TAG = "tag:"
 CHECKSUM = "checksum:"
+#: COMPOSITE or FULL_OBJECT: how the object's ``checksum:*`` values were computed
+#: (a multipart upload's; a single PUT's checksums are always FULL_OBJECT).
+CHECKSUM_TYPE = "checksum-type"
 #: An object's canned ACL in ``ObjectVersion.attrs``.
 OBJECT_ACL = "acl"
+#: A multipart object's part sizes (``object.encode_part_sizes``), for partNumber reads.
+PARTS = "parts"
 
 # Bucket settings in ``Bucket.attrs``.
 POLICY = "policy"
@@ -234,7 +243,7 @@ def checksum_headers(attrs: Mapping[str, str]) -> dict[str, str]:
         if k.startswith(CHECKSUM):
             out[Algorithm(k[len(CHECKSUM) :]).header] = v
     if out:
-        out["x-amz-checksum-type"] = "FULL_OBJECT"
+        out["x-amz-checksum-type"] = attrs.get(CHECKSUM_TYPE, "FULL_OBJECT")
     return out
 
 

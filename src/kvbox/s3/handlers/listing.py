@@ -21,7 +21,6 @@ import base64
 import binascii
 
 from kvbox.s3.errors import S3Error
-from kvbox.s3.handlers.bucket import ROOT_OWNER
 from kvbox.s3.handlers.common import Context, S3Request, S3Response, xml_response
 from kvbox.s3.router import MAX_KEY_BYTES, Endpoint
 from kvbox.s3.xml import (
@@ -80,7 +79,7 @@ async def _scan(
     delimiter: str | None,
     after: str,
     max_keys: int,
-    owner: bool,
+    owner: Owner | None,
 ) -> tuple[list[ObjectEntry], list[str], bool, str | None]:
     """(contents, common prefixes, truncated, last item returned) for one page."""
     contents: list[ObjectEntry] = []
@@ -116,7 +115,7 @@ async def _scan(
                     timestamp_from_ns(v.mtime_ns),
                     v.etag,
                     v.size,
-                    owner=ROOT_OWNER if owner else None,
+                    owner=owner,
                 )
             )
             last = v.key
@@ -140,14 +139,17 @@ def _untoken(token: str) -> str:
         ) from None
 
 
-async def _check_bucket(ctx: Context, name: str) -> None:
-    if await ctx.store.get_bucket(name) is None:
+async def _owner(ctx: Context, name: str) -> Owner:
+    """The bucket's owner (the owner of all its objects in kvbox); NoSuchBucket."""
+    b = await ctx.store.get_bucket(name)
+    if b is None:
         raise S3Error("NoSuchBucket", resource=f"/{name}", extra={"BucketName": name})
+    return Owner(b.owner, b.owner)
 
 
 async def list_objects_v2(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None
-    await _check_bucket(ctx, ep.bucket)
+    owner = await _owner(ctx, ep.bucket)
     prefix = req.param("prefix") or ""
     delimiter = req.param("delimiter") or None
     max_keys = _max_keys(req)
@@ -157,7 +159,7 @@ async def list_objects_v2(ctx: Context, req: S3Request, ep: Endpoint) -> S3Respo
     after = _untoken(token) if token is not None else (start_after or "")
     fetch_owner = (req.param("fetch-owner") or "").lower() == "true"
     contents, prefixes, truncated, last = await _scan(
-        ctx, ep.bucket, prefix, delimiter, after, max_keys, fetch_owner
+        ctx, ep.bucket, prefix, delimiter, after, max_keys, owner if fetch_owner else None
     )
     result = ListObjectsV2Result(
         name=ep.bucket,
@@ -177,14 +179,14 @@ async def list_objects_v2(ctx: Context, req: S3Request, ep: Endpoint) -> S3Respo
 
 async def list_objects(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None
-    await _check_bucket(ctx, ep.bucket)
+    owner = await _owner(ctx, ep.bucket)
     prefix = req.param("prefix") or ""
     delimiter = req.param("delimiter") or None
     max_keys = _max_keys(req)
     encoding = _encoding(req)
     marker = req.param("marker") or ""
     contents, prefixes, truncated, last = await _scan(
-        ctx, ep.bucket, prefix, delimiter, marker, max_keys, True
+        ctx, ep.bucket, prefix, delimiter, marker, max_keys, owner
     )
     result = ListObjectsResult(
         name=ep.bucket,

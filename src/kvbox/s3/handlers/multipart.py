@@ -18,13 +18,20 @@ Layer: s3 handlers. Rules:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 
-from kvbox.s3.checksums import Algorithm
+from kvbox.core.model import Part
+from kvbox.s3.checksums import (
+    Algorithm,
+    ChecksumType,
+    composite_checksum,
+    full_object_checksum,
+)
 from kvbox.s3.errors import S3Error
-from kvbox.s3.handlers.bucket import ROOT_OWNER
 from kvbox.s3.handlers.common import (
     CHECKSUM,
+    CHECKSUM_TYPE,
+    PARTS,
     TAG,
     Context,
     PayloadChecks,
@@ -37,7 +44,13 @@ from kvbox.s3.handlers.common import (
     user_metadata,
     xml_response,
 )
-from kvbox.s3.handlers.object import acl_attrs, check_read_conditions, resolve_version, slice_bytes
+from kvbox.s3.handlers.object import (
+    acl_attrs,
+    check_read_conditions,
+    encode_part_sizes,
+    resolve_version,
+    slice_bytes,
+)
 from kvbox.s3.router import Endpoint
 from kvbox.s3.xml import (
     CompleteMultipartUpload,
@@ -46,6 +59,7 @@ from kvbox.s3.xml import (
     InitiateMultipartUploadResult,
     ListMultipartUploadsResult,
     ListPartsResult,
+    Owner,
     PartEntry,
     Tagging,
     UploadEntry,
@@ -71,6 +85,50 @@ def _page_size(req: S3Request, name: str) -> int:
     return min(int(raw), MAX_PAGE)
 
 
+def object_checksums(
+    parts: Sequence[Part],
+    attrs: Mapping[str, str],
+    sent: Mapping[int, Mapping[Algorithm, str]],
+) -> dict[str, str]:
+    """The object's attrs with its whole-object checksums, from the parts' checksums.
+
+    A checksum the Complete body lists for a part must equal the one verified at upload
+    (else InvalidPart). For each algorithm every part has, the object gets S3's value:
+    CRC64NVME (and CRC32/CRC32C when the upload asked for ``x-amz-checksum-type:
+    FULL_OBJECT``) the CRC of all the bytes, combined from the parts' CRCs without
+    reading them; otherwise the COMPOSITE checksum of the part checksums, ``-N``.
+    """
+    for p in parts:
+        stored = _part_checksums(p.attrs)
+        for alg, value in sent.get(p.part_number, {}).items():
+            if stored.get(alg) != value:
+                raise S3Error(
+                    "InvalidPart",
+                    f"part {p.part_number}'s {alg.value} checksum is not the one uploaded",
+                )
+    out = {k: v for k, v in attrs.items() if not k.startswith(CHECKSUM)}
+    full = attrs.get(CHECKSUM_TYPE) == ChecksumType.FULL_OBJECT.value
+    kinds: set[str] = set()
+    for alg in Algorithm:
+        values = [_part_checksums(p.attrs).get(alg) for p in parts]
+        if not values or any(v is None for v in values):
+            continue
+        got = [v for v in values if v is not None]
+        if alg is Algorithm.CRC64NVME or (full and alg in (Algorithm.CRC32, Algorithm.CRC32C)):
+            out[CHECKSUM + alg.value] = full_object_checksum(
+                alg, [(v, p.size) for v, p in zip(got, parts, strict=True)]
+            )
+            kinds.add(ChecksumType.FULL_OBJECT.value)
+        else:
+            out[CHECKSUM + alg.value] = composite_checksum(alg, got)
+            kinds.add(ChecksumType.COMPOSITE.value)
+    out.pop(CHECKSUM_TYPE, None)
+    if len(kinds) == 1:
+        out[CHECKSUM_TYPE] = kinds.pop()
+    out[PARTS] = encode_part_sizes([p.size for p in parts])
+    return out
+
+
 def _part_checksums(attrs: Mapping[str, str]) -> dict[Algorithm, str]:
     return {Algorithm(k[len(CHECKSUM) :]): v for k, v in attrs.items() if k.startswith(CHECKSUM)}
 
@@ -83,6 +141,11 @@ async def create_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) ->
     if tagging is not None:
         attrs.update({TAG + k: v for k, v in Tagging.from_header(tagging).tags})
     attrs.update(await acl_attrs(ctx, req, ep.bucket))
+    kind = (req.header("x-amz-checksum-type") or "").strip().upper()
+    if kind:
+        if kind not in (ChecksumType.COMPOSITE.value, ChecksumType.FULL_OBJECT.value):
+            raise S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.")
+        attrs[CHECKSUM_TYPE] = kind
     content_type = req.header("content-type") or DEFAULT_CONTENT_TYPE
     up = await ctx.store.create_multipart(ep.bucket, ep.key, content_type=content_type, attrs=attrs)
     return xml_response(InitiateMultipartUploadResult(ep.bucket, ep.key, up.upload_id).to_xml())
@@ -161,8 +224,24 @@ async def complete_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) 
     assert ep.bucket is not None and ep.key is not None and ep.upload_id is not None
     body = CompleteMultipartUpload.from_xml(await read_small(req))
     wanted = [(p.part_number, p.etag) for p in body.parts]
-    v, _ = await ctx.store.complete_multipart(ep.bucket, ep.key, ep.upload_id, wanted)
-    result = CompleteMultipartUploadResult(f"/{ep.bucket}/{ep.key}", ep.bucket, ep.key, v.etag)
+    sent = {p.part_number: p.checksums for p in body.parts}
+
+    def derive(parts: Sequence[Part], attrs: Mapping[str, str]) -> Mapping[str, str]:
+        return object_checksums(parts, attrs, sent)
+
+    v, _ = await ctx.store.complete_multipart(
+        ep.bucket, ep.key, ep.upload_id, wanted, derive_attrs=derive
+    )
+    sums = _part_checksums(v.attrs)
+    kind = v.attrs.get(CHECKSUM_TYPE)
+    result = CompleteMultipartUploadResult(
+        f"/{ep.bucket}/{ep.key}",
+        ep.bucket,
+        ep.key,
+        v.etag,
+        sums,
+        ChecksumType(kind) if kind is not None and sums else None,
+    )
     resp = xml_response(result.to_xml())
     if not v.is_null:
         resp.headers["x-amz-version-id"] = v.version_id
@@ -183,6 +262,8 @@ async def list_parts(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
         raise S3Error("InvalidArgument", "Invalid part-number-marker")
     marker = int(raw_marker)
     _, parts = await ctx.store.list_parts(ep.bucket, ep.key, ep.upload_id, marker, limit + 1)
+    b = await ctx.store.get_bucket(ep.bucket)
+    owner = Owner(b.owner, b.owner) if b is not None else Owner("root", "root")
     truncated = len(parts) > limit
     parts = parts[:limit]
     result = ListPartsResult(
@@ -203,16 +284,18 @@ async def list_parts(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
             for p in parts
         ],
         next_part_number_marker=parts[-1].part_number if parts else None,
-        initiator=ROOT_OWNER,
-        owner=ROOT_OWNER,
+        initiator=owner,
+        owner=owner,
     )
     return xml_response(result.to_xml())
 
 
 async def list_multipart_uploads(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None
-    if await ctx.store.get_bucket(ep.bucket) is None:
+    b = await ctx.store.get_bucket(ep.bucket)
+    if b is None:
         raise S3Error("NoSuchBucket", resource=f"/{ep.bucket}", extra={"BucketName": ep.bucket})
+    owner = Owner(b.owner, b.owner)
     limit = _page_size(req, "max-uploads")
     prefix = req.param("prefix") or ""
     key_marker = req.param("key-marker") or ""
@@ -253,8 +336,8 @@ async def list_multipart_uploads(ctx: Context, req: S3Request, ep: Endpoint) -> 
                     up.key,
                     up.upload_id,
                     timestamp_from_ns(up.initiated_ns),
-                    ROOT_OWNER,
-                    ROOT_OWNER,
+                    owner,
+                    owner,
                 )
             )
             next_key, next_id = up.key, up.upload_id

@@ -21,7 +21,7 @@ Layer: s3 handlers. Rules:
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 
 from kvbox import timeparse
@@ -31,7 +31,9 @@ from kvbox.s3.checksums import Algorithm
 from kvbox.s3.errors import S3Error
 from kvbox.s3.handlers.common import (
     CHECKSUM,
+    CHECKSUM_TYPE,
     OBJECT_ACL,
+    PARTS,
     TAG,
     Context,
     PayloadChecks,
@@ -289,12 +291,25 @@ async def slice_bytes(source: AsyncIterator[bytes], first: int, last: int) -> As
 async def get_object(
     ctx: Context, req: S3Request, ep: Endpoint, *, head: bool = False
 ) -> S3Response:
-    if ep.part_number is not None and ep.part_number != 1:
-        # A single-part object has only part 1 (S3's InvalidPartNumber is also a 416).
-        raise S3Error("InvalidRange", "The requested partnumber is not satisfiable")
     v = await resolve_version(ctx, ep, req)
     status = check_read_conditions(v, req.headers)
     headers = _object_headers(v, req)
+    sizes = part_sizes(v.attrs.get(PARTS))
+    part_span = None
+    if ep.part_number is not None:
+        if req.header("range") is not None:
+            raise S3Error("InvalidRequest", "Cannot specify both Range header and partNumber")
+        if sizes is None:
+            if ep.part_number != 1:
+                # A single-part object has only part 1 (InvalidPartNumber is also a 416).
+                raise S3Error("InvalidRange", "The requested partnumber is not satisfiable")
+        elif ep.part_number > len(sizes):
+            raise S3Error("InvalidRange", "The requested partnumber is not satisfiable")
+        else:
+            first = sum(sizes[: ep.part_number - 1])
+            part_span = (first, first + sizes[ep.part_number - 1] - 1)
+    if sizes is not None:
+        headers["x-amz-mp-parts-count"] = str(len(sizes))
     if status == 412:
         raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
     if status == 304:
@@ -305,7 +320,7 @@ async def get_object(
         if value is not None:
             headers[name] = value
     rng = req.header("range")
-    span = parse_range(rng, v.size) if rng is not None else None
+    span = parse_range(rng, v.size) if rng is not None else part_span
     if head:
         if span is not None:
             first, last = span
@@ -326,6 +341,37 @@ async def get_object(
 
 async def head_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     return await get_object(ctx, req, ep, head=True)
+
+
+def part_sizes(encoded: str | None) -> list[int] | None:
+    """The part sizes of a multipart object (attr ``PARTS``), for ``partNumber`` reads.
+
+    >>> part_sizes("5242880*3,17"), part_sizes(None)
+    ([5242880, 5242880, 5242880, 17], None)
+    """
+    if not encoded:
+        return None
+    out: list[int] = []
+    for run in encoded.split(","):
+        size, _, count = run.partition("*")
+        out += [int(size)] * int(count or 1)
+    return out
+
+
+def encode_part_sizes(sizes: Sequence[int]) -> str:
+    """Run-length ``SIZE*COUNT`` runs: every S3 client uploads equal parts but the last,
+    so even a 10,000-part object costs a few bytes of metadata.
+
+    >>> encode_part_sizes([5, 5, 5, 2])
+    '5*3,2'
+    """
+    runs: list[list[int]] = []
+    for size in sizes:
+        if runs and runs[-1][0] == size:
+            runs[-1][1] += 1
+        else:
+            runs.append([size, 1])
+    return ",".join(f"{size}*{n}" if n > 1 else str(size) for size, n in runs)
 
 
 def _write_condition(req: S3Request) -> Condition | None:
@@ -521,9 +567,13 @@ async def copy_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
         attrs.update({k: v for k, v in src.attrs.items() if k.startswith(TAG)})
     else:
         attrs.update(_tagging_attrs(req))
-    # A copy is a new object: it gets the ACL the request names (private by default),
-    # never the source's, as on AWS.
+    # A copy is a new single-part object: it gets the ACL the request names (private by
+    # default), never the source's, as on AWS; no part layout, no COMPOSITE checksum.
     attrs.pop(OBJECT_ACL, None)
+    attrs.pop(PARTS, None)
+    attrs.pop(CHECKSUM_TYPE, None)
+    for name in [k for k, val in attrs.items() if k.startswith(CHECKSUM) and "-" in val]:
+        del attrs[name]
     attrs.update(await acl_attrs(ctx, req, ep.bucket))
     condition = _write_condition(req)
     if same and condition is None:
