@@ -31,7 +31,7 @@ from kvbox.s3.xml import (
     WebsiteConfiguration,
 )
 from kvbox.server import web as web_module
-from kvbox.server.web import Target, build_web_app, target_of
+from kvbox.server.web import Target, Visitor, build_web_app, target_of
 
 Client = TestClient[web.Request, web.Application]
 
@@ -108,7 +108,7 @@ async def store() -> AsyncIterator[Store]:
     await s.close()
 
 
-async def _can_read(bucket: str, key: str, version: ObjectVersion) -> bool:
+async def _can_read(visitor: Visitor, bucket: str, key: str, version: ObjectVersion) -> bool:
     return not key.startswith("private/")
 
 
@@ -363,7 +363,7 @@ async def test_deleted_and_versioned_objects(client: Client, store: Store) -> No
 
 
 async def test_can_list_false_turns_404_into_403(store: Store) -> None:
-    async def no_list(bucket: str) -> bool:
+    async def no_list(visitor: Visitor, bucket: str) -> bool:
         return False
 
     app = build_web_app(store, web_domain=DOMAIN, can_read=_can_read, can_list=no_list)

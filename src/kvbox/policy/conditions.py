@@ -36,6 +36,7 @@ keys or values":
 from __future__ import annotations
 
 import difflib
+import enum
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -98,21 +99,64 @@ class NormalContext:
 # --- wildcards and policy variables ----------------------------------------------------
 
 
+class _Wild(enum.Enum):
+    STAR = "*"
+    ONE = "?"
+
+
+#: A wildcard value as tokens: literal text, or ``*`` / ``?``.
+GlobToken = str | _Wild
+
+
+def glob_tokens(text: str) -> list[GlobToken]:
+    """``*`` and ``?`` as wildcards, everything else literal."""
+    out: list[GlobToken] = []
+    for ch in text:
+        out.append(_Wild.STAR if ch == "*" else _Wild.ONE if ch == "?" else ch)
+    return out
+
+
+def glob_regex(tokens: Sequence[GlobToken]) -> str:
+    """The regex source (for ``fullmatch``, with DOTALL) of a wildcard value, built so
+    that matching takes linear time whatever the value.
+
+    A plain translation (``*`` to ``.*``) backtracks exponentially on values like
+    ``*a*a*a*a*b`` against a long string, and any bucket owner can write one: every
+    request would then freeze the event loop. Here each segment between two stars sits
+    in an atomic group that takes its *earliest* occurrence, ``(?>.*?seg)``, and never
+    gives it back. For segments of fixed length (``?`` is one character) the earliest
+    placement is always right, since it leaves the longest rest for the segments after
+    it; only the last segment is anchored at the end by a single greedy ``.*``.
+
+    >>> glob_regex(glob_tokens("a*b?.c"))
+    'a.*b.\\.c'
+    >>> glob_regex(glob_tokens("*x*y*"))
+    '(?>.*?x)(?>.*?y).*'
+    """
+    segments: list[list[str]] = [[]]
+    for t in tokens:
+        if t is _Wild.STAR:
+            segments.append([])
+        elif t is _Wild.ONE:
+            segments[-1].append(".")
+        else:
+            assert isinstance(t, str)
+            segments[-1].append(re.escape(t))
+    joined = ["".join(seg) for seg in segments]
+    if len(joined) == 1:
+        return joined[0]
+    first, middle, last = joined[0], joined[1:-1], joined[-1]
+    return first + "".join(f"(?>.*?{m})" for m in middle if m) + ".*" + last
+
+
 def wildcard_regex(text: str) -> str:
-    """The regex source for a wildcard value: ``*`` any run, ``?`` one character.
+    """The regex source for a wildcard value: ``*`` any run, ``?`` one character
+    (linear-time, see ``glob_regex``).
 
     >>> wildcard_regex("a*b?.c")
-    'a.*b.\\\\.c'
+    'a.*b.\\.c'
     """
-    out: list[str] = []
-    for ch in text:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        else:
-            out.append(re.escape(ch))
-    return "".join(out)
+    return glob_regex(glob_tokens(text))
 
 
 def has_wildcard(text: str) -> bool:
@@ -172,8 +216,8 @@ class Pattern:
     text: str
     wildcard: bool
     ignore_case: bool
-    #: The value split at its variables; a wildcard value's text parts are already
-    #: translated to regex source, so a request only escapes what it substitutes.
+    #: The value split at its variables (text parts as written; a request turns them
+    #: and what it substitutes into one linear-time regex, see ``glob_regex``).
     parts: tuple[str | Variable, ...]
     #: The compiled matcher when the value has no variables (wildcard or not).
     regex: re.Pattern[str] | None = field(compare=False)
@@ -189,6 +233,18 @@ class Pattern:
     def matches(self, value: str, ctx: NormalContext) -> bool:
         if self.regex is not None:
             return self.regex.fullmatch(value) is not None
+        if self.wildcard:
+            tokens: list[GlobToken] = []
+            for p in self.parts:
+                if isinstance(p, str):
+                    tokens += glob_tokens(p)
+                    continue
+                resolved = p.resolve(ctx)
+                if resolved is None:
+                    return False
+                tokens.append(resolved)  # substituted text is literal, never a wildcard
+            flags = re.DOTALL | (re.IGNORECASE if self.ignore_case else 0)
+            return re.fullmatch(glob_regex(tokens), value, flags) is not None
         pieces: list[str] = []
         for p in self.parts:
             if isinstance(p, str):
@@ -197,11 +253,8 @@ class Pattern:
             resolved = p.resolve(ctx)
             if resolved is None:
                 return False
-            pieces.append(re.escape(resolved) if self.wildcard else resolved)
+            pieces.append(resolved)
         wanted = "".join(pieces)
-        if self.wildcard:
-            flags = re.DOTALL | (re.IGNORECASE if self.ignore_case else 0)
-            return re.fullmatch(wanted, value, flags) is not None
         if self.ignore_case:
             return wanted.casefold() == value.casefold()
         return wanted == value
@@ -215,14 +268,14 @@ def compile_pattern(
         _split_variables(text) if variables and "${" in text else (text,)
     )
     if any(isinstance(p, Variable) and p.key is not None for p in raw):
-        parts = tuple(wildcard_regex(p) if wildcard and isinstance(p, str) else p for p in raw)
-        return Pattern(text, wildcard, ignore_case, parts, None)
-    source = "".join(
-        (wildcard_regex(p) if wildcard else re.escape(p))
-        if isinstance(p, str)
-        else re.escape(p.literal)
-        for p in raw
-    )
+        return Pattern(text, wildcard, ignore_case, raw, None)
+    if wildcard:
+        tokens: list[GlobToken] = []
+        for p in raw:
+            tokens += glob_tokens(p) if isinstance(p, str) else [p.literal]
+        source = glob_regex(tokens)
+    else:
+        source = "".join(re.escape(p) if isinstance(p, str) else re.escape(p.literal) for p in raw)
     flags = re.DOTALL | (re.IGNORECASE if ignore_case else 0)
     return Pattern(text, wildcard, ignore_case, raw, re.compile(source, flags))
 

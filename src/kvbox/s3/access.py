@@ -72,6 +72,7 @@ class AccessControl:
         if policy is None:
             if len(self._policies) >= _CACHE_MAX:
                 self._policies.clear()
+                self._tag_policies.clear()
             # Stored policies were validated by PutBucketPolicy, so this cannot fail.
             policy = self._policies[k] = parse_policy(text, b.name)
             if "existingobjecttag" in text.lower():
@@ -113,7 +114,9 @@ class AccessControl:
                 raise S3Error("AccessDenied")
             return
         b = await self.store.get_bucket(ep.bucket)
-        if b is not None:
+        if b is not None and ep.op is not Op.DELETE_OBJECTS:
+            # DeleteObjects is decided key by key (``check_key``), on each object's ARN:
+            # a grant on bucket/* is all AWS asks for.
             for action in ep.actions:
                 await self._require(req, ep, b, action, ep.resource, ep.key, ep.version_id)
         cs = ep.copy_source
@@ -253,22 +256,46 @@ class AccessControl:
     # --- the website endpoint ----------------------------------------------------------
 
     async def anonymous_can(
-        self, bucket: str, action: str, key: str | None, version: ObjectVersion | None
+        self,
+        bucket: str,
+        action: str,
+        key: str | None,
+        version: ObjectVersion | None,
+        source_ip: str = "",
+        secure: bool = False,
+        user_agent: str | None = None,
+        referer: str | None = None,
     ) -> bool:
-        """Whether an anonymous website visitor may do ``action`` (GetObject on ``key``,
-        or ListBucket on the bucket): the same decision as the S3 port makes."""
+        """Whether an anonymous website visitor may do ``action`` (GetObject on ``key``'s
+        ``version``, or ListBucket on the bucket): the decision the S3 port makes, from
+        the same facts (the visitor's address, TLS, User-Agent, Referer; the served
+        version's ACL and, when the policy names them, its tags)."""
         b = await self.store.get_bucket(bucket)
         if b is None:
             return False
+        policy = self.policy_of(b)
+        extra: dict[str, ContextValue] = {}
+        if version is not None and policy is not None and self._needs_tags(b):
+            for name, value in version.attrs.items():
+                if name.startswith(TAG):
+                    extra["s3:ExistingObjectTag/" + name[len(TAG) :]] = value
         resource = object_arn(bucket, key) if key is not None else bucket_arn(bucket)
-        context = request_context(None, now=self._now(), secure_transport=False)
+        context = request_context(
+            None,
+            now=self._now(),
+            source_ip=source_ip or None,
+            secure_transport=secure,
+            user_agent=user_agent,
+            referer=referer,
+            extra=extra,
+        )
         query = AccessQuery(
             None,
             action,
             resource,
             b.name,
             b.owner,
-            self.policy_of(b),
+            policy,
             b.attrs.get(ACL, "private"),
             version.attrs.get(OBJECT_ACL) if version is not None else None,
             self.pab_of(b),

@@ -150,6 +150,7 @@ ERRORS: Mapping[str, ErrorSpec] = _table(
             "in order by part number.",
         ),
         ("InvalidRange", 416, "The requested range is not satisfiable"),
+        ("InvalidRedirectLocation", 400, "The website redirect location is not valid."),
         ("InvalidRequest", 400, "Invalid Request"),
         ("InvalidStorageClass", 400, "The storage class you specified is not valid"),
         ("InvalidTag", 400, "The tag provided was not a valid tag."),

@@ -231,6 +231,7 @@ class S3Frontend:
                 cors_bucket = ep.bucket
                 if ep.op is not Op.PREFLIGHT:  # browsers send preflights unsigned
                     req.auth = await self.authenticate(req)
+                    ep = await self._pin_instant(req, ep)
                     await self.access.check(req, ep)
                 try:
                     resp = await self._dispatch(req, ep)
@@ -279,6 +280,28 @@ class S3Frontend:
             self._keys.clear()  # a changed key or user counts at once on this server
         body = json.dumps({"status": status, "lines": lines}).encode()
         return S3Response(200, {"Content-Type": "application/json"}, body)
+
+    async def _pin_instant(self, req: S3Request, ep: Endpoint) -> Endpoint:
+        """A time-travel read (``x-kvbox-at``) names the version that was newest then:
+        resolve it *before* the access check, so the check sees what will be served. A
+        version that is no longer the newest is a noncurrent version, which needs
+        ``s3:GetObjectVersion`` exactly like ``?versionId=`` (and its own ACL and tags).
+        """
+        if ep.op not in _READS or ep.version_id is not None or ep.bucket is None:
+            return ep
+        value = req.param(obj.AT_PARAM) or req.header(obj.AT_PARAM)
+        if value is None or ep.key is None:
+            return ep
+        at = obj.parse_instant(value)
+        if await self.ctx.store.get_bucket(ep.bucket) is None:
+            return ep  # the handler answers NoSuchBucket
+        then = await self.ctx.store.version_at(ep.bucket, ep.key, at)
+        if then is None or then.is_delete_marker:
+            return ep  # nothing then: the handler answers NoSuchKey
+        now = await self.ctx.store.head(ep.bucket, ep.key)
+        if now is not None and now.version_id == then.version_id:
+            return ep
+        return dataclasses.replace(ep, version_id=then.s3_version_id)
 
     async def _explain(self, req: S3Request) -> S3Response:
         """``POST /_kvbox/policy/explain``: ``kvbox policy explain --server``, root only."""

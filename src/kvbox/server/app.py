@@ -38,7 +38,7 @@ from kvbox.s3.server import S3Frontend
 from kvbox.server.gwkv import GwkvServer
 from kvbox.server.http import build_app
 from kvbox.server.udp import GwkvDatagram
-from kvbox.server.web import build_web_app
+from kvbox.server.web import Visitor, build_web_app
 
 log = logging.getLogger("kvbox")
 
@@ -171,11 +171,16 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
     if s.web_port:
         access = s3.access if s3 is not None else AccessControl(store)
 
-        async def can_read(bucket: str, key: str, v: ObjectVersion) -> bool:
-            return await access.anonymous_can(bucket, "s3:GetObject", key, v)
+        async def can_read(who: Visitor, bucket: str, key: str, v: ObjectVersion) -> bool:
+            return await access.anonymous_can(
+                bucket, "s3:GetObject", key, v, who.remote, who.secure, who.user_agent, who.referer
+            )
 
-        async def can_list(bucket: str) -> bool:
-            return await access.anonymous_can(bucket, "s3:ListBucket", None, None)
+        async def can_list(who: Visitor, bucket: str) -> bool:
+            return await access.anonymous_can(
+                bucket, "s3:ListBucket", None, None, who.remote, who.secure, who.user_agent,
+                who.referer,
+            )  # fmt: skip
 
         web_app = build_web_app(
             store, web_domain=s.web_domain, can_read=can_read, can_list=can_list

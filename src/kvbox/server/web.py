@@ -52,10 +52,32 @@ from kvbox.s3.xml import WebsiteConfiguration, quote_etag
 
 log = logging.getLogger("kvbox.web")
 
-#: May the public read this object? (bucket, key, the version about to be served).
-CanRead = Callable[[str, str, ObjectVersion], Awaitable[bool]]
-#: May the public list this bucket (learn that a key does not exist)?
-CanList = Callable[[str], Awaitable[bool]]
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """What the access decision may know of an anonymous website visitor: the same
+    request facts the S3 port gives it (``aws:SourceIp``, ``aws:SecureTransport``,
+    ``aws:UserAgent``, ``aws:Referer``), so a policy decides alike on both ports."""
+
+    remote: str = ""
+    secure: bool = False
+    user_agent: str | None = None
+    referer: str | None = None
+
+    @classmethod
+    def of(cls, request: web.Request) -> Visitor:
+        return cls(
+            request.remote or "",
+            request.secure,
+            request.headers.get("User-Agent"),
+            request.headers.get("Referer"),
+        )
+
+
+#: May this visitor read this object? (visitor, bucket, key, the version to be served).
+CanRead = Callable[[Visitor, str, str, ObjectVersion], Awaitable[bool]]
+#: May this visitor list the bucket (learn that a key does not exist)?
+CanList = Callable[[Visitor, str], Awaitable[bool]]
 
 ALLOWED_METHODS = "GET, HEAD"
 _HTML = "text/html; charset=utf-8"
@@ -239,9 +261,9 @@ class Website:
         step = site.plan(config, target.path)
         if isinstance(step, site.Redirect):
             return self._redirect(request, step, target)
-        v, status = await self._lookup(target.bucket, step.key)
+        v, status = await self._lookup(request, target.bucket, step.key)
         if v is None and step.folder_index is not None:
-            index, _ = await self._lookup(target.bucket, step.folder_index)
+            index, _ = await self._lookup(request, target.bucket, step.folder_index)
             if index is not None:
                 return self._redirect(request, site.folder_redirect(step), target)
         if v is None:
@@ -259,17 +281,19 @@ class Website:
             resp.headers.update(exc.headers)
             return resp
 
-    async def _lookup(self, bucket: str, key: str) -> tuple[ObjectVersion | None, int]:
+    async def _lookup(
+        self, request: web.Request, bucket: str, key: str
+    ) -> tuple[ObjectVersion | None, int]:
         """(the live, readable object, 200) or (None, 404 missing | 403 not readable)."""
         try:
             v = await self.store.head(bucket, key)
         except (InvalidArgument, NotFound):
             v = None  # an impossible key (too long...), a bucket deleted meanwhile
         if v is None or v.is_delete_marker:
-            if self.can_list is not None and not await self.can_list(bucket):
+            if self.can_list is not None and not await self.can_list(Visitor.of(request), bucket):
                 return None, 403
             return None, 404
-        if not await self.can_read(bucket, key, v):
+        if not await self.can_read(Visitor.of(request), bucket, key, v):
             return None, 403
         return v, 200
 
@@ -289,7 +313,7 @@ class Website:
             return self._redirect(request, then, target)
         if then is None:
             return self._error(request, err, request_id)
-        doc, doc_status = await self._lookup(target.bucket, then.key)
+        doc, doc_status = await self._lookup(request, target.bucket, then.key)
         if doc is not None:
             location = site.website_redirect(doc.attrs)
             if location is not None:

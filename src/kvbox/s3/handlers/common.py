@@ -198,12 +198,25 @@ def user_metadata(headers: Headers) -> dict[str, str]:
 
 
 def stored_headers(headers: Headers) -> dict[str, str]:
-    """Content-Encoding and friends, minus the ``aws-chunked`` transfer coding."""
+    """Content-Encoding and friends, minus the ``aws-chunked`` transfer coding.
+
+    ``x-amz-website-redirect-location`` must be a path or an http(s) URL, as on AWS: the
+    website endpoint answers it as a 301 Location, so ``javascript:`` and the like are
+    refused (InvalidRedirectLocation) before they are stored.
+    """
     out: dict[str, str] = {}
     for name in STORED_HEADERS:
         value = headers.get(name)
         if value is None:
             continue
+        if name == "x-amz-website-redirect-location" and not value.startswith(
+            ("/", "http://", "https://")
+        ):
+            raise S3Error(
+                "InvalidRedirectLocation",
+                "The website redirect location must have a prefix of 'http://' or "
+                "'https://' or '/'.",
+            )
         if name == "content-encoding":
             codings = [c.strip() for c in value.split(",") if c.strip()]
             value = ", ".join(c for c in codings if c.lower() != "aws-chunked")

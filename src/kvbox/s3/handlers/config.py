@@ -7,9 +7,9 @@ Layer: s3 handlers. Rules:
   ``ACL``, ``PAB``, ``CORS``, ``WEBSITE``), written through
   ``Store.set_bucket_attrs`` so it is durable before the 200 and every later request's
   access decision sees it.
-* A document is validated by parsing it before it is stored, and stored as sent (a
-  policy is returned byte for byte by GetBucketPolicy, as AWS does); readers parse it
-  again, through the small caches in ``kvbox.s3.access``.
+* A document is validated by parsing it before it is stored. A policy is stored as
+  sent (GetBucketPolicy returns it byte for byte, as AWS does); XML configurations are
+  stored re-rendered, in UTF-8. Readers parse them again, through small caches.
 * Public-access-block rules are enforced where AWS enforces them: BlockPublicPolicy
   refuses a public policy at PutBucketPolicy, BlockPublicAcls refuses a public canned
   ACL at every request that sets one (``check_acl_allowed``).
@@ -224,13 +224,13 @@ async def put_bucket_acl(ctx: Context, req: S3Request, ep: Endpoint) -> S3Respon
 
 
 async def _put_document(
-    ctx: Context, req: S3Request, ep: Endpoint, attr: str, validate: Callable[[bytes], object]
+    ctx: Context, req: S3Request, ep: Endpoint, attr: str, normalise: Callable[[bytes], bytes]
 ) -> S3Response:
-    """Store a configuration document as sent, once ``validate`` has parsed it."""
+    """Store a configuration document as ``normalise`` re-renders it after parsing: one
+    UTF-8 form whatever encoding the client declared, and nothing unparsed kept."""
     b = await bucket_of(ctx, ep)
     body = await read_small(req, _CONFIG_BODY)
-    validate(body)
-    await ctx.store.set_bucket_attrs(b.name, {attr: body.decode("utf-8")})
+    await ctx.store.set_bucket_attrs(b.name, {attr: normalise(body).decode("utf-8")})
     return S3Response(200)
 
 
@@ -251,7 +251,9 @@ async def _delete_setting(ctx: Context, ep: Endpoint, attr: str) -> S3Response:
 
 
 async def put_bucket_website(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
-    return await _put_document(ctx, req, ep, WEBSITE, WebsiteConfiguration.from_xml)
+    return await _put_document(
+        ctx, req, ep, WEBSITE, lambda body: WebsiteConfiguration.from_xml(body).to_xml()
+    )
 
 
 async def get_bucket_website(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
@@ -269,7 +271,9 @@ async def delete_bucket_website(ctx: Context, req: S3Request, ep: Endpoint) -> S
 
 
 async def put_bucket_cors(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
-    return await _put_document(ctx, req, ep, CORS, CORSConfiguration.from_xml)
+    return await _put_document(
+        ctx, req, ep, CORS, lambda body: CORSConfiguration.from_xml(body).to_xml()
+    )
 
 
 async def get_bucket_cors(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
