@@ -608,13 +608,17 @@ async def set_version_attrs(
 ) -> ObjectVersion:
     """Rewrite one version's attrs in place (tags, ACL): same version, same bytes, same
     Last-Modified, as S3 does. The version is named by its own id, so an overwrite
-    racing with this is never given the old object's attrs: it gets NoSuchKey instead."""
+    racing with this is never given the old object's attrs; the change is then made
+    again on the new newest version (a few times at most)."""
     assert ep.bucket is not None and ep.key is not None
-    v = await resolve_version(ctx, ep)
-    new = await ctx.store.set_attrs(ep.bucket, ep.key, v.version_id, change(v.attrs))
-    if new is None:
-        raise _no_such_key(ep)
-    return new
+    for _ in range(3):  # without a versionId, an overwrite in between means: try the new one
+        v = await resolve_version(ctx, ep)
+        new = await ctx.store.set_attrs(ep.bucket, ep.key, v.version_id, change(v.attrs))
+        if new is not None:
+            return new
+        if ep.version_id is not None:
+            break
+    raise _no_such_key(ep)
 
 
 async def _retag(ctx: Context, ep: Endpoint, tags: Tagging) -> S3Response:
