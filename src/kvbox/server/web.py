@@ -47,7 +47,7 @@ from kvbox.s3 import cors
 from kvbox.s3 import website as site
 from kvbox.s3.errors import S3Error
 from kvbox.s3.handlers.common import TAG, http_date, metadata_headers
-from kvbox.s3.handlers.object import check_read_conditions, parse_range
+from kvbox.s3.handlers.object import check_read_conditions, parse_range, slice_bytes
 from kvbox.s3.xml import WebsiteConfiguration, quote_etag
 
 log = logging.getLogger("kvbox.web")
@@ -165,22 +165,6 @@ async def _close(stream: AsyncIterator[bytes]) -> None:
     aclose = getattr(stream, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-async def _slice(source: AsyncIterator[bytes], first: int, last: int) -> AsyncIterator[bytes]:
-    """Bytes ``first..last`` (inclusive) of a stream; stops reading (and closes the
-    source, so its chunks are unpinned) past ``last``."""
-    pos = 0
-    try:
-        async for piece in source:
-            end = pos + len(piece)
-            if end > first:
-                yield piece[max(0, first - pos) : min(len(piece), last + 1 - pos)]
-            pos = end
-            if pos > last:
-                return
-    finally:
-        await _close(source)
 
 
 class _Gone(Exception):
@@ -369,7 +353,7 @@ class Website:
             return resp
         stream = self.store.iter_bytes(v)
         if code == 206:
-            stream = _slice(stream, first, last)
+            stream = slice_bytes(stream, first, last)
         try:
             head = await anext(stream, b"")
         except NotFound:
