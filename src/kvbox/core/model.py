@@ -8,7 +8,7 @@ speaks in these types, so they are the contract between layers.
 from __future__ import annotations
 
 import enum
-import os
+import random
 import threading
 import time
 from collections.abc import Mapping
@@ -240,9 +240,15 @@ class VersionIdGenerator:
     it avoids per-character loops. Lexicographic order follows creation order inside one
     process, which makes version ids readable in listings; correctness never depends on it
     (``seq`` orders versions).
+
+    The random part comes from a PRNG seeded by the OS once, not from ``os.urandom``
+    each millisecond: that syscall lets go of the GIL, and on the event loop's thread
+    taking it back behind the metadata writer cost tens of microseconds per write.
+    Ids must be unique, not unguessable.
     """
 
     def __init__(self) -> None:
+        self._rng = random.Random()  # seeded from os.urandom
         self._lock = threading.Lock()
         self._last_ms = -1
         self._rand = 0
@@ -256,7 +262,7 @@ class VersionIdGenerator:
                 self._rand = r = (self._rand + 1) & ((1 << 80) - 1)
             else:
                 self._last_ms = ms
-                self._rand = r = int.from_bytes(os.urandom(10), "big") >> 1
+                self._rand = r = self._rng.getrandbits(79)
                 self._head_of = -1
             if r >> 10 != self._head_of:
                 # Everything but the last two characters changes once per 1,024 ids.

@@ -30,7 +30,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from urllib.parse import parse_qsl, unquote_to_bytes
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from kvbox.s3.errors import S3Error
+
+_CASE_INSENSITIVE = (CIMultiDict, CIMultiDictProxy)
 
 #: S3's limit on a key's length, in bytes of UTF-8.
 MAX_KEY_BYTES = 1024
@@ -348,6 +352,8 @@ def decode_component(raw: str) -> str:
     >>> decode_component("a+b%2Fc%20d/%E2%82%AC")
     'a+b/c d/€'
     """
+    if "%" not in raw and raw.isascii():  # the usual key: nothing to decode or check
+        return raw
     if _BAD_ESCAPE.search(raw):
         raise RouteError("InvalidURI")
     try:
@@ -373,7 +379,9 @@ def check_key(key: str) -> None:
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     value = headers.get(name)
-    if value is not None:
+    if value is not None or isinstance(headers, _CASE_INSENSITIVE):
+        # The server's multidicts already ignore case: an absent header needs no scan
+        # (the router asks for a dozen absent ones on every request).
         return value
     for k, v in headers.items():  # a plain dict from a test or another caller
         if k.lower() == name:

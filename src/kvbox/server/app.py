@@ -143,7 +143,7 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
     announce(f"gwkv udp {shown}:{port}")
 
     ready = True
-    runner: web.AppRunner | None = None
+    runner: web.ServerRunner | None = None
     s3: S3Frontend | None = None
     if s.http_port:
 
@@ -157,8 +157,8 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
             secret_key=creds.secret_key,
             domain=s.domain,
         )
-        app = build_app(counters, stored, lambda: ready, s3)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        http = build_app(counters, stored, lambda: ready, s3)
+        runner = web.ServerRunner(http, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(
             runner, s.host, s.http_port, reuse_address=True, ssl_context=_tls_context(s)

