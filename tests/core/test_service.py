@@ -135,6 +135,34 @@ async def test_failed_stream_leaves_no_chunks(store: Store) -> None:
     assert await store.head("kv", "broken") is None
 
 
+async def test_cancelled_stream_with_a_chunk_in_flight_leaves_nothing(store: Store) -> None:
+    """put_stream overlaps a chunk's hashing and write with reading the next one; a
+    write cancelled (client gone) with a chunk job in flight must still unpin it, so the
+    collector can remove every chunk and nothing stays referenced or pinned."""
+    gate = asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        for i in range(5):
+            yield bytes([i]) * 4096  # one chunk each (chunk_size is 4 KiB here)
+        gate.set()
+        await asyncio.sleep(30)  # a silent client
+        yield b"never"
+
+    task = asyncio.ensure_future(store.put_stream("kv", "cut", slow()))
+    await gate.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(100):  # the last chunk job finishes in its worker thread
+        await asyncio.sleep(0.01)
+        await store.sweep_chunk_writers()
+        if not [c async for c in store.blobs.list_chunks()]:
+            break
+    assert [c async for c in store.blobs.list_chunks()] == []
+    assert not any(store._pinned.values())
+    assert await store.head("kv", "cut") is None
+
+
 async def test_cache_never_serves_stale_after_concurrent_writes(store: Store) -> None:
     async def writer(i: int) -> None:
         await store.put("kv", "hot", str(i).encode())
