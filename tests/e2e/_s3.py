@@ -8,10 +8,13 @@ answer. Nothing here imports kvbox.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
+import pytest
 from boto3.s3.transfer import TransferConfig  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 
@@ -69,3 +72,17 @@ class S3Server:
             region_name=REGION,
             config=cfg,
         )
+
+
+@contextmanager
+def module_server(
+    tmp_path_factory: pytest.TempPathFactory, name: str, *args: str
+) -> Iterator[S3Server]:
+    """A started ``S3Server`` on a fresh data directory for a module's tests; its log is
+    printed at the end (pytest shows it when something failed) and it is killed by PID."""
+    s = S3Server(tmp_path_factory.mktemp(name) / "data", *args).start()
+    try:
+        yield s
+    finally:
+        print(f"--- server log\n{s.server.log_text()[-20000:]}")
+        s.close()

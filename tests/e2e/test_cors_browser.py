@@ -36,7 +36,7 @@ import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from ._curl import Reply, curl
-from ._s3 import S3Server
+from ._s3 import S3Server, module_server
 
 CHROMIUM = "/usr/bin/chromium"
 #: Seconds a page may take to report (Chromium starts in about a second).
@@ -214,10 +214,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    s = S3Server(tmp_path_factory.mktemp("cors") / "data").start()
-    yield s
-    print(f"--- server log\n{s.server.log_text()[-20000:]}")
-    s.close()
+    with module_server(tmp_path_factory, "cors") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

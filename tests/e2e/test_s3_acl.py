@@ -22,7 +22,7 @@ import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from ._curl import Reply, code, curl
-from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server
+from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
 from ._server import run_kvbox
 
 ROOT_ENV = {"KVBOX_ROOT_ACCESS_KEY": ACCESS_KEY, "KVBOX_ROOT_SECRET_KEY": SECRET_KEY}
@@ -35,10 +35,8 @@ Grant = tuple[str, str, str]
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    s = S3Server(tmp_path_factory.mktemp("s3acl") / "data").start()
-    yield s
-    print(f"--- server log\n{s.server.log_text()[-20000:]}")
-    s.close()
+    with module_server(tmp_path_factory, "s3acl") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

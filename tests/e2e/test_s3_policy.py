@@ -23,7 +23,7 @@ import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from ._curl import Reply, code, curl, status
-from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server
+from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
 from ._s3clients import AwsCli, S3Target, failed
 from ._server import run_kvbox
 
@@ -34,10 +34,8 @@ ACCOUNT = "000000000000"
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    s = S3Server(tmp_path_factory.mktemp("s3policy") / "data").start()
-    yield s
-    print(f"--- server log\n{s.server.log_text()[-20000:]}")
-    s.close()
+    with module_server(tmp_path_factory, "s3policy") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

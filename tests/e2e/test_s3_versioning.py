@@ -28,7 +28,7 @@ from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server, module_server
 from ._s3clients import AwsCli, S3Target
 
 S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -39,10 +39,8 @@ Entry = tuple[str, str, bool]
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    s = S3Server(tmp_path_factory.mktemp("s3ver") / "data").start()
-    yield s
-    print(f"--- server log\n{s.server.log_text()[-20000:]}")
-    s.close()
+    with module_server(tmp_path_factory, "s3ver") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
