@@ -390,3 +390,20 @@ def test_get_and_head_by_part_number(s3: Any) -> None:
         Bucket="mp-partnum", Key="copy", CopySource={"Bucket": "mp-partnum", "Key": "obj"}
     )
     assert "PartsCount" not in s3.head_object(Bucket="mp-partnum", Key="copy")
+
+
+def test_unknown_checksum_type_is_invalid_request(s3srv: S3Server, s3: Any) -> None:
+    """x-amz-checksum-type takes COMPOSITE or FULL_OBJECT; anything else is a 400."""
+    s3.create_bucket(Bucket="mp-badtype")
+
+    def add_header(request: Any, **_: Any) -> None:
+        request.headers["x-amz-checksum-type"] = "SOMETIMES"
+
+    s3.meta.events.register_first("before-sign.s3.CreateMultipartUpload", add_header)
+    try:
+        with pytest.raises(ClientError) as info:
+            s3.create_multipart_upload(Bucket="mp-badtype", Key="k")
+    finally:
+        s3.meta.events.unregister("before-sign.s3.CreateMultipartUpload", add_header)
+    assert _code(info.value) == "InvalidRequest"
+    assert s3.list_multipart_uploads(Bucket="mp-badtype").get("Uploads", []) == []
