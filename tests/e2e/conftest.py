@@ -7,7 +7,9 @@ server's own output is printed at teardown so a failing test shows it.
 
 from __future__ import annotations
 
+import os
 import resource
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -55,3 +57,13 @@ def server_factory(tmp_path: Path) -> Iterator[ServerFactory]:
 def server(server_factory: ServerFactory) -> KvboxServer:
     """A server with default settings on a fresh data directory."""
     return server_factory()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's headless Chromium for the browser tests (CORS, websites); they skip,
+    saying how to get it, where it is missing (``.ci/run`` installs it)."""
+    exe = "/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else shutil.which("chromium")
+    if exe is None:
+        pytest.skip("chromium not installed: apt-get install chromium")
+    return exe

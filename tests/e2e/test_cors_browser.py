@@ -22,7 +22,6 @@ import contextlib
 import http.server
 import json
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -38,7 +37,6 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 from ._curl import Reply, curl
 from ._s3 import S3Server, module_server
 
-CHROMIUM = "/usr/bin/chromium"
 #: Seconds a page may take to report (Chromium starts in about a second).
 PAGE_TIMEOUT = 60.0
 VARY = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
@@ -103,14 +101,6 @@ def pages() -> Iterator[_Pages]:
 
 
 # --- the browser ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    exe = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
-    if exe is None:
-        pytest.skip("chromium not installed: apt-get install chromium")
-    return exe
 
 
 #: The script every page runs: ``steps`` is a list of {name, url, method, body}; each

@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -31,7 +30,6 @@ from ._s3 import S3Server
 from ._server import free_port
 
 DOMAIN = "kvbox.test"
-CHROMIUM = "/usr/bin/chromium"
 
 #: The index page: every check it makes, then one JSON line in <pre id="out">.
 INDEX = """<!doctype html>
@@ -61,14 +59,6 @@ main().catch(e => { document.getElementById("out").textContent = "error " + e; }
 </script>
 </body></html>
 """
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    exe = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
-    if exe is None:
-        pytest.skip("chromium not installed: apt-get install chromium")
-    return exe
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ Layer: s3 (async glue; the decision itself is pure, in ``kvbox.policy``). Rules:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -31,14 +32,15 @@ from kvbox.policy import (
     DecidedBy,
     Decision,
     Policy,
-    PublicAccessFlags,
     PublicAccessSettings,
+    RequestContext,
     decide,
     parse_policy,
     request_context,
 )
 from kvbox.s3.errors import S3Error
-from kvbox.s3.handlers.common import ACL, OBJECT_ACL, PAB, POLICY, TAG, S3Request
+from kvbox.s3.explain import bucket_query
+from kvbox.s3.handlers.common import OBJECT_ACL, PAB, POLICY, TAG, S3Request
 from kvbox.s3.router import OBJECT_OPS, Endpoint, Op, bucket_arn, object_arn
 from kvbox.s3.xml import PublicAccessBlockConfiguration, Tagging
 
@@ -59,7 +61,7 @@ class AccessControl:
         self._policies: dict[tuple[str, str], Policy] = {}
         #: Policies (by text) that name s3:ExistingObjectTag: only they need the tags.
         self._tag_policies: set[str] = set()
-        self._pabs: dict[str, PublicAccessFlags] = {}
+        self._pabs: dict[str, PublicAccessBlockConfiguration] = {}
 
     # --- documents ---------------------------------------------------------------------
 
@@ -87,18 +89,35 @@ class AccessControl:
         text = b.attrs.get(PAB)
         if text is None:
             return NO_BLOCK
-        flags = self._pabs.get(text)
-        if flags is None:
+        pab = self._pabs.get(text)
+        if pab is None:
             if len(self._pabs) >= _CACHE_MAX:
                 self._pabs.clear()
-            c = PublicAccessBlockConfiguration.from_xml(text.encode())
-            flags = self._pabs[text] = PublicAccessFlags(
-                c.block_public_acls,
-                c.ignore_public_acls,
-                c.block_public_policy,
-                c.restrict_public_buckets,
-            )
-        return flags
+            pab = self._pabs[text] = PublicAccessBlockConfiguration.from_xml(text.encode())
+        return pab
+
+    def _query(
+        self,
+        b: Bucket,
+        policy: Policy | None,
+        principal: str | None,
+        action: str,
+        resource: str,
+        context: RequestContext,
+        object_acl: str | None = None,
+    ) -> AccessQuery:
+        """``explain.bucket_query`` (the one builder, so ``kvbox policy explain`` sees
+        what a request sees) with this instance's cached policy and public access block."""
+        return bucket_query(
+            b,
+            principal=principal,
+            action=action,
+            resource=resource,
+            context=context,
+            object_acl=object_acl,
+            policy=policy,
+            public_access_block=self.pab_of(b),
+        )
 
     # --- requests ----------------------------------------------------------------------
 
@@ -176,9 +195,7 @@ class AccessControl:
         if key is not None and policy is not None and self._needs_tags(b):
             version = await self._version(b.name, key, version_id)
             if version is not None:
-                for name, value in version.attrs.items():
-                    if name.startswith(TAG):
-                        extra["s3:ExistingObjectTag/" + name[len(TAG) :]] = value
+                extra.update(_existing_tags(version))
         auth = req.auth
         context = request_context(
             req.principal,
@@ -193,18 +210,7 @@ class AccessControl:
             signature_version=None if auth is None else "AWS4-HMAC-SHA256",
             extra=extra,
         )
-        query = AccessQuery(
-            req.principal,
-            action,
-            resource,
-            b.name,
-            b.owner,
-            policy,
-            b.attrs.get(ACL, "private"),
-            None,
-            self.pab_of(b),
-            context,
-        )
+        query = self._query(b, policy, req.principal, action, resource, context)
         d = decide(query)
         if (
             not d.allowed
@@ -218,7 +224,7 @@ class AccessControl:
                 version = await self._version(b.name, key, version_id)
             acl = version.attrs.get(OBJECT_ACL) if version is not None else None
             if acl is not None:
-                d = decide(_with_object_acl(query, acl))
+                d = decide(dataclasses.replace(query, object_acl=acl))
         return d
 
     async def _version(self, bucket: str, key: str, version_id: str | None) -> ObjectVersion | None:
@@ -276,9 +282,7 @@ class AccessControl:
         policy = self.policy_of(b)
         extra: dict[str, ContextValue] = {}
         if version is not None and policy is not None and self._needs_tags(b):
-            for name, value in version.attrs.items():
-                if name.startswith(TAG):
-                    extra["s3:ExistingObjectTag/" + name[len(TAG) :]] = value
+            extra = _existing_tags(version)
         resource = object_arn(bucket, key) if key is not None else bucket_arn(bucket)
         context = request_context(
             None,
@@ -289,31 +293,14 @@ class AccessControl:
             referer=referer,
             extra=extra,
         )
-        query = AccessQuery(
-            None,
-            action,
-            resource,
-            b.name,
-            b.owner,
-            policy,
-            b.attrs.get(ACL, "private"),
-            version.attrs.get(OBJECT_ACL) if version is not None else None,
-            self.pab_of(b),
-            context,
-        )
-        return decide(query).allowed
+        object_acl = version.attrs.get(OBJECT_ACL) if version is not None else None
+        return decide(self._query(b, policy, None, action, resource, context, object_acl)).allowed
 
 
-def _with_object_acl(q: AccessQuery, acl: str) -> AccessQuery:
-    return AccessQuery(
-        q.principal,
-        q.action,
-        q.resource,
-        q.bucket,
-        q.bucket_owner,
-        q.policy,
-        q.bucket_acl,
-        acl,
-        q.public_access_block,
-        q.context,
-    )
+def _existing_tags(version: ObjectVersion) -> dict[str, ContextValue]:
+    """The ``s3:ExistingObjectTag/<key>`` condition keys of a stored version."""
+    return {
+        "s3:ExistingObjectTag/" + name[len(TAG) :]: value
+        for name, value in version.attrs.items()
+        if name.startswith(TAG)
+    }

@@ -54,7 +54,7 @@ def bucket_policy(bucket: Bucket) -> Policy | None:
     return None if text is None else parse_policy(text, bucket.name)
 
 
-def public_access_block(bucket: Bucket) -> PublicAccessSettings:
+def pab_of(bucket: Bucket) -> PublicAccessSettings:
     xml = bucket.attrs.get(PAB)
     if xml is None:
         return NO_BLOCK
@@ -70,9 +70,11 @@ def bucket_query(
     context: RequestContext,
     object_acl: str | None = None,
     policy: Policy | None = None,
+    public_access_block: PublicAccessSettings | None = None,
 ) -> AccessQuery:
-    """The decision's input for a request to ``bucket``. Pass ``policy`` when it is
-    already parsed (a front door caching it per bucket); else it is parsed here."""
+    """The decision's input for a request to ``bucket``. Pass ``policy`` and
+    ``public_access_block`` when they are already parsed (``s3.access.AccessControl``
+    caches them per document); else they are parsed here."""
     return AccessQuery(
         principal=principal,
         action=action,
@@ -82,7 +84,9 @@ def bucket_query(
         policy=policy if policy is not None else bucket_policy(bucket),
         bucket_acl=bucket.attrs.get(ACL, PRIVATE),
         object_acl=object_acl,
-        public_access_block=public_access_block(bucket),
+        public_access_block=(
+            public_access_block if public_access_block is not None else pab_of(bucket)
+        ),
         context=context,
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from kvbox.core.model import (
@@ -125,6 +125,13 @@ def prefix_end(prefix: str) -> str | None:
             nxt = _SURROGATES.stop
         return "".join(chars) + chr(nxt)
     return None
+
+
+def check_chunk_ids(chunk_ids: Iterable[str]) -> None:
+    """Chunk ids are 64 lowercase hex digits; anything else is InvalidArgument."""
+    for cid in chunk_ids:
+        if CHUNK_ID.fullmatch(cid) is None:
+            raise InvalidArgument(f"bad chunk id {cid!r}")
 
 
 def after_version_marker(newest_first: list[ObjectVersion], marker: str) -> list[ObjectVersion]:

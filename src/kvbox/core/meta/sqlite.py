@@ -2063,18 +2063,14 @@ class SqliteMetaStore:
         return counts
 
     async def drop_versions_with_chunks(self, chunk_ids: Sequence[str]) -> list[ObjectVersion]:
-        for cid in chunk_ids:
-            if _rules.CHUNK_ID.fullmatch(cid) is None:
-                raise InvalidArgument(f"bad chunk id {cid!r}")
+        _rules.check_chunk_ids(chunk_ids)
         w = self._w()
         ids = tuple(chunk_ids)
         removed: list[ObjectVersion] = await self._submit(lambda: w.drop_versions_with_chunks(ids))
         return removed
 
     async def drop_uploads_with_chunks(self, chunk_ids: Sequence[str]) -> list[str]:
-        for cid in chunk_ids:
-            if _rules.CHUNK_ID.fullmatch(cid) is None:
-                raise InvalidArgument(f"bad chunk id {cid!r}")
+        _rules.check_chunk_ids(chunk_ids)
         w = self._w()
         ids = tuple(chunk_ids)
         dropped: list[str] = await self._submit(lambda: w.drop_uploads_with_chunks(ids))

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kvbox.core.model import Bucket, Versioning
-from kvbox.policy import PolicyError, is_public, parse_policy
+from kvbox.policy import MAX_POLICY_BYTES, is_public, parse_policy
 from kvbox.s3.errors import S3Error
 from kvbox.s3.handlers.common import (
     ACL,
@@ -47,8 +47,6 @@ from kvbox.s3.xml import (
     WebsiteConfiguration,
 )
 
-#: AWS's limit on a bucket policy document.
-MAX_POLICY_BYTES = 20 * 1024
 _CONFIG_BODY = 64 * 1024
 
 _PUBLIC_ACLS = frozenset(
@@ -110,20 +108,13 @@ async def put_bucket_versioning(ctx: Context, req: S3Request, ep: Endpoint) -> S
 
 async def put_bucket_policy(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     b = await bucket_of(ctx, ep)
-    body = await read_small(req, MAX_POLICY_BYTES + 1)
-    if len(body) > MAX_POLICY_BYTES:
-        raise S3Error("MalformedPolicy", "Policy exceeds the 20 KB limit")
-    try:
-        text = body.decode("utf-8")
-        policy = parse_policy(text, b.name)
-    except UnicodeDecodeError:
-        raise S3Error("MalformedPolicy", "Policies must be UTF-8 JSON") from None
-    except PolicyError as exc:
-        raise S3Error("MalformedPolicy", str(exc)) from None
+    # parse_policy checks the size, the UTF-8, the JSON and the language; its
+    # PolicyError is MalformedPolicy with its message (``s3.errors.CORE_TO_S3``).
+    policy = parse_policy(await read_small(req, MAX_POLICY_BYTES + 1), b.name)
     pab = public_access_block(b)
     if pab is not None and pab.block_public_policy and is_public(policy):
         raise S3Error("AccessDenied", "Access Denied: the bucket blocks public policies")
-    await ctx.store.set_bucket_attrs(b.name, {POLICY: text})
+    await ctx.store.set_bucket_attrs(b.name, {POLICY: policy.text})
     return S3Response(204)
 
 

@@ -22,6 +22,7 @@ import binascii
 
 from kvbox.s3.errors import S3Error
 from kvbox.s3.handlers.common import Context, S3Request, S3Response, xml_response
+from kvbox.s3.handlers.config import bucket_of, owner_of
 from kvbox.s3.router import MAX_KEY_BYTES, Endpoint
 from kvbox.s3.xml import (
     DeleteMarkerEntry,
@@ -139,17 +140,9 @@ def _untoken(token: str) -> str:
         ) from None
 
 
-async def _owner(ctx: Context, name: str) -> Owner:
-    """The bucket's owner (the owner of all its objects in kvbox); NoSuchBucket."""
-    b = await ctx.store.get_bucket(name)
-    if b is None:
-        raise S3Error("NoSuchBucket", resource=f"/{name}", extra={"BucketName": name})
-    return Owner(b.owner, b.owner)
-
-
 async def list_objects_v2(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None
-    owner = await _owner(ctx, ep.bucket)
+    owner = owner_of(await bucket_of(ctx, ep))
     prefix = req.param("prefix") or ""
     delimiter = req.param("delimiter") or None
     max_keys = _max_keys(req)
@@ -179,7 +172,7 @@ async def list_objects_v2(ctx: Context, req: S3Request, ep: Endpoint) -> S3Respo
 
 async def list_objects(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None
-    owner = await _owner(ctx, ep.bucket)
+    owner = owner_of(await bucket_of(ctx, ep))
     prefix = req.param("prefix") or ""
     delimiter = req.param("delimiter") or None
     max_keys = _max_keys(req)
@@ -215,9 +208,7 @@ async def list_object_versions(ctx: Context, req: S3Request, ep: Endpoint) -> S3
     version of a key unless the page starts in the middle of that key.
     """
     assert ep.bucket is not None
-    bucket = await ctx.store.get_bucket(ep.bucket)
-    if bucket is None:
-        raise S3Error("NoSuchBucket", resource=f"/{ep.bucket}", extra={"BucketName": ep.bucket})
+    owner = owner_of(await bucket_of(ctx, ep))
     prefix = req.param("prefix") or ""
     delimiter = req.param("delimiter") or None
     max_keys = _max_keys(req)
@@ -230,7 +221,6 @@ async def list_object_versions(ctx: Context, req: S3Request, ep: Endpoint) -> S3
             "A version-id marker cannot be specified without a key marker.",
             extra={"ArgumentName": "version-id-marker", "ArgumentValue": vid_marker},
         )
-    owner = Owner(bucket.owner, bucket.owner)
     entries: list[VersionEntry | DeleteMarkerEntry] = []
     prefixes: list[str] = []
     truncated = False
@@ -245,14 +235,13 @@ async def list_object_versions(ctx: Context, req: S3Request, ep: Endpoint) -> S3
         batch = await ctx.store.list_bucket_versions(ep.bucket, prefix, km, vm, want)
         if len(batch) < want:
             done = True
-        jumped = False
         for v in batch:
             if delimiter:
                 i = v.key.find(delimiter, len(prefix))
                 if i >= 0:
                     cp = v.key[: i + len(delimiter)]
                     km, vm = past_prefix(cp), ""
-                    jumped, done = True, False
+                    done = False  # the scan goes on after the prefix
                     if cp == key_marker:
                         break  # the previous page ended on this prefix
                     if len(entries) + len(prefixes) >= max_keys:
@@ -275,8 +264,6 @@ async def list_object_versions(ctx: Context, req: S3Request, ep: Endpoint) -> S3
                 )
             next_key, next_vid = v.key, v.s3_version_id
             km, vm = v.key, v.s3_version_id
-        if not jumped and not batch:
-            done = True
     result = ListVersionsResult(
         name=ep.bucket,
         prefix=prefix,

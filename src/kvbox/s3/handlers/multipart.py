@@ -44,6 +44,7 @@ from kvbox.s3.handlers.common import (
     user_metadata,
     xml_response,
 )
+from kvbox.s3.handlers.config import bucket_of, owner_of
 from kvbox.s3.handlers.object import (
     acl_attrs,
     check_read_conditions,
@@ -59,7 +60,6 @@ from kvbox.s3.xml import (
     InitiateMultipartUploadResult,
     ListMultipartUploadsResult,
     ListPartsResult,
-    Owner,
     PartEntry,
     Tagging,
     UploadEntry,
@@ -262,8 +262,7 @@ async def list_parts(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
         raise S3Error("InvalidArgument", "Invalid part-number-marker")
     marker = int(raw_marker)
     _, parts = await ctx.store.list_parts(ep.bucket, ep.key, ep.upload_id, marker, limit + 1)
-    b = await ctx.store.get_bucket(ep.bucket)
-    owner = Owner(b.owner, b.owner) if b is not None else Owner("root", "root")
+    owner = owner_of(await bucket_of(ctx, ep))
     truncated = len(parts) > limit
     parts = parts[:limit]
     result = ListPartsResult(
@@ -292,10 +291,7 @@ async def list_parts(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
 
 async def list_multipart_uploads(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None
-    b = await ctx.store.get_bucket(ep.bucket)
-    if b is None:
-        raise S3Error("NoSuchBucket", resource=f"/{ep.bucket}", extra={"BucketName": ep.bucket})
-    owner = Owner(b.owner, b.owner)
+    owner = owner_of(await bucket_of(ctx, ep))
     limit = _page_size(req, "max-uploads")
     prefix = req.param("prefix") or ""
     key_marker = req.param("key-marker") or ""

@@ -460,7 +460,7 @@ async def put_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     if _one_piece(req):
         data = b"".join([piece async for piece in payload(req, checks)])
         final_attrs.update((CHECKSUM + alg.value, value) for alg, value in checks.checksums.items())
-        v = await _put_bytes(ctx, ep.bucket, ep.key, data, condition, content_type, final_attrs)
+        v = await _put(ctx, ep.bucket, ep.key, data, condition, content_type, final_attrs)
     else:
         v = await _put(ctx, ep.bucket, ep.key, source(), condition, content_type, final_attrs)
     headers = {"ETag": quote_etag(v.etag)}
@@ -475,14 +475,20 @@ async def _put(
     ctx: Context,
     bucket: str,
     key: str,
-    source: AsyncIterator[bytes],
+    body: bytes | AsyncIterator[bytes],
     condition: Condition | None,
     content_type: str,
     attrs: Mapping[str, str],
 ) -> ObjectVersion:
+    """Store a body read whole (one ``Store.put``) or streamed (``Store.put_stream``);
+    a lost write condition is 412 PreconditionFailed."""
     try:
+        if isinstance(body, bytes):
+            return await ctx.store.put(
+                bucket, key, body, condition=condition, content_type=content_type, attrs=attrs
+            )
         return await ctx.store.put_stream(
-            bucket, key, source, condition=condition, content_type=content_type, attrs=attrs
+            bucket, key, body, condition=condition, content_type=content_type, attrs=attrs
         )
     except ConditionFailed:
         raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"}) from None
@@ -497,23 +503,6 @@ ONE_PIECE_MAX = 64 * 1024
 def _one_piece(req: S3Request) -> bool:
     length = req.header("content-length")
     return length is not None and length.isdigit() and int(length) <= ONE_PIECE_MAX
-
-
-async def _put_bytes(
-    ctx: Context,
-    bucket: str,
-    key: str,
-    data: bytes,
-    condition: Condition | None,
-    content_type: str,
-    attrs: Mapping[str, str],
-) -> ObjectVersion:
-    try:
-        return await ctx.store.put(
-            bucket, key, data, condition=condition, content_type=content_type, attrs=attrs
-        )
-    except ConditionFailed:
-        raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"}) from None
 
 
 async def _bucket(ctx: Context, name: str) -> None:
