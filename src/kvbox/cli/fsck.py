@@ -17,6 +17,7 @@ from typing import Any
 from kvbox.core.blob.localdir import LocalDirBlobStore
 from kvbox.core.datadir import lock_data_dir
 from kvbox.core.fsck import FsckReport, fsck
+from kvbox.core.journal import JOURNAL_DIR, open_journal
 from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
 from kvbox.errors import KvboxError
 
@@ -50,6 +51,8 @@ async def _check(data: Path, repair: bool, verify: bool) -> FsckReport:
     blobs = LocalDirBlobStore(data)
     await meta.open()
     try:
+        # Writes acknowledged from the journal belong in the metadata before it is checked.
+        await (await open_journal(meta, data / JOURNAL_DIR)).close()
         await blobs.open()
         try:
             return await fsck(meta, blobs, repair=repair, verify=verify)

@@ -1,4 +1,5 @@
-"""The data directory's lock: one kvbox process at a time owns a data directory.
+"""The data directory's lock (one kvbox process at a time owns a data directory), and
+the one file-system rule every writer in it shares (``fsync_dir``).
 
 Layer: core. Rules: the server holds an exclusive ``flock`` on ``<data>/LOCK`` for its
 whole life, and offline tools (``kvbox fsck``) take the same lock, so a repair can never
@@ -19,6 +20,16 @@ from typing import Final
 from kvbox.errors import StorageError
 
 LOCK_FILE: Final = "LOCK"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries durable: a file created, renamed or deleted in it is
+    only certain to stay so (or gone) after this, whatever its own fsync did."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class DataDirLock:

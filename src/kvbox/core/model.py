@@ -265,13 +265,47 @@ class VersionIdGenerator:
                 self._rand = r = self._rng.getrandbits(79)
                 self._head_of = -1
             if r >> 10 != self._head_of:
-                # Everything but the last two characters changes once per 1,024 ids.
-                self._head_of = r >> 10
-                p = _PAIRS
-                self._head = (
-                    "".join(_CROCKFORD[(self._last_ms >> sh) & 31] for sh in range(45, -1, -5))
-                    + p[r >> 70] + p[(r >> 60) & 1023] + p[(r >> 50) & 1023]
-                    + p[(r >> 40) & 1023] + p[(r >> 30) & 1023] + p[(r >> 20) & 1023]
-                    + p[(r >> 10) & 1023]
-                )  # fmt: skip
+                self._rehead(r)
             return self._head + _PAIRS[r & 1023]
+
+    def new_many(self, n: int) -> list[str]:
+        """``n`` ids, as ``n`` calls of ``new`` would give them, for a quarter of the
+        cost: one lock, one clock read, and string work only per 1,024 ids."""
+        out: list[str] = []
+        if n <= 0:
+            return out
+        pairs = _PAIRS
+        with self._lock:
+            first = self._advance(n)
+            append = out.append
+            for r in range(first, first + n):
+                if r >> 10 != self._head_of:
+                    self._rehead(r)
+                append(self._head + pairs[r & 1023])
+        return out
+
+    def _advance(self, n: int) -> int:
+        """Reserve ``n`` consecutive counter values; returns the first."""
+        ms = time.time_ns() // 1_000_000
+        if ms <= self._last_ms:
+            r = (self._rand + 1) & ((1 << 80) - 1)
+        else:
+            self._last_ms = ms
+            r = self._rng.getrandbits(79)  # room for 2**79 ids before the counter wraps
+            self._head_of = -1
+        if r + n - 1 >= 1 << 80:  # wrapping: start over at 0 (still unique per ms)
+            r = 0
+            self._head_of = -1
+        self._rand = r + n - 1
+        return r
+
+    def _rehead(self, r: int) -> None:
+        # Everything but the last two characters changes once per 1,024 ids.
+        self._head_of = r >> 10
+        p = _PAIRS
+        self._head = (
+            "".join(_CROCKFORD[(self._last_ms >> sh) & 31] for sh in range(45, -1, -5))
+            + p[r >> 70] + p[(r >> 60) & 1023] + p[(r >> 50) & 1023]
+            + p[(r >> 40) & 1023] + p[(r >> 30) & 1023] + p[(r >> 20) & 1023]
+            + p[(r >> 10) & 1023]
+        )  # fmt: skip

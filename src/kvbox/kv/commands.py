@@ -175,16 +175,13 @@ class KvCommands:
         """Plain SETs from one read, committed together (one fsync for all)."""
         t0 = time.perf_counter()
         try:
-            results = await self.store.put_batch(self.bucket, [(e.key, e.value) for e in events])
+            results = await self.store.put_batch(self.bucket, events)  # Sets are pairs
         except KvboxError as exc:
             return [self._error(exc)] * len(events)
         finally:
             self.counters.latency.observe(time.perf_counter() - t0, len(events))
-        ok = p.ok
-        return [
-            ok(r.version_id) if isinstance(r, ObjectVersion) else p.err(gwkv_code(r), str(r))
-            for r in results
-        ]
+        ok = p.ok_version
+        return [ok(r) if isinstance(r, str) else self._error(r) for r in results]
 
     async def _cas(self, key: str, expected: str | None, value: bytes) -> bytes:
         try:

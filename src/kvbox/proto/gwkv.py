@@ -32,7 +32,7 @@ import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, NamedTuple
 
 from kvbox.errors import InvalidArgument, InvalidKey, ProtocolError, ValueTooLarge
 from kvbox.timeparse import InvalidInstant, format_instant, instant_of, parse_instant
@@ -62,14 +62,18 @@ MAX_INFO_LINES = 10_000
 # --- request events -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Set:
+class Set(NamedTuple):
+    """A named tuple, not a dataclass like the other events: a frozen dataclass costs
+    about 1 µs to build, which at 100,000 SETs a second is a tenth of a core; and as a
+    ``(key, value)`` pair it goes to ``Store.put_batch`` as is."""
+
     key: str
     value: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Get:
+class Get(NamedTuple):
+    """A named tuple for the same reason as ``Set``: GETs are as frequent."""
+
     key: str
 
 
@@ -534,6 +538,22 @@ class RequestParser(_ByteQueue):
                 self._pos = nl + 1
                 if nl > pos and buf[nl - 1] == 13:
                     nl -= 1
+                if buf.startswith(b"SET ", pos):
+                    # The hottest request: its value is sliced straight out of the
+                    # buffer (one copy, not two). Anything unusual takes the general
+                    # path below, which finds the right error.
+                    ksp = buf.find(b" ", pos + 4, nl)
+                    if ksp >= 0:
+                        key = buf[pos + 4 : ksp]
+                        if len(key) <= MAX_KEY and key.isalnum():
+                            value = buf[ksp + 1 : nl]
+                            if (
+                                len(value) <= MAX_TEXT_VALUE
+                                and value.isascii()
+                                and 0 not in value
+                                and 13 not in value
+                            ):
+                                return Set(key.decode(), value)
                 line = buf[pos:nl]
             sp = line.find(b" ")
             cmd = line[:sp] if sp >= 0 else line

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from kvbox.config import Settings
 from kvbox.core.blob import BlobStore
+from kvbox.core.journal import JOURNAL_DIR
 from kvbox.core.meta import MetaStore
 from kvbox.core.model import ObjectVersion, Versioning
 from kvbox.core.service import Store
@@ -98,6 +99,7 @@ async def run_server(s: Settings, stop: asyncio.Event) -> None:
             blobs,
             cache_bytes=s.max_memory * 2 if s.max_memory is not None else s.cache_size,
             max_memory=s.max_memory,
+            journal_dir=None if s.max_memory is not None else s.data / JOURNAL_DIR,
         )
         await store.open()
         try:

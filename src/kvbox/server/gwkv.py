@@ -299,7 +299,7 @@ class GwkvConnection(asyncio.Protocol):
         group = self._group
         quick = 0
         sets: list[p.Set] = []
-        set_futs: list[asyncio.Future[Reply]] = []
+        set_cost = 0
         n = 0
         k = 0
         blocked = False
@@ -310,8 +310,8 @@ class GwkvConnection(asyncio.Protocol):
                 break
             if k & 63 == 0:
                 if sets:
-                    self._run_sets(sets, set_futs)
-                    sets, set_futs = [], []
+                    self._run_sets(sets, set_cost)
+                    sets, set_cost = [], 0
                 self._flush()
             ev = parser.next_event()
             if ev is None:
@@ -345,18 +345,16 @@ class GwkvConnection(asyncio.Protocol):
             if kind is not self._kind or kind is _WRITE:
                 # A new ordering group: it starts once everything before it is done.
                 if sets:
-                    self._run_sets(sets, set_futs)
-                    sets, set_futs = [], []
+                    self._run_sets(sets, set_cost)
+                    sets, set_cost = [], 0
                 self._close_group()
                 group = self._group
                 self._kind = kind
             if kind is _SETS:
-                fut = self._loop.create_future()
+                # Its slot is the whole run of SETs' (``_run_sets``): SETs in a row have
+                # nothing between them, so one slot keeps their replies in order.
                 sets.append(ev)  # type: ignore[arg-type]
-                set_futs.append(fut)
-                slots.append(fut)
-                costs.append(cost)
-                group.append(fut)
+                set_cost += cost
                 continue
             fatal = t is p.BadRequest and ev.fatal  # type: ignore[union-attr]
             prev = self._prev
@@ -391,7 +389,7 @@ class GwkvConnection(asyncio.Protocol):
         commands.counters.requests += n
         commands.counters.immediate += quick
         if sets:
-            self._run_sets(sets, set_futs)
+            self._run_sets(sets, set_cost)
         if len(group) > 64:
             self._group = [f for f in group if not f.done()]
         self._flush()
@@ -435,7 +433,13 @@ class GwkvConnection(asyncio.Protocol):
 
     # --- replies ----------------------------------------------------------------------
 
-    def _run_sets(self, sets: list[p.Set], futs: list[asyncio.Future[Reply]]) -> None:
+    def _run_sets(self, sets: list[p.Set], cost: int) -> None:
+        """Commit a run of plain SETs together; one slot (and one future) answers all
+        of them with their replies joined."""
+        fut: asyncio.Future[Reply] = self._loop.create_future()
+        self._slots.append(fut)
+        self._costs.append(cost)
+        self._group.append(fut)
         coro = self.commands.set_batch(sets)
         # Wait for what came before the group and for the previous batch of this group:
         # a later batch must never commit first, even if it starts sooner.
@@ -449,14 +453,13 @@ class GwkvConnection(asyncio.Protocol):
 
         def done(t: asyncio.Task[list[bytes]]) -> None:
             if t.cancelled():
-                replies = [p.err("INTERNAL", "cancelled")] * len(futs)
+                replies = [p.err("INTERNAL", "cancelled")] * len(sets)
             elif t.exception() is not None:
                 log.error("SET batch failed", exc_info=t.exception())
-                replies = [p.err("STORAGE", "write failed")] * len(futs)
+                replies = [p.err("STORAGE", "write failed")] * len(sets)
             else:
                 replies = t.result()
-            for f, r in zip(futs, replies, strict=True):
-                f.set_result(r)
+            fut.set_result(b"".join(replies))
             self._flush()
 
         task.add_done_callback(done)

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
+from kvbox.core.datadir import fsync_dir
 from kvbox.core.model import ChunkRef
 from kvbox.errors import ChunkMissing, InvalidArgument, StorageError
 
@@ -37,14 +38,6 @@ _BLOCK: Final = 1 << 20
 
 _CHUNK_ID = re.compile(r"[0-9a-f]{64}")
 _FANOUT = re.compile(r"[0-9a-f]{2}")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalDirChunkWriter:
@@ -168,9 +161,9 @@ class LocalDirBlobStore:
             except FileExistsError:
                 pass
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         for d in created:  # the new directory entries themselves
-            _fsync_dir(d.parent)
+            fsync_dir(d.parent)
 
     def writer(self) -> LocalDirChunkWriter:
         return LocalDirChunkWriter(self)

@@ -64,8 +64,15 @@ class MetaStore(Protocol):
         ...
 
     # writes
-    async def commit(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
+    async def commit(
+        self, ops: Sequence[WriteOp], *, journal_lsn: int | None = None
+    ) -> list[WriteResult]:
         """Apply ``ops`` in order, durably; one result per op (see ``model.WriteResult``).
+
+        ``journal_lsn``: the ops carry the journal's records up to this LSN
+        (``kvbox.core.journal``); it is stored in the same transaction, so after a crash
+        ``journal_lsn()`` says exactly which records still need applying. It never goes
+        down (a smaller value leaves it as is), and is stored even when an op fails.
 
         Raises ``kvbox.errors.NoSuchBucket`` if an op names a missing bucket (and then
         nothing of that op is applied; other ops of the call still are), and
@@ -81,7 +88,12 @@ class MetaStore(Protocol):
         """
         ...
 
+    async def journal_lsn(self) -> int:
+        """The highest ``journal_lsn`` any commit stored (0 if none)."""
+        ...
+
     # multipart uploads
+
     async def create_upload(self, upload: MultipartUpload) -> None:
         """Record a new upload; raises ``NoSuchBucket``."""
         ...

@@ -144,6 +144,7 @@ class MemoryMetaStore:
         self._buckets: dict[str, _MemBucket] = {}
         self._refs: dict[str, int] = {}
         self._seq = 0
+        self._journal_lsn = 0
         self._ids = VersionIdGenerator()
         self._uploads: dict[str, MultipartUpload] = {}
         self._parts: dict[str, dict[int, Part]] = {}
@@ -197,7 +198,9 @@ class MemoryMetaStore:
 
     # --- writes -----------------------------------------------------------------------
 
-    async def commit(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
+    async def commit(
+        self, ops: Sequence[WriteOp], *, journal_lsn: int | None = None
+    ) -> list[WriteResult]:
         results: list[WriteResult] = []
         error: KvboxError | None = None
         for op in ops:
@@ -205,9 +208,14 @@ class MemoryMetaStore:
                 results.append(self._apply(op, None))
             except KvboxError as exc:
                 error = error or exc
+        if journal_lsn is not None:
+            self._journal_lsn = max(self._journal_lsn, journal_lsn)
         if error is not None:
             raise error
         return [self._still_freed(r) for r in results]
+
+    async def journal_lsn(self) -> int:
+        return self._journal_lsn
 
     def _still_freed(self, result: WriteResult) -> WriteResult:
         """Drop from ``freed_chunks`` a chunk that a later op of the same call referenced

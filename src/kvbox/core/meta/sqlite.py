@@ -95,7 +95,8 @@ META_FILE: Final = "meta.sqlite3"
 #: 2: integer bucket ids, in-place null versions, ``live``/``markers`` head tables.
 #: 3: ``uploads`` and ``parts`` (S3 multipart uploads).
 #: 4: ``users`` and ``access_keys`` (S3 users; no migration from 3).
-SCHEMA_VERSION: Final = 4
+#: 5: ``state.journal``, the journal LSN applied (migrated from 4 in place).
+SCHEMA_VERSION: Final = 5
 
 #: Ops per group-commit transaction. Large enough that one fsync serves thousands of
 #: writes, small enough that one batch holds the write lock for only tens of ms.
@@ -142,7 +143,8 @@ CREATE TABLE buckets (
 );
 CREATE TABLE state (
     id INTEGER PRIMARY KEY CHECK (id = 0),
-    seq INTEGER NOT NULL
+    seq INTEGER NOT NULL,
+    journal INTEGER NOT NULL DEFAULT 0
 );
 INSERT INTO state (id, seq) VALUES (0, 0);
 CREATE TABLE versions (
@@ -518,6 +520,9 @@ class _Writer:
         self.ids = VersionIdGenerator()
         self.seq = 0
         self.saved_seq = 0
+        #: Journal LSN applied, as in the transaction and as committed (``state``).
+        self.journal = 0
+        self.saved_journal = 0
         self.next_id = 1
         #: name -> (id, versioning state); ``names`` is the reverse map.
         self.buckets: dict[str, tuple[int, Versioning]] = {}
@@ -559,6 +564,11 @@ class _Writer:
                     conn.execute(stmt)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
+        elif version == 4:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ALTER TABLE state ADD COLUMN journal INTEGER NOT NULL DEFAULT 0")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
         elif version != SCHEMA_VERSION:
             raise StorageError(
                 f"{self.path}: metadata schema version {version}, this kvbox knows "
@@ -569,7 +579,9 @@ class _Writer:
     def reload(self) -> None:
         """Re-read the writer's state from the database (at open and after a rollback)."""
         c = self.c
-        self.seq = self.saved_seq = int(c.execute("SELECT seq FROM state").fetchone()[0])
+        seq, journal = c.execute("SELECT seq, journal FROM state").fetchone()
+        self.seq = self.saved_seq = int(seq)
+        self.journal = self.saved_journal = int(journal)
         self.next_id = int(c.execute("SELECT coalesce(max(id), 0) FROM versions").fetchone()[0]) + 1
         self.buckets = {
             name: (int(bid), Versioning(state))
@@ -646,10 +658,11 @@ class _Writer:
                 job.failed = True
         self._flush_or_retry()
         self._flush_deltas()
-        if self.seq != self.saved_seq:
-            self.c.execute("UPDATE state SET seq = ?", (self.seq,))
-            self.saved_seq = self.seq
+        if self.seq != self.saved_seq or self.journal != self.saved_journal:
+            self.c.execute("UPDATE state SET seq = ?, journal = ?", (self.seq, self.journal))
         self.c.execute("COMMIT")
+        self.saved_seq = self.seq
+        self.saved_journal = self.journal
         self._forget()
 
     def _prefetch(self, jobs: list[_Job]) -> None:
@@ -866,7 +879,11 @@ class _Writer:
 
     # jobs (each runs inside the batch transaction)
 
-    def commit_ops(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
+    def commit_ops(
+        self, ops: Sequence[WriteOp], journal_lsn: int | None = None
+    ) -> list[WriteResult]:
+        if journal_lsn is not None and journal_lsn > self.journal:
+            self.journal = journal_lsn  # a rollback re-reads it; a replay sets it again
         results: list[WriteResult] = []
         error: BaseException | None = None
         any_freed = False
@@ -1796,13 +1813,21 @@ class SqliteMetaStore:
 
     # --- writes -----------------------------------------------------------------------
 
-    async def commit(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
-        if not ops:
+    async def commit(
+        self, ops: Sequence[WriteOp], *, journal_lsn: int | None = None
+    ) -> list[WriteResult]:
+        if not ops and journal_lsn is None:
             return []
         w = self._w()
         ops = tuple(ops)
-        results: list[WriteResult] = await self._submit(lambda: w.commit_ops(ops), len(ops), ops)
+        results: list[WriteResult] = await self._submit(
+            lambda: w.commit_ops(ops, journal_lsn), max(1, len(ops)), ops
+        )
         return results
+
+    async def journal_lsn(self) -> int:
+        row = await self._read(lambda c: c.execute("SELECT journal FROM state").fetchone())
+        return int(row[0])
 
     # --- object reads -----------------------------------------------------------------
 
