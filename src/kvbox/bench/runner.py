@@ -63,6 +63,9 @@ class BenchConfig:
     populate: bool | None = None  # None: populate when the run reads (get, mix)
     timeout_s: float = 300.0
     seed: int = 1
+    #: ``conn`` mode to a 127.x server: one loopback source address per client
+    #: (``worker.source_address`` says why).
+    spread_sources: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -172,6 +175,7 @@ class BenchReport:
                 "warmup": cfg.warmup,
                 "timeout_s": cfg.timeout_s,
                 "seed": cfg.seed,
+                "spread_sources": cfg.spread_sources,
             },
             "populated_keys": self.populated_keys,
             "elapsed_s": self.elapsed_s,
@@ -278,6 +282,7 @@ def plan(config: BenchConfig) -> list[WorkerSpec]:
                 seed=config.seed * 1000 + index,
                 timeout_s=config.timeout_s,
                 bin_s=BIN_S,
+                spread_sources=config.spread_sources,
             )
         )
     return specs
