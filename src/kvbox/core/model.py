@@ -276,12 +276,18 @@ class VersionIdGenerator:
             return out
         pairs = _PAIRS
         with self._lock:
-            first = self._advance(n)
-            append = out.append
-            for r in range(first, first + n):
+            r = self._advance(n)
+            end = r + n
+            while r < end:
+                # Ids up to the next multiple of 1,024 share everything but their last
+                # two characters: one head, then a slice of the pairs table.
+                block_end = min(end, ((r >> 10) + 1) << 10)
                 if r >> 10 != self._head_of:
                     self._rehead(r)
-                append(self._head + pairs[r & 1023])
+                head = self._head
+                lo = r & 1023
+                out += [head + tail for tail in pairs[lo : lo + block_end - r]]
+                r = block_end
         return out
 
     def _advance(self, n: int) -> int:
