@@ -170,6 +170,12 @@ _MTIME: Final = 2
 _DATA: Final = 3
 
 
+def _done_future(value: int) -> asyncio.Future[int]:
+    fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    fut.set_result(value)
+    return fut
+
+
 def _consume_result(task: asyncio.Future[None]) -> None:
     """Mark a task's outcome as seen: its awaiter may be gone (cancelled)."""
     if not task.cancelled():
@@ -487,9 +493,35 @@ class Store:
             and b.versioning is Versioning.OFF
         )
 
+    def submit_batch(
+        self, bucket: str, items: Sequence[tuple[str, bytes]]
+    ) -> tuple[list[str | KvboxError], asyncio.Future[int]] | None:
+        """``put_batch`` without a coroutine, when the batch can go through the journal
+        right now: each item's version id (or error) at once, and a future that
+        resolves (or fails) when they are durable. None: use ``put_batch``.
+
+        For front doors that answer from callbacks: a task per batch of SETs cost one
+        request per connection more than the rest of its path in Python.
+        """
+        b = self._buckets.get(bucket)
+        if b is None or not self._journaled(b):
+            return None
+        if self._mem_bytes >= MEM_HARD:
+            self._recount()
+            if self._mem_bytes >= MEM_HARD:
+                return None
+        return self._submit_journaled(b, items)
+
     async def _put_journaled(
         self, b: Bucket, items: Sequence[tuple[str, bytes]]
     ) -> list[str | KvboxError]:
+        out, durable = self._submit_journaled(b, items)
+        await durable
+        return out
+
+    def _submit_journaled(
+        self, b: Bucket, items: Sequence[tuple[str, bytes]]
+    ) -> tuple[list[str | KvboxError], asyncio.Future[int]]:
         journal = self._journal
         assert journal is not None
         bucket = b.name
@@ -520,8 +552,8 @@ class Store:
             lsn += 1
             out.append(vid)
         if entries:
-            await journal.submit(pieces, len(entries), self._on_durable(entries, total))
-        return out
+            return out, journal.submit(pieces, len(entries), self._on_durable(entries, total))
+        return out, _done_future(lsn)
 
     @property
     def max_memory(self) -> int | None:

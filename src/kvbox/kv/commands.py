@@ -10,6 +10,7 @@ group commit.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import time
@@ -187,6 +188,20 @@ class KvCommands:
             self.counters.latency.observe(time.perf_counter() - t0, len(events))
         ok = p.ok_version
         return [ok(r) if isinstance(r, str) else self._error(r) for r in results]
+
+    def submit_sets(self, events: Sequence[p.Set]) -> tuple[bytes, asyncio.Future[int]] | None:
+        """Plain SETs through the Store's journal without a task: their joined replies,
+        to send once the future (their durability) resolves. None: use ``set_batch``."""
+        t0 = time.perf_counter()
+        submitted = self.store.submit_batch(self.bucket, events)  # Sets are pairs
+        if submitted is None:
+            return None
+        results, durable = submitted
+        ok = p.ok_version
+        replies = b"".join([ok(r) if isinstance(r, str) else self._error(r) for r in results])
+        latency, n = self.counters.latency, len(events)
+        durable.add_done_callback(lambda _: latency.observe(time.perf_counter() - t0, n))
+        return replies, durable
 
     async def _cas(self, key: str, expected: str | None, value: bytes) -> bytes:
         try:

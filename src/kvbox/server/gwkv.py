@@ -168,6 +168,7 @@ class GwkvConnection(asyncio.Protocol):
         "_fatal",
         "_group",
         "_kind",
+        "_last_journaled",
         "_last_sets",
         "_loop",
         "_out",
@@ -198,6 +199,8 @@ class GwkvConnection(asyncio.Protocol):
         self._cost = 0
         #: The latest SET batch: the next one in the same group must not overtake it.
         self._last_sets: asyncio.Future[Any] | None = None
+        #: The last batch of SETs went through the journal (``_run_sets``).
+        self._last_journaled = False
         self._body: _Body | None = None
         self._streaming = False
         self._closing = False
@@ -440,9 +443,21 @@ class GwkvConnection(asyncio.Protocol):
         self._slots.append(fut)
         self._costs.append(cost)
         self._group.append(fut)
-        coro = self.commands.set_batch(sets)
         # Wait for what came before the group and for the previous batch of this group:
-        # a later batch must never commit first, even if it starts sooner.
+        # a later batch must never commit first, even if it starts sooner. Journaled
+        # batches need no waiting for each other: the journal is first in, first durable.
+        prev_done = self._prev is None or self._prev.done()
+        last = self._last_sets
+        if prev_done and (last is None or last.done() or self._last_journaled):
+            submitted = self.commands.submit_sets(sets)
+            if submitted is not None:
+                self._last_sets = fut
+                self._last_journaled = True
+                replies, durable = submitted
+                durable.add_done_callback(partial(self._sets_durable, fut, replies, len(sets)))
+                return
+        self._last_journaled = False
+        coro = self.commands.set_batch(sets)
         deps = [f for f in (self._prev, self._last_sets) if f is not None and not f.done()]
         if len(deps) > 1:
             prev: asyncio.Future[Any] | None = asyncio.gather(*deps, return_exceptions=True)
@@ -463,6 +478,16 @@ class GwkvConnection(asyncio.Protocol):
             self._flush()
 
         task.add_done_callback(done)
+
+    def _sets_durable(
+        self, fut: asyncio.Future[Reply], replies: bytes, n: int, durable: asyncio.Future[int]
+    ) -> None:
+        if durable.cancelled() or durable.exception() is not None:
+            if not durable.cancelled():
+                log.error("SET batch failed", exc_info=durable.exception())
+            replies = p.err("STORAGE", "write failed") * n
+        fut.set_result(replies)
+        self._flush()
 
     def _stream_request_done(self, body: _Body, fut: asyncio.Future[Reply]) -> None:
         if self._body is body:

@@ -154,14 +154,26 @@ async def test_concurrent_submissions_get_consecutive_lsns_hooks_first(journal: 
     assert _all_records(journal.path) == want
 
 
-async def test_submissions_while_a_flush_runs_share_the_next_frame(journal: Journal) -> None:
+async def test_submissions_of_one_loop_pass_share_a_frame(journal: Journal) -> None:
     futs = [journal.submit(_pieces([(f"k{n}", b"x")]), 1, _noop) for n in range(8)]
     assert _busy(journal)
     assert await asyncio.gather(*futs) == list(range(1, 9))
     await journal.wait_idle()
     assert not _busy(journal)
     (seg,) = journal.segment_files()
-    # The first submission started a flush alone; the seven behind it made one frame.
+    # The flush starts at the end of the loop pass: all eight are in its one frame.
+    assert _frame_firsts(seg.read_bytes()) == [1]
+
+
+async def test_submissions_while_a_flush_runs_share_the_next_frame(journal: Journal) -> None:
+    first = journal.submit(_pieces([("k0", b"x")]), 1, _noop)
+    while not journal._flushing:  # the end of this loop pass starts the flush
+        await asyncio.sleep(0)
+    futs = [journal.submit(_pieces([(f"k{n}", b"x")]), 1, _noop) for n in range(1, 8)]
+    assert await asyncio.gather(first, *futs) == list(range(1, 9))
+    await journal.wait_idle()
+    (seg,) = journal.segment_files()
+    # The first submission was flushed alone; the seven behind it made one frame.
     assert _frame_firsts(seg.read_bytes()) == [1, 2]
 
 

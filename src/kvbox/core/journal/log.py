@@ -74,6 +74,7 @@ class Journal:
         self._first = 1
         self._waiters: list[_Waiter] = []
         self._flushing = False
+        self._scheduled = False  # a flush will start at the end of this loop pass
         self._idle: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -206,9 +207,23 @@ class Journal:
         self._pieces.extend(pieces)
         self._count += count
         self._waiters.append((fut, first, on_durable))
-        if not self._flushing:
-            self._flush(loop)
+        if not self._flushing and not self._scheduled:
+            # Not at once: at the end of this pass of the event loop, so that every
+            # connection whose SETs this pass reads shares the first fsync too, not
+            # just the next one (one request per connection gains most).
+            self._scheduled = True
+            loop.call_soon(self._start, loop)
         return fut
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._scheduled = False
+        if self._flushing:
+            return
+        if self._waiters:
+            self._flush(loop)
+        elif self._idle is not None:
+            self._idle.set()
+            self._idle = None
 
     @property
     def next_lsn(self) -> int:
@@ -218,11 +233,11 @@ class Journal:
     @property
     def busy(self) -> bool:
         """Something submitted is not durable yet."""
-        return self._flushing
+        return self._flushing or self._scheduled
 
     async def wait_idle(self) -> None:
         """Until every submission so far has its answer."""
-        while self._flushing:
+        while self._flushing or self._scheduled:
             if self._idle is None:
                 self._idle = asyncio.Event()
             await self._idle.wait()
