@@ -288,6 +288,8 @@ class Store:
         #: Versions built (with their MD5) for memtable entries that were read.
         self._mem_v: dict[tuple[str, str], ObjectVersion] = {}
         self._mem_bytes = 0
+        #: ``_mem_bytes`` as of its last exact count (``_recount``).
+        self._mem_counted = 0
         #: Bytes journaled since the applier last took the memtable.
         self._journaled_bytes = 0
         #: Writes that must not be overtaken by journaled ones are running (``_exclusive``).
@@ -384,7 +386,7 @@ class Store:
             # On durability, records enter the memtable at once and in LSN order, so it
             # now holds (the newest of) every record up to ``durable_lsn``.
             lsn = journal.durable_lsn
-            self._imm, self._mem, self._mem_bytes = mem, {}, 0
+            self._imm, self._mem, self._mem_bytes, self._mem_counted = mem, {}, 0, 0
             self._journaled_bytes = 0
             try:
                 ops = await self._apply_ops(mem)
@@ -472,16 +474,21 @@ class Store:
             self._mem_bytes += nbytes + len(entries) * _MEM_OVERHEAD
             self._journaled_bytes += nbytes
             if self._mem_bytes >= MEM_SOFT:
-                self._recount()
+                self._recount(MEM_SOFT)
             if self._mem_bytes >= MEM_SOFT or self._journaled_bytes >= JOURNAL_SOFT:
                 self._apply_wake.set()
 
         return hook
 
-    def _recount(self) -> None:
-        """The memtable's bytes, exactly (a pass over it: about 50 ns an entry)."""
+    def _recount(self, limit: int = 0) -> None:
+        """Count the memtable's bytes exactly (a pass over it, about 50 ns an entry),
+        but for a ``limit`` only once a quarter of it was added since the last count:
+        near a limit, counting at every batch would cost a pass per batch."""
+        if limit and self._mem_bytes - self._mem_counted < limit // 4:
+            return
         mem = self._mem
         self._mem_bytes = sum([len(e[_DATA]) for e in mem.values()]) + len(mem) * _MEM_OVERHEAD
+        self._mem_counted = self._mem_bytes
 
     def _journaled(self, b: Bucket) -> bool:
         j = self._journal
@@ -507,7 +514,7 @@ class Store:
         if b is None or not self._journaled(b):
             return None
         if self._mem_bytes >= MEM_HARD:
-            self._recount()
+            self._recount(MEM_HARD)
             if self._mem_bytes >= MEM_HARD:
                 return None
         return self._submit_journaled(b, items)
@@ -1013,7 +1020,7 @@ class Store:
         b = self._bucket(bucket)
         while self._journaled(b):
             if self._mem_bytes >= MEM_HARD:
-                self._recount()
+                self._recount(MEM_HARD)
             if self._mem_bytes < MEM_HARD:
                 return await self._put_journaled(b, items)
             await self._apply()  # backpressure: the applier is behind
