@@ -390,7 +390,8 @@ async def test_close_leaves_nothing_to_replay(rig: Rig) -> None:
         await meta.close()
 
 
-_CHILD = r"""
+#: What both child processes start with: a Store with the journal on, over argv[1].
+_CHILD_PRELUDE = r"""
 import asyncio, json, os, sys
 from pathlib import Path
 
@@ -399,10 +400,8 @@ from kvbox.core.blob.localdir import LocalDirBlobStore
 from kvbox.core.journal import JOURNAL_DIR
 from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
 
-service.APPLY_INTERVAL = 3600.0  # nothing reaches SQLite before the crash
 
-
-async def main() -> None:
+async def open_store() -> service.Store:
     data = Path(sys.argv[1])
     store = service.Store(
         SqliteMetaStore(data / META_FILE), LocalDirBlobStore(data),
@@ -410,6 +409,17 @@ async def main() -> None:
     )
     await store.open()
     await store.ensure_bucket("kv")
+    return store
+"""
+
+_CHILD = (
+    _CHILD_PRELUDE
+    + r"""
+service.APPLY_INTERVAL = 3600.0  # nothing reaches SQLite before the crash
+
+
+async def main() -> None:
+    store = await open_store()
     acked = {}
 
     async def batch(n):
@@ -433,6 +443,7 @@ async def main() -> None:
 
 asyncio.run(main())
 """
+)
 
 
 def _crash_child(data: Path) -> dict[str, tuple[str, bytes]]:
@@ -653,27 +664,15 @@ async def test_reads_after_a_cancelled_apply_still_see_journaled_writes(rig: Rig
     assert (await store.stats("kv")).objects == 2
 
 
-_SPIN_CHILD = r"""
-import asyncio, sys, tempfile
-from pathlib import Path
-
-from kvbox.core import service
-from kvbox.core.blob.localdir import LocalDirBlobStore
-from kvbox.core.journal import JOURNAL_DIR
-from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
-
+_SPIN_CHILD = (
+    _CHILD_PRELUDE
+    + r"""
 service.APPLY_INTERVAL = 3600.0
 service.MEM_HARD = 4096  # backpressure after a few KiB instead of 128 MiB
 
 
 async def main() -> None:
-    data = Path(sys.argv[1])
-    store = service.Store(
-        SqliteMetaStore(data / META_FILE), LocalDirBlobStore(data),
-        journal_dir=data / JOURNAL_DIR,
-    )
-    await store.open()
-    await store.ensure_bucket("kv")
+    store = await open_store()
     await store.put_batch("kv", [("first", b"1")])
     reader = asyncio.ensure_future(store.stats("kv"))
     await asyncio.sleep(0)
@@ -690,6 +689,7 @@ async def main() -> None:
 
 asyncio.run(main())
 """
+)
 
 
 def test_backpressure_after_a_cancelled_apply_does_not_hang(tmp_path: Path) -> None:
