@@ -16,7 +16,9 @@
     ├── Conflict
     │   ├── ConditionFailed      compare-and-set / If-Match lost
     │   ├── BucketExists
-    │   └── BucketNotEmpty
+    │   ├── BucketNotEmpty
+    │   ├── InvalidBucketState   the bucket's settings forbid the change (object lock)
+    │   └── ObjectLocked         object lock protects the version (retention, legal hold)
     ├── StorageError             the storage core failed (disk, database)
     │   └── ChunkMissing
     ├── Busy                     overloaded: too many connections or requests
@@ -102,6 +104,16 @@ class BucketExists(Conflict):
 
 class BucketNotEmpty(Conflict):
     pass
+
+
+class InvalidBucketState(Conflict):
+    """The change is not allowed in the bucket's current state (suspending versioning
+    of a bucket with object lock, object lock on a bucket without versioning)."""
+
+
+class ObjectLocked(Conflict):
+    """Object lock forbids removing this version, or changing its retention this way
+    (``kvbox.core.lock``)."""
 
 
 class StorageError(KvboxError):

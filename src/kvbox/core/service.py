@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, TypeAlias
 
+from kvbox.core import lock
 from kvbox.core.blob import BlobStore
 from kvbox.core.journal import Journal, to_version
 from kvbox.core.journal.codec import pack_record
@@ -62,6 +63,7 @@ from kvbox.errors import (
     ConditionFailed,
     EntityTooSmall,
     InvalidArgument,
+    InvalidBucketState,
     InvalidPart,
     KvboxError,
     NoSuchBucket,
@@ -264,6 +266,31 @@ class _Lru:
         return out
 
 
+class _KeyMutex:
+    """A key's mutex and how many tasks hold or await it (the entry goes at zero)."""
+
+    __slots__ = ("mutex", "users")
+
+    def __init__(self) -> None:
+        self.mutex = asyncio.Lock()
+        self.users = 0
+
+
+def _locked_attrs(bucket: Bucket, attrs: Mapping[str, str], now_ns: int) -> Mapping[str, str]:
+    """A new version's attrs in ``bucket``: lock entries are refused without object lock,
+    and the default retention is added where the write named no retention."""
+    config = lock.config_of(bucket)
+    if config is None:
+        if attrs and lock.has_lock_attrs(attrs):
+            raise InvalidArgument("object lock settings in a bucket without object lock")
+        return attrs
+    given = lock.VersionLock.of(attrs)
+    wanted = config.new_version_lock(given, now_ns)
+    if wanted == given:
+        return attrs
+    return {**attrs, **wanted.attrs()}
+
+
 class Store:
     """Versioned objects over a MetaStore and a BlobStore. One per server process."""
 
@@ -313,6 +340,10 @@ class Store:
         self._write_gen = 0
         self._pinned: Counter[str] = Counter()
         self._chunk_lock = asyncio.Lock()
+        #: One mutex per key of a bucket with object lock, held while its versions are
+        #: removed or their attrs rewritten, so a lock decision and the write it allows
+        #: are one step (``_key_mutex``). Entries live only while held or awaited.
+        self._key_locks: dict[tuple[str, str], _KeyMutex] = {}
         self._gc_tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle --------------------------------------------------------------------
@@ -799,8 +830,17 @@ class Store:
         owner: str,
         versioning: Versioning = Versioning.OFF,
         attrs: Mapping[str, str] = EMPTY_ATTRS,
+        object_lock: bool = False,
     ) -> bool:
-        """False if the name is taken (by anyone: S3 bucket names are global)."""
+        """False if the name is taken (by anyone: S3 bucket names are global).
+
+        ``object_lock``: the bucket is created with object lock on, and so with
+        versioning enabled for good (``kvbox.core.lock``).
+        """
+        if object_lock:
+            self._check_lock_possible()
+            versioning = Versioning.ENABLED
+            attrs = {**attrs, lock.CONFIG_ATTR: lock.LockConfig().to_attr()}
         bucket = Bucket(name, owner, time.time_ns(), versioning, attrs)
         created = await self.meta.create_bucket(bucket)
         if created:
@@ -815,12 +855,38 @@ class Store:
         return deleted
 
     async def set_versioning(self, name: str, state: Versioning) -> None:
+        """Raises ``InvalidBucketState`` for anything but ENABLED in a bucket with object
+        lock: S3 never lets such a bucket suspend versioning."""
+        b = self._buckets.get(name)
+        if state is not Versioning.ENABLED and lock.config_of(b) is not None:
+            raise InvalidBucketState(
+                "An Object Lock configuration is present on this bucket, so the versioning "
+                "state cannot be changed."
+            )
         # The new state is in ``_buckets`` before journaled writes may start again.
         async with self._exclusive():
             await self.meta.set_versioning(name, state)
             b = await self.meta.get_bucket(name)
             if b is not None:
                 self._buckets[name] = b
+
+    async def set_lock_config(self, name: str, config: lock.LockConfig) -> Bucket:
+        """Turn object lock on (for good) and set its default retention. The bucket's
+        versioning must be ENABLED (S3: else ``InvalidBucketState``); from then on it
+        cannot be suspended (``set_versioning``)."""
+        self._check_lock_possible()
+        b = self._bucket(name)
+        if b.versioning is not Versioning.ENABLED:
+            raise InvalidBucketState(
+                "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration"
+            )
+        return await self.set_bucket_attrs(name, {lock.CONFIG_ATTR: config.to_attr()})
+
+    def _check_lock_possible(self) -> None:
+        if self._lru is not None:
+            # Cache mode evicts keys to stay under --max-memory: it could never keep a
+            # promise not to remove a version.
+            raise InvalidArgument("object lock is not available in cache mode (--max-memory)")
 
     async def stats(self, bucket: str) -> BucketStats:
         self._bucket(bucket)
@@ -841,13 +907,16 @@ class Store:
         content_type: str = "application/octet-stream",
         attrs: Mapping[str, str] = EMPTY_ATTRS,
     ) -> ObjectVersion:
+        now = time.time_ns()
+        if bucket.attrs or attrs:
+            attrs = _locked_attrs(bucket, attrs, now)
         return ObjectVersion(
             bucket=bucket.name,
             key=key,
             version_id=self._ids.new(),
             size=size,
             etag=etag,
-            mtime_ns=time.time_ns(),
+            mtime_ns=now,
             is_null=bucket.versioning is not Versioning.ENABLED,
             inline=inline,
             chunks=chunks,
@@ -1032,6 +1101,8 @@ class Store:
         new_id = self._ids.new
         now = time.time_ns()
         is_null = b.versioning is not Versioning.ENABLED
+        # A bucket with object lock and a default retention gives it to every new version.
+        attrs = _locked_attrs(b, EMPTY_ATTRS, now) if b.attrs else EMPTY_ATTRS
         for key, data in items:
             size = len(data)
             if size > limit:
@@ -1041,7 +1112,7 @@ class Store:
             out.append(None)
             v = ObjectVersion(
                 bucket, key, new_id(), size, md5(data, usedforsecurity=False).hexdigest(), now,
-                False, is_null, data,
+                False, is_null, data, (), "application/octet-stream", attrs,
             )  # fmt: skip
             ops.append(PutOp(v))
         if ops:
@@ -1052,9 +1123,34 @@ class Store:
                 out[i] = v
         return [r.version_id if isinstance(r, ObjectVersion) else r for r in out]  # type: ignore[misc]
 
-    async def delete(self, bucket: str, key: str, version_id: str | None = None) -> WriteResult:
-        """S3 DeleteObject semantics (see ``model.DeleteOp``)."""
+    async def delete(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        *,
+        bypass_governance: bool = False,
+        now_ns: int | None = None,
+    ) -> WriteResult:
+        """S3 DeleteObject semantics (see ``model.DeleteOp``).
+
+        In a bucket with object lock a version named by ``version_id`` is removed only if
+        ``kvbox.core.lock`` allows it at ``now_ns`` (default: now) with
+        ``bypass_governance``; else ``ObjectLocked``. A delete without a version id
+        there only ever adds a delete marker (versioning is always on), which S3 allows.
+        """
         b = self._bucket(bucket)
+        if version_id is not None and lock.config_of(b) is not None:
+            async with self._key_mutex(bucket, key):
+                v = await self.get_version(bucket, key, version_id)
+                if v is not None:
+                    now = time.time_ns() if now_ns is None else now_ns
+                    lock.check_removal(v, now, bypass_governance=bypass_governance)
+                return await self._delete(b, key, version_id)
+        return await self._delete(b, key, version_id)
+
+    async def _delete(self, b: Bucket, key: str, version_id: str | None) -> WriteResult:
+        bucket = b.name
         marker = None
         if version_id is None and b.versioning is not Versioning.OFF:
             marker = ObjectVersion(
@@ -1076,11 +1172,90 @@ class Store:
         self, bucket: str, key: str, version_id: str | None, attrs: Mapping[str, str]
     ) -> ObjectVersion | None:
         """Replace a stored version's attrs in place (tags, ACL): same version id, same
-        Last-Modified. None if there is no such version (or it is a delete marker)."""
-        self._bucket(bucket)
+        Last-Modified. None if there is no such version (or it is a delete marker).
+
+        The version's object lock entries are never changed here: the stored ones are
+        carried over whatever ``attrs`` holds (only ``set_object_lock`` changes them), so
+        a tag or ACL change can neither drop nor forge a retention.
+        """
+        b = self._bucket(bucket)
+        if lock.config_of(b) is None:
+            if lock.has_lock_attrs(attrs):
+                raise InvalidArgument("object lock settings in a bucket without object lock")
+            return await self._set_attrs(bucket, key, version_id, attrs)
+        async with self._key_mutex(bucket, key):
+            v = await self._version_or_newest(bucket, key, version_id)
+            if v is None or v.is_delete_marker:
+                return None
+            kept = lock.without_lock(attrs)
+            kept.update(lock.VersionLock.of(v.attrs).attrs())
+            return await self._set_attrs(bucket, key, v.version_id, kept)
+
+    async def set_object_lock(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None,
+        *,
+        retention: lock.Retention | lock.Keep | None = lock.KEEP,
+        legal_hold: bool | None = None,
+        bypass_governance: bool = False,
+        now_ns: int | None = None,
+    ) -> ObjectVersion | None:
+        """Change a version's retention (``lock.KEEP``: leave it; None: remove it) and/or
+        legal hold (None: leave it), as ``kvbox.core.lock.check_change`` allows at
+        ``now_ns``; else ``ObjectLocked``. ``InvalidBucketState`` without object lock on
+        the bucket; None if there is no such version (or it is a delete marker)."""
+        b = self._bucket(bucket)
+        if lock.config_of(b) is None:
+            raise InvalidBucketState("Bucket is missing Object Lock Configuration")
+        now = time.time_ns() if now_ns is None else now_ns
+        async with self._key_mutex(bucket, key):
+            v = await self._version_or_newest(bucket, key, version_id)
+            if v is None or v.is_delete_marker:
+                return None
+            current = lock.VersionLock.of(v.attrs)
+            new_retention = current.retention
+            if not isinstance(retention, lock.Keep):
+                lock.check_change(current, retention, now, bypass_governance=bypass_governance)
+                new_retention = retention
+            hold = current.legal_hold if legal_hold is None else legal_hold
+            attrs = lock.without_lock(v.attrs)
+            attrs.update(lock.VersionLock(new_retention, hold).attrs())
+            return await self._set_attrs(bucket, key, v.version_id, attrs)
+
+    async def _version_or_newest(
+        self, bucket: str, key: str, version_id: str | None
+    ) -> ObjectVersion | None:
+        if version_id is not None:
+            return await self.get_version(bucket, key, version_id)
+        await self._settle()
+        return await self.meta.head(bucket, key)
+
+    async def _set_attrs(
+        self, bucket: str, key: str, version_id: str | None, attrs: Mapping[str, str]
+    ) -> ObjectVersion | None:
         (result,) = await self._commit([SetAttrsOp(bucket, key, version_id, attrs)])
         self._cache.pop((bucket, key))
         return None if result.not_found else result.written[0]
+
+    @contextlib.asynccontextmanager
+    async def _key_mutex(self, bucket: str, key: str) -> AsyncIterator[None]:
+        """Serialise lock decisions on one key with the writes they allow: without it a
+        delete could check a version, then a retention be set on it, then the delete
+        remove it. Only keys of buckets with object lock take it."""
+        k = (bucket, key)
+        entry = self._key_locks.get(k)
+        if entry is None:
+            entry = self._key_locks[k] = _KeyMutex()
+        entry.users += 1
+        try:
+            async with entry.mutex:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                del self._key_locks[k]
 
     async def _commit_put(self, op: PutOp) -> ObjectVersion:
         (result,) = await self._commit([op])

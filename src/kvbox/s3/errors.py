@@ -298,12 +298,20 @@ class S3Error(Exception):
         return f"S3Error({self.code!r}, {self.message!r}, resource={self.resource!r})"
 
 
+#: AWS's message for a delete or retention change that object lock refuses (an
+#: AccessDenied like any other, worded so the user knows which rule said no).
+OBJECT_LOCKED = "Access Denied because object protected by object lock."
+
+
 @dataclass(frozen=True, slots=True)
 class _CoreRow:
     code: str
     #: Keep the core exception's text as the message: only for errors whose text kvbox
     #: writes for users (argument checks), never for storage or internal failures.
     keep_message: bool = False
+    #: A fixed message instead of the table's default (AWS words some refusals its own
+    #: way under a shared code).
+    message: str | None = None
 
 
 def _tree(root: type[core.KvboxError]) -> list[type[core.KvboxError]]:
@@ -343,6 +351,8 @@ CORE_TO_S3: Mapping[type[core.KvboxError], _CoreRow] = MappingProxyType(
         core.ConditionFailed: _CoreRow("PreconditionFailed"),
         core.BucketExists: _CoreRow("BucketAlreadyExists"),
         core.BucketNotEmpty: _CoreRow("BucketNotEmpty"),
+        core.InvalidBucketState: _CoreRow("InvalidBucketState", keep_message=True),
+        core.ObjectLocked: _CoreRow("AccessDenied", message=OBJECT_LOCKED),
         PolicyError: _CoreRow("MalformedPolicy", keep_message=True),
         users.UserExists: _CoreRow("OperationAborted"),
         users.UserOwnsBuckets: _CoreRow("OperationAborted"),
@@ -375,6 +385,6 @@ def from_kvbox_error(exc: BaseException, *, resource: str | None = None) -> S3Er
         row = CORE_TO_S3.get(cls)
         if row is not None:
             text = str(exc)
-            message = text if row.keep_message and text else None
+            message = text if row.keep_message and text else row.message
             return S3Error(row.code, message, resource=resource)
     return S3Error("InternalError", resource=resource)
