@@ -26,6 +26,12 @@ from kvbox.errors import InvalidArgument
 
 CREDENTIALS_FILE = "root-credentials"
 _ACCESS_ALPHABET = string.ascii_uppercase + string.digits
+#: Letters and digits only. ``token_urlsafe`` had ``-`` and ``_``: one secret in 64 began
+#: with ``-``, which command lines then read as an option (``aws configure set
+#: aws_secret_access_key -x...`` fails). 40 characters, as AWS's secret keys have, of 62
+#: symbols: 238 bits.
+_SECRET_ALPHABET = string.ascii_letters + string.digits
+SECRET_LENGTH = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +45,10 @@ class Credentials:
 
 
 def generate() -> tuple[str, str]:
+    """A new (access key, secret key) pair; neither can be mistaken for an option."""
     access = "KV" + "".join(secrets.choice(_ACCESS_ALPHABET) for _ in range(18))
-    return access, secrets.token_urlsafe(30)
+    secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(SECRET_LENGTH))
+    return access, secret
 
 
 def load_root_credentials(data_dir: Path | None, env: Mapping[str, str]) -> Credentials:

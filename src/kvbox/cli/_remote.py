@@ -17,11 +17,33 @@ import urllib.request
 from datetime import UTC, datetime
 from typing import Any
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError, fromstring
+
 from kvbox.auth.sigv4 import sign_request
 
 
 class RemoteError(Exception):
     """Why the call could not be made or was refused (one line for the user)."""
+
+
+def refusal(status: int, body: bytes) -> str:
+    """One line for an error answer: S3's ``<Error>`` as its code, message and request id
+    (what an operator greps the server's log for), anything else as its first line."""
+    try:
+        root = fromstring(body)
+    except (ParseError, DefusedXmlException, ValueError):
+        root = None
+    if root is not None and root.tag == "Error":
+        code = (root.findtext("Code") or "").strip()
+        message = (root.findtext("Message") or "").strip()
+        request_id = (root.findtext("RequestId") or "").strip()
+        text = f"{code}: {message}" if message else code
+        where = f", request {request_id}" if request_id else ""
+        return f"the server refused: {text} (HTTP {status}{where})"
+    first = body.decode(errors="replace").strip().splitlines()[:1]
+    detail = f": {first[0][:200]}" if first else ""
+    return f"the server refused: HTTP {status}{detail}"
 
 
 def post_json(server: str, path: str, payload: Any, *, region: str) -> Any:
@@ -54,7 +76,6 @@ def post_json(server: str, path: str, payload: Any, *, region: str) -> Any:
         with urllib.request.urlopen(request, timeout=30) as resp:
             return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace").strip()
-        raise RemoteError(f"the server refused: HTTP {exc.code} {detail}".rstrip()) from None
+        raise RemoteError(refusal(exc.code, exc.read())) from None
     except (OSError, ValueError) as exc:
         raise RemoteError(f"cannot reach {server}: {exc}") from None

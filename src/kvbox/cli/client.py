@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from kvbox.bench.address import parse_server
 from kvbox.client import Client, UdpClient
@@ -121,8 +121,16 @@ def add_parser(sub: Any) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    ap.add_argument("server", metavar="HOST[:PORT]")
-    ap.add_argument("operation", metavar="OPERATION", type=str.lower, choices=sorted(_USAGE))
+    ap.add_argument(
+        "server", metavar="HOST[:PORT]", help="the server's GW-KV address (port 7070 by default)"
+    )
+    ap.add_argument(
+        "operation",
+        metavar="OPERATION",
+        type=str.lower,
+        choices=sorted(_USAGE),
+        help="what to do: one of the operations listed below",
+    )
     ap.add_argument("words", nargs="*", metavar="ARG", help="key, values, ...")
     ap.add_argument(
         "--file", metavar="PATH", help="value from this file ('-': stdin) for set, cas, bset"
@@ -331,8 +339,13 @@ def _download(ctx: _Ctx, fetch: Callable[[BinaryIO], bool], missing: str) -> Non
     finds nothing (exit status 1)."""
     path = ctx.args.output
     if path is None or path == "-":
-        if not fetch(ctx.out):
+        sink = _LastByte(ctx.out)
+        if not fetch(cast(BinaryIO, sink)):
             raise _Missing(missing)
+        if sink.last not in (b"", b"\n") and _is_terminal(ctx.out):
+            # A person reading a terminal gets the prompt on a line of its own; a pipe or
+            # a redirect gets the value's bytes exactly, as they were stored.
+            ctx.out.write(b"\n")
         return
     # Into a temporary file beside the target, renamed when complete: a failed or
     # absent download never leaves a truncated file at PATH.
@@ -350,6 +363,29 @@ def _download(ctx: _Ctx, fetch: Callable[[BinaryIO], bool], missing: str) -> Non
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+class _LastByte:
+    """A write-through sink that remembers the last byte written (see ``_download``)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.last = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        if len(data):
+            self.last = bytes(data[-1:])
+        return self._out.write(data)
+
+    def flush(self) -> None:
+        self._out.flush()
+
+
+def _is_terminal(out: BinaryIO) -> bool:
+    try:
+        return out.isatty()
+    except (OSError, ValueError):
+        return False
 
 
 def _write_whole(value: bytes | None, sink: BinaryIO) -> bool:

@@ -1,7 +1,8 @@
 """``kvbox health``: exit 0 if a server answers, for container HEALTHCHECKs and scripts.
 
 Layer: cli. Rules: stdlib sockets only and a short timeout, so a health probe never hangs
-longer than the orchestrator's own timeout.
+longer than the orchestrator's own timeout. ``--wait`` retries for scripts that have just
+started a server in the background (``kvbox serve &``) and must not race its start-up.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -35,11 +37,43 @@ def add_parser(sub: Any) -> None:
     ap.add_argument(
         "--http", metavar="URL", help="check this URL instead, e.g. http://127.0.0.1:9000/readyz"
     )
-    ap.add_argument("--timeout", type=float, default=3.0)
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=3.0,
+        metavar="SECONDS",
+        help="give up on one check after this long (default %(default)s)",
+    )
+    ap.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="retry until the server answers or this long has passed, e.g. right after "
+        "starting it in the background (default %(default)s: check once)",
+    )
     ap.set_defaults(func=run)
 
 
+#: Seconds between two checks under ``--wait``.
+_RETRY_EVERY = 0.1
+
+
 def run(args: argparse.Namespace) -> int:
+    deadline = time.monotonic() + max(0.0, args.wait)
+    while True:
+        problem = _check(args)
+        if problem is None:
+            print("healthy")
+            return 0
+        if time.monotonic() >= deadline:
+            print(f"kvbox health: unhealthy: {problem}", file=sys.stderr)
+            return 1
+        time.sleep(_RETRY_EVERY)
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    """None if the server answered as a healthy one does, else what went wrong."""
     try:
         if args.http:
             with urllib.request.urlopen(args.http, timeout=args.timeout) as resp:
@@ -50,10 +84,5 @@ def run(args: argparse.Namespace) -> int:
                 sock.sendall(b"PING\n")
                 ok = sock.recv(64).startswith(b"OK PONG")
     except (OSError, urllib.error.URLError, ValueError) as exc:
-        print(f"kvbox health: unhealthy: {exc}", file=sys.stderr)
-        return 1
-    if not ok:
-        print("kvbox health: unhealthy: unexpected answer", file=sys.stderr)
-        return 1
-    print("healthy")
-    return 0
+        return str(exc)
+    return None if ok else "unexpected answer"

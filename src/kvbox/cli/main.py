@@ -18,9 +18,26 @@ from kvbox import __version__
 SUBCOMMANDS = ("serve", "client", "bench", "loadgen", "fsck", "health", "admin", "policy")
 
 
+#: What ``kvbox --help`` says kvbox is, before the list of subcommands.
+DESCRIPTION = """\
+kvbox is a versioned key-value and object store in one process. `kvbox serve` runs it:
+GW-KV, a line-based key-value protocol over TCP and UDP (port 7070: SET, GET, BSET,
+MULTIGET, CAS, GETAT, ...); the S3 API on HTTP (port 9000, with /healthz, /readyz and
+/metrics beside it), usable with the AWS CLI, boto3, s3cmd or rclone; and, with
+--web-port, buckets served as static websites. Every write is durable before it is
+acknowledged and every key keeps a version id. The other commands talk to a server
+(client, bench, loadgen, health, admin, policy) or check its data directory (fsck).
+"""
+
+_EPILOG = "Run `kvbox COMMAND --help` for a command's flags. Docs: README.md and docs/."
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="kvbox", description="A versioned key-value and object store."
+        prog="kvbox",
+        description=DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"kvbox {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -42,7 +42,7 @@ def _bool(text: str | bool) -> bool:
 def add_parser(sub: Any) -> None:
     ap: argparse.ArgumentParser = sub.add_parser(
         "serve",
-        help="run the server (GW-KV on TCP+UDP, HTTP health and metrics)",
+        help="run the server: GW-KV on TCP and UDP, the S3 API, health and metrics on HTTP",
         description="Run kvbox. Every flag can also be set as KVBOX_<FLAG>, "
         "e.g. KVBOX_DATA=/srv/kvbox or KVBOX_KV_PORT=7070.",
     )

@@ -11,6 +11,7 @@ file only makes the error message useful.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -20,6 +21,14 @@ from typing import Final
 from kvbox.errors import StorageError
 
 LOCK_FILE: Final = "LOCK"
+#: Entries a server writes to; each that exists must be writable, or start-up stops
+#: with one line instead of failing on its first write (``_check_writable``).
+_WRITTEN: Final = ("meta.sqlite3", "meta.sqlite3-wal", "meta.sqlite3-shm", "journal", "chunks")
+
+
+class DataDirError(StorageError):
+    """The data directory cannot be used: missing, not a directory, not writable. The
+    message is one line that names the path and what is wrong with it."""
 
 
 def fsync_dir(path: Path) -> None:
@@ -55,14 +64,20 @@ class DataDirLock:
 
 
 def acquire_data_dir(path: Path, *, create: bool = False) -> DataDirLock:
-    """Take the lock or raise ``StorageError`` saying who holds it."""
+    """Take the lock or raise ``StorageError`` saying who holds it (``DataDirError`` when
+    the directory itself is unusable)."""
     path = Path(path)
     if create:
-        path.mkdir(parents=True, exist_ok=True)
+        _make(path)
+    elif path.exists() and not path.is_dir():
+        raise DataDirError(f"data directory {path} is a file, not a directory")
     elif not path.is_dir():
-        raise StorageError(f"{path}: no such data directory")
+        raise DataDirError(f"{path}: no such data directory")
     lock_path = path / LOCK_FILE
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise DataDirError(_unwritable(path, exc)) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -75,9 +90,43 @@ def acquire_data_dir(path: Path, *, create: bool = False) -> DataDirLock:
     except BaseException:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    try:
+        _check_writable(path)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError as exc:
+        os.close(fd)
+        raise DataDirError(_unwritable(path, exc)) from None
+    except BaseException:
+        os.close(fd)
+        raise
     return DataDirLock(lock_path, fd)
+
+
+def _make(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # exist_ok covers directories only: something else is there
+        raise DataDirError(f"data directory {path} is a file, not a directory") from None
+    except NotADirectoryError:
+        raise DataDirError(
+            f"cannot create data directory {path}: a part of that path is a file"
+        ) from None
+    except OSError as exc:
+        raise DataDirError(f"cannot create data directory {path}: {exc.strerror}") from None
+
+
+def _unwritable(path: Path, exc: OSError) -> str:
+    return f"data directory {path} is not writable: {exc.strerror}"
+
+
+def _check_writable(path: Path) -> None:
+    """Raise ``PermissionError`` unless the directory and the entries a server writes
+    to are writable by this process (``os.access`` also reports a read-only mount)."""
+    for entry in (path, *(path / name for name in _WRITTEN)):
+        if entry.exists() and not os.access(entry, os.W_OK | (os.X_OK if entry.is_dir() else 0)):
+            where = "" if entry == path else f" ({entry.name})"
+            raise PermissionError(errno.EACCES, f"Permission denied{where}")
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from kvbox.core.journal import JOURNAL_DIR
 from kvbox.core.meta import MetaStore
 from kvbox.core.model import ObjectVersion, Versioning
 from kvbox.core.service import Store
-from kvbox.credentials import load_root_credentials
+from kvbox.credentials import CREDENTIALS_FILE, Credentials, load_root_credentials
 from kvbox.errors import InvalidArgument, KvboxError
 from kvbox.kv.commands import KvCommands
 from kvbox.metrics import ServerCounters
@@ -38,6 +38,7 @@ from kvbox.s3.handlers.common import Context
 from kvbox.s3.server import S3Frontend
 from kvbox.server.gwkv import GwkvServer
 from kvbox.server.http import build_app
+from kvbox.server.listeners import Listeners, bind_all
 from kvbox.server.udp import GwkvDatagram
 from kvbox.server.web import Visitor, build_web_app
 
@@ -85,37 +86,60 @@ def build_stores(s: Settings) -> tuple[MetaStore, BlobStore, contextlib.ExitStac
     from kvbox.core.datadir import lock_data_dir
     from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
 
-    s.data.mkdir(parents=True, exist_ok=True)
-    stack.enter_context(lock_data_dir(s.data))
+    stack.enter_context(lock_data_dir(s.data, create=True))
     meta = SqliteMetaStore(s.data / META_FILE, synchronous=s.sync.upper())
     return meta, LocalDirBlobStore(s.data), stack
 
 
 async def run_server(s: Settings, stop: asyncio.Event) -> None:
-    meta, blobs, stack = build_stores(s)
-    with stack:
-        store = Store(
-            meta,
-            blobs,
-            cache_bytes=s.max_memory * 2 if s.max_memory is not None else s.cache_size,
-            max_memory=s.max_memory,
-            journal_dir=None if s.max_memory is not None else s.data / JOURNAL_DIR,
+    # Ports first: a start that cannot listen ends here, before it touches the data
+    # directory or generates (and prints) root keys it could never serve with.
+    listeners = bind_all(s.host, s.kv_port, s.http_port, s.web_port)
+    try:
+        tls = _tls_context(s)
+        meta, blobs, stack = build_stores(s)
+        with stack:
+            store = Store(
+                meta,
+                blobs,
+                cache_bytes=s.max_memory * 2 if s.max_memory is not None else s.cache_size,
+                max_memory=s.max_memory,
+                journal_dir=None if s.max_memory is not None else s.data / JOURNAL_DIR,
+            )
+            await store.open()
+            try:
+                await _serve_store(s, store, stop, listeners, tls)
+            finally:
+                await store.close()
+    finally:
+        listeners.close()
+
+
+def _announce_credentials(s: Settings, creds: Credentials) -> None:
+    if creds.source != "generated":
+        announce(f"root access key {creds.access_key} (from the {creds.source})")
+        return
+    announce(f"root access key {creds.access_key}")
+    if s.max_memory is not None:
+        where = (
+            "cache mode stores nothing: these keys last until the server stops; set "
+            "KVBOX_ROOT_ACCESS_KEY and KVBOX_ROOT_SECRET_KEY to choose them"
         )
-        await store.open()
-        try:
-            await _serve_store(s, store, stop)
-        finally:
-            await store.close()
+    else:
+        where = f"saved in {s.data / CREDENTIALS_FILE}"
+    announce(f"root secret key {creds.secret_key}  (shown once; {where})")
 
 
-async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
+async def _serve_store(
+    s: Settings,
+    store: Store,
+    stop: asyncio.Event,
+    listeners: Listeners,
+    tls: ssl.SSLContext | None,
+) -> None:
     loop = asyncio.get_running_loop()
     creds = load_root_credentials(None if s.max_memory is not None else s.data, os.environ)
-    if creds.source == "generated":
-        announce(f"root access key {creds.access_key}")
-        announce(f"root secret key {creds.secret_key}  (shown once; stored in the data directory)")
-    else:
-        announce(f"root access key {creds.access_key} (from the {creds.source})")
+    _announce_credentials(s, creds)
     await store.ensure_bucket(
         s.kv_bucket, versioning=Versioning.ENABLED if s.kv_versioning else Versioning.OFF
     )
@@ -128,16 +152,18 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
         request_timeout=s.request_timeout,
         max_connections=s.max_connections,
     )
-    tcp = await loop.create_server(
-        gw.protocol_factory, s.host, s.kv_port, reuse_address=True, backlog=4096
-    )
-    port = tcp.sockets[0].getsockname()[1]
-    for sock in tcp.sockets:
+    port = listeners.kv_port
+    tcp_servers: list[asyncio.Server] = []
+    for sock in listeners.take("kv_tcp"):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    udp, _ = await loop.create_datagram_endpoint(
-        lambda: GwkvDatagram(commands), local_addr=(s.host, port)
-    )
+        tcp_servers.append(await loop.create_server(gw.protocol_factory, sock=sock, backlog=4096))
+    udp_transports: list[asyncio.DatagramTransport] = []
+    for sock in listeners.take("kv_udp"):
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: GwkvDatagram(commands), sock=sock
+        )
+        udp_transports.append(transport)
     gw.start_sweeper()
     shown = f"[{s.host}]" if ":" in s.host else s.host
     announce(f"data {'memory (cache mode, not durable)' if s.max_memory else s.data}")
@@ -162,12 +188,8 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
         http = build_app(counters, stored, lambda: ready, s3)
         runner = web.ServerRunner(http, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(
-            runner, s.host, s.http_port, reuse_address=True, ssl_context=_tls_context(s)
-        )
-        await site.start()
-        http_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        scheme = "https" if s.tls_cert else "http"
+        http_port = await _start_sites(runner, listeners.take("http"), tls)
+        scheme = "https" if tls is not None else "http"
         announce(f"{scheme} {shown}:{http_port} (S3 API, /healthz /readyz /metrics)")
     web_runner: web.AppRunner | None = None
     if s.web_port:
@@ -189,11 +211,7 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
         )
         web_runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
         await web_runner.setup()
-        web_site = web.TCPSite(
-            web_runner, s.host, s.web_port, reuse_address=True, ssl_context=_tls_context(s)
-        )
-        await web_site.start()
-        web_port = web_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        web_port = await _start_sites(web_runner, listeners.take("web"), tls)
         announce(f"web {shown}:{web_port} (static websites)")
     # Everything allocated so far lives as long as the server: keep the collector off it,
     # and collect the young generation less often (a request allocates a handful of
@@ -205,8 +223,10 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
     await stop.wait()
     ready = False
     log.info("shutting down: finishing requests in flight (grace %.1fs)", s.shutdown_grace)
-    tcp.close()
-    udp.close()
+    for server in tcp_servers:
+        server.close()
+    for transport in udp_transports:
+        transport.close()
     gw.stop_sweeper()
     await gw.drain(s.shutdown_grace)
     if runner is not None:
@@ -215,6 +235,15 @@ async def _serve_store(s: Settings, store: Store, stop: asyncio.Event) -> None:
         await web_runner.cleanup()
     await store.sweep_chunk_writers()
     log.info("stopped")
+
+
+async def _start_sites(
+    runner: web.BaseRunner, socks: list[socket.socket], tls: ssl.SSLContext | None
+) -> int:
+    """Serve ``runner`` on each bound socket; the port number they share."""
+    for sock in socks:
+        await web.SockSite(runner, sock, ssl_context=tls).start()
+    return int(socks[0].getsockname()[1])
 
 
 def _tls_context(s: Settings) -> ssl.SSLContext | None:
