@@ -312,6 +312,31 @@ def test_bucket_lifecycle(s3: Any) -> None:
     assert _code(info.value) == "NoSuchBucket"
 
 
+def test_a_deleted_bucket_is_no_such_bucket_for_keys_read_before(s3: Any) -> None:
+    """A key read while its bucket existed (and so remembered as absent, or as deleted)
+    answers NoSuchBucket once the bucket is gone, and nothing old once it is back."""
+    s3.create_bucket(Bucket="short-lived")
+    s3.put_object(Bucket="short-lived", Key="was", Body=b"x")
+    s3.delete_object(Bucket="short-lived", Key="was")
+    for key in ("never", "was"):
+        with pytest.raises(ClientError) as info:
+            s3.get_object(Bucket="short-lived", Key=key)
+        assert _code(info.value) == "NoSuchKey"
+    s3.delete_bucket(Bucket="short-lived")
+    for key in ("never", "was"):
+        with pytest.raises(ClientError) as info:
+            s3.get_object(Bucket="short-lived", Key=key)
+        assert _code(info.value) == "NoSuchBucket"
+        with pytest.raises(ClientError) as info:
+            s3.head_object(Bucket="short-lived", Key=key)
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    s3.create_bucket(Bucket="short-lived")
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket="short-lived", Key="was")
+    assert _code(info.value) == "NoSuchKey"
+    s3.delete_bucket(Bucket="short-lived")
+
+
 @pytest.mark.parametrize(
     "name", ["ab", "UpperCase", "a..b", "192.168.1.1", "-dash", "xn--punycode", "a" * 64]
 )

@@ -10,8 +10,9 @@ import base64
 import hashlib
 import os
 import random
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -270,14 +271,57 @@ def test_upload_part_copy_with_ranges(s3: Any) -> None:
     assert hashlib.sha256(data).digest() == hashlib.sha256(b"".join(parts)).digest()
 
 
-def test_bucket_with_an_upload_in_progress_is_not_empty(s3: Any) -> None:
+def _chunk_files(srv: S3Server) -> set[str]:
+    root = srv.server.data_dir / "chunks"
+    return {p.name for p in root.rglob("*") if p.is_file() and p.parent.name != "tmp"}
+
+
+def test_deleting_a_bucket_deletes_its_uploads_in_progress(s3srv: S3Server, s3: Any) -> None:
+    """AWS deletes a bucket whose only contents are unfinished uploads, and the uploads
+    with it: their parts' bytes are released, a new bucket of that name starts empty."""
     s3.create_bucket(Bucket="pending")
+    before = _chunk_files(s3srv)
     uid = s3.create_multipart_upload(Bucket="pending", Key="k")["UploadId"]
+    body = random.Random(7).randbytes(MiB)
+    s3.upload_part(Bucket="pending", Key="k", UploadId=uid, PartNumber=1, Body=body)
+    assert _chunk_files(s3srv) - before, "the part's bytes are on disk"
+    assert s3.delete_bucket(Bucket="pending")["ResponseMetadata"]["HTTPStatusCode"] == 204
+    calls: list[Callable[[], Any]] = [
+        lambda: s3.list_multipart_uploads(Bucket="pending"),
+        lambda: s3.upload_part(Bucket="pending", Key="k", UploadId=uid, PartNumber=2, Body=b"x"),
+        lambda: s3.complete_multipart_upload(
+            Bucket="pending",
+            Key="k",
+            UploadId=uid,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": '"0"'}]},
+        ),
+    ]
+    for call in calls:
+        with pytest.raises(ClientError) as info:
+            call()
+        assert _code(info.value) == "NoSuchBucket"
+    s3.create_bucket(Bucket="pending")
+    assert s3.list_multipart_uploads(Bucket="pending").get("Uploads", []) == []
     with pytest.raises(ClientError) as info:
-        s3.delete_bucket(Bucket="pending")
-    assert _code(info.value) == "BucketNotEmpty"
-    s3.abort_multipart_upload(Bucket="pending", Key="k", UploadId=uid)
+        s3.list_parts(Bucket="pending", Key="k", UploadId=uid)
+    assert _code(info.value) == "NoSuchUpload"
+    deadline = time.monotonic() + 10
+    while _chunk_files(s3srv) - before and time.monotonic() < deadline:
+        time.sleep(0.05)  # chunk files are deleted in the background, after the commit
+    assert not _chunk_files(s3srv) - before
     s3.delete_bucket(Bucket="pending")
+
+
+def test_a_bucket_with_objects_keeps_its_uploads(s3: Any) -> None:
+    s3.create_bucket(Bucket="busy")
+    s3.put_object(Bucket="busy", Key="o", Body=b"1")
+    uid = s3.create_multipart_upload(Bucket="busy", Key="k")["UploadId"]
+    with pytest.raises(ClientError) as info:
+        s3.delete_bucket(Bucket="busy")
+    assert _code(info.value) == "BucketNotEmpty"
+    assert [u["UploadId"] for u in s3.list_multipart_uploads(Bucket="busy")["Uploads"]] == [uid]
+    s3.delete_object(Bucket="busy", Key="o")
+    s3.delete_bucket(Bucket="busy")
 
 
 @pytest.mark.slow

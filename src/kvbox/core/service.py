@@ -232,6 +232,11 @@ class _Cache:
         if old is not _MISS:
             self.bytes -= self._cost(old)
 
+    def drop_bucket(self, bucket: str) -> None:
+        """Forget every entry of ``bucket`` (a scan: buckets are deleted rarely)."""
+        for k in [k for k in self._d if k[0] == bucket]:
+            self.pop(k)
+
 
 class _Lru:
     """Stored bytes per key in recency order: the ``--max-memory`` eviction policy."""
@@ -848,11 +853,20 @@ class Store:
         return created
 
     async def delete_bucket(self, name: str) -> bool:
-        """Delete an empty bucket; raises ``BucketNotEmpty``."""
+        """Delete a bucket without versions, and its unfinished multipart uploads with it;
+        raises ``BucketNotEmpty``. False if there was no such bucket.
+
+        The read cache forgets the bucket's keys: a key looked up while the bucket
+        existed is cached as absent, and must answer NoSuchBucket now, not NoSuchKey
+        (nor, should the name be created again, anything of the old bucket's).
+        """
         async with self._exclusive():
-            deleted = await self.meta.delete_bucket(name)
+            freed = await self.meta.delete_bucket(name)
             self._buckets.pop(name, None)
-        return deleted
+            self._cache.drop_bucket(name)
+        if freed:
+            self._spawn(self._collect(list(freed)))
+        return freed is not None
 
     async def set_versioning(self, name: str, state: Versioning) -> None:
         """Raises ``InvalidBucketState`` for anything but ENABLED in a bucket with object
@@ -1318,7 +1332,9 @@ class Store:
         return upload
 
     async def get_upload(self, bucket: str, key: str, upload_id: str) -> MultipartUpload:
-        """The upload, which must belong to ``bucket``/``key`` (else ``NoSuchUpload``)."""
+        """The upload, which must belong to ``bucket``/``key`` (else ``NoSuchUpload``;
+        ``NoSuchBucket`` first when the bucket is gone, as S3 answers)."""
+        self._bucket(bucket)
         up = await self.meta.get_upload(upload_id)
         if up is None or up.bucket != bucket or up.key != key:
             raise NoSuchUpload(upload_id)

@@ -176,8 +176,8 @@ async def test_bucket_crud(store: MetaStore) -> None:
     assert alpha is not None and alpha.owner == "root" and alpha.created_ns == 42
     assert [b.name for b in await store.list_buckets()] == ["alpha", "zeta"]
     assert await store.get_bucket("nope") is None
-    assert await store.delete_bucket("alpha")
-    assert not await store.delete_bucket("alpha")
+    assert await store.delete_bucket("alpha") == ()
+    assert await store.delete_bucket("alpha") is None
     assert [b.name for b in await store.list_buckets()] == ["zeta"]
 
 
@@ -201,7 +201,7 @@ async def test_delete_bucket_refuses_while_any_version_exists(store: MetaStore) 
     with pytest.raises(BucketNotEmpty):
         await store.delete_bucket(b)
     await store.commit([PurgeOp(b, "k")])
-    assert await store.delete_bucket(b)
+    assert await store.delete_bucket(b) == ()
     assert await store.get_bucket(b) is None
 
 
@@ -209,7 +209,7 @@ async def test_recreated_bucket_starts_with_zero_counters(store: MetaStore) -> N
     b = await bucket(store)
     await put(store, b, "k", b"12345")
     await store.commit([PurgeOp(b, "k")])
-    assert await store.delete_bucket(b)
+    assert await store.delete_bucket(b) == ()
     await bucket(store)
     assert await store.stats(b) == BucketStats(0, 0)
     assert await store.head(b, "k") is None
@@ -973,13 +973,37 @@ async def test_uploads_survive_reopen(factory: Factory) -> None:
     assert await store.list_parts("u1") == [part(1, "a")]
 
 
-async def test_bucket_with_an_upload_in_progress_is_not_empty(store: MetaStore) -> None:
+async def test_deleting_a_bucket_drops_its_uploads_and_frees_their_parts(
+    store: MetaStore,
+) -> None:
     b = await bucket(store)
+    other = await bucket(store, "other")
     await store.create_upload(MultipartUpload(b, "k", "u1"))
+    await store.create_upload(MultipartUpload(b, "k", "u2"))
+    await store.create_upload(MultipartUpload(other, "k", "u3"))
+    await store.put_part("u1", part(1, "a", "shared"))
+    await store.put_part("u2", part(1, "b"))
+    await store.put_part("u3", part(1, "shared"))
+    assert await store.delete_bucket(b) == tuple(sorted((chunk("a").chunk_id, chunk("b").chunk_id)))
+    assert await store.get_bucket(b) is None
+    for upload_id in ("u1", "u2"):
+        assert await store.get_upload(upload_id) is None
+        with pytest.raises(NoSuchUpload):
+            await store.put_part(upload_id, part(2, "c"))
+    # The other bucket's upload keeps its part, and the chunk both referenced.
+    assert [u.upload_id for u in await store.list_uploads(other)] == ["u3"]
+    assert await store.chunk_refs() == {chunk("shared").chunk_id: 1}
+
+
+async def test_a_bucket_with_versions_keeps_its_uploads(store: MetaStore) -> None:
+    b = await bucket(store)
+    await put(store, b, "k")
+    await store.create_upload(MultipartUpload(b, "k", "u1"))
+    await store.put_part("u1", part(1, "a"))
     with pytest.raises(BucketNotEmpty):
         await store.delete_bucket(b)
-    await store.abort_upload("u1")
-    assert await store.delete_bucket(b)
+    assert [p.part_number for p in await store.list_parts("u1")] == [1]
+    assert chunk("a").chunk_id in await store.chunk_refs()
 
 
 # --- users and access keys ----------------------------------------------------------------

@@ -46,11 +46,14 @@ class MetaStore(Protocol):
 
     async def list_buckets(self) -> list[Bucket]: ...
 
-    async def delete_bucket(self, name: str) -> bool:
-        """Delete an empty bucket (no versions at all, markers included, and no
-        multipart upload in progress).
+    async def delete_bucket(self, name: str) -> tuple[str, ...] | None:
+        """Delete a bucket that holds no versions (delete markers included), together
+        with its multipart uploads in progress and their parts, in one transaction.
 
-        Returns False if it does not exist; raises ``kvbox.errors.BucketNotEmpty``.
+        S3 deletes a bucket whose only contents are unfinished uploads; doing it
+        atomically means no upload can outlive its bucket and no part keeps a chunk.
+        Returns the chunks the parts freed (sorted), None if the bucket does not exist;
+        raises ``kvbox.errors.BucketNotEmpty`` (and then changes nothing).
         """
         ...
 

@@ -172,16 +172,19 @@ class MemoryMetaStore:
     async def list_buckets(self) -> list[Bucket]:
         return [self._buckets[name].bucket for name in sorted(self._buckets)]
 
-    async def delete_bucket(self, name: str) -> bool:
+    async def delete_bucket(self, name: str) -> tuple[str, ...] | None:
         b = self._buckets.get(name)
         if b is None:
-            return False
+            return None
         if b.keys:
             raise BucketNotEmpty(name)
-        if any(u.bucket == name for u in self._uploads.values()):
-            raise BucketNotEmpty(f"{name} has multipart uploads in progress")
+        freed: list[str] = []
+        for upload_id in [u.upload_id for u in self._uploads.values() if u.bucket == name]:
+            for p in self._parts.pop(upload_id, {}).values():
+                self._unref_chunks(p.chunks, freed)
+            del self._uploads[upload_id]
         del self._buckets[name]
-        return True
+        return tuple(sorted(set(freed)))
 
     async def set_bucket_attrs(self, name: str, changes: Mapping[str, str | None]) -> Bucket:
         b = self._bucket(name)

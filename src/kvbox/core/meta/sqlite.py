@@ -956,22 +956,30 @@ class _Writer:
         self.names[bid] = bucket.name
         return True
 
-    def delete_bucket(self, name: str) -> bool:
+    def delete_bucket(self, name: str) -> tuple[str, ...] | None:
         b = self.buckets.get(name)
         if b is None:
-            return False
+            return None
         bid = b[0]
         self._flush_or_retry()
         c = self.c
         if c.execute(_SQL_W_ANY, (bid,)).fetchone() is not None:
             raise BucketNotEmpty(name)
-        if c.execute("SELECT 1 FROM uploads WHERE bucket = ? LIMIT 1", (bid,)).fetchone():
-            raise BucketNotEmpty(f"{name} has multipart uploads in progress")
+        freed: list[str] = []
+
+        def run() -> None:
+            # One guarded change: the uploads, their parts' chunk references and the
+            # bucket row go together or not at all.
+            uploads = c.execute("SELECT upload_id FROM uploads WHERE bucket = ?", (bid,))
+            for (upload_id,) in uploads.fetchall():
+                self._drop_upload(upload_id, freed)
+            c.execute("DELETE FROM buckets WHERE id = ?", (bid,))
+
         self.deltas.pop(bid, None)
-        self._guarded(lambda: c.execute("DELETE FROM buckets WHERE id = ?", (bid,)))
+        self._guarded(run)
         del self.buckets[name]
         del self.names[bid]
-        return True
+        return tuple(sorted(set(freed)))
 
     def run_guarded(self, fn: Callable[[sqlite3.Cursor], Any]) -> Any:
         """A user or key change: ``fn`` checks first (raising a KvboxError before any
@@ -1796,10 +1804,10 @@ class SqliteMetaStore:
         )
         return [_bucket(r) for r in rows]
 
-    async def delete_bucket(self, name: str) -> bool:
+    async def delete_bucket(self, name: str) -> tuple[str, ...] | None:
         w = self._w()
-        deleted: bool = await self._submit(lambda: w.delete_bucket(name))
-        return deleted
+        freed: tuple[str, ...] | None = await self._submit(lambda: w.delete_bucket(name))
+        return freed
 
     async def set_bucket_attrs(self, name: str, changes: Mapping[str, str | None]) -> Bucket:
         w = self._w()
