@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvbox.auth import sigv4
-from kvbox.errors import KvboxError
+from kvbox.errors import KvboxError, wire
 
 AK = "AKIDEXAMPLE"
 SECRET = "s3cr3t/with+odd=chars"
@@ -245,7 +245,7 @@ def test_error_tree_maps_onto_s3_codes(
 ) -> None:
     assert issubclass(error, sigv4.AuthError)
     assert issubclass(error, KvboxError)
-    assert (error.s3_code, error.http_status) == (code, status)
+    assert (wire(error).s3, wire(error).status) == (code, status)
 
 
 def test_skew_limit_is_fifteen_minutes_both_ways() -> None:

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from kvbox.auth import sigv4
+from kvbox.errors import wire
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent.parent / "vectors" / "sigv4_s3_examples.json").read_text()
@@ -147,7 +148,7 @@ def test_presigned_example_verifies_until_it_expires() -> None:
         assert sigv4.authenticate("GET", path, query, headers, lookup, now) == result
     with pytest.raises(sigv4.RequestExpired) as info:
         sigv4.verify_presigned("GET", path, query, headers, lookup, NOW + timedelta(seconds=86_401))
-    assert info.value.s3_code == "AccessDenied"
+    assert wire(info.value).s3 == "AccessDenied"
     assert str(info.value) == "Request has expired"
 
 

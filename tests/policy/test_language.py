@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kvbox.errors import wire
 from kvbox.policy import MAX_POLICY_BYTES, Effect, PolicyError, parse_policy
 from kvbox.policy.language import S3_ACTIONS
 
@@ -368,10 +369,7 @@ def test_error_names_the_statement_by_index_and_sid() -> None:
 
 
 def test_policy_error_maps_to_malformed_policy() -> None:
-    assert PolicyError.s3_code == "MalformedPolicy"
-    from kvbox.s3.errors import ERRORS as S3_ERRORS
-
-    assert S3_ERRORS["MalformedPolicy"].status == 400
+    assert (wire(PolicyError).s3, wire(PolicyError).status) == ("MalformedPolicy", 400)
 
 
 def test_deeply_nested_json_is_a_policy_error() -> None:

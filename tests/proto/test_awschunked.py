@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvbox.auth import sigv4
-from kvbox.errors import ProtocolError
+from kvbox.errors import ProtocolError, wire
 from kvbox.proto import awschunked as ac
 
 VECTORS: dict[str, Any] = json.loads(
@@ -261,7 +261,7 @@ def test_client_variants_of_the_trailer_block() -> None:
 def test_decoded_length_must_match() -> None:
     body = doc_body(SIGNED_EXAMPLE)
     short = decode_error(lambda: signed_decoder(decoded_length=66559), body)
-    assert isinstance(short, ac.DecodedLengthMismatch) and short.s3_code == "IncompleteBody"
+    assert isinstance(short, ac.DecodedLengthMismatch) and wire(short).s3 == "IncompleteBody"
     long = decode_error(lambda: signed_decoder(decoded_length=66561), body)
     assert isinstance(long, ac.DecodedLengthMismatch)
     assert decode(lambda: signed_decoder(decoded_length=None), body)[-1] == ac.End(66560)
@@ -388,7 +388,7 @@ def test_bad_trailers(trailer_block: bytes, declared: list[str] | None) -> None:
     body = b"2\r\nab\r\n0\r\n" + trailer_block
     error = decode_error(lambda: unsigned_decoder(declared_trailers=declared), body)
     assert isinstance(error, ac.MalformedTrailer)
-    assert error.s3_code == "MalformedTrailerError"
+    assert wire(error).s3 == "MalformedTrailerError"
 
 
 def test_eof_rules() -> None:
@@ -437,7 +437,7 @@ def test_parse_trailer_header() -> None:
 )
 def test_error_tree(error: type[ac.AwsChunkedError], code: str, status: int) -> None:
     assert issubclass(error, ProtocolError)
-    assert (error.s3_code, error.http_status) == (code, status)
+    assert (wire(error).s3, wire(error).status) == (code, status)
 
 
 def test_data_streams_without_buffering() -> None:

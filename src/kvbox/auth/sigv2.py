@@ -39,7 +39,8 @@ The string to sign::
   ``SUBRESOURCES`` is botocore's list (a superset of AWS's documented list and of
   s3cmd's); a client that signs another one does not match.
 
-Errors are the ones SigV4 raises (``kvbox.auth.sigv4``), with AWS's SigV2 messages.
+Errors are the ones SigV4 raises (``kvbox.auth.sigv4``), with AWS's SigV2 messages, and
+``SigV2DoesNotMatch`` (defined with the rest of the tree in ``kvbox.errors``).
 """
 
 from __future__ import annotations
@@ -65,9 +66,9 @@ from kvbox.auth.sigv4 import (
     RequestExpired,
     RequestTimeTooSkewed,
     SecretLookup,
-    SignatureDoesNotMatch,
     parse_amz_date,
 )
+from kvbox.errors import SigV2DoesNotMatch
 
 __all__ = [
     "ALGORITHM",
@@ -144,20 +145,6 @@ _POSITIONAL: Final = ("content-md5", "content-type")
 _MAX_EXPIRES_DIGITS: Final = 12
 #: Folding whitespace inside a header value (RFC 7230 obs-fold), unfolded to one space.
 _FOLD_RE: Final = re.compile(r"\s*[\r\n]+\s*")
-
-
-class SigV2DoesNotMatch(SignatureDoesNotMatch):
-    """A SigV2 signature that does not match; AWS adds the bytes of the string it signed."""
-
-    def __init__(self, *, access_key: str, signature_provided: str, string_to_sign: str) -> None:
-        super().__init__(
-            access_key=access_key,
-            signature_provided=signature_provided,
-            string_to_sign=string_to_sign,
-            canonical_request="",
-        )
-        #: ``StringToSignBytes`` of AWS's error body: hex bytes separated by spaces.
-        self.string_to_sign_bytes = " ".join(f"{b:02x}" for b in _utf8(string_to_sign))
 
 
 @dataclass(frozen=True, slots=True)

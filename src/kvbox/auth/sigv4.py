@@ -27,23 +27,10 @@ The streaming payload forms (``STREAMING-*``) only set the payload hash here; th
 chunk and trailer signatures are checked by ``kvbox.proto.awschunked`` with the
 ``ChunkSigner`` that a successful ``AuthResult`` hands out.
 
-Error tree (each class carries its S3 error code and HTTP status; the S3 front door maps
-them onto its XML error body)::
-
-    KvboxError
-    └── AuthError
-        ├── AccessDenied                       AccessDenied            403
-        │   ├── RequestExpired                 AccessDenied            403  presigned, too old
-        │   └── RequestNotYetValid             AccessDenied            403  presigned, future
-        ├── InvalidAccessKeyId                 InvalidAccessKeyId      403
-        ├── SignatureDoesNotMatch              SignatureDoesNotMatch   403
-        ├── RequestTimeTooSkewed               RequestTimeTooSkewed    403
-        ├── AuthorizationHeaderMalformed       AuthorizationHeaderMalformed       400
-        ├── AuthorizationQueryParametersError  AuthorizationQueryParametersError  400
-        ├── InvalidAuthArgument                InvalidArgument         400
-        ├── UnsupportedAuthMechanism           InvalidRequest          400  SigV2, SigV4a
-        └── ContentSHA256Mismatch              XAmzContentSHA256Mismatch  400  (raised by the
-                                               server once the body's hash is known)
+Errors are the ``AuthError`` branch of ``kvbox.errors`` (re-exported here); how each
+looks on the wire (S3 code, status, the XML fields it fills) is its row in
+``kvbox.errors.WIRE``. ``ContentSHA256Mismatch`` is raised by the server once the body's
+hash is known.
 """
 
 from __future__ import annotations
@@ -57,10 +44,23 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import ClassVar, Final
+from typing import Final
 from urllib.parse import quote, unquote, unquote_to_bytes
 
-from kvbox.errors import KvboxError
+from kvbox.errors import (
+    AccessDenied,
+    AuthError,
+    AuthorizationHeaderMalformed,
+    AuthorizationQueryParametersError,
+    ContentSHA256Mismatch,
+    InvalidAccessKeyId,
+    InvalidAuthArgument,
+    RequestExpired,
+    RequestNotYetValid,
+    RequestTimeTooSkewed,
+    SignatureDoesNotMatch,
+    UnsupportedAuthMechanism,
+)
 
 __all__ = [
     "ALGORITHM",
@@ -194,138 +194,6 @@ _PRESIGNED_NAMES: Final = frozenset(_PRESIGNED_REQUIRED)
 
 #: Looks up the secret of an access key; None for an unknown (or disabled) key.
 SecretLookup = Callable[[str], str | None]
-
-
-# --- errors ---------------------------------------------------------------------------
-
-
-class AuthError(KvboxError):
-    """Base of every authentication failure; ``s3_code``/``http_status`` say how S3 shows it."""
-
-    s3_code: ClassVar[str] = "AccessDenied"
-    http_status: ClassVar[int] = 403
-
-
-class AccessDenied(AuthError):
-    """No usable credentials, an unparsable date, or x-amz-* headers that were not signed."""
-
-    def __init__(self, message: str = "Access Denied", *, headers_not_signed: Sequence[str] = ()):
-        super().__init__(message)
-        self.headers_not_signed = tuple(headers_not_signed)
-
-
-class RequestExpired(AccessDenied):
-    def __init__(self, expires_at: datetime, server_time: datetime) -> None:
-        super().__init__("Request has expired")
-        self.expires_at = expires_at
-        self.server_time = server_time
-
-
-class RequestNotYetValid(AccessDenied):
-    def __init__(self, request_time: datetime, server_time: datetime) -> None:
-        super().__init__("Request is not valid yet")
-        self.request_time = request_time
-        self.server_time = server_time
-
-
-class InvalidAccessKeyId(AuthError):
-    s3_code = "InvalidAccessKeyId"
-
-    def __init__(self, access_key: str) -> None:
-        super().__init__("The AWS Access Key Id you provided does not exist in our records.")
-        self.access_key = access_key
-
-
-class SignatureDoesNotMatch(AuthError):
-    """Carries what S3 puts in its error body to help a client debug; none of it is secret."""
-
-    s3_code = "SignatureDoesNotMatch"
-
-    def __init__(
-        self,
-        *,
-        access_key: str,
-        signature_provided: str,
-        string_to_sign: str,
-        canonical_request: str,
-    ) -> None:
-        super().__init__(
-            "The request signature we calculated does not match the signature you provided. "
-            "Check your key and signing method."
-        )
-        self.access_key = access_key
-        self.signature_provided = signature_provided
-        self.string_to_sign = string_to_sign
-        self.canonical_request = canonical_request
-
-
-class RequestTimeTooSkewed(AuthError):
-    s3_code = "RequestTimeTooSkewed"
-
-    def __init__(self, request_time: datetime, server_time: datetime, max_skew: timedelta) -> None:
-        super().__init__(
-            "The difference between the request time and the current time is too large."
-        )
-        self.request_time = request_time
-        self.server_time = server_time
-        self.max_skew = max_skew
-
-
-class AuthorizationHeaderMalformed(AuthError):
-    s3_code = "AuthorizationHeaderMalformed"
-    http_status = 400
-
-    def __init__(self, message: str, *, region: str | None = None) -> None:
-        super().__init__(f"The authorization header is malformed; {message}")
-        #: The region the server expects, when the complaint is a wrong region.
-        self.region = region
-
-
-class AuthorizationQueryParametersError(AuthError):
-    s3_code = "AuthorizationQueryParametersError"
-    http_status = 400
-
-    def __init__(self, message: str, *, region: str | None = None) -> None:
-        super().__init__(message)
-        self.region = region
-
-
-class InvalidAuthArgument(AuthError):
-    """S3's ``InvalidArgument`` raised while authenticating (named apart from kvbox's own)."""
-
-    s3_code = "InvalidArgument"
-    http_status = 400
-
-    def __init__(self, message: str, *, argument_name: str = "", argument_value: str = "") -> None:
-        super().__init__(message)
-        self.argument_name = argument_name
-        self.argument_value = argument_value
-
-
-class UnsupportedAuthMechanism(AuthError):
-    s3_code = "InvalidRequest"
-    http_status = 400
-
-    def __init__(self, mechanism: str) -> None:
-        super().__init__(
-            "The authorization mechanism you have provided is not supported. "
-            "Please use AWS4-HMAC-SHA256."
-        )
-        self.mechanism = mechanism
-
-
-class ContentSHA256Mismatch(AuthError):
-    """The body does not hash to the signed x-amz-content-sha256; raised by the server."""
-
-    s3_code = "XAmzContentSHA256Mismatch"
-    http_status = 400
-
-    def __init__(self, client_sha256: str, computed_sha256: str) -> None:
-        super().__init__(
-            "The provided 'x-amz-content-sha256' header does not match what was computed."
-        )
-        self.client_sha256 = client_sha256
-        self.computed_sha256 = computed_sha256
 
 
 # --- small data types -----------------------------------------------------------------

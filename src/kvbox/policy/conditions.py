@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from kvbox.errors import KvboxError
+from kvbox.errors import PolicyError as PolicyError  # defined in the one tree
 
 #: What a caller may put in a request context: one value or several (multi-valued keys
 #: such as ``s3:RequestObjectTagKeys``).
@@ -53,15 +53,6 @@ RequestContext = Mapping[str, ContextValue]
 
 #: The policy version that has policy variables; the other one treats ``${`` as text.
 VERSION_2012: Final = "2012-10-17"
-
-
-class PolicyError(KvboxError):
-    """A bucket policy kvbox refuses; the message says what is wrong and where.
-
-    S3 answers it as ``MalformedPolicy`` (400) with this message.
-    """
-
-    s3_code: Final = "MalformedPolicy"
 
 
 # --- request context ---------------------------------------------------------------------

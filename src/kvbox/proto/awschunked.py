@@ -32,16 +32,8 @@ only where real clients differ harmlessly: trailer lines may end in LF instead o
 blank lines may stand before a trailer signature, and at the very end stray CR/LF bytes
 and a missing final blank line are accepted (``finish``).
 
-Error tree (``s3_code``/``http_status`` give the S3 error)::
-
-    kvbox.errors.ProtocolError
-    └── AwsChunkedError
-        ├── IncompleteBody              IncompleteBody         400  body ended early, bad CRLF
-        │   └── DecodedLengthMismatch   IncompleteBody         400  != x-amz-decoded-content-length
-        ├── ChunkSignatureMismatch      SignatureDoesNotMatch  403  chunk or trailer signature
-        ├── InvalidChunkSize            InvalidChunkSizeError  400  bad or oversized size line
-        ├── MalformedTrailer            MalformedTrailerError  400
-        └── TrailingData                IncompleteBody         400  bytes after the final chunk
+Errors are the ``AwsChunkedError`` branch of ``kvbox.errors`` (re-exported here); their
+S3 codes are their rows in ``kvbox.errors.WIRE``.
 """
 
 from __future__ import annotations
@@ -52,10 +44,18 @@ import hmac
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Final
+from typing import Final
 
 from kvbox.auth.sigv4 import EMPTY_SHA256, AuthResult, ChunkSigner, PayloadMode
-from kvbox.errors import ProtocolError
+from kvbox.errors import (
+    AwsChunkedError,
+    ChunkSignatureMismatch,
+    DecodedLengthMismatch,
+    IncompleteBody,
+    InvalidChunkSize,
+    MalformedTrailer,
+    TrailingData,
+)
 
 __all__ = [
     "MAX_CHUNK_LINE",
@@ -103,44 +103,6 @@ _HEX_RE: Final = re.compile(rb"[0-9a-fA-F]+")
 _SIG_RE: Final = re.compile(rb"[0-9a-f]{64}")
 _TOKEN_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
 _VALUE_RE: Final = re.compile(r"[\x20-\x7e]*")
-
-
-# --- errors ---------------------------------------------------------------------------
-
-
-class AwsChunkedError(ProtocolError):
-    """Base of every aws-chunked decoding failure; the whole body must be discarded."""
-
-    s3_code: ClassVar[str] = "IncompleteBody"
-    http_status: ClassVar[int] = 400
-
-
-class IncompleteBody(AwsChunkedError):
-    pass
-
-
-class DecodedLengthMismatch(IncompleteBody):
-    def __init__(self, expected: int, received: int) -> None:
-        super().__init__(f"decoded {received} bytes, x-amz-decoded-content-length says {expected}")
-        self.expected = expected
-        self.received = received
-
-
-class ChunkSignatureMismatch(AwsChunkedError):
-    s3_code = "SignatureDoesNotMatch"
-    http_status = 403
-
-
-class InvalidChunkSize(AwsChunkedError):
-    s3_code = "InvalidChunkSizeError"
-
-
-class MalformedTrailer(AwsChunkedError):
-    s3_code = "MalformedTrailerError"
-
-
-class TrailingData(AwsChunkedError):
-    pass
 
 
 # --- events ---------------------------------------------------------------------------

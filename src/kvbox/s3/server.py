@@ -13,10 +13,10 @@ requests to ``S3Request`` and writes the ``S3Response`` back). Rules:
   request; a bucket (and a copy source's bucket) is open to its owner and to root, and
   any other user gets AccessDenied (bucket policies come with a later issue).
 * ``/_kvbox/admin/...`` is not S3: ``kvbox.s3.admin`` answers it, for root only.
-* Every failure leaves as S3's XML ``<Error>`` with the status of ``kvbox.s3.errors``:
-  an ``S3Error`` as is, an auth or aws-chunked error by its ``s3_code``, a core
-  ``KvboxError`` through ``from_kvbox_error``, and anything else as InternalError,
-  logged with its traceback here and never shown to the client.
+* Every failure leaves as S3's XML ``<Error>``: an ``S3Error`` as is, any ``KvboxError``
+  by its row of ``kvbox.errors.WIRE`` (``kvbox.s3.errors.from_kvbox_error``), and
+  anything else as InternalError, logged with its traceback here and never shown to
+  the client.
 * Every response carries ``x-amz-request-id`` and ``x-amz-id-2``.
 """
 
@@ -37,7 +37,7 @@ from kvbox.core.meta.users import ROOT
 from kvbox.errors import KvboxError
 from kvbox.s3 import admin, explain
 from kvbox.s3.access import AccessControl
-from kvbox.s3.errors import ERRORS, S3Error, from_kvbox_error
+from kvbox.s3.errors import S3Error, from_kvbox_error
 from kvbox.s3.explain import EXPLAIN_PATH
 from kvbox.s3.handlers import bucket, config, listing, multipart
 from kvbox.s3.handlers import cors as cors_handlers
@@ -118,40 +118,7 @@ def host_id() -> str:
 
 def translate(exc: BaseException, resource: str | None = None) -> S3Error:
     """The S3 error a client sees for ``exc`` (see the module docstring)."""
-    if isinstance(exc, S3Error):
-        return exc
-    code = getattr(exc, "s3_code", None)
-    if isinstance(code, str):
-        return _coded(exc, code, resource)
     return from_kvbox_error(exc, resource=resource)
-
-
-def _coded(exc: BaseException, code: str, resource: str | None) -> S3Error:
-    """An auth or aws-chunked error: its own code, message and the fields AWS adds."""
-    if code not in ERRORS:  # a code the table lacks: keep the status class honest
-        code = "InvalidRequest"
-    extra: dict[str, str] = {}
-    if isinstance(exc, sigv4.SignatureDoesNotMatch):
-        extra = {
-            "AWSAccessKeyId": exc.access_key,
-            "StringToSign": exc.string_to_sign,
-            "SignatureProvided": exc.signature_provided,
-            "CanonicalRequest": exc.canonical_request,
-        }
-    elif isinstance(exc, sigv4.InvalidAccessKeyId):
-        extra = {"AWSAccessKeyId": exc.access_key}
-    elif isinstance(exc, sigv4.RequestTimeTooSkewed):
-        extra = {
-            "RequestTime": exc.request_time.strftime("%Y%m%dT%H%M%SZ"),
-            "ServerTime": exc.server_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "MaxAllowedSkewMilliseconds": str(int(exc.max_skew.total_seconds() * 1000)),
-        }
-    elif isinstance(exc, sigv4.RequestExpired):
-        extra = {
-            "Expires": exc.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "ServerTime": exc.server_time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-    return S3Error(code, str(exc) or None, resource=resource, extra=extra)
 
 
 class S3Frontend:

@@ -4,7 +4,8 @@ Layer: core (pure). Rules: ``root`` is not a stored user (its key comes from
 ``kvbox.credentials``), so no stored user may take that name; a key's secret never
 appears in a repr; an access key is "KV" + 18 upper-case alphanumerics and a secret 40
 URL-safe characters, the shape of the generated root key. The errors raised here are
-the ones every store raises for the same cases.
+the ones every store raises for the same cases; they are defined in ``kvbox.errors``
+with the rest of the tree.
 """
 
 from __future__ import annotations
@@ -15,27 +16,17 @@ import string
 from dataclasses import dataclass
 from typing import Final
 
-from kvbox.errors import Conflict, InvalidArgument, NotFound
+from kvbox.errors import InvalidArgument
+
+# The errors of this module live in the one tree (kvbox.errors); re-exported for callers.
+from kvbox.errors import NoSuchAccessKey as NoSuchAccessKey
+from kvbox.errors import NoSuchUser as NoSuchUser
+from kvbox.errors import UserExists as UserExists
+from kvbox.errors import UserOwnsBuckets as UserOwnsBuckets
 
 ROOT: Final = "root"
 _NAME = re.compile(r"[A-Za-z0-9_.@+=,-]{1,64}")
 _ACCESS_ALPHABET: Final = string.ascii_uppercase + string.digits
-
-
-class UserExists(Conflict):
-    pass
-
-
-class UserOwnsBuckets(Conflict):
-    """A user cannot be deleted while buckets still belong to it (they would be orphans)."""
-
-
-class NoSuchUser(NotFound):
-    pass
-
-
-class NoSuchAccessKey(NotFound):
-    pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,7 +109,7 @@ async def put_bucket_versioning(ctx: Context, req: S3Request, ep: Endpoint) -> S
 async def put_bucket_policy(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     b = await bucket_of(ctx, ep)
     # parse_policy checks the size, the UTF-8, the JSON and the language; its
-    # PolicyError is MalformedPolicy with its message (``s3.errors.CORE_TO_S3``).
+    # PolicyError is MalformedPolicy with its message (its row of ``kvbox.errors.WIRE``).
     policy = parse_policy(await read_small(req, MAX_POLICY_BYTES + 1), b.name)
     pab = public_access_block(b)
     if pab is not None and pab.block_public_policy and is_public(policy):

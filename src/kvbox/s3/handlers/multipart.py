@@ -10,7 +10,7 @@ Layer: s3 handlers. Rules:
 * Completion never copies bytes: the core makes the parts' chunks the object's chunks.
   The body's order is checked by ``xml.CompleteMultipartUpload`` (InvalidPartOrder);
   missing parts, wrong ETags and small parts are the core's errors (InvalidPart,
-  EntityTooSmall), mapped through ``s3.errors.CORE_TO_S3``.
+  EntityTooSmall), mapped through ``kvbox.errors.WIRE``.
 * The object's metadata (user metadata, Content-Type, stored headers, tags) is taken at
   CreateMultipartUpload, as S3 does; checksums of a whole multipart object are not
   stored (S3's composite checksums are not computed; docs/s3-compat.md).
