@@ -7,15 +7,12 @@ metadata backends; the S3 and GW-KV doors are tested end to end in tests/e2e.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from kvbox.core import lock
-from kvbox.core.blob.localdir import LocalDirBlobStore
 from kvbox.core.blob.memory import MemoryBlobStore
 from kvbox.core.lock import (
     DefaultRetention,
@@ -27,7 +24,6 @@ from kvbox.core.lock import (
     removal_refusal,
 )
 from kvbox.core.meta.memory import MemoryMetaStore
-from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
 from kvbox.core.model import ObjectVersion, Versioning
 from kvbox.core.service import Store
 from kvbox.errors import InvalidArgument, InvalidBucketState, ObjectLocked
@@ -156,16 +152,10 @@ def test_a_write_naming_its_own_retention_keeps_it() -> None:
 # --- the Store's paths ---------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        s = Store(SqliteMetaStore(tmp_path / META_FILE), LocalDirBlobStore(tmp_path))
-    else:
-        s = Store(MemoryMetaStore(), MemoryBlobStore())
-    await s.open()
-    assert await s.create_bucket("locked", owner="root", object_lock=True)
-    yield s
-    await s.close()
+@pytest.fixture
+async def store(empty_store: Store) -> Store:
+    assert await empty_store.create_bucket("locked", owner="root", object_lock=True)
+    return empty_store
 
 
 async def test_a_bucket_created_with_object_lock_is_versioned_for_good(store: Store) -> None:

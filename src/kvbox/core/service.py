@@ -1145,8 +1145,10 @@ class Store:
         *,
         bypass_governance: bool = False,
         now_ns: int | None = None,
+        condition: Condition | None = None,
     ) -> WriteResult:
-        """S3 DeleteObject semantics (see ``model.DeleteOp``).
+        """S3 DeleteObject semantics (see ``model.DeleteOp``); with ``condition``, only if
+        it holds against the key's newest version (else ``ok`` false, nothing changed).
 
         In a bucket with object lock a version named by ``version_id`` is removed only if
         ``kvbox.core.lock`` allows it at ``now_ns`` (default: now) with
@@ -1160,10 +1162,12 @@ class Store:
                 if v is not None:
                     now = time.time_ns() if now_ns is None else now_ns
                     lock.check_removal(v, now, bypass_governance=bypass_governance)
-                return await self._delete(b, key, version_id)
-        return await self._delete(b, key, version_id)
+                return await self._delete(b, key, version_id, condition)
+        return await self._delete(b, key, version_id, condition)
 
-    async def _delete(self, b: Bucket, key: str, version_id: str | None) -> WriteResult:
+    async def _delete(
+        self, b: Bucket, key: str, version_id: str | None, condition: Condition | None
+    ) -> WriteResult:
         bucket = b.name
         marker = None
         if version_id is None and b.versioning is not Versioning.OFF:
@@ -1175,7 +1179,7 @@ class Store:
                 is_delete_marker=True,
                 is_null=b.versioning is Versioning.SUSPENDED,
             )
-        (result,) = await self._commit([DeleteOp(bucket, key, version_id, marker)])
+        (result,) = await self._commit([DeleteOp(bucket, key, version_id, marker, condition)])
         k = (bucket, key)
         self._cache.pop(k)
         if self._lru is not None:
