@@ -68,7 +68,9 @@ The tree (S3 code and status per class are in ``WIRE``)::
     │   ├── UserExists
     │   └── UserOwnsBuckets
     ├── StorageError             the storage core failed (disk, database)
-    │   └── ChunkMissing
+    │   ├── ChunkMissing
+    │   └── DataDirError         the data directory is missing, a file, not writable
+    ├── ListenError              a port or address cannot be bound (at start-up)
     ├── Busy                     overloaded: too many connections or requests
     └── RemoteError              a client got an ERR reply from a server (.code, .message)
 """
@@ -97,6 +99,7 @@ __all__ = [
     "ConditionFailed",
     "Conflict",
     "ContentSHA256Mismatch",
+    "DataDirError",
     "DecodedLengthMismatch",
     "EntityTooSmall",
     "IncompleteBody",
@@ -109,6 +112,7 @@ __all__ = [
     "InvalidPart",
     "InvalidPartOrder",
     "KvboxError",
+    "ListenError",
     "MalformedTrailer",
     "NoSuchAccessKey",
     "NoSuchBucket",
@@ -428,6 +432,15 @@ class ChunkMissing(StorageError):
     pass
 
 
+class DataDirError(StorageError):
+    """The data directory cannot be used: missing, not a directory, not writable. The
+    message is one line that names the path and what is wrong with it."""
+
+
+class ListenError(KvboxError):
+    """A port or address the settings name cannot be bound (one line for the user)."""
+
+
 class Busy(KvboxError):
     pass
 
@@ -737,6 +750,8 @@ WIRE: Final[Mapping[type[KvboxError], Wire]] = _wire(
     _row(UserOwnsBuckets,                   "CONFLICT", "OperationAborted",                  409),
     _row(StorageError,                      "STORAGE",  "InternalError",                     500),
     _row(ChunkMissing,                      "STORAGE",  "InternalError",                     500),
+    _row(DataDirError,                      "STORAGE",  "InternalError",                     500),
+    _row(ListenError,                       "INTERNAL", "InternalError",                     500),
     _row(Busy,                              "BUSY",     "SlowDown",                          503, resp="BUSY"),
     _row(RemoteError,                       "INTERNAL", "InternalError",                     500),
 )

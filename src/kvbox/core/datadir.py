@@ -18,17 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
+from kvbox.errors import DataDirError as DataDirError  # defined in the one tree
 from kvbox.errors import StorageError
 
 LOCK_FILE: Final = "LOCK"
 #: Entries a server writes to; each that exists must be writable, or start-up stops
 #: with one line instead of failing on its first write (``_check_writable``).
 _WRITTEN: Final = ("meta.sqlite3", "meta.sqlite3-wal", "meta.sqlite3-shm", "journal", "chunks")
-
-
-class DataDirError(StorageError):
-    """The data directory cannot be used: missing, not a directory, not writable. The
-    message is one line that names the path and what is wrong with it."""
 
 
 def fsync_dir(path: Path) -> None:

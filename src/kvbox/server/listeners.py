@@ -14,11 +14,7 @@ import errno
 import socket
 from dataclasses import dataclass, field
 
-from kvbox.errors import KvboxError
-
-
-class ListenError(KvboxError):
-    """A port or address the settings name cannot be bound (one line for the user)."""
+from kvbox.errors import ListenError as ListenError  # defined in the one tree
 
 
 @dataclass
