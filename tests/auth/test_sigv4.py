@@ -426,12 +426,32 @@ def test_presigned_tampering() -> None:
         verify_presigned([*query, ("extra", "1")])
 
 
-@pytest.mark.parametrize("expires", ["0", "604801", "-1", "abc", "1.5", "9" * 20])
-def test_presigned_expires_range(expires: str) -> None:
+@pytest.mark.parametrize(
+    ("expires", "message"),
+    [
+        ("604801", "X-Amz-Expires must be less than a week"),
+        ("-1", "X-Amz-Expires must be non-negative"),
+        ("-604801", "X-Amz-Expires must be non-negative"),
+        ("abc", "X-Amz-Expires should be a number"),
+        ("1.5", "X-Amz-Expires should be a number"),
+        ("--1", "X-Amz-Expires should be a number"),
+        ("9" * 20, "X-Amz-Expires should be a number"),
+    ],
+)
+def test_presigned_expires_range(expires: str, message: str) -> None:
     _, query = presigned()
     bad = [(k, expires if k == "X-Amz-Expires" else v) for k, v in query]
-    with pytest.raises(sigv4.AuthorizationQueryParametersError):
+    with pytest.raises(sigv4.AuthorizationQueryParametersError, match=message):
         verify_presigned(bad)
+
+
+def test_presigned_for_zero_seconds_has_expired_when_used() -> None:
+    # X-Amz-Expires=0 parses (AWS documents 1 as the least useful value): a URL that
+    # lives zero seconds is expired whenever it arrives, even within its own second.
+    _, query = presigned()
+    zero = [(k, "0" if k == "X-Amz-Expires" else v) for k, v in query]
+    with pytest.raises(sigv4.RequestExpired):
+        verify_presigned(zero, now=NOW)
 
 
 def test_presigned_expires_up_to_a_week() -> None:

@@ -22,7 +22,10 @@ from unittest import mock
 
 import botocore.utils  # type: ignore[import-untyped]
 import pytest
-from botocore.auth import S3SigV4Auth  # type: ignore[import-untyped]  # imports botocore.crt.auth too
+from botocore.auth import (  # type: ignore[import-untyped]  # imports botocore.crt.auth too
+    S3SigV4Auth,
+    S3SigV4QueryAuth,
+)
 from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
@@ -220,6 +223,35 @@ def test_expired_presigned_url_is_access_denied(s3srv: S3Server, s3: Any) -> Non
         body = info.value.read().decode()
     assert "<Code>AccessDenied</Code>" in body
     assert "expired" in body.lower()
+
+
+@pytest.mark.parametrize(
+    ("expires", "status", "code", "message"),
+    [
+        (0, 403, "AccessDenied", "Request has expired"),
+        (-7, 400, "AuthorizationQueryParametersError", "X-Amz-Expires must be non-negative"),
+        (604801, 400, "AuthorizationQueryParametersError", "must be less than a week"),
+    ],
+)
+def test_presigned_lifetime_out_of_range(
+    s3: Any, expires: int, status: int, code: str, message: str
+) -> None:
+    """botocore's pure-Python presigner signs whatever lifetime it is given (its CRT
+    signer refuses zero and less); the server answers as AWS does."""
+    bucket = f"lifetime-{abs(expires)}"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    req = AWSRequest(method="GET", url=f"{s3.meta.endpoint_url}/{bucket}/k")
+    creds = Credentials(ACCESS_KEY, SECRET_KEY)
+    S3SigV4QueryAuth(creds, "s3", "us-east-1", expires=expires).add_auth(req)
+    url = req.url
+    assert f"X-Amz-Expires={expires}&" in url
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(url, timeout=5)
+    assert info.value.code == status
+    with info.value:
+        body = info.value.read().decode()
+    assert f"<Code>{code}</Code>" in body and message in body
 
 
 def test_tampered_presigned_url_is_refused(s3: Any) -> None:

@@ -668,10 +668,15 @@ def parse_presigned_params(query: Iterable[tuple[str, str]]) -> PresignedParams:
             "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\""
         ) from None
     raw_expires = found[_Q_EXPIRES]
-    if not raw_expires.isascii() or not raw_expires.isdigit() or len(raw_expires) > 12:
+    digits = raw_expires.removeprefix("-")
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 12:
         raise AuthorizationQueryParametersError("X-Amz-Expires should be a number")
     expires = int(raw_expires)
-    if not 1 <= expires <= MAX_PRESIGNED_EXPIRES:
+    # AWS's answers: a negative lifetime is malformed, longer than a week too; zero
+    # seconds parses, and the URL has expired by the time anyone uses it (verify_presigned).
+    if expires < 0:
+        raise AuthorizationQueryParametersError("X-Amz-Expires must be non-negative")
+    if expires > MAX_PRESIGNED_EXPIRES:
         raise AuthorizationQueryParametersError(
             "X-Amz-Expires must be less than a week (in seconds); that is, the given "
             f"X-Amz-Expires must be less than {MAX_PRESIGNED_EXPIRES} seconds"
@@ -864,7 +869,7 @@ def verify_presigned(
     _check_signed(values, params.signed_headers, require_signed_amz_headers)
     access_key = params.credential.access_key
     secret = _lookup(lookup_secret, access_key)
-    if server_time > expires_at:
+    if server_time > expires_at or params.expires == 0:
         raise RequestExpired(expires_at, server_time)
     if params.request_time - server_time > max_skew:
         raise RequestNotYetValid(params.request_time, server_time)
