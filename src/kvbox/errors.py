@@ -553,6 +553,8 @@ S3_CODES: Final[Mapping[str, S3Code]] = _codes([
     ("NoSuchCORSConfiguration", 404, "The CORS configuration does not exist"),
     ("NoSuchKey", 404, "The specified key does not exist."),
     ("NoSuchLifecycleConfiguration", 404, "The lifecycle configuration does not exist"),
+    ("NoSuchObjectLockConfiguration", 404,
+        "The specified object does not have a ObjectLock configuration"),
     ("NoSuchPublicAccessBlockConfiguration", 404,
         "The public access block configuration was not found"),
     ("NoSuchTagSet", 404, "The TagSet does not exist"),
@@ -564,6 +566,8 @@ S3_CODES: Final[Mapping[str, S3Code]] = _codes([
         "The specified bucket does not have a website configuration"),
     ("NotImplemented", 501, "A header you provided implies functionality that is not implemented"),
     ("NotModified", 304, "Not Modified"),
+    ("ObjectLockConfigurationNotFoundError", 404,
+        "Object Lock configuration does not exist for this bucket"),
     ("OperationAborted", 409,
         "A conflicting conditional operation is currently in progress against this resource. "
         "Please try again."),

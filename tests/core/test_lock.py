@@ -50,6 +50,7 @@ def _version(lk: VersionLock, *, marker: bool = False) -> ObjectVersion:
         (VersionLock(Retention(Mode.COMPLIANCE, NOW)), False, False),  # ends now: over
         (VersionLock(Retention(Mode.COMPLIANCE, NOW - 1)), False, False),
         (VersionLock(legal_hold=True), True, True),  # a legal hold is never bypassed
+        (VersionLock(legal_hold=False), False, False),  # set, then lifted
         (VersionLock(Retention(Mode.GOVERNANCE, NOW - DAY), legal_hold=True), True, True),
     ],
 )
@@ -106,9 +107,9 @@ def test_a_retention_must_end_in_the_future() -> None:
 @given(
     mode=st.sampled_from(Mode),
     until=st.integers(min_value=0, max_value=2**62),
-    hold=st.booleans(),
+    hold=st.one_of(st.none(), st.booleans()),
 )
-def test_version_lock_attrs_round_trip(mode: Mode, until: int, hold: bool) -> None:
+def test_version_lock_attrs_round_trip(mode: Mode, until: int, hold: bool | None) -> None:
     lk = VersionLock(Retention(mode, until), hold)
     assert VersionLock.of(lk.attrs()) == lk
     assert VersionLock.of({}) == VersionLock()

@@ -43,8 +43,8 @@ from kvbox.errors import InvalidArgument, ObjectLocked
 #: ``Bucket.attrs`` entry of a bucket with object lock: ``{"enabled": true}`` plus, when a
 #: default retention is set, ``"mode"`` and ``"days"`` or ``"years"``.
 CONFIG_ATTR: Final = "object-lock"
-#: Version attrs: the retention mode, its date (ns since the epoch, decimal) and a legal
-#: hold ("ON"; absent means off).
+#: Version attrs: the retention mode, its date (ns since the epoch, decimal) and the legal
+#: hold ("ON" or "OFF" once one was set; S3 tells "never set" apart from "OFF").
 MODE_ATTR: Final = "lock-mode"
 UNTIL_ATTR: Final = "lock-until"
 HOLD_ATTR: Final = "lock-hold"
@@ -75,10 +75,10 @@ class Retention:
 
 @dataclass(frozen=True, slots=True)
 class VersionLock:
-    """The lock of one version, as its attrs hold it."""
+    """The lock of one version, as its attrs hold it. ``legal_hold`` None: never set."""
 
     retention: Retention | None = None
-    legal_hold: bool = False
+    legal_hold: bool | None = None
 
     @classmethod
     def of(cls, attrs: Mapping[str, str]) -> VersionLock:
@@ -87,7 +87,8 @@ class VersionLock:
         retention = None
         if mode is not None and until is not None:
             retention = Retention(Mode(mode), int(until))
-        return cls(retention, attrs.get(HOLD_ATTR) == "ON")
+        hold = attrs.get(HOLD_ATTR)
+        return cls(retention, None if hold is None else hold == "ON")
 
     def attrs(self) -> dict[str, str]:
         """The attrs entries that store this lock (none for an unlocked version)."""
@@ -95,12 +96,14 @@ class VersionLock:
         if self.retention is not None:
             out[MODE_ATTR] = self.retention.mode.value
             out[UNTIL_ATTR] = str(self.retention.until_ns)
-        if self.legal_hold:
-            out[HOLD_ATTR] = "ON"
+        if self.legal_hold is not None:
+            out[HOLD_ATTR] = "ON" if self.legal_hold else "OFF"
         return out
 
     def protects(self, now_ns: int) -> bool:
-        return self.legal_hold or (self.retention is not None and self.retention.active(now_ns))
+        return self.legal_hold is True or (
+            self.retention is not None and self.retention.active(now_ns)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +209,7 @@ def removal_refusal(v: ObjectVersion, now_ns: int, *, bypass_governance: bool) -
     if v.is_delete_marker or not v.attrs or not has_lock_attrs(v.attrs):
         return None
     lock = VersionLock.of(v.attrs)
-    if lock.legal_hold:
+    if lock.legal_hold is True:
         return "the version is under a legal hold"
     r = lock.retention
     if r is None or not r.active(now_ns):
