@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from kvbox.cli.main import main
+from kvbox.core import lock
 from kvbox.core.blob.localdir import LocalDirBlobStore
 from kvbox.core.datadir import LOCK_FILE, acquire_data_dir, lock_data_dir
 from kvbox.core.fsck import fsck
+from kvbox.core.lock import LockConfig
 from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
 from kvbox.core.model import (
     Bucket,
@@ -127,6 +130,41 @@ async def test_missing_chunk_in_versioned_bucket_restores_previous(data: Data) -
     assert [d.version_id for d in report.dropped] == [new.version_id]
     assert await data.meta.head("v", "k") == old
     assert await data.meta.stats("v") == BucketStats(1, old.size)
+
+
+async def test_repair_never_drops_a_version_object_lock_protects(data: Data) -> None:
+    """Bytes lost under a retention or legal hold: the version stays (reported as kept,
+    fsck still failing until a restore), unprotected versions go as usual, and one
+    sharing the protected version's lost chunk goes too without taking the chunk id."""
+    await data.meta.create_bucket(
+        Bucket("l", versioning=Versioning.ENABLED, attrs={lock.CONFIG_ATTR: LockConfig().to_attr()})
+    )
+    until = time.time_ns() + 30 * lock.NS_PER_DAY
+    retained = lock.VersionLock(lock.Retention(lock.Mode.COMPLIANCE, until)).attrs()
+    held = lock.VersionLock(legal_hold=True).attrs()
+    chunk = await data.blobs.put(b"shared bytes")
+    other = await data.blobs.put(b"held bytes")
+    versions = []
+    for bucket, key, refs, attrs in (
+        ("l", "retained", (chunk,), retained),
+        ("l", "held", (other,), held),
+        ("l", "free", (other,), {}),
+        ("b", "elsewhere", (chunk,), {}),
+    ):
+        v = ObjectVersion(bucket, key, IDS.new(), size=12, chunks=refs, attrs=attrs)
+        [r] = await data.meta.commit([PutOp(v)])
+        versions.append(r.written[0])
+    data.path(chunk).unlink()
+    (data.path(other)).write_bytes(b"rotten bytes")  # corrupt: caught by --verify
+    report = await fsck(data.meta, data.blobs, repair=True, verify=True)
+    assert sorted(v.key for v in report.kept_locked) == ["held", "retained"]
+    assert sorted(v.key for v in report.dropped) == ["elsewhere", "free"]
+    assert not report.ok and "restore their chunks from a backup" in report.render()
+    for v in versions[:2]:
+        assert await data.meta.get_version("l", v.key, v.version_id) == v
+    assert data.path(other).exists()  # a locked version's damaged bytes are not deleted
+    again = await fsck(data.meta, data.blobs, repair=True, verify=True)
+    assert not again.ok and len(again.kept_locked) == 2 and again.dropped == []
 
 
 async def test_missing_part_chunk_aborts_the_upload(data: Data) -> None:

@@ -13,17 +13,27 @@ kinds of damage:
 * corrupt chunks (only with ``verify``, which rehashes every referenced chunk): bytes no
   longer match the id; repaired like missing ones, and the bad file is deleted.
 
+Object lock has the last word here too (``kvbox.core.lock``): a version that a retention
+or legal hold protects is never dropped, even with its bytes gone -- removing it would
+erase the record that it existed, which is what the lock promises not to do. It is
+reported (``kept_locked``) as damage that only a restore of its chunks from a backup can
+fix, so fsck keeps exiting non-zero until then; its lost chunk ids are kept out of the
+drop, and other versions that share them are dropped one by one.
+
 Orphans are computed again after dropping versions, since dropped versions may leave
 their other chunks unreferenced.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from kvbox.core import lock
 from kvbox.core.blob import BlobStore
 from kvbox.core.meta import MetaStore
-from kvbox.core.model import ObjectVersion
+from kvbox.core.model import DeleteOp, ObjectVersion
 
 #: Chunk ids / versions listed per category in ``render``; the counts are always whole.
 RENDER_LIMIT = 50
@@ -45,6 +55,9 @@ class FsckReport:
     #: Chunk files deleted by ``repair`` (orphans found, plus any left by dropped
     #: versions, plus corrupt files).
     deleted_chunks: int = 0
+    #: Versions ``repair`` did not drop although their bytes are lost, because object
+    #: lock protects them (see the module docstring).
+    kept_locked: list[ObjectVersion] = field(default_factory=list)
 
     @property
     def problems(self) -> int:
@@ -53,7 +66,7 @@ class FsckReport:
     @property
     def ok(self) -> bool:
         """Nothing is wrong any more: it was clean, or ``repair`` fixed everything."""
-        return self.problems == 0 or self.repaired
+        return (self.problems == 0 or self.repaired) and not self.kept_locked
 
     def render(self) -> str:
         lines = [
@@ -75,6 +88,13 @@ class FsckReport:
                 lines.append(f"  dropped {v.bucket}/{v.key} version {v.version_id}")
             if len(self.dropped) > RENDER_LIMIT:
                 lines.append(f"  ... and {len(self.dropped) - RENDER_LIMIT} more")
+            if self.kept_locked:
+                lines.append(
+                    f"repair: kept {len(self.kept_locked)} versions whose bytes were lost or "
+                    "damaged: object lock protects them; restore their chunks from a backup"
+                )
+                for v in self.kept_locked[:RENDER_LIMIT]:
+                    lines.append(f"  kept {v.bucket}/{v.key} version {v.version_id}")
             if self.aborted_uploads:
                 lines.append(
                     f"repair: aborted {len(self.aborted_uploads)} multipart uploads whose "
@@ -83,6 +103,11 @@ class FsckReport:
                 lines += [f"  aborted upload {u}" for u in self.aborted_uploads[:RENDER_LIMIT]]
         if self.problems == 0:
             lines.append("result: clean")
+        elif self.repaired and self.kept_locked:
+            lines.append(
+                f"result: repaired what object lock allows; {len(self.kept_locked)} "
+                "protected versions still have lost bytes"
+            )
         elif self.repaired:
             lines.append(f"result: repaired {self.problems} problems")
         else:
@@ -114,11 +139,17 @@ async def fsck(meta: MetaStore, blobs: BlobStore, *, repair: bool, verify: bool)
     if not repair:
         return report
     lost = report.missing + report.corrupt
+    keep: set[str] = set()
     if lost:
-        report.dropped = await meta.drop_versions_with_chunks(lost)
+        report.kept_locked, keep, sharing = await _protected_damage(meta, set(lost))
+        report.dropped = await meta.drop_versions_with_chunks([c for c in lost if c not in keep])
+        for v in sharing:  # unprotected, but their lost chunks are a kept version's too
+            (r,) = await meta.commit([DeleteOp(v.bucket, v.key, v.version_id)])
+            report.dropped += r.removed  # (nothing if the drop above already took it)
         report.aborted_uploads = await meta.drop_uploads_with_chunks(lost)
     for cid in report.corrupt:
-        await blobs.delete(cid)
+        if cid not in keep:  # a locked version's damaged bytes stay for a restore to read
+            await blobs.delete(cid)
     still_referenced = await meta.chunk_refs()
     unreferenced = sorted((present - set(report.corrupt)) - still_referenced.keys())
     for cid in unreferenced:
@@ -126,3 +157,42 @@ async def fsck(meta: MetaStore, blobs: BlobStore, *, repair: bool, verify: bool)
     report.deleted_chunks = len(unreferenced) + len(report.corrupt)
     report.repaired = True
     return report
+
+
+async def _protected_damage(
+    meta: MetaStore, lost: set[str]
+) -> tuple[list[ObjectVersion], set[str], list[ObjectVersion]]:
+    """Versions with lost chunks that object lock protects, their lost chunks, and the
+    unprotected versions (in any bucket) that share one of those chunks. Reads every
+    version only when some bucket has object lock."""
+    buckets = await meta.list_buckets()
+    if not any(lock.config_of(b) is not None for b in buckets):
+        return [], set(), []
+    now = time.time_ns()
+    damaged: list[ObjectVersion] = []
+    for b in buckets:
+        damaged += [v async for v in _versions(meta, b.name) if lost.intersection(_ids(v))]
+    kept = [v for v in damaged if lock.removal_refusal(v, now, bypass_governance=False)]
+    keep = {c for v in kept for c in _ids(v) if c in lost}
+    kept_ids = {(v.bucket, v.key, v.version_id) for v in kept}
+    sharing = [
+        v
+        for v in damaged
+        if (v.bucket, v.key, v.version_id) not in kept_ids and keep.intersection(_ids(v))
+    ]
+    return kept, keep, sharing
+
+
+def _ids(v: ObjectVersion) -> list[str]:
+    return [c.chunk_id for c in v.chunks]
+
+
+async def _versions(meta: MetaStore, bucket: str) -> AsyncIterator[ObjectVersion]:
+    key_marker = version_marker = ""
+    while True:
+        page = await meta.list_bucket_versions(bucket, "", key_marker, version_marker, 1000)
+        for v in page:
+            yield v
+        if len(page) < 1000:
+            return
+        key_marker, version_marker = page[-1].key, page[-1].s3_version_id
