@@ -60,4 +60,10 @@ class Settings:
     shutdown_grace: float = 10.0
     log_format: str = "plain"
     log_level: str = "info"
+    #: Seconds between lifecycle passes (0: none). Hourly by default: AWS applies rules
+    #: about once a day, and a pass over a bucket without due objects is one listing.
+    lifecycle_interval: float = 3600.0
+    #: TEST ONLY (hidden flag): lets root move the lifecycle clock through
+    #: ``POST /_kvbox/lifecycle`` (docs/operations.md). Never on in production.
+    lifecycle_test_clock: bool = False
     sync: str = "full"  # SQLite synchronous: "full" (durable) or "normal"/"off" for tests

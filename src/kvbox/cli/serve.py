@@ -144,6 +144,20 @@ def add_parser(sub: Any) -> None:
         metavar="S",
         help="on SIGTERM, time to finish requests in flight",
     )
+    opt(
+        "lifecycle-interval",
+        _D.lifecycle_interval,
+        type=float,
+        metavar="S",
+        help="seconds between passes that apply buckets' lifecycle rules (0: no passes)",
+    )
+    # Test only: lets the e2e tests move lifecycle time forward on a real server.
+    ap.add_argument(
+        "--lifecycle-test-clock",
+        action="store_true",
+        default=_bool(os.environ.get("KVBOX_LIFECYCLE_TEST_CLOCK", "")),
+        help=argparse.SUPPRESS,
+    )
     opt("log-format", _D.log_format, choices=["plain", "json"], help="log line format")
     opt("log-level", _D.log_level, choices=["debug", "info", "warning", "error"], help="log level")
     opt(
@@ -178,6 +192,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         log_format=args.log_format,
         log_level=args.log_level,
         sync=args.sync,
+        lifecycle_interval=float(args.lifecycle_interval),
+        lifecycle_test_clock=bool(args.lifecycle_test_clock),
     )
 
 

@@ -26,6 +26,7 @@ from aiohttp import web
 from kvbox.config import Settings
 from kvbox.core.blob import BlobStore
 from kvbox.core.journal import JOURNAL_DIR
+from kvbox.core.lifecycle.worker import LifecycleWorker
 from kvbox.core.meta import MetaStore
 from kvbox.core.model import ObjectVersion, Versioning
 from kvbox.core.service import Store
@@ -38,6 +39,7 @@ from kvbox.s3.handlers.common import Context
 from kvbox.s3.server import S3Frontend
 from kvbox.server.gwkv import GwkvServer
 from kvbox.server.http import build_app
+from kvbox.server.lifecycle import LifecycleCollector
 from kvbox.server.listeners import Listeners, bind_all
 from kvbox.server.udp import GwkvDatagram
 from kvbox.server.web import Visitor, build_web_app
@@ -143,6 +145,8 @@ async def _serve_store(
     await store.ensure_bucket(
         s.kv_bucket, versioning=Versioning.ENABLED if s.kv_versioning else Versioning.OFF
     )
+    lifecycle = LifecycleWorker(store, interval=s.lifecycle_interval)
+    lifecycle.start()
     counters = ServerCounters()
     commands = KvCommands(store, s.kv_bucket, counters)
     gw = GwkvServer(
@@ -185,7 +189,9 @@ async def _serve_store(
             secret_key=creds.secret_key,
             domain=s.domain,
         )
-        http = build_app(counters, stored, lambda: ready, s3)
+        http = build_app(
+            counters, stored, lambda: ready, s3, collectors=[LifecycleCollector(lifecycle.stats)]
+        )
         runner = web.ServerRunner(http, handle_signals=False)
         await runner.setup()
         http_port = await _start_sites(runner, listeners.take("http"), tls)
@@ -233,6 +239,7 @@ async def _serve_store(
         await runner.cleanup()
     if web_runner is not None:
         await web_runner.cleanup()
+    await lifecycle.stop()
     await store.sweep_chunk_writers()
     log.info("stopped")
 

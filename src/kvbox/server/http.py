@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -269,6 +269,7 @@ def build_app(
     stored: Callable[[], Awaitable[tuple[int, int]]],
     ready: Readiness,
     s3: S3Frontend | None = None,
+    collectors: Sequence[Collector] = (),
 ) -> web.Server:
     """The HTTP server; without ``s3`` only the probes answer (every other path is 404).
 
@@ -283,6 +284,8 @@ def build_app(
     files = Sendfile()
     collector = _KvCollector({"gwkv": counters, "s3": s3_counters}, files)
     registry.register(collector)
+    for extra in collectors:  # figures of other components (the lifecycle worker)
+        registry.register(extra)
 
     async def s3_handler(request: web.BaseRequest) -> web.StreamResponse:
         if s3 is None:
