@@ -621,6 +621,8 @@ def test_request_context_for_a_user() -> None:
         "aws:PrincipalType": "User",
         "aws:username": "alice",
         "aws:userid": "alice",
+        "aws:PrincipalIsAWSService": "false",
+        "aws:ViaAWSService": "false",
         "aws:UserAgent": "curl/8",
         "aws:Referer": "https://example.com/",
         "s3:authType": "REST-HEADER",
@@ -632,10 +634,12 @@ def test_request_context_for_a_user() -> None:
 
 
 def test_request_context_root_and_anonymous() -> None:
-    assert request_context("root") == {"aws:PrincipalType": "Account"}
+    never_a_service = {"aws:PrincipalIsAWSService": "false", "aws:ViaAWSService": "false"}
+    assert request_context("root") == {"aws:PrincipalType": "Account", **never_a_service}
     assert request_context(None, secure_transport=False) == {
         "aws:PrincipalType": "Anonymous",
         "aws:SecureTransport": "false",
+        **never_a_service,
     }
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from kvbox.cli._remote import RemoteError, post_json
 from kvbox.policy.access import AccessQuery, PublicAccessFlags, explain_query, request_context
 from kvbox.policy.conditions import ContextValue, PolicyError
+from kvbox.policy.context import check_supported
 from kvbox.policy.evaluate import is_public
 from kvbox.policy.language import S3_ARN_PREFIX, Policy, parse_policy
 from kvbox.s3.explain import EXPLAIN_PATH
@@ -123,6 +124,7 @@ def _validate(args: argparse.Namespace) -> int:
     text = _read(args.policy)
     try:
         policy = parse_policy(text, args.bucket)
+        check_supported(policy)  # what PutBucketPolicy refuses, this refuses
     except PolicyError as exc:
         print(f"invalid policy: {exc}", file=sys.stderr)
         return 1

@@ -33,11 +33,12 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 from kvbox.policy.conditions import ContextValue, RequestContext
+from kvbox.policy.context import RequestFacts, build_context
 from kvbox.policy.evaluate import Evaluation, evaluate, is_public, principal_label, trace
 from kvbox.policy.language import ROOT, Policy, Statement
 
@@ -282,41 +283,29 @@ def request_context(
     signature_version: str | None = None,
     extra: RequestContext | None = None,
 ) -> dict[str, ContextValue]:
-    """The condition keys kvbox knows about a request, AWS-spelled; ``extra`` (the
-    S3-specific keys a handler knows: ``s3:prefix``, ``s3:x-amz-acl``...) wins.
+    """``kvbox.policy.context.build_context`` for the facts most callers have; ``extra``
+    (keys the caller fills itself: ``s3:prefix``, ``s3:ExistingObjectTag/...``) wins.
 
     ``auth_type`` is ``REST-HEADER`` or ``REST-QUERY-STRING`` (s3:authType);
-    ``signature_version`` ``AWS4-HMAC-SHA256``. Unknown facts stay absent.
+    ``signature_version`` ``AWS4-HMAC-SHA256`` or ``AWS``. Unknown facts stay absent.
     """
-    ctx: dict[str, ContextValue] = {}
-    if now is not None:
-        utc = now.astimezone(UTC)
-        ctx["aws:CurrentTime"] = utc.strftime("%Y-%m-%dT%H:%M:%SZ")
-        ctx["aws:EpochTime"] = str(int(utc.timestamp()))
-    if principal is None:
-        ctx["aws:PrincipalType"] = "Anonymous"
-    elif principal == ROOT:
-        ctx["aws:PrincipalType"] = "Account"
-    else:
-        ctx["aws:PrincipalType"] = "User"
-        ctx["aws:username"] = principal
-        ctx["aws:userid"] = principal
-    optional = {
-        "aws:SourceIp": source_ip,
-        "aws:UserAgent": user_agent,
-        "aws:Referer": referer,
-        "s3:authType": auth_type,
-        "s3:signatureversion": signature_version,
+    headers = {
+        name: value
+        for name, value in (("user-agent", user_agent), ("referer", referer))
+        if value is not None
     }
-    ctx.update({k: v for k, v in optional.items() if v is not None})
-    if secure_transport is not None:
-        ctx["aws:SecureTransport"] = "true" if secure_transport else "false"
-    if extra:
-        present = {k.lower(): k for k in ctx}
-        for k, v in extra.items():
-            ctx.pop(present.get(k.lower(), k), None)
-            ctx[k] = v
-    return ctx
+    return build_context(
+        RequestFacts(
+            principal,
+            now=now,
+            source_ip=source_ip,
+            secure=secure_transport,
+            auth_type=auth_type,
+            signature_version=signature_version,
+            headers=headers,
+            extra=dict(extra or {}),
+        )
+    )
 
 
 def explain_query(query: AccessQuery) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from kvbox.core.model import Bucket, Versioning
 from kvbox.policy import MAX_POLICY_BYTES, is_public, parse_policy
+from kvbox.policy.context import check_supported
 from kvbox.s3.errors import S3Error
 from kvbox.s3.handlers.common import (
     ACL,
@@ -111,6 +112,7 @@ async def put_bucket_policy(ctx: Context, req: S3Request, ep: Endpoint) -> S3Res
     # parse_policy checks the size, the UTF-8, the JSON and the language; its
     # PolicyError is MalformedPolicy with its message (its row of ``kvbox.errors.WIRE``).
     policy = parse_policy(await read_small(req, MAX_POLICY_BYTES + 1), b.name)
+    check_supported(policy)  # a key kvbox can never fill is refused by name
     pab = public_access_block(b)
     if pab is not None and pab.block_public_policy and is_public(policy):
         raise S3Error("AccessDenied", "Access Denied: the bucket blocks public policies")
