@@ -1,5 +1,5 @@
 """``kvbox policy validate|explain``: offline through ``run()``, the server side
-(``kvbox.s3.explain.explain``) on a real in-memory Store, and the ``--server`` path
+(``kvbox.s3door.explain.explain``) on a real in-memory Store, and the ``--server`` path
 against a local HTTP endpoint that verifies the SigV4 signature and answers with
 ``explain``."""
 
@@ -27,8 +27,8 @@ from kvbox.core.blob.memory import MemoryBlobStore
 from kvbox.core.meta.memory import MemoryMetaStore
 from kvbox.core.model import Versioning
 from kvbox.core.service import Store
-from kvbox.s3.explain import EXPLAIN_PATH, explain
 from kvbox.s3.xml import PublicAccessBlockConfiguration
+from kvbox.s3door.explain import EXPLAIN_PATH, explain
 
 POLICY = {
     "Version": "2012-10-17",

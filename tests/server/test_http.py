@@ -32,9 +32,9 @@ from kvbox.core.blob.localdir import LocalDirBlobStore
 from kvbox.core.meta.sqlite import SqliteMetaStore
 from kvbox.core.service import Store
 from kvbox.metrics import ServerCounters
-from kvbox.s3.handlers.common import Context
-from kvbox.s3.handlers.object import FILE_BODY_MIN
-from kvbox.s3.server import S3Frontend
+from kvbox.s3door.frontend import S3Frontend
+from kvbox.s3door.handlers.common import Context
+from kvbox.s3door.handlers.object import FILE_BODY_MIN
 from kvbox.server.http import build_app, parse_query
 
 AK = "HTTPTESTACCESSKEY001"

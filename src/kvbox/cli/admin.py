@@ -1,6 +1,6 @@
 """``kvbox admin``: manage S3 users and their access keys.
 
-Layer: cli. Rules: two ways in, one implementation (``kvbox.s3.admin.run_command``):
+Layer: cli. Rules: two ways in, one implementation (``kvbox.s3door.admin.run_command``):
 ``--data DIR`` opens a stopped server's data directory under its lock (and refuses,
 pointing at ``--server``, while a server holds it); ``--server URL`` POSTs the command
 to a running server's ``/_kvbox/admin``, signed with SigV4 by the root credentials from
@@ -21,7 +21,7 @@ from kvbox.cli._remote import RemoteError, post_json
 from kvbox.core.datadir import lock_data_dir
 from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
 from kvbox.errors import KvboxError
-from kvbox.s3.admin import ADMIN_PATH, VERBS, run_command
+from kvbox.s3door.admin import ADMIN_PATH, VERBS, run_command
 
 
 def add_parser(sub: Any) -> None:

@@ -26,7 +26,7 @@ from kvbox.policy.conditions import ContextValue, PolicyError
 from kvbox.policy.context import check_supported
 from kvbox.policy.evaluate import is_public
 from kvbox.policy.language import S3_ARN_PREFIX, Policy, parse_policy
-from kvbox.s3.explain import EXPLAIN_PATH
+from kvbox.s3door.explain import EXPLAIN_PATH
 
 _PROG = "kvbox policy"
 _PAB_FLAGS = {

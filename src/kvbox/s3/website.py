@@ -49,7 +49,7 @@ from urllib.parse import quote
 from kvbox.s3.xml import RoutingRule, WebsiteConfiguration
 
 #: Where an object's x-amz-website-redirect-location is kept in ``ObjectVersion.attrs``
-#: (the ``h:`` family of stored headers, see ``kvbox.s3.handlers.common``).
+#: (the ``h:`` family of stored headers, see ``kvbox.s3door.handlers.common``).
 REDIRECT_ATTR = "h:x-amz-website-redirect-location"
 #: Status of a Redirect whose rule names no HttpRedirectCode, and of RedirectAllRequestsTo.
 DEFAULT_REDIRECT = 301

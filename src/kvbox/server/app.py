@@ -34,9 +34,9 @@ from kvbox.credentials import CREDENTIALS_FILE, Credentials, load_root_credentia
 from kvbox.errors import InvalidArgument, KvboxError
 from kvbox.kv.commands import KvCommands
 from kvbox.metrics import ServerCounters
-from kvbox.s3.access import AccessControl
-from kvbox.s3.handlers.common import Context
-from kvbox.s3.server import S3Frontend
+from kvbox.s3door.access import AccessControl
+from kvbox.s3door.frontend import S3Frontend
+from kvbox.s3door.handlers.common import Context
 from kvbox.server.gwkv import GwkvServer
 from kvbox.server.http import build_app
 from kvbox.server.lifecycle import LifecycleCollector

@@ -2,9 +2,9 @@
 
 Layer: server. Rules: aiohttp is the HTTP server (parsing, keep-alive, limits are its job);
 handlers read state, they never block the loop. This module only adapts: an aiohttp
-request becomes a ``kvbox.s3.handlers.common.S3Request`` (raw path and query, headers,
-the body as an async byte stream) and the ``S3Response`` is written back, streamed when
-its body is a stream. Everything S3 means lives in ``kvbox.s3``.
+request becomes a ``kvbox.s3door.types.S3Request`` (raw path and query, headers, the
+body as an async byte stream) and the ``S3Response`` is written back, streamed when its
+body is a stream. Everything S3 means lives in ``kvbox.s3`` (pure) and ``kvbox.s3door``.
 
 Routes: ``/healthz``, ``/readyz`` and ``/metrics`` answer only a GET without a query
 string and without credentials (no Authorization header); any other request to those
@@ -39,8 +39,8 @@ from prometheus_client.registry import Collector
 
 from kvbox.metrics import ServerCounters
 from kvbox.s3.errors import S3Error
-from kvbox.s3.handlers.common import FileBody, S3Request, S3Response
-from kvbox.s3.server import S3Frontend, new_request_id
+from kvbox.s3door.frontend import S3Frontend, new_request_id
+from kvbox.s3door.types import FileBody, S3Request, S3Response
 from kvbox.server.sendfile import Sendfile
 
 log = logging.getLogger("kvbox.http")

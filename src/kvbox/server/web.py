@@ -18,7 +18,7 @@ only, index documents, redirects, and errors as HTML rather than XML.
   rules see, as on S3). A missing key is a 404, unless ``can_list(bucket)`` is given and
   says the public may not list the bucket: then S3 answers 403, so that anonymous users
   cannot probe which keys exist. Without ``can_list`` a missing key is always 404.
-* Objects are served as GetObject serves them (``kvbox.s3.handlers.object``'s read
+* Objects are served as GetObject serves them (``kvbox.s3door.handlers.object``'s read
   conditions and range parsing): Content-Type, Content-Length, ETag, Last-Modified,
   stored headers and user metadata; Range (206, 416), If-None-Match / If-Modified-Since
   (304), If-Match / If-Unmodified-Since (412). Bodies stream through
@@ -46,9 +46,9 @@ from kvbox.errors import InvalidArgument, NotFound
 from kvbox.s3 import cors
 from kvbox.s3 import website as site
 from kvbox.s3.errors import S3Error
-from kvbox.s3.handlers.common import TAG, http_date, metadata_headers
-from kvbox.s3.handlers.object import check_read_conditions, parse_range, slice_bytes
 from kvbox.s3.xml import WebsiteConfiguration, quote_etag
+from kvbox.s3door.handlers.common import TAG, http_date, metadata_headers
+from kvbox.s3door.handlers.object import check_read_conditions, parse_range, slice_bytes
 
 log = logging.getLogger("kvbox.web")
 

@@ -33,7 +33,7 @@ from kvbox.core.model import Bucket, ObjectVersion
 #: ``Bucket.attrs`` entry holding a bucket's lifecycle configuration (JSON).
 ATTR: Final = "lifecycle"
 #: How object tags are kept in a version's attrs: one ``tag:<key>`` entry per tag. The S3
-#: door writes them (``kvbox.s3.handlers.common.TAG``); tag filters read them here.
+#: door writes them (``kvbox.s3door.handlers.common.TAG``); tag filters read them here.
 TAG_PREFIX: Final = "tag:"
 NS_PER_DAY: Final = 86_400 * 1_000_000_000
 

@@ -1,6 +1,6 @@
 """The access check of every S3 request: gather the facts, ask ``kvbox.policy.decide``.
 
-Layer: s3 (async glue; the decision itself is pure, in ``kvbox.policy``). Rules:
+Layer: s3 door (async glue; the decision itself is pure, in ``kvbox.policy``). Rules:
 
 * One question per (action, resource) a request needs: the operation's own action on
   its resource, the extra actions its headers imply (``x-amz-acl``, ``x-amz-tagging``),
@@ -39,10 +39,11 @@ from kvbox.policy import (
     request_context,
 )
 from kvbox.s3.errors import S3Error
-from kvbox.s3.explain import bucket_query
-from kvbox.s3.handlers.common import OBJECT_ACL, PAB, POLICY, TAG, S3Request
 from kvbox.s3.router import OBJECT_OPS, Endpoint, Op, bucket_arn, object_arn
 from kvbox.s3.xml import PublicAccessBlockConfiguration, Tagging
+from kvbox.s3door.explain import bucket_query
+from kvbox.s3door.handlers.common import OBJECT_ACL, PAB, POLICY, TAG
+from kvbox.s3door.types import S3Request
 
 #: Object reads an object's own ACL can grant.
 _OBJECT_READS = frozenset({"s3:GetObject", "s3:GetObjectVersion"})

@@ -23,18 +23,6 @@ from kvbox.core.model import Bucket, Versioning
 from kvbox.policy import MAX_POLICY_BYTES, is_public, parse_policy
 from kvbox.policy.context import check_supported
 from kvbox.s3.errors import S3Error
-from kvbox.s3.handlers.common import (
-    ACL,
-    CORS,
-    PAB,
-    POLICY,
-    WEBSITE,
-    Context,
-    S3Request,
-    S3Response,
-    read_small,
-    xml_response,
-)
 from kvbox.s3.router import Endpoint
 from kvbox.s3.xml import (
     AccessControlPolicy,
@@ -47,6 +35,17 @@ from kvbox.s3.xml import (
     VersioningStatus,
     WebsiteConfiguration,
 )
+from kvbox.s3door.handlers.common import (
+    ACL,
+    CORS,
+    PAB,
+    POLICY,
+    WEBSITE,
+    Context,
+    read_small,
+    xml_response,
+)
+from kvbox.s3door.types import S3Request, S3Response
 
 _CONFIG_BODY = 64 * 1024
 

@@ -10,14 +10,6 @@ never deleted, because GW-KV serves from it.
 from __future__ import annotations
 
 from kvbox.s3.errors import S3Error
-from kvbox.s3.handlers.common import (
-    ACL,
-    Context,
-    S3Request,
-    S3Response,
-    read_small,
-    xml_response,
-)
 from kvbox.s3.router import Endpoint
 from kvbox.s3.xml import (
     BucketEntry,
@@ -28,6 +20,8 @@ from kvbox.s3.xml import (
     render_location,
     timestamp_from_ns,
 )
+from kvbox.s3door.handlers.common import ACL, Context, read_small, xml_response
+from kvbox.s3door.types import S3Request, S3Response
 
 ROOT = "root"
 

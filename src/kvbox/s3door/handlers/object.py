@@ -33,31 +33,6 @@ from kvbox.core.model import Condition, CondKind, ObjectVersion
 from kvbox.errors import ConditionFailed
 from kvbox.s3.checksums import Algorithm
 from kvbox.s3.errors import S3Error
-from kvbox.s3.handlers.common import (
-    CHECKSUM,
-    CHECKSUM_TYPE,
-    OBJECT_ACL,
-    PARTS,
-    TAG,
-    Context,
-    FileBody,
-    PayloadChecks,
-    S3Request,
-    S3Response,
-    checksum_headers,
-    drain,
-    http_date,
-    metadata_headers,
-    parse_http_date,
-    payload,
-    read_small,
-    stored_headers,
-    tags_of,
-    user_metadata,
-    without,
-    xml_response,
-)
-from kvbox.s3.handlers.config import acl_from_request, check_acl_allowed, owner_of
 from kvbox.s3.router import Endpoint, delete_action
 from kvbox.s3.xml import (
     AccessControlPolicy,
@@ -71,6 +46,29 @@ from kvbox.s3.xml import (
     quote_etag,
     timestamp_from_ns,
 )
+from kvbox.s3door.handlers.common import (
+    CHECKSUM,
+    CHECKSUM_TYPE,
+    OBJECT_ACL,
+    PARTS,
+    TAG,
+    Context,
+    PayloadChecks,
+    checksum_headers,
+    drain,
+    http_date,
+    metadata_headers,
+    parse_http_date,
+    payload,
+    read_small,
+    stored_headers,
+    tags_of,
+    user_metadata,
+    without,
+    xml_response,
+)
+from kvbox.s3door.handlers.config import acl_from_request, check_acl_allowed, owner_of
+from kvbox.s3door.types import FileBody, S3Request, S3Response
 
 #: The response-* query parameters of GetObject and the header each overrides.
 RESPONSE_OVERRIDES = {

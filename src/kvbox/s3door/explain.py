@@ -1,6 +1,6 @@
 """The server side of ``kvbox policy explain``: one access decision, with its reasons.
 
-Layer: s3 (async, over ``kvbox.core.service.Store``; the decision itself is the pure
+Layer: s3 door (async, over ``kvbox.core.service.Store``; the decision itself is the pure
 ``kvbox.policy.access.decide``). Rules:
 
 * ``bucket_query`` builds the ``AccessQuery`` for a request to an existing bucket from
@@ -38,8 +38,8 @@ from kvbox.policy.access import (
 from kvbox.policy.conditions import ContextValue, PolicyError, RequestContext
 from kvbox.policy.language import S3_ARN_PREFIX, Policy, parse_policy
 from kvbox.s3.errors import S3Error
-from kvbox.s3.handlers.common import ACL, OBJECT_ACL, PAB, POLICY
 from kvbox.s3.xml import PublicAccessBlockConfiguration
+from kvbox.s3door.handlers.common import ACL, OBJECT_ACL, PAB, POLICY
 
 #: The reserved path (``_`` cannot start a bucket name, so no S3 request means it).
 EXPLAIN_PATH: Final = "/_kvbox/policy/explain"

@@ -21,8 +21,6 @@ import base64
 import binascii
 
 from kvbox.s3.errors import S3Error
-from kvbox.s3.handlers.common import Context, S3Request, S3Response, xml_response
-from kvbox.s3.handlers.config import bucket_of, owner_of
 from kvbox.s3.router import MAX_KEY_BYTES, Endpoint
 from kvbox.s3.xml import (
     DeleteMarkerEntry,
@@ -34,6 +32,9 @@ from kvbox.s3.xml import (
     VersionEntry,
     timestamp_from_ns,
 )
+from kvbox.s3door.handlers.common import Context, xml_response
+from kvbox.s3door.handlers.config import bucket_of, owner_of
+from kvbox.s3door.types import S3Request, S3Response
 
 #: Most keys a page returns, whatever max-keys asks (S3's cap).
 MAX_KEYS = 1000

@@ -28,30 +28,6 @@ from kvbox.s3.checksums import (
     full_object_checksum,
 )
 from kvbox.s3.errors import S3Error
-from kvbox.s3.handlers.common import (
-    CHECKSUM,
-    CHECKSUM_TYPE,
-    PARTS,
-    TAG,
-    Context,
-    PayloadChecks,
-    S3Request,
-    S3Response,
-    drain,
-    payload,
-    read_small,
-    stored_headers,
-    user_metadata,
-    xml_response,
-)
-from kvbox.s3.handlers.config import bucket_of, owner_of
-from kvbox.s3.handlers.object import (
-    acl_attrs,
-    check_read_conditions,
-    encode_part_sizes,
-    resolve_version,
-    slice_bytes,
-)
 from kvbox.s3.router import Endpoint
 from kvbox.s3.xml import (
     CompleteMultipartUpload,
@@ -66,6 +42,29 @@ from kvbox.s3.xml import (
     quote_etag,
     timestamp_from_ns,
 )
+from kvbox.s3door.handlers.common import (
+    CHECKSUM,
+    CHECKSUM_TYPE,
+    PARTS,
+    TAG,
+    Context,
+    PayloadChecks,
+    drain,
+    payload,
+    read_small,
+    stored_headers,
+    user_metadata,
+    xml_response,
+)
+from kvbox.s3door.handlers.config import bucket_of, owner_of
+from kvbox.s3door.handlers.object import (
+    acl_attrs,
+    check_read_conditions,
+    encode_part_sizes,
+    resolve_version,
+    slice_bytes,
+)
+from kvbox.s3door.types import S3Request, S3Response
 
 #: S3's cap on max-parts and max-uploads.
 MAX_PAGE = 1000

@@ -16,9 +16,10 @@ the pure ``kvbox.s3.cors``; this module only reads the bucket's stored configura
 from __future__ import annotations
 
 from kvbox.s3 import cors
-from kvbox.s3.handlers.common import Context, S3Request, S3Response
 from kvbox.s3.router import Endpoint
 from kvbox.s3.xml import CORSConfiguration
+from kvbox.s3door.handlers.common import Context
+from kvbox.s3door.types import S3Request, S3Response
 
 
 async def _config(ctx: Context, bucket: str | None) -> tuple[bool, CORSConfiguration | None]:

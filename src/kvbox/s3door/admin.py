@@ -1,6 +1,6 @@
 """User and access-key administration: one command set, two ways in.
 
-Layer: s3 (async, over ``kvbox.core.meta``). Rules: ``run_command`` is the single
+Layer: s3 door (async, over ``kvbox.core.meta``). Rules: ``run_command`` is the single
 implementation of ``kvbox admin user|key ...``; the CLI calls it directly on a data
 directory it has locked, and ``S3Frontend`` calls it for ``POST /_kvbox/admin`` (root
 only, SigV4-signed, a JSON body ``{"noun", "verb", "target"}``) on a running server. A

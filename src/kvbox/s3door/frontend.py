@@ -1,18 +1,19 @@
-"""The S3 front door: route, authenticate, dispatch to a handler, turn failures into S3 XML.
+"""The S3 front door: route, authenticate, authorize, dispatch, turn failures into S3 XML.
 
-Layer: s3 (async, over ``kvbox.core``; knows no aiohttp: ``kvbox.server.http`` adapts
-requests to ``S3Request`` and writes the ``S3Response`` back). Rules:
+Layer: s3 door (async, over ``kvbox.core``; knows no aiohttp: ``kvbox.server.http``
+adapts requests to ``kvbox.s3door.types.S3Request`` and writes the ``S3Response``
+back). Rules:
 
 * Order per request: route (pure, ``kvbox.s3.router``), authenticate (pure,
-  ``kvbox.auth.sigv4``; the clock is read here and passed in), then the handler.
-  A request with no credentials at all is AccessDenied: bucket policies and public
-  access come with a later issue.
+  ``kvbox.auth.sigv4``; the clock is read here and passed in), authorize
+  (``kvbox.s3door.access``: the owner, root, bucket policies, canned ACLs and Block
+  Public Access, decided by the pure ``kvbox.policy``), then the handler. A request
+  with no credentials at all is anonymous: only a policy or a public ACL lets it in.
 * Identities: the root key (from ``kvbox.credentials``) and the users' keys in the
   MetaStore. A user key's lookup is cached for ``KEY_CACHE_SECONDS``, so a disabled key
-  stops working within that time. The principal ("root" or the user name) goes on the
-  request; a bucket (and a copy source's bucket) is open to its owner and to root, and
-  any other user gets AccessDenied (bucket policies come with a later issue).
-* ``/_kvbox/admin/...`` is not S3: ``kvbox.s3.admin`` answers it, for root only.
+  stops working within that time. The principal ("root", the user name, or None for
+  anonymous) goes on the request.
+* ``/_kvbox/admin/...`` is not S3: ``kvbox.s3door.admin`` answers it, for root only.
 * Every failure leaves as S3's XML ``<Error>``: an ``S3Error`` as is, any ``KvboxError``
   by its row of ``kvbox.errors.WIRE`` (``kvbox.s3.errors.from_kvbox_error``), and
   anything else as InternalError, logged with its traceback here and never shown to
@@ -35,16 +36,17 @@ from typing import Final
 from kvbox.auth import sigv4
 from kvbox.core.meta.users import ROOT
 from kvbox.errors import KvboxError
-from kvbox.s3 import admin, explain
-from kvbox.s3.access import AccessControl
 from kvbox.s3.errors import S3Error, from_kvbox_error
-from kvbox.s3.explain import EXPLAIN_PATH
-from kvbox.s3.handlers import bucket, config, listing, multipart
-from kvbox.s3.handlers import cors as cors_handlers
-from kvbox.s3.handlers import object as obj
-from kvbox.s3.handlers.common import Context, S3Request, S3Response, read_small
 from kvbox.s3.router import Endpoint, Op, route
 from kvbox.s3.xml import render_error
+from kvbox.s3door import admin, explain
+from kvbox.s3door.access import AccessControl
+from kvbox.s3door.explain import EXPLAIN_PATH
+from kvbox.s3door.handlers import bucket, config, listing, multipart
+from kvbox.s3door.handlers import cors as cors_handlers
+from kvbox.s3door.handlers import object as obj
+from kvbox.s3door.handlers.common import Context, read_small
+from kvbox.s3door.types import S3Request, S3Response
 
 log = logging.getLogger("kvbox.s3")
 

@@ -1,4 +1,4 @@
-"""kvbox.s3.handlers.cors over a real in-memory Store: the preflight handler and the
+"""kvbox.s3door.handlers.cors over a real in-memory Store: the preflight handler and the
 headers for actual requests, driven with ``S3Request`` values (no HTTP server)."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from kvbox.core.meta.memory import MemoryMetaStore
 from kvbox.core.service import Store
 from kvbox.s3.cors import VARY
 from kvbox.s3.errors import S3Error
-from kvbox.s3.handlers.common import Context, S3Request
-from kvbox.s3.handlers.cors import cors_headers, preflight
 from kvbox.s3.router import Endpoint, Op
 from kvbox.s3.xml import CORSConfiguration, CORSRule
+from kvbox.s3door.handlers.common import Context
+from kvbox.s3door.handlers.cors import cors_headers, preflight
+from kvbox.s3door.types import S3Request
 
 CONFIG = CORSConfiguration(
     (

@@ -1,11 +1,9 @@
-"""What every S3 handler shares: the request/response seam, the attrs scheme, body readers.
+"""What every S3 handler shares: the attrs scheme, body readers, the handler context.
 
-Layer: s3 handlers (async, over ``kvbox.core``; no aiohttp, no sockets). Rules:
+Layer: s3 door (async, over ``kvbox.core``; no aiohttp, no sockets). Rules:
 
-* The HTTP server (``kvbox.server.http``) turns an aiohttp request into an ``S3Request``
-  (plain strings, a case-insensitive header mapping, the body as an async iterator of
-  raw bytes) and writes back an ``S3Response``. Handlers never see aiohttp, so they can
-  be driven by any HTTP layer and the transport stays in ``server/``.
+* Handlers take and answer the seam types of ``kvbox.s3door.types`` (``S3Request``,
+  ``S3Response``), never aiohttp's, so any HTTP layer can drive them.
 * A body is read exactly once, through ``S3Request.body``. ``payload()`` wraps it with
   everything that decides whether the bytes may be kept: the signed
   x-amz-content-sha256, aws-chunked decoding (chunk signatures, trailers), Content-MD5
@@ -48,10 +46,8 @@ from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
 
-from multidict import CIMultiDict, CIMultiDictProxy
-
-from kvbox.auth.sigv4 import AuthResult, ContentSHA256Mismatch, PayloadMode
-from kvbox.core.service import FileSegment, Store, update_holding_gil
+from kvbox.auth.sigv4 import ContentSHA256Mismatch, PayloadMode
+from kvbox.core.service import Store, update_holding_gil
 from kvbox.proto.awschunked import (
     AwsChunkedDecoder,
     Data,
@@ -66,6 +62,7 @@ from kvbox.s3.checksums import (
     new_checksum,
 )
 from kvbox.s3.errors import S3Error
+from kvbox.s3door.types import Headers, S3Request, S3Response
 
 META = "meta:"
 HEADER = "h:"
@@ -107,73 +104,6 @@ SUPPORTED_CHECKSUMS = frozenset(
 #: Pieces of a streamed body larger than this are hashed in a worker thread, so a single
 #: large read never holds the loop for more than about a millisecond.
 _HASH_INLINE_MAX = 256 * 1024
-
-Headers = CIMultiDictProxy[str] | CIMultiDict[str]
-
-
-@dataclass(slots=True)
-class S3Request:
-    """One HTTP request as the S3 layer sees it.
-
-    ``raw_path`` and ``raw_query`` are exactly as received (still percent-encoded: the
-    signature covers them); ``query`` is the decoded (name, value) list the router reads.
-    """
-
-    method: str
-    raw_path: str
-    raw_query: str
-    query: list[tuple[str, str]]
-    headers: Headers
-    body: AsyncIterator[bytes]
-    request_id: str
-    auth: AuthResult | None = None
-    #: Who signed the request: "root", a user name, or None for an anonymous request
-    #: (set by ``S3Frontend`` after authentication).
-    principal: str | None = "root"
-    #: The peer's IP address (``aws:SourceIp``) and whether it came over TLS.
-    remote: str = ""
-    secure: bool = False
-    #: Filled in by ``S3Frontend.handle`` for metrics: the S3 operation, the error code.
-    op: str = ""
-    error: str = ""
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name)
-
-    def param(self, name: str) -> str | None:
-        for k, v in self.query:
-            if k == name:
-                return v
-        return None
-
-
-@dataclass(slots=True)
-class FileBody:
-    """A body that is a run of local file segments, pinned until ``release()``.
-
-    The HTTP layer sends it with sendfile when the connection allows (plain TCP);
-    otherwise it releases the pins and sends ``stream`` -- the same bytes, read the
-    ordinary way. Either way it calls ``release`` exactly once it is done with the files
-    (a ``FileBody`` that is never sent must be released by whoever drops it).
-    """
-
-    segments: list[FileSegment]
-    release: Callable[[], None]
-    stream: AsyncIterator[bytes]
-
-
-@dataclass(slots=True)
-class S3Response:
-    """What a handler answers: status, headers and a body (bytes, a byte stream, files).
-
-    A streamed body must come with ``content_length`` so the client knows the size
-    up front (S3 never answers a GET with chunked encoding).
-    """
-
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | AsyncIterator[bytes] | FileBody = b""
-    content_length: int | None = None
 
 
 def xml_response(body: bytes, status: int = 200) -> S3Response:
@@ -450,5 +380,5 @@ class Context:
     #: The region kvbox answers as (GetBucketLocation, x-amz-bucket-region).
     region: str = "us-east-1"
     #: The per-key access check of DeleteObjects, ``(req, ep, key, action)``; set by
-    #: ``S3Frontend`` (``kvbox.s3.access.AccessControl.check_key``), None: allow all.
+    #: ``S3Frontend`` (``kvbox.s3door.access.AccessControl.check_key``), None: allow all.
     check_key: Callable[[S3Request, Any, str, str], Awaitable[None]] | None = None
