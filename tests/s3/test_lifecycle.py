@@ -1,4 +1,6 @@
-"""Lifecycle configuration XML (``kvbox.s3.lifecycle``): AWS's validation, botocore as oracle."""
+"""Lifecycle XML (``kvbox.s3door.lifecycle``, pure): AWS's checks, botocore as the oracle.
+
+Here rather than in tests/s3door: it shares the botocore oracle of tests/s3."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 
 from kvbox.core.lifecycle.rules import FilterForm, LifecycleConfig, Rule
 from kvbox.s3.errors import S3Error
-from kvbox.s3.lifecycle import expiration_header, parse_lifecycle, render_lifecycle
+from kvbox.s3door.lifecycle import expiration_header, parse_lifecycle, render_lifecycle
 
 from ._oracle import boto_body, boto_parse
 

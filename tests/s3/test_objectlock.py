@@ -1,4 +1,6 @@
-"""Object lock's S3 forms (``kvbox.s3.objectlock``), with botocore as the oracle."""
+"""Object lock's S3 forms (``kvbox.s3door.objectlock``, pure), with botocore as the oracle.
+
+Here rather than in tests/s3door: it shares the botocore oracle of tests/s3."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import pytest
 
 from kvbox.core.lock import DefaultRetention, Mode, Retention, VersionLock
 from kvbox.s3.errors import S3Error
-from kvbox.s3.objectlock import (
+from kvbox.s3door.objectlock import (
     LegalHoldBody,
     ObjectLockConfiguration,
     RetentionBody,

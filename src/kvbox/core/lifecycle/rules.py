@@ -4,7 +4,7 @@ Layer: core (pure: no I/O, no clock; ``now_ns`` is an argument). Rules:
 
 * The configuration is kept in ``Bucket.attrs[ATTR]`` as JSON (``LifecycleConfig``), so
   the background worker (``kvbox.core.lifecycle.worker``) reads it without knowing S3;
-  the S3 door parses and renders the XML (``kvbox.s3.lifecycle_xml``) and checks it with
+  the S3 door parses and renders the XML (``kvbox.s3door.lifecycle``) and checks it with
   AWS's errors before it is stored, so what is stored is always valid.
 * Days are counted as AWS counts them (S3 user guide, "Lifecycle rules: based on an
   object's age"): the number of days is added to the object's creation time (for

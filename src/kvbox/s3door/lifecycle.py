@@ -1,8 +1,9 @@
 """Bucket lifecycle as S3 spells it: the configuration XML, its validation, x-amz-expiration.
 
-Layer: s3 protocol (pure; no I/O). What a rule *does* is ``kvbox.core.lifecycle.rules``;
-this module reads and writes S3's form of it and refuses, with AWS's errors, anything
-that could not be stored as a valid rule:
+Layer: s3door (pure functions, no I/O; in the door rather than ``kvbox.s3`` because it
+speaks the core's rule model). What a rule *does* is ``kvbox.core.lifecycle.rules``; this
+module reads and writes S3's form of it and refuses, with AWS's errors, anything that
+could not be stored as a valid rule:
 
 * Shape (unknown or repeated elements, a bad number or status, a Filter with two
   conditions outside ``<And>``, Days with Date, a rule with both a rule-level Prefix and

@@ -1,8 +1,9 @@
 """Object lock as S3 spells it: the XML bodies, the request and response headers.
 
-Layer: s3 protocol (pure; no I/O, no clock: ``now_ns`` is an argument). The rule itself
--- what a lock forbids -- is ``kvbox.core.lock``; this module only translates between
-S3's forms and it, with AWS's errors:
+Layer: s3door (pure functions, no I/O, no clock: ``now_ns`` is an argument; in the door
+rather than ``kvbox.s3`` because it speaks the core's lock model). The rule itself --
+what a lock forbids -- is ``kvbox.core.lock``; this module only translates between S3's
+forms and it, with AWS's errors:
 
 * Put/GetObjectLockConfiguration: ``ObjectLockEnabled`` must be ``Enabled``; a
   ``DefaultRetention`` has a ``Mode`` and exactly one of ``Days`` and ``Years``. A bad
