@@ -66,4 +66,6 @@ class Settings:
     #: TEST ONLY (hidden flag): lets root move the lifecycle clock through
     #: ``POST /_kvbox/lifecycle`` (docs/operations.md). Never on in production.
     lifecycle_test_clock: bool = False
+    #: Seconds before the server removes orphan chunks a crash left (``core/leftovers.py``).
+    leftover_delay: float = 3600.0
     sync: str = "full"  # SQLite synchronous: "full" (durable) or "normal"/"off" for tests

@@ -126,10 +126,9 @@ def _missing_reported(output: str) -> bool:
 def _check_fsck(data_dir: Path, repair: bool) -> None:
     done = fsck(data_dir)
     out = (done.stdout + done.stderr).decode(errors="replace")
-    assert done.returncode in (0, 1), out
+    # kill -9 may leave orphan chunks and temporary files: notes, exit status 0.
+    assert done.returncode == 0, out
     assert not _missing_reported(out), f"fsck found missing chunks after kill -9:\n{out}"
-    if done.returncode == 1:
-        assert "orphan" in out.lower(), f"fsck exit 1 but no orphans reported:\n{out}"
     if repair:
         done = fsck(data_dir, "--repair")
         out = (done.stdout + done.stderr).decode(errors="replace")

@@ -163,8 +163,8 @@ def test_orphan_chunk_reported_and_removed(server: KvboxServer) -> None:
     orphan.write_bytes(content)
 
     done = fsck(server.data_dir)
-    assert done.returncode == 1, text(done)
-    assert "orphan" in text(done).lower()
+    assert done.returncode == 0, text(done)  # a leftover a crash may leave: a note
+    assert "note: orphan chunks: 1" in text(done)
     assert orphan.name[:12] in text(done), text(done)
 
     done = fsck(server.data_dir, "--repair")

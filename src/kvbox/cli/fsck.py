@@ -1,8 +1,9 @@
 """``kvbox fsck``: check a stopped server's data directory, and optionally repair it.
 
 Layer: cli. Rules: refuses to run while a server holds the data directory (the same
-``flock`` the server takes); prints ``FsckReport.render()``; exit status 0 when the
-directory is clean or was repaired, 1 when problems remain, 2 when it could not check.
+``flock`` the server takes); prints ``FsckReport.render()``; exit status 0 when nothing
+is damaged (leftovers a crash may leave are notes, not damage: ``kvbox.core.fsck``) or
+it was repaired, 1 when damage remains, 2 when it could not check.
 """
 
 from __future__ import annotations
@@ -52,14 +53,22 @@ async def _check(data: Path, repair: bool, verify: bool) -> FsckReport:
     await meta.open()
     try:
         # Writes acknowledged from the journal belong in the metadata before it is checked.
+        before = await meta.journal_lsn()
         await (await open_journal(meta, data / JOURNAL_DIR)).close()
-        await blobs.open()
+        journal_applied = await meta.journal_lsn() != before
+        # Counted before ``open``, which deletes them, so the report can say they were there.
+        temp_files = await asyncio.to_thread(blobs.temp_files)
+        if repair:
+            await blobs.open()
         try:
-            return await fsck(meta, blobs, repair=repair, verify=verify)
+            report = await fsck(meta, blobs, repair=repair, verify=verify)
         finally:
             await blobs.close()
     finally:
         await meta.close()
+    report.temp_files = [p.name for p in temp_files]
+    report.journal_applied = journal_applied
+    return report
 
 
 def run(args: argparse.Namespace) -> int:

@@ -158,6 +158,14 @@ def add_parser(sub: Any) -> None:
         default=_bool(os.environ.get("KVBOX_LIFECYCLE_TEST_CLOCK", "")),
         help=argparse.SUPPRESS,
     )
+    opt(
+        "leftover-delay",
+        _D.leftover_delay,
+        type=float,
+        metavar="S",
+        help="remove orphan chunks a crash left (interrupted writes) once they are this "
+        "old; a sweep runs this long after start and then as often (0: never)",
+    )
     opt("log-format", _D.log_format, choices=["plain", "json"], help="log line format")
     opt("log-level", _D.log_level, choices=["debug", "info", "warning", "error"], help="log level")
     opt(
@@ -189,6 +197,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         request_timeout=float(args.request_timeout),
         max_connections=int(args.max_connections),
         shutdown_grace=float(args.shutdown_grace),
+        leftover_delay=float(args.leftover_delay),
         log_format=args.log_format,
         log_level=args.log_level,
         sync=args.sync,

@@ -1,11 +1,25 @@
 """Consistency check between the metadata and the chunk files: ``kvbox fsck``.
 
 Layer: core. Rules: works on any MetaStore + BlobStore pair through their Protocols, and
-must only run while no server uses them (the CLI holds the data directory lock). Three
-kinds of damage:
+must only run while no server uses them (the CLI holds the data directory lock).
 
-* orphan chunks: present, referenced by no version. Harmless (a crash between writing a
-  chunk and committing its version leaves one); ``repair`` deletes them.
+Two kinds of findings. **Notes** are leftovers a crash (``kill -9``, power loss) is
+allowed to leave, because a chunk is written and fsync'd before the metadata that
+references it commits; they cost disk space, never correctness, and leave the exit
+status 0:
+
+* orphan chunks: present, referenced by no version (a write -- a PUT, a part of a
+  multipart upload, a BSET -- interrupted between its chunks and its commit, or a delete
+  interrupted between its commit and the chunk's removal). A running server removes
+  them itself (``kvbox.core.leftovers``); ``repair`` deletes them now.
+* temporary files in ``chunks/tmp/`` (a chunk being written when the process died): the
+  next start deletes them, and so does ``repair``.
+* journal records not yet applied (an unclean stop): applied by the check itself, as by
+  the next start.
+
+**Damage** is what no crash can cause under the durability contract (a lost or changed
+file, a bad disk): exit status 1 until repaired.
+
 * missing chunks: referenced, absent. A read of such a version would fail midway;
   ``repair`` drops every version that references one, so no read can return partial
   data (the key then shows its previous version, or nothing), and aborts every
@@ -43,7 +57,11 @@ RENDER_LIMIT = 50
 class FsckReport:
     chunks_present: int = 0
     chunks_referenced: int = 0
+    #: Notes (see the module docstring): leftovers a crash may leave.
     orphans: list[str] = field(default_factory=list)
+    temp_files: list[str] = field(default_factory=list)
+    journal_applied: bool = False
+    #: Damage.
     missing: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)
     verified: bool = False
@@ -61,11 +79,17 @@ class FsckReport:
 
     @property
     def problems(self) -> int:
-        return len(self.orphans) + len(self.missing) + len(self.corrupt)
+        """Damage found (notes are not problems)."""
+        return len(self.missing) + len(self.corrupt)
+
+    @property
+    def notes(self) -> int:
+        """Leftovers of a crash found (each orphan chunk and temporary file)."""
+        return len(self.orphans) + len(self.temp_files)
 
     @property
     def ok(self) -> bool:
-        """Nothing is wrong any more: it was clean, or ``repair`` fixed everything."""
+        """Nothing is damaged any more: it never was, or ``repair`` fixed everything."""
         return (self.problems == 0 or self.repaired) and not self.kept_locked
 
     def render(self) -> str:
@@ -73,7 +97,24 @@ class FsckReport:
             f"chunks on disk: {self.chunks_present}, referenced by versions: "
             f"{self.chunks_referenced}",
         ]
-        lines += _listing("orphan chunks", "orphan", self.orphans)
+        if self.journal_applied:
+            lines.append(
+                "note: the journal held writes an unclean stop left unapplied; they are applied now"
+            )
+        lines += _listing(
+            "orphan chunks",
+            "orphan",
+            self.orphans,
+            note="left by writes or deletes a crash interrupted; no version uses them. "
+            "A running server deletes them after a safety delay; --repair deletes them now",
+        )
+        lines += _listing(
+            "temporary files",
+            "temp",
+            self.temp_files,
+            note="chunks being written when the server stopped; the next start "
+            "deletes them, as does --repair",
+        )
         lines += _listing("missing chunks", "missing", self.missing)
         if self.verified:
             lines += _listing("corrupt chunks", "corrupt", self.corrupt)
@@ -101,7 +142,11 @@ class FsckReport:
                     "parts' bytes were lost or damaged"
                 )
                 lines += [f"  aborted upload {u}" for u in self.aborted_uploads[:RENDER_LIMIT]]
-        if self.problems == 0:
+        if self.problems == 0 and self.notes and self.repaired:
+            lines.append(f"result: clean (removed {self.notes} leftovers of a crash)")
+        elif self.problems == 0 and self.notes:
+            lines.append(f"result: clean ({self.notes} notes: leftovers of a crash)")
+        elif self.problems == 0:
             lines.append("result: clean")
         elif self.repaired and self.kept_locked:
             lines.append(
@@ -115,8 +160,11 @@ class FsckReport:
         return "\n".join(lines)
 
 
-def _listing(title: str, word: str, ids: list[str]) -> list[str]:
-    out = [f"{title}: {len(ids)}"]
+def _listing(title: str, word: str, ids: list[str], note: str | None = None) -> list[str]:
+    if note is not None and not ids:
+        return []
+    head = f"note: {title}: {len(ids)} ({note})" if note is not None else f"{title}: {len(ids)}"
+    out = [head]
     out += [f"  {word} {cid}" for cid in ids[:RENDER_LIMIT]]
     if len(ids) > RENDER_LIMIT:
         out.append(f"  ... and {len(ids) - RENDER_LIMIT} more")

@@ -271,6 +271,10 @@ class _Lru:
         return out
 
 
+#: Chunk ids looked up per ``_chunk_lock`` hold in ``remove_orphans``.
+_ORPHAN_BATCH: Final = 256
+
+
 class _KeyMutex:
     """A key's mutex and how many tasks hold or await it (the entry goes at zero)."""
 
@@ -1507,6 +1511,30 @@ class Store:
             for c in candidates:
                 if refs.get(c, 0) == 0 and c not in self._pinned:
                     await self.blobs.delete(c)
+
+    async def remove_orphans(self, chunk_ids: Sequence[str]) -> int:
+        """Delete those of ``chunk_ids`` that no version or part references and no write
+        or reader pins, as ``_collect`` does for freed chunks; how many were deleted.
+
+        The leftover sweep (``kvbox.core.leftovers``) hands in chunk files it found on
+        disk. Safe against writes in flight: a write installs each chunk and pins it in
+        one step under ``_chunk_lock`` and unpins it only after its metadata committed,
+        and this checks pins and references under the same lock. Batches keep the lock
+        short, so writes wait at most one batch's lookup.
+        """
+        removed = 0
+        for i in range(0, len(chunk_ids), _ORPHAN_BATCH):
+            batch = chunk_ids[i : i + _ORPHAN_BATCH]
+            async with self._chunk_lock:
+                candidates = [c for c in batch if c not in self._pinned]
+                if not candidates:
+                    continue
+                refs = await self.meta.chunk_ref_counts(candidates)
+                for c in candidates:
+                    if refs.get(c, 0) == 0 and c not in self._pinned:
+                        await self.blobs.delete(c)
+                        removed += 1
+        return removed
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[call-overload]

@@ -26,6 +26,7 @@ from aiohttp import web
 from kvbox.config import Settings
 from kvbox.core.blob import BlobStore
 from kvbox.core.journal import JOURNAL_DIR
+from kvbox.core.leftovers import LeftoverSweeper
 from kvbox.core.lifecycle.worker import LifecycleWorker
 from kvbox.core.meta import MetaStore
 from kvbox.core.model import ObjectVersion, Versioning
@@ -109,12 +110,27 @@ async def run_server(s: Settings, stop: asyncio.Event) -> None:
                 journal_dir=None if s.max_memory is not None else s.data / JOURNAL_DIR,
             )
             await store.open()
+            sweeper = _leftover_sweeper(s, store)
             try:
                 await _serve_store(s, store, stop, listeners, tls)
             finally:
+                if sweeper is not None:
+                    await sweeper.stop()
                 await store.close()
     finally:
         listeners.close()
+
+
+def _leftover_sweeper(s: Settings, store: Store) -> LeftoverSweeper | None:
+    """The background removal of orphan chunks, for a data directory (cache mode keeps
+    nothing a crash could leave)."""
+    from kvbox.core.blob.localdir import LocalDirBlobStore
+
+    if not isinstance(store.blobs, LocalDirBlobStore) or s.leftover_delay <= 0:
+        return None
+    sweeper = LeftoverSweeper(store, store.blobs, s.leftover_delay)
+    sweeper.start()
+    return sweeper
 
 
 def _announce_credentials(s: Settings, creds: Credentials) -> None:

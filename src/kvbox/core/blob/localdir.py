@@ -21,6 +21,7 @@ import hashlib
 import os
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
@@ -131,6 +132,14 @@ class LocalDirBlobStore:
 
     async def close(self) -> None:
         return None
+
+    def temp_files(self) -> list[Path]:
+        """Files in ``tmp/``: chunks being written, or (with no writer running) what a
+        crash left there. Blocking: call it from a worker thread."""
+        try:
+            return sorted(p for p in self.tmp_dir.iterdir() if p.is_file())
+        except FileNotFoundError:
+            return []
 
     def path_of(self, chunk_id: str) -> Path:
         """Where ``chunk_id`` lives; raises InvalidArgument for anything but a content
@@ -259,6 +268,21 @@ class LocalDirBlobStore:
                     if _CHUNK_ID.fullmatch(e.name) and e.name.startswith(prefix) and e.is_file()
                 )
         found.sort()
+        return found
+
+    def chunks_older_than(self, seconds: float) -> list[str]:
+        """Ids of the chunk files last written more than ``seconds`` ago (the leftover
+        sweep's candidates, ``kvbox.core.leftovers``). Blocking: call from a thread. A
+        file that vanishes meanwhile is skipped."""
+        cutoff = time.time() - seconds
+        found: list[str] = []
+        for top in self._fanout_dirs(self.chunks_dir):
+            for chunk_id in self._chunks_under(top):
+                try:
+                    if os.stat(self.path_of(chunk_id)).st_mtime < cutoff:
+                        found.append(chunk_id)
+                except FileNotFoundError:
+                    continue
         return found
 
     async def verify(self, chunk_id: str) -> bool:
