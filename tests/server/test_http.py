@@ -258,8 +258,9 @@ def test_tls_connections_stream_instead(
 
 @pytest.mark.parametrize("loop", sorted(LOOPS))
 def test_expect_100_continue(tmp_path: Path, loop: str) -> None:
-    """The low-level server answers Expect as aiohttp's application did: 100 Continue
-    before the body, 417 for an expectation it does not know."""
+    """``100 Continue`` comes once the request is authenticated and authorised, before
+    the body; an expectation other than 100-continue is ignored, as AWS does; a refused
+    upload gets its final answer without ever being asked for its body."""
 
     async def scenario() -> None:
         async with Served(tmp_path) as srv:
@@ -276,14 +277,90 @@ def test_expect_100_continue(tmp_path: Path, loop: str) -> None:
             head = await reader.readuntil(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200"), head
             writer.write(
-                f"PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 0\r\n"
-                "Expect: something-else\r\n\r\n".encode()
+                f"PUT {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Length: 3\r\n"
+                "Expect: something-else\r\n\r\nabc".encode()
             )
             await writer.drain()
             head = await reader.readuntil(b"\r\n\r\n")
-            assert head.startswith(b"HTTP/1.1 417"), head
+            assert head.startswith(b"HTTP/1.1 200"), head
+            assert b"100 Continue" not in head
             writer.close()
             v = await srv.store.head("bkt", "obj")
-            assert v is not None and await srv.store.read(v) == b"hello"
+            assert v is not None and await srv.store.read(v) == b"abc"
+
+            # Unsigned: refused before the body; no 100, the connection closes after.
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                f"PUT /bkt/refused HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                "Content-Length: 1000000\r\nExpect: 100-continue\r\n\r\n".encode()
+            )
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), timeout=10)
+            assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+            assert b"100 Continue" not in answer and b"<Code>AccessDenied</Code>" in answer
+            assert b"Connection: close" in answer
+            writer.close()
+            assert await srv.store.head("bkt", "refused") is None
 
     _run(loop, scenario)
+
+
+# --- requests aiohttp refuses itself ---------------------------------------------------
+
+#: Raw requests aiohttp's parser refuses -> the S3 code kvbox answers.
+UNPARSABLE = [
+    (b"GARBAGE / HTTP/1.1\r\nHost: h\r\n\r\n", 405, "MethodNotAllowed"),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 405, "MethodNotAllowed"),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nBad Header\r\n\r\n", 400, "BadRequest"),
+    (b"GET / HTTP/9.9\r\nHost: h\r\n\r\n", 400, "BadRequest"),
+    (b"PUT /b/k HTTP/1.1\r\nHost: h\r\nContent-Length: abc\r\n\r\n", 400, "BadRequest"),
+    (
+        b"PUT /b/k HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        400,
+        "BadRequest",
+    ),
+    (
+        b"GET / HTTP/1.1\r\nHost: h\r\n" + b"X-A: b\r\n" * 200 + b"\r\n",
+        400,
+        "RequestHeaderSectionTooLarge",
+    ),
+    (
+        b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
+        400,
+        "RequestHeaderSectionTooLarge",
+    ),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: h\r\n\r\n", 400, "RequestHeaderSectionTooLarge"),
+]
+
+
+def test_requests_aiohttp_refuses_get_s3_errors_and_no_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every response carries S3's XML error and a request id, even one the HTTP library
+    makes before any S3 code runs; none is logged as a server error."""
+
+    async def scenario() -> None:
+        async with Served(tmp_path) as srv:
+            host, _, port = srv.base.removeprefix("http://").partition(":")
+            for raw, status, code in UNPARSABLE:
+                reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(raw)
+                await writer.drain()
+                answer = await asyncio.wait_for(reader.read(), timeout=10)
+                writer.close()
+                head, _, body = answer.partition(b"\r\n\r\n")
+                assert head.split(b" ", 2)[1] == str(status).encode(), (raw[:40], answer[:300])
+                headers = dict(
+                    line.split(b": ", 1) for line in head.split(b"\r\n")[1:] if b": " in line
+                )
+                request_id = headers[b"x-amz-request-id"]
+                assert headers[b"Content-Type"] == b"application/xml"
+                assert f"<Code>{code}</Code>".encode() in body, body
+                assert b"<RequestId>" + request_id + b"</RequestId>" in body
+
+    with caplog.at_level("INFO"):
+        _run("uvloop", scenario)
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert not [r for r in caplog.records if r.exc_info]
+    refused = [r for r in caplog.records if "refused before S3 saw it" in r.getMessage()]
+    assert len(refused) == len(UNPARSABLE)

@@ -28,6 +28,8 @@ from urllib.parse import unquote
 from aiohttp import web
 from aiohttp.hdrs import EXPECT
 from aiohttp.http import HttpVersion11
+from aiohttp.http_exceptions import BadHttpMethod, LineTooLong
+from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -39,7 +41,8 @@ from prometheus_client.registry import Collector
 
 from kvbox.metrics import ServerCounters
 from kvbox.s3.errors import S3Error
-from kvbox.s3door.frontend import S3Frontend, new_request_id
+from kvbox.s3.xml import render_error
+from kvbox.s3door.frontend import S3Frontend, host_id, new_request_id
 from kvbox.s3door.types import FileBody, S3Request, S3Response
 from kvbox.server.sendfile import Sendfile
 
@@ -133,8 +136,46 @@ def _is_probe(request: web.BaseRequest) -> bool:
     )
 
 
-async def _body(request: web.BaseRequest) -> AsyncIterator[bytes]:
+class _Continue:
+    """HTTP/1.1's interim ``100 Continue``, sent at most once, when the body is first read.
+
+    S3 answers ``Expect: 100-continue`` only once the request is authenticated and
+    authorised, so that a refused upload never sends its body. The S3 door reads a
+    body only after both (``S3Frontend.handle``), so the first read is that moment.
+    Any other expectation is ignored, as AWS does (RFC 9110 allows a 417; AWS never
+    sends one). HTTP/1.0 clients get no interim response.
+    """
+
+    __slots__ = ("pending", "request")
+
+    def __init__(self, request: web.BaseRequest) -> None:
+        self.request = request
+        expect = request.headers.get(EXPECT)
+        self.pending = (
+            expect is not None
+            and expect.strip().lower() == "100-continue"
+            and request.version == HttpVersion11
+        )
+
+    async def send(self) -> None:
+        if not self.pending:
+            return
+        self.pending = False
+        writer = self.request.writer
+        await writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        writer.output_size = 0  # the interim response is not part of the response
+        await writer.drain()
+
+    @property
+    def body_unread(self) -> bool:
+        """The client waits for a 100 that never came, with its body unsent: the final
+        answer closes the connection rather than wait for (or read) that body."""
+        return self.pending and not self.request.content.is_eof()
+
+
+async def _body(request: web.BaseRequest, cont: _Continue) -> AsyncIterator[bytes]:
     """The request body as it arrives; a body cut short becomes S3's IncompleteBody."""
+    await cont.send()
     try:
         while True:
             piece = await request.content.readany()
@@ -168,7 +209,7 @@ def parse_query(raw_query: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _s3_request(request: web.BaseRequest) -> S3Request:
+def _s3_request(request: web.BaseRequest, cont: _Continue) -> S3Request:
     raw_path, _, raw_query = request.raw_path.partition("?")
     return S3Request(
         method=request.method,
@@ -176,7 +217,7 @@ def _s3_request(request: web.BaseRequest) -> S3Request:
         raw_query=raw_query,
         query=parse_query(raw_query),
         headers=request.headers,
-        body=_body(request),
+        body=_body(request, cont),
         request_id=new_request_id(),
         remote=request.remote or "",
         secure=request.secure,
@@ -277,7 +318,7 @@ def build_app(
     routes are four fixed paths, and the application's per-request machinery (router,
     match info, middleware chain) was 5% of a small S3 request's CPU. What the
     application did that we still need -- answering ``Expect: 100-continue`` -- is
-    ``_expect`` below.
+    ``_Continue``, now at S3's moment rather than at once.
     """
     registry = CollectorRegistry()
     s3_counters = ServerCounters()
@@ -291,7 +332,8 @@ def build_app(
         if s3 is None:
             return web.Response(status=404, text="404: Not Found")
         t0 = time.perf_counter()
-        req = _s3_request(request)
+        cont = _Continue(request)
+        req = _s3_request(request, cont)
         resp = await s3.handle(req)
         c = s3_counters
         c.requests += 1
@@ -301,7 +343,12 @@ def build_app(
         c.latency.observe(time.perf_counter() - t0)
         c.bytes_in += request.content_length or 0
         c.bytes_out += resp.content_length or 0
-        return await _send(request, resp, files)
+        out = await _send(request, resp, files)
+        if cont.body_unread:
+            out.force_close()
+            if isinstance(request.protocol, _S3Protocol):
+                request.protocol.drop_unread_body()
+        return out
 
     async def healthz(request: web.BaseRequest) -> web.StreamResponse:
         return web.Response(text="ok\n")
@@ -323,28 +370,99 @@ def build_app(
     }
 
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
-        if EXPECT in request.headers:
-            refused = await _expect(request)
-            if refused is not None:
-                return refused
         probe = probes.get(request.raw_path)
         if probe is not None and _is_probe(request):
             return await probe(request)
         return await s3_handler(request)
 
-    return web.Server(handler, access_log=None)
+    return _Server(handler, access_log=None)
 
 
-async def _expect(request: web.BaseRequest) -> web.StreamResponse | None:
-    """``Expect``, as aiohttp's application router answers it (RFC 9110 §10.1.1): on
-    HTTP/1.1, ``100-continue`` gets an interim 100 and any other expectation a 417;
-    HTTP/1.0 clients get neither."""
-    expect = request.headers.get(EXPECT, "")
-    if request.version != HttpVersion11:
-        return None
-    if expect.lower() != "100-continue":
-        return web.Response(status=417, text=f"Unknown Expect: {expect}")
-    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    request.writer.output_size = 0  # the interim response is not part of the body
-    await request.writer.drain()
-    return None
+# --- requests aiohttp refuses itself ------------------------------------------------------
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server with ``_S3Protocol`` as its per-connection protocol."""
+
+    def __call__(self) -> RequestHandler:
+        # aiohttp keeps the loop and the protocol's arguments in these two attributes;
+        # web.Server.__call__ builds a plain RequestHandler from them the same way.
+        return _S3Protocol(self, loop=self._loop, **self._kwargs)
+
+
+class _S3Protocol(RequestHandler):
+    """aiohttp's connection protocol, refusing in S3's form what it cannot parse.
+
+    A request aiohttp cannot parse (a bad request line, header or Content-Length, too
+    many or too long headers) never reaches a handler: aiohttp answers it from
+    ``handle_error`` with plain text and logs the client's mistake as a server error
+    with a traceback. Here it gets S3's XML ``<Error>`` with an ``x-amz-request-id``, and
+    one log line at INFO; only a real 500 (a bug) is still logged with its traceback.
+    """
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            return super().handle_error(request, status, exc, message)
+        if request.writer.output_size > 0:  # as aiohttp: too late for another response
+            raise ConnectionError("a response is already under way")
+        err = refusal(exc, message)
+        request_id = new_request_id()
+        log.info(
+            "HTTP request from %s refused before S3 saw it (request %s): %s",
+            request.remote,
+            request_id,
+            _one_line(exc, message),
+        )
+        body = render_error(err, request_id=request_id)
+        resp = web.Response(
+            status=err.status,
+            body=body,
+            headers={
+                "Content-Type": "application/xml",
+                "x-amz-request-id": request_id,
+                "x-amz-id-2": host_id(),
+                "Server": "kvbox",
+            },
+        )
+        resp.force_close()  # the parser cannot tell where the next request begins
+        return resp
+
+    def drop_unread_body(self) -> None:
+        """Close once this response is out, without first reading (for up to aiohttp's
+        lingering time) a body the client holds back for a 100 Continue it won't get."""
+        # aiohttp reads this attribute after the response is written, to decide whether
+        # to drain the unread body; zero makes it close the connection instead.
+        self._lingering_time = 0.0
+
+
+#: aiohttp's "too big" refusals: the request head is over one of its limits.
+_TOO_LARGE_MARKERS = ("too many headers", "too long", "too large")
+
+
+def refusal(exc: BaseException | None, message: str | None) -> S3Error:
+    """The S3 error for a request aiohttp's parser refused.
+
+    >>> refusal(LineTooLong("header", "8190"), None).code
+    'RequestHeaderSectionTooLarge'
+    >>> refusal(BadHttpMethod(b"GARBAGE"), None).code
+    'MethodNotAllowed'
+    """
+    if isinstance(exc, BadHttpMethod):
+        return S3Error("MethodNotAllowed")
+    text = _one_line(exc, message)
+    if isinstance(exc, LineTooLong) or any(m in text.lower() for m in _TOO_LARGE_MARKERS):
+        return S3Error("RequestHeaderSectionTooLarge")
+    return S3Error("BadRequest", f"An error occurred when parsing the HTTP request: {text}")
+
+
+def _one_line(exc: BaseException | None, message: str | None) -> str:
+    """aiohttp's parser message without its multi-line caret diagram."""
+    text = message or (getattr(exc, "message", None) if exc is not None else None) or str(exc)
+    first = str(text).strip().splitlines()
+    return first[0].rstrip(":").strip() if first else "malformed request"
