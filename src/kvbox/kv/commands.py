@@ -1,31 +1,75 @@
-"""GW-KV commands over the storage core: request events in, reply bytes out.
+"""The GW-KV door: one table of commands, each parsed event to a reply.
 
-Layer: kv. Rules: no sockets and no asyncio transports; the server's transports
-(``kvbox.server.gwkv`` for TCP, ``kvbox.server.udp``) feed parsed requests here. Requests
-that can be answered without waiting (a cached GET, PING, a refused request) are answered
-by ``immediate`` with no task and no thread hop: that is the hot path. Everything else
-goes through ``execute``; plain SETs from one read are batched by ``set_batch`` into one
-group commit.
+Layer: kv (async, over ``kvbox.core``). Rules:
+
+* ``COMMANDS`` is the one table: per command its GW-KV words, the parser event
+  (``kvbox.proto.gwkv``) they become, its ordering kind (``Kind``), its reply cost and
+  its handlers. A request event without a row, a row without an event, or a parser word
+  no row claims is an error when this module is imported, never a silent default. To
+  add a command: the parser's word and event in ``proto/gwkv.py``, the operation in
+  ``kv/ops.py`` if it is new, then one row here.
+* Handlers turn an event's fields into a call of ``kvbox.kv.ops.KvOps`` (plain
+  arguments, plain results; a RESP door will share it) and render the result as
+  GW-KV reply bytes. A ``quick`` handler answers without waiting or returns None (a
+  cached GET, PING, a refused request): the server calls it inside ``data_received``
+  with no task and no thread hop, which is the hot path. ``run`` is the full handler.
+* No sockets and no transports: ``kvbox.server.gwkv`` (TCP) and ``kvbox.server.udp``
+  feed events here and write what comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import resource
+import enum
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import Final
+import typing
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Final
 
-from kvbox import __version__
-from kvbox.core.model import Condition, CondKind, ObjectVersion
+from kvbox.core.model import ObjectVersion
 from kvbox.core.service import MISS, Store
-from kvbox.errors import ConditionFailed, KvboxError, NoSuchKey, gwkv_code
+from kvbox.errors import ConditionFailed, KvboxError, gwkv_code
+from kvbox.kv.ops import KvOps, Value
 from kvbox.metrics import ServerCounters
 from kvbox.proto import gwkv as p
 
 #: A reply is bytes, or a header plus a stream of body bytes (large BGET values).
 Reply = bytes | tuple[bytes, AsyncIterator[bytes]]
+
+
+class Kind(enum.Enum):
+    """How a request orders against its neighbours on one connection (the server's
+    ``GwkvConnection._close_group``): reads in a row may run together, plain SETs in a
+    row share a commit, and nothing crosses a write."""
+
+    READ = "read"
+    SETS = "sets"
+    WRITE = "write"
+
+
+QuickHandler = Callable[["KvCommands", Any], bytes | None]
+Handler = Callable[["KvCommands", Any], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One row of ``COMMANDS``.
+
+    ``cost`` is what the reply may weigh in 4 KiB units, against the connection's
+    ``MAX_COST`` (``per_key``: that much per key of the request instead). ``quick``
+    answers without waiting or returns None; ``run`` is the full handler.
+    """
+
+    words: tuple[bytes, ...]
+    event: type
+    kind: Kind
+    cost: int
+    #: None: ``quick`` always answers (PING, QUIT, a refused request).
+    run: Handler | None
+    quick: QuickHandler | None = None
+    per_key: bool = False
 
 
 def _is_text(v: ObjectVersion) -> bool:
@@ -43,265 +87,295 @@ def _is_text(v: ObjectVersion) -> bool:
     )
 
 
-#: VERSIONS lists at most this many versions, newest first (the reply stays bounded).
-VERSIONS_LIMIT: Final = 1000
-
 _NOTTEXT: Final = p.err("NOTTEXT", "value is binary or larger than 1024 bytes; use BGET")
 
 
+# --- rendering ------------------------------------------------------------------------
+
+
+def _text(v: ObjectVersion | None) -> bytes:
+    if v is None or v.is_delete_marker:
+        return p.notfound()
+    if not _is_text(v):
+        return _NOTTEXT
+    assert v.inline is not None
+    return p.value_text(v.inline)
+
+
+def _version_id(v: ObjectVersion | None) -> bytes:
+    if v is None or v.is_delete_marker:
+        return p.notfound()
+    return p.ok_version(v.version_id)
+
+
+def _binary(found: Value | ObjectVersion | None) -> Reply:
+    """A length-prefixed value: whole when inline, else a header and the streamed body."""
+    if not isinstance(found, Value):
+        return p.notfound()  # None or a delete marker
+    v = found.version
+    if found.inline is not None:
+        return p.value_binary(found.inline, v.version_id)
+    assert found.stream is not None
+    return p.value_binary_header(v.size, v.version_id), _with_end(found.stream)
+
+
+async def _with_end(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    async for piece in body:
+        yield piece
+    yield p.BODY_END
+
+
+# --- handlers, in the order of docs/protocol.md §4 ------------------------------------
+
+
+async def _set(c: KvCommands, ev: p.Set) -> Reply:
+    return p.ok_version(await c.ops.set(ev.key, ev.value))
+
+
+def _get_quick(c: KvCommands, ev: p.Get) -> bytes | None:
+    v = c.peek(c.bucket, ev.key)
+    return None if v is MISS else _text(v)
+
+
+async def _get(c: KvCommands, ev: p.Get) -> Reply:
+    return _text(await c.ops.get(ev.key))
+
+
+async def _stats(c: KvCommands, ev: p.Stats) -> Reply:
+    return p.ok(str(await c.ops.count()))
+
+
+async def _delete(c: KvCommands, ev: p.Delete) -> Reply:
+    return p.ok() if await c.ops.delete(ev.key) else p.notfound()
+
+
+async def _cas(c: KvCommands, ev: p.Cas) -> Reply:
+    return await _set_if(c, ev.key, ev.expected, ev.value)
+
+
+async def _set_if(c: KvCommands, key: str, expected: str | None, value: bytes) -> bytes:
+    try:
+        return p.ok_version(await c.ops.set_if(key, expected, value))
+    except ConditionFailed as exc:
+        return p.conflict(exc.current)
+
+
+async def _multiset(c: KvCommands, ev: p.MultiSet) -> Reply:
+    return p.ok(*await c.ops.set_many(ev.pairs))
+
+
+async def _multiget(c: KvCommands, ev: p.MultiGet) -> Reply:
+    return p.multi_get([_text(v) for v in await c.ops.get_many(ev.keys)])
+
+
+async def _bset(c: KvCommands, ev: p.BSet) -> Reply:
+    assert ev.value is not None, "a streamed BSET goes through execute_stream"
+    if ev.conditional:
+        return await _set_if(c, ev.key, ev.expected, ev.value)
+    return p.ok_version(await c.ops.set(ev.key, ev.value))
+
+
+def _bget_quick(c: KvCommands, ev: p.BGet) -> bytes | None:
+    v = c.peek(c.bucket, ev.key)
+    if v is MISS or (v is not None and v.inline is None):
+        return None  # unknown, or its bytes are in chunk files
+    if v is None or v.is_delete_marker:
+        return p.notfound()
+    assert v.inline is not None
+    return p.value_binary(v.inline, v.version_id)
+
+
+async def _bget(c: KvCommands, ev: p.BGet) -> Reply:
+    return _binary(await c.ops.read_newest(ev.key))
+
+
+def _version_quick(c: KvCommands, ev: p.Version) -> bytes | None:
+    v = c.peek(c.bucket, ev.key)
+    return None if v is MISS else _version_id(v)
+
+
+async def _version(c: KvCommands, ev: p.Version) -> Reply:
+    return _version_id(await c.ops.get(ev.key))
+
+
+async def _versions(c: KvCommands, ev: p.Versions) -> Reply:
+    return p.versions_reply(
+        (v.version_id, v.size, v.mtime_ns // 1_000_000, v.is_delete_marker)
+        for v in await c.ops.versions(ev.key)
+    )
+
+
+async def _getv(c: KvCommands, ev: p.GetVersion) -> Reply:
+    """A version by id (text, or ``binary``). A delete marker's id, or an id the key
+    never had (or no longer has), is NOTFOUND."""
+    if ev.binary:
+        return _binary(await c.ops.read_version(ev.key, ev.version))
+    return _text(await c.ops.version(ev.key, ev.version))
+
+
+async def _getat(c: KvCommands, ev: p.GetAt) -> Reply:
+    """The version that was the newest at ``ev.at_ns``. None or a delete marker then is
+    NOTFOUND: the key had no value at that instant."""
+    if ev.binary:
+        return _binary(await c.ops.read_at(ev.key, ev.at_ns))
+    return _text(await c.ops.at(ev.key, ev.at_ns))
+
+
+def _ping(c: KvCommands, ev: p.Ping) -> bytes:
+    return p.PONG
+
+
+async def _info(c: KvCommands, ev: p.Info) -> Reply:
+    return p.info(await c.ops.info())
+
+
+def _quit(c: KvCommands, ev: p.Quit) -> bytes:
+    return p.BYE
+
+
+def _refused(c: KvCommands, ev: p.BadRequest) -> bytes:
+    c.counters.errors[ev.code] += 1
+    return p.err(ev.code, ev.message)
+
+
+# --- the table ------------------------------------------------------------------------
+
+_READ, _SETS, _WRITE = Kind.READ, Kind.SETS, Kind.WRITE
+
+# Costs: 1 unit is a reply of up to about 4 KiB. A BGET (and a BGETV or BGETAT, or their
+# text forms, which share the event type) may carry a 64 KiB inline value (16 units); a
+# VERSIONS reply lists up to 1,000 versions (64); a MULTIGET costs one per key.
+# fmt: off
+COMMANDS: Final[tuple[Command, ...]] = (
+    #        words                      event          kind    cost  handler    quick
+    Command((b"SET",),                  p.Set,         _SETS,  1,    _set),
+    Command((b"GET",),                  p.Get,         _READ,  1,    _get,      _get_quick),
+    Command((b"STATS",),                p.Stats,       _READ,  1,    _stats),
+    Command((b"DELETE",),               p.Delete,      _WRITE, 1,    _delete),
+    Command((b"CAS",),                  p.Cas,         _WRITE, 1,    _cas),
+    Command((b"MULTISET",),             p.MultiSet,    _WRITE, 1,    _multiset),
+    Command((b"MULTIGET",),             p.MultiGet,    _READ,  1,    _multiget, per_key=True),
+    Command((b"BSET", b"BCAS"),         p.BSet,        _WRITE, 1,    _bset),
+    Command((b"BGET",),                 p.BGet,        _READ,  16,   _bget,     _bget_quick),
+    Command((b"VERSION",),              p.Version,     _READ,  1,    _version,  _version_quick),
+    Command((b"VERSIONS",),             p.Versions,    _READ,  64,   _versions),
+    Command((b"GETV", b"BGETV"),        p.GetVersion,  _READ,  16,   _getv),
+    Command((b"GETAT", b"BGETAT"),      p.GetAt,       _READ,  16,   _getat),
+    Command((b"PING",),                 p.Ping,        _READ,  1,    None,      _ping),
+    Command((b"INFO",),                 p.Info,        _READ,  1,    _info),
+    Command((b"QUIT",),                 p.Quit,        _READ,  1,    None,      _quit),
+    # Not a command: what the parser answers for a request it refused.
+    Command((),                         p.BadRequest,  _READ,  1,    None,      _refused),
+)
+# fmt: on
+
+#: Events that carry a streamed BSET's payload: the connection hands them to the BSET's
+#: body (``KvCommands.execute_stream``), they are not requests of their own.
+PAYLOAD_EVENTS: Final = frozenset({p.BodyChunk, p.BodyEnd})
+
+
+def _by_event(rows: Sequence[Command]) -> Mapping[type, Command]:
+    """The table by event type, checked against the parser (see the module docstring)."""
+    by_event: dict[type, Command] = {}
+    for row in rows:
+        if row.event in by_event:
+            raise ValueError(f"two rows for {row.event.__name__}")
+        if row.run is None and row.quick is None:
+            raise ValueError(f"{row.event.__name__} has no handler")
+        by_event[row.event] = row
+    events = set(typing.get_args(p.RequestEvent))
+    if missing := events - PAYLOAD_EVENTS - set(by_event):
+        raise ValueError(f"request events without a row: {sorted(e.__name__ for e in missing)}")
+    if unknown := set(by_event) - events:
+        raise ValueError(f"rows for no request event: {sorted(e.__name__ for e in unknown)}")
+    words = [w for row in rows for w in row.words]
+    if len(words) != len(set(words)) or set(words) != p.COMMAND_WORDS:
+        raise ValueError(f"rows' words {sorted(words)} != the parser's {sorted(p.COMMAND_WORDS)}")
+    return MappingProxyType(by_event)
+
+
+#: ``COMMANDS`` by event type: what the server looks up per request.
+BY_EVENT: Final = _by_event(COMMANDS)
+
+
 class KvCommands:
+    """The GW-KV door over one bucket: events in, reply bytes out (``COMMANDS``)."""
+
     def __init__(self, store: Store, bucket: str, counters: ServerCounters | None = None) -> None:
         self.store = store
         self.bucket = bucket
         self.counters = counters or ServerCounters()
+        self.ops = KvOps(store, bucket, self.counters)
+        #: ``store.peek``, bound once: quick handlers call it per request.
+        self.peek = store.peek
 
     # --- the hot path -----------------------------------------------------------------
 
     def immediate(self, ev: p.RequestEvent) -> bytes | None:
         """The reply if it needs no waiting, else None (then call ``execute``)."""
-        t = type(ev)
-        if t is p.Get:
-            v = self.store.peek(self.bucket, ev.key)  # type: ignore[union-attr]
-            if v is MISS:
-                return None
-            return self._get_reply(v)
-        if t is p.BadRequest:
-            self.counters.errors[ev.code] += 1  # type: ignore[union-attr]
-            return p.err(ev.code, ev.message)  # type: ignore[union-attr]
-        if t is p.Ping:
-            return p.ok("PONG")
-        if t is p.Quit:
-            return p.ok("BYE")
-        if t is p.BGet:
-            v = self.store.peek(self.bucket, ev.key)  # type: ignore[union-attr]
-            if v is MISS or (v is not None and v.inline is None):
-                return None
-            return self._bget_inline(v)
-        if t is p.Version:
-            v = self.store.peek(self.bucket, ev.key)  # type: ignore[union-attr]
-            if v is MISS:
-                return None
-            return self._version_reply(v)
-        return None
-
-    @staticmethod
-    def _get_reply(v: ObjectVersion | None) -> bytes:
-        if v is None or v.is_delete_marker:
-            return p.notfound()
-        if not _is_text(v):
-            return _NOTTEXT
-        assert v.inline is not None
-        return p.value_text(v.inline)
-
-    @staticmethod
-    def _version_reply(v: ObjectVersion | None) -> bytes:
-        if v is None or v.is_delete_marker:
-            return p.notfound()
-        return p.ok_version(v.version_id)
+        quick = BY_EVENT[type(ev)].quick
+        return None if quick is None else quick(self, ev)
 
     # --- everything else --------------------------------------------------------------
 
     async def execute(self, ev: p.RequestEvent) -> Reply:
         t0 = time.perf_counter()
         try:
-            return await self._execute(ev)
+            row = BY_EVENT[type(ev)]
+            if row.quick is not None:
+                reply = row.quick(self, ev)
+                if reply is not None:
+                    return reply
+            assert row.run is not None, f"{row.words}: a quick-only command did not answer"
+            return await row.run(self, ev)
         except KvboxError as exc:
-            return self._error(exc)
+            return self.error(exc)
         finally:
             self.counters.latency.observe(time.perf_counter() - t0)
 
-    def _error(self, exc: KvboxError) -> bytes:
+    def error(self, exc: KvboxError) -> bytes:
+        """``ERR <code> <message>`` for ``exc`` (``kvbox.errors.WIRE``), counted."""
         code = gwkv_code(exc)
         self.counters.errors[code] += 1
         return p.err(code, str(exc) or type(exc).__name__)
 
-    async def _execute(self, ev: p.RequestEvent) -> Reply:
-        store, bucket = self.store, self.bucket
-        quick = self.immediate(ev)
-        if quick is not None:
-            return quick
-        if isinstance(ev, p.Get):
-            return self._get_reply(await store.head(bucket, ev.key))
-        if isinstance(ev, p.Set):
-            v = await store.put(bucket, ev.key, ev.value)
-            return p.ok_version(v.version_id)
-        if isinstance(ev, p.Cas):
-            return await self._cas(ev.key, ev.expected, ev.value)
-        if isinstance(ev, p.Stats):
-            return p.ok(str((await store.stats(bucket)).objects))
-        if isinstance(ev, p.Delete):
-            head = await store.head(bucket, ev.key)
-            if head is None or head.is_delete_marker:
-                return p.notfound()
-            result = await store.delete(bucket, ev.key)
-            # Two DELETEs racing: only the one that removed something says OK.
-            return p.notfound() if result.not_found else p.ok()
-        if isinstance(ev, p.MultiSet):
-            written = await store.put_many(bucket, ev.pairs)
-            return p.ok(*(v.version_id for v in written))
-        if isinstance(ev, p.MultiGet):
-            found = await store.head_many(bucket, ev.keys)
-            return p.multi_get([self._get_reply(v) for v in found])
-        if isinstance(ev, p.BSet):
-            assert ev.value is not None, "streamed BSET goes through execute_stream"
-            if ev.conditional:
-                return await self._cas(ev.key, ev.expected, ev.value)
-            v = await store.put(bucket, ev.key, ev.value)
-            return p.ok_version(v.version_id)
-        if isinstance(ev, p.BGet):
-            return await self._bget(ev.key)
-        if isinstance(ev, p.Version):
-            return self._version_reply(await store.head(bucket, ev.key))
-        if isinstance(ev, p.Info):
-            return await self._info()
-        if isinstance(ev, p.Versions):
-            versions = await store.list_versions(bucket, ev.key, limit=VERSIONS_LIMIT)
-            return p.versions_reply(
-                (v.version_id, v.size, v.mtime_ns // 1_000_000, v.is_delete_marker)
-                for v in versions
-            )
-        if isinstance(ev, p.GetVersion):
-            return await self._get_version(ev)
-        if isinstance(ev, p.GetAt):
-            return await self._get_at(ev)
-        return p.err("INTERNAL", f"unhandled request {type(ev).__name__}")
-
     async def execute_stream(self, ev: p.BSet, body: AsyncIterator[bytes]) -> Reply:
         """A large BSET/BCAS whose payload arrives as ``body``."""
-        cond = _condition(ev.expected) if ev.conditional else None
         try:
-            v = await self.store.put_stream(self.bucket, ev.key, body, condition=cond)
+            version = await self.ops.set_stream(
+                ev.key, body, conditional=ev.conditional, expected=ev.expected
+            )
         except ConditionFailed as exc:
             return p.conflict(exc.current)
         except KvboxError as exc:
-            return self._error(exc)
-        return p.ok_version(v.version_id)
+            return self.error(exc)
+        return p.ok_version(version)
 
     async def set_batch(self, events: Sequence[p.Set]) -> list[bytes]:
         """Plain SETs from one read, committed together (one fsync for all)."""
         t0 = time.perf_counter()
         try:
-            results = await self.store.put_batch(self.bucket, events)  # Sets are pairs
+            results = await self.ops.set_batch(events)  # Sets are (key, value) pairs
         except KvboxError as exc:
-            return [self._error(exc)] * len(events)
+            return [self.error(exc)] * len(events)
         finally:
             self.counters.latency.observe(time.perf_counter() - t0, len(events))
         ok = p.ok_version
-        return [ok(r) if isinstance(r, str) else self._error(r) for r in results]
+        return [ok(r) if isinstance(r, str) else self.error(r) for r in results]
 
     def submit_sets(self, events: Sequence[p.Set]) -> tuple[bytes, asyncio.Future[int]] | None:
         """Plain SETs through the Store's journal without a task: their joined replies,
         to send once the future (their durability) resolves. None: use ``set_batch``."""
         t0 = time.perf_counter()
-        submitted = self.store.submit_batch(self.bucket, events)  # Sets are pairs
+        submitted = self.ops.submit_batch(events)  # Sets are (key, value) pairs
         if submitted is None:
             return None
         results, durable = submitted
         ok = p.ok_version
-        replies = b"".join([ok(r) if isinstance(r, str) else self._error(r) for r in results])
+        replies = b"".join([ok(r) if isinstance(r, str) else self.error(r) for r in results])
         latency, n = self.counters.latency, len(events)
         durable.add_done_callback(lambda _: latency.observe(time.perf_counter() - t0, n))
         return replies, durable
 
-    async def _cas(self, key: str, expected: str | None, value: bytes) -> bytes:
-        try:
-            v = await self.store.put(self.bucket, key, value, condition=_condition(expected))
-        except ConditionFailed as exc:
-            return p.conflict(exc.current)
-        return p.ok_version(v.version_id)
 
-    async def _get_version(self, ev: p.GetVersion) -> Reply:
-        """A version by id. A delete marker's id, or an id the key never had (or no longer
-        has), is NOTFOUND."""
-        v = await self.store.get_version(self.bucket, ev.key, ev.version)
-        reply = await self._version_value(v, ev.binary)
-        return p.notfound() if reply is None else reply  # None: removed meanwhile
-
-    async def _get_at(self, ev: p.GetAt) -> Reply:
-        """The version that was the newest at ``ev.at_ns`` (a time-travel read). None or
-        a delete marker then is NOTFOUND: the key had no value at that instant.
-
-        Without versioning the bucket keeps only each key's newest version, so this can
-        only answer "now" (the instant is at or after it) or NOTFOUND (before it).
-        """
-        for _ in range(3):
-            v = await self.store.version_at(self.bucket, ev.key, ev.at_ns)
-            reply = await self._version_value(v, ev.binary)
-            if reply is not None:
-                return reply
-            # The version was removed between the lookup and the read (an overwrite in
-            # a bucket without versioning): look again, as BGET does.
-        return p.err("BUSY", "value changing too fast to read; retry")
-
-    async def _version_value(self, v: ObjectVersion | None, binary: bool) -> Reply | None:
-        """The GETV/GETAT reply for one looked-up version (text or binary form), or None
-        if its bytes were removed before they could be read."""
-        if v is None or v.is_delete_marker:
-            return p.notfound()
-        if not binary:
-            return self._get_reply(v)
-        if v.inline is not None:
-            return self._bget_inline(v)
-        body = self.store.iter_bytes(v)
-        try:
-            first = await anext(body)
-        except NoSuchKey:
-            return None
-        return p.value_binary_header(v.size, v.version_id), _chain(first, body)
-
-    @staticmethod
-    def _bget_inline(v: ObjectVersion | None) -> bytes:
-        if v is None or v.is_delete_marker:
-            return p.notfound()
-        assert v.inline is not None
-        return p.value_binary(v.inline, v.version_id)
-
-    async def _bget(self, key: str) -> Reply:
-        for _ in range(3):  # an overwrite may remove the version between head and pin
-            v = await self.store.head(self.bucket, key)
-            if v is None or v.is_delete_marker or v.inline is not None:
-                return self._bget_inline(v)
-            body = self.store.iter_bytes(v)
-            try:
-                first = await anext(body)
-            except NoSuchKey:
-                continue
-            return p.value_binary_header(v.size, v.version_id), _chain(first, body)
-        return p.err("BUSY", "value changing too fast to read; retry")
-
-    async def _info(self) -> bytes:
-        st = await self.store.stats(self.bucket)
-        ru = resource.getrusage(resource.RUSAGE_SELF)
-        c = self.counters
-        fields = [
-            ("version", __version__),
-            ("pid", str(os.getpid())),
-            ("bucket", self.bucket),
-            ("objects", str(st.objects)),
-            ("bytes", str(st.bytes)),
-            ("connections", str(c.connections)),
-            ("connections_total", str(c.connections_total)),
-            ("requests", str(c.requests)),
-            ("uptime_s", f"{time.monotonic() - c.started:.3f}"),
-            ("cpu_user_s", f"{ru.ru_utime:.6f}"),
-            ("cpu_sys_s", f"{ru.ru_stime:.6f}"),
-            ("max_rss_kb", str(ru.ru_maxrss)),
-            ("max_memory", str(self.store.max_memory or 0)),
-        ]
-        return p.info(fields)
-
-
-async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield first
-    async for piece in rest:
-        yield piece
-    yield p.BODY_END
-
-
-def _condition(expected: str | None) -> Condition:
-    if expected is None:
-        return Condition(CondKind.IF_ABSENT)
-    return Condition(CondKind.IF_VERSION, expected)
-
-
-__all__ = ["KvCommands", "Reply"]
+__all__ = ["BY_EVENT", "COMMANDS", "PAYLOAD_EVENTS", "Command", "Kind", "KvCommands", "Reply"]

@@ -860,6 +860,8 @@ _HANDLERS: Final[dict[bytes, _Handler]] = {
     b"INFO": RequestParser._info,
     b"QUIT": RequestParser._quit,
 }
+#: Every command word the parser knows (``kvbox.kv.commands.COMMANDS`` has a row for each).
+COMMAND_WORDS: Final = frozenset(_HANDLERS)
 
 
 # --- reply encoders (server side) -----------------------------------------------------

@@ -25,21 +25,18 @@ from functools import partial
 from typing import Any, Final, TypeVar, cast
 
 from kvbox.errors import ProtocolError
-from kvbox.kv.commands import KvCommands, Reply
+from kvbox.kv.commands import BY_EVENT, Kind, KvCommands, Reply
 from kvbox.proto import gwkv as p
 
 log = logging.getLogger("kvbox.gwkv")
 
 #: Stop taking requests from a client whose outstanding replies cost this much (it
-#: pipelines without reading); resume below the low mark. A request costs 1, a MULTIGET
-#: one per key and a BGET 16 (its value may be 64 KiB inline), so a connection's queued
-#: replies stay within a few MiB whatever it sends. Benchmarks pipeline 16 deep.
+#: pipelines without reading); resume below the low mark. Each request costs what its row
+#: of ``kvbox.kv.commands.COMMANDS`` says (a GET 1, a MULTIGET one per key, a BGET 16: its
+#: value may be 64 KiB inline), so a connection's queued replies stay within a few MiB
+#: whatever it sends. Benchmarks pipeline 16 deep.
 MAX_COST: Final = 1024
 RESUME_COST: Final = 256
-#: Reply costs other than 1 (a MULTIGET costs one per key): a BGET (and a BGETV or
-#: BGETAT, or their text forms, which share the event type) may carry a 64 KiB inline
-#: value (16 units of 4 KiB), a VERSIONS reply lists up to 1,000 versions.
-_COSTS: Final[dict[type, int]] = {}
 #: Bytes of a streamed BSET body buffered before reading pauses (a few chunks' worth).
 BODY_BUFFER: Final = 16 * 1024 * 1024
 
@@ -295,7 +292,7 @@ class GwkvConnection(asyncio.Protocol):
         """Requests from the parser into slots: (how many, stopped by backpressure)."""
         parser = self._parser
         commands = self.commands
-        immediate = commands.immediate
+        rows = BY_EVENT
         by_op = commands.counters.by_op
         slots = self._slots
         costs = self._costs
@@ -342,9 +339,10 @@ class GwkvConnection(asyncio.Protocol):
                 body.abort("malformed value framing", "BADLENGTH")
             n += 1
             by_op[t.__name__] += 1
-            cost = len(ev.keys) if t is p.MultiGet else _COSTS.get(t, 1)  # type: ignore[union-attr]
+            row = rows[t]
+            cost = len(ev.keys) if row.per_key else row.cost  # type: ignore[union-attr]
             self._cost += cost
-            kind = _KIND.get(t, _WRITE)
+            kind = row.kind
             if kind is not self._kind or kind is _WRITE:
                 # A new ordering group: it starts once everything before it is done.
                 if sets:
@@ -362,7 +360,10 @@ class GwkvConnection(asyncio.Protocol):
             fatal = t is p.BadRequest and ev.fatal  # type: ignore[union-attr]
             prev = self._prev
             if prev is None or prev.done():
-                reply = immediate(ev)
+                # Nothing before it is pending: a request its row can answer at once is
+                # answered here, with no task (a cached GET, PING, a refused request).
+                answer = row.quick
+                reply = None if answer is None else answer(commands, ev)
                 if reply is not None:
                     quick += 1
                     slots.append(reply)
@@ -672,27 +673,9 @@ class GwkvConnection(asyncio.Protocol):
             self.transport.close()
 
 
-_COSTS.update({p.BGet: 16, p.GetVersion: 16, p.GetAt: 16, p.Versions: 64})
-
-_READ: Final = "read"
-_SETS: Final = "sets"
-_WRITE: Final = "write"
-#: Ordering class of each request (see ``GwkvConnection._close_group``).
-_KIND: Final[dict[type, str]] = {
-    p.Get: _READ,
-    p.MultiGet: _READ,
-    p.BGet: _READ,
-    p.Version: _READ,
-    p.Versions: _READ,
-    p.GetVersion: _READ,
-    p.GetAt: _READ,
-    p.Stats: _READ,
-    p.Info: _READ,
-    p.Ping: _READ,
-    p.Quit: _READ,
-    p.BadRequest: _READ,
-    p.Set: _SETS,
-}
+_READ: Final = Kind.READ
+_SETS: Final = Kind.SETS
+_WRITE: Final = Kind.WRITE
 
 T = TypeVar("T")
 
