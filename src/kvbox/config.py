@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from kvbox.console.session import DEFAULT_IDLE_SECONDS, DEFAULT_LIFETIME_SECONDS
 from kvbox.proto.gwkv import DEFAULT_MAX_VALUE
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -68,4 +69,10 @@ class Settings:
     lifecycle_test_clock: bool = False
     #: Seconds before the server removes orphan chunks a crash left (``core/leftovers.py``).
     leftover_delay: float = 3600.0
+    console: bool = True  # the web console at /console/
+    console_port: int = 0  # 0: on the HTTP port; else only on this port
+    console_base_path: str = ""  # a reverse proxy's public prefix, e.g. /kvbox
+    console_s3_url: str | None = None  # the S3 endpoint as browsers reach it
+    console_idle_timeout: float = DEFAULT_IDLE_SECONDS
+    console_session_lifetime: float = DEFAULT_LIFETIME_SECONDS
     sync: str = "full"  # SQLite synchronous: "full" (durable) or "normal"/"off" for tests

@@ -577,6 +577,22 @@ def test_copy_object_from_a_version(s3: Any) -> None:
     assert code(info.value) == "NoSuchVersion" and status(info.value) == 404
 
 
+def test_copying_an_old_version_onto_its_key_restores_it(s3: Any) -> None:
+    """The user guide's "Restoring previous versions": copy a previous version into the
+    same bucket and key; it becomes the newest, and every version stays."""
+    b = versioned_bucket(s3, "ver-restore")
+    v1 = put(s3, b, "k", b"old bytes")
+    v2 = put(s3, b, "k", b"new bytes")
+    done = s3.copy_object(Bucket=b, Key="k", CopySource={"Bucket": b, "Key": "k", "VersionId": v1})
+    assert done["CopySourceVersionId"] == v1 and done["VersionId"] not in (v1, v2)
+    assert s3.get_object(Bucket=b, Key="k")["Body"].read() == b"old bytes"
+    assert len(listed(s3, b, Prefix="k")["Versions"]) == 3
+    # the current object onto itself, changing nothing, is still refused
+    with pytest.raises(ClientError) as info:
+        s3.copy_object(Bucket=b, Key="k", CopySource={"Bucket": b, "Key": "k"})
+    assert code(info.value) == "InvalidRequest"
+
+
 def test_tagging_a_version_does_not_make_a_new_version(s3: Any) -> None:
     b = versioned_bucket(s3, "ver-tags")
     v1 = put(s3, b, "k", b"one")

@@ -92,6 +92,48 @@ def add_parser(sub: Any) -> None:
         metavar="DOMAIN",
         help="website hosts: BUCKET.DOMAIN names the bucket (else the whole Host does)",
     )
+    opt(
+        "console",
+        "on",
+        type=_bool,
+        metavar="on|off",
+        help="the web console at /console/ (on the HTTP port, or on --console-port)",
+    )
+    opt(
+        "console-port",
+        _D.console_port,
+        type=int,
+        metavar="PORT",
+        help="serve the console on this port instead of the HTTP port (0: the HTTP port)",
+    )
+    opt(
+        "console-base-path",
+        _D.console_base_path,
+        metavar="PATH",
+        help="public path prefix of a reverse proxy in front of the console, e.g. /kvbox "
+        "(else the request's X-Forwarded-Prefix)",
+    )
+    opt(
+        "console-s3-url",
+        None,
+        metavar="URL",
+        help="the S3 endpoint as browsers reach it, for the console's presigned and "
+        "public links (default: derived from the console's own address)",
+    )
+    opt(
+        "console-idle-timeout",
+        _D.console_idle_timeout,
+        type=float,
+        metavar="S",
+        help="sign a console session out after this long without a request",
+    )
+    opt(
+        "console-session-lifetime",
+        _D.console_session_lifetime,
+        type=float,
+        metavar="S",
+        help="sign a console session out this long after sign-in, active or not",
+    )
     opt("tls-cert", None, metavar="FILE", help="serve HTTP over TLS with this PEM certificate")
     opt("tls-key", None, metavar="FILE", help="the PEM private key for --tls-cert")
     opt(
@@ -203,7 +245,34 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         sync=args.sync,
         lifecycle_interval=float(args.lifecycle_interval),
         lifecycle_test_clock=bool(args.lifecycle_test_clock),
+        console=_bool(args.console),
+        console_port=int(args.console_port),
+        console_base_path=_base_path(args.console_base_path),
+        console_s3_url=args.console_s3_url or None,
+        console_idle_timeout=_positive(args.console_idle_timeout, "--console-idle-timeout"),
+        console_session_lifetime=_positive(
+            args.console_session_lifetime, "--console-session-lifetime"
+        ),
     )
+
+
+def _base_path(text: str) -> str:
+    from kvbox.console.door import normalize_base_path
+
+    try:
+        return normalize_base_path(text)
+    except ValueError as exc:
+        raise SystemExit(f"kvbox serve: --console-base-path: {exc}") from None
+
+
+def _positive(value: str | float, flag: str) -> float:
+    try:
+        out = float(value)
+    except ValueError:
+        raise SystemExit(f"kvbox serve: {flag}: not a number: {value!r}") from None
+    if not out > 0:
+        raise SystemExit(f"kvbox serve: {flag} must be more than 0")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:

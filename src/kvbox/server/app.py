@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from kvbox.config import Settings
+from kvbox.console.door import ConsoleDoor, ConsoleSettings
 from kvbox.core.blob import BlobStore
 from kvbox.core.journal import JOURNAL_DIR
 from kvbox.core.leftovers import LeftoverSweeper
@@ -39,7 +40,7 @@ from kvbox.s3door.access import AccessControl
 from kvbox.s3door.frontend import S3Frontend
 from kvbox.s3door.handlers.common import Context
 from kvbox.server.gwkv import GwkvServer
-from kvbox.server.http import build_app
+from kvbox.server.http import build_app, build_console_app
 from kvbox.server.lifecycle import LifecycleCollector
 from kvbox.server.listeners import Listeners, bind_all
 from kvbox.server.udp import GwkvDatagram
@@ -97,7 +98,8 @@ def build_stores(s: Settings) -> tuple[MetaStore, BlobStore, contextlib.ExitStac
 async def run_server(s: Settings, stop: asyncio.Event) -> None:
     # Ports first: a start that cannot listen ends here, before it touches the data
     # directory or generates (and prints) root keys it could never serve with.
-    listeners = bind_all(s.host, s.kv_port, s.http_port, s.web_port)
+    console_port = s.console_port if s.console else 0
+    listeners = bind_all(s.host, s.kv_port, s.http_port, s.web_port, console_port)
     try:
         tls = _tls_context(s)
         meta, blobs, stack = build_stores(s)
@@ -192,27 +194,65 @@ async def _serve_store(
 
     ready = True
     runner: web.ServerRunner | None = None
+    console_runner: web.ServerRunner | None = None
     s3: S3Frontend | None = None
-    if s.http_port:
-
-        async def stored() -> tuple[int, int]:
-            st = await store.stats(s.kv_bucket)
-            return st.objects, st.bytes
-
+    console: ConsoleDoor | None = None
+    scheme = "https" if tls is not None else "http"
+    serve_console = s.console and bool(s.http_port or s.console_port)
+    if s.http_port or serve_console:
         s3 = S3Frontend(
             Context(store, s.kv_bucket),
             access_key=creds.access_key,
             secret_key=creds.secret_key,
             domain=s.domain,
         )
+    s3_counters = ServerCounters()
+    if serve_console and s3 is not None:
+        console = ConsoleDoor(
+            s3,
+            store,
+            ConsoleSettings(
+                base_path=s.console_base_path,
+                idle=s.console_idle_timeout,
+                lifetime=s.console_session_lifetime,
+                s3_url=s.console_s3_url,
+                http_port=s.http_port,
+                own_port=bool(s.console_port),
+                tls=tls is not None,
+                kv_bucket=s.kv_bucket,
+                data_dir=None if s.max_memory is not None else s.data,
+                web_port=listeners.web_port,
+                web_domain=s.web_domain,
+            ),
+            {"gwkv": counters, "s3": s3_counters},
+        )
+        console.start()
+    if s.http_port:
+
+        async def stored() -> tuple[int, int]:
+            st = await store.stats(s.kv_bucket)
+            return st.objects, st.bytes
+
         http = build_app(
-            counters, stored, lambda: ready, s3, collectors=[LifecycleCollector(lifecycle.stats)]
+            counters,
+            stored,
+            lambda: ready,
+            s3,
+            collectors=[LifecycleCollector(lifecycle.stats)],
+            s3_counters=s3_counters,
+            console=console if console is not None and not s.console_port else None,
         )
         runner = web.ServerRunner(http, handle_signals=False)
         await runner.setup()
         http_port = await _start_sites(runner, listeners.take("http"), tls)
-        scheme = "https" if tls is not None else "http"
         announce(f"{scheme} {shown}:{http_port} (S3 API, /healthz /readyz /metrics)")
+        if console is not None and not s.console_port:
+            announce(f"console {scheme}://{shown}:{http_port}/console/")
+    if console is not None and s.console_port:
+        console_runner = web.ServerRunner(build_console_app(console), handle_signals=False)
+        await console_runner.setup()
+        console_port = await _start_sites(console_runner, listeners.take("console"), tls)
+        announce(f"console {scheme}://{shown}:{console_port}/console/")
     web_runner: web.AppRunner | None = None
     if s.web_port:
         access = s3.access if s3 is not None else AccessControl(store)
@@ -253,6 +293,10 @@ async def _serve_store(
     await gw.drain(s.shutdown_grace)
     if runner is not None:
         await runner.cleanup()
+    if console_runner is not None:
+        await console_runner.cleanup()
+    if console is not None:
+        await console.close()
     if web_runner is not None:
         await web_runner.cleanup()
     await lifecycle.stop()

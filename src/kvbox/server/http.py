@@ -39,6 +39,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from kvbox.console.door import ConsoleDoor
 from kvbox.metrics import ServerCounters
 from kvbox.s3.errors import S3Error
 from kvbox.s3.xml import render_error
@@ -311,8 +312,13 @@ def build_app(
     ready: Readiness,
     s3: S3Frontend | None = None,
     collectors: Sequence[Collector] = (),
+    *,
+    s3_counters: ServerCounters | None = None,
+    console: ConsoleDoor | None = None,
 ) -> web.Server:
     """The HTTP server; without ``s3`` only the probes answer (every other path is 404).
+    With ``console``, unsigned requests under ``/console/`` are the web console's
+    (``ConsoleDoor.claims``).
 
     A low-level ``web.Server`` with one handler rather than a ``web.Application``: the
     routes are four fixed paths, and the application's per-request machinery (router,
@@ -321,9 +327,12 @@ def build_app(
     ``_Continue``, now at S3's moment rather than at once.
     """
     registry = CollectorRegistry()
-    s3_counters = ServerCounters()
+    s3_counters = s3_counters if s3_counters is not None else ServerCounters()
     files = Sendfile()
-    collector = _KvCollector({"gwkv": counters, "s3": s3_counters}, files)
+    doors = {"gwkv": counters, "s3": s3_counters}
+    if console is not None:
+        doors["console"] = console.counters
+    collector = _KvCollector(doors, files)
     registry.register(collector)
     for extra in collectors:  # figures of other components (the lifecycle worker)
         registry.register(extra)
@@ -343,12 +352,7 @@ def build_app(
         c.latency.observe(time.perf_counter() - t0)
         c.bytes_in += request.content_length or 0
         c.bytes_out += resp.content_length or 0
-        out = await _send(request, resp, files)
-        if cont.body_unread:
-            out.force_close()
-            if isinstance(request.protocol, _S3Protocol):
-                request.protocol.drop_unread_body()
-        return out
+        return await _finish(request, resp, files, cont)
 
     async def healthz(request: web.BaseRequest) -> web.StreamResponse:
         return web.Response(text="ok\n")
@@ -373,7 +377,46 @@ def build_app(
         probe = probes.get(request.raw_path)
         if probe is not None and _is_probe(request):
             return await probe(request)
+        if console is not None:
+            path, _, query = request.raw_path.partition("?")
+            if console.claims(path, request.headers, query):
+                return await console_response(request, console, files)
         return await s3_handler(request)
+
+    return _Server(handler, access_log=None)
+
+
+async def _finish(
+    request: web.BaseRequest, resp: S3Response, files: Sendfile, cont: _Continue
+) -> web.StreamResponse:
+    """Send ``resp``; if the client still waits for a 100 Continue it will not get (the
+    request was refused before its body was read), close rather than read that body."""
+    out = await _send(request, resp, files)
+    if cont.body_unread:
+        out.force_close()
+        if isinstance(request.protocol, _S3Protocol):
+            request.protocol.drop_unread_body()
+    return out
+
+
+async def console_response(
+    request: web.BaseRequest, console: ConsoleDoor, files: Sendfile
+) -> web.StreamResponse:
+    """One web-console request: the console answers the plain request seam, and its
+    response (a page, JSON, or an S3 body relayed) goes out like an S3 one. A body is
+    read (and 100 Continue sent) only once the console and the S3 door accepted it."""
+    cont = _Continue(request)
+    resp = await console.handle(_s3_request(request, cont))
+    return await _finish(request, resp, files, cont)
+
+
+def build_console_app(console: ConsoleDoor) -> web.Server:
+    """The console alone, for ``--console-port``: every path is the console's (``/``
+    redirects to ``/console/``), so the HTTP port's ``/console`` path stays S3's."""
+    files = Sendfile()
+
+    async def handler(request: web.BaseRequest) -> web.StreamResponse:
+        return await console_response(request, console, files)
 
     return _Server(handler, access_log=None)
 

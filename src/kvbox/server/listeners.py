@@ -25,6 +25,7 @@ class Listeners:
     kv_udp: list[socket.socket] = field(default_factory=list)
     http: list[socket.socket] = field(default_factory=list)
     web: list[socket.socket] = field(default_factory=list)
+    console: list[socket.socket] = field(default_factory=list)
 
     def take(self, door: str) -> list[socket.socket]:
         """Hand a door's sockets to the server that will listen on them: from here on
@@ -38,17 +39,24 @@ class Listeners:
     def kv_port(self) -> int:
         return int(self.kv_tcp[0].getsockname()[1])
 
+    @property
+    def web_port(self) -> int:
+        """The website port (0 when off); read before ``take("web")`` hands it over."""
+        return int(self.web[0].getsockname()[1]) if self.web else 0
+
     def close(self) -> None:
-        for group in (self.kv_tcp, self.kv_udp, self.http, self.web):
+        for group in (self.kv_tcp, self.kv_udp, self.http, self.web, self.console):
             for sock in group:
                 sock.close()
             group.clear()
 
 
-def bind_all(host: str, kv_port: int, http_port: int, web_port: int) -> Listeners:
-    """Bind GW-KV TCP and UDP (one port number for both), HTTP and website sockets.
+def bind_all(
+    host: str, kv_port: int, http_port: int, web_port: int, console_port: int = 0
+) -> Listeners:
+    """Bind GW-KV TCP and UDP (one port number for both), HTTP, website and console sockets.
 
-    A port of 0 for HTTP or the website means that door is off; a GW-KV port of 0 takes
+    A port of 0 for HTTP, the website or the console means that door is off; a GW-KV port of 0 takes
     any free TCP port and binds UDP on the same number.
     """
     out = Listeners()
@@ -59,6 +67,8 @@ def bind_all(host: str, kv_port: int, http_port: int, web_port: int) -> Listener
             out.http = _bind(host, http_port, socket.SOCK_STREAM, "--http-port")
         if web_port:
             out.web = _bind(host, web_port, socket.SOCK_STREAM, "--web-port")
+        if console_port:
+            out.console = _bind(host, console_port, socket.SOCK_STREAM, "--console-port")
     except BaseException:
         out.close()
         raise

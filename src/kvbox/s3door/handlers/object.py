@@ -594,7 +594,11 @@ async def copy_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     meta_directive = _directive(req, "x-amz-metadata-directive")
     tag_directive = _directive(req, "x-amz-tagging-directive")
     same = (ep.copy_source.bucket, ep.copy_source.key) == (ep.bucket, ep.key)
-    if same and meta_directive == "COPY" and tag_directive == "COPY":
+    # Copying a named version onto its own key is how S3 restores an old version (user
+    # guide, "Restoring previous versions"); only a copy of the current object onto itself
+    # that changes nothing is refused.
+    restore = ep.copy_source.version_id is not None
+    if same and not restore and meta_directive == "COPY" and tag_directive == "COPY":
         raise S3Error(
             "InvalidRequest",
             "This copy request is illegal because it is trying to copy an object to itself "
@@ -623,7 +627,9 @@ async def copy_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
         del attrs[name]
     attrs.update(await acl_attrs(ctx, req, ep.bucket))
     condition = _write_condition(req)
-    if same and condition is None:
+    if same and not restore and condition is None:
+        # a metadata rewrite replaces exactly the version it read (a restore, by design,
+        # replaces whatever is newest)
         condition = Condition(CondKind.IF_VERSION, src.version_id)
     v = await _put(
         ctx, ep.bucket, ep.key, ctx.store.iter_bytes(src), condition, content_type, attrs

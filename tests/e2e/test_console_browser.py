@@ -1,0 +1,568 @@
+"""The web console in a real browser: headless Chromium (Playwright) on a real ``kvbox serve``.
+
+Layer: tests/e2e. Rules: one server and one browser for the module; each test opens its
+own browser context (its own cookies and storage), signs in through the page like a
+person, works on buckets of its own, and checks the outcome with an independent client
+(boto3, curl, a raw GW-KV socket) -- never through the console itself. Every page is
+watched for script errors and Content-Security-Policy violations (``_browser.watch``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import random
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, Request, Route, expect
+
+from ._browser import launched, new_page, watch
+from ._curl import curl
+from ._png import BLUE_PNG, RED_PNG
+from ._proxy import SubPathProxy
+from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
+from ._server import Wire, run_kvbox
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with module_server(tmp_path_factory, "console-browser") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str) -> Iterator[Browser]:
+    with launched(chromium) as b:
+        yield b
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    p = new_page(browser)
+    problems = watch(p)
+    yield p
+    p.context.close()
+    assert not problems, problems
+
+
+def console_url(srv: S3Server) -> str:
+    return f"{srv.endpoint}/console/"
+
+
+def sign_in(
+    page: Page, srv: S3Server, access: str = ACCESS_KEY, secret: str = SECRET_KEY, url: str = ""
+) -> None:
+    page.goto(url or console_url(srv))
+    page.get_by_label("Access key").fill(access)
+    page.get_by_label("Secret key").fill(secret)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+
+
+def open_screen(page: Page, srv: S3Server, fragment: str) -> None:
+    page.goto(console_url(srv) + fragment)
+    expect(page.locator("#page-title")).to_be_visible()
+
+
+def drop_file(page: Page, name: str, data: bytes, ctype: str) -> None:
+    """What a drag and drop from the desktop delivers: a ``drop`` event whose
+    DataTransfer holds the file (Playwright cannot drag from outside the page)."""
+    page.locator("#dropzone").wait_for()
+    page.evaluate(
+        """([name, b64, type]) => {
+          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          const dt = new DataTransfer();
+          dt.items.add(new File([bytes], name, { type }));
+          const zone = document.getElementById("dropzone");
+          const init = { dataTransfer: dt, bubbles: true, cancelable: true };
+          for (const kind of ["dragenter", "dragover", "drop"]) {
+            zone.dispatchEvent(new DragEvent(kind, init));
+          }
+        }""",
+        [name, base64.b64encode(data).decode(), ctype],
+    )
+
+
+def admin(srv: S3Server, *args: str) -> dict[str, str]:
+    done = run_kvbox(
+        "admin",
+        "--server",
+        srv.endpoint,
+        *args,
+        env={"KVBOX_ROOT_ACCESS_KEY": ACCESS_KEY, "KVBOX_ROOT_SECRET_KEY": SECRET_KEY},
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    out: dict[str, str] = {}
+    for line in done.stdout.decode().splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            out[name.strip()] = value.strip()
+    return out
+
+
+# --- sign-in and buckets ------------------------------------------------------------------
+
+
+def test_sign_in_refuses_a_wrong_secret_then_signs_in(page: Page, srv: S3Server) -> None:
+    page.goto(console_url(srv))
+    page.get_by_label("Access key").fill(ACCESS_KEY)
+    page.get_by_label("Secret key").fill("not-the-secret")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("wrong")
+    # the secret field was cleared: the page keeps no secret it was given
+    expect(page.get_by_label("Secret key")).to_have_value("")
+    page.get_by_label("Secret key").fill(SECRET_KEY)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    expect(page.locator("#who")).to_have_text("root (root)")
+    # the session cookie is HttpOnly, SameSite=Strict: the page's script cannot read it
+    assert page.evaluate("document.cookie") == ""
+    cookie = next(c for c in page.context.cookies() if c["name"] == "kvbox_console")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["path"] == "/console/"
+    # nothing secret is kept in the browser's storage
+    stored = page.evaluate(
+        "JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage})"
+    )
+    assert SECRET_KEY not in stored
+    # the dashboard shows the server's own figures
+    expect(page.locator("#stat-version")).not_to_be_empty()
+    expect(page.locator("figure svg.chart")).to_have_count(3)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+
+
+def test_create_a_bucket(page: Page, srv: S3Server) -> None:
+    sign_in(page, srv)
+    page.get_by_role("link", name="Buckets", exact=True).click()
+    name = page.get_by_label("Bucket name")
+    name.fill("Bad_Name")
+    page.get_by_role("button", name="Create bucket").click()
+    # the S3 door's own reason, not a console rule
+    expect(page.locator("#new-bucket-error")).to_contain_text("InvalidBucketName")
+    name.fill("created-here")
+    page.get_by_role("button", name="Create bucket").click()
+    row = page.get_by_role("row", name="created-here")
+    expect(row).to_be_visible()
+    expect(row.get_by_role("cell").nth(1)).to_have_text("0")
+    assert "created-here" in [b["Name"] for b in srv.client().list_buckets()["Buckets"]]
+
+
+def test_a_bucket_that_is_not_empty_is_emptied_first(page: Page, srv: S3Server) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="to-empty")
+    s3.put_bucket_versioning(Bucket="to-empty", VersioningConfiguration={"Status": "Enabled"})
+    for i in range(3):
+        s3.put_object(Bucket="to-empty", Key=f"k{i}", Body=b"x")
+        s3.put_object(Bucket="to-empty", Key=f"k{i}", Body=b"y")  # two versions each
+    sign_in(page, srv)
+    open_screen(page, srv, "#/buckets")
+    page.get_by_role("button", name="Delete bucket to-empty").click()
+    page.get_by_role("button", name="Delete", exact=True).click()
+    expect(page.get_by_role("dialog")).to_contain_text("not empty")
+    page.get_by_role("button", name="Empty and delete").click()
+    expect(page.get_by_role("row", name="to-empty")).to_have_count(0)
+    assert "to-empty" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+# --- the S3 lab: upload, preview, public read, versions, presigned links ------------------
+
+
+def test_upload_by_drag_and_drop_and_a_folder_by_button(
+    page: Page, srv: S3Server, tmp_path: Path
+) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="lab")
+    folder = tmp_path / "album"
+    (folder / "inner").mkdir(parents=True)
+    (folder / "a.txt").write_bytes(b"first file\n")
+    (folder / "inner" / "b.json").write_bytes(b'{"b": 2}')
+    sign_in(page, srv)
+    open_screen(page, srv, "#/objects?bucket=lab")
+    drop_file(page, "cat.png", RED_PNG, "image/png")
+    bar = page.get_by_role("progressbar", name="Upload of cat.png")
+    expect(bar).to_be_visible()
+    expect(page.locator("li[data-key='cat.png']")).to_have_attribute("data-state", "done")
+    assert bar.evaluate("el => el.value === el.max")
+    page.locator("input[webkitdirectory]").set_input_files(folder)
+    for key in ("album/a.txt", "album/inner/b.json"):
+        expect(page.locator(f"li[data-key='{key}']")).to_have_attribute("data-state", "done")
+        expect(page.get_by_role("progressbar", name=f"Upload of {key}")).to_be_visible()
+    assert s3.get_object(Bucket="lab", Key="cat.png")["Body"].read() == RED_PNG
+    assert s3.get_object(Bucket="lab", Key="cat.png")["ContentType"] == "image/png"
+    assert s3.get_object(Bucket="lab", Key="album/inner/b.json")["Body"].read() == b'{"b": 2}'
+    # the listing shows the new entries as a file and a folder
+    expect(page.get_by_role("link", name="cat.png", exact=True)).to_be_visible()
+    page.get_by_role("link", name="album/", exact=True).click()
+    expect(page.get_by_role("link", name="a.txt", exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name="inner/", exact=True)).to_be_visible()
+
+
+def test_image_preview_public_read_preset_and_anonymous_fetch(page: Page, srv: S3Server) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="public-lab")
+    s3.put_object(Bucket="public-lab", Key="cat.png", Body=RED_PNG, ContentType="image/png")
+    anonymous = f"{srv.endpoint}/public-lab/cat.png"
+    assert curl(anonymous).status == 403
+    sign_in(page, srv)
+    open_screen(page, srv, "#/objects?bucket=public-lab")
+    page.get_by_role("link", name="cat.png", exact=True).click()
+    img = page.get_by_role("img", name="Preview of cat.png")
+    expect(img).to_be_visible()
+    page.wait_for_function("() => document.querySelector('.preview img').naturalWidth > 0")
+    assert img.evaluate("el => [el.naturalWidth, el.naturalHeight]") == [16, 16]
+    expect(page.get_by_text("Not public")).to_be_visible()
+
+    open_screen(page, srv, "#/settings?bucket=public-lab&tab=permissions")
+    page.get_by_label("Preset").select_option(label="Public read")
+    page.get_by_role("button", name="Use preset").click()
+    expect(page.locator("#policy-status")).to_contain_text("makes the bucket public")
+    page.get_by_role("button", name="Save policy").click()
+    expect(page.locator("#status")).to_contain_text("Policy saved")
+    got = curl(anonymous)
+    assert got.status == 200 and got.body == RED_PNG
+    # the explainer says why, from the saved settings
+    page.get_by_label("Key", exact=True).fill("cat.png")
+    page.get_by_role("button", name="Explain").click()
+    expect(page.locator("#explain-verdict")).to_have_text("ALLOWED")
+    expect(page.locator("#explain-result")).to_contain_text("PublicRead")
+    # and the object page offers the public URL
+    open_screen(page, srv, "#/object?bucket=public-lab&key=cat.png")
+    expect(page.locator("#public-url")).to_have_text(anonymous)
+
+
+def test_the_policy_editor_shows_the_servers_error_at_its_line(page: Page, srv: S3Server) -> None:
+    srv.client().create_bucket(Bucket="policy-lab")
+    sign_in(page, srv)
+    open_screen(page, srv, "#/settings?bucket=policy-lab&tab=permissions")
+    text = (
+        '{\n  "Version": "2012-10-17",\n  "Statement": [{\n    "Effect": "Allow",\n'
+        '    "Principal": "*",\n    "Action": "s3:GetObjekt",\n'
+        '    "Resource": "arn:aws:s3:::policy-lab/*"\n  }]\n}'
+    )
+    page.get_by_label("Policy (JSON)").fill(text)
+    expect(page.locator("#policy-status")).to_contain_text("Line 6:")
+    expect(page.locator("#policy-status")).to_contain_text("s3:GetObjekt")
+    expect(page.locator(".gutter .bad")).to_have_text("6")
+    expect(page.get_by_label("Policy (JSON)")).to_have_attribute("aria-invalid", "true")
+    page.get_by_role("button", name="Save policy").click()  # refused before it is sent
+    with pytest.raises(Exception, match="NoSuchBucketPolicy"):
+        srv.client().get_bucket_policy(Bucket="policy-lab")
+
+
+def test_versioning_a_new_version_and_restoring_the_old_one(
+    page: Page, srv: S3Server, tmp_path: Path
+) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="versions-lab")
+    s3.put_object(Bucket="versions-lab", Key="cat.png", Body=RED_PNG, ContentType="image/png")
+    sign_in(page, srv)
+    open_screen(page, srv, "#/settings?bucket=versions-lab&tab=versioning")
+    page.get_by_label("Enabled").check()
+    page.get_by_role("button", name="Save versioning").click()
+    expect(page.locator("#versioning-state")).to_contain_text("enabled")
+    assert s3.get_bucket_versioning(Bucket="versions-lab")["Status"] == "Enabled"
+
+    new = tmp_path / "cat.png"
+    new.write_bytes(BLUE_PNG)
+    open_screen(page, srv, "#/objects?bucket=versions-lab")
+    page.get_by_label("Files to upload").set_input_files(new)
+    expect(page.locator("li[data-key='cat.png']")).to_have_attribute("data-state", "done")
+    assert s3.get_object(Bucket="versions-lab", Key="cat.png")["Body"].read() == BLUE_PNG
+
+    page.get_by_role("link", name="cat.png", exact=True).click()
+    rows = page.locator("#versions-title ~ div tbody tr")
+    expect(rows).to_have_count(2)
+    # written before versioning was on: the "null" version, as S3 names it
+    assert rows.nth(1).get_attribute("data-version") == "null"
+    rows.nth(1).get_by_role("button", name="Restore").click()
+    expect(page.locator("#status")).to_contain_text("restored")
+    expect(page.locator("#versions-title ~ div tbody tr")).to_have_count(3)
+    assert s3.get_object(Bucket="versions-lab", Key="cat.png")["Body"].read() == RED_PNG
+    listed = s3.list_object_versions(Bucket="versions-lab", Prefix="cat.png")["Versions"]
+    assert len(listed) == 3  # restoring copies; nothing was deleted
+
+
+def test_a_presigned_link_made_in_the_console_can_be_fetched(page: Page, srv: S3Server) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="share-lab")
+    body = b"shared through a presigned link\n"
+    s3.put_object(Bucket="share-lab", Key="notes/today.txt", Body=body, ContentType="text/plain")
+    sign_in(page, srv)
+    open_screen(page, srv, "#/object?bucket=share-lab&key=notes/today.txt")
+    expect(page.locator(".preview pre")).to_have_text(body.decode())
+    page.get_by_role("button", name="Share a link").click()
+    page.get_by_label("Valid for").select_option(label="15 minutes")
+    page.get_by_role("button", name="Make link").click()
+    url = page.locator("#presigned-url").input_value()
+    assert "X-Amz-Signature=" in url and "X-Amz-Expires=900" in url
+    assert SECRET_KEY not in url
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.read() == body
+    assert curl(url.split("?")[0]).status == 403  # without the signature: private
+
+
+# --- uploads that survive a dropped connection ---------------------------------------------
+
+
+def _big_file(tmp_path: Path, size: int, seed: int) -> tuple[Path, bytes]:
+    data = random.Random(seed).randbytes(size)
+    path = tmp_path / f"big-{seed}.bin"
+    path.write_bytes(data)
+    return path, data
+
+
+def test_a_multipart_upload_retries_a_part_whose_connection_dropped(
+    page: Page, srv: S3Server, tmp_path: Path
+) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="big-lab")
+    path, data = _big_file(tmp_path, 17 * 1024 * 1024, 1)  # three parts of 8 MiB
+    attempts: list[str] = []
+
+    def drop_part_2_once(route: Route, request: Request) -> None:
+        if "partNumber=2&" in request.url:
+            attempts.append(request.url)
+            if len(attempts) == 1:
+                route.abort("connectionreset")
+                return
+        route.continue_()
+
+    sign_in(page, srv)
+    page.route("**/api/s3/big-lab/**", drop_part_2_once)
+    open_screen(page, srv, "#/objects?bucket=big-lab")
+    page.get_by_label("Files to upload").set_input_files(path)
+    row = page.locator(f"li[data-key='{path.name}']")
+    expect(row).to_have_attribute("data-state", "done", timeout=60_000)
+    assert len(attempts) == 2
+    got = s3.get_object(Bucket="big-lab", Key=path.name)
+    assert hashlib.sha256(got["Body"].read()).digest() == hashlib.sha256(data).digest()
+    assert got["ETag"].endswith('-3"')  # a multipart object of three parts
+    assert (
+        page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('kvbox-upload:'))") == []
+    )
+
+
+def test_an_interrupted_upload_resumes_without_resending_parts(
+    page: Page, srv: S3Server, tmp_path: Path
+) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="resume-lab")
+    path, data = _big_file(tmp_path, 17 * 1024 * 1024, 2)
+    sent: list[str] = []
+
+    def part_2_never_arrives(route: Route, request: Request) -> None:
+        if "partNumber=2&" in request.url:
+            route.abort("connectionreset")
+            return
+        route.continue_()
+
+    page.on("request", lambda r: sent.append(r.url) if "partNumber=" in r.url else None)
+    sign_in(page, srv)
+    page.route("**/api/s3/resume-lab/**", part_2_never_arrives)
+    open_screen(page, srv, "#/objects?bucket=resume-lab")
+    page.get_by_label("Files to upload").set_input_files(path)
+    row = page.locator(f"li[data-key='{path.name}']")
+    expect(row).to_have_attribute("data-state", "failed", timeout=60_000)
+    expect(row.get_by_role("button", name="Retry")).to_be_visible()
+    uploads = s3.list_multipart_uploads(Bucket="resume-lab").get("Uploads", [])
+    assert len(uploads) == 1
+    upload_id = uploads[0]["UploadId"]
+    done_parts = {
+        p["PartNumber"]
+        for p in s3.list_parts(Bucket="resume-lab", Key=path.name, UploadId=upload_id)["Parts"]
+    }
+    assert 1 in done_parts and 2 not in done_parts
+
+    # The page is closed and opened again; the connection is back; the same file is chosen.
+    page.unroute("**/api/s3/resume-lab/**")
+    sent.clear()
+    page.reload()
+    open_screen(page, srv, "#/objects?bucket=resume-lab")
+    page.get_by_label("Files to upload").set_input_files(path)
+    expect(page.locator(f"li[data-key='{path.name}']")).to_have_attribute(
+        "data-state", "done", timeout=60_000
+    )
+    expect(page.locator("#status")).to_contain_text("resumed")
+    assert not [u for u in sent if "partNumber=1&" in u]  # part 1 was not sent again
+    assert [u for u in sent if "partNumber=2&" in u]
+    assert f"uploadId={upload_id}" in next(u for u in sent if "partNumber=2&" in u)
+    got = s3.get_object(Bucket="resume-lab", Key=path.name)["Body"].read()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+    assert s3.list_multipart_uploads(Bucket="resume-lab").get("Uploads", []) == []
+
+
+# --- a large bucket is paged by the server -------------------------------------------------
+
+
+def test_a_large_bucket_is_listed_a_server_page_at_a_time(page: Page, srv: S3Server) -> None:
+    """3,000 keys through GW-KV MULTISET (three requests); the browser asks S3 for 1,000
+    at a time with continuation tokens and never for the whole bucket."""
+    host, port = srv.server.host, srv.server.port
+    with Wire.connect(host, port) as w:
+        for batch in range(3):
+            lines = [f"many{batch * 1000 + i:05d} v" for i in range(1000)]
+            w.send(("MULTISET 1000\n" + "\n".join(lines) + "\n").encode())
+            assert w.readline().startswith(b"OK ")
+    listings: list[str] = []
+    page.on("request", lambda r: listings.append(r.url) if "list-type=2" in r.url else None)
+    sign_in(page, srv)
+    open_screen(page, srv, "#/objects?bucket=kv&filter=many&size=1000")
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(1000)
+    expect(rows.first).to_contain_text("many00000")
+    page.get_by_role("button", name="Next page").click()
+    expect(rows.first).to_contain_text("many01000")
+    page.get_by_role("button", name="Next page").click()
+    expect(rows.last).to_contain_text("many02999")
+    expect(page.get_by_role("button", name="Next page")).to_be_disabled()
+    page.get_by_role("button", name="Previous page").click()
+    expect(rows.first).to_contain_text("many01000")
+    assert listings and all("max-keys=1000" in u for u in listings)
+    assert sum("continuation-token=" in u for u in listings) >= 3
+
+
+# --- one keyspace: GW-KV and the key-value view ----------------------------------------------
+
+
+def test_a_gwkv_write_appears_in_the_key_value_view_and_the_kv_bucket(
+    page: Page, srv: S3Server
+) -> None:
+    with Wire.connect(srv.server.host, srv.server.port) as w:
+        assert w.request(b"SET apple red\n").startswith(b"OK ")
+    sign_in(page, srv)
+    page.get_by_role("link", name="Key-value", exact=True).click()
+    page.get_by_role("searchbox", name="Keys starting with").fill("apple")
+    page.get_by_role("button", name="Filter").click()
+    row = page.locator("tr[data-key='apple']")
+    expect(row).to_be_visible()
+    row.get_by_role("button", name="GET").click()
+    expect(page.locator("#kv-value")).to_have_text("red")
+    # SET from the page: GW-KV reads it back
+    page.get_by_label("Key", exact=True).fill("pear")
+    page.get_by_label("Value (for SET)").fill("green and round")
+    page.get_by_role("button", name="SET", exact=True).click()
+    expect(page.locator("#kv-result")).to_contain_text("pear set")
+    with Wire.connect(srv.server.host, srv.server.port) as w:
+        assert w.request(b"GET pear\n") == b"VALUE green and round\n"
+    # the same key is an object of the kv bucket
+    assert srv.client().get_object(Bucket="kv", Key="apple")["Body"].read() == b"red"
+    open_screen(page, srv, "#/objects?bucket=kv&filter=apple")
+    expect(page.get_by_role("link", name="apple", exact=True)).to_be_visible()
+    # an invalid GW-KV key is refused as GW-KV would refuse it
+    open_screen(page, srv, "#/kv")
+    page.get_by_label("Key", exact=True).fill("not a key")
+    page.get_by_role("button", name="SET", exact=True).click()
+    expect(page.locator("#kv-result")).to_contain_text("BADKEY")
+
+
+# --- what a user who is not root sees -------------------------------------------------------
+
+
+def test_a_user_who_is_not_root_sees_only_what_the_api_allows(page: Page, srv: S3Server) -> None:
+    admin(srv, "user", "add", "alice")
+    alice = admin(srv, "key", "add", "alice")
+    admin(srv, "user", "add", "bob")
+    bob = admin(srv, "key", "add", "bob")
+    bob_s3 = srv.client(bob["access key"], bob["secret key"])
+    bob_s3.create_bucket(Bucket="bobs-bucket")
+    bob_s3.put_object(Bucket="bobs-bucket", Key="secret.txt", Body=b"bob's")
+    alice_s3 = srv.client(alice["access key"], alice["secret key"])
+    alice_s3.create_bucket(Bucket="alices-bucket")
+
+    sign_in(page, srv, alice["access key"], alice["secret key"])
+    expect(page.locator("#who")).to_have_text("alice")
+    expect(page.get_by_role("link", name="Users and keys", exact=True)).to_be_hidden()
+    # the users page, opened by hand, is refused by the server's admin API
+    open_screen(page, srv, "#/users")
+    expect(page.get_by_role("alert")).to_contain_text("Only root")
+    # another user's bucket: not listed, and refused when opened
+    open_screen(page, srv, "#/buckets")
+    expect(page.get_by_role("row", name="alices-bucket")).to_be_visible()
+    expect(page.get_by_role("row", name="bobs-bucket")).to_have_count(0)
+    open_screen(page, srv, "#/objects?bucket=bobs-bucket")
+    expect(page.get_by_role("alert")).to_contain_text("AccessDenied")
+    open_screen(page, srv, "#/object?bucket=bobs-bucket&key=secret.txt")
+    expect(page.get_by_role("alert")).to_contain_text("may not read")
+    # the dashboard counts only what she may list, and shows her nothing of the host
+    open_screen(page, srv, "#/")
+    expect(page.locator("#stat-buckets")).to_have_text("1")
+    expect(page.locator("#stat-disk-used")).to_have_count(0)
+
+
+def test_root_manages_users_and_sees_a_new_secret_once(page: Page, srv: S3Server) -> None:
+    sign_in(page, srv)
+    page.get_by_role("link", name="Users and keys", exact=True).click()
+    page.get_by_label("User name").fill("carol")
+    page.get_by_role("button", name="Add user").click()
+    card = page.locator("section[data-user='carol']")
+    expect(card).to_be_visible()
+    card.get_by_role("button", name="Add access key").click()
+    access = page.locator("#new-access-key").inner_text()
+    secret = page.locator("#new-secret-key").inner_text()
+    page.get_by_role("button", name="Done").click()
+    expect(page.locator("#new-secret-key")).to_have_count(0)  # gone from the page
+    assert srv.client(access, secret).list_buckets()["Owner"]["ID"] == "carol"
+    card.locator(f"tr[data-key='{access}']").get_by_role("button", name="Disable").click()
+    expect(card.locator(f"tr[data-key='{access}']")).to_contain_text("disabled")
+    with pytest.raises(Exception, match="InvalidAccessKeyId"):
+        srv.client(access, secret).list_buckets()
+
+
+# --- cross-site and stale sessions, in the browser ------------------------------------------
+
+
+def test_csrf_and_an_expired_session_are_refused_in_the_browser(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with module_server(tmp_path_factory, "console-short", "--console-idle-timeout", "2") as s:
+        page = new_page(browser)
+        problems = watch(page)
+        try:
+            sign_in(page, s)
+            status = page.evaluate(
+                "async () => (await fetch('api/s3/forged-bucket', {method: 'PUT'})).status"
+            )
+            assert status == 403  # no CSRF token: refused
+            assert "forged-bucket" not in [b["Name"] for b in s.client().list_buckets()["Buckets"]]
+            time.sleep(2.5)
+            page.get_by_role("link", name="Buckets", exact=True).click()
+            expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+            expect(page.locator("#status")).to_contain_text("not signed in, or the session expired")
+        finally:
+            page.context.close()
+        assert not problems, problems
+
+
+# --- behind a reverse proxy on a sub-path ---------------------------------------------------
+
+
+def test_the_console_works_under_a_sub_path_behind_a_reverse_proxy(
+    page: Page, srv: S3Server
+) -> None:
+    srv.client().create_bucket(Bucket="proxied")
+    srv.client().put_object(Bucket="proxied", Key="hello.txt", Body=b"through the proxy\n")
+    with SubPathProxy(srv.http_port, "/storage") as proxy:
+        page.goto(proxy.url + "console")  # the redirect keeps the prefix
+        expect(page).to_have_url(proxy.url + "console/")
+        sign_in(page, srv, url=proxy.url + "console/")
+        cookie = next(c for c in page.context.cookies() if c["name"] == "kvbox_console")
+        assert cookie["path"] == "/storage/console/"
+        page.get_by_role("link", name="Buckets", exact=True).click()
+        page.get_by_role("link", name="proxied", exact=True).click()
+        page.get_by_role("link", name="hello.txt", exact=True).click()
+        expect(page.locator(".preview pre")).to_have_text("through the proxy\n")
+        page.get_by_role("button", name="Share a link").click()
+        page.get_by_role("button", name="Make link").click()
+        url = page.locator("#presigned-url").input_value()
+        assert url.startswith(proxy.url + "proxied/hello.txt?")
+        with urllib.request.urlopen(url, timeout=10) as resp:  # through the proxy
+            assert resp.read() == b"through the proxy\n"
+        assert all(
+            seen.startswith(("GET /storage/", "POST /storage/", "HEAD /storage/"))
+            for seen in proxy.seen
+        )

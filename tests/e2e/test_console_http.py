@@ -1,0 +1,240 @@
+"""The web console's security rules, checked over plain HTTP against a real ``kvbox serve``.
+
+Layer: tests/e2e. Rules: each rule is tried the way an attacker or a stale browser would
+(no cookie, no or a wrong CSRF token, a cross-site fetch, an expired session, a guessing
+client, a key disabled after sign-in) and its effect is checked with an independent
+client (boto3): a refused request changed nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from ._console import ConsoleClient
+from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
+from ._server import free_port, run_kvbox
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with module_server(tmp_path_factory, "console-http") as s:
+        yield s
+
+
+def signed_in(srv: S3Server, **kw: object) -> ConsoleClient:
+    c = ConsoleClient(srv.http_port, **kw)  # type: ignore[arg-type]
+    assert c.sign_in(ACCESS_KEY, SECRET_KEY).status == 200
+    return c
+
+
+def admin(srv: S3Server, *args: str) -> dict[str, str]:
+    """``kvbox admin --server`` as root; the ``name: value`` lines it printed."""
+    done = run_kvbox(
+        "admin",
+        "--server",
+        srv.endpoint,
+        *args,
+        env={"KVBOX_ROOT_ACCESS_KEY": ACCESS_KEY, "KVBOX_ROOT_SECRET_KEY": SECRET_KEY},
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    out: dict[str, str] = {}
+    for line in done.stdout.decode().splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            out[name.strip()] = value.strip()
+    return out
+
+
+def test_the_page_and_its_assets_are_served_with_a_strict_policy(srv: S3Server) -> None:
+    c = ConsoleClient(srv.http_port)
+    moved = c.request("GET", "/console")
+    assert moved.status == 308 and moved.header("Location") == "/console/"
+    page = c.request("GET", "")
+    assert page.status == 200 and page.header("Content-Type").startswith("text/html")
+    csp = page.header("Content-Security-Policy")
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert page.header("X-Frame-Options") == "DENY"
+    html = page.body.decode()
+    # no inline script or style: every <script> has a src, no style attribute or element
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
+    assert "<style" not in html and " style=" not in html
+    assets = re.findall(r'(?:src|href)="([^"#][^"]*)"', html)
+    assert "js/app.js" in assets and "console.css" in assets
+    for name in assets:
+        got = c.request("GET", name)
+        assert got.status == 200, name
+        assert got.header("Content-Security-Policy"), name
+        assert got.header("X-Content-Type-Options") == "nosniff", name
+    # revalidation by ETag
+    again = c.request("GET", "js/app.js")
+    assert (
+        c.request("GET", "js/app.js", headers={"If-None-Match": again.header("ETag")}).status == 304
+    )
+    assert c.request("GET", "no-such-file.js").status == 404
+
+
+def test_sign_in_sets_an_httponly_strict_cookie_and_never_echoes_the_secret(
+    srv: S3Server,
+) -> None:
+    c = ConsoleClient(srv.http_port)
+    answer = c.sign_in(ACCESS_KEY, SECRET_KEY)
+    assert answer.status == 200
+    cookie = answer.header("Set-Cookie")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/console/" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; see the TLS test for Secure
+    assert SECRET_KEY.encode() not in answer.body
+    info = answer.json()
+    assert info["principal"] == "root" and info["root"] is True
+    assert c.request("GET", "api/session").json()["principal"] == "root"
+
+
+def test_without_a_session_the_api_answers_401(srv: S3Server) -> None:
+    c = ConsoleClient(srv.http_port)
+    for method, path in (("GET", "api/s3/"), ("GET", "api/dashboard"), ("PUT", "api/s3/x1")):
+        got = c.request(method, path)
+        assert got.status == 401 and got.json()["error"] == "NotSignedIn", path
+    c.session_id = "made-up-session-id"
+    assert c.request("GET", "api/s3/").status == 401
+    assert c.request("GET", "api/session").json() == {"signed_in": False}
+
+
+def test_a_state_change_without_the_csrf_token_is_refused_and_changes_nothing(
+    srv: S3Server,
+) -> None:
+    c = signed_in(srv)
+    s3 = srv.client()
+    missing = c.request("PUT", "api/s3/csrf-bucket", csrf=False)
+    assert missing.status == 403 and missing.json()["error"] == "BadCsrfToken"
+    wrong = c.request("PUT", "api/s3/csrf-bucket", headers={"X-Kvbox-CSRF": "x" * 43})
+    assert wrong.status == 403
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert "csrf-bucket" not in names
+    # another session's token is no better
+    other = signed_in(srv)
+    assert (
+        c.request("PUT", "api/s3/csrf-bucket", headers={"X-Kvbox-CSRF": other.csrf or ""}).status
+        == 403
+    )
+    assert c.request("PUT", "api/s3/csrf-bucket").status == 200
+    assert "csrf-bucket" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    # signing out needs the token too
+    assert c.request("DELETE", "api/session", csrf=False).status == 403
+    assert c.request("GET", "api/s3/").status == 200
+
+
+def test_cross_site_requests_are_refused_even_reads(srv: S3Server) -> None:
+    c = signed_in(srv)
+    for site in ("cross-site", "same-site"):
+        got = c.request("GET", "api/s3/", headers={"Sec-Fetch-Site": site})
+        assert got.status == 403 and got.json()["error"] == "CrossSiteRequest"
+    assert c.request("GET", "api/s3/", headers={"Sec-Fetch-Site": "same-origin"}).status == 200
+
+
+def test_sign_in_takes_only_json(srv: S3Server) -> None:
+    """An HTML form on another site can post urlencoded or text/plain, never JSON."""
+    c = ConsoleClient(srv.http_port)
+    body = f"access_key={ACCESS_KEY}&secret_key={SECRET_KEY}".encode()
+    for ctype in ("application/x-www-form-urlencoded", "text/plain"):
+        got = c.request("POST", "api/session", body, {"Content-Type": ctype})
+        assert got.status == 415 and "Set-Cookie" not in got.headers
+
+
+def test_sign_out_ends_the_session(srv: S3Server) -> None:
+    c = signed_in(srv)
+    out = c.request("DELETE", "api/session")
+    assert out.status == 200 and "Max-Age=0" in out.header("Set-Cookie")
+    assert c.request("GET", "api/s3/").status == 401
+
+
+def test_s3_bodies_seen_through_the_console_are_sandboxed(srv: S3Server) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="pages")
+    s3.put_object(
+        Bucket="pages", Key="evil.html", Body=b"<script>alert(1)</script>", ContentType="text/html"
+    )
+    c = signed_in(srv)
+    got = c.request("GET", "api/s3/pages/evil.html")
+    assert got.status == 200 and got.body == b"<script>alert(1)</script>"
+    assert got.header("Content-Security-Policy").startswith("sandbox")
+    assert got.header("X-Content-Type-Options") == "nosniff"
+    assert "no-store" in got.header("Cache-Control")
+
+
+def test_a_key_disabled_after_sign_in_ends_the_session(srv: S3Server) -> None:
+    admin(srv, "user", "add", "dora")
+    key = admin(srv, "key", "add", "dora")
+    c = ConsoleClient(srv.http_port)
+    assert c.sign_in(key["access key"], key["secret key"]).json()["principal"] == "dora"
+    assert c.request("GET", "api/s3/").status == 200
+    admin(srv, "key", "disable", key["access key"])
+    gone = c.request("GET", "api/s3/")
+    assert gone.status == 401 and gone.json()["error"] == "NotSignedIn"
+    assert c.request("GET", "api/session").json() == {"signed_in": False}
+    # and a disabled key cannot sign in again
+    assert ConsoleClient(srv.http_port).sign_in(key["access key"], key["secret key"]).status == 401
+
+
+def test_guessing_secrets_is_rate_limited_per_client(srv: S3Server) -> None:
+    guesser = ConsoleClient(srv.http_port, source="127.0.0.77")
+    for i in range(10):
+        got = guesser.sign_in(ACCESS_KEY, f"guess-{i}")
+        assert got.status == 401 and got.json()["error"] == "SignInFailed"
+    limited = guesser.sign_in(ACCESS_KEY, SECRET_KEY)  # even the right secret now waits
+    assert limited.status == 429 and int(limited.header("Retry-After")) > 0
+    # other clients are not locked out by this one
+    assert (
+        ConsoleClient(srv.http_port, source="127.0.0.78").sign_in(ACCESS_KEY, SECRET_KEY).status
+        == 200
+    )
+
+
+def test_a_signed_request_for_a_bucket_named_console_still_reaches_s3(srv: S3Server) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="console")
+    s3.put_object(Bucket="console", Key="index.html", Body=b"mine")
+    assert s3.get_object(Bucket="console", Key="index.html")["Body"].read() == b"mine"
+
+
+def test_idle_and_absolute_expiry(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with module_server(
+        tmp_path_factory,
+        "console-expiry",
+        "--console-idle-timeout",
+        "1",
+        "--console-session-lifetime",
+        "2.5",
+    ) as s:
+        idle = signed_in(s)
+        time.sleep(1.3)
+        got = idle.request("GET", "api/s3/")
+        assert got.status == 401 and got.json()["error"] == "NotSignedIn"
+
+        busy = signed_in(s)
+        deadline = time.monotonic() + 2.3
+        while time.monotonic() < deadline:  # active all along: the idle limit never bites
+            assert busy.request("GET", "api/s3/").status == 200
+            time.sleep(0.4)
+        time.sleep(0.5)
+        assert busy.request("GET", "api/s3/").status == 401  # the absolute limit does
+
+
+def test_console_port_and_console_off(tmp_path_factory: pytest.TempPathFactory) -> None:
+    port = free_port()
+    with module_server(tmp_path_factory, "console-port", "--console-port", str(port)) as s:
+        own = ConsoleClient(port)
+        assert own.request("GET", "/").header("Location") == "/console/"
+        assert own.sign_in(ACCESS_KEY, SECRET_KEY).status == 200
+        info = own.request("GET", "api/session").json()
+        assert info["s3_url"] == f"http://127.0.0.1:{s.http_port}"
+        # the HTTP port's /console/ is S3's again
+        shared = ConsoleClient(s.http_port).request("GET", "")
+        assert shared.status in (403, 404) and shared.body.startswith(b"<?xml")
+    with module_server(tmp_path_factory, "console-off", "--console", "off") as s:
+        off = ConsoleClient(s.http_port).request("GET", "")
+        assert off.body.startswith(b"<?xml")
+        assert "kvbox: console" not in s.server.log_text()
