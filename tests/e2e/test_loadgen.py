@@ -35,7 +35,10 @@ def _start_loadgen(server: KvboxServer, *args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def _finish(proc: subprocess.Popen[bytes], timeout: float = 30) -> list[dict[str, Any]]:
+def _finish(
+    proc: subprocess.Popen[bytes], timeout: float = 30, read: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """Wait for the load generator to exit; its events, after any already ``read``."""
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -43,10 +46,28 @@ def _finish(proc: subprocess.Popen[bytes], timeout: float = 30) -> list[dict[str
         proc.communicate()
         raise AssertionError("loadgen did not stop in time") from None
     assert proc.returncode == 0, err.decode()
-    events = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    events = [*(read or []), *(json.loads(ln) for ln in out.decode().splitlines() if ln.strip())]
     assert events[0]["event"] == "start"
     assert events[-1]["event"] == "final"
     return events
+
+
+def _read_until_total_ops(
+    proc: subprocess.Popen[bytes], ops: int, deadline_s: float
+) -> list[dict[str, Any]]:
+    """The events read until one report's running total passes ``ops`` (bounded in time)."""
+    assert proc.stdout is not None
+    events: list[dict[str, Any]] = []
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        event = json.loads(line)
+        events.append(event)
+        if event["event"] == "report" and event["total"]["ops"] > ops:
+            return events
+    raise AssertionError(f"loadgen made no progress in {deadline_s} s: {events}")
 
 
 def _ack_lines(path: Path) -> list[tuple[str, str, str]]:
@@ -74,13 +95,17 @@ def test_loadgen_reconnects_and_acknowledged_writes_survive_kill(
 ) -> None:
     ack = tmp_path / "ack.log"
     proc = _start_loadgen(
-        server, "--rate", "200", "--duration", "5", "--report-every", "1", "--keys", "40",
+        server, "--rate", "200", "--duration", "40", "--report-every", "1", "--keys", "40",
         "--value-size", "64", "--set-ratio", "0.7", "--ack-log", str(ack),
     )  # fmt: skip
     try:
         acked_before_kill = _wait_for_acks(ack, 30)
         server.restart(signal.SIGKILL)  # kill -9 mid-run, start again on the same port
         restarted_at = len(_ack_lines(ack))
+        # Stop once writes are acknowledged again, however long the restart took on a
+        # loaded machine (a fixed --duration could end before the reconnect).
+        _wait_for_acks(ack, restarted_at + 20, timeout=30)
+        proc.send_signal(signal.SIGTERM)
         events = _finish(proc)
     finally:
         if proc.poll() is None:
@@ -115,9 +140,11 @@ def test_loadgen_reconnects_and_acknowledged_writes_survive_kill(
 def test_loadgen_stops_cleanly_on_sigterm(server: KvboxServer, tmp_path: Path) -> None:
     proc = _start_loadgen(server, "--rate", "100", "--report-every", "0.5", "--keys", "10")
     try:
-        time.sleep(1.5)
+        # Signal only once a report shows real progress: a fixed sleep measured start-up
+        # time, not the stop, and failed on a loaded machine.
+        early = _read_until_total_ops(proc, 60, deadline_s=30)
         proc.send_signal(signal.SIGTERM)
-        events = _finish(proc, timeout=15)
+        events = _finish(proc, timeout=15, read=early)
     finally:
         if proc.poll() is None:
             proc.kill()
