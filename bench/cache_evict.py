@@ -16,9 +16,9 @@ from __future__ import annotations
 import time
 
 from kvbox.core.model import ObjectVersion
-from kvbox.core.service import _Cache
+from kvbox.core.store.cache import ReadCache
 
-#: What ``_Cache`` charges per entry (its overhead constant) plus the 10-byte values below.
+#: What ``ReadCache`` charges per entry (its overhead constant) plus the 10-byte values below.
 ENTRY_COST = 240 + 10
 PUTS = 50_000
 
@@ -32,7 +32,7 @@ def _versions(n: int) -> list[ObjectVersion]:
 
 def per_put_us(entries: int) -> float:
     """µs per put into a full cache of ``entries`` entries (each put evicts one)."""
-    cache = _Cache(ENTRY_COST * entries)
+    cache = ReadCache(ENTRY_COST * entries)
     vs = _versions(entries + PUTS)
     for i in range(entries):
         cache.put(("kv", vs[i].key), vs[i])
@@ -44,7 +44,7 @@ def per_put_us(entries: int) -> float:
 
 def baseline_us() -> float:
     """µs per put into a cache that never evicts."""
-    cache = _Cache(1 << 40)
+    cache = ReadCache(1 << 40)
     vs = _versions(PUTS)
     t0 = time.perf_counter()
     for v in vs:

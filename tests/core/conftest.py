@@ -11,7 +11,7 @@ from kvbox.core.blob.localdir import LocalDirBlobStore
 from kvbox.core.blob.memory import MemoryBlobStore
 from kvbox.core.meta.memory import MemoryMetaStore
 from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 
 
 @pytest.fixture(params=["sqlite", "memory"])

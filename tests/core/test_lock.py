@@ -25,7 +25,7 @@ from kvbox.core.lock import (
 )
 from kvbox.core.meta.memory import MemoryMetaStore
 from kvbox.core.model import ObjectVersion, Versioning
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 from kvbox.errors import InvalidArgument, InvalidBucketState, ObjectLocked
 
 NOW = 1_700_000_000 * 10**9

@@ -9,7 +9,7 @@ import pytest
 
 from kvbox.core.blob.memory import MemoryBlobStore
 from kvbox.core.meta.memory import MemoryMetaStore
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 from kvbox.kv import commands
 from kvbox.kv.commands import BY_EVENT, COMMANDS, PAYLOAD_EVENTS, Command, Kind, KvCommands
 from kvbox.proto import gwkv as p

@@ -9,7 +9,7 @@ import pytest
 from kvbox.core.blob.memory import MemoryBlobStore
 from kvbox.core.meta.memory import MemoryMetaStore
 from kvbox.core.model import ObjectVersion
-from kvbox.core.service import MISS, Store
+from kvbox.core.store import MISS, Store
 from kvbox.errors import ConditionFailed
 from kvbox.kv.ops import KvOps, Value
 from kvbox.metrics import ServerCounters

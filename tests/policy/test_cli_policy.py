@@ -26,7 +26,7 @@ from kvbox.cli import policy as cli
 from kvbox.core.blob.memory import MemoryBlobStore
 from kvbox.core.meta.memory import MemoryMetaStore
 from kvbox.core.model import Versioning
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 from kvbox.s3.xml import PublicAccessBlockConfiguration
 from kvbox.s3door.explain import EXPLAIN_PATH, explain
 

@@ -10,7 +10,7 @@ from multidict import CIMultiDict
 
 from kvbox.core.blob.memory import MemoryBlobStore
 from kvbox.core.meta.memory import MemoryMetaStore
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 from kvbox.s3.cors import VARY
 from kvbox.s3.errors import S3Error
 from kvbox.s3.router import Endpoint, Op

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from kvbox.auth import presign_url
 from kvbox.core.blob.localdir import LocalDirBlobStore
 from kvbox.core.meta.sqlite import SqliteMetaStore
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 from kvbox.metrics import ServerCounters
 from kvbox.s3door.frontend import S3Frontend
 from kvbox.s3door.handlers.common import Context

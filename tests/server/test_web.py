@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from kvbox.core.blob.memory import MemoryBlobStore
 from kvbox.core.meta.memory import MemoryMetaStore
 from kvbox.core.model import ObjectVersion, Versioning
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 from kvbox.s3.website import REDIRECT_ATTR
 from kvbox.s3.xml import (
     CORSConfiguration,

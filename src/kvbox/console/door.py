@@ -69,7 +69,7 @@ from kvbox.console.session import (
     same_token,
 )
 from kvbox.core.meta.users import ROOT
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 from kvbox.errors import KvboxError
 from kvbox.metrics import ServerCounters
 from kvbox.policy import PolicyError, is_public, parse_policy

@@ -27,7 +27,7 @@ import logging
 from typing import Final
 
 from kvbox.core.blob.localdir import LocalDirBlobStore
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 
 log = logging.getLogger("kvbox.leftovers")
 

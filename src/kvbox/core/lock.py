@@ -19,7 +19,7 @@ Layer: core (pure: no I/O, no clock; ``now_ns`` is always an argument). Rules:
 * Where the settings live: a bucket's configuration is ``Bucket.attrs[CONFIG_ATTR]`` (JSON:
   whether lock is on, and the default retention); a version's lock is three entries of
   its attrs (``MODE_ATTR``, ``UNTIL_ATTR``, ``HOLD_ATTR``). Both survive every other
-  attrs change untouched because ``Store`` carries them over (``kvbox.core.service``).
+  attrs change untouched because ``Store`` carries them over (``kvbox.core.store``).
 * A bucket with object lock always has versioning enabled, so a write never replaces a
   version there (S3's null-version overwrite happens only in unversioned or suspended
   buckets): a new write is a new version, never an overwrite of a protected one.

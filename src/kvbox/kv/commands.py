@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from kvbox.core.model import ObjectVersion
-from kvbox.core.service import MISS, Store
+from kvbox.core.store import MISS, Store
 from kvbox.errors import ConditionFailed, KvboxError, gwkv_code
 from kvbox.kv.ops import KvOps, Value
 from kvbox.metrics import ServerCounters

@@ -27,7 +27,7 @@ from typing import Final
 
 from kvbox import __version__
 from kvbox.core.model import Condition, CondKind, ObjectVersion
-from kvbox.core.service import Peeked, Store
+from kvbox.core.store import Peeked, Store
 from kvbox.errors import Busy, KvboxError, NoSuchKey
 from kvbox.metrics import ServerCounters
 

@@ -2,7 +2,7 @@
 
 Layer: s3 protocol. Rules: no I/O, no asyncio, nothing from ``kvbox.core``,
 ``kvbox.server`` or the door (tests/test_layering.py checks it); the S3 front door
-(``kvbox.s3door``: handlers over ``kvbox.core.service.Store``) calls these functions,
+(``kvbox.s3door``: handlers over ``kvbox.core.store.Store``) calls these functions,
 and ``kvbox.server`` owns the sockets. Submodules: ``router`` (request ->
 ``Endpoint``), ``errors`` (``S3Error`` and the translation of kvbox's errors through
 ``kvbox.errors.WIRE``), ``xml`` (every XML body), ``checksums`` (flexible checksums and

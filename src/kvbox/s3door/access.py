@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from kvbox.core.meta.users import ROOT
 from kvbox.core.model import Bucket, ObjectVersion
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 from kvbox.policy import (
     NO_BLOCK,
     AccessQuery,

@@ -1,6 +1,6 @@
 """The server side of ``kvbox policy explain``: one access decision, with its reasons.
 
-Layer: s3 door (async, over ``kvbox.core.service.Store``; the decision itself is the pure
+Layer: s3 door (async, over ``kvbox.core.store.Store``; the decision itself is the pure
 ``kvbox.policy.access.decide``). Rules:
 
 * ``bucket_query`` builds the ``AccessQuery`` for a request to an existing bucket from
@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from kvbox.core.model import Bucket
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 from kvbox.errors import KvboxError
 from kvbox.policy.access import (
     NO_BLOCK,

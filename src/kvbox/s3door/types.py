@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from kvbox.auth.sigv4 import AuthResult
-from kvbox.core.service import FileSegment
+from kvbox.core.store import FileSegment
 
 __all__ = ["FileBody", "Headers", "S3Request", "S3Response"]
 

@@ -31,7 +31,7 @@ from kvbox.core.leftovers import LeftoverSweeper
 from kvbox.core.lifecycle.worker import LifecycleWorker
 from kvbox.core.meta import MetaStore
 from kvbox.core.model import ObjectVersion, Versioning
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 from kvbox.credentials import CREDENTIALS_FILE, Credentials, load_root_credentials
 from kvbox.errors import InvalidArgument, KvboxError
 from kvbox.kv.commands import KvCommands

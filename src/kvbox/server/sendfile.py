@@ -34,7 +34,7 @@ from typing import Final
 
 from aiohttp import web
 
-from kvbox.core.service import FileSegment
+from kvbox.core.store import FileSegment
 
 #: Sends in flight at once; each holds a thread, mostly asleep in poll(2).
 MAX_THREADS: Final = 8

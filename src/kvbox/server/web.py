@@ -41,7 +41,7 @@ from urllib.parse import unquote
 from aiohttp import web
 
 from kvbox.core.model import ObjectVersion
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 from kvbox.errors import InvalidArgument, NotFound
 from kvbox.s3 import cors
 from kvbox.s3 import website as site

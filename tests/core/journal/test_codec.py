@@ -25,7 +25,7 @@ from kvbox.core.journal.codec import (
     Record,
     encode_frame,
     frame_header,
-    pack_record,
+    record_pieces,
     scan,
 )
 
@@ -217,7 +217,7 @@ def _crc_ok_frame(payload: bytes, count: int, first: int = 1) -> bytes:
 
 
 def _record(bucket: bytes, key: bytes, vid: bytes, value: bytes) -> bytes:
-    return pack_record(len(bucket), len(key), len(vid), len(value), 1) + bucket + key + vid + value
+    return b"".join(record_pieces(bucket, key, vid, 1, value))
 
 
 _GOOD = _record(b"kv", b"k", b"V", b"value")

@@ -12,7 +12,7 @@ from kvbox.core.lifecycle import rules
 from kvbox.core.lifecycle.rules import Filter, FilterForm, LifecycleConfig, Rule
 from kvbox.core.lifecycle.worker import LifecycleWorker
 from kvbox.core.model import Versioning
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 
 DAY = rules.NS_PER_DAY
 

@@ -4,95 +4,34 @@ Layer: core. Why it exists: a pipelined SET used to be acknowledged only after t
 metadata writer had rewritten its row inside an fsync'd SQLite transaction, and that
 writer (Python deciding each op, then SQLite's page writes) capped durable SETs at about
 30,000/s. Now a plain small write into a bucket without versioning is acknowledged once
-its record is in an fsync'd journal frame (``log.Journal``); ``Store`` keeps it in
-memory (the memtable) where reads find it, and applies the memtable to the MetaStore in
+its record is in an fsync'd journal frame (``log.Journal``); it is kept in memory
+(the memtable), where reads find it, and the memtable is applied to the MetaStore in
 the background, in one commit per interval that also stores the journal LSN it covers
 (``MetaStore.commit(journal_lsn=...)``). A key overwritten many times in an interval is
 applied once.
 
-Recovery (``open_journal``): records after the MetaStore's ``journal_lsn()`` are
-applied before anything else runs; a torn last frame was never acknowledged and is cut.
+One home per piece: ``codec`` (frames and records, pure), ``log`` (segment files, the
+flush thread), ``memtable`` (acknowledged writes not yet applied), ``writes`` (submission,
+the applier and the barrier direct writes wait on), ``replay`` (recovery: records after
+the MetaStore's ``journal_lsn()`` are applied before anything else runs; a torn last
+frame was never acknowledged and is cut).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import logging
-from collections.abc import Iterable
-from pathlib import Path
-from typing import Final
-
 from kvbox.core.journal.codec import Record
 from kvbox.core.journal.log import JOURNAL_DIR, Journal
-from kvbox.core.meta import MetaStore
-from kvbox.core.model import ObjectVersion, PutOp
-from kvbox.errors import InvalidArgument, NotFound
+from kvbox.core.journal.memtable import Memtable, to_version
+from kvbox.core.journal.replay import apply_records, open_journal
+from kvbox.core.journal.writes import JournalWrites
 
-__all__ = ["JOURNAL_DIR", "Journal", "Record", "apply_records", "open_journal", "to_version"]
-
-log = logging.getLogger(__name__)
-
-#: Ops per MetaStore commit when replaying a long journal at start-up.
-REPLAY_BATCH: Final = 20_000
-
-
-def to_version(
-    bucket: str, key: str, version_id: str, mtime_ns: int, value: bytes
-) -> ObjectVersion:
-    """The version a journaled write stands for: a null version with its bytes inline."""
-    return ObjectVersion(
-        bucket,
-        key,
-        version_id,
-        len(value),
-        hashlib.md5(value, usedforsecurity=False).hexdigest(),
-        mtime_ns,
-        False,
-        True,
-        value,
-    )
-
-
-async def apply_records(meta: MetaStore, records: Iterable[Record]) -> int:
-    """Apply journal records (in LSN order) to ``meta``; returns the last LSN applied.
-
-    Only each key's last record matters (every journaled write replaces its key's null
-    version), so the others are skipped. Keys go in the order of their last records, and
-    each commit stores the LSN of its last record: a record at or below it is applied,
-    or replaced by a later one still to come, so a crash during the replay resumes
-    correctly from there.
-    """
-    last: dict[tuple[str, str], Record] = {}
-    top = 0
-    for r in records:
-        last[(r.bucket, r.key)] = r
-        top = max(top, r.lsn)
-    if not last:
-        return top
-    ordered = sorted(last.values(), key=lambda r: r.lsn)
-    for i in range(0, len(ordered), REPLAY_BATCH):
-        part = ordered[i : i + REPLAY_BATCH]
-        # Records skipped as replaced sit between these LSNs; once the last part is in,
-        # everything up to ``top`` is.
-        upto = top if i + REPLAY_BATCH >= len(ordered) else part[-1].lsn
-        ops = [PutOp(to_version(r.bucket, r.key, r.version_id, r.mtime_ns, r.value)) for r in part]
-        try:
-            await meta.commit(ops, journal_lsn=upto)
-        except (NotFound, InvalidArgument) as exc:  # one op failed, the rest is in
-            log.error("journal replay: %s (the other records were applied)", exc)
-    return top
-
-
-async def open_journal(meta: MetaStore, path: Path) -> Journal:
-    """Open the journal in ``path`` (``<data>/journal``) and apply what a crash left
-    in it: after this, the MetaStore holds every acknowledged write. The caller owns
-    (and closes) the result."""
-    journal = Journal(path)
-    applied = await meta.journal_lsn()
-    pending = await asyncio.to_thread(journal.open, applied)
-    if pending:
-        log.info("journal: applying %d records left by an unclean stop", len(pending))
-        await apply_records(meta, pending)
-    await journal.release(journal.durable_lsn)
-    return journal
+__all__ = [
+    "JOURNAL_DIR",
+    "Journal",
+    "JournalWrites",
+    "Memtable",
+    "Record",
+    "apply_records",
+    "open_journal",
+    "to_version",
+]

@@ -40,7 +40,7 @@ MAX_FRAME: Final = 1 << 30
 MAX_KEY: Final = 0xFFFF
 MAX_VALUE: Final = 0xFFFFFFFF
 
-pack_record = _RECORD.pack
+_pack_record = _RECORD.pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,7 @@ def record_pieces(
     """The pieces of one record, to be joined into a payload with the others (the value
     is copied once, when the frame is built)."""
     return (
-        pack_record(len(bucket), len(key), len(version_id), len(value), mtime_ns),
+        _pack_record(len(bucket), len(key), len(version_id), len(value), mtime_ns),
         bucket,
         key,
         version_id,

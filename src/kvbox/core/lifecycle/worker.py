@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from kvbox.core.lifecycle import rules
 from kvbox.core.lifecycle.rules import ActionKind, LifecycleConfig
 from kvbox.core.model import Condition, CondKind, ObjectVersion
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 from kvbox.errors import KvboxError, NotFound, ObjectLocked
 
 log = logging.getLogger(__name__)

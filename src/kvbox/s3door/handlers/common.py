@@ -47,7 +47,7 @@ from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
 
 from kvbox.auth.sigv4 import ContentSHA256Mismatch, PayloadMode
-from kvbox.core.service import Store, update_holding_gil
+from kvbox.core.store import Store, update_holding_gil
 from kvbox.proto.awschunked import (
     AwsChunkedDecoder,
     Data,

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from kvbox.core.service import update_holding_gil
+from kvbox.core.store import update_holding_gil
 from kvbox.s3.checksums import Algorithm, new_checksum
 
 SIZES = [0, 1, 2046, 2047, 2048, 4095, 4096, 10_000, 65_535, 65_536, 65_537, 300_000]

@@ -14,7 +14,7 @@ from kvbox.core.blob.memory import MemoryBlobStore
 from kvbox.core.meta.memory import MemoryMetaStore
 from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
 from kvbox.core.model import Condition, CondKind, Versioning
-from kvbox.core.service import Store
+from kvbox.core.store import Store
 from kvbox.errors import ConditionFailed, NoSuchBucket, ValueTooLarge
 
 
@@ -159,7 +159,7 @@ async def test_cancelled_stream_with_a_chunk_in_flight_leaves_nothing(store: Sto
         if not [c async for c in store.blobs.list_chunks()]:
             break
     assert [c async for c in store.blobs.list_chunks()] == []
-    assert not any(store._pinned.values())
+    assert not any(store.chunks.pinned.values())
     assert await store.head("kv", "cut") is None
 
 

@@ -29,14 +29,13 @@ from pathlib import Path
 
 import pytest
 
-from kvbox.core import service
 from kvbox.core.blob.localdir import LocalDirBlobStore
-from kvbox.core.journal import JOURNAL_DIR, Journal
+from kvbox.core.journal import JOURNAL_DIR, Journal, writes
 from kvbox.core.journal import codec as journal_codec
 from kvbox.core.journal.log import SEGMENT_SUFFIX
 from kvbox.core.meta.sqlite import META_FILE, SCHEMA_VERSION, SqliteMetaStore
 from kvbox.core.model import Condition, CondKind, Versioning
-from kvbox.core.service import MISS, Store
+from kvbox.core.store import MISS, Store
 from kvbox.errors import ConditionFailed, StorageError, ValueTooLarge
 
 INLINE_MAX = 1024
@@ -85,7 +84,7 @@ class Rig:
 @pytest.fixture
 def slow_applier(monkeypatch: pytest.MonkeyPatch) -> None:
     """The background applier wakes only when the memtable is full (never, here)."""
-    monkeypatch.setattr(service, "APPLY_INTERVAL", 3600.0)
+    monkeypatch.setattr(writes, "APPLY_INTERVAL", 3600.0)
 
 
 @pytest.fixture
@@ -395,15 +394,15 @@ _CHILD_PRELUDE = r"""
 import asyncio, json, os, sys
 from pathlib import Path
 
-from kvbox.core import service
 from kvbox.core.blob.localdir import LocalDirBlobStore
-from kvbox.core.journal import JOURNAL_DIR
+from kvbox.core.journal import JOURNAL_DIR, memtable, writes
 from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
+from kvbox.core.store import Store
 
 
-async def open_store() -> service.Store:
+async def open_store() -> Store:
     data = Path(sys.argv[1])
-    store = service.Store(
+    store = Store(
         SqliteMetaStore(data / META_FILE), LocalDirBlobStore(data),
         journal_dir=data / JOURNAL_DIR,
     )
@@ -415,7 +414,7 @@ async def open_store() -> service.Store:
 _CHILD = (
     _CHILD_PRELUDE
     + r"""
-service.APPLY_INTERVAL = 3600.0  # nothing reaches SQLite before the crash
+writes.APPLY_INTERVAL = 3600.0  # nothing reaches SQLite before the crash
 
 
 async def main() -> None:
@@ -581,7 +580,7 @@ async def test_overwriting_a_chunked_value_through_the_journal_frees_its_chunks(
 async def test_the_background_applier_applies_and_frees_on_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service, "APPLY_INTERVAL", 0.05)
+    monkeypatch.setattr(writes, "APPLY_INTERVAL", 0.05)
     rig = Rig(tmp_path / "data")
     store = await rig.start()
     try:
@@ -667,8 +666,8 @@ async def test_reads_after_a_cancelled_apply_still_see_journaled_writes(rig: Rig
 _SPIN_CHILD = (
     _CHILD_PRELUDE
     + r"""
-service.APPLY_INTERVAL = 3600.0
-service.MEM_HARD = 4096  # backpressure after a few KiB instead of 128 MiB
+writes.APPLY_INTERVAL = 3600.0
+memtable.MEM_HARD = 4096  # backpressure after a few KiB instead of 128 MiB
 
 
 async def main() -> None:
@@ -713,7 +712,8 @@ def test_backpressure_after_a_cancelled_apply_does_not_hang(tmp_path: Path) -> N
 async def test_after_a_journal_write_fails_batches_bypass_it(rig: Rig) -> None:
     store = rig.store
     kept = await _put1(store, "kept", b"1")
-    journal = store._journal
+    assert store.journal is not None
+    journal = store.journal.log
     assert journal is not None
     (seg,) = journal.segment_files()
     ro = os.open(seg, os.O_RDONLY)  # the descriptor now refuses writes: a real EBADF

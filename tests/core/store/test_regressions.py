@@ -14,7 +14,7 @@ import asyncio
 import gc
 import re
 import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,7 @@ from kvbox.core.blob.localdir import LocalDirBlobStore
 from kvbox.core.blob.memory import MemoryBlobStore
 from kvbox.core.meta.memory import MemoryMetaStore
 from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
-from kvbox.core.model import ObjectVersion
-from kvbox.core.service import MISS, Store, _Cache
+from kvbox.core.store import Store
 from kvbox.errors import NoSuchKey
 from kvbox.kv.commands import KvCommands
 from kvbox.proto import gwkv as p
@@ -266,49 +265,3 @@ async def test_racing_deletes_exactly_one_ok(kv: KvCommands) -> None:
         replies = await asyncio.gather(kv.execute(p.Delete(f"k{i}")), kv.execute(p.Delete(f"k{i}")))
         assert sorted(replies) == [p.notfound(), p.ok()], replies
         assert await kv.execute(p.Get(f"k{i}")) == p.notfound()
-
-
-# --- R7: the read cache evicts in constant time --------------------------------------------------
-
-
-def _version(i: int, size: int = 10) -> ObjectVersion:
-    return ObjectVersion("kv", f"k{i}", f"V{i}", size, "", 0, inline=b"v" * size, seq=i + 1)
-
-
-def _count_iterations(cache: _Cache) -> list[int]:
-    """Swap the cache's mapping for a subclass of its own type that counts ``iter()``
-    calls; the returned one-item list holds the count."""
-    count = [0]
-    base: type[Any] = type(cache._d)
-
-    class Counting(base):  # type: ignore[misc]
-        def __iter__(self) -> Iterator[Any]:
-            count[0] += 1
-            return super().__iter__()  # type: ignore[no-any-return]
-
-    cache._d = Counting(cache._d)
-    return count
-
-
-def test_cache_eviction_does_not_scan_from_the_front() -> None:
-    """Once the cache is full every put evicts the oldest entry. Before the fix that meant
-    ``next(iter(dict))``, which in CPython walks over every slot deleted at the front of
-    the dict: after N evictions each put cost O(N) (r7: 10x slower per put at 260,000
-    entries). Eviction must never iterate the mapping, and it must still be exact:
-    oldest first, with the byte count matching what is held."""
-    cap = 1000
-    entry = 240 + 10  # the cache's per-entry overhead plus a 10-byte value
-    cache = _Cache(entry * cap)
-    iterations = _count_iterations(cache)
-    for i in range(20 * cap):
-        cache.put(("kv", f"k{i}"), _version(i))
-    assert iterations[0] == 0, "eviction iterated the cache's mapping"
-    held = [i for i in range(20 * cap) if cache.get(("kv", f"k{i}")) is not MISS]
-    assert held == list(range(19 * cap, 20 * cap)), "exactly the newest entries are kept"
-    assert cache.bytes == entry * cap
-    # A re-put moves a key to the back, so the next eviction takes the one after it.
-    cache.put(("kv", f"k{19 * cap}"), _version(19 * cap))
-    cache.put(("kv", "fresh"), _version(10**6))
-    assert cache.get(("kv", f"k{19 * cap}")) is not MISS
-    assert cache.get(("kv", f"k{19 * cap + 1}")) is MISS
-    assert iterations[0] == 0
