@@ -9,9 +9,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
+from kvbox import __version__
 from kvbox.console.session import DEFAULT_IDLE_SECONDS, DEFAULT_LIFETIME_SECONDS
 from kvbox.proto.gwkv import DEFAULT_MAX_VALUE
+
+#: The ``Server`` header of every HTTP answer (S3, probes, websites, aiohttp's own
+#: refusals): what kvbox is and which version, never the HTTP library's name.
+SERVER: Final = f"kvbox/{__version__}"
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {
@@ -61,6 +67,8 @@ class Settings:
     shutdown_grace: float = 10.0
     log_format: str = "plain"
     log_level: str = "info"
+    #: One line per request at INFO (``kvbox.server.accesslog``); off with --access-log off.
+    access_log: bool = True
     #: Seconds between lifecycle passes (0: none). Hourly by default: AWS applies rules
     #: about once a day, and a pass over a bucket without due objects is one listing.
     lifecycle_interval: float = 3600.0

@@ -211,6 +211,13 @@ def add_parser(sub: Any) -> None:
     opt("log-format", _D.log_format, choices=["plain", "json"], help="log line format")
     opt("log-level", _D.log_level, choices=["debug", "info", "warning", "error"], help="log level")
     opt(
+        "access-log",
+        "on" if _D.access_log else "off",
+        type=_bool,
+        metavar="on|off",
+        help="one line per request of every front door, at INFO (docs/operations.md)",
+    )
+    opt(
         "sync",
         _D.sync,
         choices=["full", "normal", "off"],
@@ -242,6 +249,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         leftover_delay=float(args.leftover_delay),
         log_format=args.log_format,
         log_level=args.log_level,
+        access_log=_bool(args.access_log),
         sync=args.sync,
         lifecycle_interval=float(args.lifecycle_interval),
         lifecycle_test_clock=bool(args.lifecycle_test_clock),

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from kvbox.auth import sigv4
+from kvbox.config import SERVER
 from kvbox.core.meta.users import ROOT
 from kvbox.errors import KvboxError
 from kvbox.s3.errors import S3Error, from_kvbox_error
@@ -203,7 +204,7 @@ class S3Frontend:
             else:
                 ep = route(req.method, req.raw_path, req.query, req.headers, domain=self.domain)
                 req.op = ep.op.value
-                resource = _resource(ep)
+                resource = req.resource = _resource(ep)
                 cors_bucket = ep.bucket
                 if ep.op is not Op.PREFLIGHT:  # browsers send preflights unsigned
                     req.auth = await self.authenticate(req)
@@ -316,7 +317,7 @@ class S3Frontend:
     def _stamp(resp: S3Response, req: S3Request) -> None:
         resp.headers["x-amz-request-id"] = req.request_id
         resp.headers["x-amz-id-2"] = host_id()
-        resp.headers.setdefault("Server", "kvbox")
+        resp.headers.setdefault("Server", SERVER)
 
 
 #: Reads whose NoSuchKey depends on s3:ListBucket.

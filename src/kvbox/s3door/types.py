@@ -52,9 +52,11 @@ class S3Request:
     #: The peer's IP address (``aws:SourceIp``) and whether it came over TLS.
     remote: str = ""
     secure: bool = False
-    #: Filled in by ``S3Frontend.handle`` for metrics: the S3 operation, the error code.
+    #: Filled in by ``S3Frontend.handle`` for metrics and the access log: the S3
+    #: operation, the error code, and the ``/bucket/key`` the request is about.
     op: str = ""
     error: str = ""
+    resource: str = ""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)

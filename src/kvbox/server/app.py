@@ -11,19 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import os
 import signal
 import socket
 import ssl
 import sys
-import time
-from typing import Any
 
+import aiohttp.web_response
 from aiohttp import web
 
-from kvbox.config import Settings
+from kvbox.config import SERVER, Settings
 from kvbox.console.door import ConsoleDoor, ConsoleSettings
 from kvbox.core.blob import BlobStore
 from kvbox.core.journal import JOURNAL_DIR
@@ -39,39 +37,16 @@ from kvbox.metrics import ServerCounters
 from kvbox.s3door.access import AccessControl
 from kvbox.s3door.frontend import S3Frontend
 from kvbox.s3door.handlers.common import Context
+from kvbox.server.accesslog import AccessLog
 from kvbox.server.gwkv import GwkvServer
-from kvbox.server.http import build_app, build_console_app
+from kvbox.server.http import RefusalLogger, build_app, build_console_app
 from kvbox.server.lifecycle import LifecycleCollector
 from kvbox.server.listeners import Listeners, bind_all
+from kvbox.server.logs import configure_logging, open_access_log
 from kvbox.server.udp import GwkvDatagram
 from kvbox.server.web import Visitor, build_web_app
 
 log = logging.getLogger("kvbox")
-
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
-def configure_logging(fmt: str, level: str) -> None:
-    handler = logging.StreamHandler(sys.stdout)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
 
 
 def announce(line: str) -> None:
@@ -95,7 +70,7 @@ def build_stores(s: Settings) -> tuple[MetaStore, BlobStore, contextlib.ExitStac
     return meta, LocalDirBlobStore(s.data), stack
 
 
-async def run_server(s: Settings, stop: asyncio.Event) -> None:
+async def run_server(s: Settings, stop: asyncio.Event, access_log: AccessLog | None = None) -> None:
     # Ports first: a start that cannot listen ends here, before it touches the data
     # directory or generates (and prints) root keys it could never serve with.
     console_port = s.console_port if s.console else 0
@@ -114,7 +89,7 @@ async def run_server(s: Settings, stop: asyncio.Event) -> None:
             await store.open()
             sweeper = _leftover_sweeper(s, store)
             try:
-                await _serve_store(s, store, stop, listeners, tls)
+                await _serve_store(s, store, stop, listeners, tls, access_log)
             finally:
                 if sweeper is not None:
                     await sweeper.stop()
@@ -156,6 +131,7 @@ async def _serve_store(
     stop: asyncio.Event,
     listeners: Listeners,
     tls: ssl.SSLContext | None,
+    access_log: AccessLog | None,
 ) -> None:
     loop = asyncio.get_running_loop()
     creds = load_root_credentials(None if s.max_memory is not None else s.data, os.environ)
@@ -173,6 +149,7 @@ async def _serve_store(
         idle_timeout=s.idle_timeout,
         request_timeout=s.request_timeout,
         max_connections=s.max_connections,
+        access=access_log,
     )
     port = listeners.kv_port
     tcp_servers: list[asyncio.Server] = []
@@ -183,7 +160,7 @@ async def _serve_store(
     udp_transports: list[asyncio.DatagramTransport] = []
     for sock in listeners.take("kv_udp"):
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: GwkvDatagram(commands), sock=sock
+            lambda: GwkvDatagram(commands, access_log), sock=sock
         )
         udp_transports.append(transport)
     gw.start_sweeper()
@@ -241,6 +218,7 @@ async def _serve_store(
             collectors=[LifecycleCollector(lifecycle.stats)],
             s3_counters=s3_counters,
             console=console if console is not None and not s.console_port else None,
+            access_log=access_log,
         )
         runner = web.ServerRunner(http, handle_signals=False)
         await runner.setup()
@@ -249,7 +227,9 @@ async def _serve_store(
         if console is not None and not s.console_port:
             announce(f"console {scheme}://{shown}:{http_port}/console/")
     if console is not None and s.console_port:
-        console_runner = web.ServerRunner(build_console_app(console), handle_signals=False)
+        console_runner = web.ServerRunner(
+            build_console_app(console, access_log), handle_signals=False
+        )
         await console_runner.setup()
         console_port = await _start_sites(console_runner, listeners.take("console"), tls)
         announce(f"console {scheme}://{shown}:{console_port}/console/")
@@ -269,9 +249,18 @@ async def _serve_store(
             )  # fmt: skip
 
         web_app = build_web_app(
-            store, web_domain=s.web_domain, can_read=can_read, can_list=can_list
+            store,
+            web_domain=s.web_domain,
+            can_read=can_read,
+            can_list=can_list,
+            access_log=access_log,
         )
-        web_runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+        web_runner = web.AppRunner(
+            web_app,
+            access_log=None,
+            handle_signals=False,
+            logger=RefusalLogger(access_log, "web"),
+        )
         await web_runner.setup()
         web_port = await _start_sites(web_runner, listeners.take("web"), tls)
         announce(f"web {shown}:{web_port} (static websites)")
@@ -328,7 +317,11 @@ def _tls_context(s: Settings) -> ssl.SSLContext | None:
 
 
 def serve(s: Settings) -> int:
-    configure_logging(s.log_format, s.log_level)
+    # aiohttp stamps its own answers (the 400 for a malformed request) with a module
+    # constant naming itself; this process is kvbox, so it says so there too.
+    aiohttp.web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
+    handler = configure_logging(s.log_format, s.log_level)
+    access_log = open_access_log(s.access_log, s.log_format, s.log_level, handler)
     try:
         import uvloop
 
@@ -341,7 +334,7 @@ def serve(s: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_server(s, stop)
+        await run_server(s, stop, access_log)
 
     try:
         with runner:
@@ -349,4 +342,7 @@ def serve(s: Settings) -> int:
     except (OSError, KvboxError) as exc:
         print(f"kvbox serve: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if access_log is not None:
+            access_log.close()
     return 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Coroutine
 from functools import partial
@@ -27,6 +28,7 @@ from typing import Any, Final, TypeVar, cast
 from kvbox.errors import ProtocolError
 from kvbox.kv.commands import BY_EVENT, Kind, KvCommands, Reply
 from kvbox.proto import gwkv as p
+from kvbox.server.accesslog import AccessLog, Peer, address_of
 
 log = logging.getLogger("kvbox.gwkv")
 
@@ -45,6 +47,10 @@ LINGER: Final = 0.5
 
 _BUSY: Final = p.err("BUSY", "too many connections")
 _TIMEOUT: Final = p.err("TIMEOUT", "request made no progress in time")
+_INTERNAL: Final = p.err("INTERNAL", "request failed; see server log")
+#: What the access log shows for refusals that are no request of the client's.
+_BUSY_EVENT: Final = p.BadRequest("BUSY", "too many connections")
+_TIMEOUT_EVENT: Final = p.BadRequest("TIMEOUT", "request made no progress in time")
 
 
 class _Body:
@@ -112,8 +118,11 @@ class GwkvServer:
         idle_timeout: float = 300.0,
         request_timeout: float = 30.0,
         max_connections: int = 10_000,
+        access: AccessLog | None = None,
     ) -> None:
         self.commands = commands
+        #: Every request's line goes here (``kvbox.server.accesslog``); None: no log.
+        self.access = access
         self.max_value = max_value
         self.idle_timeout = idle_timeout
         self.request_timeout = request_timeout
@@ -167,15 +176,19 @@ class GwkvConnection(asyncio.Protocol):
         "_kind",
         "_last_journaled",
         "_last_sets",
+        "_log",
+        "_logq",
         "_loop",
         "_out",
         "_parser",
         "_paused_reading",
+        "_peer",
         "_prev",
         "_processing",
         "_reasons",
         "_slots",
         "_streaming",
+        "_t_rx",
         "_writable",
         "_write_paused",
         "_write_paused_at",
@@ -216,6 +229,13 @@ class GwkvConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.last_rx = 0.0
         self.request_started = 0.0
+        #: The access log's append (None: no access log), this client as its lines name
+        #: it, the (request, arrival) of each slot that is a future, in slot order, and
+        #: the ``perf_counter`` of the latest read (requests taken from it arrived then).
+        self._log = server.access.gwkv if server.access is not None else None
+        self._peer: Peer | None = None
+        self._logq: deque[tuple[Any, float]] = deque()
+        self._t_rx = 0.0
 
     # --- asyncio.Protocol -------------------------------------------------------------
 
@@ -227,10 +247,15 @@ class GwkvConnection(asyncio.Protocol):
         self.last_rx = self._loop.time()
         srv = self.server
         counters = self.commands.counters
+        if self._log is not None:
+            self._peer = Peer("gwkv", address_of(transport), self.commands.bucket)
         if len(srv.connections) >= srv.max_connections:
             transport.write(_BUSY)
             transport.close()
             self._closing = True
+            if self._log is not None:
+                now = time.perf_counter()
+                self._log((self._peer, _BUSY_EVENT, _BUSY, now, now))
             return
         srv.connections.add(self)
         counters.connections = len(srv.connections)
@@ -247,6 +272,7 @@ class GwkvConnection(asyncio.Protocol):
                 # has nowhere to go.
                 slot.add_done_callback(_consume)
         self._slots.clear()
+        self._logq.clear()
         if self._body is not None:
             self._body.abort("connection lost mid-value")
             self._body = None
@@ -257,6 +283,8 @@ class GwkvConnection(asyncio.Protocol):
         if self._closing:
             return
         now = self.last_rx = self._loop.time()
+        if self._log is not None:
+            self._t_rx = time.perf_counter()
         self.commands.counters.bytes_in += len(data)
         parser = self._parser
         was_in_request = parser.in_request
@@ -293,6 +321,10 @@ class GwkvConnection(asyncio.Protocol):
         parser = self._parser
         commands = self.commands
         rows = BY_EVENT
+        alog = self._log
+        # Requests answered on the spot, for the access log: one record for the batch.
+        done_evs: list[p.RequestEvent] = []
+        done_replies: list[bytes] = []
         by_op = commands.counters.by_op
         slots = self._slots
         costs = self._costs
@@ -368,6 +400,9 @@ class GwkvConnection(asyncio.Protocol):
                     quick += 1
                     slots.append(reply)
                     costs.append(cost)
+                    if alog is not None:
+                        done_evs.append(ev)
+                        done_replies.append(reply)
                     if t is p.Quit or fatal:
                         self._fatal = fatal
                         self._closing = True
@@ -386,12 +421,16 @@ class GwkvConnection(asyncio.Protocol):
             slots.append(fut)
             costs.append(cost)
             group.append(fut)
+            if alog is not None:
+                self._logq.append((ev, self._t_rx))
             if t is p.Quit or fatal:
                 self._fatal = fatal
                 self._closing = True
                 break
         commands.counters.requests += n
         commands.counters.immediate += quick
+        if done_evs and alog is not None:  # answered on the spot: no time to speak of
+            alog((self._peer, done_evs, done_replies, self._t_rx, self._t_rx))
         if sets:
             self._run_sets(sets, set_cost)
         if len(group) > 64:
@@ -444,6 +483,8 @@ class GwkvConnection(asyncio.Protocol):
         self._slots.append(fut)
         self._costs.append(cost)
         self._group.append(fut)
+        if self._log is not None:
+            self._logq.append((sets, self._t_rx))
         # Wait for what came before the group and for the previous batch of this group:
         # a later batch must never commit first, even if it starts sooner. Journaled
         # batches need no waiting for each other: the journal is first in, first durable.
@@ -516,6 +557,8 @@ class GwkvConnection(asyncio.Protocol):
             return
         slots = self._slots
         costs = self._costs
+        alog = self._log
+        now = 0.0
         out: list[bytes] = []
         while slots:
             slot = slots[0]
@@ -528,10 +571,13 @@ class GwkvConnection(asyncio.Protocol):
                 break
             slots.popleft()
             self._cost -= costs.popleft()
-            if slot.cancelled() or slot.exception() is not None:
-                out.append(p.err("INTERNAL", "request failed; see server log"))
-                continue
-            reply = slot.result()
+            failed = slot.cancelled() or slot.exception() is not None
+            reply: Reply = _INTERNAL if failed else slot.result()
+            if alog is not None:
+                if not now:
+                    now = time.perf_counter()
+                ev, t0 = self._logq.popleft()
+                alog((self._peer, ev, reply, t0, now))
             if isinstance(reply, bytes):
                 out.append(reply)
                 continue
@@ -660,6 +706,9 @@ class GwkvConnection(asyncio.Protocol):
                 self._slots.append(_TIMEOUT)
                 self._costs.append(1)
                 self._cost += 1
+                if self._log is not None:
+                    t = time.perf_counter()
+                    self._log((self._peer, _TIMEOUT_EVENT, _TIMEOUT, t, t))
             self._fatal = self._closing = True
             self._flush()
             # Replies still being computed get a moment to go out; then the close.

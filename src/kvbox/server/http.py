@@ -23,12 +23,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 from aiohttp.hdrs import EXPECT
 from aiohttp.http import HttpVersion11
-from aiohttp.http_exceptions import BadHttpMethod, LineTooLong
+from aiohttp.http_exceptions import BadHttpMethod, HttpProcessingError, LineTooLong
 from aiohttp.web_protocol import RequestHandler
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -39,12 +40,14 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from kvbox.config import SERVER
 from kvbox.console.door import ConsoleDoor
 from kvbox.metrics import ServerCounters
 from kvbox.s3.errors import S3Error
 from kvbox.s3.xml import render_error
 from kvbox.s3door.frontend import S3Frontend, host_id, new_request_id
 from kvbox.s3door.types import FileBody, S3Request, S3Response
+from kvbox.server.accesslog import AccessLog, address_of
 from kvbox.server.sendfile import Sendfile
 
 log = logging.getLogger("kvbox.http")
@@ -249,6 +252,10 @@ async def _send(request: web.BaseRequest, resp: S3Response, files: Sendfile) -> 
         async for piece in body:
             await stream.write(piece)
         await stream.write_eof()
+    except (ConnectionError, OSError) as exc:  # the client went away: its doing, not ours
+        log.info("S3 response cut short: %s", exc)
+        if request.transport is not None:
+            request.transport.close()
     except Exception:
         # The status line is gone already: all that is left is to cut the connection
         # so the client sees a short body instead of a wrong one.
@@ -315,6 +322,7 @@ def build_app(
     *,
     s3_counters: ServerCounters | None = None,
     console: ConsoleDoor | None = None,
+    access_log: AccessLog | None = None,
 ) -> web.Server:
     """The HTTP server; without ``s3`` only the probes answer (every other path is 404).
     With ``console``, unsigned requests under ``/console/`` are the web console's
@@ -352,7 +360,11 @@ def build_app(
         c.latency.observe(time.perf_counter() - t0)
         c.bytes_in += request.content_length or 0
         c.bytes_out += resp.content_length or 0
-        return await _finish(request, resp, files, cont)
+        try:
+            return await _finish(request, resp, files, cont)
+        finally:
+            if access_log is not None:
+                log_s3_request(access_log, "s3", request, req, resp, t0)
 
     async def healthz(request: web.BaseRequest) -> web.StreamResponse:
         return web.Response(text="ok\n")
@@ -376,14 +388,55 @@ def build_app(
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
         probe = probes.get(request.raw_path)
         if probe is not None and _is_probe(request):
-            return await probe(request)
+            t0 = time.perf_counter()
+            resp = await probe(request)
+            if access_log is not None:
+                access_log.request(
+                    "http",
+                    address_of(request.transport),
+                    None,
+                    request.raw_path.lstrip("/"),
+                    "-",
+                    str(resp.status),
+                    0,
+                    resp.content_length or 0,
+                    time.perf_counter() - t0,
+                    "-",
+                )
+            return resp
         if console is not None:
             path, _, query = request.raw_path.partition("?")
             if console.claims(path, request.headers, query):
-                return await console_response(request, console, files)
+                return await console_response(request, console, files, access_log)
         return await s3_handler(request)
 
-    return _Server(handler, access_log=None)
+    return _Server(handler, kvbox_access=access_log, kvbox_door="s3")
+
+
+def log_s3_request(
+    access_log: AccessLog,
+    door: str,
+    request: web.BaseRequest,
+    req: S3Request,
+    resp: S3Response,
+    t0: float,
+) -> None:
+    """The access line of one request answered through the S3 seam (S3, the console):
+    the path without its query (a presigned URL's signature is in the query), the
+    principal, never a credential."""
+    status = f"{resp.status}:{req.error}" if req.error else str(resp.status)
+    access_log.request(
+        door,
+        address_of(request.transport),
+        req.principal,
+        req.op,
+        req.resource.lstrip("/") or req.raw_path,
+        status,
+        request.content_length or 0,
+        0 if request.method == "HEAD" else resp.content_length or 0,
+        time.perf_counter() - t0,
+        req.request_id,
+    )
 
 
 async def _finish(
@@ -400,32 +453,85 @@ async def _finish(
 
 
 async def console_response(
-    request: web.BaseRequest, console: ConsoleDoor, files: Sendfile
+    request: web.BaseRequest,
+    console: ConsoleDoor,
+    files: Sendfile,
+    access_log: AccessLog | None = None,
 ) -> web.StreamResponse:
     """One web-console request: the console answers the plain request seam, and its
     response (a page, JSON, or an S3 body relayed) goes out like an S3 one. A body is
     read (and 100 Continue sent) only once the console and the S3 door accepted it."""
+    t0 = time.perf_counter()
     cont = _Continue(request)
-    resp = await console.handle(_s3_request(request, cont))
-    return await _finish(request, resp, files, cont)
+    req = _s3_request(request, cont)
+    resp = await console.handle(req)
+    try:
+        return await _finish(request, resp, files, cont)
+    finally:
+        if access_log is not None:
+            log_s3_request(access_log, "console", request, req, resp, t0)
 
 
-def build_console_app(console: ConsoleDoor) -> web.Server:
+def build_console_app(console: ConsoleDoor, access_log: AccessLog | None = None) -> web.Server:
     """The console alone, for ``--console-port``: every path is the console's (``/``
     redirects to ``/console/``), so the HTTP port's ``/console`` path stays S3's."""
     files = Sendfile()
 
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
-        return await console_response(request, console, files)
+        return await console_response(request, console, files, access_log)
 
-    return _Server(handler, access_log=None)
+    return _Server(handler, kvbox_access=access_log, kvbox_door="console")
 
 
 # --- requests aiohttp refuses itself ------------------------------------------------------
 
 
+class RefusalLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's logger for an ``Application`` (the website port), which has no
+    ``_S3Protocol``: aiohttp's refusals of malformed requests are clients' mistakes, so
+    they become one INFO line (and an access line) instead of an ERROR with a traceback;
+    anything else aiohttp reports (an exception escaping a handler: a bug) stays an ERROR
+    with its traceback. aiohttp reports refusals through ``logger.exception``
+    (``logger.debug`` for a first request that is not HTTP at all); the exception it
+    passes decides which kind of report it is.
+    """
+
+    def __init__(self, access_log: AccessLog | None, door: str) -> None:
+        super().__init__(logging.getLogger("kvbox.http"), {})
+        self.access_log = access_log
+        self.door = door
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
+        if not self._refusal(logging.INFO, args, exc_info):
+            self.logger.error(msg, *args, exc_info=exc_info, **kw)
+
+    def debug(self, msg: object, *args: object, **kw: Any) -> None:
+        if not self._refusal(logging.DEBUG, args, kw.get("exc_info")):
+            self.logger.debug(msg, *args, **kw)
+
+    def _refusal(self, level: int, args: tuple[object, ...], exc_info: Any) -> bool:
+        exc = exc_info if isinstance(exc_info, BaseException) else None
+        if not isinstance(exc, HttpProcessingError) or not 400 <= (exc.code or 400) < 500:
+            return False
+        remote = str(args[0]) if args else "-"
+        reason = _one_line(exc, None)
+        self.logger.log(level, "refused a malformed HTTP request from %s: %s", remote, reason)
+        if self.access_log is not None:
+            status = str(exc.code or 400)
+            self.access_log.request(self.door, remote, None, "-", "-", status, 0, 0, 0.0, "-")
+        return True
+
+
 class _Server(web.Server):
-    """aiohttp's low-level server with ``_S3Protocol`` as its per-connection protocol."""
+    """aiohttp's low-level server with ``_S3Protocol`` as its per-connection protocol,
+    and the access log (and the door name) its refusals are written to."""
+
+    def __init__(
+        self, handler: Any, *, kvbox_access: AccessLog | None, kvbox_door: str, **kw: Any
+    ) -> None:
+        super().__init__(handler, access_log=None, **kw)
+        self.kvbox_access = kvbox_access
+        self.kvbox_door = kvbox_door
 
     def __call__(self) -> RequestHandler:
         # aiohttp keeps the loop and the protocol's arguments in these two attributes;
@@ -470,9 +576,23 @@ class _S3Protocol(RequestHandler):
                 "Content-Type": "application/xml",
                 "x-amz-request-id": request_id,
                 "x-amz-id-2": host_id(),
-                "Server": "kvbox",
+                "Server": SERVER,
             },
         )
+        manager = self._manager
+        if isinstance(manager, _Server) and manager.kvbox_access is not None:
+            manager.kvbox_access.request(
+                manager.kvbox_door,
+                address_of(request.transport),
+                None,
+                "-",
+                "-",
+                f"{err.status}:{err.code}",
+                0,
+                len(body),
+                0.0,
+                request_id,
+            )
         resp.force_close()  # the parser cannot tell where the next request begins
         return resp
 

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any, Final, cast
 
 from kvbox.kv.commands import KvCommands
 from kvbox.proto import gwkv as p
+from kvbox.server.accesslog import AccessLog, Peer, join_address
 
 log = logging.getLogger("kvbox.udp")
 
 _TOOBIG: Final = p.err("TOOBIG", "use TCP")
+#: The "reply" the access log shows for a datagram that got none (overload, shutdown).
+_DROPPED: Final = b""
 #: Datagrams being answered at once; more are dropped (UDP's own answer to overload).
 MAX_IN_FLIGHT: Final = 1024
 #: A reply may be at most this many times its request, or ``AMPLIFY_FLOOR`` bytes,
@@ -30,8 +34,9 @@ AMPLIFY_FLOOR: Final = 1400
 
 
 class GwkvDatagram(asyncio.DatagramProtocol):
-    def __init__(self, commands: KvCommands) -> None:
+    def __init__(self, commands: KvCommands, access: AccessLog | None = None) -> None:
         self.commands = commands
+        self.access = access
         self.transport: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -46,6 +51,7 @@ class GwkvDatagram(asyncio.DatagramProtocol):
         while (ev := parser.next_event()) is not None:
             if isinstance(ev, p.BSet) and ev.value is None:
                 self._send(_TOOBIG, addr)
+                self._log(addr, [ev], [_TOOBIG], _TOOBIG, time.perf_counter())
                 return
             events.append(ev)
             if isinstance(ev, p.BadRequest) and ev.fatal:
@@ -55,17 +61,20 @@ class GwkvDatagram(asyncio.DatagramProtocol):
             events.append(p.BadRequest("TOOBIG", "request does not fit a datagram; use TCP"))
         self.commands.counters.requests += len(events)
         limit = max(AMPLIFY_FLOOR, AMPLIFY_FACTOR * len(data))
+        t0 = time.perf_counter()
         replies = [self.commands.immediate(ev) for ev in events]
         if all(r is not None for r in replies):
-            self._send(b"".join(replies), addr, limit)  # type: ignore[arg-type]
+            sent = self._send(b"".join(replies), addr, limit)  # type: ignore[arg-type]
+            self._log(addr, events, replies, sent, t0)  # type: ignore[arg-type]
             return
         if len(self._tasks) >= MAX_IN_FLIGHT:
+            self._log(addr, events, [_DROPPED] * len(events), _DROPPED, t0)
             return
-        task = asyncio.ensure_future(self._answer(events, addr, limit))
+        task = asyncio.ensure_future(self._answer(events, addr, limit, t0))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, events: list[p.RequestEvent], addr: Any, limit: int) -> None:
+    async def _answer(self, events: list[p.RequestEvent], addr: Any, limit: int, t0: float) -> None:
         out: list[bytes] = []
         for ev in events:
             reply = await self.commands.execute(ev)
@@ -73,14 +82,35 @@ class GwkvDatagram(asyncio.DatagramProtocol):
                 out.append(_TOOBIG)
                 continue
             out.append(reply)
-        self._send(b"".join(out), addr, limit)
+        sent = self._send(b"".join(out), addr, limit)
+        self._log(addr, events, out, sent, t0)
 
-    def _send(self, payload: bytes, addr: Any, limit: int = p.UDP_MAX) -> None:
+    def _send(self, payload: bytes, addr: Any, limit: int = p.UDP_MAX) -> bytes:
+        """Send the replies, or ``ERR TOOBIG`` in their place; what was sent."""
         if self.transport is None or self.transport.is_closing():
-            return
+            return _DROPPED
         if len(payload) > min(limit, p.UDP_MAX):
             payload = _TOOBIG
         self.transport.sendto(payload, addr)
+        return payload
+
+    def _log(
+        self,
+        addr: Any,
+        events: list[p.RequestEvent],
+        replies: list[bytes],
+        sent: bytes,
+        t0: float,
+    ) -> None:
+        """One access-log record per request of the datagram, with the reply it got
+        (``ERR TOOBIG`` for all when that replaced them, nothing when it was dropped)."""
+        if self.access is None:
+            return
+        t1 = time.perf_counter()
+        peer = Peer("gwkv-udp", join_address(addr[0], addr[1]), self.commands.bucket)
+        replaced = sent is _TOOBIG or sent is _DROPPED
+        for ev, reply in zip(events, replies, strict=True):
+            self.access.gwkv((peer, ev, sent if replaced else reply, t0, t1))
 
     def error_received(self, exc: Exception) -> None:
         log.debug("udp error: %s", exc)

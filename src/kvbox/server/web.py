@@ -34,12 +34,15 @@ import base64
 import ipaddress
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
+from kvbox.config import SERVER
 from kvbox.core.model import ObjectVersion
 from kvbox.core.store import Store
 from kvbox.errors import InvalidArgument, NotFound
@@ -49,6 +52,7 @@ from kvbox.s3.errors import S3Error
 from kvbox.s3.xml import WebsiteConfiguration, quote_etag
 from kvbox.s3door.handlers.common import TAG, http_date, metadata_headers
 from kvbox.s3door.handlers.object import check_read_conditions, parse_range, slice_bytes
+from kvbox.server.accesslog import AccessLog, address_of
 
 log = logging.getLogger("kvbox.web")
 
@@ -189,7 +193,7 @@ class Website:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         request_id = _new_request_id()
-        extra: dict[str, str] = {"x-amz-request-id": request_id, "Server": "kvbox"}
+        extra: dict[str, str] = {"x-amz-request-id": request_id, "Server": SERVER}
         try:
             resp = await self._handle(request, request_id, extra)
         except Exception:
@@ -423,11 +427,50 @@ def build_web_app(
     web_domain: str | None,
     can_read: CanRead,
     can_list: CanList | None = None,
+    access_log: AccessLog | None = None,
 ) -> web.Application:
     """The website endpoint as an aiohttp app (every path, every method: non-GET/HEAD
     requests get S3's 405 page). Start it like the S3 app: ``web.AppRunner(app,
     access_log=None, handle_signals=False)``, ``setup()``, then a ``web.TCPSite``."""
     website = Website(store, web_domain=web_domain, can_read=can_read, can_list=can_list)
-    app = web.Application()
+    middlewares = [_access_middleware(access_log, web_domain)] if access_log is not None else []
+    app = web.Application(middlewares=middlewares)
     app.router.add_route("*", "/{tail:.*}", website.handle)
     return app
+
+
+def _access_middleware(access_log: AccessLog, web_domain: str | None) -> Any:
+    """One access line per website request: the bucket and key it was for, its status,
+    body bytes out (as far as known when the handler returns) and duration."""
+
+    @web.middleware
+    async def log_request(request: web.Request, handler: Any) -> web.StreamResponse:
+        t0 = time.perf_counter()
+        status, sent, request_id = "500", 0, "-"
+        try:
+            resp: web.StreamResponse = await handler(request)
+            status = str(resp.status)
+            request_id = resp.headers.get("x-amz-request-id", "-")
+            if request.method != "HEAD":
+                sent = resp.body_length if resp.prepared else resp.content_length or 0
+            return resp
+        except web.HTTPException as exc:
+            status = str(exc.status)
+            raise
+        finally:
+            found = target_of(request.host, request.raw_path.partition("?")[0], web_domain)
+            where = f"{found.bucket}/{found.path.lstrip('/')}" if found else request.path
+            access_log.request(
+                "web",
+                address_of(request.transport),
+                None,
+                request.method,
+                where,
+                status,
+                request.content_length or 0,
+                sent,
+                time.perf_counter() - t0,
+                request_id,
+            )
+
+    return log_request
