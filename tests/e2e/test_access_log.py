@@ -201,11 +201,14 @@ def test_malformed_http_is_one_info_line_with_kvbox_server_header(s3: S3Server) 
     assert answer.startswith(b"HTTP/1.") and b" 400 " in answer.split(b"\r\n")[0], answer
     assert re.search(rb"\r\nServer: kvbox/\d+\.\d+\.\d+\r\n", answer), answer
     lines = access_lines(s3.server, 1)
-    assert [(ln["door"], ln["status"]) for ln in lines] == [("s3", "400")]
+    assert [(ln["door"], ln["status"]) for ln in lines] == [("s3", "400:BadRequest")], lines
+    request_id = lines[0]["rid"]
+    assert re.fullmatch(r"[0-9A-F]{16}", request_id) and request_id.encode() in answer
     log = s3.server.new_log()
     assert "Traceback" not in log and "ERROR" not in log, log
-    refusals = [ln for ln in log.splitlines() if "refused a malformed HTTP request" in ln]
+    refusals = [ln for ln in log.splitlines() if "refused" in ln and "kvbox.http" in ln]
     assert len(refusals) == 1 and " INFO kvbox.http: " in refusals[0], log
+    assert request_id in refusals[0]
 
 
 def test_server_header_everywhere(s3: S3Server) -> None:
@@ -229,3 +232,13 @@ def test_server_header_everywhere(s3: S3Server) -> None:
     assert [(ln["op"], ln["target"]) for ln in web] == [("GET", "site/index.html")], lines
     probes = [ln for ln in lines if ln["door"] == "http"]
     assert [(ln["op"], ln["status"]) for ln in probes] == [("healthz", "200")]
+    # The website port refuses malformed requests with one INFO line, in its own form.
+    with socket.create_connection(("127.0.0.1", web_port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+        answer = sock.recv(4096)
+    assert b" 400 " in answer.split(b"\r\n")[0] and version.pattern.encode()[:6] in answer
+    lines = access_lines(s3.server, 5)
+    assert [ln["status"] for ln in lines if ln["door"] == "web"] == ["404", "400"], lines
+    log = s3.server.new_log()
+    assert "Traceback" not in log and "ERROR" not in log, log
+    assert "INFO kvbox.http: refused a malformed HTTP request from 127.0.0.1" in log
