@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
@@ -37,6 +38,7 @@ class ConsoleClient:
     port: int
     host: str = "127.0.0.1"
     source: str | None = None
+    tls: bool = False  # HTTPS, trusting any certificate (the tests make their own)
     prefix: str = "/console/"
     session_id: str | None = None
     csrf: str | None = None
@@ -52,12 +54,19 @@ class ConsoleClient:
         csrf: bool = True,
     ) -> Answer:
         """``path`` is relative to the console (``api/session``) unless it starts with /."""
-        conn = http.client.HTTPConnection(
-            self.host,
-            self.port,
-            timeout=30,
-            source_address=(self.source, 0) if self.source else None,
-        )
+        source = (self.source, 0) if self.source else None
+        conn: http.client.HTTPConnection
+        if self.tls:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            conn = http.client.HTTPSConnection(
+                self.host, self.port, timeout=30, source_address=source, context=ctx
+            )
+        else:
+            conn = http.client.HTTPConnection(
+                self.host, self.port, timeout=30, source_address=source
+            )
         try:
             hdrs = {**self.extra_headers, **(headers or {})}
             if self.session_id is not None:

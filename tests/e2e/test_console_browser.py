@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import random
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -566,3 +567,186 @@ def test_the_console_works_under_a_sub_path_behind_a_reverse_proxy(
             seen.startswith(("GET /storage/", "POST /storage/", "HEAD /storage/"))
             for seen in proxy.seen
         )
+
+
+# --- time travel, metadata, tags, many at once, previews, settings, dashboard ---------------
+
+
+def test_the_bucket_as_of_an_instant(page: Page, srv: S3Server) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="travel")
+    s3.put_bucket_versioning(Bucket="travel", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket="travel", Key="docs/a.txt", Body=b"the first text\n")
+    s3.put_object(Bucket="travel", Key="docs/b.txt", Body=b"deleted later\n")
+    time.sleep(1.2)
+    instant_ms = int(time.time() * 1000)
+    time.sleep(1.2)
+    s3.put_object(Bucket="travel", Key="docs/a.txt", Body=b"the second, longer text\n")
+    s3.delete_object(Bucket="travel", Key="docs/b.txt")
+    s3.put_object(Bucket="travel", Key="docs/c.txt", Body=b"made later\n")
+    sign_in(page, srv)
+    open_screen(page, srv, "#/objects?bucket=travel&prefix=docs/")
+    expect(page.locator("tbody tr")).to_have_count(2)  # a.txt and c.txt now
+    local = page.evaluate(
+        """(ms) => { const d = new Date(ms), p = (n) => String(n).padStart(2, "0");
+          return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T` +
+                 `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`; }""",
+        instant_ms,
+    )
+    page.get_by_label("As of").fill(local)
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator(".badge.accent")).to_contain_text("as of")
+    rows = page.locator("tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("a.txt")
+    expect(rows.nth(0)).to_contain_text("15 B")  # the first text, not the second
+    expect(rows.nth(1)).to_contain_text("b.txt")  # deleted since, there then
+    page.get_by_role("link", name="a.txt", exact=True).click()
+    expect(page.locator(".preview pre")).to_have_text("the first text\n")
+    page.get_by_role("link", name="docs", exact=True).click()
+    page.get_by_role("link", name="Back to now").click()
+    expect(page.locator("tbody tr")).to_have_count(2)
+    expect(page.get_by_role("link", name="c.txt", exact=True)).to_be_visible()
+
+
+def test_metadata_and_tags_are_seen_and_edited(page: Page, srv: S3Server) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="meta-lab")
+    s3.put_object(
+        Bucket="meta-lab",
+        Key="photo.png",
+        Body=RED_PNG,
+        ContentType="image/png",
+        CacheControl="max-age=60",
+        Metadata={"camera": "phone"},
+    )
+    sign_in(page, srv)
+    open_screen(page, srv, "#/object?bucket=meta-lab&key=photo.png")
+    # the object's own Cache-Control, not the console's no-store
+    expect(page.get_by_label("Cache-Control")).to_have_value("max-age=60")
+    expect(page.get_by_label("Metadata name")).to_have_value("camera")
+    page.get_by_label("Cache-Control").fill("public, max-age=3600")
+    page.get_by_label("Metadata value").fill("tablet")
+    page.get_by_role("button", name="Save metadata").click()
+    expect(page.locator("#status")).to_contain_text("Metadata saved")
+    head = s3.head_object(Bucket="meta-lab", Key="photo.png")
+    assert head["CacheControl"] == "public, max-age=3600"
+    assert head["Metadata"] == {"camera": "tablet"}
+    assert head["ContentType"] == "image/png"
+    assert s3.get_object(Bucket="meta-lab", Key="photo.png")["Body"].read() == RED_PNG
+    expect(page.get_by_label("Cache-Control")).to_have_value("public, max-age=3600")
+    page.get_by_role("button", name="Add tag").click()
+    page.get_by_label("Tag key").fill("kind")
+    page.get_by_label("Tag value").fill("cat picture")
+    page.get_by_role("button", name="Save tags").click()
+    expect(page.locator("#status")).to_contain_text("Tags saved")
+    tags = s3.get_object_tagging(Bucket="meta-lab", Key="photo.png")["TagSet"]
+    assert tags == [{"Key": "kind", "Value": "cat picture"}]
+
+
+def test_create_a_folder_and_delete_many_at_once(page: Page, srv: S3Server) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="tidy")
+    for key in ("one.txt", "two.txt", "keep.txt", "old/x.txt", "old/deeper/y.txt"):
+        s3.put_object(Bucket="tidy", Key=key, Body=key.encode())
+    sign_in(page, srv)
+    open_screen(page, srv, "#/objects?bucket=tidy")
+    page.get_by_role("button", name="Create folder").click()
+    page.get_by_label("Folder name").fill("fresh")
+    page.get_by_role("button", name="OK").click()
+    expect(page.get_by_role("link", name="fresh/", exact=True)).to_be_visible()
+    assert s3.head_object(Bucket="tidy", Key="fresh/")["ContentLength"] == 0
+    for name in ("one.txt", "two.txt", "old/"):
+        page.get_by_label(f"Select {name}").check()
+    page.get_by_role("button", name="Delete selected (3)").click()
+    page.get_by_role("button", name="Delete", exact=True).click()
+    expect(page.locator("#status")).to_contain_text("Deleted 4 object(s)")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="tidy").get("Contents", []))
+    assert keys == ["fresh/", "keep.txt"]
+
+
+def test_previews_render_text_formats_and_never_run_an_objects_markup(
+    page: Page, srv: S3Server
+) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="previews")
+    s3.put_object(
+        Bucket="previews",
+        Key="page.html",
+        Body=b"<h1>hi</h1><script>window.pwned = 1</script><img src=x onerror='window.pwned=2'>",
+        ContentType="text/html",
+    )
+    s3.put_object(
+        Bucket="previews",
+        Key="readme.md",
+        Body=b"# Title\n\nSome **bold** text <img src=x onerror='window.pwned=3'>\n\n"
+        b"- [safe](https://example.com)\n- [unsafe](javascript:alert(1))\n",
+        ContentType="text/markdown",
+    )
+    s3.put_object(Bucket="previews", Key="data.json", Body=b'{"b":[1,2],"a":{"c":true}}')
+    sign_in(page, srv)
+    open_screen(page, srv, "#/object?bucket=previews&key=page.html")
+    expect(page.locator(".preview pre")).to_contain_text("<script>window.pwned = 1</script>")
+    open_screen(page, srv, "#/object?bucket=previews&key=readme.md")
+    md = page.locator(".preview .markdown")
+    expect(md.get_by_role("heading", name="Title")).to_be_visible()
+    expect(md.locator("strong")).to_have_text("bold")
+    expect(md).to_contain_text("<img src=x onerror=")  # shown as text
+    expect(md.get_by_role("link", name="safe", exact=True)).to_have_attribute(
+        "href", "https://example.com"
+    )
+    expect(md.get_by_role("link", name="unsafe")).to_have_count(0)
+    open_screen(page, srv, "#/object?bucket=previews&key=data.json")
+    expect(page.locator(".preview pre")).to_have_text(
+        '{\n  "b": [\n    1,\n    2\n  ],\n  "a": {\n    "c": true\n  }\n}'
+    )
+    assert page.evaluate("window.pwned") is None
+
+
+def test_website_and_cors_settings(page: Page, srv: S3Server) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="site-lab")
+    sign_in(page, srv)
+    open_screen(page, srv, "#/settings?bucket=site-lab&tab=website")
+    expect(page.get_by_text("Website hosting is off.")).to_be_visible()
+    page.get_by_label("Index document").fill("index.html")
+    page.get_by_label("Error document").fill("404.html")
+    page.get_by_role("button", name="Save website").click()
+    expect(page.get_by_text("Website hosting is on.")).to_be_visible()
+    site = s3.get_bucket_website(Bucket="site-lab")
+    assert site["IndexDocument"] == {"Suffix": "index.html"}
+    assert site["ErrorDocument"] == {"Key": "404.html"}
+
+    open_screen(page, srv, "#/settings?bucket=site-lab&tab=cors")
+    page.get_by_role("button", name="Add rule").click()
+    page.get_by_label("Allowed origins").fill("https://app.test\nhttps://other.test")
+    page.get_by_label("PUT").check()
+    page.get_by_label("Exposed headers").fill("ETag")
+    page.get_by_label("Max age (seconds)").fill("600")
+    page.get_by_role("button", name="Save CORS").click()
+    expect(page.locator("#status")).to_contain_text("CORS saved")
+    (rule,) = s3.get_bucket_cors(Bucket="site-lab")["CORSRules"]
+    assert rule["AllowedOrigins"] == ["https://app.test", "https://other.test"]
+    assert sorted(rule["AllowedMethods"]) == ["GET", "PUT"]
+    assert rule["ExposeHeaders"] == ["ETag"] and rule["MaxAgeSeconds"] == 600
+
+
+def test_the_dashboard_charts_the_servers_own_traffic(page: Page, srv: S3Server) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="busy")
+    for i in range(40):
+        s3.put_object(Bucket="busy", Key=f"k{i}", Body=b"x" * 100)
+    with pytest.raises(Exception, match="NoSuchKey"):
+        s3.get_object(Bucket="busy", Key="missing")
+    time.sleep(4.5)  # two samples of the ring (every 2 s) after the traffic
+    sign_in(page, srv)
+    data = page.evaluate("async () => (await fetch('api/dashboard')).json()")
+    s3_points = data["metrics"]["doors"]["s3"]
+    assert any(p["rps"] > 0 for p in s3_points)
+    assert any(p["eps"] > 0 for p in s3_points)  # the NoSuchKey
+    assert any(p["p95"] is not None for p in s3_points)
+    assert data["stored"]["objects"] >= 40
+    assert data["disk"]["free"] > 0 and data["disk"]["used"] > 0  # root sees the host
+    chart = page.get_by_role("img", name="Requests")
+    expect(chart).to_have_attribute("aria-label", re.compile(r"S3 \d"))
+    expect(page.locator("#stat-uptime")).not_to_be_empty()

@@ -17,6 +17,7 @@ import pytest
 from ._console import ConsoleClient
 from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
 from ._server import free_port, run_kvbox
+from ._tls import make_cert
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +239,19 @@ def test_console_port_and_console_off(tmp_path_factory: pytest.TempPathFactory) 
         off = ConsoleClient(s.http_port).request("GET", "")
         assert off.body.startswith(b"<?xml")
         assert "kvbox: console" not in s.server.log_text()
+
+
+def test_the_cookie_is_secure_on_tls_and_behind_a_tls_proxy(
+    srv: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    proxied = ConsoleClient(srv.http_port, extra_headers={"X-Forwarded-Proto": "https"})
+    assert "; Secure" in proxied.sign_in(ACCESS_KEY, SECRET_KEY).header("Set-Cookie")
+    crt, key = make_cert(tmp_path_factory.mktemp("console-tls"))
+    with module_server(
+        tmp_path_factory, "console-tls", "--tls-cert", str(crt), "--tls-key", str(key)
+    ) as s:
+        c = ConsoleClient(s.http_port, tls=True)
+        answer = c.sign_in(ACCESS_KEY, SECRET_KEY)
+        assert answer.status == 200 and "; Secure" in answer.header("Set-Cookie")
+        assert answer.json()["s3_url"] == f"https://127.0.0.1:{s.http_port}"
+        assert c.request("GET", "api/s3/").status == 200

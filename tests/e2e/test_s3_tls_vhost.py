@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import shutil
 import ssl
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,20 +16,12 @@ from botocore.config import Config  # type: ignore[import-untyped]
 from kvbox.auth import sign_request
 
 from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from ._tls import make_cert
 
 
 @pytest.fixture
 def cert(tmp_path: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    assert openssl, "the openssl command is needed to make a test certificate"
-    key, crt = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(crt)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return crt, key
+    return make_cert(tmp_path)
 
 
 @pytest.fixture

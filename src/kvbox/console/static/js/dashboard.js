@@ -23,10 +23,10 @@ function niceMax(v) {
 
 // A line chart of `series` ([{name, color, points: [[t, y]...]}]) over [t0, t1].
 function chart(title, unit, series, t0, t1, format) {
-  const W = 480;
+  const W = 420;
   const H = 180;
-  const L = 52;
-  const B = 22;
+  const L = 72;
+  const B = 24;
   const T = 8;
   const R = 8;
   const ys = series.flatMap((s) => s.points.map((p) => p[1]).filter((y) => y !== null));
@@ -43,7 +43,8 @@ function chart(title, unit, series, t0, t1, format) {
   }
   for (const [t, anchor] of [[t0, "start"], [t1, "end"]]) {
     const label = svg("text", { x: x(t), y: H - 6, "text-anchor": anchor });
-    label.textContent = t === t1 ? "now" : `${Math.round((t1 - t0) / 60)} min ago`;
+    const ago = t1 - t0;
+    label.textContent = t === t1 ? "now" : ago >= 90 ? `${Math.round(ago / 60)} min ago` : `${Math.round(ago)} s ago`;
     el.append(label);
   }
   const summary = [];
@@ -83,7 +84,9 @@ export async function render(root, params, ctx) {
     const m = d.metrics;
     const doors = DOORS.filter(([k]) => m.doors[k]);
     const t1 = d.now;
-    const t0 = t1 - 10 * 60;
+    // The last ten minutes, or since the first sample when the server is younger.
+    const first = Math.min(...doors.map(([k]) => (m.doors[k][0] ? m.doors[k][0].t : t1)));
+    const t0 = Math.max(t1 - 10 * 60, Math.min(first, t1 - 60));
     const series = (pick) => doors.map(([k, name, color]) => ({ name, color, points: m.doors[k].map((p) => [p.t, pick(p)]) }));
     const cards = [
       stat("Objects stored", count(d.stored.objects), "stat-objects"),
@@ -98,12 +101,17 @@ export async function render(root, params, ctx) {
     } else if (d.data_dir === null && d.disk === null) {
       cards.push(stat("Data", "in memory (cache mode)", "stat-disk-used"));
     }
-    const ms = (v) => (v === null ? "–" : v >= 1 ? `${v.toFixed(1)} s` : `${(v * 1000).toFixed(v < 0.001 ? 2 : 1)} ms`);
+    const ms = (v) => {
+      if (v === null) return "–";
+      if (v >= 1) return `${v.toFixed(1)} s`;
+      const n = v * 1000;
+      return `${n >= 10 ? n.toFixed(0) : n >= 1 ? n.toFixed(1) : n.toFixed(2)} ms`;
+    };
     const rate = (v) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
     clear(body,
       h("div", { class: "cards" }, cards),
       d.disk && d.data_dir ? h("p", { class: "muted" }, "Data directory: ", h("code", {}, d.data_dir)) : null,
-      h("h2", {}, "Front doors, last 10 minutes"),
+      h("h2", {}, "Front doors, last minutes"),
       h("div", { class: "charts" },
         chart("Requests", "per second", series((p) => p.rps), t0, t1, rate),
         chart("Errors", "per second", series((p) => p.eps), t0, t1, rate),

@@ -28,6 +28,7 @@ export async function render(root, params, ctx) {
   const bucket = params.get("bucket") || "";
   const key = params.get("key") || "";
   const versionId = params.get("version") || "";
+  const at = params.get("at") || ""; // opened from the bucket as of an instant
   const q = versionId ? { versionId } : undefined;
   const folder = key.includes("/") ? key.slice(0, key.lastIndexOf("/") + 1) : "";
   const name = key.split("/").pop() || key;
@@ -36,8 +37,8 @@ export async function render(root, params, ctx) {
     heading(name, " ", versionId ? h("span", { class: "badge accent" }, "a version") : null),
     h("nav", { "aria-label": "Breadcrumbs" }, h("ol", { class: "crumbs" },
       h("li", {}, h("a", { href: link("buckets") }, "Buckets")),
-      h("li", {}, h("a", { href: link("objects", { bucket }) }, bucket)),
-      folder ? h("li", {}, h("a", { href: link("objects", { bucket, prefix: folder }) }, folderName(folder))) : null,
+      h("li", {}, h("a", { href: link("objects", { bucket, at }) }, bucket)),
+      folder ? h("li", {}, h("a", { href: link("objects", { bucket, prefix: folder, at }) }, folderName(folder))) : null,
       h("li", {}, h("span", { "aria-current": "page" }, name)))));
 
   let head;
@@ -83,16 +84,16 @@ export async function render(root, params, ctx) {
     h("dt", {}, "Last modified"), h("dd", {}, when(hdr("last-modified"))),
     h("dt", {}, "ETag"), h("dd", { class: "mono" }, hdr("etag")),
     h("dt", {}, "Version"), h("dd", { class: "mono" }, shownVersion || "– (versioning has never been on)"));
-  root.append(h("h2", {}, "Preview"));
   const previewSlot = h("div", {}, h("p", { class: "muted" }, "Loading preview…"));
-  root.append(previewSlot, h("h2", {}, "Details"), details);
+  const publicSlot = h("div", {});
+  root.append(h("div", { class: "split" },
+    h("section", { "aria-labelledby": "preview-title" }, h("h2", { id: "preview-title" }, "Preview"), previewSlot),
+    h("section", { "aria-labelledby": "details-title" }, h("h2", { id: "details-title" }, "Details"), details, publicSlot)));
   preview(bucket, key, versionId, contentType, size)
     .then((el) => clear(previewSlot, el))
     .catch((err) => clear(previewSlot, h("p", { class: "alert" }, describe(err))));
 
   // public URL: asked of the S3 door anonymously (see the console's /api/public)
-  const publicSlot = h("div", {});
-  root.append(publicSlot);
   json("GET", "public", undefined, { bucket, key, version_id: versionId || undefined }).then((p) => {
     if (!ctx.alive()) return;
     if (p.public) {
@@ -105,12 +106,9 @@ export async function render(root, params, ctx) {
     }
   }).catch(() => clear(publicSlot));
 
-  if (!versionId) {
-    root.append(metadataSection(), await tagsSection());
-  } else {
-    root.append(await tagsSection());
-  }
   root.append(await versionsSection(bucket, key, shownVersion, ctx));
+  if (!versionId) root.append(metadataSection());
+  root.append(await tagsSection());
 
   // --- presigned links --------------------------------------------------------------------
   function presignForm() {

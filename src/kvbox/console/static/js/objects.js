@@ -270,7 +270,10 @@ export async function render(root, params, ctx) {
         h("td", { class: "right muted" }, "folder"), h("td", { class: "hide-narrow" }), h("td", {}));
     }
     const params = { bucket, key: r.key };
-    if (at) params.version = r.version;
+    if (at) {
+      params.version = r.version;
+      params.at = at; // so the way back leads to the same instant
+    }
     const dl = { "response-content-disposition": downloadName(r.key) };
     if (at) dl.versionId = r.version;
     return h("tr", {}, h("td", {}, box),
