@@ -18,6 +18,7 @@ from ._console import ConsoleClient
 from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
 from ._server import free_port, run_kvbox
 from ._tls import make_cert
+from .test_access_log import access_lines
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +256,30 @@ def test_the_cookie_is_secure_on_tls_and_behind_a_tls_proxy(
         assert answer.status == 200 and "; Secure" in answer.header("Set-Cookie")
         assert answer.json()["s3_url"] == f"https://127.0.0.1:{s.http_port}"
         assert c.request("GET", "api/s3/").status == 200
+
+
+def test_console_requests_are_in_the_access_log_as_the_signed_in_user(srv: S3Server) -> None:
+    c = ConsoleClient(srv.http_port, source="127.0.0.91")
+    assert c.request("GET", "api/s3/").status == 401  # nobody yet
+    assert c.sign_in(ACCESS_KEY, SECRET_KEY).status == 200
+    assert c.request("PUT", "api/s3/logged-bucket").status == 200
+    assert c.request("PUT", "api/s3/logged-other", csrf=False).status == 403
+    assert c.request("GET", "api/s3/logged-bucket?list-type=2").status == 200
+    deadline = time.monotonic() + 10
+    while True:  # the access log is written a few times a second
+        mine = [
+            (ln["op"], ln["target"], ln["status"], ln["principal"])
+            for ln in access_lines(srv.server, 0, timeout=0)
+            if ln["door"] == "console" and ln["remote"].startswith("127.0.0.91:")
+        ]
+        if len(mine) >= 5 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert mine == [
+        ("Console", "/console/api/s3/", "401:NotSignedIn", "-"),
+        ("Console:session", "/console/api/session", "200", "root"),
+        ("CreateBucket", "logged-bucket", "200", "root"),
+        ("Console", "/console/api/s3/logged-other", "403:BadCsrfToken", "root"),
+        ("ListObjectsV2", "logged-bucket", "200", "root"),
+    ], mine
+    assert SECRET_KEY not in srv.server.new_log()

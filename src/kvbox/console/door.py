@@ -211,6 +211,7 @@ class _Refused(Exception):
 
     def __init__(self, status: int, code: str, message: str, **headers: str) -> None:
         super().__init__(message)
+        self.code = code
         self.response = _error(status, code, message, **headers)
 
 
@@ -347,12 +348,17 @@ class ConsoleDoor:
     async def handle(self, req: S3Request) -> S3Response:
         """Answer one console request (never raises, except cancellation)."""
         t0 = time.perf_counter()
+        # Who asked, for the access log and the metrics: nobody until a session says so
+        # (the request seam's default principal is root, which a console request is not).
+        req.principal = None
         try:
             resp = await self._route(req)
         except _Refused as exc:
+            req.error = exc.code
             resp = exc.response
         except Exception:
             log.exception("console %s %s failed", req.method, req.raw_path)
+            req.error = "InternalError"
             resp = _error(500, "InternalError", "the console failed; see the server log")
         for name, value in _COMMON_HEADERS.items():
             resp.headers.setdefault(name, value)
@@ -441,6 +447,7 @@ class ConsoleDoor:
         s = self.sessions.get(sid, self._clock()) if sid else None
         if s is None:
             raise _Refused(401, "NotSignedIn", "not signed in, or the session expired")
+        req.principal = s.principal
         return s
 
     def _cookie(self, req: S3Request, value: str, *, clear: bool = False) -> str:
@@ -491,6 +498,7 @@ class ConsoleDoor:
             s = self.sessions.get(sid, self._clock()) if sid else None
             if s is None:
                 return _json(200, {"signed_in": False})
+            req.principal = s.principal
             return _json(200, self._info(req, s))
         if req.method == "DELETE":
             s = self._session(req)
@@ -531,6 +539,7 @@ class ConsoleDoor:
                 "the access key or secret key is wrong, or the key or its user is disabled",
             ) from None
         s = self.sessions.create(principal, access_key, secret_key, now)
+        req.principal = principal
         log.info("console sign-in: %s from %s", principal, req.remote)
         return _json(200, self._info(req, s), {"Set-Cookie": self._cookie(req, s.id)})
 
@@ -583,7 +592,7 @@ class ConsoleDoor:
             secure=self._secure(req),
         )
         resp = await self._checked(signed, s)
-        req.op, req.error = signed.op, signed.error
+        req.op, req.error, req.resource = signed.op, signed.error, signed.resource
         # The object's own Cache-Control is metadata the page shows and edits; the browser
         # must not cache what the console relays, so it travels under another name.
         stored = _pop_header(resp.headers, "cache-control")
