@@ -12,12 +12,19 @@ from pathlib import Path
 from typing import Final
 
 from kvbox import __version__
-from kvbox.console.session import DEFAULT_IDLE_SECONDS, DEFAULT_LIFETIME_SECONDS
 from kvbox.proto.gwkv import DEFAULT_MAX_VALUE
 
 #: The ``Server`` header of every HTTP answer (S3, probes, websites, aiohttp's own
 #: refusals): what kvbox is and which version, never the HTTP library's name.
 SERVER: Final = f"kvbox/{__version__}"
+
+# The console's session expiry defaults live here, not in kvbox.console, so that settings
+# stay a leaf every package may import (the layering test forbids cycles).
+#: Default idle expiry: OWASP's session guidance suggests 15-30 minutes for
+#: administrative applications; a console left open over lunch should sign out.
+DEFAULT_IDLE_SECONDS: Final = 30 * 60.0
+#: Default absolute expiry: a working day; after it the secret must be typed again.
+DEFAULT_LIFETIME_SECONDS: Final = 12 * 3600.0
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {

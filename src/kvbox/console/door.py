@@ -57,12 +57,11 @@ from defusedxml import ElementTree
 
 from kvbox import __version__
 from kvbox.auth import sigv4
+from kvbox.config import DEFAULT_IDLE_SECONDS, DEFAULT_LIFETIME_SECONDS
 from kvbox.console.gateway import REGION, Gateway
 from kvbox.console.policy_lines import error_line
 from kvbox.console.samples import INTERVAL, MetricsRing
 from kvbox.console.session import (
-    DEFAULT_IDLE_SECONDS,
-    DEFAULT_LIFETIME_SECONDS,
     Session,
     SessionStore,
     SignInLimiter,

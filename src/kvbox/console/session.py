@@ -28,14 +28,11 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
+from kvbox.config import DEFAULT_IDLE_SECONDS, DEFAULT_LIFETIME_SECONDS
+
 #: Sessions kept at once; the least recently used beyond it are signed out. Each holds a
 #: few hundred bytes, so the bound is about memory only under a sign-in flood.
 MAX_SESSIONS: Final = 10_000
-#: Default idle expiry: OWASP's session guidance suggests 15-30 minutes for
-#: administrative applications; a console left open over lunch should sign out.
-DEFAULT_IDLE_SECONDS: Final = 30 * 60.0
-#: Default absolute expiry: a working day; after it the secret must be typed again.
-DEFAULT_LIFETIME_SECONDS: Final = 12 * 3600.0
 
 #: Failed sign-ins tolerated per window: from one client address, and for one access key.
 MAX_FAILURES_PER_ADDRESS: Final = 10
