@@ -32,9 +32,8 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from ._curl import code
 from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
-from ._server import free_port, run_kvbox
+from ._server import free_port
 
-ROOT_ENV = {"KVBOX_ROOT_ACCESS_KEY": ACCESS_KEY, "KVBOX_ROOT_SECRET_KEY": SECRET_KEY}
 HTTP_TIMEOUT = 15.0
 
 
@@ -65,19 +64,7 @@ def s3(lab: Lab) -> Any:
 @pytest.fixture(scope="module")
 def mallory(lab: Lab) -> Any:
     """A second kvbox user, owner of nothing the tests attack."""
-    return make_user(lab.srv, "mallory")
-
-
-def make_user(srv: S3Server, name: str) -> Any:
-    made = run_kvbox("admin", "--server", srv.endpoint, "user", "add", name, env=ROOT_ENV)
-    assert made.returncode == 0, made.stderr
-    key = run_kvbox("admin", "--server", srv.endpoint, "key", "add", name, env=ROOT_ENV)
-    assert key.returncode == 0, key.stderr
-    out = key.stdout.decode()
-    access = re.search(r"access key: (\S+)", out)
-    secret = re.search(r"secret key: (\S+)", out)
-    assert access and secret, out
-    return srv.client(access.group(1), secret.group(1))
+    return lab.srv.client(*lab.srv.new_user("mallory"))
 
 
 @dataclass(frozen=True, slots=True)

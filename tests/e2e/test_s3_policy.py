@@ -23,11 +23,10 @@ import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from ._curl import Reply, code, curl, status
-from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
+from ._s3 import ACCESS_KEY, ROOT_ENV, SECRET_KEY, S3Server, module_server
 from ._s3clients import AwsCli, S3Target, failed
 from ._server import run_kvbox
 
-ROOT_ENV = {"KVBOX_ROOT_ACCESS_KEY": ACCESS_KEY, "KVBOX_ROOT_SECRET_KEY": SECRET_KEY}
 #: The account id kvbox shows in ARNs (one account: root and its users).
 ACCOUNT = "000000000000"
 
@@ -56,15 +55,7 @@ class User:
 @pytest.fixture(scope="module")
 def alice(srv: S3Server) -> User:
     """A second kvbox user, made the way an operator would: ``kvbox admin --server``."""
-    made = run_kvbox("admin", "--server", srv.endpoint, "user", "add", "alice", env=ROOT_ENV)
-    assert made.returncode == 0, made.stderr
-    key = run_kvbox("admin", "--server", srv.endpoint, "key", "add", "alice", env=ROOT_ENV)
-    assert key.returncode == 0, key.stderr
-    out = key.stdout.decode()
-    access = re.search(r"access key: (\S+)", out)
-    secret = re.search(r"secret key: (\S+)", out)
-    assert access and secret, out
-    return User("alice", srv.client(access.group(1), secret.group(1)))
+    return User("alice", srv.client(*srv.new_user("alice")))
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -14,21 +14,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import http.client
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.auth import S3SigV4Auth  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server, module_server
+from ._s3 import ACCESS_KEY, SECRET_KEY, Reply, S3Server, module_server, signed
 from ._s3clients import AwsCli, S3Target
 
 S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -49,48 +44,6 @@ def s3(srv: S3Server) -> Any:
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """One raw HTTP answer; header names lower-cased."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def code(self) -> str | None:
-        """The ``<Code>`` of an S3 error body, if there is one."""
-        if not self.body.startswith(b"<"):
-            return None
-        found = ET.fromstring(self.body).find("Code")
-        return None if found is None else found.text
-
-
-def signed(
-    srv: S3Server,
-    method: str,
-    path: str,
-    query: str = "",
-    headers: dict[str, str] | None = None,
-    body: bytes = b"",
-) -> Reply:
-    """A request signed by root with botocore's SigV4 signer, sent as written.
-
-    ``query`` must already be percent-encoded: botocore canonicalises what it parses out
-    of the URL, and the server what it receives, so both see the same string.
-    """
-    target = path + (f"?{query}" if query else "")
-    req = AWSRequest(method=method, url=srv.endpoint + target, data=body, headers=headers or {})
-    S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(req)
-    conn = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=30)
-    try:
-        conn.request(method, target, body=body, headers=dict(req.headers.items()))
-        resp = conn.getresponse()
-        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
-    finally:
-        conn.close()
 
 
 def code(exc: ClientError) -> str:

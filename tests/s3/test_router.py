@@ -185,6 +185,66 @@ CASES: list[tuple[str, str, str, dict[str, str], Op, str | None, str | None, str
         None,
         "s3:PutLifecycleConfiguration",
     ),
+    (
+        "PUT",
+        "/b1b",
+        "object-lock",
+        {},
+        Op.PUT_OBJECT_LOCK_CONFIGURATION,
+        "b1b",
+        None,
+        "s3:PutBucketObjectLockConfiguration",
+    ),
+    (
+        "GET",
+        "/b1b",
+        "object-lock",
+        {},
+        Op.GET_OBJECT_LOCK_CONFIGURATION,
+        "b1b",
+        None,
+        "s3:GetBucketObjectLockConfiguration",
+    ),
+    (
+        "PUT",
+        "/b1b/k",
+        "retention",
+        {},
+        Op.PUT_OBJECT_RETENTION,
+        "b1b",
+        "k",
+        "s3:PutObjectRetention",
+    ),
+    (
+        "GET",
+        "/b1b/k",
+        "retention&versionId=v",
+        {},
+        Op.GET_OBJECT_RETENTION,
+        "b1b",
+        "k",
+        "s3:GetObjectRetention",
+    ),
+    (
+        "PUT",
+        "/b1b/k",
+        "legal-hold",
+        {},
+        Op.PUT_OBJECT_LEGAL_HOLD,
+        "b1b",
+        "k",
+        "s3:PutObjectLegalHold",
+    ),
+    (
+        "GET",
+        "/b1b/k",
+        "legal-hold",
+        {},
+        Op.GET_OBJECT_LEGAL_HOLD,
+        "b1b",
+        "k",
+        "s3:GetObjectLegalHold",
+    ),
     ("OPTIONS", "/b1b", "", {}, Op.PREFLIGHT, "b1b", None, None),
     # object level
     ("PUT", "/b1b/k", "", {}, Op.PUT_OBJECT, "b1b", "k", "s3:PutObject"),
@@ -481,13 +541,10 @@ def test_method_errors() -> None:
     [
         ("GET", "/b1b", "encryption"),
         ("PUT", "/b1b", "replication"),
-        ("GET", "/b1b", "object-lock"),
         ("PUT", "/b1b", "notification"),
         ("GET", "/b1b", "logging"),
         ("GET", "/b1b", "session"),
         ("GET", "/b1b/k", "attributes"),
-        ("PUT", "/b1b/k", "retention"),
-        ("GET", "/b1b/k", "legal-hold"),
         ("POST", "/b1b/k", "restore"),
         ("POST", "/b1b/k", "select&select-type=2"),
         ("GET", "/b1b/k", "torrent"),
@@ -495,6 +552,41 @@ def test_method_errors() -> None:
 )
 def test_unserved_subresources_are_not_implemented(method: str, path: str, query: str) -> None:
     assert fails("NotImplemented", method, path, query).status == 501
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "query"),
+    [
+        ("DELETE", "/b1b", "object-lock"),
+        ("POST", "/b1b", "object-lock"),
+        ("DELETE", "/b1b/k", "retention"),
+        ("DELETE", "/b1b/k", "legal-hold&versionId=v"),
+        ("POST", "/b1b/k", "legal-hold"),
+    ],
+)
+def test_lock_subresources_never_fall_through_to_a_delete(
+    method: str, path: str, query: str
+) -> None:
+    """S3 has no DeleteObjectRetention or DeleteObjectLockConfiguration: a DELETE naming
+    one is refused, never taken for a DeleteObject or DeleteBucket."""
+    assert fails("MethodNotAllowed", method, path, query).status == 405
+
+
+def test_lock_headers_need_their_own_actions() -> None:
+    ep = r(
+        "PUT",
+        "/b1b/k",
+        headers={"x-amz-object-lock-mode": "GOVERNANCE", "x-amz-object-lock-legal-hold": "ON"},
+    )
+    assert ep.actions == ("s3:PutObject", "s3:PutObjectRetention", "s3:PutObjectLegalHold")
+    copy = r(
+        "PUT",
+        "/b1b/k",
+        headers={"x-amz-copy-source": "/a/b", "x-amz-object-lock-retain-until-date": "x"},
+    )
+    assert copy.actions == ("s3:PutObject", "s3:PutObjectRetention")
+    mpu = r("POST", "/b1b/k", "uploads", headers={"x-amz-object-lock-legal-hold": "OFF"})
+    assert mpu.actions == ("s3:PutObject", "s3:PutObjectLegalHold")
 
 
 def test_copy_source() -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -281,19 +282,23 @@ def request_context(
     referer: str | None = None,
     auth_type: str | None = None,
     signature_version: str | None = None,
+    headers: Mapping[str, str] | None = None,
     extra: RequestContext | None = None,
 ) -> dict[str, ContextValue]:
     """``kvbox.policy.context.build_context`` for the facts most callers have; ``extra``
     (keys the caller fills itself: ``s3:prefix``, ``s3:ExistingObjectTag/...``) wins.
 
     ``auth_type`` is ``REST-HEADER`` or ``REST-QUERY-STRING`` (s3:authType);
-    ``signature_version`` ``AWS4-HMAC-SHA256`` or ``AWS``. Unknown facts stay absent.
+    ``signature_version`` ``AWS4-HMAC-SHA256`` or ``AWS``; ``headers``: further request
+    headers the keys read (``x-amz-object-lock-*``). Unknown facts stay absent.
     """
-    headers = {
+    known = {
         name: value
         for name, value in (("user-agent", user_agent), ("referer", referer))
         if value is not None
     }
+    if headers:
+        known.update(headers)
     return build_context(
         RequestFacts(
             principal,
@@ -302,7 +307,7 @@ def request_context(
             secure=secure_transport,
             auth_type=auth_type,
             signature_version=signature_version,
-            headers=headers,
+            headers=known,
             extra=dict(extra or {}),
         )
     )

@@ -98,13 +98,20 @@ class Op(enum.StrEnum):
     GET_BUCKET_CORS = "GetBucketCors"
     DELETE_BUCKET_CORS = "DeleteBucketCors"
     PREFLIGHT = "PreflightRequest"
+    GET_BUCKET_LIFECYCLE = "GetBucketLifecycleConfiguration"
+    PUT_BUCKET_LIFECYCLE = "PutBucketLifecycleConfiguration"
+    DELETE_BUCKET_LIFECYCLE = "DeleteBucketLifecycle"
+    # object lock
+    PUT_OBJECT_LOCK_CONFIGURATION = "PutObjectLockConfiguration"
+    GET_OBJECT_LOCK_CONFIGURATION = "GetObjectLockConfiguration"
+    PUT_OBJECT_RETENTION = "PutObjectRetention"
+    GET_OBJECT_RETENTION = "GetObjectRetention"
+    PUT_OBJECT_LEGAL_HOLD = "PutObjectLegalHold"
+    GET_OBJECT_LEGAL_HOLD = "GetObjectLegalHold"
     # recognised, answered with a fixed error (see STUB_ERRORS)
     PUT_BUCKET_TAGGING = "PutBucketTagging"
     GET_BUCKET_TAGGING = "GetBucketTagging"
     DELETE_BUCKET_TAGGING = "DeleteBucketTagging"
-    GET_BUCKET_LIFECYCLE = "GetBucketLifecycleConfiguration"
-    PUT_BUCKET_LIFECYCLE = "PutBucketLifecycleConfiguration"
-    DELETE_BUCKET_LIFECYCLE = "DeleteBucketLifecycle"
 
 
 #: Operations kvbox recognises but answers with a fixed S3 error code, after the access
@@ -116,9 +123,6 @@ STUB_ERRORS: Mapping[Op, str] = MappingProxyType(
         Op.GET_BUCKET_TAGGING: "NoSuchTagSet",
         Op.PUT_BUCKET_TAGGING: "NotImplemented",
         Op.DELETE_BUCKET_TAGGING: "NotImplemented",
-        Op.GET_BUCKET_LIFECYCLE: "NoSuchLifecycleConfiguration",
-        Op.PUT_BUCKET_LIFECYCLE: "NotImplemented",
-        Op.DELETE_BUCKET_LIFECYCLE: "NotImplemented",
     }
 )
 
@@ -178,6 +182,12 @@ ACTIONS: Mapping[Op, tuple[str | None, str | None]] = MappingProxyType(
         Op.GET_BUCKET_LIFECYCLE: ("s3:GetLifecycleConfiguration", None),
         Op.PUT_BUCKET_LIFECYCLE: ("s3:PutLifecycleConfiguration", None),
         Op.DELETE_BUCKET_LIFECYCLE: ("s3:PutLifecycleConfiguration", None),
+        Op.PUT_OBJECT_LOCK_CONFIGURATION: ("s3:PutBucketObjectLockConfiguration", None),
+        Op.GET_OBJECT_LOCK_CONFIGURATION: ("s3:GetBucketObjectLockConfiguration", None),
+        Op.PUT_OBJECT_RETENTION: ("s3:PutObjectRetention", None),
+        Op.GET_OBJECT_RETENTION: ("s3:GetObjectRetention", None),
+        Op.PUT_OBJECT_LEGAL_HOLD: ("s3:PutObjectLegalHold", None),
+        Op.GET_OBJECT_LEGAL_HOLD: ("s3:GetObjectLegalHold", None),
     }
 )
 
@@ -192,6 +202,10 @@ OBJECT_OPS = frozenset(
         Op.PUT_OBJECT_TAGGING,
         Op.GET_OBJECT_TAGGING,
         Op.DELETE_OBJECT_TAGGING,
+        Op.PUT_OBJECT_RETENTION,
+        Op.GET_OBJECT_RETENTION,
+        Op.PUT_OBJECT_LEGAL_HOLD,
+        Op.GET_OBJECT_LEGAL_HOLD,
         Op.GET_OBJECT_ACL,
         Op.PUT_OBJECT_ACL,
         Op.CREATE_MULTIPART_UPLOAD,
@@ -482,7 +496,6 @@ _UNSERVED_BUCKET = (
     "metadataTable",
     "metrics",
     "notification",
-    "object-lock",
     "ownershipControls",
     "replication",
     "requestPayment",
@@ -491,13 +504,18 @@ _UNSERVED_BUCKET = (
 #: Object subresources kvbox recognises but does not serve.
 _UNSERVED_OBJECT = (
     "attributes",
-    "legal-hold",
     "renameObject",
     "restore",
-    "retention",
     "select",
     "torrent",
 )
+
+#: Object subresources that only have a GET and a PUT (no DELETE: S3 has none).
+_GET_PUT_OBJECT = ("retention", "legal-hold")
+#: Bucket subresources that only have a GET and a PUT.
+_GET_PUT_BUCKET = ("object-lock",)
+#: Headers that set a retention on a new object (PutObject, CopyObject, multipart).
+_RETENTION_HEADERS = ("x-amz-object-lock-mode", "x-amz-object-lock-retain-until-date")
 
 _BUCKET_GET = (
     ("uploads", Op.LIST_MULTIPART_UPLOADS),
@@ -512,6 +530,7 @@ _BUCKET_GET = (
     ("cors", Op.GET_BUCKET_CORS),
     ("tagging", Op.GET_BUCKET_TAGGING),
     ("lifecycle", Op.GET_BUCKET_LIFECYCLE),
+    ("object-lock", Op.GET_OBJECT_LOCK_CONFIGURATION),
 )
 _BUCKET_PUT = (
     ("versioning", Op.PUT_BUCKET_VERSIONING),
@@ -522,6 +541,7 @@ _BUCKET_PUT = (
     ("cors", Op.PUT_BUCKET_CORS),
     ("tagging", Op.PUT_BUCKET_TAGGING),
     ("lifecycle", Op.PUT_BUCKET_LIFECYCLE),
+    ("object-lock", Op.PUT_OBJECT_LOCK_CONFIGURATION),
 )
 _BUCKET_DELETE = (
     ("policy", Op.DELETE_BUCKET_POLICY),
@@ -612,6 +632,10 @@ def _bucket_op(
     for name in _UNSERVED_BUCKET:
         if name in params and method in ("GET", "PUT", "DELETE", "POST"):
             raise _not_implemented(name)
+    for name in _GET_PUT_BUCKET:
+        if name in params and method in ("DELETE", "POST", "HEAD"):
+            # Never fall through to DeleteBucket: object lock cannot be turned off.
+            raise _method_not_allowed(method, "BUCKET", "GET, PUT")
     if method == "GET":
         for name, op in _BUCKET_GET:
             if name in params:
@@ -671,6 +695,10 @@ def _object_op(
                 extra += ("s3:PutObjectTagging",)
             if any(_header(headers, h) is not None for h in _ACL_HEADERS):
                 extra += ("s3:PutObjectAcl",)
+            if any(_header(headers, h) is not None for h in _RETENTION_HEADERS):
+                extra += ("s3:PutObjectRetention",)
+            if _header(headers, "x-amz-object-lock-legal-hold") is not None:
+                extra += ("s3:PutObjectLegalHold",)
         return Endpoint(
             op,
             bucket,
@@ -686,6 +714,10 @@ def _object_op(
     for name in _UNSERVED_OBJECT:
         if name in params and method in ("GET", "PUT", "POST"):
             raise _not_implemented(name)
+    for name in _GET_PUT_OBJECT:
+        if name in params and method not in ("GET", "PUT", "OPTIONS"):
+            # Never fall through to DeleteObject: a DELETE ?legal-hold is no delete.
+            raise _method_not_allowed(method, "OBJECT", "GET, PUT")
     upload_id = params.get("uploadId")
     part_raw = params.get("partNumber")
 
@@ -696,6 +728,10 @@ def _object_op(
             return ep(Op.GET_OBJECT_TAGGING, version_id=_version_id(params))
         if method == "GET" and "acl" in params:
             return ep(Op.GET_OBJECT_ACL, version_id=_version_id(params))
+        if method == "GET" and "retention" in params:
+            return ep(Op.GET_OBJECT_RETENTION, version_id=_version_id(params))
+        if method == "GET" and "legal-hold" in params:
+            return ep(Op.GET_OBJECT_LEGAL_HOLD, version_id=_version_id(params))
         part = parse_part_number(part_raw) if part_raw is not None else None
         op = Op.GET_OBJECT if method == "GET" else Op.HEAD_OBJECT
         return ep(op, version_id=_version_id(params), part_number=part)
@@ -713,6 +749,10 @@ def _object_op(
             return ep(Op.PUT_OBJECT_TAGGING, version_id=_version_id(params))
         if "acl" in params:
             return ep(Op.PUT_OBJECT_ACL, version_id=_version_id(params))
+        if "retention" in params:
+            return ep(Op.PUT_OBJECT_RETENTION, version_id=_version_id(params))
+        if "legal-hold" in params:
+            return ep(Op.PUT_OBJECT_LEGAL_HOLD, version_id=_version_id(params))
         if copy_source is not None:
             return ep(Op.COPY_OBJECT, copy_source=copy_source)
         return ep(Op.PUT_OBJECT)

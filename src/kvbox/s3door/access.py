@@ -19,7 +19,7 @@ Layer: s3 door (async glue; the decision itself is pure, in ``kvbox.policy``). R
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 
 from kvbox.core.meta.users import ROOT
@@ -163,6 +163,30 @@ class AccessControl:
         if b is not None:
             await self._require(req, ep, b, action, object_arn(b.name, key), key, None)
 
+    async def allows(
+        self,
+        req: S3Request,
+        ep: Endpoint,
+        action: str,
+        key: str | None,
+        version_id: str | None = None,
+        facts: Mapping[str, ContextValue] | None = None,
+    ) -> bool:
+        """Whether the requester may do ``action`` on ``key`` of ``ep``'s bucket (the
+        bucket itself for None), with ``facts`` as further condition keys: for what a
+        handler learns later than the routing (``s3:BypassGovernanceRetention`` when a
+        request asks to bypass, a retention read from a body, lock headers to show)."""
+        assert ep.bucket is not None
+        b = await self.store.get_bucket(ep.bucket)
+        if b is None:
+            return False
+        policy = self.policy_of(b)
+        if req.principal == ROOT and policy is None:
+            return True
+        resource = object_arn(b.name, key) if key is not None else bucket_arn(b.name)
+        d = await self.decide(req, ep, b, policy, action, resource, key, version_id, facts)
+        return d.allowed
+
     async def _require(
         self,
         req: S3Request,
@@ -190,8 +214,11 @@ class AccessControl:
         resource: str,
         key: str | None,
         version_id: str | None,
+        facts: Mapping[str, ContextValue] | None = None,
     ) -> Decision:
         extra = self._request_keys(req, ep, version_id)
+        if facts:
+            extra.update(facts)
         version: ObjectVersion | None = None
         if key is not None and policy is not None and self._needs_tags(b):
             version = await self._version(b.name, key, version_id)
@@ -209,6 +236,7 @@ class AccessControl:
             if auth is None
             else ("REST-QUERY-STRING" if auth.presigned else "REST-HEADER"),
             signature_version=None if auth is None else "AWS4-HMAC-SHA256",
+            headers=_lock_headers(req),
             extra=extra,
         )
         query = self._query(b, policy, req.principal, action, resource, context)
@@ -296,6 +324,19 @@ class AccessControl:
         )
         object_acl = version.attrs.get(OBJECT_ACL) if version is not None else None
         return decide(self._query(b, policy, None, action, resource, context, object_acl)).allowed
+
+
+#: Request headers that fill ``s3:object-lock-*`` condition keys (``kvbox.policy.context``).
+_LOCK_HEADERS = (
+    "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date",
+    "x-amz-object-lock-legal-hold",
+)
+
+
+def _lock_headers(req: S3Request) -> dict[str, str] | None:
+    found = {h: v for h in _LOCK_HEADERS if (v := req.header(h)) is not None}
+    return found or None
 
 
 def _existing_tags(version: ObjectVersion) -> dict[str, ContextValue]:

@@ -35,6 +35,7 @@ from typing import Final
 
 from kvbox.auth import sigv4
 from kvbox.config import SERVER
+from kvbox.core.lifecycle.worker import LifecycleWorker
 from kvbox.core.meta.users import ROOT
 from kvbox.errors import KvboxError
 from kvbox.s3.errors import S3Error, from_kvbox_error
@@ -43,10 +44,11 @@ from kvbox.s3.xml import render_error
 from kvbox.s3door import admin, explain
 from kvbox.s3door.access import AccessControl
 from kvbox.s3door.explain import EXPLAIN_PATH
-from kvbox.s3door.handlers import bucket, config, listing, multipart
+from kvbox.s3door.handlers import bucket, config, lifecycle, listing, lock, multipart
 from kvbox.s3door.handlers import cors as cors_handlers
 from kvbox.s3door.handlers import object as obj
 from kvbox.s3door.handlers.common import Context, read_small
+from kvbox.s3door.lifecycle_admin import LIFECYCLE_PATH, lifecycle_command
 from kvbox.s3door.types import S3Request, S3Response
 
 log = logging.getLogger("kvbox.s3")
@@ -101,6 +103,15 @@ HANDLERS: dict[Op, Handler] = {
     Op.ABORT_MULTIPART_UPLOAD: multipart.abort_multipart_upload,
     Op.LIST_PARTS: multipart.list_parts,
     Op.LIST_MULTIPART_UPLOADS: multipart.list_multipart_uploads,
+    Op.PUT_BUCKET_LIFECYCLE: lifecycle.put_bucket_lifecycle,
+    Op.GET_BUCKET_LIFECYCLE: lifecycle.get_bucket_lifecycle,
+    Op.DELETE_BUCKET_LIFECYCLE: lifecycle.delete_bucket_lifecycle,
+    Op.PUT_OBJECT_LOCK_CONFIGURATION: lock.put_object_lock_configuration,
+    Op.GET_OBJECT_LOCK_CONFIGURATION: lock.get_object_lock_configuration,
+    Op.PUT_OBJECT_RETENTION: lock.put_object_retention,
+    Op.GET_OBJECT_RETENTION: lock.get_object_retention,
+    Op.PUT_OBJECT_LEGAL_HOLD: lock.put_object_legal_hold,
+    Op.GET_OBJECT_LEGAL_HOLD: lock.get_object_legal_hold,
 }
 
 
@@ -135,9 +146,15 @@ class S3Frontend:
         secret_key: str,
         domain: str | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        lifecycle: LifecycleWorker | None = None,
+        lifecycle_test_clock: bool = False,
     ) -> None:
         self.access = AccessControl(ctx.store, now)
-        self.ctx = dataclasses.replace(ctx, check_key=self.access.check_key)
+        self.ctx = dataclasses.replace(
+            ctx, check_key=self.access.check_key, allows=self.access.allows
+        )
+        self.lifecycle = lifecycle
+        self.lifecycle_test_clock = lifecycle_test_clock
         self._access_key = access_key
         self._secret_key = secret_key
         self.domain = domain
@@ -201,6 +218,9 @@ class S3Frontend:
             elif req.raw_path == EXPLAIN_PATH:
                 req.op = "PolicyExplain"
                 resp = await self._explain(req)
+            elif req.raw_path == LIFECYCLE_PATH:
+                req.op = "Lifecycle"
+                resp = await self._lifecycle(req)
             else:
                 ep = route(req.method, req.raw_path, req.query, req.headers, domain=self.domain)
                 req.op = ep.op.value
@@ -296,6 +316,20 @@ class S3Frontend:
             raise S3Error("InvalidArgument", f"bad explain request: {exc}") from None
         body = json.dumps(answer).encode()
         return S3Response(200, {"Content-Type": "application/json"}, body)
+
+    async def _lifecycle(self, req: S3Request) -> S3Response:
+        """``POST /_kvbox/lifecycle`` (``kvbox.s3door.lifecycle_admin``), root only."""
+        if req.method != "POST":
+            raise S3Error("MethodNotAllowed", resource=LIFECYCLE_PATH)
+        req.auth = await self.authenticate(req)
+        if req.principal != ROOT or self.lifecycle is None:
+            raise S3Error("AccessDenied", resource=LIFECYCLE_PATH)
+        try:
+            doc = json.loads(await read_small(req, 64 * 1024))
+        except ValueError:
+            raise S3Error("InvalidArgument", "expected a JSON object") from None
+        answer = await lifecycle_command(self.lifecycle, doc, test_clock=self.lifecycle_test_clock)
+        return S3Response(200, {"Content-Type": "application/json"}, json.dumps(answer).encode())
 
     async def _dispatch(self, req: S3Request, ep: Endpoint) -> S3Response:
         handler = HANDLERS.get(ep.op)

@@ -182,6 +182,8 @@ async def _serve_store(
             access_key=creds.access_key,
             secret_key=creds.secret_key,
             domain=s.domain,
+            lifecycle=lifecycle,
+            lifecycle_test_clock=s.lifecycle_test_clock,
         )
     s3_counters = ServerCounters()
     if serve_console and s3 is not None:

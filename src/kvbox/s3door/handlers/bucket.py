@@ -21,6 +21,7 @@ from kvbox.s3.xml import (
     timestamp_from_ns,
 )
 from kvbox.s3door.handlers.common import ACL, Context, read_small, xml_response
+from kvbox.s3door.objectlock import wants_lock
 from kvbox.s3door.types import S3Request, S3Response
 
 ROOT = "root"
@@ -50,7 +51,10 @@ async def create_bucket(ctx: Context, req: S3Request, ep: Endpoint) -> S3Respons
         canned = CannedAcl.from_header(acl)
         if canned is not CannedAcl.PRIVATE:
             attrs[ACL] = canned.value
-    if not await ctx.store.create_bucket(ep.bucket, owner=req.principal, attrs=attrs):
+    object_lock = wants_lock(req.headers)  # x-amz-bucket-object-lock-enabled: true
+    if not await ctx.store.create_bucket(
+        ep.bucket, owner=req.principal, attrs=attrs, object_lock=object_lock
+    ):
         existing = await ctx.store.get_bucket(ep.bucket)
         code = (
             "BucketAlreadyOwnedByYou"

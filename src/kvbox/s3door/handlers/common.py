@@ -26,13 +26,18 @@ How S3 object metadata is kept in ``ObjectVersion.attrs`` (string -> string)::
     parts                a multipart object's part sizes, run-length encoded
 
     acl                  the object's canned ACL (absent: private)
+    lock-mode, lock-until, lock-hold
+                         the version's object lock (``kvbox.core.lock``: only the Store
+                         changes them, whatever attrs a handler passes)
 
 Content-Type is ``ObjectVersion.content_type``. The prefixes keep the families apart,
 so a user metadata name can never collide with a header or a tag.
 
 Bucket settings are kept in ``Bucket.attrs`` under ``POLICY`` (the policy JSON as sent),
 ``ACL`` (canned; absent: private), ``PAB`` (public access block XML), ``CORS`` and
-``WEBSITE`` (the configuration XML as sent).
+``WEBSITE`` (the configuration XML as sent), and the core's own ``object-lock``
+(``kvbox.core.lock.CONFIG_ATTR``) and ``lifecycle`` (``kvbox.core.lifecycle.rules.ATTR``),
+both JSON the core reads.
 """
 
 from __future__ import annotations
@@ -354,6 +359,36 @@ async def payload(req: S3Request, checks: PayloadChecks) -> AsyncIterator[bytes]
         checks.checksums[alg] = actual
 
 
+def has_integrity_check(req: S3Request) -> bool:
+    """Whether the body comes with ``Content-MD5`` or a flexible checksum (a header, or
+    a trailer it declares): what AWS insists on before it locks bytes away. ``payload``
+    verifies whichever is sent."""
+    if req.header("content-md5") is not None:
+        return True
+    if any(algorithm_for_header(name) is not None for name in req.headers):
+        return True
+    trailer = req.header("x-amz-trailer")
+    return trailer is not None and any(
+        algorithm_for_header(t) is not None for t in parse_trailer_header(trailer)
+    )
+
+
+def require_integrity_check(req: S3Request, operation: str | None = None) -> None:
+    """AWS's InvalidRequest for a body without ``Content-MD5`` or a checksum. With
+    ``operation`` (PutObject, UploadPart): the object-lock wording, as AWS says it for
+    uploads that carry a retention or legal hold; else its "missing required header"
+    for configuration bodies that always need one (object lock, lifecycle)."""
+    if has_integrity_check(req):
+        return
+    if operation is None:
+        raise S3Error("InvalidRequest", "Missing required header for this request: Content-MD5")
+    raise S3Error(
+        "InvalidRequest",
+        f"Content-MD5 OR x-amz-checksum- HTTP header is required for {operation} requests "
+        "with Object Lock parameters",
+    )
+
+
 async def read_small(req: S3Request, limit: int = MAX_SMALL_BODY) -> bytes:
     """A whole (XML) body, verified like any payload, refused past ``limit``."""
     buf = bytearray()
@@ -382,3 +417,7 @@ class Context:
     #: The per-key access check of DeleteObjects, ``(req, ep, key, action)``; set by
     #: ``S3Frontend`` (``kvbox.s3door.access.AccessControl.check_key``), None: allow all.
     check_key: Callable[[S3Request, Any, str, str], Awaitable[None]] | None = None
+    #: "May the requester do this too?" for what only the handler knows to ask:
+    #: ``(req, ep, action, key, version_id, facts)`` (``AccessControl.allows``); None:
+    #: allow all.
+    allows: Callable[..., Awaitable[bool]] | None = None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 
+from kvbox.core import lock
 from kvbox.core.model import Part
 from kvbox.s3.checksums import (
     Algorithm,
@@ -50,13 +51,17 @@ from kvbox.s3door.handlers.common import (
     Context,
     PayloadChecks,
     drain,
+    has_integrity_check,
     payload,
     read_small,
+    require_integrity_check,
     stored_headers,
     user_metadata,
     xml_response,
 )
 from kvbox.s3door.handlers.config import bucket_of, owner_of
+from kvbox.s3door.handlers.lifecycle import expiration_headers
+from kvbox.s3door.handlers.locking import write_lock_attrs
 from kvbox.s3door.handlers.object import (
     acl_attrs,
     check_read_conditions,
@@ -140,6 +145,7 @@ async def create_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) ->
     if tagging is not None:
         attrs.update({TAG + k: v for k, v in Tagging.from_header(tagging).tags})
     attrs.update(await acl_attrs(ctx, req, ep.bucket))
+    attrs.update(write_lock_attrs(await ctx.store.get_bucket(ep.bucket), req, ep.bucket))
     kind = (req.header("x-amz-checksum-type") or "").strip().upper()
     if kind:
         if kind not in (ChecksumType.COMPOSITE.value, ChecksumType.FULL_OBJECT.value):
@@ -153,6 +159,8 @@ async def create_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) ->
 async def upload_part(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None and ep.key is not None
     assert ep.upload_id is not None and ep.part_number is not None
+    if not has_integrity_check(req) and await _will_be_locked(ctx, ep):
+        require_integrity_check(req, "Put Part")
     checks = PayloadChecks()
     # Filled once the body is read; the store reads it after the source is exhausted.
     attrs: dict[str, str] = {}
@@ -244,7 +252,21 @@ async def complete_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) 
     resp = xml_response(result.to_xml())
     if not v.is_null:
         resp.headers["x-amz-version-id"] = v.version_id
+    resp.headers.update(expiration_headers(await ctx.store.get_bucket(ep.bucket), v))
     return resp
+
+
+async def _will_be_locked(ctx: Context, ep: Endpoint) -> bool:
+    """The upload's object will have a lock: one its CreateMultipartUpload asked for, or
+    its bucket's default retention (AWS then wants each part's Content-MD5 or checksum)."""
+    assert ep.bucket is not None and ep.key is not None and ep.upload_id is not None
+    config = lock.config_of(await ctx.store.get_bucket(ep.bucket))
+    if config is None:
+        return False
+    if config.default is not None:
+        return True
+    up = await ctx.store.get_upload(ep.bucket, ep.key, ep.upload_id)
+    return lock.has_lock_attrs(up.attrs)
 
 
 async def abort_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:

@@ -29,10 +29,11 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import datetime
 
 from kvbox import timeparse
+from kvbox.core import lock
 from kvbox.core.model import Condition, CondKind, ObjectVersion
-from kvbox.errors import ConditionFailed
+from kvbox.errors import ConditionFailed, KvboxError
 from kvbox.s3.checksums import Algorithm
-from kvbox.s3.errors import S3Error
+from kvbox.s3.errors import S3Error, from_kvbox_error
 from kvbox.s3.router import Endpoint, delete_action
 from kvbox.s3.xml import (
     AccessControlPolicy,
@@ -61,6 +62,7 @@ from kvbox.s3door.handlers.common import (
     parse_http_date,
     payload,
     read_small,
+    require_integrity_check,
     stored_headers,
     tags_of,
     user_metadata,
@@ -68,6 +70,13 @@ from kvbox.s3door.handlers.common import (
     xml_response,
 )
 from kvbox.s3door.handlers.config import acl_from_request, check_acl_allowed, owner_of
+from kvbox.s3door.handlers.lifecycle import expiration_headers
+from kvbox.s3door.handlers.locking import (
+    may_bypass,
+    needs_integrity_check,
+    read_headers,
+    write_lock_attrs,
+)
 from kvbox.s3door.types import FileBody, S3Request, S3Response
 
 #: The response-* query parameters of GetObject and the header each overrides.
@@ -313,6 +322,10 @@ async def get_object(
             part_span = (first, first + sizes[ep.part_number - 1] - 1)
     if sizes is not None:
         headers["x-amz-mp-parts-count"] = str(len(sizes))
+    if v.attrs:
+        headers.update(await read_headers(ctx, req, ep, v))
+    if ep.version_id is None and _instant(req) is None:
+        headers.update(expiration_headers(await ctx.store.get_bucket(v.bucket), v))
     if status == 412:
         raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
     if status == 304:
@@ -436,13 +449,18 @@ def _tagging_attrs(req: S3Request) -> dict[str, str]:
 
 async def put_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None and ep.key is not None
-    # No bucket lookup here: put_stream checks the store's bucket cache (NoSuchBucket)
-    # without a trip to the metadata thread, which matters for small PUTs.
+    # The bucket (its object lock and lifecycle settings) comes from the Store's memory,
+    # no trip to the metadata thread, which matters for small PUTs; a missing bucket is
+    # put_stream's NoSuchBucket.
     condition = _write_condition(req)
     attrs = user_metadata(req.headers)
     attrs.update(stored_headers(req.headers))
     attrs.update(_tagging_attrs(req))
     attrs.update(await acl_attrs(ctx, req, ep.bucket))
+    b = await ctx.store.get_bucket(ep.bucket)
+    attrs.update(write_lock_attrs(b, req, ep.bucket))
+    if needs_integrity_check(b, req):
+        require_integrity_check(req, "Put Object")
     content_type = req.header("content-type") or DEFAULT_CONTENT_TYPE
     checks = PayloadChecks()
     # The checksums are known only once the body is read; the attrs mapping is read by
@@ -466,6 +484,7 @@ async def put_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
         headers["x-amz-version-id"] = v.version_id
     for alg, value in checks.checksums.items():
         headers[alg.header] = value
+    headers.update(expiration_headers(b, v))
     return S3Response(200, headers)
 
 
@@ -512,7 +531,8 @@ async def delete_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Respons
     assert ep.bucket is not None and ep.key is not None
     check_version_id(ep.version_id)
     await drain(req)
-    result = await ctx.store.delete(ep.bucket, ep.key, ep.version_id)
+    bypass = ep.version_id is not None and await may_bypass(ctx, req, ep, ep.key)
+    result = await ctx.store.delete(ep.bucket, ep.key, ep.version_id, bypass_governance=bypass)
     headers: dict[str, str] = {}
     if ep.version_id is not None:
         headers["x-amz-version-id"] = ep.version_id
@@ -544,9 +564,13 @@ async def delete_objects(ctx: Context, req: S3Request, ep: Endpoint) -> S3Respon
                     obj.size is not None and obj.size != cur.size
                 ):
                     raise S3Error("PreconditionFailed")
-            result = await ctx.store.delete(ep.bucket, obj.key, obj.version_id)
-        except S3Error as exc:
-            errors.append(DeleteErrorEntry(obj.key, exc.code, exc.message, obj.version_id))
+            bypass = obj.version_id is not None and await may_bypass(ctx, req, ep, obj.key)
+            result = await ctx.store.delete(
+                ep.bucket, obj.key, obj.version_id, bypass_governance=bypass
+            )
+        except (S3Error, KvboxError) as exc:
+            e = from_kvbox_error(exc)
+            errors.append(DeleteErrorEntry(obj.key, e.code, e.message, obj.version_id))
             continue
         marker = next((v for v in result.written if v.is_delete_marker), None)
         removed_marker = next((v for v in result.removed if v.is_delete_marker), None)
@@ -607,7 +631,7 @@ async def copy_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
         )
     checksums = {k: v for k, v in src.attrs.items() if k.startswith(CHECKSUM)}
     if meta_directive == "COPY":
-        attrs = without(src.attrs, TAG)
+        attrs = lock.without_lock(without(src.attrs, TAG))  # a copy never inherits a lock
         content_type = src.content_type
     else:
         attrs = user_metadata(req.headers)
@@ -626,6 +650,8 @@ async def copy_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     for name in [k for k, val in attrs.items() if k.startswith(CHECKSUM) and "-" in val]:
         del attrs[name]
     attrs.update(await acl_attrs(ctx, req, ep.bucket))
+    dest = await ctx.store.get_bucket(ep.bucket)
+    attrs.update(write_lock_attrs(dest, req, ep.bucket))
     condition = _write_condition(req)
     if same and not restore and condition is None:
         # a metadata rewrite replaces exactly the version it read (a restore, by design,
@@ -642,6 +668,7 @@ async def copy_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     result = CopyObjectResult(v.etag, timestamp_from_ns(v.mtime_ns))
     resp = xml_response(result.to_xml())
     resp.headers.update(headers)
+    resp.headers.update(expiration_headers(dest, v))
     return resp
 
 
