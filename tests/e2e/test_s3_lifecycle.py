@@ -30,7 +30,7 @@ import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server, signed
-from ._s3clients import AwsCli, S3Target
+from ._s3clients import AwsCli, S3Cmd, S3Target
 
 DAY = 86_400.0
 
@@ -451,3 +451,26 @@ def test_lifecycle_through_the_aws_cli(srv: S3Server, tmp_path: Path) -> None:
     aws("s3api", "delete-bucket-lifecycle", "--bucket", b)
     gone = aws("s3api", "get-bucket-lifecycle-configuration", "--bucket", b, check=False)
     assert gone.returncode != 0 and "NoSuchLifecycleConfiguration" in gone.stderr
+
+
+def test_lifecycle_through_s3cmd(srv: S3Server, tmp_path: Path) -> None:
+    """s3cmd's ``expire`` writes a whole configuration of its own (a rule with no ID,
+    which gets one), ``getlifecycle`` reads it back, ``dellifecycle`` removes it, and the
+    worker expires what it says."""
+    s3 = srv.client()
+    b = bucket(s3, "lc-s3cmd")
+    cmd = S3Cmd(S3Target("127.0.0.1", srv.http_port, ACCESS_KEY, SECRET_KEY), tmp_path / "s3cmd")
+    cmd("expire", f"s3://{b}", "--expiry-days=2", "--expiry-prefix=logs/")
+    shown = cmd("getlifecycle", f"s3://{b}").stdout
+    assert "<Prefix>logs/</Prefix>" in shown and "<Days>2</Days>" in shown, shown
+    (rule,) = s3.get_bucket_lifecycle_configuration(Bucket=b)["Rules"]
+    assert rule["Filter"] == {"Prefix": "logs/"} and rule["Expiration"] == {"Days": 2}
+    assert rule["ID"]
+    s3.put_object(Bucket=b, Key="logs/a", Body=b"x")
+    s3.put_object(Bucket=b, Key="keep", Body=b"x")
+    run_at(srv, 4)
+    assert keys(s3, b) == ["keep"]
+    cmd("dellifecycle", f"s3://{b}")
+    with pytest.raises(ClientError) as info:
+        s3.get_bucket_lifecycle_configuration(Bucket=b)
+    assert err(info) == (404, "NoSuchLifecycleConfiguration")
