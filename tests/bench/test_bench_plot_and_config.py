@@ -45,3 +45,34 @@ def test_loadgen_config_validation(kwargs: dict[str, object], message: str) -> N
 def test_loadgen_binary_values_above_text_limit() -> None:
     assert not LoadgenConfig(value_size=1024).binary
     assert LoadgenConfig(value_size=1025).binary
+
+
+def test_split_by_op_and_whole_bins() -> None:
+    from kvbox.bench.plot import full_bins
+    from kvbox.bench.stats import split_by_op
+
+    everything = sorted([5, 1, 3, 3, 9, 7])
+    sets = [3, 9]
+    assert split_by_op(everything, sets) == {"GET": [1, 3, 5, 7], "SET": [3, 9]}
+    assert split_by_op([1, 2], []) == {"GET": [1, 2]}
+    # 2.05 s of a run: 20 whole 100 ms bins; the 21st, cut short as clients drained, goes.
+    bins = [100] * 20 + [7]
+    assert full_bins(bins, 2.05) == [100] * 20
+    assert full_bins(bins, 2.1) == bins
+    assert full_bins([3], 0.01) == [3]  # a run shorter than a bin still shows its one bin
+
+
+def test_plot_draws_labelled_get_and_set_histograms() -> None:
+    """The histogram axis has one labelled series per op and a legend naming both."""
+    import matplotlib.pyplot as plt
+
+    from kvbox.bench.plot import _histogram
+
+    fig, ax = plt.subplots()
+    _histogram(ax, {"GET": [1_000_000, 2_000_000] * 50, "SET": [4_000_000] * 30})
+    legend = ax.get_legend()
+    assert legend is not None
+    labels = [t.get_text() for t in legend.get_texts()]
+    plt.close(fig)
+    assert len(labels) == 2
+    assert labels[0].startswith("GET: 100 requests") and labels[1].startswith("SET: 30 requests")

@@ -106,6 +106,10 @@ def test_conn_mode_mix_with_plot(server: KvboxServer, tmp_path: Path) -> None:
     assert report["populated_keys"] == 200  # GETs hit: the keys were written first
     assert report["notfound"] == 0
     assert report["config"]["mode"] == "conn"
+    by_op = report["latency_ms_by_op"]  # what the plot draws as two labelled histograms
+    assert set(by_op) == {"GET", "SET"}
+    assert by_op["GET"]["count"] + by_op["SET"]["count"] == report["latency_ms"]["count"]
+    assert 0.2 < by_op["SET"]["count"] / report["latency_ms"]["count"] < 0.4
     _assert_valid_png(png)
 
 

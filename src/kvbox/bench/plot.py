@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kvbox.bench.runner import BIN_S, BenchReport
-from kvbox.bench.stats import NS_PER_MS, log_histogram, percentile, timeline
+from kvbox.bench.stats import NS_PER_MS, log_histogram, percentile, split_by_op, timeline
 
 #: Percentile points of the CDF panel, denser in the tail where latency is interesting.
 _CDF_POINTS: tuple[float, ...] = tuple(
@@ -40,9 +40,11 @@ def require_matplotlib() -> Any:
 
 
 def plot_report(report: BenchReport, path: str | Path) -> Path:
-    """Draw the report's latency histogram, latency CDF and throughput timeline."""
+    """Draw the report's latency histograms (GET and SET apart), latency CDF and
+    throughput timeline."""
     plt = require_matplotlib()
     samples = sorted(report.samples_ns)
+    sets = sorted(report.set_samples_ns)
     cfg = report.config
     fig, (ax_hist, ax_cdf, ax_tput) = plt.subplots(3, 1, figsize=(9, 11))
     shape = (
@@ -55,9 +57,9 @@ def plot_report(report: BenchReport, path: str | Path) -> Path:
         f"{cfg.clients} clients, {shape}\n"
         f"{report.replies:,} ops, {report.throughput:,.0f} ops/s, errors {report.errors:,}"
     )
-    _histogram(ax_hist, samples)
+    _histogram(ax_hist, split_by_op(samples, sets))
     _cdf(ax_cdf, samples)
-    _throughput(ax_tput, report.bins)
+    _throughput(ax_tput, report.bins, report.elapsed_s)
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=100, format="png")
@@ -65,22 +67,36 @@ def plot_report(report: BenchReport, path: str | Path) -> Path:
     return out
 
 
-def _histogram(ax: Any, samples: Sequence[int]) -> None:
-    buckets = log_histogram(samples, buckets_per_decade=20)
-    if buckets:
+#: Colours of the ops' histograms.
+_COLOURS = {"GET": "tab:blue", "SET": "tab:orange"}
+
+
+def _histogram(ax: Any, by_op: dict[str, list[int]]) -> None:
+    """One histogram per op on one log axis, each labelled with its count and median."""
+    drawn = False
+    for op, samples in by_op.items():
+        buckets = log_histogram(samples, buckets_per_decade=20)
+        if not buckets:
+            continue
         bounds = [b for b, _ in buckets]
         lows = [bounds[0] / 10 ** (1 / 20), *bounds[:-1]]
+        median = percentile(samples, 50.0) / NS_PER_MS
         ax.bar(
             lows,
             [n for _, n in buckets],
             width=[hi - lo for lo, hi in zip(lows, bounds, strict=True)],
             align="edge",
-            color="tab:blue",
+            color=_COLOURS.get(op, "tab:grey"),
+            alpha=0.6,
+            label=f"{op}: {len(samples):,} requests, p50 {median:.2f} ms",
         )
+        drawn = True
+    if drawn:
         ax.set_xscale("log")
+        ax.legend(loc="upper right")
     ax.set_xlabel("latency (ms, log scale)")
     ax.set_ylabel("requests")
-    ax.set_title("latency distribution")
+    ax.set_title("latency distribution, by operation")
     ax.grid(True, which="both", alpha=0.3)
 
 
@@ -109,12 +125,25 @@ def _cdf(ax: Any, samples: Sequence[int]) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
-def _throughput(ax: Any, bins: Sequence[int]) -> None:
-    points = timeline(bins, BIN_S)
+def full_bins(bins: Sequence[int], elapsed_s: float) -> list[int]:
+    """The throughput bins the run filled: the last one, cut short by the end of the run
+    while the clients drained, would otherwise be drawn as a drop nobody saw."""
+    whole = int(elapsed_s / BIN_S + 1e-9)
+    return list(bins[: max(1, min(len(bins), whole))]) if bins else []
+
+
+def _throughput(ax: Any, bins: Sequence[int], elapsed_s: float) -> None:
+    points = timeline(full_bins(bins, elapsed_s), BIN_S)
     if points:
-        ax.plot([p["t_s"] for p in points], [p["ops_per_s"] for p in points], color="tab:green")
+        ax.plot(
+            [p["t_s"] for p in points],
+            [p["ops_per_s"] for p in points],
+            color="tab:green",
+            label="all operations",
+        )
+        ax.legend(loc="lower right")
     ax.set_xlabel("time (s)")
     ax.set_ylabel("ops/s (100 ms bins)")
-    ax.set_title("throughput over time")
+    ax.set_title("throughput over time (whole 100 ms bins: the last, partial one is left out)")
     ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)

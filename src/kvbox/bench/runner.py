@@ -31,7 +31,14 @@ from typing import IO, Any, cast
 
 from kvbox import __version__
 from kvbox.bench import serverinfo
-from kvbox.bench.stats import LatencySummary, log_histogram, merge_bins, summarize, timeline
+from kvbox.bench.stats import (
+    LatencySummary,
+    log_histogram,
+    merge_bins,
+    split_by_op,
+    summarize,
+    timeline,
+)
 from kvbox.bench.worker import MODES, Mode, Shared, WorkerResult, WorkerSpec, worker_main
 from kvbox.bench.workload import Workload
 
@@ -105,6 +112,8 @@ class BenchReport:
     error_samples: list[str]
     populated_keys: int
     samples_ns: array[int] = field(repr=False, default_factory=lambda: array("q"))
+    #: The SET replies' latencies (also in ``samples_ns``): GETs are the rest.
+    set_samples_ns: array[int] = field(repr=False, default_factory=lambda: array("q"))
 
     @property
     def throughput(self) -> float:
@@ -188,6 +197,13 @@ class BenchReport:
             "complete": self.replies >= cfg.ops and not self.timed_out,
             "throughput_ops_s": self.throughput,
             "latency_ms": self.latency.as_dict() if self.latency else None,
+            "latency_ms_by_op": {
+                op: s.as_dict()
+                for op, xs in split_by_op(
+                    sorted(self.samples_ns), sorted(self.set_samples_ns)
+                ).items()
+                if (s := summarize(xs)) is not None
+            },
             "server": server,
             "client": {
                 "procs": cfg.procs,
@@ -201,6 +217,11 @@ class BenchReport:
                 {"le_ms": round(le, 6), "count": n} for le, n in log_histogram(self.samples_ns)
             ],
         }
+
+    def _by_op(self) -> dict[str, dict[str, float | int]]:
+        """Latency of GETs and of SETs apart (a mix's two histograms in ``--plot``)."""
+        ops = split_by_op(sorted(self.samples_ns), sorted(self.set_samples_ns))
+        return {op: s.as_dict() for op, xs in ops.items() if (s := summarize(xs)) is not None}
 
     def summary(self) -> str:
         """The human-readable report ``kvbox bench`` prints."""
@@ -365,8 +386,10 @@ def run(config: BenchConfig, progress: IO[str] | None = sys.stderr) -> BenchRepo
     if failed:
         raise BenchError("worker failed: " + "; ".join(failed))
     merged: array[int] = array("q")
+    merged_sets: array[int] = array("q")
     for r in collected.values():
         merged.extend(r.latencies())
+        merged_sets.extend(r.set_latencies())
     report = BenchReport(
         config=BenchConfig(**{**_fields(config), "host": config_host, "procs": len(specs)}),
         started_at=started_at,
@@ -385,6 +408,7 @@ def run(config: BenchConfig, progress: IO[str] | None = sys.stderr) -> BenchRepo
         error_samples=[s for r in collected.values() for s in r.error_samples][:10],
         populated_keys=populated,
         samples_ns=merged,
+        set_samples_ns=merged_sets,
     )
     return report
 

@@ -56,6 +56,21 @@ class LatencySummary:
         return asdict(self)
 
 
+def split_by_op(samples: Sequence[int], sets: Sequence[int]) -> dict[str, list[int]]:
+    """{"GET": ..., "SET": ...}: ``sets`` are the SET replies' latencies, all of them
+    also in ``samples`` (both sorted); the GETs are the rest. An op with no samples is
+    left out."""
+    gets: list[int] = []
+    j = 0
+    for x in samples:
+        if j < len(sets) and sets[j] == x:
+            j += 1
+            continue
+        gets.append(x)
+    out = {"GET": gets, "SET": list(sets)}
+    return {op: xs for op, xs in out.items() if xs}
+
+
 def summarize(samples_ns: Iterable[int]) -> LatencySummary | None:
     """Summarize latency samples (ns); ``None`` when there are none (a run with no reply)."""
     ordered = sorted(samples_ns)

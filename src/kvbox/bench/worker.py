@@ -138,6 +138,7 @@ class WorkerResult:
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     latencies_ns: bytes = b""  # array('q') packed
+    set_latencies_ns: bytes = b""  # the SET replies' among them
     bins: list[int] = field(default_factory=list)
     cpu_user_s: float = 0.0
     cpu_sys_s: float = 0.0
@@ -154,26 +155,35 @@ class WorkerResult:
         samples.frombytes(self.latencies_ns)
         return samples
 
+    def set_latencies(self) -> array[int]:
+        samples: array[int] = array("q")
+        samples.frombytes(self.set_latencies_ns)
+        return samples
+
 
 class _Recorder:
     """Latency samples and completions per time bin for one worker, shared by its clients."""
 
-    __slots__ = ("bin_ns", "bins", "enabled", "samples", "t0_ns")
+    __slots__ = ("bin_ns", "bins", "enabled", "samples", "set_samples", "t0_ns")
 
     def __init__(self, bin_s: float) -> None:
         self.bin_ns = max(1, int(bin_s * 1e9))
         self.t0_ns = 0
         self.bins: list[int] = []
         self.samples: array[int] = array("q")
+        #: The latencies of SET replies, also in ``samples`` (a mix plots GET and SET apart).
+        self.set_samples: array[int] = array("q")
         self.enabled = False
 
-    def record(self, latency_ns: int, replies: int, now_ns: int) -> None:
+    def record(self, latency_ns: int, replies: int, now_ns: int, sets: int = 0) -> None:
         if not self.enabled:
             return
         if replies == 1:
             self.samples.append(latency_ns)
         else:
             self.samples.extend([latency_ns] * replies)
+        if sets:
+            self.set_samples.extend([latency_ns] * sets)
         b = (now_ns - self.t0_ns) // self.bin_ns
         bins = self.bins
         if b >= len(bins):
@@ -262,10 +272,12 @@ class _Pipelined(asyncio.Protocol):
         return self.waiter
 
     def data_received(self, data: bytes) -> None:
-        done = self.client.scanner.feed(data)
+        scanner = self.client.scanner
+        sets = scanner.sets
+        done = scanner.feed(data)
         if done:
             now = time.perf_counter_ns()
-            self.recorder.record(now - self.sent_ns, done, now)
+            self.recorder.record(now - self.sent_ns, done, now, scanner.sets - sets)
             self.outstanding -= done
             if self.outstanding <= 0 and self.waiter is not None and not self.waiter.done():
                 self.waiter.set_result(None)
@@ -360,7 +372,7 @@ class _Worker:
                 client.connection_failed(exc)
                 continue
             now = perf()
-            record(now - t, 1, now)
+            record(now - t, 1, now, request.startswith(b"SET "))
 
     async def _connect_from(self, source: str) -> socket.socket | None:
         """A socket connected to the server from ``source``; None if that address
@@ -455,6 +467,7 @@ class _Worker:
             res.error_samples.extend(s.error_samples + c.conn_error_samples)
         res.error_samples = res.error_samples[:10]
         res.latencies_ns = self.recorder.samples.tobytes()
+        res.set_latencies_ns = self.recorder.set_samples.tobytes()
         res.bins = self.recorder.bins
         return res
 

@@ -138,7 +138,7 @@ class ReplyScanner:
 
     __slots__ = (
         "_binary", "_buf", "_expect_len", "_skip", "_text_reply_len",
-        "error_samples", "errors", "misses", "ok",
+        "error_samples", "errors", "misses", "ok", "sets",
     )  # fmt: skip
 
     def __init__(self, binary: bool = False, expect_len: int | None = None) -> None:
@@ -150,6 +150,8 @@ class ReplyScanner:
         self.ok = 0
         self.misses = 0
         self.errors = 0
+        #: SET replies (``OK``) among the completed ones: the plot's SET latencies.
+        self.sets = 0
         self.error_samples: list[str] = []
 
     def reset(self) -> None:
@@ -190,6 +192,7 @@ class ReplyScanner:
             pos = nl + 1
             if line.startswith(b"OK"):
                 self.ok += 1
+                self.sets += 1
                 done += 1
             elif line.startswith(b"VALUE "):
                 if self._binary:
