@@ -35,6 +35,19 @@ ACCESS, SECRET = "KVSCREENSHOTKEY00001", "screenshot-secret-not-a-real-one"
 OUT = Path(__file__).resolve().parent
 
 
+def _wait_ready(port: int, timeout: float = 60.0) -> None:
+    """Until the server's HTTP port answers (start-up is slower on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def _free() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,7 +62,7 @@ def main() -> None:
             str(kv_port), "--http-port", str(http_port), "--sync", "normal"]  # fmt: skip
     server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
     try:
-        time.sleep(3)
+        _wait_ready(http_port)
         endpoint = f"http://127.0.0.1:{http_port}"
         s3 = boto3.client(
             "s3",

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import random
 import re
+import struct
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -508,10 +509,19 @@ def test_root_manages_users_and_sees_a_new_secret_once(page: Page, srv: S3Server
     page.get_by_role("button", name="Done").click()
     expect(page.locator("#new-secret-key")).to_have_count(0)  # gone from the page
     assert srv.client(access, secret).list_buckets()["Owner"]["ID"] == "carol"
-    card.locator(f"tr[data-key='{access}']").get_by_role("button", name="Disable").click()
-    expect(card.locator(f"tr[data-key='{access}']")).to_contain_text("disabled")
+    card.locator(f"tr[data-key='{access}']").get_by_role("button", name="Rotate").click()
+    page.get_by_role("dialog").get_by_role("button", name="Rotate").click()
+    new_access = page.locator("#new-access-key").inner_text()
+    new_secret = page.locator("#new-secret-key").inner_text()
+    page.get_by_role("button", name="Done").click()
+    assert new_access != access
+    assert srv.client(new_access, new_secret).list_buckets()["Owner"]["ID"] == "carol"
+    expect(card.locator(f"tr[data-key='{access}']")).to_contain_text("disabled")  # the old
     with pytest.raises(Exception, match="InvalidAccessKeyId"):
         srv.client(access, secret).list_buckets()
+    card.locator(f"tr[data-key='{access}']").get_by_role("button", name="Delete").click()
+    page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+    expect(card.locator(f"tr[data-key='{access}']")).to_have_count(0)
 
 
 # --- cross-site and stale sessions, in the browser ------------------------------------------
@@ -750,3 +760,130 @@ def test_the_dashboard_charts_the_servers_own_traffic(page: Page, srv: S3Server)
     chart = page.get_by_role("img", name="Requests")
     expect(chart).to_have_attribute("aria-label", re.compile(r"S3 \d"))
     expect(page.locator("#stat-uptime")).not_to_be_empty()
+
+
+def _wav(seconds: float = 0.5, rate: int = 8000) -> bytes:
+    """A silent mono 8-bit PCM WAV file (RIFF header + samples), built here."""
+    samples = bytes([128]) * int(seconds * rate)
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate, 1, 8)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(samples)) + samples
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+#: A one-page PDF, written out by hand (objects, cross-reference table, trailer).
+_PDF = b"""%PDF-1.4
+1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj
+2 0 obj << /Type /Pages /Kids [3 0 R] /Count 1 >> endobj
+3 0 obj << /Type /Page /Parent 2 0 R /MediaBox [0 0 200 100] >> endobj
+trailer << /Root 1 0 R >>
+%%EOF
+"""
+
+
+def test_audio_video_and_pdf_previews(page: Page, srv: S3Server) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="media")
+    s3.put_object(Bucket="media", Key="tone.wav", Body=_wav(), ContentType="audio/wav")
+    s3.put_object(Bucket="media", Key="clip.mp4", Body=b"\x00" * 64, ContentType="video/mp4")
+    s3.put_object(Bucket="media", Key="doc.pdf", Body=_PDF, ContentType="application/pdf")
+    sign_in(page, srv)
+    open_screen(page, srv, "#/object?bucket=media&key=tone.wav")
+    audio = page.get_by_label("Audio tone.wav")
+    expect(audio).to_be_attached()
+    # the browser fetched the object through the console and decoded it: half a second
+    page.wait_for_function("() => document.querySelector('.preview audio').duration > 0")
+    assert audio.evaluate("el => Math.round(el.duration * 10)") == 5
+    open_screen(page, srv, "#/object?bucket=media&key=clip.mp4")
+    expect(page.locator(".preview video")).to_have_attribute(
+        "src", re.compile(r"^api/s3/media/clip\.mp4")
+    )
+    with page.expect_response(lambda r: r.url.endswith("/media/doc.pdf")) as fetched:
+        open_screen(page, srv, "#/object?bucket=media&key=doc.pdf")
+    assert fetched.value.status == 200
+    expect(page.get_by_title("PDF doc.pdf")).to_have_attribute("src", re.compile(r"^blob:"))
+
+
+def test_block_public_access_refuses_a_public_policy(page: Page, srv: S3Server) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="blocked")
+    sign_in(page, srv)
+    open_screen(page, srv, "#/settings?bucket=blocked&tab=permissions")
+    page.get_by_label("Block public bucket policies").check()
+    page.get_by_role("button", name="Save Block Public Access").click()
+    expect(page.locator("#status")).to_contain_text("Block Public Access saved")
+    pab = s3.get_public_access_block(Bucket="blocked")["PublicAccessBlockConfiguration"]
+    assert pab["BlockPublicPolicy"] is True and pab["BlockPublicAcls"] is False
+    page.get_by_label("Preset").select_option(label="Public read")
+    page.get_by_role("button", name="Use preset").click()
+    page.get_by_role("button", name="Save policy").click()
+    # the S3 door's refusal, shown where the policy is
+    expect(page.locator("#policy-status")).to_contain_text("AccessDenied")
+    with pytest.raises(Exception, match="NoSuchBucketPolicy"):
+        s3.get_bucket_policy(Bucket="blocked")
+
+
+def test_the_read_for_one_user_preset_lets_exactly_that_user_read(
+    page: Page, srv: S3Server
+) -> None:
+    admin(srv, "user", "add", "reader")
+    reader = admin(srv, "key", "add", "reader")
+    admin(srv, "user", "add", "stranger")
+    stranger = admin(srv, "key", "add", "stranger")
+    s3 = srv.client()
+    s3.create_bucket(Bucket="shared")
+    s3.put_object(Bucket="shared", Key="report.txt", Body=b"for the reader")
+    sign_in(page, srv)
+    open_screen(page, srv, "#/settings?bucket=shared&tab=permissions")
+    page.get_by_label("Preset").select_option(label="Read for one user")
+    page.get_by_role("button", name="Use preset").click()
+    page.get_by_label("User name").fill("reader")
+    page.get_by_role("button", name="OK").click()
+    expect(page.locator("#policy-status")).to_contain_text("Valid: 1 statement.")
+    page.get_by_role("button", name="Save policy").click()
+    expect(page.locator("#status")).to_contain_text("Policy saved")
+    as_reader = srv.client(reader["access key"], reader["secret key"])
+    assert (
+        as_reader.get_object(Bucket="shared", Key="report.txt")["Body"].read() == b"for the reader"
+    )
+    assert [o["Key"] for o in as_reader.list_objects_v2(Bucket="shared")["Contents"]] == [
+        "report.txt"
+    ]
+    with pytest.raises(Exception, match="AccessDenied"):
+        srv.client(stranger["access key"], stranger["secret key"]).get_object(
+            Bucket="shared", Key="report.txt"
+        )
+    page.get_by_label("Principal").fill("stranger")
+    page.get_by_label("Key", exact=True).fill("report.txt")
+    page.get_by_role("button", name="Explain").click()
+    expect(page.locator("#explain-verdict")).to_have_text("DENIED")
+
+
+def test_copy_buttons_and_a_version_deleted_for_good(browser: Browser, srv: S3Server) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="copy-lab")
+    s3.put_bucket_versioning(Bucket="copy-lab", VersioningConfiguration={"Status": "Enabled"})
+    first = s3.put_object(Bucket="copy-lab", Key="a.txt", Body=b"one")["VersionId"]
+    s3.put_object(Bucket="copy-lab", Key="a.txt", Body=b"two")
+    page = new_page(browser, permissions=["clipboard-read", "clipboard-write"])
+    problems = watch(page)
+    try:
+        sign_in(page, srv)
+        open_screen(page, srv, "#/object?bucket=copy-lab&key=a.txt")
+        page.get_by_role("button", name="Share a link").click()
+        page.get_by_role("button", name="Make link").click()
+        url = page.locator("#presigned-url").input_value()
+        page.get_by_role("button", name="Copy link").click()
+        expect(page.locator("#status")).to_contain_text("Link copied")
+        assert page.evaluate("navigator.clipboard.readText()") == url
+        row = page.locator(f"tr[data-version='{first}']")
+        row.get_by_role("button", name="Delete for good").click()
+        page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+        expect(page.locator(f"tr[data-version='{first}']")).to_have_count(0)
+        versions = s3.list_object_versions(Bucket="copy-lab", Prefix="a.txt")["Versions"]
+        assert [v["VersionId"] for v in versions] != [] and first not in [
+            v["VersionId"] for v in versions
+        ]
+    finally:
+        page.context.close()
+    assert not problems, problems

@@ -283,3 +283,27 @@ def test_console_requests_are_in_the_access_log_as_the_signed_in_user(srv: S3Ser
         ("ListObjectsV2", "logged-bucket", "200", "root"),
     ], mine
     assert SECRET_KEY not in srv.server.new_log()
+
+
+def test_a_base_path_and_forwarded_prefixes(
+    srv: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # X-Forwarded-Prefix: used for the cookie and redirects; anything but a plain path
+    # (an attempt at an open redirect, a header injection) is ignored
+    c = ConsoleClient(srv.http_port, extra_headers={"X-Forwarded-Prefix": "/tools/kvbox/"})
+    assert c.request("GET", "/console").header("Location") == "/tools/kvbox/console/"
+    assert "Path=/tools/kvbox/console/" in c.sign_in(ACCESS_KEY, SECRET_KEY).header("Set-Cookie")
+    for bad in ("//evil.example", "/a/../b", "https://evil.example/x", "/a b"):
+        moved = ConsoleClient(srv.http_port, extra_headers={"X-Forwarded-Prefix": bad})
+        assert moved.request("GET", "/console").header("Location") == "/console/", bad
+    # --console-base-path: a proxy that does not strip its prefix is served as well
+    with module_server(tmp_path_factory, "console-base", "--console-base-path", "/storage/") as s:
+        plain = ConsoleClient(s.http_port)
+        assert plain.request("GET", "/console").header("Location") == "/storage/console/"
+        unstripped = ConsoleClient(s.http_port, prefix="/storage/console/")
+        assert unstripped.request("GET", "").status == 200
+        answer = unstripped.sign_in(ACCESS_KEY, SECRET_KEY)
+        assert "Path=/storage/console/" in answer.header("Set-Cookie")
+        assert unstripped.request("GET", "api/s3/").status == 200
+    refused = run_kvbox("serve", "--console-base-path", "/a/../b", "--kv-port", "0")
+    assert refused.returncode != 0 and b"--console-base-path" in refused.stderr

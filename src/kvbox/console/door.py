@@ -82,11 +82,12 @@ log = logging.getLogger("kvbox.console")
 MOUNT: Final = "/console"
 COOKIE: Final = "kvbox_console"
 CSRF_HEADER: Final = "X-Kvbox-CSRF"
-#: The page's policy: its own scripts, styles and images only; blob: for previews the
-#: page builds (a PDF); nothing from any other host; never framed.
+#: The page's policy: its own scripts, styles, images and media only; blob: frames for
+#: the one preview the page builds itself (a PDF); nothing from any other host; never
+#: framed.
 PAGE_CSP: Final = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-    "media-src 'self' blob:; connect-src 'self'; frame-src blob:; font-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "media-src 'self'; connect-src 'self'; frame-src blob:; font-src 'self'; "
     "manifest-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 #: S3 bodies seen through the console: inert documents with an opaque origin.
@@ -136,6 +137,9 @@ _MAX_STAT_NAMES: Final = 1000
 _DISK_CACHE_SECONDS: Final = 30.0
 #: Seconds between sweeps of expired sessions.
 _SWEEP_SECONDS: Final = 60.0
+#: Seconds a principal's dashboard totals are reused: they cost a HeadBucket per bucket,
+#: and an open dashboard asks every few seconds.
+_TOTALS_CACHE_SECONDS: Final = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +165,8 @@ def normalize_base_path(value: str | None) -> str:
     text = (value or "").strip()
     if text in ("", "/"):
         return ""
+    if text.startswith("//"):  # a network-path reference: another host, not a prefix
+        raise ValueError(f"not a URL path prefix: {value!r} (e.g. /kvbox)")
     text = "/" + text.strip("/")
     if "//" in text or not _PREFIX_RE.fullmatch(text) or ".." in text.split("/"):
         raise ValueError(f"not a URL path prefix: {value!r} (e.g. /kvbox)")
@@ -274,6 +280,7 @@ class ConsoleDoor:
         self._started_wall = wall()
         self._assets = _load_assets()
         self._disk: tuple[float, dict[str, int]] | None = None
+        self._totals: dict[str, tuple[float, dict[str, int]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._api: dict[tuple[str, str], Callable[[S3Request, Session], Awaitable[S3Response]]]
         self._api = {
@@ -766,25 +773,34 @@ class ConsoleDoor:
         self._disk = (now, out)
         return out
 
+    async def _stored_totals(self, req: S3Request, s: Session) -> dict[str, int]:
+        """Objects and bytes over the buckets ``s`` may list, reused for a few seconds."""
+        now = self._clock()
+        hit = self._totals.get(s.access_key)
+        if hit is not None and now - hit[0] < _TOTALS_CACHE_SECONDS:
+            return hit[1]
+        totals = {"objects": 0, "bytes": 0, "buckets": 0}
+        for name in await self._visible_buckets(req, s):
+            st = await self._bucket_stats(req, s, name)
+            if st is not None:
+                totals["buckets"] += 1
+                totals["objects"] += st["objects"]
+                totals["bytes"] += st["bytes"]
+        if len(self._totals) > 1000:  # one entry per key that opened a dashboard lately
+            self._totals.clear()
+        self._totals[s.access_key] = (now, totals)
+        return totals
+
     async def _dashboard(self, req: S3Request, s: Session) -> S3Response:
         """Charts from the ring; stored objects and bytes over the buckets this principal
         may list; the data directory's size and free space for root only (the API shows
         no one else anything of the host)."""
-        objects = nbytes = 0
-        names = await self._visible_buckets(req, s)
-        counted = 0
-        for name in names:
-            st = await self._bucket_stats(req, s, name)
-            if st is not None:
-                counted += 1
-                objects += st["objects"]
-                nbytes += st["bytes"]
         out: dict[str, Any] = {
             "version": __version__,
             "started": self._started_wall,
             "uptime": self._wall() - self._started_wall,
             "now": self._wall(),
-            "stored": {"objects": objects, "bytes": nbytes, "buckets": counted},
+            "stored": await self._stored_totals(req, s),
             "metrics": self.ring.series(self._wall(), self._clock()),
         }
         if s.principal == ROOT:
