@@ -233,9 +233,11 @@ def test_console_port_and_console_off(tmp_path_factory: pytest.TempPathFactory) 
         assert own.sign_in(ACCESS_KEY, SECRET_KEY).status == 200
         info = own.request("GET", "api/session").json()
         assert info["s3_url"] == f"http://127.0.0.1:{s.http_port}"
-        # the HTTP port's /console/ is S3's again
+        # the HTTP port's /console/ is S3's again; its /metrics still counts the console
         shared = ConsoleClient(s.http_port).request("GET", "")
         assert shared.status in (403, 404) and shared.body.startswith(b"<?xml")
+        metrics = ConsoleClient(s.http_port).request("GET", "/metrics").body.decode()
+        assert 'kvbox_requests_total{door="console",op="Console:session"}' in metrics
     with module_server(tmp_path_factory, "console-off", "--console", "off") as s:
         off = ConsoleClient(s.http_port).request("GET", "")
         assert off.body.startswith(b"<?xml")

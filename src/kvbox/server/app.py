@@ -219,7 +219,8 @@ async def _serve_store(
             s3,
             collectors=[LifecycleCollector(lifecycle.stats)],
             s3_counters=s3_counters,
-            console=console if console is not None and not s.console_port else None,
+            console=console,
+            console_here=not s.console_port,
             access_log=access_log,
         )
         runner = web.ServerRunner(http, handle_signals=False)

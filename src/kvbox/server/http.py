@@ -322,11 +322,13 @@ def build_app(
     *,
     s3_counters: ServerCounters | None = None,
     console: ConsoleDoor | None = None,
+    console_here: bool = True,
     access_log: AccessLog | None = None,
 ) -> web.Server:
     """The HTTP server; without ``s3`` only the probes answer (every other path is 404).
-    With ``console``, unsigned requests under ``/console/`` are the web console's
-    (``ConsoleDoor.claims``).
+    With ``console``, its counters are in ``/metrics`` (door ``console``) and, when
+    ``console_here`` (it has no port of its own), unsigned requests under ``/console/``
+    are the web console's (``ConsoleDoor.claims``).
 
     A low-level ``web.Server`` with one handler rather than a ``web.Application``: the
     routes are four fixed paths, and the application's per-request machinery (router,
@@ -404,7 +406,7 @@ def build_app(
                     "-",
                 )
             return resp
-        if console is not None:
+        if console is not None and console_here:
             path, _, query = request.raw_path.partition("?")
             if console.claims(path, request.headers, query):
                 return await console_response(request, console, files, access_log)
