@@ -13,6 +13,9 @@ from kvbox import errors as core
 from kvbox.errors import S3_CODES, SignatureDoesNotMatch, SigV2DoesNotMatch, wire
 from kvbox.s3 import checksums, errors, router, xml
 from kvbox.s3.errors import S3Error, from_kvbox_error
+from kvbox.s3.xml import base as xml_base
+from kvbox.s3.xml import bucket as xml_bucket
+from kvbox.s3.xml import objects as xml_objects
 
 from ._oracle import boto_error
 
@@ -116,7 +119,7 @@ def test_botocore_reads_every_error() -> None:
         assert parsed["Error"]["Message"] == spec.message
 
 
-@pytest.mark.parametrize("module", [errors, router, xml, checksums])
+@pytest.mark.parametrize("module", [errors, router, xml_base, xml_bucket, xml_objects, checksums])
 def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
     assert result.attempted > 0

@@ -34,17 +34,19 @@ from kvbox.s3.xml import (
     MAX_CONFIG_BODY,
     MAX_OBJECT_TAGS,
     Tagging,
-    _Builder,
-    _children,
-    _finish,
-    _int,
-    _malformed,
-    _parse,
-    _required_text,
-    _root,
-    _single,
-    _single_text,
     format_timestamp,
+)
+from kvbox.s3.xml.base import (
+    Builder,
+    children_of,
+    document,
+    malformed,
+    parse_body,
+    parse_int,
+    required_text,
+    serialize,
+    single,
+    single_text,
 )
 
 #: S3's limits on a lifecycle configuration.
@@ -81,7 +83,7 @@ def _invalid(message: str) -> S3Error:
 
 
 def _positive(text: str, message: str) -> int:
-    n = _int(text, low=-(2**63), high=2**31 - 1)
+    n = parse_int(text, low=-(2**63), high=2**31 - 1)
     if n <= 0:
         raise _invalid(message)
     return n
@@ -98,10 +100,10 @@ def _new_id() -> str:
 def parse_lifecycle(body: bytes) -> LifecycleConfig:
     """A PutBucketLifecycleConfiguration body (or the older PutBucketLifecycle's, whose
     rules have a rule-level Prefix), checked as AWS checks it."""
-    root = _parse(body, "LifecycleConfiguration", MAX_CONFIG_BODY)
-    elements = _children(root, ("Rule",))
+    root = parse_body(body, "LifecycleConfiguration", MAX_CONFIG_BODY)
+    elements = children_of(root, ("Rule",))
     if not elements:
-        raise _malformed()
+        raise malformed()
     if len(elements) > MAX_RULES:
         raise S3Error("InvalidRequest", f"Lifecycle configuration has more than {MAX_RULES} rules")
     rules = [_rule(el) for _, el in elements]
@@ -114,30 +116,30 @@ def parse_lifecycle(body: bytes) -> LifecycleConfig:
 
 
 def _rule(el: ET.Element) -> Rule:
-    pairs = _children(el, _RULE_ELEMENTS)
+    pairs = children_of(el, _RULE_ELEMENTS)
     if any(n in ("Transition", "NoncurrentVersionTransition") for n, _ in pairs):
         raise S3Error(
             "NotImplemented",
             "kvbox has one storage class: lifecycle Transition and "
             "NoncurrentVersionTransition actions are not supported",
         )
-    rule_id = _single_text(pairs, "ID")
+    rule_id = single_text(pairs, "ID")
     if rule_id is not None and len(rule_id) > MAX_ID_CHARS:
         raise _invalid(f"ID length should not exceed allowed limit of {MAX_ID_CHARS}")
-    status = _required_text(pairs, "Status").strip()
+    status = required_text(pairs, "Status").strip()
     if status not in ("Enabled", "Disabled"):
-        raise _malformed()
-    legacy = _single_text(pairs, "Prefix")
-    filter_el = _single(pairs, "Filter")
+        raise malformed()
+    legacy = single_text(pairs, "Prefix")
+    filter_el = single(pairs, "Filter")
     if (legacy is None) == (filter_el is None):
-        raise _malformed()  # exactly one of a rule-level Prefix and a Filter
+        raise malformed()  # exactly one of a rule-level Prefix and a Filter
     flt = Filter(FilterForm.LEGACY_PREFIX, legacy) if legacy is not None else _filter(filter_el)
-    days, date_ns, eodm = _expiration(_single(pairs, "Expiration"))
-    noncurrent_days, newer = _noncurrent(_single(pairs, "NoncurrentVersionExpiration"))
-    abort = _single(pairs, "AbortIncompleteMultipartUpload")
+    days, date_ns, eodm = _expiration(single(pairs, "Expiration"))
+    noncurrent_days, newer = _noncurrent(single(pairs, "NoncurrentVersionExpiration"))
+    abort = single(pairs, "AbortIncompleteMultipartUpload")
     abort_days = None
     if abort is not None:
-        text = _required_text(_children(abort, ("DaysAfterInitiation",)), "DaysAfterInitiation")
+        text = required_text(children_of(abort, ("DaysAfterInitiation",)), "DaysAfterInitiation")
         abort_days = _positive(
             text,
             "'DaysAfterInitiation' for AbortIncompleteMultipartUpload action must be a "
@@ -172,34 +174,34 @@ def _rule(el: ET.Element) -> Rule:
 
 def _filter(el: ET.Element | None) -> Filter:
     assert el is not None
-    pairs = _children(el, (*_CONDITIONS, "And"))
+    pairs = children_of(el, (*_CONDITIONS, "And"))
     if not pairs:
         return Filter(FilterForm.EMPTY)
     if len(pairs) > 1:
-        raise _malformed()  # several conditions go inside <And>
+        raise malformed()  # several conditions go inside <And>
     name, child = pairs[0]
     if name == "And":
-        inner = _children(child, _CONDITIONS)
+        inner = children_of(child, _CONDITIONS)
         if not inner:
-            raise _malformed()
+            raise malformed()
         return _conditions(FilterForm.AND, inner)
     return _conditions(_SINGLE_FORMS[name], pairs)
 
 
 def _conditions(form: FilterForm, pairs: list[tuple[str, ET.Element]]) -> Filter:
-    prefix = _single_text(pairs, "Prefix")
-    gt = _single_text(pairs, "ObjectSizeGreaterThan")
-    lt = _single_text(pairs, "ObjectSizeLessThan")
+    prefix = single_text(pairs, "Prefix")
+    gt = single_text(pairs, "ObjectSizeGreaterThan")
+    lt = single_text(pairs, "ObjectSizeLessThan")
     tags: list[tuple[str, str]] = []
     for name, el in pairs:
         if name == "Tag":
-            kv = _children(el, ("Key", "Value"))
-            tags.append((_required_text(kv, "Key"), _single_text(kv, "Value") or ""))
+            kv = children_of(el, ("Key", "Value"))
+            tags.append((required_text(kv, "Key"), single_text(kv, "Value") or ""))
     if len(tags) > 1 and form is not FilterForm.AND:
-        raise _malformed()
+        raise malformed()
     Tagging(tuple(tags)).check(max(MAX_OBJECT_TAGS, len(tags)))  # keys, values, duplicates
-    size_gt = None if gt is None else _int(gt)
-    size_lt = None if lt is None else _int(lt)
+    size_gt = None if gt is None else parse_int(gt)
+    size_lt = None if lt is None else parse_int(lt)
     if size_lt is not None and size_lt <= 0:
         raise _invalid("'ObjectSizeLessThan' must be a positive number")
     if size_gt is not None and size_lt is not None and size_gt >= size_lt:
@@ -210,14 +212,14 @@ def _conditions(form: FilterForm, pairs: list[tuple[str, ET.Element]]) -> Filter
 def _expiration(el: ET.Element | None) -> tuple[int | None, int | None, bool | None]:
     if el is None:
         return None, None, None
-    pairs = _children(el, ("Days", "Date", "ExpiredObjectDeleteMarker"))
-    days_text = _single_text(pairs, "Days")
-    date_text = _single_text(pairs, "Date")
-    eodm_text = _single_text(pairs, "ExpiredObjectDeleteMarker")
+    pairs = children_of(el, ("Days", "Date", "ExpiredObjectDeleteMarker"))
+    days_text = single_text(pairs, "Days")
+    date_text = single_text(pairs, "Date")
+    eodm_text = single_text(pairs, "ExpiredObjectDeleteMarker")
     if days_text is not None and date_text is not None:
-        raise _malformed()
+        raise malformed()
     if days_text is None and date_text is None and eodm_text is None:
-        raise _malformed()
+        raise malformed()
     if eodm_text is not None and (days_text is not None or date_text is not None):
         raise _invalid(
             "ExpiredObjectDeleteMarker cannot be specified with Days or Date in a "
@@ -231,7 +233,7 @@ def _expiration(el: ET.Element | None) -> tuple[int | None, int | None, bool | N
     if eodm_text is not None:
         t = eodm_text.strip().lower()
         if t not in ("true", "false"):
-            raise _malformed()
+            raise malformed()
         eodm = t == "true"
     return days, date_ns, eodm
 
@@ -253,15 +255,15 @@ def _midnight(text: str) -> int:
 def _noncurrent(el: ET.Element | None) -> tuple[int | None, int | None]:
     if el is None:
         return None, None
-    pairs = _children(el, ("NoncurrentDays", "NewerNoncurrentVersions"))
+    pairs = children_of(el, ("NoncurrentDays", "NewerNoncurrentVersions"))
     days = _positive(
-        _required_text(pairs, "NoncurrentDays"),
+        required_text(pairs, "NoncurrentDays"),
         "'NoncurrentDays' for NoncurrentVersionExpiration action must be a positive integer",
     )
-    newer_text = _single_text(pairs, "NewerNoncurrentVersions")
+    newer_text = single_text(pairs, "NewerNoncurrentVersions")
     newer = None
     if newer_text is not None:
-        newer = _int(newer_text, low=-(2**63))
+        newer = parse_int(newer_text, low=-(2**63))
         if not 1 <= newer <= MAX_NEWER_NONCURRENT:
             raise _invalid(
                 f"'NewerNoncurrentVersions' must be between 1 and {MAX_NEWER_NONCURRENT}"
@@ -274,7 +276,7 @@ def _noncurrent(el: ET.Element | None) -> tuple[int | None, int | None]:
 
 def render_lifecycle(config: LifecycleConfig) -> bytes:
     """GetBucketLifecycleConfiguration: each rule in the shape it was written."""
-    b = _root("LifecycleConfiguration")
+    b = document("LifecycleConfiguration")
     for r in config.rules:
         el = b.child("Rule")
         el.text("ID", r.id)
@@ -300,10 +302,10 @@ def render_lifecycle(config: LifecycleConfig) -> bytes:
             nc.text("NewerNoncurrentVersions", r.newer_noncurrent)
         if r.abort_days is not None:
             el.child("AbortIncompleteMultipartUpload").text("DaysAfterInitiation", r.abort_days)
-    return _finish(b)
+    return serialize(b)
 
 
-def _render_filter(b: _Builder, f: Filter) -> None:
+def _render_filter(b: Builder, f: Filter) -> None:
     if f.form is FilterForm.EMPTY:
         return
     target = b.child("And") if f.form is FilterForm.AND else b

@@ -41,14 +41,16 @@ from kvbox.errors import InvalidArgument
 from kvbox.s3.errors import S3Error
 from kvbox.s3.xml import (
     MAX_CONFIG_BODY,
-    _children,
-    _finish,
-    _malformed,
-    _parse,
-    _root,
-    _single,
-    _single_text,
     format_timestamp,
+)
+from kvbox.s3.xml.base import (
+    children_of,
+    document,
+    malformed,
+    parse_body,
+    serialize,
+    single,
+    single_text,
 )
 
 MODE_HEADER = "x-amz-object-lock-mode"
@@ -65,13 +67,13 @@ def _mode(text: str) -> Mode:
     try:
         return Mode(text.strip())
     except ValueError:
-        raise _malformed() from None
+        raise malformed() from None
 
 
 def _period(text: str, high: int) -> int:
     t = text.strip()
     if _INT.fullmatch(t) is None:
-        raise _malformed()
+        raise malformed()
     n = int(t)
     if n <= 0:
         raise S3Error(
@@ -115,22 +117,22 @@ class ObjectLockConfiguration:
 
     @classmethod
     def from_xml(cls, body: bytes) -> ObjectLockConfiguration:
-        root = _parse(body, "ObjectLockConfiguration", MAX_CONFIG_BODY)
-        pairs = _children(root, ("ObjectLockEnabled", "Rule"))
-        if (_single_text(pairs, "ObjectLockEnabled") or "").strip() != "Enabled":
-            raise _malformed()
-        rule = _single(pairs, "Rule")
+        root = parse_body(body, "ObjectLockConfiguration", MAX_CONFIG_BODY)
+        pairs = children_of(root, ("ObjectLockEnabled", "Rule"))
+        if (single_text(pairs, "ObjectLockEnabled") or "").strip() != "Enabled":
+            raise malformed()
+        rule = single(pairs, "Rule")
         if rule is None:
             return cls()
-        dr = _single(_children(rule, ("DefaultRetention",)), "DefaultRetention")
+        dr = single(children_of(rule, ("DefaultRetention",)), "DefaultRetention")
         if dr is None:
-            raise _malformed()
-        fields = _children(dr, ("Mode", "Days", "Years"))
-        mode = _single_text(fields, "Mode")
-        days = _single_text(fields, "Days")
-        years = _single_text(fields, "Years")
+            raise malformed()
+        fields = children_of(dr, ("Mode", "Days", "Years"))
+        mode = single_text(fields, "Mode")
+        days = single_text(fields, "Days")
+        years = single_text(fields, "Years")
         if mode is None or (days is None) == (years is None):
-            raise _malformed()  # a mode and exactly one period (AWS answers MalformedXML)
+            raise malformed()  # a mode and exactly one period (AWS answers MalformedXML)
         m = _mode(mode)
         if days is not None:
             return cls(DefaultRetention(m, days=_period(days, MAX_DEFAULT_DAYS)))
@@ -146,7 +148,7 @@ class ObjectLockConfiguration:
         return LockConfig(self.default)
 
     def to_xml(self) -> bytes:
-        b = _root("ObjectLockConfiguration")
+        b = document("ObjectLockConfiguration")
         b.text("ObjectLockEnabled", "Enabled")
         d = self.default
         if d is not None:
@@ -154,7 +156,7 @@ class ObjectLockConfiguration:
             dr.text("Mode", d.mode.value)
             dr.text("Days", d.days)
             dr.text("Years", d.years)
-        return _finish(b)
+        return serialize(b)
 
 
 # --- one version ---------------------------------------------------------------------
@@ -168,27 +170,27 @@ class RetentionBody:
 
     @classmethod
     def from_xml(cls, body: bytes) -> RetentionBody:
-        root = _parse(body, "Retention", MAX_CONFIG_BODY)
-        pairs = _children(root, ("Mode", "RetainUntilDate"))
-        mode = _single_text(pairs, "Mode")
-        until = _single_text(pairs, "RetainUntilDate")
+        root = parse_body(body, "Retention", MAX_CONFIG_BODY)
+        pairs = children_of(root, ("Mode", "RetainUntilDate"))
+        mode = single_text(pairs, "Mode")
+        until = single_text(pairs, "RetainUntilDate")
         if mode is None and until is None:
             return cls(None)
         if mode is None or until is None:
-            raise _malformed()
+            raise malformed()
         try:
             until_ns = parse_date(until)
         except ValueError:
-            raise _malformed() from None
+            raise malformed() from None
         return cls(Retention(_mode(mode), until_ns))
 
     def to_xml(self) -> bytes:
-        b = _root("Retention")
+        b = document("Retention")
         r = self.retention
         if r is not None:
             b.text("Mode", r.mode.value)
             b.text("RetainUntilDate", render_date(r.until_ns))
-        return _finish(b)
+        return serialize(b)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,16 +201,16 @@ class LegalHoldBody:
 
     @classmethod
     def from_xml(cls, body: bytes) -> LegalHoldBody:
-        root = _parse(body, "LegalHold", MAX_CONFIG_BODY)
-        status = _single_text(_children(root, ("Status",)), "Status")
+        root = parse_body(body, "LegalHold", MAX_CONFIG_BODY)
+        status = single_text(children_of(root, ("Status",)), "Status")
         if status is None or status.strip() not in ("ON", "OFF"):
-            raise _malformed()
+            raise malformed()
         return cls(status.strip() == "ON")
 
     def to_xml(self) -> bytes:
-        b = _root("LegalHold")
+        b = document("LegalHold")
         b.text("Status", "ON" if self.on else "OFF")
-        return _finish(b)
+        return serialize(b)
 
 
 # --- headers -------------------------------------------------------------------------

@@ -1,0 +1,257 @@
+"""Object bodies: CopyObject/UploadPartCopy results, DeleteObjects, tagging.
+
+Layer: s3 protocol (pure; no I/O). The rules are ``kvbox.s3.xml``'s docstring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from urllib.parse import parse_qsl, quote, urlencode
+
+from kvbox.s3.checksums import Algorithm, ChecksumType
+from kvbox.s3.errors import S3Error
+from kvbox.s3.xml.base import (
+    MAX_CONFIG_BODY,
+    MAX_DELETE_OBJECTS,
+    MAX_OBJECT_TAGS,
+    MAX_TAG_KEY_CHARS,
+    MAX_TAG_VALUE_CHARS,
+    MAX_XML_BODY,
+    children_of,
+    document,
+    format_timestamp,
+    malformed,
+    no_checksums,
+    parse_body,
+    parse_bool,
+    parse_int,
+    parse_timestamp,
+    quote_etag,
+    required_text,
+    serialize,
+    single,
+    single_text,
+)
+
+# --- CopyObject / UploadPartCopy -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CopyObjectResult:
+    etag: str
+    last_modified: datetime
+    checksums: Mapping[Algorithm, str] = field(default_factory=no_checksums)
+    checksum_type: ChecksumType | None = None
+
+    def to_xml(self) -> bytes:
+        b = document("CopyObjectResult")
+        b.text("ETag", quote_etag(self.etag))
+        b.text("LastModified", format_timestamp(self.last_modified))
+        if self.checksum_type is not None:
+            b.text("ChecksumType", self.checksum_type.value)
+        b.checksums(self.checksums)
+        return serialize(b)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyPartResult:
+    etag: str
+    last_modified: datetime
+    checksums: Mapping[Algorithm, str] = field(default_factory=no_checksums)
+
+    def to_xml(self) -> bytes:
+        b = document("CopyPartResult")
+        b.text("ETag", quote_etag(self.etag))
+        b.text("LastModified", format_timestamp(self.last_modified))
+        b.checksums(self.checksums)
+        return serialize(b)
+
+
+# --- DeleteObjects -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectIdentifier:
+    """One ``<Object>`` of a Delete body. ``etag``, ``last_modified_time`` and ``size``
+    are the 2024 conditional-delete fields: delete only if they still match."""
+
+    key: str
+    version_id: str | None = None
+    etag: str | None = None
+    last_modified_time: datetime | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """The DeleteObjects request body: 1..1,000 objects, optionally Quiet."""
+
+    objects: tuple[ObjectIdentifier, ...]
+    quiet: bool = False
+
+    @classmethod
+    def from_xml(cls, body: bytes) -> Delete:
+        root = parse_body(body, "Delete", MAX_XML_BODY)
+        pairs = children_of(root, ("Object", "Quiet"))
+        quiet_text = single_text(pairs, "Quiet")
+        objects: list[ObjectIdentifier] = []
+        for name, el in pairs:
+            if name != "Object":
+                continue
+            o = children_of(el, ("Key", "VersionId", "ETag", "LastModifiedTime", "Size"))
+            version_id = single_text(o, "VersionId")
+            etag = single_text(o, "ETag")
+            when = single_text(o, "LastModifiedTime")
+            size = single_text(o, "Size")
+            objects.append(
+                ObjectIdentifier(
+                    required_text(o, "Key"),
+                    version_id,
+                    None if etag is None else etag.strip().strip('"'),
+                    None if when is None else parse_timestamp(when),
+                    None if size is None else parse_int(size),
+                )
+            )
+            if len(objects) > MAX_DELETE_OBJECTS:
+                raise malformed()
+        if not objects:
+            raise malformed()
+        return cls(tuple(objects), False if quiet_text is None else parse_bool(quiet_text))
+
+    def to_xml(self) -> bytes:
+        b = document("Delete")
+        for obj in self.objects:
+            o = b.child("Object")
+            o.text("Key", obj.key)
+            o.text("VersionId", obj.version_id)
+            o.text("ETag", None if obj.etag is None else quote_etag(obj.etag))
+            if obj.last_modified_time is not None:
+                o.text("LastModifiedTime", format_timestamp(obj.last_modified_time))
+            o.text("Size", obj.size)
+        if self.quiet:
+            b.text("Quiet", True)
+        return serialize(b)
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedEntry:
+    key: str
+    version_id: str | None = None
+    delete_marker: bool | None = None
+    delete_marker_version_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteErrorEntry:
+    key: str
+    code: str
+    message: str
+    version_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    """DeleteObjects' answer. In quiet mode the handler passes no ``deleted`` entries."""
+
+    deleted: Sequence[DeletedEntry] = ()
+    errors: Sequence[DeleteErrorEntry] = ()
+
+    def to_xml(self) -> bytes:
+        b = document("DeleteResult")
+        for d in self.deleted:
+            e = b.child("Deleted")
+            e.text("Key", d.key)
+            e.text("VersionId", d.version_id)
+            e.text("DeleteMarker", d.delete_marker)
+            e.text("DeleteMarkerVersionId", d.delete_marker_version_id)
+        for err in self.errors:
+            e = b.child("Error")
+            e.text("Key", err.key)
+            e.text("VersionId", err.version_id)
+            e.text("Code", err.code)
+            e.text("Message", err.message)
+        return serialize(b)
+
+
+# --- tagging -------------------------------------------------------------------------
+
+_TAG_PUNCTUATION = frozenset("_.:/=+-@")
+
+
+def _tag_chars_ok(text: str) -> bool:
+    """AWS's tag alphabet: Unicode letters, digits, spaces, and ``_ . : / = + - @``."""
+    return all(ch.isalnum() or ch.isspace() or ch in _TAG_PUNCTUATION for ch in text)
+
+
+def _invalid_tag(message: str) -> S3Error:
+    return S3Error("InvalidTag", message)
+
+
+@dataclass(frozen=True, slots=True)
+class Tagging:
+    """A tag set (object or bucket), in the order given.
+
+    >>> Tagging.from_header("project=kvbox&env=dev%20box").tags
+    (('project', 'kvbox'), ('env', 'dev box'))
+    """
+
+    tags: tuple[tuple[str, str], ...] = ()
+
+    def check(self, max_tags: int = MAX_OBJECT_TAGS) -> Tagging:
+        """Apply S3's tag rules; returns self so parsers can chain it."""
+        if len(self.tags) > max_tags:
+            raise _invalid_tag(f"Object tags cannot be greater than {max_tags}")
+        seen: set[str] = set()
+        for key, value in self.tags:
+            if not 1 <= len(key) <= MAX_TAG_KEY_CHARS or not _tag_chars_ok(key):
+                raise _invalid_tag("The TagKey you have provided is invalid")
+            if len(value) > MAX_TAG_VALUE_CHARS or not _tag_chars_ok(value):
+                raise _invalid_tag("The TagValue you have provided is invalid")
+            if key.lower().startswith("aws:"):
+                raise _invalid_tag("Your TagKey cannot be prefixed with aws:")
+            if key in seen:
+                raise _invalid_tag("Cannot provide multiple Tags with the same key")
+            seen.add(key)
+        return self
+
+    @classmethod
+    def from_xml(cls, body: bytes, *, max_tags: int = MAX_OBJECT_TAGS) -> Tagging:
+        root = parse_body(body, "Tagging", MAX_CONFIG_BODY)
+        tag_set = single(children_of(root, ("TagSet",)), "TagSet")
+        if tag_set is None:
+            raise malformed()
+        tags: list[tuple[str, str]] = []
+        for _, el in children_of(tag_set, ("Tag",)):
+            pairs = children_of(el, ("Key", "Value"))
+            tags.append((required_text(pairs, "Key"), required_text(pairs, "Value")))
+            if len(tags) > max_tags:
+                break  # check() reports it; no need to read the rest
+        return cls(tuple(tags)).check(max_tags)
+
+    @classmethod
+    def from_header(cls, value: str, *, max_tags: int = MAX_OBJECT_TAGS) -> Tagging:
+        """``x-amz-tagging``: URL query form, ``k1=v1&k2=v2``."""
+        try:
+            pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=bool(value))
+        except ValueError:
+            raise S3Error(
+                "InvalidArgument",
+                "The header 'x-amz-tagging' shall be encoded as "
+                "UTF-8 then URLEncoded URL query parameters without tag name "
+                "duplicates.",
+            ) from None
+        return cls(tuple(pairs)).check(max_tags)
+
+    def to_header(self) -> str:
+        return urlencode(self.tags, quote_via=quote)
+
+    def to_xml(self) -> bytes:
+        b = document("Tagging")
+        tag_set = b.child("TagSet")
+        for key, value in self.tags:
+            t = tag_set.child("Tag")
+            t.text("Key", key)
+            t.text("Value", value)
+        return serialize(b)
