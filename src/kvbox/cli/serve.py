@@ -265,7 +265,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def _base_path(text: str) -> str:
-    from kvbox.console.door import normalize_base_path
+    from kvbox.console.settings import normalize_base_path
 
     try:
         return normalize_base_path(text)

@@ -3,7 +3,10 @@
 Layer: console (over the S3 door; below ``server``, which serves it). Modules:
 
 * ``door``: the console's HTTP door -- the page and assets, sign-in and sessions, CSRF,
-  and its JSON API (``ConsoleDoor``);
+  the S3 relay (``ConsoleDoor``);
+* ``endpoints``: the console's own JSON endpoints (statistics, presigned links, the
+  public check, policy validation, the dashboard), each asking the S3 door first;
+* ``replies``: JSON replies and refusals; ``settings``: how the console is reached;
 * ``gateway``: every action as an S3 request signed as the signed-in principal and run
   through the S3 door's own pipeline -- the console grants nothing the API would not;
 * ``session``: sessions with idle and absolute expiry, sign-in rate limits (pure);

@@ -22,7 +22,8 @@ import aiohttp.web_response
 from aiohttp import web
 
 from kvbox.config import SERVER, Settings
-from kvbox.console.door import ConsoleDoor, ConsoleSettings
+from kvbox.console.door import ConsoleDoor
+from kvbox.console.settings import ConsoleSettings
 from kvbox.core.blob import BlobStore
 from kvbox.core.journal import JOURNAL_DIR
 from kvbox.core.leftovers import LeftoverSweeper
