@@ -34,6 +34,8 @@ SCREENS = [
     "#/object?bucket=photos&key=notes/readme.md",
     "#/settings?bucket=photos&tab=versioning",
     "#/settings?bucket=photos&tab=permissions",
+    "#/settings?bucket=photos&tab=lock",
+    "#/settings?bucket=photos&tab=lifecycle",
     "#/settings?bucket=photos&tab=website",
     "#/settings?bucket=photos&tab=cors",
     "#/kv",
@@ -45,7 +47,7 @@ SCREENS = [
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     with module_server(tmp_path_factory, "console-a11y") as s:
         s3 = s.client()
-        s3.create_bucket(Bucket="photos")
+        s3.create_bucket(Bucket="photos", ObjectLockEnabledForBucket=True)
         s3.put_bucket_versioning(Bucket="photos", VersioningConfiguration={"Status": "Enabled"})
         s3.put_object(Bucket="photos", Key="cat.png", Body=RED_PNG, ContentType="image/png")
         s3.put_object(
@@ -57,6 +59,13 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         s3.put_object_tagging(
             Bucket="photos", Key="cat.png", Tagging={"TagSet": [{"Key": "kind", "Value": "cat"}]}
         )
+        s3.put_bucket_lifecycle_configuration(
+            Bucket="photos",
+            LifecycleConfiguration={
+                "Rules": [{"ID": "old", "Status": "Enabled", "Filter": {"Prefix": "notes/"},
+                           "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}]
+            },
+        )  # fmt: skip
         s3.put_bucket_cors(
             Bucket="photos",
             CORSConfiguration={"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]}]},

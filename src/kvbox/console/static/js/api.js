@@ -5,6 +5,8 @@
 // The session cookie is HttpOnly; the CSRF token lives only in this module's memory and
 // goes with every request that changes anything.
 
+import { contentMd5 } from "./md5.js";
+
 export const session = { info: null };
 const listeners = new Set();
 
@@ -110,15 +112,30 @@ export function s3url(bucket, key, params) {
 }
 
 // One S3 call; resolves with the Response when it succeeded, throws ApiError (with S3's
-// own code and message) when it did not.
+// own code and message) when it did not. A text body goes with its Content-MD5, which S3
+// demands of configurations (object lock, lifecycle, CORS...), of DeleteObjects, and of
+// any write into a bucket whose objects are locked by default.
 export async function s3(method, bucket, key, { params, headers, body, signal } = {}) {
-  const resp = await request(method, s3path(bucket, key), { params, headers, body, signal });
+  const hdrs = new Headers(headers || {});
+  if (typeof body === "string" && !hdrs.has("Content-MD5")) hdrs.set("Content-MD5", contentMd5(body));
+  const resp = await request(method, s3path(bucket, key), { params, headers: hdrs, body, signal });
   if (!resp.ok) {
     if (method === "HEAD") throw new ApiError(resp.status, resp.status === 404 ? "NotFound" : String(resp.status), resp.statusText);
     const e = await errorOf(resp);
     throw new ApiError(resp.status, e.code, e.message);
   }
   return resp;
+}
+
+// A bucket configuration's document, or null when the bucket has none (S3 answers 404
+// NoSuch...Configuration).
+export async function getConfig(bucket, param) {
+  try {
+    return await s3xml("GET", bucket, null, { params: { [param]: true } });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404 && err.code !== "NoSuchBucket") return null;
+    throw err;
+  }
 }
 
 export async function s3xml(method, bucket, key, init) {

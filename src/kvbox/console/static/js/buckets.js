@@ -3,16 +3,18 @@
 
 import { ApiError, json, s3, s3xml, xall, xchild, xmlDoc, xtext } from "./api.js";
 import { describe, link } from "./routes.js";
-import { bytes, clear, confirm, count, dialog, field, h, heading, toast, when } from "./dom.js";
+import { bytes, check, clear, confirm, count, dialog, field, h, heading, toast, when } from "./dom.js";
 import { contentMd5 } from "./md5.js";
 
 export async function render(root, params, ctx) {
   const listArea = h("div", {}, h("p", { class: "muted" }, "Loading buckets…"));
   const name = h("input", { type: "text", name: "bucket", autocomplete: "off", spellcheck: "false", autocapitalize: "off", required: true, "aria-describedby": "new-bucket-error" });
   const error = h("div", { id: "new-bucket-error", class: "alert", role: "alert", hidden: true });
+  const lock = h("input", { type: "checkbox", name: "object-lock" });
   const form = h("form", { class: "card", "aria-label": "Create a bucket" },
     h("h2", {}, "Create a bucket"),
     field("Bucket name", name, "3–63 characters: lower-case letters, digits, dots and hyphens; starts and ends with a letter or digit."),
+    check("Object lock", lock, "versions can be locked against deletion; turns versioning on, and cannot be turned off"),
     error,
     h("button", { type: "submit" }, "Create bucket"));
   form.addEventListener("submit", async (ev) => {
@@ -20,9 +22,10 @@ export async function render(root, params, ctx) {
     error.hidden = true;
     const bucket = name.value.trim();
     try {
-      await s3("PUT", bucket);
+      await s3("PUT", bucket, null, { headers: lock.checked ? { "x-amz-bucket-object-lock-enabled": "true" } : {} });
       toast(`Bucket ${bucket} created`);
       name.value = "";
+      lock.checked = false;
       await load();
     } catch (err) {
       // The S3 door's own answer (InvalidBucketName with its reason, BucketAlreadyExists…).

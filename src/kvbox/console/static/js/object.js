@@ -4,6 +4,7 @@
 
 import { ApiError, json, s3, s3url, s3xml, xall, xchild, xmlDoc } from "./api.js";
 import { bytes, clear, confirm, copyText, field, h, heading, toast, when } from "./dom.js";
+import { objectLockSection } from "./lock.js";
 import { downloadName, folderName } from "./objects.js";
 import { preview } from "./preview.js";
 import { describe, go, link } from "./routes.js";
@@ -107,6 +108,8 @@ export async function render(root, params, ctx) {
   }).catch(() => clear(publicSlot));
 
   root.append(await versionsSection(bucket, key, shownVersion, ctx));
+  const locked = await objectLockSection(bucket, key, versionId);
+  if (locked) root.append(locked);
   if (!versionId) root.append(metadataSection());
   root.append(await tagsSection());
 

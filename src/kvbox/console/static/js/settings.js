@@ -1,36 +1,26 @@
 // A bucket's settings, each read and written through its own S3 API call: versioning,
-// Block Public Access, the bucket policy (policy.js), static website, CORS.
+// Block Public Access, the bucket policy (policy.js), object lock (lock.js), lifecycle
+// (lifecycle.js), static website, CORS.
 
-import { ApiError, s3, s3xml, session, xall, xchild, xkids, xmlDoc, xtext } from "./api.js";
+import { getConfig, s3, s3xml, session, xall, xchild, xkids, xmlDoc, xtext } from "./api.js";
 import { check, clear, field, h, heading, toast } from "./dom.js";
-import { contentMd5 } from "./md5.js";
+import { lifecyclePanel } from "./lifecycle.js";
+import { bucketLockPanel } from "./lock.js";
 import { policyPanel } from "./policy.js";
 import { describe, link } from "./routes.js";
 
 const TABS = [
   ["versioning", "Versioning"],
   ["permissions", "Permissions"],
+  ["lock", "Object lock"],
+  ["lifecycle", "Lifecycle"],
   ["website", "Website"],
   ["cors", "CORS"],
 ];
 
-// PUT a configuration document with Content-MD5 (S3 requires it for several of them).
+// PUT a configuration document (``s3`` adds its Content-MD5, which S3 requires of several).
 export async function putConfig(bucket, param, body) {
-  return s3("PUT", bucket, null, {
-    params: { [param]: true },
-    headers: { "Content-Type": "application/xml", "Content-MD5": contentMd5(body) },
-    body,
-  });
-}
-
-// GET a configuration, or null when the bucket has none (S3 answers 404 NoSuch...).
-export async function getConfig(bucket, param) {
-  try {
-    return await s3xml("GET", bucket, null, { params: { [param]: true } });
-  } catch (err) {
-    if (err instanceof ApiError && err.status === 404 && err.code !== "NoSuchBucket") return null;
-    throw err;
-  }
+  return s3("PUT", bucket, null, { params: { [param]: true }, headers: { "Content-Type": "application/xml" }, body });
 }
 
 function failure(err) {
@@ -50,7 +40,7 @@ export async function render(root, params, ctx) {
       TABS.map(([t, label]) => h("a", { href: link("settings", { bucket, tab: t }), "aria-current": t === tab ? "page" : null }, label))));
   const panel = h("div", {});
   root.append(panel);
-  const panels = { versioning, permissions, website, cors };
+  const panels = { versioning, permissions, lock: bucketLockPanel, lifecycle: lifecyclePanel, website, cors };
   try {
     await panels[tab](panel, bucket, ctx);
   } catch (err) {
