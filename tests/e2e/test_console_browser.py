@@ -977,3 +977,24 @@ def test_lifecycle_rules_are_written_and_unknown_ones_kept(page: Page, srv: S3Se
     page.locator(".lifecycle-rule").nth(2).get_by_label("Rule ID").fill("does-nothing")
     page.get_by_role("button", name="Save lifecycle").click()
     expect(page.locator("#status")).to_contain_text("InvalidRequest")
+
+
+def test_canned_acls_on_a_bucket_and_an_object(page: Page, srv: S3Server) -> None:
+    s3 = srv.client()
+    s3.create_bucket(Bucket="acl-lab")
+    s3.put_object(Bucket="acl-lab", Key="open.txt", Body=b"anyone may read this")
+    assert curl(f"{srv.endpoint}/acl-lab/open.txt").status == 403
+    sign_in(page, srv)
+    open_screen(page, srv, "#/object?bucket=acl-lab&key=open.txt")
+    acl = page.locator("section.card", has=page.get_by_role("heading", name="Access control list"))
+    expect(acl.locator("tbody tr")).to_have_count(1)  # the owner's FULL_CONTROL
+    acl.get_by_label("Replace with a canned ACL").select_option("public-read")
+    acl.get_by_role("button", name="Save ACL").click()
+    expect(page.locator("#status")).to_contain_text("ACL saved")
+    expect(page.locator("table.acl-grants")).to_contain_text("Everyone (anonymous included)")
+    assert curl(f"{srv.endpoint}/acl-lab/open.txt").body == b"anyone may read this"
+    open_screen(page, srv, "#/settings?bucket=acl-lab&tab=permissions")
+    page.get_by_label("Replace with a canned ACL").select_option("public-read")
+    page.get_by_role("button", name="Save ACL").click()
+    expect(page.locator("table.acl-grants")).to_contain_text("READ")
+    assert curl(f"{srv.endpoint}/acl-lab").status == 200  # anyone may list it now

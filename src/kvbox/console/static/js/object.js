@@ -4,6 +4,7 @@
 
 import { ApiError, json, s3, s3url, s3xml, xall, xchild, xmlDoc } from "./api.js";
 import { bytes, clear, confirm, copyText, field, h, heading, toast, when } from "./dom.js";
+import { aclSection } from "./acl.js";
 import { objectLockSection } from "./lock.js";
 import { downloadName, folderName } from "./objects.js";
 import { preview } from "./preview.js";
@@ -111,7 +112,7 @@ export async function render(root, params, ctx) {
   const locked = await objectLockSection(bucket, key, versionId);
   if (locked) root.append(locked);
   if (!versionId) root.append(metadataSection());
-  root.append(await tagsSection());
+  root.append(await tagsSection(), await aclSection(bucket, key, versionId));
 
   // --- presigned links --------------------------------------------------------------------
   function presignForm() {

@@ -4,6 +4,7 @@
 
 import { getConfig, s3, s3xml, session, xall, xchild, xkids, xmlDoc, xtext } from "./api.js";
 import { check, clear, field, h, heading, toast } from "./dom.js";
+import { aclSection } from "./acl.js";
 import { lifecyclePanel } from "./lifecycle.js";
 import { bucketLockPanel } from "./lock.js";
 import { policyPanel } from "./policy.js";
@@ -118,7 +119,7 @@ async function permissions(panel, bucket, ctx) {
       toast(describe(err), true);
     }
   }
-  panel.append(form, await policyPanel(bucket, ctx));
+  panel.append(form, await policyPanel(bucket, ctx), await aclSection(bucket, null));
 }
 
 // --- static website ----------------------------------------------------------------------
