@@ -8,8 +8,14 @@ from importlib import resources
 from pathlib import Path
 
 STATIC = Path(__file__).parents[2] / "src" / "kvbox" / "console" / "static"
-#: XML namespace names are identifiers, never fetched.
-NAMESPACES = {"http://s3.amazonaws.com/doc/2006-03-01/", "http://www.w3.org/2000/svg"}
+#: XML namespace names and S3's ACL group URIs are identifiers, never fetched.
+NAMESPACES = {
+    "http://s3.amazonaws.com/doc/2006-03-01/",
+    "http://www.w3.org/2000/svg",
+    "http://acs.amazonaws.com/groups/global/AllUsers",
+    "http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
+    "http://acs.amazonaws.com/groups/s3/LogDelivery",
+}
 #: Ways a string becomes markup (or code) in the console's own origin.
 MARKUP_SINKS = re.compile(
     r"\.(?:inner|outer)HTML\s*=|insertAdjacentHTML|document\.write|\beval\(|new Function\("
