@@ -25,19 +25,22 @@ The tree (S3 code and status per class are in ``WIRE``)::
 
     KvboxError
     ├── ProtocolError            the peer broke a protocol's grammar (``code``: the GW-KV word)
-    │   └── AwsChunkedError      an aws-chunked body: discard all of it
-    │       ├── IncompleteBody              ended early, bad CRLF
-    │       │   └── DecodedLengthMismatch   != x-amz-decoded-content-length
-    │       ├── ChunkSignatureMismatch      a chunk or trailer signature
-    │       ├── InvalidChunkSize            a bad or oversized size line
-    │       ├── MalformedTrailer
-    │       └── TrailingData                bytes after the final chunk
+    │   ├── AwsChunkedError      an aws-chunked body: discard all of it
+    │   │   ├── IncompleteBody              ended early, bad CRLF
+    │   │   │   └── DecodedLengthMismatch   != x-amz-decoded-content-length
+    │   │   ├── ChunkSignatureMismatch      a chunk or trailer signature
+    │   │   ├── InvalidChunkSize            a bad or oversized size line
+    │   │   ├── MalformedTrailer
+    │   │   └── TrailingData                bytes after the final chunk
+    │   └── MalformedForm        a POST upload's form body (or its Content-Type)
+    │       └── FormFieldsTooLarge          the fields before the file pass 20 KB
     ├── InvalidArgument          well-formed request, unacceptable argument
     │   ├── InvalidKey
     │   ├── ValueTooLarge
     │   ├── InvalidPart          multipart completion names a missing part or wrong ETag
     │   ├── InvalidPartOrder     ... lists parts out of ascending order
-    │   └── EntityTooSmall       ... has a part under 5 MiB that is not the last
+    │   ├── EntityTooSmall       ... has a part under 5 MiB that is not the last
+    │   └── AclError             an ACL kvbox cannot keep (unknown canned name, damage)
     ├── PolicyError              a bucket policy kvbox refuses (the message says why)
     ├── AuthError                a request's credentials or signature
     │   ├── AccessDenied         no usable credentials, unsigned x-amz-* headers
@@ -191,6 +194,15 @@ class TrailingData(AwsChunkedError):
     pass
 
 
+class MalformedForm(ProtocolError):
+    """A POST upload's body is not well-formed multipart/form-data, or its Content-Type
+    is not that (``kvbox.proto.formdata``)."""
+
+
+class FormFieldsTooLarge(MalformedForm):
+    """The fields before a POST upload's file pass 20 KB (AWS's limit)."""
+
+
 # --- arguments --------------------------------------------------------------------------
 
 
@@ -216,6 +228,11 @@ class InvalidPartOrder(InvalidArgument):
 
 class EntityTooSmall(InvalidArgument):
     pass
+
+
+class AclError(InvalidArgument):
+    """An ACL kvbox cannot keep (``kvbox.policy.acl``): an unknown canned name, too many
+    grants, a stored form that does not parse."""
 
 
 class PolicyError(KvboxError):
@@ -478,6 +495,7 @@ def _codes(rows: Iterable[tuple[str, int, str]]) -> Mapping[str, S3Code]:
 #: AWS's S3 error codes that kvbox answers, sorted; statuses and messages are AWS's.
 # fmt: off
 S3_CODES: Final[Mapping[str, S3Code]] = _codes([
+    ("AccessControlListNotSupported", 400, "The bucket does not allow ACLs"),
     ("AccessDenied", 403, "Access Denied"),
     ("AccessForbidden", 403,
         "CORSResponse: This CORS request is not allowed. This is usually because the "
@@ -507,10 +525,13 @@ S3_CODES: Final[Mapping[str, S3Code]] = _codes([
         "The versioning configuration specified in the request is invalid."),
     ("IncompleteBody", 400,
         "You did not provide the number of bytes specified by the Content-Length HTTP header."),
+    ("IncorrectNumberOfFilesInPostRequest", 400, "POST requires exactly one file upload per request."),
     ("InternalError", 500, "We encountered an internal error. Please try again."),
     ("InvalidAccessKeyId", 403,
         "The AWS Access Key Id you provided does not exist in our records."),
     ("InvalidArgument", 400, "Invalid Argument"),
+    ("InvalidBucketAclWithObjectOwnership", 400,
+        "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting"),
     ("InvalidBucketName", 400, "The specified bucket is not valid."),
     ("InvalidBucketState", 409, "The request is not valid with the current state of the bucket."),
     ("InvalidChunkSizeError", 400,
@@ -525,6 +546,8 @@ S3_CODES: Final[Mapping[str, S3Code]] = _codes([
     ("InvalidPartOrder", 400,
         "The list of parts was not in ascending order. The parts list must be specified in "
         "order by part number."),
+    ("InvalidPolicyDocument", 400,
+        "The content of the form does not meet the conditions specified in the policy document."),
     ("InvalidRange", 416, "The requested range is not satisfiable"),
     ("InvalidRedirectLocation", 400, "The website redirect location is not valid."),
     ("InvalidRequest", 400, "Invalid Request"),
@@ -535,6 +558,8 @@ S3_CODES: Final[Mapping[str, S3Code]] = _codes([
     ("MalformedACLError", 400,
         "The XML you provided was not well-formed or did not validate against our published "
         "schema"),
+    ("MalformedPOSTRequest", 400,
+        "The body of your POST request is not well-formed multipart/form-data."),
     ("MalformedPolicy", 400, "Policies must be valid JSON and the first byte must be '{'"),
     ("MalformedTrailerError", 400,
         "The request contained trailing data that was not well-formed or did not conform to "
@@ -543,6 +568,8 @@ S3_CODES: Final[Mapping[str, S3Code]] = _codes([
         "The XML you provided was not well-formed or did not validate against our published "
         "schema"),
     ("MaxMessageLengthExceeded", 400, "Your request was too big."),
+    ("MaxPostPreDataLengthExceededError", 400,
+        "Your POST request fields preceding the upload file were too large."),
     ("MetadataTooLarge", 400, "Your metadata headers exceed the maximum allowed metadata size."),
     ("MethodNotAllowed", 405, "The specified method is not allowed against this resource."),
     ("MissingContentLength", 411, "You must provide the Content-Length HTTP header."),
@@ -571,6 +598,7 @@ S3_CODES: Final[Mapping[str, S3Code]] = _codes([
     ("OperationAborted", 409,
         "A conflicting conditional operation is currently in progress against this resource. "
         "Please try again."),
+    ("OwnershipControlsNotFoundError", 404, "The bucket ownership controls were not found"),
     ("PreconditionFailed", 412, "At least one of the pre-conditions you specified did not hold"),
     ("RequestHeaderSectionTooLarge", 400,
         "Your request header section exceeds the maximum allowed size."),
@@ -586,6 +614,8 @@ S3_CODES: Final[Mapping[str, S3Code]] = _codes([
     ("SlowDown", 503, "Please reduce your request rate."),
     ("TooManyBuckets", 400, "You have attempted to create more buckets than allowed"),
     ("UnexpectedContent", 400, "This request does not support content"),
+    ("UnresolvableGrantByEmailAddress", 400,
+        "The email address you provided does not match any account on record."),
     ("XAmzContentSHA256Mismatch", 400,
         "The provided 'x-amz-content-sha256' header does not match what was computed."),
 ])
@@ -717,12 +747,15 @@ WIRE: Final[Mapping[type[KvboxError], Wire]] = _wire(
     _row(InvalidChunkSize,                  "PROTOCOL", "InvalidChunkSizeError",             400, PUBLIC),
     _row(MalformedTrailer,                  "PROTOCOL", "MalformedTrailerError",             400, PUBLIC),
     _row(TrailingData,                      "PROTOCOL", "IncompleteBody",                    400, PUBLIC),
+    _row(MalformedForm,                     "PROTOCOL", "MalformedPOSTRequest",              400, PUBLIC),
+    _row(FormFieldsTooLarge,                "PROTOCOL", "MaxPostPreDataLengthExceededError", 400, PUBLIC),
     _row(InvalidArgument,                   "ARGS",     "InvalidArgument",                   400, PUBLIC),
     _row(InvalidKey,                        "BADKEY",   "InvalidArgument",                   400, PUBLIC),
     _row(ValueTooLarge,                     "TOOLARGE", "EntityTooLarge",                    400),
     _row(InvalidPart,                       "ARGS",     "InvalidPart",                       400, PUBLIC),
     _row(InvalidPartOrder,                  "ARGS",     "InvalidPartOrder",                  400),
     _row(EntityTooSmall,                    "ARGS",     "EntityTooSmall",                    400),
+    _row(AclError,                          "ARGS",     "InvalidArgument",                   400, PUBLIC),
     _row(PolicyError,                       "ARGS",     "MalformedPolicy",                   400, PUBLIC),
     _row(AuthError,                         "DENIED",   "AccessDenied",                      403, PUBLIC, resp="NOPERM"),
     _row(AccessDenied,                      "DENIED",   "AccessDenied",                      403, PUBLIC, resp="NOPERM"),

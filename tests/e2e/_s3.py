@@ -82,14 +82,15 @@ class S3Server:
             config=cfg,
         )
 
-    def default_client(self) -> Any:
+    def default_client(self, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY) -> Any:
         """boto3 exactly as a user makes it: no Config at all (its default signing,
-        addressing, checksums and retries), only the endpoint and root's keys."""
+        addressing, checksums and retries), only the endpoint and the keys (root's
+        unless others are given)."""
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
             region_name=REGION,
         )
 

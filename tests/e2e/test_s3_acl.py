@@ -1,4 +1,5 @@
-"""S3 canned ACLs and the ACL half of Block Public Access, on a real ``kvbox serve``.
+"""S3 canned ACLs and the ACL half of Block Public Access, on a real ``kvbox serve``, in
+buckets created with ACLs enabled (Object Ownership ``ObjectWriter``).
 
 Layer: tests/e2e. Rules: one server for the module, one bucket per test. The owner is
 root (boto3, retries off); the stranger is anonymous ``curl``; the "authenticated" reader
@@ -22,12 +23,14 @@ import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from ._curl import Reply, code, curl
-from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
-from ._server import run_kvbox
+from ._s3 import S3Server, module_server
 
-ROOT_ENV = {"KVBOX_ROOT_ACCESS_KEY": ACCESS_KEY, "KVBOX_ROOT_SECRET_KEY": SECRET_KEY}
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
+
+#: These tests are about what ACLs mean, so their buckets turn ACLs on (a new bucket
+#: has them off, as on AWS since 2023: test_s3_acl_grants.py tests that).
+ACLS_ON = "ObjectWriter"
 
 #: A grant, flattened: (grantee type, canonical id or group URI, permission).
 Grant = tuple[str, str, str]
@@ -47,15 +50,7 @@ def s3(srv: S3Server) -> Any:
 @pytest.fixture(scope="module")
 def bob(srv: S3Server) -> Any:
     """A boto3 client for a second kvbox user, made with ``kvbox admin --server``."""
-    made = run_kvbox("admin", "--server", srv.endpoint, "user", "add", "bob", env=ROOT_ENV)
-    assert made.returncode == 0, made.stderr
-    key = run_kvbox("admin", "--server", srv.endpoint, "key", "add", "bob", env=ROOT_ENV)
-    assert key.returncode == 0, key.stderr
-    out = key.stdout.decode()
-    access = re.search(r"access key: (\S+)", out)
-    secret = re.search(r"secret key: (\S+)", out)
-    assert access and secret, out
-    return srv.client(access.group(1), secret.group(1))
+    return srv.client(*srv.new_user("bob"))
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -113,7 +108,7 @@ def assert_canned_object(s3: Any, bucket: str, key: str, acl: str) -> None:
 
 
 def test_public_read_bucket_lets_strangers_list_but_not_read(srv: S3Server, s3: Any) -> None:
-    s3.create_bucket(Bucket="acl-listable", ACL="public-read")
+    s3.create_bucket(Bucket="acl-listable", ACL="public-read", ObjectOwnership=ACLS_ON)
     s3.put_object(Bucket="acl-listable", Key="a.txt", Body=b"private bytes")
     assert_canned_bucket(s3, "acl-listable", "public-read")
     listing = curl(url(srv, "acl-listable"))
@@ -127,7 +122,7 @@ def test_public_read_bucket_lets_strangers_list_but_not_read(srv: S3Server, s3: 
 
 
 def test_public_read_object_in_a_private_bucket(srv: S3Server, s3: Any) -> None:
-    s3.create_bucket(Bucket="acl-object")
+    s3.create_bucket(Bucket="acl-object", ObjectOwnership=ACLS_ON)
     s3.put_object(
         Bucket="acl-object", Key="pub.txt", Body=b"for everyone", ACL="public-read",
         ContentType="text/plain",
@@ -151,7 +146,7 @@ def test_public_read_object_in_a_private_bucket(srv: S3Server, s3: Any) -> None:
 
 
 def test_copy_object_sets_its_own_acl(srv: S3Server, s3: Any) -> None:
-    s3.create_bucket(Bucket="acl-copy")
+    s3.create_bucket(Bucket="acl-copy", ObjectOwnership=ACLS_ON)
     s3.put_object(Bucket="acl-copy", Key="src", Body=b"copied bytes", ACL="public-read")
     src = {"Bucket": "acl-copy", "Key": "src"}
     s3.copy_object(Bucket="acl-copy", Key="plain-copy", CopySource=src)
@@ -176,7 +171,7 @@ def test_copy_object_sets_its_own_acl(srv: S3Server, s3: Any) -> None:
 
 
 def test_bucket_acl_follows_each_canned_acl(srv: S3Server, s3: Any) -> None:
-    s3.create_bucket(Bucket="acl-bucket-canned")
+    s3.create_bucket(Bucket="acl-bucket-canned", ObjectOwnership=ACLS_ON)
     s3.put_object(Bucket="acl-bucket-canned", Key="k", Body=b"k")
     assert_canned_bucket(s3, "acl-bucket-canned", "private")
     for acl in ("public-read", "public-read-write", "authenticated-read", "private"):
@@ -191,7 +186,7 @@ def test_bucket_acl_follows_each_canned_acl(srv: S3Server, s3: Any) -> None:
 
 
 def test_object_acl_follows_each_canned_acl(srv: S3Server, s3: Any) -> None:
-    s3.create_bucket(Bucket="acl-object-canned")
+    s3.create_bucket(Bucket="acl-object-canned", ObjectOwnership=ACLS_ON)
     etag = s3.put_object(Bucket="acl-object-canned", Key="k", Body=b"same bytes")["ETag"]
     assert_canned_object(s3, "acl-object-canned", "k", "private")
     for acl in ("public-read", "authenticated-read", "private", "public-read"):
@@ -215,7 +210,7 @@ def test_object_acl_follows_each_canned_acl(srv: S3Server, s3: Any) -> None:
 
 
 def test_authenticated_read_admits_users_not_strangers(srv: S3Server, s3: Any, bob: Any) -> None:
-    s3.create_bucket(Bucket="acl-authread")
+    s3.create_bucket(Bucket="acl-authread", ObjectOwnership=ACLS_ON)
     s3.put_object(
         Bucket="acl-authread", Key="members.txt", Body=b"members", ACL="authenticated-read"
     )
@@ -241,7 +236,7 @@ def test_authenticated_read_admits_users_not_strangers(srv: S3Server, s3: Any, b
 def test_public_read_write_bucket_takes_anonymous_writes(
     srv: S3Server, s3: Any, tmp_path: Path
 ) -> None:
-    s3.create_bucket(Bucket="acl-dropbox", ACL="public-read-write")
+    s3.create_bucket(Bucket="acl-dropbox", ACL="public-read-write", ObjectOwnership=ACLS_ON)
     assert_canned_bucket(s3, "acl-dropbox", "public-read-write")
     upload = tmp_path / "note.txt"
     upload.write_bytes(b"left by a stranger\n")
@@ -266,7 +261,7 @@ def test_public_read_write_bucket_takes_anonymous_writes(
 
 
 def test_block_public_acls_refuses_new_public_acls(srv: S3Server, s3: Any) -> None:
-    s3.create_bucket(Bucket="acl-bpa")
+    s3.create_bucket(Bucket="acl-bpa", ObjectOwnership=ACLS_ON)
     s3.put_object(Bucket="acl-bpa", Key="before", Body=b"public before", ACL="public-read")
     s3.put_public_access_block(
         Bucket="acl-bpa", PublicAccessBlockConfiguration={"BlockPublicAcls": True}
@@ -296,7 +291,7 @@ def test_block_public_acls_refuses_new_public_acls(srv: S3Server, s3: Any) -> No
 
 
 def test_ignore_public_acls_hides_existing_public_acls(srv: S3Server, s3: Any) -> None:
-    s3.create_bucket(Bucket="acl-ignore", ACL="public-read")
+    s3.create_bucket(Bucket="acl-ignore", ACL="public-read", ObjectOwnership=ACLS_ON)
     s3.put_object(Bucket="acl-ignore", Key="k", Body=b"was public", ACL="public-read")
     assert curl(url(srv, "acl-ignore", "k")).status == 200
     assert curl(url(srv, "acl-ignore")).status == 200

@@ -133,8 +133,9 @@ def deny_get_if(bucket: str, condition: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def versioned(s3: Any, name: str) -> str:
-    s3.create_bucket(Bucket=name)
+def versioned(s3: Any, name: str, *, acls: bool = False) -> str:
+    """A versioned bucket; ``acls``: with ACLs enabled (new buckets have them off)."""
+    s3.create_bucket(Bucket=name, **({"ObjectOwnership": "ObjectWriter"} if acls else {}))
     s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     return name
 
@@ -168,7 +169,7 @@ def refused(fn: Callable[[], object]) -> str:
 
 
 def test_time_travel_read_uses_the_served_versions_acl(lab: Lab, s3: Any) -> None:
-    b = versioned(s3, "rv-tt-acl")
+    b = versioned(s3, "rv-tt-acl", acls=True)
     at = instant_between(
         lambda: s3.put_object(Bucket=b, Key="k", Body=b"PRIVATE-OLD"),
         lambda: s3.put_object(Bucket=b, Key="k", Body=b"public-new", ACL="public-read"),
@@ -724,9 +725,9 @@ def test_tags_and_acl_never_stick_to_the_next_version(lab: Lab, s3: Any) -> None
     for versioning in (False, True):
         b = "rv-stale-v" if versioning else "rv-stale-u"
         if versioning:
-            versioned(s3, b)
+            versioned(s3, b, acls=True)
         else:
-            s3.create_bucket(Bucket=b)
+            s3.create_bucket(Bucket=b, ObjectOwnership="ObjectWriter")
         s3.put_object(Bucket=b, Key="k", Body=b"one")
         s3.put_object_tagging(Bucket=b, Key="k", Tagging={"TagSet": [{"Key": "a", "Value": "1"}]})
         s3.put_object_acl(Bucket=b, Key="k", ACL="public-read")
@@ -793,7 +794,7 @@ def test_bucket_settings_survive_kill_9(tmp_path: Path) -> None:
     try:
         s3 = srv.client()
         b = "rv-durable"
-        s3.create_bucket(Bucket=b)
+        s3.create_bucket(Bucket=b, ObjectOwnership="ObjectWriter")
         for i in range(20):
             doc = {"Version": "2012-10-17", "Id": f"p{i}", "Statement": [allow_get(b)]}
             s3.put_bucket_policy(Bucket=b, Policy=json.dumps(doc))

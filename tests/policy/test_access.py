@@ -676,6 +676,8 @@ def test_explain_query_carries_everything() -> None:
         },
         "policy": True,
         "policy_public": True,
+        "object_ownership": "ObjectWriter",
+        "object_owner": OWNER,
     }
     assert out["trace"] == ['statement #0 (Sid "PublicRead") Allow: applies']
     json.dumps(out)  # JSON-ready

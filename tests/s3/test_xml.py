@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kvbox.policy.acl import canned
 from kvbox.s3 import xml as s3xml
+from kvbox.s3.acl import acl_from_document, document_of, parse_canned
 from kvbox.s3.checksums import Algorithm, ChecksumType
 from kvbox.s3.errors import S3Error
 from kvbox.s3.xml import (
@@ -285,9 +287,8 @@ def test_golden_configuration_renders() -> None:
         PublicAccessBlockConfiguration(True, True, True, True).to_xml(),
         vector("public_access_block.xml"),
     )
-    acl = AccessControlPolicy.canned(
-        CannedAcl.PRIVATE, Owner(AWS_OWNER.id, "CustomersName@amazon.com")
-    )
+    me = Owner(AWS_OWNER.id, "CustomersName@amazon.com")
+    acl = AccessControlPolicy(me, (Grant("CanonicalUser", "FULL_CONTROL", me.id, me.display_name),))
     assert same_xml(acl.to_xml(), vector("acl.xml"))
 
 
@@ -382,7 +383,7 @@ def test_parse_sample_configurations() -> None:
     assert acl.grants == (
         Grant("CanonicalUser", "FULL_CONTROL", AWS_OWNER.id, "CustomersName@amazon.com"),
     )
-    assert acl.as_canned() is CannedAcl.PRIVATE
+    assert acl_from_document(acl, AWS_OWNER.id, "us-east-1") == canned("private", AWS_OWNER.id)
 
     assert PublicAccessBlockConfiguration.from_xml(
         vector("public_access_block.xml")
@@ -572,9 +573,9 @@ def test_botocore_reads_configs_and_errors() -> None:
         "BlockPublicPolicy": True,
         "RestrictPublicBuckets": False,
     }
-    acl = AccessControlPolicy.canned(CannedAcl.PUBLIC_READ, Owner("o", "me"))
+    acl = document_of(canned(CannedAcl.PUBLIC_READ, "o"))
     parsed = boto_parse("GetBucketAcl", acl.to_xml())
-    assert parsed["Owner"] == {"ID": "o", "DisplayName": "me"}
+    assert parsed["Owner"] == {"ID": "o", "DisplayName": "o"}
     assert parsed["Grants"][1] == {
         "Grantee": {"Type": "Group", "URI": s3xml.ALL_USERS},
         "Permission": "READ",
@@ -749,7 +750,8 @@ def test_we_read_botocore_request_bodies() -> None:
             },
         },
     )
-    assert AccessControlPolicy.from_xml(body).as_canned() is CannedAcl.AUTHENTICATED_READ
+    doc = AccessControlPolicy.from_xml(body)
+    assert acl_from_document(doc, "o", "us-east-1").canned_name() == "authenticated-read"
 
 
 # --- strict validation ---------------------------------------------------------------
@@ -972,21 +974,19 @@ def test_acl_and_create_bucket_rules() -> None:
         owner,
         (Grant("CanonicalUser", "FULL_CONTROL", "o"), Grant("CanonicalUser", "READ", "someone")),
     )
-    assert other.as_canned() is None
-    assert AccessControlPolicy(owner, ()).as_canned() is None
-    for acl in (
+    assert acl_from_document(other, "o", "us-east-1").canned_name() is None
+    assert acl_from_document(AccessControlPolicy(owner, ()), "o", "us-east-1").grants == ()
+    for name in (
         CannedAcl.PRIVATE,
         CannedAcl.PUBLIC_READ,
         CannedAcl.PUBLIC_READ_WRITE,
         CannedAcl.AUTHENTICATED_READ,
     ):
-        policy = AccessControlPolicy.canned(acl, owner)
-        assert AccessControlPolicy.from_xml(policy.to_xml()).as_canned() is acl
-    bucket_owner = Owner("bo")
-    full = AccessControlPolicy.canned(CannedAcl.BUCKET_OWNER_FULL_CONTROL, owner, bucket_owner)
-    assert full.grants[-1] == Grant("CanonicalUser", "FULL_CONTROL", "bo")
-    assert CannedAcl.from_header("public-read") is CannedAcl.PUBLIC_READ
-    assert_code("InvalidArgument", "public", CannedAcl.from_header)
+        policy = document_of(canned(name, "o"))
+        parsed = acl_from_document(AccessControlPolicy.from_xml(policy.to_xml()), "o", "eu-west-1")
+        assert parsed.canned_name() == name
+    assert parse_canned("public-read") is CannedAcl.PUBLIC_READ
+    assert_code("InvalidArgument", "public", parse_canned)
     assert_code(
         "NotImplemented",
         b"<CreateBucketConfiguration><Location><Type>AvailabilityZone</Type></Location>"

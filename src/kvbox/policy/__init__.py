@@ -5,8 +5,9 @@ Layer: policy (below s3, above nothing but ``kvbox.errors``). Modules:
 * ``language``: ``parse_policy(text, bucket) -> Policy`` (validate and compile);
 * ``conditions``: values, wildcards, policy variables, condition operators;
 * ``evaluate``: ``evaluate(policy, principal, action, resource, context)``, ``is_public``;
-* ``access``: ``decide(AccessQuery) -> Decision`` folding root, owner, policy, canned
-  ACLs and Block Public Access.
+* ``acl``: ACL grants, what each permission allows, canned ACLs, Object Ownership;
+* ``access``: ``decide(AccessQuery) -> Decision`` folding root, owners, policy, ACLs,
+  Object Ownership and Block Public Access.
 
 Principals are "root", a kvbox user name, or None for an anonymous request.
 """

@@ -14,18 +14,21 @@ the account the requester belongs to (kvbox has one account: root's):
    grant: an explicit Deny in the policy ends it; a policy Allow grants it, unless
    ``RestrictPublicBuckets`` is on and the policy is public, which cuts anonymous
    requests off from the policy (every kvbox user is inside the owner's account, the
-   one AWS keeps); then the canned ACLs: the bucket's for bucket reads and object
-   writes, the object's for object reads, none of them counting when
-   ``IgnorePublicAcls`` is on (every grant a canned ACL makes beyond the owner is to
-   AllUsers or AuthenticatedUsers, so every one is public). Nothing else: denied.
+   one AWS keeps); then the ACLs (``kvbox.policy.acl``): the bucket's for bucket
+   actions and object writes, the object's for reads and ACL operations on it. With
+   ``IgnorePublicAcls`` on, grants to AllUsers and AuthenticatedUsers count for
+   nothing (a grant to a named user still does). Nothing else: denied.
 
-Canned ACL meaning (AWS's "ACL permission to access policy permission mapping"):
-bucket READ is ``BUCKET_READ``, bucket WRITE is ``BUCKET_WRITE`` (kvbox adds
-AbortMultipartUpload and ListMultipartUploadParts: whoever may upload parts may list and
-abandon them), object READ is ``OBJECT_READ``. ``public-read`` grants READ to everyone,
-``public-read-write`` READ and WRITE (on an object, only READ means anything),
-``authenticated-read`` READ to any signed request; ``private`` and the bucket-owner-*
-ACLs grant nothing beyond the owner (objects belong to the bucket owner in kvbox).
+Object Ownership (``AccessQuery.ownership``): with ``BucketOwnerEnforced`` ACLs are
+disabled and grant nothing, and every object belongs to the bucket owner. Otherwise an
+object may belong to its writer (``object_owner``); for the actions that object's owner
+decides (``acl.OBJECT_SCOPED``: reading it, its ACL, its tags) the object's owner is
+allowed by identity and anyone else, the bucket owner included, needs a grant in the
+object's ACL: the bucket's policy cannot give away an object the bucket owner does not
+own, as on AWS. An explicit Deny in the bucket policy still applies to everyone.
+
+ACLs arrive as ``Acl`` values or in their stored text form (a canned ACL's name, as
+kvbox kept ACLs before grants, or the grants' JSON; see ``acl.Acl.to_text``).
 """
 
 from __future__ import annotations
@@ -38,6 +41,17 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
+from kvbox.policy.acl import (
+    LEGACY_OWNERSHIP,
+    OBJECT_ACL_ACTIONS,
+    OBJECT_SCOPED,
+    Acl,
+    AclError,
+    Grant,
+    ObjectOwnership,
+    acl_of,
+    canned,
+)
 from kvbox.policy.conditions import ContextValue, RequestContext
 from kvbox.policy.context import RequestFacts, build_context
 from kvbox.policy.evaluate import Evaluation, evaluate, is_public, principal_label, trace
@@ -48,33 +62,19 @@ ROOT_ALWAYS: Final = frozenset(
     {"s3:getbucketpolicy", "s3:putbucketpolicy", "s3:deletebucketpolicy"}
 )
 
-BUCKET_READ: Final = frozenset(
-    {"s3:listbucket", "s3:listbucketversions", "s3:listbucketmultipartuploads"}
-)
-BUCKET_WRITE: Final = frozenset(
-    {
-        "s3:putobject",
-        "s3:deleteobject",
-        "s3:deleteobjectversion",
-        "s3:abortmultipartupload",
-        "s3:listmultipartuploadparts",
-    }
-)
-OBJECT_READ: Final = frozenset({"s3:getobject", "s3:getobjectversion"})
-
-#: Canned ACLs that grant something to AllUsers or AuthenticatedUsers (S3 calls both
-#: public): BlockPublicAcls refuses them, IgnorePublicAcls ignores them.
-PUBLIC_ACLS: Final = frozenset({"public-read", "public-read-write", "authenticated-read"})
 PRIVATE: Final = "private"
 
 
-def would_be_public_acl(canned: str) -> bool:
+def would_be_public_acl(canned_acl: str) -> bool:
     """Whether a canned ACL is public (what BlockPublicAcls refuses on a PUT).
 
     >>> [would_be_public_acl(a) for a in ("private", "public-read", "authenticated-read")]
     [False, True, True]
     """
-    return canned.strip().lower() in PUBLIC_ACLS
+    try:
+        return canned(canned_acl, "owner").is_public
+    except AclError:
+        return False
 
 
 class PublicAccessSettings(Protocol):
@@ -110,6 +110,7 @@ class DecidedBy(enum.StrEnum):
     OWNER = "owner"
     POLICY_ALLOW = "policy-allow"
     POLICY_DENY = "policy-deny"
+    OBJECT_OWNER = "object-owner"
     BUCKET_ACL = "bucket-acl"
     OBJECT_ACL = "object-acl"
     PUBLIC_ACCESS_BLOCK = "public-access-block"
@@ -119,8 +120,10 @@ class DecidedBy(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class AccessQuery:
     """Everything one decision reads. ``principal``: "root", a user name, None for
-    anonymous. ``object_acl``: the canned ACL of the object version an object read
-    would return (None: no such object, or not an object request)."""
+    anonymous. ``bucket_acl``: the bucket's ACL. ``object_acl``: the ACL of the object
+    version an object request names (None: no such object, or not looked up);
+    ``object_owner``: that version's owner (None: the bucket owner). ACLs may be given
+    as ``Acl`` values or in their stored text form (a canned name, or JSON)."""
 
     principal: str | None
     action: str
@@ -128,10 +131,31 @@ class AccessQuery:
     bucket: str
     bucket_owner: str
     policy: Policy | None = None
-    bucket_acl: str = PRIVATE
-    object_acl: str | None = None
+    bucket_acl: Acl | str = PRIVATE
+    object_acl: Acl | str | None = None
     public_access_block: PublicAccessSettings = NO_BLOCK
     context: RequestContext = field(default_factory=lambda: _EMPTY)
+    ownership: ObjectOwnership = LEGACY_OWNERSHIP
+    object_owner: str | None = None
+
+    @property
+    def acls_enabled(self) -> bool:
+        return self.ownership is not ObjectOwnership.BUCKET_OWNER_ENFORCED
+
+    @property
+    def owner_of_object(self) -> str:
+        """Who owns the object the query names (the bucket owner when ACLs are off)."""
+        if self.object_owner is None or not self.acls_enabled:
+            return self.bucket_owner
+        return self.object_owner
+
+    def bucket_acl_value(self) -> Acl:
+        return acl_of(self.bucket_acl, self.bucket_owner)
+
+    def object_acl_value(self) -> Acl | None:
+        if self.object_acl is None:
+            return None
+        return acl_of(self.object_acl, self.owner_of_object, self.bucket_owner)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +215,9 @@ def decide(query: AccessQuery) -> Decision:
     ev = _evaluate(query)
     if ev is not None and ev.denied:
         return _denied_by_policy(ev)
+    owner = query.owner_of_object
+    if action in OBJECT_SCOPED and owner != query.bucket_owner:
+        return _foreign_object(query, principal, action, owner)
     if principal is not None and principal == query.bucket_owner:
         return Decision(
             True,
@@ -210,17 +237,102 @@ def decide(query: AccessQuery) -> Decision:
             )
         else:
             return Decision(True, DecidedBy.POLICY_ALLOW, ev.reason, ev.statement)
-    grant = _acl_grant(query, action)
-    if grant is not None:
-        by, canned, what = grant
-        if pab.ignore_public_acls:
-            blocked.append(f"IgnorePublicAcls is on, so the {what} ACL {canned} grants nothing")
-        else:
-            reason = f"the {what} ACL {canned} grants {query.action} to {_grantee(canned)}"
-            return Decision(True, by, "; ".join([reason, *blocked]))
+    granted = _acl_grant(query, principal, action, blocked)
+    if granted is not None:
+        return granted
     if blocked:
         return Decision(False, DecidedBy.PUBLIC_ACCESS_BLOCK, "; ".join(blocked))
     return Decision(False, DecidedBy.DEFAULT_DENY, _nothing_grants(query, who, ev))
+
+
+def _foreign_object(query: AccessQuery, principal: str | None, action: str, owner: str) -> Decision:
+    """An action the object's owner decides, on an object the bucket owner does not own."""
+    if principal is not None and principal == owner:
+        return Decision(
+            True,
+            DecidedBy.OBJECT_OWNER,
+            f"{principal} owns the object {query.resource} and no policy statement denies it",
+        )
+    blocked: list[str] = []
+    if action in OBJECT_ACL_ACTIONS:
+        acl = query.object_acl_value()
+        if acl is not None:
+            grant = _grant(acl, principal, action, True, query, blocked)
+            if grant is not None:
+                return Decision(True, DecidedBy.OBJECT_ACL, _granted("object", acl, grant, query))
+    if blocked:
+        return Decision(False, DecidedBy.PUBLIC_ACCESS_BLOCK, "; ".join(blocked))
+    return Decision(
+        False,
+        DecidedBy.DEFAULT_DENY,
+        f"the object {query.resource} belongs to {owner}, not to the bucket owner "
+        f"{query.bucket_owner}, so only its owner and its ACL can grant {query.action}, "
+        f"and its ACL grants nothing to {principal_label(principal)}",
+    )
+
+
+def _grant(
+    acl: Acl,
+    principal: str | None,
+    action: str,
+    on_object: bool,
+    query: AccessQuery,
+    blocked: list[str],
+) -> Grant | None:
+    """The grant of ``acl`` that allows ``action``, honouring IgnorePublicAcls (a public
+    grant it sets aside is noted in ``blocked``)."""
+    ignore = query.public_access_block.ignore_public_acls
+    grant = acl.grant_for(principal, action, on_object=on_object, public_ok=not ignore)
+    if grant is None and ignore:
+        public = acl.grant_for(principal, action, on_object=on_object)
+        if public is not None:
+            what = "object" if on_object else "bucket"
+            name = acl.canned_name(query.bucket_owner if on_object else None)
+            if name is not None:
+                blocked.append(f"IgnorePublicAcls is on, so the {what} ACL {name} grants nothing")
+            else:
+                blocked.append(
+                    f"IgnorePublicAcls is on, so the {what} ACL's grant of "
+                    f"{public.permission.value} to {public.grantee.describe()} grants nothing"
+                )
+    return grant
+
+
+def _granted(what: str, acl: Acl, grant: Grant, query: AccessQuery) -> str:
+    name = acl.canned_name(query.bucket_owner if what == "object" else None)
+    if name is not None:
+        return f"the {what} ACL {name} grants {query.action} to {grant.grantee.describe()}"
+    return (
+        f"the {what} ACL grants {grant.permission.value} to {grant.grantee.describe()}, "
+        f"which allows {query.action}"
+    )
+
+
+def _acl_grant(
+    query: AccessQuery, principal: str | None, action: str, blocked: list[str]
+) -> Decision | None:
+    """An allow from the bucket's or the object's ACL, else None."""
+    if not query.acls_enabled:
+        return None
+    bucket_acl = query.bucket_acl_value()
+    grant = _grant(bucket_acl, principal, action, False, query, blocked)
+    if grant is not None:
+        return Decision(
+            True,
+            DecidedBy.BUCKET_ACL,
+            "; ".join([_granted("bucket", bucket_acl, grant, query), *blocked]),
+        )
+    if action in OBJECT_ACL_ACTIONS:
+        acl = query.object_acl_value()
+        if acl is not None:
+            grant = _grant(acl, principal, action, True, query, blocked)
+            if grant is not None:
+                return Decision(
+                    True,
+                    DecidedBy.OBJECT_ACL,
+                    "; ".join([_granted("object", acl, grant, query), *blocked]),
+                )
+    return None
 
 
 def _evaluate(query: AccessQuery) -> Evaluation | None:
@@ -233,36 +345,20 @@ def _denied_by_policy(ev: Evaluation) -> Decision:
     return Decision(False, DecidedBy.POLICY_DENY, ev.reason, ev.statement)
 
 
-def _grantee(canned: str) -> str:
-    return "any signed request" if canned == "authenticated-read" else "everyone"
-
-
-def _acl_grant(query: AccessQuery, action: str) -> tuple[DecidedBy, str, str] | None:
-    """(who decided, canned ACL, "bucket"/"object") when a canned ACL grants ``action``."""
-    anonymous = query.principal is None
-    bucket_acl = query.bucket_acl.strip().lower()
-    if (action in BUCKET_READ and _reads(bucket_acl, anonymous)) or (
-        action in BUCKET_WRITE and bucket_acl == "public-read-write"
-    ):
-        return DecidedBy.BUCKET_ACL, bucket_acl, "bucket"
-    if query.object_acl is not None and action in OBJECT_READ:
-        object_acl = query.object_acl.strip().lower()
-        if _reads(object_acl, anonymous):
-            return DecidedBy.OBJECT_ACL, object_acl, "object"
-    return None
-
-
-def _reads(canned: str, anonymous: bool) -> bool:
-    if canned in ("public-read", "public-read-write"):
-        return True
-    return canned == "authenticated-read" and not anonymous
+def _acl_label(value: Acl | str) -> str:
+    if isinstance(value, str):
+        return value if not value.startswith("[") else "a list of grants"
+    return value.canned_name() or "a list of grants"
 
 
 def _nothing_grants(query: AccessQuery, who: str, ev: Evaluation | None) -> str:
     policy = "there is no bucket policy" if ev is None else "no bucket policy statement applies"
-    acls = f"the bucket ACL is {query.bucket_acl}"
-    if query.object_acl is not None:
-        acls += f" and the object ACL is {query.object_acl}"
+    if not query.acls_enabled:
+        acls = "ACLs are disabled (BucketOwnerEnforced)"
+    else:
+        acls = f"the bucket ACL is {_acl_label(query.bucket_acl)}"
+        if query.object_acl is not None:
+            acls += f" and the object ACL is {_acl_label(query.object_acl)}"
     return (
         f"nothing grants {query.action} on {query.resource} to {who}: {policy}, {acls}, "
         f"and {who} does not own bucket {query.bucket}"
@@ -328,8 +424,10 @@ def explain_query(query: AccessQuery) -> dict[str, Any]:
             "bucket": {
                 "name": query.bucket,
                 "owner": query.bucket_owner,
-                "acl": query.bucket_acl,
-                "object_acl": query.object_acl,
+                "acl": _acl_label(query.bucket_acl),
+                "object_acl": None if query.object_acl is None else _acl_label(query.object_acl),
+                "object_ownership": str(query.ownership),
+                "object_owner": query.owner_of_object if query.object_acl is not None else None,
                 "public_access_block": {
                     "BlockPublicAcls": pab.block_public_acls,
                     "IgnorePublicAcls": pab.ignore_public_acls,

@@ -97,6 +97,9 @@ class Op(enum.StrEnum):
     PUT_BUCKET_CORS = "PutBucketCors"
     GET_BUCKET_CORS = "GetBucketCors"
     DELETE_BUCKET_CORS = "DeleteBucketCors"
+    PUT_BUCKET_OWNERSHIP_CONTROLS = "PutBucketOwnershipControls"
+    GET_BUCKET_OWNERSHIP_CONTROLS = "GetBucketOwnershipControls"
+    DELETE_BUCKET_OWNERSHIP_CONTROLS = "DeleteBucketOwnershipControls"
     PREFLIGHT = "PreflightRequest"
     GET_BUCKET_LIFECYCLE = "GetBucketLifecycleConfiguration"
     PUT_BUCKET_LIFECYCLE = "PutBucketLifecycleConfiguration"
@@ -175,6 +178,9 @@ ACTIONS: Mapping[Op, tuple[str | None, str | None]] = MappingProxyType(
         Op.PUT_BUCKET_CORS: ("s3:PutBucketCORS", None),
         Op.GET_BUCKET_CORS: ("s3:GetBucketCORS", None),
         Op.DELETE_BUCKET_CORS: ("s3:PutBucketCORS", None),
+        Op.PUT_BUCKET_OWNERSHIP_CONTROLS: ("s3:PutBucketOwnershipControls", None),
+        Op.GET_BUCKET_OWNERSHIP_CONTROLS: ("s3:GetBucketOwnershipControls", None),
+        Op.DELETE_BUCKET_OWNERSHIP_CONTROLS: ("s3:PutBucketOwnershipControls", None),
         Op.PREFLIGHT: (None, None),
         Op.PUT_BUCKET_TAGGING: ("s3:PutBucketTagging", None),
         Op.GET_BUCKET_TAGGING: ("s3:GetBucketTagging", None),
@@ -496,7 +502,6 @@ _UNSERVED_BUCKET = (
     "metadataTable",
     "metrics",
     "notification",
-    "ownershipControls",
     "replication",
     "requestPayment",
     "session",
@@ -528,6 +533,7 @@ _BUCKET_GET = (
     ("acl", Op.GET_BUCKET_ACL),
     ("website", Op.GET_BUCKET_WEBSITE),
     ("cors", Op.GET_BUCKET_CORS),
+    ("ownershipControls", Op.GET_BUCKET_OWNERSHIP_CONTROLS),
     ("tagging", Op.GET_BUCKET_TAGGING),
     ("lifecycle", Op.GET_BUCKET_LIFECYCLE),
     ("object-lock", Op.GET_OBJECT_LOCK_CONFIGURATION),
@@ -539,6 +545,7 @@ _BUCKET_PUT = (
     ("acl", Op.PUT_BUCKET_ACL),
     ("website", Op.PUT_BUCKET_WEBSITE),
     ("cors", Op.PUT_BUCKET_CORS),
+    ("ownershipControls", Op.PUT_BUCKET_OWNERSHIP_CONTROLS),
     ("tagging", Op.PUT_BUCKET_TAGGING),
     ("lifecycle", Op.PUT_BUCKET_LIFECYCLE),
     ("object-lock", Op.PUT_OBJECT_LOCK_CONFIGURATION),
@@ -548,6 +555,7 @@ _BUCKET_DELETE = (
     ("publicAccessBlock", Op.DELETE_PUBLIC_ACCESS_BLOCK),
     ("website", Op.DELETE_BUCKET_WEBSITE),
     ("cors", Op.DELETE_BUCKET_CORS),
+    ("ownershipControls", Op.DELETE_BUCKET_OWNERSHIP_CONTROLS),
     ("tagging", Op.DELETE_BUCKET_TAGGING),
     ("lifecycle", Op.DELETE_BUCKET_LIFECYCLE),
 )
@@ -657,8 +665,12 @@ def _bucket_op(
             if name in params:
                 return ep(op)
         check_bucket_name(bucket)
-        acl = any(_header(headers, h) is not None for h in _ACL_HEADERS)
-        return ep(Op.CREATE_BUCKET, ("s3:PutBucketAcl",) if acl else ())
+        extra: tuple[str, ...] = ()
+        if any(_header(headers, h) is not None for h in _ACL_HEADERS):
+            extra += ("s3:PutBucketAcl",)
+        if _header(headers, "x-amz-object-ownership") is not None:
+            extra += ("s3:PutBucketOwnershipControls",)
+        return ep(Op.CREATE_BUCKET, extra)
     if method == "DELETE":
         for name, op in _BUCKET_DELETE:
             if name in params:

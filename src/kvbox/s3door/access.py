@@ -7,10 +7,11 @@ Layer: s3 door (async glue; the decision itself is pure, in ``kvbox.policy``). R
   reading the copy source, and for DeleteObjects each key (``check_key``). All must be
   allowed; the first refusal is AccessDenied.
 * Facts come from the request (principal, peer address, TLS, query parameters,
-  headers), the bucket (owner, policy, ACL, Block Public Access; ``Store.get_bucket``
-  serves them from memory) and, only when they can change the answer, the object: its
-  canned ACL is read only when nothing else allowed an object read, and its tags only
-  when the policy names ``s3:ExistingObjectTag``.
+  headers, the ``s3:x-amz-acl`` and ``s3:x-amz-grant-*`` keys), the bucket (owner,
+  policy, ACL, Object Ownership, Block Public Access; ``Store.get_bucket`` serves them
+  from memory) and, only when they can change the answer, the object: its ACL and owner
+  for the actions its owner decides (``acl.OBJECT_SCOPED``) in a bucket with ACLs on,
+  and its tags when the policy names ``s3:ExistingObjectTag``.
 * Root with no bucket policy is the hot path of a single-user server: decided without
   building a query at all.
 * A missing bucket is not an access question: the handler answers NoSuchBucket.
@@ -29,7 +30,6 @@ from kvbox.policy import (
     NO_BLOCK,
     AccessQuery,
     ContextValue,
-    DecidedBy,
     Decision,
     Policy,
     PublicAccessSettings,
@@ -38,15 +38,19 @@ from kvbox.policy import (
     parse_policy,
     request_context,
 )
+from kvbox.policy.access import PRIVATE
+from kvbox.policy.acl import OBJECT_SCOPED
+from kvbox.s3.acl import ACL_HEADERS
 from kvbox.s3.errors import S3Error
 from kvbox.s3.router import OBJECT_OPS, Endpoint, Op, bucket_arn, object_arn
 from kvbox.s3.xml import PublicAccessBlockConfiguration, Tagging
 from kvbox.s3door.explain import bucket_query
-from kvbox.s3door.handlers.common import OBJECT_ACL, PAB, POLICY, TAG
+from kvbox.s3door.handlers.common import OBJECT_ACL, OWNER, PAB, POLICY, TAG
 from kvbox.s3door.types import S3Request
 
-#: Object reads an object's own ACL can grant.
-_OBJECT_READS = frozenset({"s3:GetObject", "s3:GetObjectVersion"})
+#: Operations that create an object (their extra actions are on the new object).
+NEW_OBJECT_OPS = frozenset({Op.PUT_OBJECT, Op.COPY_OBJECT, Op.CREATE_MULTIPART_UPLOAD})
+
 #: Listing parameters that are condition keys of s3:ListBucket (and ListBucketVersions).
 _LIST_PARAMS = ("prefix", "delimiter", "max-keys")
 #: Parsed documents kept per bucket, keyed by their text so a change is never missed.
@@ -106,6 +110,7 @@ class AccessControl:
         resource: str,
         context: RequestContext,
         object_acl: str | None = None,
+        object_owner: str | None = None,
     ) -> AccessQuery:
         """``explain.bucket_query`` (the one builder, so ``kvbox policy explain`` sees
         what a request sees) with this instance's cached policy and public access block."""
@@ -116,6 +121,7 @@ class AccessControl:
             resource=resource,
             context=context,
             object_acl=object_acl,
+            object_owner=object_owner,
             policy=policy,
             public_access_block=self.pab_of(b),
         )
@@ -137,8 +143,13 @@ class AccessControl:
         if b is not None and ep.op is not Op.DELETE_OBJECTS:
             # DeleteObjects is decided key by key (``check_key``), on each object's ARN:
             # a grant on bucket/* is all AWS asks for.
-            for action in ep.actions:
-                await self._require(req, ep, b, action, ep.resource, ep.key, ep.version_id)
+            new = ep.op in NEW_OBJECT_OPS
+            for i, action in enumerate(ep.actions):
+                # The ACL and tags a write sets are on the object it creates, which is
+                # its writer's (Object Ownership permitting): decided as such.
+                await self._require(
+                    req, ep, b, action, ep.resource, ep.key, ep.version_id, new and i > 0
+                )
         cs = ep.copy_source
         if cs is not None:
             src = await self.store.get_bucket(cs.bucket)
@@ -196,11 +207,14 @@ class AccessControl:
         resource: str,
         key: str | None,
         version_id: str | None,
+        new_object: bool = False,
     ) -> None:
         policy = self.policy_of(b)
         if req.principal == ROOT and policy is None:
             return
-        d = await self.decide(req, ep, b, policy, action, resource, key, version_id)
+        d = await self.decide(
+            req, ep, b, policy, action, resource, key, version_id, new_object=new_object
+        )
         if not d.allowed:
             raise S3Error("AccessDenied", resource=f"/{b.name}/{key}" if key else f"/{b.name}")
 
@@ -215,13 +229,18 @@ class AccessControl:
         key: str | None,
         version_id: str | None,
         facts: Mapping[str, ContextValue] | None = None,
+        new_object: bool = False,
     ) -> Decision:
+        """``facts``: further condition keys a handler knows; ``new_object``: the action
+        is on the object this request creates, which belongs to its writer (where the
+        bucket's Object Ownership lets writers own)."""
         extra = self._request_keys(req, ep, version_id)
         if facts:
             extra.update(facts)
         version: ObjectVersion | None = None
+        looked = False
         if key is not None and policy is not None and self._needs_tags(b):
-            version = await self._version(b.name, key, version_id)
+            version, looked = await self._version(b.name, key, version_id), True
             if version is not None:
                 extra.update(_existing_tags(version))
         auth = req.auth
@@ -240,21 +259,21 @@ class AccessControl:
             extra=extra,
         )
         query = self._query(b, policy, req.principal, action, resource, context)
-        d = decide(query)
-        if (
-            not d.allowed
-            # RestrictPublicBuckets cuts a public policy off, never an object's ACL
-            and d.decided_by in (DecidedBy.DEFAULT_DENY, DecidedBy.PUBLIC_ACCESS_BLOCK)
-            and action in _OBJECT_READS
-            and key is not None
-        ):
-            # Only now is the object's own ACL worth a lookup.
-            if version is None:
+        if new_object:
+            if req.principal is not None:
+                query = dataclasses.replace(query, object_owner=req.principal)
+        elif key is not None and query.acls_enabled and action.lower() in OBJECT_SCOPED:
+            # With ACLs on, the object may belong to someone other than the bucket owner
+            # and its own ACL may grant this: both live on the version, read only now.
+            if not looked:
                 version = await self._version(b.name, key, version_id)
-            acl = version.attrs.get(OBJECT_ACL) if version is not None else None
-            if acl is not None:
-                d = decide(dataclasses.replace(query, object_acl=acl))
-        return d
+            if version is not None and not version.is_delete_marker:
+                query = dataclasses.replace(
+                    query,
+                    object_acl=version.attrs.get(OBJECT_ACL, PRIVATE),
+                    object_owner=version.attrs.get(OWNER),
+                )
+        return decide(query)
 
     async def _version(self, bucket: str, key: str, version_id: str | None) -> ObjectVersion | None:
         if version_id is not None:
@@ -271,9 +290,10 @@ class AccessControl:
                 value = req.param(name)
                 if value is not None:
                     extra["s3:" + name] = value
-        acl = req.header("x-amz-acl")
-        if acl is not None:
-            extra["s3:x-amz-acl"] = acl
+        for name in ACL_HEADERS:  # s3:x-amz-acl and the s3:x-amz-grant-* keys
+            value = req.header(name)
+            if value is not None:
+                extra["s3:" + name] = value
         if version_id is not None:
             extra["s3:VersionId"] = version_id
         tagging = req.header("x-amz-tagging")
@@ -322,8 +342,12 @@ class AccessControl:
             referer=referer,
             extra=extra,
         )
-        object_acl = version.attrs.get(OBJECT_ACL) if version is not None else None
-        return decide(self._query(b, policy, None, action, resource, context, object_acl)).allowed
+        object_acl = object_owner = None
+        if version is not None and not version.is_delete_marker:
+            object_acl = version.attrs.get(OBJECT_ACL, PRIVATE)
+            object_owner = version.attrs.get(OWNER)
+        query = self._query(b, policy, None, action, resource, context, object_acl, object_owner)
+        return decide(query).allowed
 
 
 #: Request headers that fill ``s3:object-lock-*`` condition keys (``kvbox.policy.context``).

@@ -4,9 +4,10 @@ Layer: s3 door (async, over ``kvbox.core.store.Store``; the decision itself is t
 ``kvbox.policy.access.decide``). Rules:
 
 * ``bucket_query`` builds the ``AccessQuery`` for a request to an existing bucket from
-  the bucket's settings (``Bucket.attrs``: ``policy`` JSON text, ``acl`` canned ACL,
-  ``pab`` PublicAccessBlockConfiguration XML). The front door and ``explain`` both use
-  it, so an explanation is the decision a real request would get.
+  the bucket's settings (``Bucket.attrs``: ``policy`` JSON text, ``acl`` its ACL,
+  ``ownership`` its Object Ownership, ``pab`` PublicAccessBlockConfiguration XML). The
+  front door and ``explain`` both use it, so an explanation is the decision a real
+  request would get.
 * ``explain`` answers ``POST /_kvbox/policy/explain`` (root only; the front door checks
   that): a JSON body ``{"principal": "alice" | "root" | "anonymous" | null, "action":
   "s3:GetObject", "resource": "arn:aws:s3:::b/k", "context": {key: value | [values]},
@@ -35,11 +36,12 @@ from kvbox.policy.access import (
     explain_query,
     request_context,
 )
+from kvbox.policy.acl import LEGACY_OWNERSHIP, ObjectOwnership
 from kvbox.policy.conditions import ContextValue, PolicyError, RequestContext
 from kvbox.policy.language import S3_ARN_PREFIX, Policy, parse_policy
 from kvbox.s3.errors import S3Error
 from kvbox.s3.xml import PublicAccessBlockConfiguration
-from kvbox.s3door.handlers.common import ACL, OBJECT_ACL, PAB, POLICY
+from kvbox.s3door.handlers.common import ACL, OBJECT_ACL, OWNER, OWNERSHIP, PAB, POLICY
 
 #: The reserved path (``_`` cannot start a bucket name, so no S3 request means it).
 EXPLAIN_PATH: Final = "/_kvbox/policy/explain"
@@ -69,6 +71,7 @@ def bucket_query(
     resource: str,
     context: RequestContext,
     object_acl: str | None = None,
+    object_owner: str | None = None,
     policy: Policy | None = None,
     public_access_block: PublicAccessSettings | None = None,
 ) -> AccessQuery:
@@ -88,7 +91,15 @@ def bucket_query(
             public_access_block if public_access_block is not None else pab_of(bucket)
         ),
         context=context,
+        ownership=ownership_of(bucket),
+        object_owner=object_owner,
     )
+
+
+def ownership_of(bucket: Bucket) -> ObjectOwnership:
+    """The bucket's Object Ownership (a bucket from before the setting: ObjectWriter)."""
+    value = bucket.attrs.get(OWNERSHIP)
+    return LEGACY_OWNERSHIP if value is None else ObjectOwnership(value)
 
 
 def _split_arn(resource: str) -> tuple[str, str | None]:
@@ -146,6 +157,7 @@ async def explain(store: Store, request: Mapping[str, Any]) -> dict[str, Any]:
     if bucket is None:
         return {"error": f"no such bucket: {name}"}
     object_acl: str | None = None
+    object_owner: str | None = None
     try:
         if key is not None:
             if version_id is not None:
@@ -154,6 +166,7 @@ async def explain(store: Store, request: Mapping[str, Any]) -> dict[str, Any]:
                 version = await store.head(name, key)
             if version is not None and not version.is_delete_marker:
                 object_acl = version.attrs.get(OBJECT_ACL, PRIVATE)
+                object_owner = version.attrs.get(OWNER)
         context = request_context(principal, now=datetime.now(UTC), extra=given)
         query = bucket_query(
             bucket,
@@ -162,6 +175,7 @@ async def explain(store: Store, request: Mapping[str, Any]) -> dict[str, Any]:
             resource=resource,
             context=context,
             object_acl=object_acl,
+            object_owner=object_owner,
         )
     except PolicyError as exc:
         return {"error": f"the stored bucket policy does not parse: {exc}"}

@@ -44,7 +44,7 @@ from kvbox.s3.xml import render_error
 from kvbox.s3door import admin, explain
 from kvbox.s3door.access import AccessControl
 from kvbox.s3door.explain import EXPLAIN_PATH
-from kvbox.s3door.handlers import bucket, config, lifecycle, listing, lock, multipart
+from kvbox.s3door.handlers import acl, bucket, config, lifecycle, listing, lock, multipart
 from kvbox.s3door.handlers import cors as cors_handlers
 from kvbox.s3door.handlers import object as obj
 from kvbox.s3door.handlers.common import Context, read_small
@@ -88,8 +88,11 @@ HANDLERS: dict[Op, Handler] = {
     Op.PUT_PUBLIC_ACCESS_BLOCK: config.put_public_access_block,
     Op.GET_PUBLIC_ACCESS_BLOCK: config.get_public_access_block,
     Op.DELETE_PUBLIC_ACCESS_BLOCK: config.delete_public_access_block,
-    Op.GET_BUCKET_ACL: config.get_bucket_acl,
-    Op.PUT_BUCKET_ACL: config.put_bucket_acl,
+    Op.GET_BUCKET_ACL: acl.get_bucket_acl,
+    Op.PUT_BUCKET_ACL: acl.put_bucket_acl,
+    Op.PUT_BUCKET_OWNERSHIP_CONTROLS: acl.put_bucket_ownership_controls,
+    Op.GET_BUCKET_OWNERSHIP_CONTROLS: acl.get_bucket_ownership_controls,
+    Op.DELETE_BUCKET_OWNERSHIP_CONTROLS: acl.delete_bucket_ownership_controls,
     Op.PUT_BUCKET_WEBSITE: config.put_bucket_website,
     Op.GET_BUCKET_WEBSITE: config.get_bucket_website,
     Op.DELETE_BUCKET_WEBSITE: config.delete_bucket_website,

@@ -44,6 +44,7 @@ from kvbox.s3.xml.access import (
     AccessControlPolicy,
     CannedAcl,
     Grant,
+    OwnershipControls,
     PolicyStatus,
     PublicAccessBlockConfiguration,
 )
@@ -163,6 +164,7 @@ __all__ = [
     "ObjectEntry",
     "ObjectIdentifier",
     "Owner",
+    "OwnershipControls",
     "PartEntry",
     "PolicyStatus",
     "PublicAccessBlockConfiguration",

@@ -1,16 +1,18 @@
-"""Access bodies: ACLs (AccessControlPolicy, canned ACLs), PolicyStatus and
-PublicAccessBlockConfiguration.
+"""Access bodies: ACLs (AccessControlPolicy; the grants' meaning is ``kvbox.policy.acl``),
+OwnershipControls, PolicyStatus and PublicAccessBlockConfiguration.
 
 Layer: s3 protocol (pure; no I/O). The rules are ``kvbox.s3.xml``'s docstring.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
+# The group URIs and canned ACL names are kvbox.policy.acl's, re-exported for the XML.
+from kvbox.policy.acl import ALL_USERS as ALL_USERS
+from kvbox.policy.acl import AUTHENTICATED_USERS as AUTHENTICATED_USERS
+from kvbox.policy.acl import CannedAcl as CannedAcl
 from kvbox.s3.errors import S3Error
 from kvbox.s3.xml.base import (
     MAX_CONFIG_BODY,
@@ -29,31 +31,7 @@ from kvbox.s3.xml.base import (
 
 # --- ACLs ----------------------------------------------------------------------------
 
-ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
 PERMISSIONS = frozenset({"FULL_CONTROL", "WRITE", "WRITE_ACP", "READ", "READ_ACP"})
-
-
-class CannedAcl(enum.StrEnum):
-    """The canned ACLs kvbox folds into its access decision (``x-amz-acl`` values)."""
-
-    PRIVATE = "private"
-    PUBLIC_READ = "public-read"
-    PUBLIC_READ_WRITE = "public-read-write"
-    AUTHENTICATED_READ = "authenticated-read"
-    BUCKET_OWNER_READ = "bucket-owner-read"
-    BUCKET_OWNER_FULL_CONTROL = "bucket-owner-full-control"
-
-    @classmethod
-    def from_header(cls, value: str) -> CannedAcl:
-        """``x-amz-acl``; an unknown value is InvalidArgument, as AWS answers."""
-        try:
-            return cls(value.strip())
-        except ValueError:
-            raise S3Error(
-                "InvalidArgument",
-                extra={"ArgumentName": "x-amz-acl", "ArgumentValue": value},
-            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,42 +53,6 @@ class AccessControlPolicy:
 
     owner: Owner
     grants: tuple[Grant, ...] = ()
-
-    @classmethod
-    def canned(
-        cls, acl: CannedAcl, owner: Owner, bucket_owner: Owner | None = None
-    ) -> AccessControlPolicy:
-        """The grants AWS lists for a canned ACL (``bucket_owner`` for the bucket-owner-*
-        ACLs on an object owned by someone else)."""
-        grants = [_user_grant(owner, "FULL_CONTROL")]
-        if acl in (CannedAcl.PUBLIC_READ, CannedAcl.PUBLIC_READ_WRITE):
-            grants.append(Grant("Group", "READ", uri=ALL_USERS))
-        if acl is CannedAcl.PUBLIC_READ_WRITE:
-            grants.append(Grant("Group", "WRITE", uri=ALL_USERS))
-        if acl is CannedAcl.AUTHENTICATED_READ:
-            grants.append(Grant("Group", "READ", uri=AUTHENTICATED_USERS))
-        if bucket_owner is not None and bucket_owner.id != owner.id:
-            if acl is CannedAcl.BUCKET_OWNER_READ:
-                grants.append(_user_grant(bucket_owner, "READ"))
-            if acl is CannedAcl.BUCKET_OWNER_FULL_CONTROL:
-                grants.append(_user_grant(bucket_owner, "FULL_CONTROL"))
-        return cls(owner, tuple(grants))
-
-    def as_canned(self) -> CannedAcl | None:
-        """The canned ACL these grants amount to (for a PutAcl with a body), else None.
-
-        Only the owner-relative canned forms are recognised (grants compared by grantee
-        id or group URI, display names ignored); any other grant (another user,
-        WRITE_ACP...) gives None, and the handler answers NotImplemented.
-        """
-        owner_full = ("CanonicalUser", "FULL_CONTROL", self.owner.id)
-        grants = {
-            (g.grantee_type, g.permission, g.id if g.grantee_type == "CanonicalUser" else g.uri)
-            for g in self.grants
-        }
-        if owner_full not in grants:
-            return None
-        return _CANNED_BY_GRANTS.get(frozenset(grants - {owner_full}))
 
     @classmethod
     def from_xml(cls, body: bytes) -> AccessControlPolicy:
@@ -167,19 +109,31 @@ class AccessControlPolicy:
         return serialize(b)
 
 
-def _user_grant(owner: Owner, permission: str) -> Grant:
-    return Grant("CanonicalUser", permission, owner.id, owner.display_name)
+@dataclass(frozen=True, slots=True)
+class OwnershipControls:
+    """Put/GetBucketOwnershipControls: exactly one rule with one ObjectOwnership."""
 
+    object_ownership: str
 
-#: Grants beyond the owner's FULL_CONTROL -> the canned ACL they make.
-_CANNED_BY_GRANTS: Mapping[frozenset[tuple[str, str, str | None]], CannedAcl] = {
-    frozenset(): CannedAcl.PRIVATE,
-    frozenset({("Group", "READ", ALL_USERS)}): CannedAcl.PUBLIC_READ,
-    frozenset(
-        {("Group", "READ", ALL_USERS), ("Group", "WRITE", ALL_USERS)}
-    ): CannedAcl.PUBLIC_READ_WRITE,
-    frozenset({("Group", "READ", AUTHENTICATED_USERS)}): CannedAcl.AUTHENTICATED_READ,
-}
+    VALUES: ClassVar[frozenset[str]] = frozenset(
+        {"BucketOwnerEnforced", "BucketOwnerPreferred", "ObjectWriter"}
+    )
+
+    @classmethod
+    def from_xml(cls, body: bytes) -> OwnershipControls:
+        root = parse_body(body, "OwnershipControls", MAX_CONFIG_BODY)
+        rules = children_of(root, ("Rule",))
+        if len(rules) != 1:
+            raise malformed()
+        value = required_text(children_of(rules[0][1], ("ObjectOwnership",)), "ObjectOwnership")
+        if value.strip() not in cls.VALUES:
+            raise malformed()
+        return cls(value.strip())
+
+    def to_xml(self) -> bytes:
+        b = document("OwnershipControls")
+        b.child("Rule").text("ObjectOwnership", self.object_ownership)
+        return serialize(b)
 
 
 # --- policy status, public access block ----------------------------------------------

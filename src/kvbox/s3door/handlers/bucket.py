@@ -13,14 +13,14 @@ from kvbox.s3.errors import S3Error
 from kvbox.s3.router import Endpoint
 from kvbox.s3.xml import (
     BucketEntry,
-    CannedAcl,
     CreateBucketConfiguration,
     ListAllMyBucketsResult,
     Owner,
     render_location,
     timestamp_from_ns,
 )
-from kvbox.s3door.handlers.common import ACL, Context, read_small, xml_response
+from kvbox.s3door.handlers.acl import new_bucket_attrs
+from kvbox.s3door.handlers.common import Context, read_small, xml_response
 from kvbox.s3door.objectlock import wants_lock
 from kvbox.s3door.types import S3Request, S3Response
 
@@ -45,12 +45,7 @@ async def create_bucket(ctx: Context, req: S3Request, ep: Endpoint) -> S3Respons
     if req.principal is None:  # S3Frontend refuses anonymous CreateBucket first
         raise S3Error("AccessDenied")
     CreateBucketConfiguration.from_xml(await read_small(req, 64 * 1024))
-    attrs: dict[str, str] = {}
-    acl = req.header("x-amz-acl")
-    if acl is not None:
-        canned = CannedAcl.from_header(acl)
-        if canned is not CannedAcl.PRIVATE:
-            attrs[ACL] = canned.value
+    attrs = await new_bucket_attrs(ctx, req, req.principal)
     object_lock = wants_lock(req.headers)  # x-amz-bucket-object-lock-enabled: true
     if not await ctx.store.create_bucket(
         ep.bucket, owner=req.principal, attrs=attrs, object_lock=object_lock

@@ -25,7 +25,11 @@ How S3 object metadata is kept in ``ObjectVersion.attrs`` (string -> string)::
     checksum-type        COMPOSITE or FULL_OBJECT for a multipart object's checksums
     parts                a multipart object's part sizes, run-length encoded
 
-    acl                  the object's canned ACL (absent: private)
+    acl                  the object's ACL (``policy.acl.Acl.to_text``: a canned name or
+                         JSON grants; absent: private to its owner)
+    owner                the object's owner when it is not the bucket owner (a writer
+                         who kept it, Object Ownership permitting)
+    initiator            a multipart upload's initiator (uploads only)
     lock-mode, lock-until, lock-hold
                          the version's object lock (``kvbox.core.lock``: only the Store
                          changes them, whatever attrs a handler passes)
@@ -34,10 +38,11 @@ Content-Type is ``ObjectVersion.content_type``. The prefixes keep the families a
 so a user metadata name can never collide with a header or a tag.
 
 Bucket settings are kept in ``Bucket.attrs`` under ``POLICY`` (the policy JSON as sent),
-``ACL`` (canned; absent: private), ``PAB`` (public access block XML), ``CORS`` and
-``WEBSITE`` (the configuration XML as sent), and the core's own ``object-lock``
-(``kvbox.core.lock.CONFIG_ATTR``) and ``lifecycle`` (``kvbox.core.lifecycle.rules.ATTR``),
-both JSON the core reads.
+``ACL`` (``Acl.to_text``; absent: private), ``OWNERSHIP`` (the Object Ownership setting;
+absent: a bucket from before it existed, ObjectWriter), ``PAB`` (public access block
+XML), ``CORS`` and ``WEBSITE`` (the configuration XML as sent), and the core's own
+``object-lock`` (``kvbox.core.lock.CONFIG_ATTR``) and ``lifecycle``
+(``kvbox.core.lifecycle.rules.ATTR``), both JSON the core reads.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from typing import Any
 
 from kvbox.auth.sigv4 import ContentSHA256Mismatch, PayloadMode
 from kvbox.core.store import Store, update_holding_gil
+from kvbox.policy.acl import ObjectOwnership
 from kvbox.proto.awschunked import (
     AwsChunkedDecoder,
     Data,
@@ -76,8 +82,12 @@ CHECKSUM = "checksum:"
 #: COMPOSITE or FULL_OBJECT: how the object's ``checksum:*`` values were computed
 #: (a multipart upload's; a single PUT's checksums are always FULL_OBJECT).
 CHECKSUM_TYPE = "checksum-type"
-#: An object's canned ACL in ``ObjectVersion.attrs``.
+#: An object's ACL in ``ObjectVersion.attrs`` (``kvbox.policy.acl.Acl.to_text``).
 OBJECT_ACL = "acl"
+#: An object's (or upload's) owner, when it is not the bucket owner.
+OWNER = "owner"
+#: A multipart upload's initiator.
+INITIATOR = "initiator"
 #: A multipart object's part sizes (``object.encode_part_sizes``), for partNumber reads.
 PARTS = "parts"
 
@@ -85,6 +95,7 @@ PARTS = "parts"
 POLICY = "policy"
 ACL = "acl"
 PAB = "pab"
+OWNERSHIP = "ownership"
 CORS = "cors"
 WEBSITE = "website"
 
@@ -414,6 +425,9 @@ class Context:
     kv_bucket: str
     #: The region kvbox answers as (GetBucketLocation, x-amz-bucket-region).
     region: str = "us-east-1"
+    #: The Object Ownership a bucket gets when CreateBucket names none: ACLs disabled,
+    #: as on AWS since April 2023 (docs/s3-compat.md says why kvbox follows).
+    default_ownership: ObjectOwnership = ObjectOwnership.BUCKET_OWNER_ENFORCED
     #: The per-key access check of DeleteObjects, ``(req, ep, key, action)``; set by
     #: ``S3Frontend`` (``kvbox.s3door.access.AccessControl.check_key``), None: allow all.
     check_key: Callable[[S3Request, Any, str, str], Awaitable[None]] | None = None

@@ -1,18 +1,18 @@
-"""Bucket settings: versioning, policy, policy status, public access block, ACLs,
-website and CORS configurations.
+"""Bucket settings: versioning, policy, policy status, public access block, website and
+CORS configurations (ACLs and Object Ownership: ``handlers.acl``).
 
 Layer: s3 handlers. Rules:
 
 * Each setting is one entry of ``Bucket.attrs`` (names in ``common``: ``POLICY``,
-  ``ACL``, ``PAB``, ``CORS``, ``WEBSITE``), written through
+  ``PAB``, ``CORS``, ``WEBSITE``), written through
   ``Store.set_bucket_attrs`` so it is durable before the 200 and every later request's
   access decision sees it.
 * A document is validated by parsing it before it is stored. A policy is stored as
   sent (GetBucketPolicy returns it byte for byte, as AWS does); XML configurations are
   stored re-rendered, in UTF-8. Readers parse them again, through small caches.
 * Public-access-block rules are enforced where AWS enforces them: BlockPublicPolicy
-  refuses a public policy at PutBucketPolicy, BlockPublicAcls refuses a public canned
-  ACL at every request that sets one (``check_acl_allowed``).
+  refuses a public policy at PutBucketPolicy, BlockPublicAcls refuses a public ACL at
+  every request that sets one (``handlers.acl.check_public``).
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from kvbox.policy.context import check_supported
 from kvbox.s3.errors import S3Error
 from kvbox.s3.router import Endpoint
 from kvbox.s3.xml import (
-    AccessControlPolicy,
-    CannedAcl,
     CORSConfiguration,
     Owner,
     PolicyStatus,
@@ -36,7 +34,6 @@ from kvbox.s3.xml import (
     WebsiteConfiguration,
 )
 from kvbox.s3door.handlers.common import (
-    ACL,
     CORS,
     PAB,
     POLICY,
@@ -48,10 +45,6 @@ from kvbox.s3door.handlers.common import (
 from kvbox.s3door.types import S3Request, S3Response
 
 _CONFIG_BODY = 64 * 1024
-
-_PUBLIC_ACLS = frozenset(
-    {CannedAcl.PUBLIC_READ, CannedAcl.PUBLIC_READ_WRITE, CannedAcl.AUTHENTICATED_READ}
-)
 
 
 async def bucket_of(ctx: Context, ep: Endpoint) -> Bucket:
@@ -65,13 +58,6 @@ async def bucket_of(ctx: Context, ep: Endpoint) -> Bucket:
 def public_access_block(b: Bucket) -> PublicAccessBlockConfiguration | None:
     text = b.attrs.get(PAB)
     return PublicAccessBlockConfiguration.from_xml(text.encode()) if text else None
-
-
-def check_acl_allowed(b: Bucket, acl: CannedAcl) -> None:
-    """BlockPublicAcls: a request that sets a public ACL is refused (AWS: 403)."""
-    pab = public_access_block(b)
-    if pab is not None and pab.block_public_acls and acl in _PUBLIC_ACLS:
-        raise S3Error("AccessDenied", "Access Denied: the bucket blocks public ACLs")
 
 
 def owner_of(b: Bucket) -> Owner:
@@ -163,53 +149,6 @@ async def get_public_access_block(ctx: Context, req: S3Request, ep: Endpoint) ->
 
 async def delete_public_access_block(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     return await _delete_setting(ctx, ep, PAB)
-
-
-# --- ACLs ----------------------------------------------------------------------------
-
-
-async def acl_from_request(req: S3Request, owner: Owner) -> CannedAcl:
-    """The canned ACL a Put*Acl asks for: the ``x-amz-acl`` header, or a body whose
-    grants amount to one (anything else is NotImplemented: kvbox keeps canned ACLs)."""
-    header = req.header("x-amz-acl")
-    if header is not None:
-        return CannedAcl.from_header(header)
-    if any(req.header(h) is not None for h in _GRANT_HEADERS):
-        raise S3Error("NotImplemented", "kvbox supports canned ACLs only (x-amz-acl)")
-    body = await read_small(req, _CONFIG_BODY)
-    if not body.strip():
-        raise S3Error("MalformedACLError")
-    policy = AccessControlPolicy.from_xml(body)
-    canned = policy.as_canned()
-    if canned is None:
-        raise S3Error(
-            "NotImplemented", "kvbox supports ACLs equal to a canned ACL only (x-amz-acl)"
-        )
-    return canned
-
-
-_GRANT_HEADERS = (
-    "x-amz-grant-full-control",
-    "x-amz-grant-read",
-    "x-amz-grant-read-acp",
-    "x-amz-grant-write",
-    "x-amz-grant-write-acp",
-)
-
-
-async def get_bucket_acl(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
-    b = await bucket_of(ctx, ep)
-    canned = CannedAcl(b.attrs.get(ACL, CannedAcl.PRIVATE.value))
-    return xml_response(AccessControlPolicy.canned(canned, owner_of(b)).to_xml())
-
-
-async def put_bucket_acl(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
-    b = await bucket_of(ctx, ep)
-    canned = await acl_from_request(req, owner_of(b))
-    check_acl_allowed(b, canned)
-    value = None if canned is CannedAcl.PRIVATE else canned.value
-    await ctx.store.set_bucket_attrs(b.name, {ACL: value})
-    return S3Response(200)
 
 
 # --- website and CORS ----------------------------------------------------------------

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 
+from kvbox.core.model import Bucket, ObjectVersion
 from kvbox.s3.errors import S3Error
 from kvbox.s3.router import MAX_KEY_BYTES, Endpoint
 from kvbox.s3.xml import (
@@ -32,8 +34,9 @@ from kvbox.s3.xml import (
     VersionEntry,
     timestamp_from_ns,
 )
+from kvbox.s3door.handlers.acl import owner_of_version
 from kvbox.s3door.handlers.common import Context, xml_response
-from kvbox.s3door.handlers.config import bucket_of, owner_of
+from kvbox.s3door.handlers.config import bucket_of
 from kvbox.s3door.types import S3Request, S3Response
 
 #: Most keys a page returns, whatever max-keys asks (S3's cap).
@@ -74,6 +77,21 @@ def _encoding(req: S3Request) -> str | None:
     return "url"
 
 
+def owners(b: Bucket) -> Callable[[ObjectVersion], Owner]:
+    """Each listed version's Owner: the writer who kept it, else the bucket owner (one
+    ``Owner`` per name, so a page of one owner's objects builds one)."""
+    made: dict[str, Owner] = {}
+
+    def owner(v: ObjectVersion) -> Owner:
+        name = owner_of_version(b, v.attrs)
+        found = made.get(name)
+        if found is None:
+            found = made[name] = Owner(name, name)
+        return found
+
+    return owner
+
+
 async def _scan(
     ctx: Context,
     bucket: str,
@@ -81,7 +99,7 @@ async def _scan(
     delimiter: str | None,
     after: str,
     max_keys: int,
-    owner: Owner | None,
+    owner: Callable[[ObjectVersion], Owner] | None,
 ) -> tuple[list[ObjectEntry], list[str], bool, str | None]:
     """(contents, common prefixes, truncated, last item returned) for one page."""
     contents: list[ObjectEntry] = []
@@ -117,7 +135,7 @@ async def _scan(
                     timestamp_from_ns(v.mtime_ns),
                     v.etag,
                     v.size,
-                    owner=owner,
+                    owner=None if owner is None else owner(v),
                 )
             )
             last = v.key
@@ -143,7 +161,7 @@ def _untoken(token: str) -> str:
 
 async def list_objects_v2(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None
-    owner = owner_of(await bucket_of(ctx, ep))
+    owner = owners(await bucket_of(ctx, ep))
     prefix = req.param("prefix") or ""
     delimiter = req.param("delimiter") or None
     max_keys = _max_keys(req)
@@ -173,7 +191,7 @@ async def list_objects_v2(ctx: Context, req: S3Request, ep: Endpoint) -> S3Respo
 
 async def list_objects(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None
-    owner = owner_of(await bucket_of(ctx, ep))
+    owner = owners(await bucket_of(ctx, ep))
     prefix = req.param("prefix") or ""
     delimiter = req.param("delimiter") or None
     max_keys = _max_keys(req)
@@ -209,7 +227,7 @@ async def list_object_versions(ctx: Context, req: S3Request, ep: Endpoint) -> S3
     version of a key unless the page starts in the middle of that key.
     """
     assert ep.bucket is not None
-    owner = owner_of(await bucket_of(ctx, ep))
+    owner = owners(await bucket_of(ctx, ep))
     prefix = req.param("prefix") or ""
     delimiter = req.param("delimiter") or None
     max_keys = _max_keys(req)
@@ -258,10 +276,12 @@ async def list_object_versions(ctx: Context, req: S3Request, ep: Endpoint) -> S3
             prev_key = v.key
             when = timestamp_from_ns(v.mtime_ns)
             if v.is_delete_marker:
-                entries.append(DeleteMarkerEntry(v.key, v.s3_version_id, latest, when, owner))
+                entries.append(DeleteMarkerEntry(v.key, v.s3_version_id, latest, when, owner(v)))
             else:
                 entries.append(
-                    VersionEntry(v.key, v.s3_version_id, latest, when, v.etag, v.size, owner=owner)
+                    VersionEntry(
+                        v.key, v.s3_version_id, latest, when, v.etag, v.size, owner=owner(v)
+                    )
                 )
             next_key, next_vid = v.key, v.s3_version_id
             km, vm = v.key, v.s3_version_id

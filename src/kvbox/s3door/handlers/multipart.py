@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 
 from kvbox.core import lock
-from kvbox.core.model import Part
+from kvbox.core.model import Bucket, Part
 from kvbox.s3.checksums import (
     Algorithm,
     ChecksumType,
@@ -37,15 +37,18 @@ from kvbox.s3.xml import (
     InitiateMultipartUploadResult,
     ListMultipartUploadsResult,
     ListPartsResult,
+    Owner,
     PartEntry,
     Tagging,
     UploadEntry,
     quote_etag,
     timestamp_from_ns,
 )
+from kvbox.s3door.handlers.acl import owner_of_version, write_acl_attrs
 from kvbox.s3door.handlers.common import (
     CHECKSUM,
     CHECKSUM_TYPE,
+    INITIATOR,
     PARTS,
     TAG,
     Context,
@@ -59,11 +62,10 @@ from kvbox.s3door.handlers.common import (
     user_metadata,
     xml_response,
 )
-from kvbox.s3door.handlers.config import bucket_of, owner_of
+from kvbox.s3door.handlers.config import bucket_of
 from kvbox.s3door.handlers.lifecycle import expiration_headers
 from kvbox.s3door.handlers.locking import write_lock_attrs
 from kvbox.s3door.handlers.object import (
-    acl_attrs,
     check_read_conditions,
     encode_part_sizes,
     resolve_version,
@@ -127,6 +129,7 @@ def object_checksums(
             out[CHECKSUM + alg.value] = composite_checksum(alg, got)
             kinds.add(ChecksumType.COMPOSITE.value)
     out.pop(CHECKSUM_TYPE, None)
+    out.pop(INITIATOR, None)  # the upload's, not the object's
     if len(kinds) == 1:
         out[CHECKSUM_TYPE] = kinds.pop()
     out[PARTS] = encode_part_sizes([p.size for p in parts])
@@ -144,7 +147,7 @@ async def create_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) ->
     tagging = req.header("x-amz-tagging")
     if tagging is not None:
         attrs.update({TAG + k: v for k, v in Tagging.from_header(tagging).tags})
-    attrs.update(await acl_attrs(ctx, req, ep.bucket))
+    attrs.update(await write_acl_attrs(ctx, req, ep.bucket, upload=True))
     attrs.update(write_lock_attrs(await ctx.store.get_bucket(ep.bucket), req, ep.bucket))
     kind = (req.header("x-amz-checksum-type") or "").strip().upper()
     if kind:
@@ -282,8 +285,9 @@ async def list_parts(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     if not (raw_marker.isascii() and raw_marker.isdigit()) or len(raw_marker) > 9:
         raise S3Error("InvalidArgument", "Invalid part-number-marker")
     marker = int(raw_marker)
-    _, parts = await ctx.store.list_parts(ep.bucket, ep.key, ep.upload_id, marker, limit + 1)
-    owner = owner_of(await bucket_of(ctx, ep))
+    up, parts = await ctx.store.list_parts(ep.bucket, ep.key, ep.upload_id, marker, limit + 1)
+    b = await bucket_of(ctx, ep)
+    initiator, owner = _people(b, up.attrs)
     truncated = len(parts) > limit
     parts = parts[:limit]
     result = ListPartsResult(
@@ -304,7 +308,7 @@ async def list_parts(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
             for p in parts
         ],
         next_part_number_marker=parts[-1].part_number if parts else None,
-        initiator=owner,
+        initiator=initiator,
         owner=owner,
     )
     return xml_response(result.to_xml())
@@ -312,7 +316,7 @@ async def list_parts(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
 
 async def list_multipart_uploads(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None
-    owner = owner_of(await bucket_of(ctx, ep))
+    b = await bucket_of(ctx, ep)
     limit = _page_size(req, "max-uploads")
     prefix = req.param("prefix") or ""
     key_marker = req.param("key-marker") or ""
@@ -348,13 +352,10 @@ async def list_multipart_uploads(ctx: Context, req: S3Request, ep: Endpoint) -> 
             if len(entries) + len(prefixes) >= limit:
                 truncated = True
                 break
+            initiator, owner = _people(b, up.attrs)
             entries.append(
                 UploadEntry(
-                    up.key,
-                    up.upload_id,
-                    timestamp_from_ns(up.initiated_ns),
-                    owner,
-                    owner,
+                    up.key, up.upload_id, timestamp_from_ns(up.initiated_ns), initiator, owner
                 )
             )
             next_key, next_id = up.key, up.upload_id
@@ -376,3 +377,10 @@ async def list_multipart_uploads(ctx: Context, req: S3Request, ep: Endpoint) -> 
         encoding_type=encoding,
     )
     return xml_response(result.to_xml())
+
+
+def _people(b: Bucket, attrs: Mapping[str, str]) -> tuple[Owner, Owner]:
+    """An upload's Initiator (who started it) and Owner (who will own the object)."""
+    initiator = attrs.get(INITIATOR, b.owner)
+    owner = owner_of_version(b, attrs)
+    return Owner(initiator, initiator), Owner(owner, owner)

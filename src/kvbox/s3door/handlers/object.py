@@ -32,12 +32,12 @@ from kvbox import timeparse
 from kvbox.core import lock
 from kvbox.core.model import Condition, CondKind, ObjectVersion
 from kvbox.errors import ConditionFailed, KvboxError
+from kvbox.policy.acl import Acl, private
+from kvbox.s3 import acl as acl_wire
 from kvbox.s3.checksums import Algorithm
 from kvbox.s3.errors import S3Error, from_kvbox_error
 from kvbox.s3.router import Endpoint, delete_action
 from kvbox.s3.xml import (
-    AccessControlPolicy,
-    CannedAcl,
     CopyObjectResult,
     Delete,
     DeletedEntry,
@@ -47,10 +47,20 @@ from kvbox.s3.xml import (
     quote_etag,
     timestamp_from_ns,
 )
+from kvbox.s3door.explain import ownership_of
+from kvbox.s3door.handlers.acl import (
+    acl_from_request,
+    check_public,
+    check_users,
+    owner_of_version,
+    version_acl,
+    write_acl_attrs,
+)
 from kvbox.s3door.handlers.common import (
     CHECKSUM,
     CHECKSUM_TYPE,
     OBJECT_ACL,
+    OWNER,
     PARTS,
     TAG,
     Context,
@@ -69,7 +79,7 @@ from kvbox.s3door.handlers.common import (
     without,
     xml_response,
 )
-from kvbox.s3door.handlers.config import acl_from_request, check_acl_allowed, owner_of
+from kvbox.s3door.handlers.config import bucket_of
 from kvbox.s3door.handlers.lifecycle import expiration_headers
 from kvbox.s3door.handlers.locking import (
     may_bypass,
@@ -426,20 +436,6 @@ def _write_condition(req: S3Request) -> Condition | None:
     return None
 
 
-async def acl_attrs(ctx: Context, req: S3Request, bucket: str) -> dict[str, str]:
-    """The object ACL attr for a write's ``x-amz-acl`` (private is the default, so it
-    is not stored), after the bucket's BlockPublicAcls check."""
-    value = req.header("x-amz-acl")
-    if value is None:
-        return {}
-    canned = CannedAcl.from_header(value)
-    b = await ctx.store.get_bucket(bucket)
-    if b is None:
-        raise S3Error("NoSuchBucket", resource=f"/{bucket}", extra={"BucketName": bucket})
-    check_acl_allowed(b, canned)
-    return {} if canned is CannedAcl.PRIVATE else {OBJECT_ACL: canned.value}
-
-
 def _tagging_attrs(req: S3Request) -> dict[str, str]:
     value = req.header("x-amz-tagging")
     if value is None:
@@ -456,7 +452,7 @@ async def put_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     attrs = user_metadata(req.headers)
     attrs.update(stored_headers(req.headers))
     attrs.update(_tagging_attrs(req))
-    attrs.update(await acl_attrs(ctx, req, ep.bucket))
+    attrs.update(await write_acl_attrs(ctx, req, ep.bucket))
     b = await ctx.store.get_bucket(ep.bucket)
     attrs.update(write_lock_attrs(b, req, ep.bucket))
     if needs_integrity_check(b, req):
@@ -645,11 +641,12 @@ async def copy_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     # A copy is a new single-part object: it gets the ACL the request names (private by
     # default), never the source's, as on AWS; no part layout, no COMPOSITE checksum.
     attrs.pop(OBJECT_ACL, None)
+    attrs.pop(OWNER, None)
     attrs.pop(PARTS, None)
     attrs.pop(CHECKSUM_TYPE, None)
     for name in [k for k, val in attrs.items() if k.startswith(CHECKSUM) and "-" in val]:
         del attrs[name]
-    attrs.update(await acl_attrs(ctx, req, ep.bucket))
+    attrs.update(await write_acl_attrs(ctx, req, ep.bucket))
     dest = await ctx.store.get_bucket(ep.bucket)
     attrs.update(write_lock_attrs(dest, req, ep.bucket))
     condition = _write_condition(req)
@@ -724,34 +721,34 @@ async def delete_object_tagging(ctx: Context, req: S3Request, ep: Endpoint) -> S
     return resp
 
 
-# --- ACL -----------------------------------------------------------------------------
+# --- ACL ---------------------------------------------------------------------------
 
 
 async def get_object_acl(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
-    assert ep.bucket is not None
     v = await resolve_version(ctx, ep)
-    b = await ctx.store.get_bucket(ep.bucket)
-    assert b is not None  # the version exists
-    canned = CannedAcl(v.attrs.get(OBJECT_ACL, CannedAcl.PRIVATE.value))
-    resp = xml_response(AccessControlPolicy.canned(canned, owner_of(b)).to_xml())
+    b = await bucket_of(ctx, ep)
+    resp = xml_response(acl_wire.document_of(version_acl(b, v.attrs)).to_xml())
     if not v.is_null:
         resp.headers["x-amz-version-id"] = v.version_id
     return resp
 
 
 async def put_object_acl(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
-    assert ep.bucket is not None
-    b = await ctx.store.get_bucket(ep.bucket)
-    if b is None:
-        raise S3Error("NoSuchBucket", resource=f"/{ep.bucket}", extra={"BucketName": ep.bucket})
-    canned = await acl_from_request(req, owner_of(b))
-    check_acl_allowed(b, canned)
+    b = await bucket_of(ctx, ep)
+    current = await resolve_version(ctx, ep)
+    acl = await acl_from_request(ctx, req, owner_of_version(b, current.attrs), b.owner)
+    acl_wire.check_enforced(acl, ownership_of(b), b.owner)
+    check_public(b, acl)
+    await check_users(ctx, acl)
 
     def change(attrs: Mapping[str, str]) -> dict[str, str]:
         out = dict(attrs)
         out.pop(OBJECT_ACL, None)
-        if canned is not CannedAcl.PRIVATE:
-            out[OBJECT_ACL] = canned.value
+        # The version changed may be a newer one (an overwrite raced): the grants stay
+        # as asked, its own owner decides how they are stored.
+        mine = Acl(owner_of_version(b, attrs), acl.grants)
+        if mine != private(mine.owner):
+            out[OBJECT_ACL] = mine.to_text(b.owner)
         return out
 
     new = await set_version_attrs(ctx, ep, change)
