@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from ._pages import PageServer
 from ._server import KvboxServer
 
 ServerFactory = Callable[..., KvboxServer]
@@ -67,3 +69,15 @@ def chromium() -> str:
     if exe is None:
         pytest.skip("chromium not installed: apt-get install chromium")
     return exe
+
+
+@pytest.fixture(scope="module")
+def pages() -> Iterator[PageServer]:
+    """A web app on another loopback origin for the browser tests (``_pages.py``)."""
+    server = PageServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(10)

@@ -19,12 +19,10 @@ ceph/s3-tests' CORS tests.
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,69 +33,12 @@ import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from ._curl import Reply, curl
+from ._pages import PageServer
 from ._s3 import S3Server, module_server
 
 #: Seconds a page may take to report (Chromium starts in about a second).
 PAGE_TIMEOUT = 60.0
 VARY = "Origin, Access-Control-Request-Headers, Access-Control-Request-Method"
-
-
-# --- the page server -----------------------------------------------------------------------
-
-
-class _Pages(http.server.ThreadingHTTPServer):
-    """Serves registered HTML pages; ``POST /report/<name>`` records a page's result."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _PageHandler)
-        self.pages: dict[str, bytes] = {}
-        self.reports: dict[str, Any] = {}
-        self.arrived = threading.Condition()
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _PageHandler(http.server.BaseHTTPRequestHandler):
-    server: _Pages
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        body = self.server.pages.get(self.path.lstrip("/"))
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:
-        name = self.path.removeprefix("/report/")
-        data = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        with self.server.arrived:
-            self.server.reports[name] = json.loads(data)
-            self.server.arrived.notify_all()
-        self.send_response(204)
-        self.end_headers()
-
-
-@pytest.fixture(scope="module")
-def pages() -> Iterator[_Pages]:
-    server = _Pages()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(10)
 
 
 # --- the browser ---------------------------------------------------------------------------
@@ -139,7 +80,9 @@ def _js(value: Any) -> str:
     return json.dumps(value).replace("</", "<\\/")
 
 
-def run_page(exe: str, pages: _Pages, tmp: Path, name: str, steps: list[Step]) -> dict[str, Any]:
+def run_page(
+    exe: str, pages: PageServer, tmp: Path, name: str, steps: list[Step]
+) -> dict[str, Any]:
     """Serve a page running ``steps`` from ``pages``' origin in Chromium; its report."""
     plan = [{"name": s.name, "url": s.url, "method": s.method, "body": s.body} for s in steps]
     script = _SCRIPT.replace("STEPS", _js(plan)).replace("REPORT", _js(f"/report/{name}"))
@@ -227,7 +170,7 @@ def cors_bucket(s3: Any, name: str, rules: list[dict[str, Any]] | None) -> str:
 
 
 def test_browser_puts_and_gets_through_presigned_urls(
-    chromium: str, pages: _Pages, s3: Any, tmp_path: Path
+    chromium: str, pages: PageServer, s3: Any, tmp_path: Path
 ) -> None:
     b = cors_bucket(
         s3,
@@ -271,7 +214,7 @@ def test_browser_puts_and_gets_through_presigned_urls(
 
 
 def test_browser_is_refused_for_another_origin(
-    chromium: str, pages: _Pages, s3: Any, tmp_path: Path
+    chromium: str, pages: PageServer, s3: Any, tmp_path: Path
 ) -> None:
     b = cors_bucket(
         s3,
@@ -301,7 +244,7 @@ def test_browser_is_refused_for_another_origin(
 
 
 def test_browser_reads_a_public_star_rule(
-    chromium: str, pages: _Pages, s3: Any, tmp_path: Path
+    chromium: str, pages: PageServer, s3: Any, tmp_path: Path
 ) -> None:
     b = cors_bucket(s3, "cors-star", [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]}])
     s3.put_object(Bucket=b, Key="open.txt", Body=b"for everyone", ContentType="text/plain")

@@ -373,6 +373,7 @@ CASES: list[tuple[str, str, str, dict[str, str], Op, str | None, str | None, str
         None,
         "s3:PutBucketOwnershipControls",
     ),
+    ("POST", "/b1b", "", {}, Op.POST_OBJECT, "b1b", None, "s3:PutObject"),
     ("OPTIONS", "/b1b/k", "", {}, Op.PREFLIGHT, "b1b", "k", None),
 ]
 
@@ -563,7 +564,7 @@ def test_method_errors() -> None:
     assert err.extra == {"Method": "POST", "ResourceType": "OBJECT"}
     fails("MethodNotAllowed", "PATCH", "/b1b/k")
     fails("MethodNotAllowed", "TRACE", "/b1b")
-    fails("NotImplemented", "POST", "/b1b")  # browser POST upload
+    assert r("POST", "/b1b").op is Op.POST_OBJECT  # a browser's form upload
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,7 @@ class Op(enum.StrEnum):
     GET_BUCKET_LOCATION = "GetBucketLocation"
     # objects
     PUT_OBJECT = "PutObject"
+    POST_OBJECT = "PostObject"
     GET_OBJECT = "GetObject"
     HEAD_OBJECT = "HeadObject"
     DELETE_OBJECT = "DeleteObject"
@@ -140,6 +141,8 @@ ACTIONS: Mapping[Op, tuple[str | None, str | None]] = MappingProxyType(
         Op.DELETE_BUCKET: ("s3:DeleteBucket", None),
         Op.GET_BUCKET_LOCATION: ("s3:GetBucketLocation", None),
         Op.PUT_OBJECT: ("s3:PutObject", None),
+        # the key comes from the form: decided by the handler once it has read it
+        Op.POST_OBJECT: ("s3:PutObject", None),
         Op.GET_OBJECT: ("s3:GetObject", "s3:GetObjectVersion"),
         Op.HEAD_OBJECT: ("s3:GetObject", "s3:GetObjectVersion"),
         Op.DELETE_OBJECT: ("s3:DeleteObject", "s3:DeleteObjectVersion"),
@@ -201,6 +204,7 @@ ACTIONS: Mapping[Op, tuple[str | None, str | None]] = MappingProxyType(
 OBJECT_OPS = frozenset(
     {
         Op.PUT_OBJECT,
+        Op.POST_OBJECT,
         Op.GET_OBJECT,
         Op.HEAD_OBJECT,
         Op.DELETE_OBJECT,
@@ -561,6 +565,26 @@ _BUCKET_DELETE = (
 )
 
 
+def write_actions(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """The actions a write's headers add to ``s3:PutObject`` (AWS's rule for PutObject,
+    CopyObject, CreateMultipartUpload and POST uploads): setting tags, an ACL, a
+    retention or a legal hold on the new object.
+
+    >>> write_actions({"x-amz-acl": "private", "x-amz-tagging": "a=b"})
+    ('s3:PutObjectTagging', 's3:PutObjectAcl')
+    """
+    extra: tuple[str, ...] = ()
+    if _header(headers, "x-amz-tagging") is not None:
+        extra += ("s3:PutObjectTagging",)
+    if any(_header(headers, h) is not None for h in _ACL_HEADERS):
+        extra += ("s3:PutObjectAcl",)
+    if any(_header(headers, h) is not None for h in _RETENTION_HEADERS):
+        extra += ("s3:PutObjectRetention",)
+    if _header(headers, "x-amz-object-lock-legal-hold") is not None:
+        extra += ("s3:PutObjectLegalHold",)
+    return extra
+
+
 def _method_not_allowed(method: str, resource_type: str, allow: str) -> RouteError:
     return RouteError(
         "MethodNotAllowed",
@@ -679,7 +703,8 @@ def _bucket_op(
     if method == "POST":
         if "delete" in params:
             return ep(Op.DELETE_OBJECTS)
-        raise RouteError("NotImplemented", "Browser-based POST uploads are not implemented")
+        # A browser's form upload: its key and signer are in the body (handlers.post).
+        return ep(Op.POST_OBJECT)
     if method == "OPTIONS":
         return ep(Op.PREFLIGHT)
     raise _method_not_allowed(method, "BUCKET", "GET, HEAD, PUT, DELETE, POST, OPTIONS")
@@ -701,16 +726,7 @@ def _object_op(
         part_number: int | None = None,
         copy_source: CopySource | None = None,
     ) -> Endpoint:
-        extra: tuple[str, ...] = ()
-        if op in _OBJECT_WRITES:
-            if _header(headers, "x-amz-tagging") is not None:
-                extra += ("s3:PutObjectTagging",)
-            if any(_header(headers, h) is not None for h in _ACL_HEADERS):
-                extra += ("s3:PutObjectAcl",)
-            if any(_header(headers, h) is not None for h in _RETENTION_HEADERS):
-                extra += ("s3:PutObjectRetention",)
-            if _header(headers, "x-amz-object-lock-legal-hold") is not None:
-                extra += ("s3:PutObjectLegalHold",)
+        extra = write_actions(headers) if op in _OBJECT_WRITES else ()
         return Endpoint(
             op,
             bucket,

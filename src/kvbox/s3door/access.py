@@ -49,7 +49,9 @@ from kvbox.s3door.handlers.common import OBJECT_ACL, OWNER, PAB, POLICY, TAG
 from kvbox.s3door.types import S3Request
 
 #: Operations that create an object (their extra actions are on the new object).
-NEW_OBJECT_OPS = frozenset({Op.PUT_OBJECT, Op.COPY_OBJECT, Op.CREATE_MULTIPART_UPLOAD})
+NEW_OBJECT_OPS = frozenset(
+    {Op.PUT_OBJECT, Op.POST_OBJECT, Op.COPY_OBJECT, Op.CREATE_MULTIPART_UPLOAD}
+)
 
 #: Listing parameters that are condition keys of s3:ListBucket (and ListBucketVersions).
 _LIST_PARAMS = ("prefix", "delimiter", "max-keys")
@@ -296,6 +298,9 @@ class AccessControl:
                 extra["s3:" + name] = value
         if version_id is not None:
             extra["s3:VersionId"] = version_id
+        if req.form_signature is not None:  # a signed POST upload's form
+            extra["s3:authType"] = "POST"
+            extra["s3:signatureversion"] = req.form_signature
         tagging = req.header("x-amz-tagging")
         if tagging is not None and ep.op in OBJECT_OPS:
             try:

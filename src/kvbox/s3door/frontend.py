@@ -44,7 +44,7 @@ from kvbox.s3.xml import render_error
 from kvbox.s3door import admin, explain
 from kvbox.s3door.access import AccessControl
 from kvbox.s3door.explain import EXPLAIN_PATH
-from kvbox.s3door.handlers import acl, bucket, config, lifecycle, listing, lock, multipart
+from kvbox.s3door.handlers import acl, bucket, config, lifecycle, listing, lock, multipart, post
 from kvbox.s3door.handlers import cors as cors_handlers
 from kvbox.s3door.handlers import object as obj
 from kvbox.s3door.handlers.common import Context, read_small
@@ -66,6 +66,7 @@ HANDLERS: dict[Op, Handler] = {
     Op.DELETE_BUCKET: bucket.delete_bucket,
     Op.GET_BUCKET_LOCATION: bucket.get_bucket_location,
     Op.PUT_OBJECT: obj.put_object,
+    Op.POST_OBJECT: post.post_object,
     Op.GET_OBJECT: obj.get_object,
     Op.HEAD_OBJECT: obj.head_object,
     Op.DELETE_OBJECT: obj.delete_object,
@@ -154,7 +155,12 @@ class S3Frontend:
     ) -> None:
         self.access = AccessControl(ctx.store, now)
         self.ctx = dataclasses.replace(
-            ctx, check_key=self.access.check_key, allows=self.access.allows
+            ctx,
+            check_key=self.access.check_key,
+            allows=self.access.allows,
+            authorize=self.access.check,
+            key_secret=self.key_secret,
+            now=now,
         )
         self.lifecycle = lifecycle
         self.lifecycle_test_clock = lifecycle_test_clock
@@ -183,6 +189,15 @@ class S3Frontend:
             self._keys.clear()
         found = await self.ctx.store.meta.lookup_key(access_key)
         self._keys[access_key] = (time.monotonic() + KEY_CACHE_SECONDS, found)
+
+    async def key_secret(self, access_key: str) -> tuple[str, str] | None:
+        """(principal, secret) of ``access_key`` through the same cache as signed
+        requests (a POST form's signature is checked by its handler)."""
+        try:
+            return self._cached(access_key)
+        except _NeedLookup:
+            await self._fetch_key(access_key)
+            return self._cached(access_key)
 
     async def authenticate(self, req: S3Request) -> sigv4.AuthResult | None:
         """Verify the signature and set ``req.principal`` (None when unsigned)."""
@@ -232,7 +247,8 @@ class S3Frontend:
                 if ep.op is not Op.PREFLIGHT:  # browsers send preflights unsigned
                     req.auth = await self.authenticate(req)
                     ep = await self._pin_instant(req, ep)
-                    await self.access.check(req, ep)
+                    if ep.op is not Op.POST_OBJECT:  # its form says who and what: the
+                        await self.access.check(req, ep)  # handler checks (handlers.post)
                 try:
                     resp = await self._dispatch(req, ep)
                 except S3Error as exc:

@@ -52,6 +52,9 @@ class S3Request:
     #: The peer's IP address (``aws:SourceIp``) and whether it came over TLS.
     remote: str = ""
     secure: bool = False
+    #: How a POST upload's form was signed (``s3:signatureversion``: ``AWS4-HMAC-SHA256``
+    #: or ``AWS``); None for every other request and for an anonymous form.
+    form_signature: str | None = None
     #: Filled in by ``S3Frontend.handle`` for metrics and the access log: the S3
     #: operation, the error code, and the ``/bucket/key`` the request is about.
     op: str = ""

@@ -114,6 +114,7 @@ from kvbox.s3.xml.objects import (
     DeleteErrorEntry,
     DeleteResult,
     ObjectIdentifier,
+    PostResponse,
     Tagging,
 )
 
@@ -167,6 +168,7 @@ __all__ = [
     "OwnershipControls",
     "PartEntry",
     "PolicyStatus",
+    "PostResponse",
     "PublicAccessBlockConfiguration",
     "RedirectAllRequestsTo",
     "RoutingCondition",

@@ -1,4 +1,4 @@
-"""Object bodies: CopyObject/UploadPartCopy results, DeleteObjects, tagging.
+"""Object bodies: CopyObject/UploadPartCopy results, DeleteObjects, tagging, PostResponse.
 
 Layer: s3 protocol (pure; no I/O). The rules are ``kvbox.s3.xml``'s docstring.
 """
@@ -254,4 +254,25 @@ class Tagging:
             t = tag_set.child("Tag")
             t.text("Key", key)
             t.text("Value", value)
+        return serialize(b)
+
+
+# --- POST Object -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PostResponse:
+    """The body of a POST upload answered with ``success_action_status`` 201."""
+
+    location: str
+    bucket: str
+    key: str
+    etag: str
+
+    def to_xml(self) -> bytes:
+        b = document("PostResponse", namespace=False)
+        b.text("Location", self.location)
+        b.text("Bucket", self.bucket)
+        b.text("Key", self.key)
+        b.text("ETag", quote_etag(self.etag))
         return serialize(b)

@@ -428,6 +428,15 @@ class Context:
     #: The Object Ownership a bucket gets when CreateBucket names none: ACLs disabled,
     #: as on AWS since April 2023 (docs/s3-compat.md says why kvbox follows).
     default_ownership: ObjectOwnership = ObjectOwnership.BUCKET_OWNER_ENFORCED
+    #: The whole access check of a request, ``(req, ep)``, for a handler that learns
+    #: what to check only from the body (POST uploads); set by ``S3Frontend``
+    #: (``AccessControl.check``), None: allow all.
+    authorize: Callable[[S3Request, Any], Awaitable[None]] | None = None
+    #: (principal, secret) of an access key, None if unknown or disabled: how a POST
+    #: form's signature is checked; set by ``S3Frontend``.
+    key_secret: Callable[[str], Awaitable[tuple[str, str] | None]] | None = None
+    #: The clock (POST policy expirations); ``S3Frontend`` passes its own.
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     #: The per-key access check of DeleteObjects, ``(req, ep, key, action)``; set by
     #: ``S3Frontend`` (``kvbox.s3door.access.AccessControl.check_key``), None: allow all.
     check_key: Callable[[S3Request, Any, str, str], Awaitable[None]] | None = None

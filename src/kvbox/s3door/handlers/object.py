@@ -472,9 +472,11 @@ async def put_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     if _one_piece(req):
         data = b"".join([piece async for piece in payload(req, checks)])
         final_attrs.update((CHECKSUM + alg.value, value) for alg, value in checks.checksums.items())
-        v = await _put(ctx, ep.bucket, ep.key, data, condition, content_type, final_attrs)
+        v = await put_version(ctx, ep.bucket, ep.key, data, condition, content_type, final_attrs)
     else:
-        v = await _put(ctx, ep.bucket, ep.key, source(), condition, content_type, final_attrs)
+        v = await put_version(
+            ctx, ep.bucket, ep.key, source(), condition, content_type, final_attrs
+        )
     headers = {"ETag": quote_etag(v.etag)}
     if not v.is_null:
         headers["x-amz-version-id"] = v.version_id
@@ -484,7 +486,7 @@ async def put_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     return S3Response(200, headers)
 
 
-async def _put(
+async def put_version(
     ctx: Context,
     bucket: str,
     key: str,
@@ -654,7 +656,7 @@ async def copy_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
         # a metadata rewrite replaces exactly the version it read (a restore, by design,
         # replaces whatever is newest)
         condition = Condition(CondKind.IF_VERSION, src.version_id)
-    v = await _put(
+    v = await put_version(
         ctx, ep.bucket, ep.key, ctx.store.iter_bytes(src), condition, content_type, attrs
     )
     headers: dict[str, str] = {}
