@@ -411,6 +411,11 @@ def test_anonymous_post_needs_the_bucket_policy(srv: S3Server, s3: Any, tmp_path
     outside = form_body([("key", "elsewhere.txt")], ("a", b"hi"))
     status, _, text = post_raw(srv, outside, bucket="forms-drop")
     assert (status, error_code(text)) == (403, "AccessDenied")
+    # a bucket ACL granting everyone WRITE (ACLs on) lets a stranger post too
+    s3.create_bucket(Bucket="forms-rw", ACL="public-read-write", ObjectOwnership="ObjectWriter")
+    status, _, text = post_raw(srv, outside, bucket="forms-rw")
+    assert status == 204, text
+    assert s3.get_object(Bucket="forms-rw", Key="elsewhere.txt")["Body"].read() == b"hi"
 
 
 def test_a_large_upload_streams(srv: S3Server, s3: Any, tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ wire forms ``kvbox.s3.acl``):
 * BlockPublicAcls refuses a public ACL (a grant to AllUsers or AuthenticatedUsers) at
   every request that sets one (AccessDenied); canonical user ids must name an existing
   principal (InvalidArgument), as AWS answers for an unknown id.
-* An anonymous write (let in by a bucket policy or a public-read-write ACL) belongs to
-  the bucket owner: there is no account to own it.
+* A write by root (the account itself, acting for the bucket owner) or an anonymous one
+  (let in by a bucket policy or a public-read-write ACL) belongs to the bucket owner:
+  only a kvbox user other than the bucket owner can be an object writer who keeps it.
 """
 
 from __future__ import annotations
@@ -123,10 +124,14 @@ async def write_acl_attrs(
     """The ACL and owner attrs a write (PutObject, CopyObject, CreateMultipartUpload)
     gives its new object, from the request's ACL headers and the bucket's Object
     Ownership; refuses what the bucket refuses. ``upload``: also record the initiator."""
+    account = req.principal is None or req.principal == ROOT
+    if account and not upload and not any(req.header(h) is not None for h in wire.ACL_HEADERS):
+        return {}  # the hot path: root's (or a stranger's) plain PUT, the bucket owner's
     b = await ctx.store.get_bucket(bucket)
     if b is None:
         raise S3Error("NoSuchBucket", resource=f"/{bucket}", extra={"BucketName": bucket})
-    writer = req.principal if req.principal is not None else b.owner
+    writer = b.owner if account else req.principal
+    assert writer is not None
     ownership = ownership_of(b)
     acl = wire.requested_acl(req.headers, writer, b.owner, ctx.region)
     out: dict[str, str] = {INITIATOR: writer} if upload else {}
