@@ -64,7 +64,10 @@ def write_lock_attrs(b: Bucket | None, req: S3Request, bucket: str) -> dict[str,
     CreateMultipartUpload headers (the bucket's default retention is the Store's to
     add): InvalidRequest in a bucket without object lock, InvalidArgument for bad ones.
     ``b`` is the bucket as ``Store.get_bucket`` has it (None: there is none)."""
-    asked = lock_from_headers(req.headers, time.time_ns())
+    h = req.headers
+    if not (MODE_HEADER in h or UNTIL_HEADER in h or HOLD_HEADER in h):
+        return {}  # the usual write: no clock read, no parsing
+    asked = lock_from_headers(h, time.time_ns())
     if asked is None:
         return {}
     if b is None:
@@ -76,8 +79,11 @@ def write_lock_attrs(b: Bucket | None, req: S3Request, bucket: str) -> dict[str,
 def needs_integrity_check(b: Bucket | None, req: S3Request) -> bool:
     """Whether an upload into ``b`` gets a lock: its own lock headers, or the bucket's
     default retention (AWS then wants Content-MD5 or a checksum)."""
-    if any(req.header(h) is not None for h in (MODE_HEADER, UNTIL_HEADER, HOLD_HEADER)):
+    h = req.headers  # three ``in`` tests: this runs on every PutObject
+    if MODE_HEADER in h or UNTIL_HEADER in h or HOLD_HEADER in h:
         return True
+    if b is None or not b.attrs:
+        return False
     config = lock.config_of(b)
     return config is not None and config.default is not None
 

@@ -334,8 +334,10 @@ async def get_object(
         headers["x-amz-mp-parts-count"] = str(len(sizes))
     if v.attrs:
         headers.update(await read_headers(ctx, req, ep, v))
-    if ep.version_id is None and _instant(req) is None:
-        headers.update(expiration_headers(await ctx.store.get_bucket(v.bucket), v))
+    if ep.version_id is None:
+        b = await ctx.store.get_bucket(v.bucket)  # from memory
+        if b is not None and b.attrs and _instant(req) is None:
+            headers.update(expiration_headers(b, v))
     if status == 412:
         raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"})
     if status == 304:
