@@ -275,6 +275,12 @@ def test_lock_parameters_need_content_md5_or_a_checksum(srv: S3Server, s3: Any) 
     )
     bare = signed(srv, "PUT", f"/{b}/k2", body=b"data")
     assert (bare.status, bare.code) == (400, "InvalidRequest")
+    # ... and so does each part of a multipart upload into it.
+    up = s3.create_multipart_upload(Bucket=b, Key="m")["UploadId"]
+    part = signed(srv, "PUT", f"/{b}/m", f"partNumber=1&uploadId={up}", body=b"data")
+    assert (part.status, part.code) == (400, "InvalidRequest")
+    assert b"Put Part" in part.body
+    s3.abort_multipart_upload(Bucket=b, Key="m", UploadId=up)
 
 
 def test_governance_retention_rules(s3: Any) -> None:
