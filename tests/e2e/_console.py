@@ -3,7 +3,8 @@
 Layer: tests/e2e. Rules: what a browser would send, spelled out by hand (the session
 cookie, the CSRF header, ``Sec-Fetch-Site``), over ``http.client`` with a timeout; an
 optional source address (any 127.x.y.z on Linux) lets a test be "another client" for
-the per-address sign-in limit. Nothing here imports kvbox.
+the per-address sign-in limit; ``admin`` makes users and keys through the admin API.
+Nothing here imports kvbox.
 """
 
 from __future__ import annotations
@@ -15,7 +16,28 @@ from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
 
+from ._s3 import S3Server, signed
+
 COOKIE = "kvbox_console"
+
+
+def admin(srv: S3Server, noun: str, verb: str, target: str = "") -> dict[str, str]:
+    """One ``kvbox admin`` command through the running server's admin API, signed by
+    root (what ``kvbox admin --server`` sends, without starting a process per call):
+    the ``name: value`` lines it answered (a new key's ``access key``, ``secret key``)."""
+    body = json.dumps({"noun": noun, "verb": verb, "target": target}).encode()
+    reply = signed(
+        srv, "POST", "/_kvbox/admin", headers={"Content-Type": "application/json"}, body=body
+    )
+    assert reply.status == 200, reply.body
+    answer = json.loads(reply.body)
+    assert answer["status"] == 0, answer["lines"]
+    out: dict[str, str] = {}
+    for line in answer["lines"]:
+        name, sep, value = line.partition(":")
+        if sep:
+            out[name.strip()] = value.strip()
+    return out
 
 
 @dataclass

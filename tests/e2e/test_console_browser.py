@@ -23,11 +23,12 @@ import pytest
 from playwright.sync_api import Browser, Page, Request, Route, expect
 
 from ._browser import launched, new_page, watch
+from ._console import admin
 from ._curl import curl
 from ._png import BLUE_PNG, RED_PNG
 from ._proxy import SubPathProxy
 from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
-from ._server import Wire, run_kvbox
+from ._server import Wire
 
 
 @pytest.fixture(scope="module")
@@ -87,23 +88,6 @@ def drop_file(page: Page, name: str, data: bytes, ctype: str) -> None:
         }""",
         [name, base64.b64encode(data).decode(), ctype],
     )
-
-
-def admin(srv: S3Server, *args: str) -> dict[str, str]:
-    done = run_kvbox(
-        "admin",
-        "--server",
-        srv.endpoint,
-        *args,
-        env={"KVBOX_ROOT_ACCESS_KEY": ACCESS_KEY, "KVBOX_ROOT_SECRET_KEY": SECRET_KEY},
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    out: dict[str, str] = {}
-    for line in done.stdout.decode().splitlines():
-        name, sep, value = line.partition(":")
-        if sep:
-            out[name.strip()] = value.strip()
-    return out
 
 
 # --- sign-in and buckets ------------------------------------------------------------------

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from ._console import ConsoleClient
+from ._console import ConsoleClient, admin
 from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
 from ._server import free_port, run_kvbox
 from ._tls import make_cert
@@ -31,24 +31,6 @@ def signed_in(srv: S3Server, **kw: object) -> ConsoleClient:
     c = ConsoleClient(srv.http_port, **kw)  # type: ignore[arg-type]
     assert c.sign_in(ACCESS_KEY, SECRET_KEY).status == 200
     return c
-
-
-def admin(srv: S3Server, *args: str) -> dict[str, str]:
-    """``kvbox admin --server`` as root; the ``name: value`` lines it printed."""
-    done = run_kvbox(
-        "admin",
-        "--server",
-        srv.endpoint,
-        *args,
-        env={"KVBOX_ROOT_ACCESS_KEY": ACCESS_KEY, "KVBOX_ROOT_SECRET_KEY": SECRET_KEY},
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    out: dict[str, str] = {}
-    for line in done.stdout.decode().splitlines():
-        name, sep, value = line.partition(":")
-        if sep:
-            out[name.strip()] = value.strip()
-    return out
 
 
 def test_the_page_and_its_assets_are_served_with_a_strict_policy(srv: S3Server) -> None:
