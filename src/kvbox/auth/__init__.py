@@ -1,9 +1,11 @@
-"""Authentication for the S3 front door: AWS Signature Version 4, pure functions.
+"""Authentication for the S3 front door: AWS Signature Version 4 (and the legacy Version 2
+in ``kvbox.auth.sigv2``), pure functions.
 
 Layer: auth. Rules: no I/O, no clock and no secret store of its own: the time and the
 secret lookup are arguments, so the S3 server, our clients and the tests share one
-implementation. See ``kvbox.auth.sigv4`` for the stages and the error tree, and
-``kvbox.proto.awschunked`` for the chunk-signed bodies an ``AuthResult`` unlocks.
+implementation. See ``kvbox.auth.sigv4`` for the stages, ``kvbox.errors`` for the error
+tree, and ``kvbox.proto.awschunked`` for the chunk-signed bodies an ``AuthResult``
+unlocks. The SigV4 names are re-exported here.
 """
 
 from __future__ import annotations

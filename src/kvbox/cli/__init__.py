@@ -1,0 +1,1 @@
+"""The ``kvbox`` command and its subcommands (``main`` lists them)."""

@@ -6,7 +6,7 @@ Layer: kv (async, over ``kvbox.core``). Rules:
   (``kvbox.proto.gwkv``) they become, its ordering kind (``Kind``), its reply cost and
   its handlers. A request event without a row, a row without an event, or a parser word
   no row claims is an error when this module is imported, never a silent default. To
-  add a command: the parser's word and event in ``proto/gwkv.py``, the operation in
+  add a command: the parser's word and event in ``proto/gwkv/``, the operation in
   ``kv/ops.py`` if it is new, then one row here.
 * Handlers turn an event's fields into a call of ``kvbox.kv.ops.KvOps`` (plain
   arguments, plain results; a RESP door will share it) and render the result as
