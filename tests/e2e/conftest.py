@@ -13,11 +13,14 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ._lab import Lab
 from ._pages import PageServer
-from ._server import KvboxServer
+from ._s3 import S3Server
+from ._server import KvboxServer, free_port
 
 ServerFactory = Callable[..., KvboxServer]
 
@@ -81,3 +84,26 @@ def pages() -> Iterator[PageServer]:
     server.shutdown()
     server.server_close()
     thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """One ``kvbox serve`` per module with the S3 port and ``--web-port`` (``_lab.py``)."""
+    web_port = free_port()
+    data = tmp_path_factory.mktemp("lab") / "data"
+    s = S3Server(data, "--web-port", str(web_port)).start()
+    yield Lab(s, web_port)
+    print(f"--- server log\n{s.server.log_text()[-20000:]}")
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def lab_s3(lab: Lab) -> Any:
+    """boto3 as root on the ``lab`` server."""
+    return lab.srv.client()
+
+
+@pytest.fixture(scope="module")
+def mallory(lab: Lab) -> Any:
+    """boto3 as a second kvbox user of the ``lab`` server, owner of nothing attacked."""
+    return lab.srv.client(*lab.srv.new_user("mallory"))

@@ -9,6 +9,7 @@ key whose PUT was cut off may be absent, but never partial.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import signal
 import threading
@@ -18,6 +19,10 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
+from ._lab import (
+    allow_get,
+    anon,
+)
 from ._s3 import S3Server
 
 SIZES = (100, 4096, 70_000, 300_000, 2_500_000)
@@ -72,5 +77,31 @@ def test_kill9_keeps_acknowledged_puts(tmp_path: Path, seed: int) -> None:
                 assert exc.response["Error"]["Code"] == "NoSuchKey"
                 continue
             assert hashlib.sha256(body).hexdigest() == attempted[key], f"{key} is partial"
+    finally:
+        srv.close()
+
+
+# --- bucket settings survive kill -9 -------------------------------------------------------
+
+
+def test_bucket_settings_survive_kill_9(tmp_path: Path) -> None:
+    srv = S3Server(tmp_path / "data").start()
+    try:
+        s3 = srv.client()
+        b = "rv-durable"
+        s3.create_bucket(Bucket=b, ObjectOwnership="ObjectWriter")
+        for i in range(20):
+            doc = {"Version": "2012-10-17", "Id": f"p{i}", "Statement": [allow_get(b)]}
+            s3.put_bucket_policy(Bucket=b, Policy=json.dumps(doc))
+        s3.put_bucket_acl(Bucket=b, ACL="public-read")
+        s3.put_object(Bucket=b, Key="t", Body=b"x")
+        s3.put_object_tagging(Bucket=b, Key="t", Tagging={"TagSet": [{"Key": "a", "Value": "1"}]})
+        srv.server.restart(signal.SIGKILL)
+        s3 = srv.client()
+        assert json.loads(s3.get_bucket_policy(Bucket=b)["Policy"])["Id"] == "p19"
+        grants = s3.get_bucket_acl(Bucket=b)["Grants"]
+        assert any(g["Permission"] == "READ" for g in grants)
+        assert s3.get_object_tagging(Bucket=b, Key="t")["TagSet"] == [{"Key": "a", "Value": "1"}]
+        assert anon(srv.http_port, "GET", f"/{b}/t").status == 200
     finally:
         srv.close()

@@ -7,6 +7,8 @@ import base64
 import datetime as dt
 import hashlib
 import io
+import threading
+import time
 import zlib
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +16,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
+from ._curl import code
+from ._lab import (
+    Lab,
+    anon,
+    versioned,
+)
 from ._s3 import NO_MULTIPART, S3Server
 from ._server import pseudo_random_chunks
 
@@ -385,3 +393,73 @@ def test_key_over_1024_bytes_is_refused(s3: Any) -> None:
     with pytest.raises(ClientError) as info:
         s3.put_object(Bucket=BUCKET, Key="é" * 513, Body=b"x")
     assert _code(info.value) == "KeyTooLongError"
+
+
+# --- tags and ACLs belong to one version ---------------------------------------------------
+
+
+def test_tags_and_acl_never_stick_to_the_next_version(lab: Lab, lab_s3: Any) -> None:
+    for versioning in (False, True):
+        b = "rv-stale-v" if versioning else "rv-stale-u"
+        if versioning:
+            versioned(lab_s3, b, acls=True)
+        else:
+            lab_s3.create_bucket(Bucket=b, ObjectOwnership="ObjectWriter")
+        lab_s3.put_object(Bucket=b, Key="k", Body=b"one")
+        lab_s3.put_object_tagging(
+            Bucket=b, Key="k", Tagging={"TagSet": [{"Key": "a", "Value": "1"}]}
+        )
+        lab_s3.put_object_acl(Bucket=b, Key="k", ACL="public-read")
+        assert anon(lab.srv.http_port, "GET", f"/{b}/k").status == 200
+        lab_s3.put_object(Bucket=b, Key="k", Body=b"two")
+        assert lab_s3.get_object_tagging(Bucket=b, Key="k")["TagSet"] == []
+        assert anon(lab.srv.http_port, "GET", f"/{b}/k").status == 403
+        assert lab_s3.get_object(Bucket=b, Key="k")["Body"].read() == b"two"
+
+
+def test_concurrent_tagging_and_overwrites(lab: Lab) -> None:
+    """Tags set while the key is overwritten land on some version whole, never mixed
+    into another version's fresh tags, and never undo an overwrite."""
+    writer, tagger, reader = lab.srv.client(), lab.srv.client(), lab.srv.client()
+    b = versioned(reader, "rv-tag-race")
+    reader.put_object(Bucket=b, Key="k", Body=b"body-start", Tagging="fresh=start")
+    deadline = time.monotonic() + 6.0
+    last: list[int] = []
+    errors: list[str] = []
+
+    def write() -> None:
+        for i in range(150):
+            if time.monotonic() > deadline:
+                return
+            writer.put_object(Bucket=b, Key="k", Body=f"body-{i}".encode(), Tagging=f"fresh={i}")
+            last.append(i)
+
+    def tag() -> None:
+        for _ in range(600):
+            if time.monotonic() > deadline:
+                return
+            try:
+                tagger.put_object_tagging(
+                    Bucket=b, Key="k", Tagging={"TagSet": [{"Key": "fresh", "Value": "tagged"}]}
+                )
+            except ClientError as exc:
+                errors.append(code(exc))
+
+    threads = [threading.Thread(target=write), threading.Thread(target=tag)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert last, "no overwrite completed"
+    now = reader.get_object(Bucket=b, Key="k")["Body"].read().decode()
+    assert now == f"body-{last[-1]}"
+    versions = reader.list_object_versions(Bucket=b, Prefix="k")["Versions"]
+    assert len(versions) == len(last) + 1
+    for v in versions[:40]:
+        vid = v["VersionId"]
+        body = reader.get_object(Bucket=b, Key="k", VersionId=vid)["Body"].read().decode()
+        tags = reader.get_object_tagging(Bucket=b, Key="k", VersionId=vid)["TagSet"]
+        value = {t["Key"]: t["Value"] for t in tags}["fresh"]
+        assert value == "tagged" or body == f"body-{value}", (body, value)

@@ -7,6 +7,8 @@ server stopped).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import subprocess
 import time
@@ -14,10 +16,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore.auth  # type: ignore[import-untyped]
+import botocore.awsrequest  # type: ignore[import-untyped]
+import botocore.credentials  # type: ignore[import-untyped]
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server
+from ._lab import (
+    Lab,
+    anon,
+    policy,
+    refused,
+    versioned,
+    website,
+)
+from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
 from ._server import run_kvbox
 
 ROOT_ENV = {"KVBOX_ROOT_ACCESS_KEY": ACCESS_KEY, "KVBOX_ROOT_SECRET_KEY": SECRET_KEY}
@@ -192,3 +205,164 @@ def test_listings_name_the_bucket_owner(srv: S3Server) -> None:
     for owner in (v2, v1, vers, ups["Owner"], ups["Initiator"], parts["Owner"]):
         assert owner["ID"] == "olga"
     olga.abort_multipart_upload(Bucket="olga-things", Key="big", UploadId=up)
+
+
+# --- a second user against root's buckets --------------------------------------------------
+
+
+def test_second_user_is_denied_every_operation(lab: Lab, lab_s3: Any, mallory: Any) -> None:
+    b = versioned(lab_s3, "rv-root-owned")
+    vid = lab_s3.put_object(Bucket=b, Key="secret", Body=b"s3cr3t")["VersionId"]
+    up = lab_s3.create_multipart_upload(Bucket=b, Key="mp")["UploadId"]
+    mine = "rv-mallory-own"
+    mallory.create_bucket(Bucket=mine)
+    my_up = mallory.create_multipart_upload(Bucket=mine, Key="m")["UploadId"]
+    tagging = {"TagSet": [{"Key": "a", "Value": "b"}]}
+    open_policy = policy(
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:*", "Resource": f"arn:aws:s3:::{b}/*"}
+    )
+    pab = {
+        "BlockPublicAcls": False,
+        "IgnorePublicAcls": False,
+        "BlockPublicPolicy": False,
+        "RestrictPublicBuckets": False,
+    }
+    ops: dict[str, Callable[[], object]] = {
+        "GetObject": lambda: mallory.get_object(Bucket=b, Key="secret"),
+        "GetObject?versionId": lambda: mallory.get_object(Bucket=b, Key="secret", VersionId=vid),
+        "PutObject": lambda: mallory.put_object(Bucket=b, Key="x", Body=b"x"),
+        "DeleteObject": lambda: mallory.delete_object(Bucket=b, Key="secret"),
+        "DeleteObject?versionId": lambda: mallory.delete_object(
+            Bucket=b, Key="secret", VersionId=vid
+        ),
+        "ListObjectsV2": lambda: mallory.list_objects_v2(Bucket=b),
+        "ListObjectVersions": lambda: mallory.list_object_versions(Bucket=b),
+        "ListMultipartUploads": lambda: mallory.list_multipart_uploads(Bucket=b),
+        "UploadPart": lambda: mallory.upload_part(
+            Bucket=b, Key="mp", UploadId=up, PartNumber=1, Body=b"z"
+        ),
+        "ListParts": lambda: mallory.list_parts(Bucket=b, Key="mp", UploadId=up),
+        "CompleteMultipartUpload": lambda: mallory.complete_multipart_upload(
+            Bucket=b, Key="mp", UploadId=up, MultipartUpload={"Parts": [{"PartNumber": 1}]}
+        ),
+        "AbortMultipartUpload": lambda: mallory.abort_multipart_upload(
+            Bucket=b, Key="mp", UploadId=up
+        ),
+        "CreateMultipartUpload": lambda: mallory.create_multipart_upload(Bucket=b, Key="m2"),
+        "CopyObject from": lambda: mallory.copy_object(
+            Bucket=mine, Key="stolen", CopySource={"Bucket": b, "Key": "secret"}
+        ),
+        "CopyObject from version": lambda: mallory.copy_object(
+            Bucket=mine, Key="stolen", CopySource={"Bucket": b, "Key": "secret", "VersionId": vid}
+        ),
+        "UploadPartCopy from": lambda: mallory.upload_part_copy(
+            Bucket=mine,
+            Key="m",
+            UploadId=my_up,
+            PartNumber=1,
+            CopySource={"Bucket": b, "Key": "secret"},
+        ),
+        "GetObjectTagging": lambda: mallory.get_object_tagging(Bucket=b, Key="secret"),
+        "PutObjectTagging": lambda: mallory.put_object_tagging(
+            Bucket=b, Key="secret", Tagging=tagging
+        ),
+        "PutObjectTagging?versionId": lambda: mallory.put_object_tagging(
+            Bucket=b, Key="secret", VersionId=vid, Tagging=tagging
+        ),
+        "DeleteObjectTagging": lambda: mallory.delete_object_tagging(Bucket=b, Key="secret"),
+        "GetObjectAcl": lambda: mallory.get_object_acl(Bucket=b, Key="secret"),
+        "PutObjectAcl": lambda: mallory.put_object_acl(Bucket=b, Key="secret", ACL="public-read"),
+        "GetBucketAcl": lambda: mallory.get_bucket_acl(Bucket=b),
+        "PutBucketAcl": lambda: mallory.put_bucket_acl(Bucket=b, ACL="public-read-write"),
+        "PutBucketPolicy": lambda: mallory.put_bucket_policy(Bucket=b, Policy=open_policy),
+        "GetBucketPolicy": lambda: mallory.get_bucket_policy(Bucket=b),
+        "DeleteBucketPolicy": lambda: mallory.delete_bucket_policy(Bucket=b),
+        "GetBucketPolicyStatus": lambda: mallory.get_bucket_policy_status(Bucket=b),
+        "PutPublicAccessBlock": lambda: mallory.put_public_access_block(
+            Bucket=b, PublicAccessBlockConfiguration=pab
+        ),
+        "GetPublicAccessBlock": lambda: mallory.get_public_access_block(Bucket=b),
+        "DeletePublicAccessBlock": lambda: mallory.delete_public_access_block(Bucket=b),
+        "PutBucketVersioning": lambda: mallory.put_bucket_versioning(
+            Bucket=b, VersioningConfiguration={"Status": "Suspended"}
+        ),
+        "GetBucketVersioning": lambda: mallory.get_bucket_versioning(Bucket=b),
+        "PutBucketWebsite": lambda: website(mallory, b),
+        "GetBucketWebsite": lambda: mallory.get_bucket_website(Bucket=b),
+        "DeleteBucketWebsite": lambda: mallory.delete_bucket_website(Bucket=b),
+        "PutBucketCors": lambda: mallory.put_bucket_cors(
+            Bucket=b,
+            CORSConfiguration={"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]},
+        ),
+        "GetBucketCors": lambda: mallory.get_bucket_cors(Bucket=b),
+        "DeleteBucketCors": lambda: mallory.delete_bucket_cors(Bucket=b),
+        "GetBucketLocation": lambda: mallory.get_bucket_location(Bucket=b),
+        "DeleteBucket": lambda: mallory.delete_bucket(Bucket=b),
+        "GetBucketTagging": lambda: mallory.get_bucket_tagging(Bucket=b),
+    }
+    allowed = {name: got for name, fn in ops.items() if (got := refused(fn)) != "AccessDenied"}
+    assert allowed == {}
+    # DeleteObjects is decided key by key, as on AWS: 200 with an AccessDenied per key
+    out = mallory.delete_objects(
+        Bucket=b, Delete={"Objects": [{"Key": "secret", "VersionId": vid}]}
+    )
+    assert [e["Code"] for e in out.get("Errors", [])] == ["AccessDenied"]
+    assert out.get("Deleted", []) == []
+    for name, fn in (
+        ("HeadObject", lambda: mallory.head_object(Bucket=b, Key="secret")),
+        ("HeadBucket", lambda: mallory.head_bucket(Bucket=b)),
+    ):
+        assert refused(fn) == "403", name
+    # nothing changed underneath
+    assert lab_s3.get_object(Bucket=b, Key="secret")["Body"].read() == b"s3cr3t"
+    assert lab_s3.list_parts(Bucket=b, Key="mp", UploadId=up).get("Parts", []) == []
+    assert refused(lambda: lab_s3.get_bucket_policy(Bucket=b)) == "NoSuchBucketPolicy"
+
+
+def test_admin_and_explain_are_root_only(lab: Lab, mallory: Any) -> None:
+    creds = mallory._request_signer._credentials
+    for path, body in (
+        ("/_kvbox/admin", {"noun": "user", "verb": "add", "target": "eve"}),
+        ("/_kvbox/policy/explain", {"action": "s3:GetObject", "resource": "arn:aws:s3:::x/y"}),
+    ):
+        raw = json.dumps(body).encode()
+        assert anon(lab.srv.http_port, "POST", path, body=raw).status == 403, path
+        req = botocore.awsrequest.AWSRequest(
+            method="POST",
+            url=f"{lab.srv.endpoint}{path}",
+            data=raw,
+            headers={"x-amz-content-sha256": hashlib.sha256(raw).hexdigest()},
+        )
+        botocore.auth.S3SigV4Auth(creds, "s3", REGION).add_auth(req)
+        got = anon(lab.srv.http_port, "POST", path, dict(req.prepare().headers), raw)
+        assert got.status == 403 and got.code == "AccessDenied", (path, got)
+
+
+def test_delete_objects_with_an_object_level_grant(lab: Lab, lab_s3: Any, mallory: Any) -> None:
+    b = "rv-delete-objects"
+    lab_s3.create_bucket(Bucket=b)
+    for k in ("pub/a", "priv/b"):
+        lab_s3.put_object(Bucket=b, Key=k, Body=b"x")
+    lab_s3.put_bucket_policy(
+        Bucket=b,
+        Policy=policy(
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "mallory"},
+                "Action": "s3:DeleteObject",
+                "Resource": f"arn:aws:s3:::{b}/*",
+            },
+            {
+                "Effect": "Deny",
+                "Principal": {"AWS": "mallory"},
+                "Action": "s3:DeleteObject",
+                "Resource": f"arn:aws:s3:::{b}/priv/*",
+            },
+        ),
+    )
+    got = mallory.delete_objects(
+        Bucket=b, Delete={"Objects": [{"Key": "pub/a"}, {"Key": "priv/b"}]}
+    )
+    assert [d["Key"] for d in got.get("Deleted", [])] == ["pub/a"]
+    assert [(e["Key"], e["Code"]) for e in got.get("Errors", [])] == [("priv/b", "AccessDenied")]
+    assert lab_s3.get_object(Bucket=b, Key="priv/b")["Body"].read() == b"x"

@@ -1,6 +1,7 @@
 """S3 object versioning end to end: boto3 and the AWS CLI against a real ``kvbox serve``.
 
-Layer: tests/e2e. Rules: one server for the module, one bucket per test; boto3 with
+Layer: tests/e2e. Rules: one server for the module (and the shared ``lab`` server of
+tests/e2e/_lab.py for the paging test at the end), one bucket per test; boto3 with
 retries off, so every error is the server's first answer; requests boto3 cannot shape
 (a garbage body, kvbox's ``x-kvbox-at``) are SigV4-signed with botocore's own signer and
 sent with ``http.client``. Expected behaviour is AWS's, from the S3 API reference
@@ -23,6 +24,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
+from ._lab import (
+    Lab,
+    versioned,
+)
 from ._s3 import ACCESS_KEY, SECRET_KEY, Reply, S3Server, module_server, signed
 from ._s3clients import AwsCli, S3Target
 
@@ -749,3 +754,41 @@ def test_time_travel_bad_timestamp_is_invalid_argument(
     milliseconds is a 400 InvalidArgument, never a silent read of the current version."""
     reply = _at_query(srv, history["bucket"], "story.txt", "yesterday-ish")
     assert reply.status == 400 and reply.code == "InvalidArgument", reply
+
+
+# --- ListObjectVersions pages add up -------------------------------------------------------
+
+
+def _paged_versions(lab_s3: Any, bucket: str, page: int, **kw: Any) -> tuple[list[Any], list[str]]:
+    entries: list[Any] = []
+    prefixes: list[str] = []
+    markers: dict[str, str] = {}
+    for _ in range(500):
+        r = lab_s3.list_object_versions(Bucket=bucket, MaxKeys=page, **kw, **markers)
+        for v in r.get("Versions", []) + r.get("DeleteMarkers", []):
+            entries.append((v["Key"], v["VersionId"], v["IsLatest"]))
+        prefixes += [p["Prefix"] for p in r.get("CommonPrefixes", [])]
+        if not r["IsTruncated"]:
+            return entries, prefixes
+        markers = {"KeyMarker": r["NextKeyMarker"]}
+        if r.get("NextVersionIdMarker"):
+            markers["VersionIdMarker"] = r["NextVersionIdMarker"]
+    raise AssertionError("ListObjectVersions did not end within 500 pages")
+
+
+def test_list_object_versions_pages_add_up(lab: Lab, lab_s3: Any) -> None:
+    b = versioned(lab_s3, "rv-lov-pages")
+    for k in ("a", "a/1", "a/2", "a0", "b", "b/x/y", "c", "d/"):
+        for i in range(3):
+            lab_s3.put_object(Bucket=b, Key=k, Body=str(i).encode())
+    lab_s3.delete_object(Bucket=b, Key="c")
+    lab_s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Suspended"})
+    lab_s3.put_object(Bucket=b, Key="a0", Body=b"null")
+    lab_s3.put_object(Bucket=b, Key="e", Body=b"null")
+    for kw in ({}, {"Delimiter": "/"}, {"Prefix": "a"}, {"Prefix": "a", "Delimiter": "/"}):
+        whole, whole_prefixes = _paged_versions(lab_s3, b, 1000, **kw)
+        for page in (1, 2, 3, 5):
+            got, got_prefixes = _paged_versions(lab_s3, b, page, **kw)
+            assert len(got) == len(set(got)), (kw, page)
+            assert sorted(got) == sorted(whole), (kw, page)
+            assert sorted(got_prefixes) == sorted(whole_prefixes), (kw, page)

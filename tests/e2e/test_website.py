@@ -1,6 +1,7 @@
 """Static website hosting end to end: ``kvbox serve --web-port`` answering browsers.
 
-Layer: tests/e2e. Rules: one server for the module (``--http-port`` for the S3 API,
+Layer: tests/e2e. Rules: one server for the module (the policy tests at the end use the
+shared ``lab`` server of tests/e2e/_lab.py) (``--http-port`` for the S3 API,
 ``--web-port`` and ``--web-domain web.test`` for the websites); buckets and their
 settings are made with boto3 as an AWS user would (PutObject, PutBucketWebsite,
 PutBucketPolicy); the website is read anonymously with ``http.client``, which sends
@@ -21,7 +22,17 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
+from ._curl import code
+from ._lab import (
+    Lab,
+    allow_get,
+    anon,
+    deny_get_if,
+    website,
+)
+from ._lab import policy as lab_policy
 from ._s3 import S3Server
 from ._server import IO_TIMEOUT, free_port
 
@@ -371,3 +382,129 @@ def test_the_s3_port_is_not_a_website(srv: S3Server, site: str) -> None:
         conn.close()
     assert resp.status in (403, 404)
     assert body.startswith(b"<?xml")
+
+
+# --- bucket policies on the website endpoint -----------------------------------------------
+
+
+def test_website_applies_a_source_ip_deny(lab: Lab, lab_s3: Any) -> None:
+    b = "rv-web-ipdeny"
+    lab_s3.create_bucket(Bucket=b)
+    lab_s3.put_object(Bucket=b, Key="index.html", Body=b"hello", ContentType="text/html")
+    website(lab_s3, b)
+    lab_s3.put_bucket_policy(
+        Bucket=b,
+        Policy=lab_policy(
+            allow_get(b), deny_get_if(b, {"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}})
+        ),
+    )
+    assert anon(lab.srv.http_port, "GET", f"/{b}/index.html").status == 403
+    page = anon(lab.web_port, "GET", f"/{b}/index.html")
+    assert page.status == 403, page
+
+
+def test_website_applies_user_agent_and_referer_denies(lab: Lab, lab_s3: Any) -> None:
+    b = "rv-web-uadeny"
+    lab_s3.create_bucket(Bucket=b)
+    lab_s3.put_object(Bucket=b, Key="index.html", Body=b"hello", ContentType="text/html")
+    website(lab_s3, b)
+    lab_s3.put_bucket_policy(
+        Bucket=b,
+        Policy=lab_policy(
+            allow_get(b),
+            deny_get_if(b, {"StringLike": {"aws:UserAgent": "*BadBot*"}}),
+            deny_get_if(b, {"StringLike": {"aws:Referer": "http://evil.example/*"}}),
+        ),
+    )
+    for hdrs in ({"User-Agent": "BadBot/1.0"}, {"Referer": "http://evil.example/page"}):
+        assert anon(lab.srv.http_port, "GET", f"/{b}/index.html", hdrs).status == 403
+        page = anon(lab.web_port, "GET", f"/{b}/index.html", hdrs)
+        assert page.status == 403, (hdrs, page)
+
+
+def test_website_applies_an_existing_object_tag_deny(lab: Lab, lab_s3: Any) -> None:
+    b = "rv-web-tagdeny"
+    lab_s3.create_bucket(Bucket=b)
+    website(lab_s3, b)
+    lab_s3.put_bucket_policy(
+        Bucket=b,
+        Policy=lab_policy(
+            allow_get(b),
+            deny_get_if(b, {"StringEquals": {"s3:ExistingObjectTag/class": "secret"}}),
+        ),
+    )
+    lab_s3.put_object(Bucket=b, Key="doc.html", Body=b"TOP-SECRET", Tagging="class=secret")
+    assert anon(lab.srv.http_port, "GET", f"/{b}/doc.html").status == 403
+    page = anon(lab.web_port, "GET", f"/{b}/doc.html")
+    assert page.status == 403, page
+    assert b"TOP-SECRET" not in page.body
+
+
+def test_website_allow_pinned_to_source_ip(lab: Lab, lab_s3: Any) -> None:
+    b = "rv-web-ipallow"
+    lab_s3.create_bucket(Bucket=b)
+    lab_s3.put_object(Bucket=b, Key="index.html", Body=b"hello", ContentType="text/html")
+    website(lab_s3, b)
+    stmt = allow_get(b) | {"Condition": {"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}}
+    lab_s3.put_bucket_policy(Bucket=b, Policy=lab_policy(stmt))
+    assert anon(lab.srv.http_port, "GET", f"/{b}/index.html").status == 200
+    assert anon(lab.web_port, "GET", f"/{b}/index.html").status == 200
+
+
+def test_website_never_serves_private_objects_or_unconfigured_buckets(
+    lab: Lab, lab_s3: Any
+) -> None:
+    site = "rv-web-site"
+    lab_s3.create_bucket(Bucket=site)
+    lab_s3.put_object(Bucket=site, Key="index.html", Body=b"home", ContentType="text/html")
+    lab_s3.put_object(Bucket=site, Key="priv/secret.txt", Body=b"SITE-SECRET")
+    website(lab_s3, site)
+    lab_s3.put_bucket_policy(
+        Bucket=site,
+        Policy=lab_policy(
+            allow_get(site),
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{site}/priv/*",
+            },
+        ),
+    )
+    other = "rv-web-private"
+    lab_s3.create_bucket(Bucket=other)
+    lab_s3.put_object(Bucket=other, Key="index.html", Body=b"OTHER-SECRET")
+    port = lab.web_port
+    assert anon(port, "GET", f"/{site}/").body == b"home"
+    tricks = [
+        f"/{site}/priv/secret.txt",
+        f"/{site}/priv%2Fsecret.txt",
+        f"/{site}/pub/../priv/secret.txt",
+        f"/{site}/./priv/secret.txt",
+        "/%72v-web-site/priv/secret.txt",
+        f"/{other}/index.html",
+        f"/{other}/",
+        f"/{site}/../{other}/index.html",
+        f"/{site}%2F..%2F{other}/index.html",
+    ]
+    for path in tricks:
+        for method in ("GET", "HEAD"):
+            got = anon(port, method, path)
+            assert got.status in (403, 404), (method, path, got.status)
+            assert b"SECRET" not in got.body, (method, path)
+    # The Host header picks a bucket only among those with a website configuration.
+    for host in (other, f"{other}:{port}", f"{site}.{other}", "localhost"):
+        got = anon(port, "GET", "/index.html", {"Host": host})
+        assert b"OTHER-SECRET" not in got.body, host
+
+
+def test_website_redirect_location_is_validated(lab: Lab, lab_s3: Any) -> None:
+    b = "rv-web-redirect"
+    lab_s3.create_bucket(Bucket=b)
+    for bad in ("javascript:alert(1)", "evil.example/x", "data:text/html,hi"):
+        try:
+            lab_s3.put_object(Bucket=b, Key="r.html", Body=b"", WebsiteRedirectLocation=bad)
+        except ClientError as exc:
+            assert code(exc) == "InvalidRedirectLocation", bad
+        else:
+            pytest.fail(f"x-amz-website-redirect-location {bad!r} was stored")

@@ -2,7 +2,7 @@
 
 Layer: tests/core. Rules: the real ``Store``, ``KvCommands`` and ``GwkvConnection`` over
 the in-memory (or SQLite) stores, stepped deterministically on the test's own event loop,
-for the races an end-to-end test can only hit by luck (tests/e2e/test_regressions.py has
+for the races an end-to-end test can only hit by luck (tests/e2e/test_gwkv_connection.py has
 their socket-level twins). The only stand-in is ``_Transport``, a minimal asyncio
 transport that records what the connection writes; nothing of kvbox is mocked. Where a bug
 was about cost (cache eviction), the tests count operations, never time them.

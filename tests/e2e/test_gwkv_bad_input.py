@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from ._gwkv import err_code
 from ._server import KvboxServer, Wire, parse_ok_version
 from .conftest import ServerFactory
 
@@ -88,15 +89,6 @@ def srv(seeded: Seeded) -> Iterator[KvboxServer]:
     """The module's server; after the test, the seed data must be untouched."""
     yield seeded.server
     seeded.assert_intact()
-
-
-ERR_RE = re.compile(rb"ERR ([A-Z]+)( [^\n]*)?\n")
-
-
-def err_code(reply: bytes) -> str:
-    m = ERR_RE.fullmatch(reply)
-    assert m, f"expected one ERR line, got {reply[:300]!r}"
-    return m.group(1).decode()
 
 
 def expect_err_then_close(w: Wire, code: str, within: float = 5.0) -> None:

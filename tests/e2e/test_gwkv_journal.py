@@ -7,7 +7,7 @@ these tests check what a user sees of that:
 
 * the writes are visible at once to GET, STATS and S3 (listing and GetObject);
 * a SIGTERM applies everything, so the journal holds nothing to replay and fsck is clean;
-* a SIGKILL among pipelined SETs loses no acknowledged write (test_crash.py repeats this
+* a SIGKILL among pipelined SETs loses no acknowledged write (test_gwkv_crash.py repeats this
   twenty times with a mixed load; one run here keeps the journal's own path in view).
 
 The journal and metadata files are read only while the server is stopped, with the

@@ -8,15 +8,18 @@ sampler thread reads the server's VmRSS throughout and the peak must stay bounde
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from ._gwkv import MiB, assert_alive, chunk_files, slow_reader, wait_until
 from ._server import KvboxServer, parse_ok_version, pseudo_random_chunks, rss_kib
 
 GIB = 1 << 30
@@ -135,3 +138,37 @@ def test_twenty_mib_value_through_cli(server: KvboxServer, tmp_path: Path) -> No
     assert got is not None
     assert got[1] == version
     assert hashlib.sha256(got[0]).hexdigest() == digest
+
+
+# --- R4: readers pin the chunks of the value they stream -----------------------------------
+
+
+def test_bget_stream_survives_overwrite_and_delete(server: KvboxServer) -> None:
+    """Two 24 MiB values (3 chunks each) are streamed to readers that stall right after
+    the header; meanwhile the key is overwritten, then deleted, which frees both values'
+    chunks. Each reader must still get its whole value byte for byte, and once both are
+    done the freed chunks must be collected (pins are released, not leaked)."""
+    size = 24 * MiB
+    old = random.Random(4).randbytes(size)
+    new = random.Random(5).randbytes(size)
+    with server.connect(timeout=60) as w:
+        v_old = parse_ok_version(w.bset("big", old))
+    with slow_reader(server) as r_old, slow_reader(server) as r_new:
+        r_old.send(b"BGET big\n")
+        assert r_old.readline() == b"VALUE %d %s\n" % (size, v_old.encode())
+        with server.connect(timeout=60) as w:
+            v_new = parse_ok_version(w.bset("big", new))
+            r_new.send(b"BGET big\n")
+            assert r_new.readline() == b"VALUE %d %s\n" % (size, v_new.encode())
+            assert w.request(b"DELETE big\n") == b"OK\n"
+            assert w.request(b"BGET big\n") == b"NOTFOUND\n"
+        # Let the collector run while both readers are stalled mid-value.
+        time.sleep(0.5)
+        got_old = r_old.readexact(size + 1)
+        got_new = r_new.readexact(size + 1)
+    assert got_old[-1:] == b"\n" and got_old[:-1] == old, "reader of the overwritten value"
+    assert got_new[-1:] == b"\n" and got_new[:-1] == new, "reader of the deleted value"
+    assert wait_until(lambda: not chunk_files(server.data_dir), within=5), (
+        f"chunks not collected after the readers finished: {chunk_files(server.data_dir)}"
+    )
+    assert_alive(server)

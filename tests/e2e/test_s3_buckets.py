@@ -1,0 +1,151 @@
+"""S3 buckets end to end: create, head, list, delete, names, the GW-KV bucket, request ids.
+
+Layer: tests/e2e. Rules: one ``kvbox serve`` for the module, driven by boto3 (and curl
+for presigned URLs); each test makes its own bucket names.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+from ._curl import code
+from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
+
+
+@pytest.fixture(scope="module")
+def s3srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with module_server(tmp_path_factory, "s3buckets") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def s3(s3srv: S3Server) -> Any:
+    return s3srv.client()
+
+
+# --- buckets -------------------------------------------------------------------------------
+
+
+def test_bucket_lifecycle(s3: Any) -> None:
+    s3.create_bucket(Bucket="life-cycle")
+    names = [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    assert "life-cycle" in names and "kv" in names
+    assert names == sorted(names)
+    s3.head_bucket(Bucket="life-cycle")
+    loc = s3.get_bucket_location(Bucket="life-cycle")
+    assert loc["LocationConstraint"] is None
+    with pytest.raises(ClientError) as info:
+        s3.create_bucket(Bucket="life-cycle")
+    assert code(info.value) == "BucketAlreadyOwnedByYou"
+    s3.put_object(Bucket="life-cycle", Key="k", Body=b"x")
+    with pytest.raises(ClientError) as info:
+        s3.delete_bucket(Bucket="life-cycle")
+    assert code(info.value) == "BucketNotEmpty"
+    s3.delete_object(Bucket="life-cycle", Key="k")
+    s3.delete_bucket(Bucket="life-cycle")
+    with pytest.raises(ClientError) as info:
+        s3.head_bucket(Bucket="life-cycle")
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    with pytest.raises(ClientError) as info:
+        s3.delete_bucket(Bucket="life-cycle")
+    assert code(info.value) == "NoSuchBucket"
+    with pytest.raises(ClientError) as info:
+        s3.list_objects_v2(Bucket="life-cycle")
+    assert code(info.value) == "NoSuchBucket"
+
+
+def test_a_deleted_bucket_is_no_such_bucket_for_keys_read_before(s3: Any) -> None:
+    """A key read while its bucket existed (and so remembered as absent, or as deleted)
+    answers NoSuchBucket once the bucket is gone, and nothing old once it is back."""
+    s3.create_bucket(Bucket="short-lived")
+    s3.put_object(Bucket="short-lived", Key="was", Body=b"x")
+    s3.delete_object(Bucket="short-lived", Key="was")
+    for key in ("never", "was"):
+        with pytest.raises(ClientError) as info:
+            s3.get_object(Bucket="short-lived", Key=key)
+        assert code(info.value) == "NoSuchKey"
+    s3.delete_bucket(Bucket="short-lived")
+    for key in ("never", "was"):
+        with pytest.raises(ClientError) as info:
+            s3.get_object(Bucket="short-lived", Key=key)
+        assert code(info.value) == "NoSuchBucket"
+        with pytest.raises(ClientError) as info:
+            s3.head_object(Bucket="short-lived", Key=key)
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    s3.create_bucket(Bucket="short-lived")
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket="short-lived", Key="was")
+    assert code(info.value) == "NoSuchKey"
+    s3.delete_bucket(Bucket="short-lived")
+
+
+@pytest.mark.parametrize(
+    "name", ["ab", "UpperCase", "a..b", "192.168.1.1", "-dash", "xn--punycode", "a" * 64]
+)
+def test_bad_bucket_names(s3srv: S3Server, name: str) -> None:
+    s3 = s3srv.client(parameter_validation=False)
+    with pytest.raises(ClientError) as info:
+        s3.create_bucket(Bucket=name)
+    assert code(info.value) == "InvalidBucketName"
+
+
+def test_kv_bucket_cannot_be_deleted(s3: Any) -> None:
+    with pytest.raises(ClientError) as info:
+        s3.delete_bucket(Bucket="kv")
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 409
+    s3.head_bucket(Bucket="kv")
+
+
+def test_request_ids_differ(s3: Any) -> None:
+    a = s3.list_buckets()["ResponseMetadata"]["RequestId"]
+    b = s3.list_buckets()["ResponseMetadata"]["RequestId"]
+    assert re.fullmatch(r"[0-9A-F]{16}", a) and a != b
+
+
+def test_server_log_has_no_secret(s3srv: S3Server, s3: Any, tmp_path: Path) -> None:
+    s3.list_buckets()
+    assert ACCESS_KEY in s3srv.server.log_text()  # announced at start, as designed
+    assert SECRET_KEY not in s3srv.server.log_text()
+
+
+def test_presigned_urls_with_curl(s3: Any, tmp_path: Path) -> None:
+    """curl, as a user would: upload and fetch through presigned URLs, no SDK involved."""
+    curl = shutil.which("curl")
+    assert curl, "curl is needed for this test (apt-get install curl)"
+    s3.create_bucket(Bucket="curled")
+    src = tmp_path / "photo.png"
+    src.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40)
+    put_url = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": "curled", "Key": "photo.png"}, ExpiresIn=60
+    )
+    up = subprocess.run(
+        [curl, "-sS", "-f", "-X", "PUT", "--upload-file", str(src), put_url],
+        capture_output=True, timeout=30,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    get_url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "curled", "Key": "photo.png"}, ExpiresIn=60
+    )
+    down = subprocess.run([curl, "-sS", "-f", get_url], capture_output=True, timeout=30)
+    assert down.returncode == 0 and down.stdout == src.read_bytes()
+    ranged = subprocess.run(
+        [curl, "-sS", "-f", "-r", "0-7", get_url], capture_output=True, timeout=30
+    )
+    assert ranged.stdout == b"\x89PNG\r\n\x1a\n"
+    expired = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "curled", "Key": "photo.png"}, ExpiresIn=1
+    )
+    time.sleep(2)
+    denied = subprocess.run(
+        [curl, "-sS", "-w", "%{http_code}", expired], capture_output=True, timeout=30
+    )
+    assert denied.stdout.endswith(b"403") and b"<Code>AccessDenied</Code>" in denied.stdout
