@@ -418,6 +418,49 @@ def test_anonymous_post_needs_the_bucket_policy(srv: S3Server, s3: Any, tmp_path
     assert s3.get_object(Bucket="forms-rw", Key="elsewhere.txt")["Body"].read() == b"hi"
 
 
+def test_a_bucket_policy_sees_a_post_for_what_it_is(srv: S3Server, s3: Any, tmp_path: Path) -> None:
+    """``s3:authType`` is ``POST`` and ``s3:signatureversion`` the form's: a policy can
+    let objects in through forms only."""
+    s3.create_bucket(Bucket="forms-only")
+    s3.put_bucket_policy(
+        Bucket="forms-only",
+        Policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:PutObject",
+                        "Resource": "arn:aws:s3:::forms-only/*",
+                        "Condition": {"StringNotEquals": {"s3:authType": "POST"}},
+                    },
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:PutObject",
+                        "Resource": "arn:aws:s3:::forms-only/v4/*",
+                        "Condition": {
+                            "StringNotEquals": {"s3:signatureversion": "AWS4-HMAC-SHA256"}
+                        },
+                    },
+                ],
+            }
+        ),
+    )
+    with pytest.raises(ClientError) as info:
+        s3.put_object(Bucket="forms-only", Key="put", Body=b"x")
+    assert info.value.response["Error"]["Code"] == "AccessDenied"
+    upload = tmp_path / "f.txt"
+    upload.write_bytes(b"via a form")
+    post = s3.generate_presigned_post("forms-only", "v4/posted")
+    assert post_curl(post["url"], post["fields"], upload).status == 204
+    v2 = srv.default_client().generate_presigned_post("forms-only", "v4/posted-v2")
+    reply = post_curl(v2["url"], v2["fields"], upload)
+    assert (reply.status, reply.code) == (403, "AccessDenied"), reply
+    assert s3.get_object(Bucket="forms-only", Key="v4/posted")["Body"].read() == b"via a form"
+
+
 def test_a_large_upload_streams(srv: S3Server, s3: Any, tmp_path: Path) -> None:
     """96 MiB through one form: the server's memory grows by a few store chunks, not by
     the file (peak RSS sampled while the upload runs)."""
