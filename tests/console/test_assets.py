@@ -12,6 +12,7 @@ STATIC = Path(__file__).parents[2] / "src" / "kvbox" / "console" / "static"
 NAMESPACES = {
     "http://s3.amazonaws.com/doc/2006-03-01/",
     "http://www.w3.org/2000/svg",
+    "http://www.w3.org/2001/XMLSchema-instance",
     "http://acs.amazonaws.com/groups/global/AllUsers",
     "http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
     "http://acs.amazonaws.com/groups/s3/LogDelivery",

@@ -38,6 +38,8 @@ SCREENS = [
     "#/settings?bucket=photos&tab=lifecycle",
     "#/settings?bucket=photos&tab=website",
     "#/settings?bucket=photos&tab=cors",
+    "#/settings?bucket=shared&tab=permissions",
+    "#/object?bucket=shared&key=open.txt",
     "#/kv",
     "#/users",
 ]
@@ -66,6 +68,9 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
                            "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}]
             },
         )  # fmt: skip
+        # a bucket with ACLs on, so the grants editor is on screen
+        s3.create_bucket(Bucket="shared", ObjectOwnership="ObjectWriter")
+        s3.put_object(Bucket="shared", Key="open.txt", Body=b"x", ACL="public-read")
         s3.put_bucket_cors(
             Bucket="photos",
             CORSConfiguration={"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]}]},

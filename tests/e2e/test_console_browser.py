@@ -963,23 +963,64 @@ def test_lifecycle_rules_are_written_and_unknown_ones_kept(page: Page, srv: S3Se
     expect(page.locator("#status")).to_contain_text("InvalidRequest")
 
 
-def test_canned_acls_on_a_bucket_and_an_object(page: Page, srv: S3Server) -> None:
+def _grants(page: Page) -> list[tuple[str, str]]:
+    """(grantee, permission) of each row of the ACL grants table on the page."""
+    rows: list[list[str]] = page.eval_on_selector_all(
+        "table.acl-grants tr.grant-row",
+        """rows => rows.map(r => {
+             const [who, perm] = r.querySelectorAll("select");
+             const name = r.querySelector("input");
+             return [who.value === "user" ? name.value : who.value, perm.value];
+           })""",
+    )
+    return [(who, perm) for who, perm in rows]
+
+
+def test_object_ownership_and_acls_on_a_bucket_and_an_object(page: Page, srv: S3Server) -> None:
     s3 = srv.client()
-    # ACLs on: a new bucket has them off (BucketOwnerEnforced), as on AWS since 2023
-    s3.create_bucket(Bucket="acl-lab", ObjectOwnership="ObjectWriter")
+    sign_in(page, srv)
+    # a new bucket has ACLs off, as on AWS since 2023; the form can turn them on
+    open_screen(page, srv, "#/buckets")
+    page.get_by_label("Bucket name").fill("acl-lab")
+    page.get_by_label("Object ownership").select_option("ObjectWriter")
+    page.get_by_role("button", name="Create bucket").click()
+    expect(page.get_by_role("row", name="acl-lab")).to_be_visible()
+    rule = s3.get_bucket_ownership_controls(Bucket="acl-lab")["OwnershipControls"]["Rules"][0]
+    assert rule["ObjectOwnership"] == "ObjectWriter"
     s3.put_object(Bucket="acl-lab", Key="open.txt", Body=b"anyone may read this")
     assert curl(f"{srv.endpoint}/acl-lab/open.txt").status == 403
-    sign_in(page, srv)
+
     open_screen(page, srv, "#/object?bucket=acl-lab&key=open.txt")
-    acl = page.locator("section.card", has=page.get_by_role("heading", name="Access control list"))
-    expect(acl.locator("tbody tr")).to_have_count(1)  # the owner's FULL_CONTROL
-    acl.get_by_label("Replace with a canned ACL").select_option("public-read")
-    acl.get_by_role("button", name="Save ACL").click()
-    expect(page.locator("#status")).to_contain_text("ACL saved")
-    expect(page.locator("table.acl-grants")).to_contain_text("Everyone (anonymous included)")
+    expect(page.locator("table.acl-grants tr.grant-row")).to_have_count(1)
+    assert _grants(page) == [("root", "FULL_CONTROL")]
+    page.get_by_role("button", name="Add grant").click()
+    page.get_by_label("Grantee").nth(1).select_option(
+        "http://acs.amazonaws.com/groups/global/AllUsers"
+    )
+    page.get_by_label("Permission").nth(1).select_option("READ")
+    page.get_by_role("button", name="Save grants").click()
+    expect(page.locator("#status")).to_contain_text("Grants saved")
     assert curl(f"{srv.endpoint}/acl-lab/open.txt").body == b"anyone may read this"
+    grants = s3.get_object_acl(Bucket="acl-lab", Key="open.txt")["Grants"]
+    assert {"Grantee": {"Type": "Group", "URI": "http://acs.amazonaws.com/groups/global/AllUsers"},
+            "Permission": "READ"} in grants  # fmt: skip
+
     open_screen(page, srv, "#/settings?bucket=acl-lab&tab=permissions")
     page.get_by_label("Replace with a canned ACL").select_option("public-read")
     page.get_by_role("button", name="Save ACL").click()
-    expect(page.locator("table.acl-grants")).to_contain_text("READ")
+    expect(page.locator("#status")).to_contain_text("ACL saved")
+    expect(page.locator("table.acl-grants tr.grant-row")).to_have_count(2)
     assert curl(f"{srv.endpoint}/acl-lab").status == 200  # anyone may list it now
+    # ownership back to "bucket owner enforced": refused while the bucket's ACL grants
+    # more than its owner (the S3 door's rule, as AWS's); then ACLs are off, and say so
+    page.get_by_label("Bucket owner enforced").check()
+    page.get_by_role("button", name="Save object ownership").click()
+    expect(page.locator("#status")).to_contain_text("InvalidBucketAclWithObjectOwnership")
+    page.get_by_label("Replace with a canned ACL").select_option("private")
+    page.get_by_role("button", name="Save ACL").click()
+    expect(page.locator("table.acl-grants tr.grant-row")).to_have_count(1)
+    page.get_by_label("Bucket owner enforced").check()
+    page.get_by_role("button", name="Save object ownership").click()
+    expect(page.locator("#acl-disabled")).to_contain_text("ACLs are disabled")
+    rule = s3.get_bucket_ownership_controls(Bucket="acl-lab")["OwnershipControls"]["Rules"][0]
+    assert rule["ObjectOwnership"] == "BucketOwnerEnforced"

@@ -168,7 +168,7 @@ export function xchild(node, name) {
   return el ? el.textContent : "";
 }
 
-function esc(text) {
+export function escapeXml(text) {
   return String(text).replace(/[<>&"']/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;" })[c]);
 }
 
@@ -176,7 +176,7 @@ function esc(text) {
 export function xml(tag, content) {
   const inner = Array.isArray(content)
     ? content.map(([t, c]) => xml(t, c)).join("")
-    : esc(content);
+    : escapeXml(content);
   return `<${tag}>${inner}</${tag}>`;
 }
 

@@ -11,10 +11,14 @@ export async function render(root, params, ctx) {
   const name = h("input", { type: "text", name: "bucket", autocomplete: "off", spellcheck: "false", autocapitalize: "off", required: true, "aria-describedby": "new-bucket-error" });
   const error = h("div", { id: "new-bucket-error", class: "alert", role: "alert", hidden: true });
   const lock = h("input", { type: "checkbox", name: "object-lock" });
+  const ownership = h("select", { name: "ownership" },
+    h("option", { value: "BucketOwnerEnforced" }, "ACLs disabled: the bucket owner owns every object (recommended)"),
+    h("option", { value: "ObjectWriter" }, "ACLs enabled: an object belongs to the user who wrote it"));
   const form = h("form", { class: "card", "aria-label": "Create a bucket" },
     h("h2", {}, "Create a bucket"),
     field("Bucket name", name, "3–63 characters: lower-case letters, digits, dots and hyphens; starts and ends with a letter or digit."),
     check("Object lock", lock, "versions can be locked against deletion; turns versioning on, and cannot be turned off"),
+    field("Object ownership", ownership),
     error,
     h("button", { type: "submit" }, "Create bucket"));
   form.addEventListener("submit", async (ev) => {
@@ -22,10 +26,13 @@ export async function render(root, params, ctx) {
     error.hidden = true;
     const bucket = name.value.trim();
     try {
-      await s3("PUT", bucket, null, { headers: lock.checked ? { "x-amz-bucket-object-lock-enabled": "true" } : {} });
+      const headers = { "x-amz-object-ownership": ownership.value };
+      if (lock.checked) headers["x-amz-bucket-object-lock-enabled"] = "true";
+      await s3("PUT", bucket, null, { headers });
       toast(`Bucket ${bucket} created`);
       name.value = "";
       lock.checked = false;
+      ownership.value = "BucketOwnerEnforced";
       await load();
     } catch (err) {
       // The S3 door's own answer (InvalidBucketName with its reason, BucketAlreadyExists…).

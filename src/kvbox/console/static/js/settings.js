@@ -4,7 +4,7 @@
 
 import { getConfig, s3, s3xml, session, xall, xchild, xkids, xmlDoc, xtext } from "./api.js";
 import { check, clear, field, h, heading, toast } from "./dom.js";
-import { aclSection } from "./acl.js";
+import { aclSection, ownershipCard } from "./acl.js";
 import { lifecyclePanel } from "./lifecycle.js";
 import { bucketLockPanel } from "./lock.js";
 import { policyPanel } from "./policy.js";
@@ -119,7 +119,12 @@ async function permissions(panel, bucket, ctx) {
       toast(describe(err), true);
     }
   }
-  panel.append(form, await policyPanel(bucket, ctx), await aclSection(bucket, null));
+  const refresh = async () => {
+    clear(panel);
+    await permissions(panel, bucket, ctx);
+  };
+  panel.append(form, await policyPanel(bucket, ctx), await ownershipCard(bucket, refresh),
+    await aclSection(bucket, null));
 }
 
 // --- static website ----------------------------------------------------------------------
