@@ -50,7 +50,7 @@ def test_kvbox_help_says_what_kvbox_is() -> None:
     )
     assert done.returncode == 0, done.stderr
     text = done.stdout
-    for words in ("key-value", "object store", "GW-KV", "S3", "serve", "fsck", "--help"):
+    for words in ("key-value", "object store", "GW-KV", "S3", "console", "serve", "fsck", "--help"):
         assert words in text, f"{words!r} missing from kvbox --help:\n{text}"
     version = subprocess.run(
         [sys.executable, "-m", "kvbox", "--version"], capture_output=True, text=True, timeout=60

@@ -23,8 +23,9 @@ DESCRIPTION = """\
 kvbox is a versioned key-value and object store in one process. `kvbox serve` runs it:
 GW-KV, a line-based key-value protocol over TCP and UDP (port 7070: SET, GET, BSET,
 MULTIGET, CAS, GETAT, ...); the S3 API on HTTP (port 9000, with /healthz, /readyz and
-/metrics beside it), usable with the AWS CLI, boto3, s3cmd or rclone; and, with
---web-port, buckets served as static websites. Every write is durable before it is
+/metrics beside it), usable with the AWS CLI, boto3, s3cmd or rclone; a web console for
+people at http://127.0.0.1:9000/console/; and, with --web-port, buckets served as static
+websites. Every write is durable before it is
 acknowledged and every key keeps a version id. The other commands talk to a server
 (client, bench, loadgen, health, admin, policy) or check its data directory (fsck).
 """

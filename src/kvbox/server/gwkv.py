@@ -525,7 +525,7 @@ class GwkvConnection(asyncio.Protocol):
             if t.cancelled():
                 replies = [p.err("INTERNAL", "cancelled")] * len(sets)
             elif t.exception() is not None:
-                log.error("SET batch failed", exc_info=t.exception())
+                log.error("SET batch failed (%s)", self._who(), exc_info=t.exception())
                 replies = [p.err("STORAGE", "write failed")] * len(sets)
             else:
                 replies = t.result()
@@ -539,7 +539,7 @@ class GwkvConnection(asyncio.Protocol):
     ) -> None:
         if durable.cancelled() or durable.exception() is not None:
             if not durable.cancelled():
-                log.error("SET batch failed", exc_info=durable.exception())
+                log.error("SET batch failed (%s)", self._who(), exc_info=durable.exception())
             replies = p.err("STORAGE", "write failed") * n
         fut.set_result(replies)
         self._flush()
@@ -559,7 +559,7 @@ class GwkvConnection(asyncio.Protocol):
             return
         exc = fut.exception()
         if exc is not None:
-            log.error("request failed", exc_info=exc)
+            log.error("GW-KV request failed (%s)", self._who(), exc_info=exc)
         self._flush()
 
     def _flush(self) -> None:
@@ -639,11 +639,19 @@ class GwkvConnection(asyncio.Protocol):
         self._streaming = False
         if task.cancelled() or task.exception() is not None:
             if not task.cancelled():
-                log.error("streaming a value failed", exc_info=task.exception())
+                log.error("streaming a value failed (%s)", self._who(), exc_info=task.exception())
             # The header is out, the body is not: the only honest signal is a close.
             self.close()
             return
         self._flush()
+
+    def _who(self) -> str:
+        """Which connection, for an error record: its access lines (status ERR:INTERNAL
+        or ERR:STORAGE) carry the same connection id in their request ids."""
+        peer = self._peer
+        if peer is not None:
+            return f"connection {peer.conn_id} from {peer.remote}"
+        return "connection from " + address_of(self.transport)
 
     # --- flow control and limits ------------------------------------------------------
 
