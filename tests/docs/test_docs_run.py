@@ -52,7 +52,9 @@ DOC_PORTS = (7070, 9000, 9080)
 SESSION_TIMEOUT = 900
 LOCK = Path("/tmp/kvbox-docs-test.lock")
 
-pytestmark = pytest.mark.slow
+#: Each test installs from the package index and runs a whole document: on a loaded
+#: 2-core machine that is several minutes, beyond pytest's default of 300 s.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(SESSION_TIMEOUT + 300)]
 
 
 def blocks(doc: Path) -> list[tuple[str, str]]:
