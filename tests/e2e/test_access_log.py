@@ -44,7 +44,7 @@ def access_lines(srv: KvboxServer, want: int, timeout: float = 10.0) -> list[dic
 
 @pytest.fixture
 def kv(tmp_path: Path) -> Iterator[KvboxServer]:
-    with KvboxServer(tmp_path / "data", http_port=None) as srv:
+    with KvboxServer(tmp_path / "data") as srv:
         srv.start()
         yield srv
 
@@ -99,14 +99,14 @@ def test_gwkv_auth_secret_never_logged(kv: KvboxServer) -> None:
 
 
 def test_access_log_off_and_json(tmp_path: Path) -> None:
-    with KvboxServer(tmp_path / "off", http_port=None, args=["--access-log", "off"]) as srv:
+    with KvboxServer(tmp_path / "off", args=["--access-log", "off"]) as srv:
         srv.start()
         with srv.connect() as w:
             for i in range(20):
                 w.request(b"SET k%d v\n" % i)
         time.sleep(0.6)  # three flushes of the writer, had there been one
         assert "kvbox.access" not in srv.new_log()
-    with KvboxServer(tmp_path / "json", http_port=None, args=["--log-format", "json"]) as srv:
+    with KvboxServer(tmp_path / "json", args=["--log-format", "json"]) as srv:
         srv.start()
         with srv.connect() as w:
             w.request(b"SET k v\n")
@@ -132,7 +132,7 @@ def test_access_log_off_and_json(tmp_path: Path) -> None:
         assert first["level"] == "info" and first["door"] == "gwkv"
         assert isinstance(first["bytes_in"], int) and isinstance(first["duration_us"], int)
     # Above INFO, access lines are off too.
-    with KvboxServer(tmp_path / "warn", http_port=None, args=["--log-level", "warning"]) as srv:
+    with KvboxServer(tmp_path / "warn", args=["--log-level", "warning"]) as srv:
         srv.start()
         with srv.connect() as w:
             w.request(b"SET k v\n")

@@ -41,7 +41,7 @@ def _killed_mid_bset(srv: KvboxServer) -> None:
 
 
 def test_kill9_leftovers_are_notes_and_the_server_removes_them(tmp_path: Path) -> None:
-    srv = KvboxServer(tmp_path / "data", http_port=None, args=["--leftover-delay", "1"])
+    srv = KvboxServer(tmp_path / "data", args=["--leftover-delay", "1"])
     with srv:
         srv.start()
         with srv.connect() as w:
@@ -72,7 +72,7 @@ def test_kill9_leftovers_are_notes_and_the_server_removes_them(tmp_path: Path) -
 
 
 def test_temp_files_are_notes_and_removed_at_start(tmp_path: Path) -> None:
-    srv = KvboxServer(tmp_path / "data", http_port=None)
+    srv = KvboxServer(tmp_path / "data")
     with srv:
         srv.start()
         assert srv.terminate() == 0

@@ -116,7 +116,7 @@ def _argv(command: tuple[str, ...], data: Path) -> list[str]:
 def _made_data_dir(tmp_path: Path) -> Path:
     """A real data directory, as a server leaves it (metadata, journal, chunks)."""
     data = tmp_path / "data"
-    srv = KvboxServer(data, http_port=None)
+    srv = KvboxServer(data)
     with srv:
         srv.start()
         with srv.connect() as w:
@@ -260,7 +260,7 @@ def test_health_wait_rides_out_a_start(tmp_path: Path) -> None:
     try:
         time.sleep(0.5)
         assert waiting.poll() is None, "health --wait gave up at once"
-        with KvboxServer(tmp_path / "data", port=port, http_port=None) as srv:
+        with KvboxServer(tmp_path / "data", port=port) as srv:
             srv.start()
             out, err = waiting.communicate(timeout=60)
         assert waiting.returncode == 0, err
