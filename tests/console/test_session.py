@@ -82,3 +82,10 @@ def test_failures_for_one_key_lock_that_key_from_every_address() -> None:
     lim.failed("10.0.0.2", "AKA", now=1.0)
     assert lim.retry_after("10.0.0.3", "AKA", now=2.0) > 0
     assert lim.retry_after("10.0.0.3", "AKB", now=2.0) == 0
+
+
+def test_a_background_request_does_not_keep_a_session_alive() -> None:
+    store = SessionStore(idle=60, lifetime=600)
+    s = store.create("alice", "AK", "sk", now=0.0)
+    assert store.get(s.id, now=50.0, touch=False) is s  # still valid, but not renewed
+    assert store.get(s.id, now=61.0, touch=False) is None  # idle since 0

@@ -198,6 +198,14 @@ def test_idle_and_absolute_expiry(tmp_path_factory: pytest.TempPathFactory) -> N
         got = idle.request("GET", "api/s3/")
         assert got.status == 401 and got.json()["error"] == "NotSignedIn"
 
+        # a page's own timer (the dashboard's refresh) does not count as activity
+        polled = signed_in(s)
+        for _ in range(4):
+            got = polled.request("GET", "api/dashboard", headers={"X-Kvbox-Background": "1"})
+            assert got.status == 200
+            time.sleep(0.3)
+        assert polled.request("GET", "api/s3/").status == 401
+
         busy = signed_in(s)
         deadline = time.monotonic() + 2.3
         while time.monotonic() < deadline:  # active all along: the idle limit never bites

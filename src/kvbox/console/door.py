@@ -65,6 +65,8 @@ log = logging.getLogger("kvbox.console")
 MOUNT: Final = "/console"
 COOKIE: Final = "kvbox_console"
 CSRF_HEADER: Final = "X-Kvbox-CSRF"
+#: Marks a request a page's timer made rather than a person (see ``_session``).
+BACKGROUND_HEADER: Final = "X-Kvbox-Background"
 #: The page's policy: its own scripts, styles, images and media only; blob: frames for
 #: the one preview the page builds itself (a PDF); nothing from any other host; never
 #: framed.
@@ -332,7 +334,10 @@ class ConsoleDoor:
 
     def _session(self, req: S3Request) -> Session:
         sid = self._session_id(req)
-        s = self.sessions.get(sid, self._clock()) if sid else None
+        # A page's timer marks its requests (the dashboard's refresh): they keep no session
+        # alive, so the idle limit measures the person, not the open tab.
+        touch = req.header(BACKGROUND_HEADER) is None
+        s = self.sessions.get(sid, self._clock(), touch=touch) if sid else None
         if s is None:
             raise Refused(401, "NotSignedIn", "not signed in, or the session expired")
         req.principal = s.principal

@@ -10,7 +10,8 @@ tests can walk time forward without sleeping). Rules:
 * Session ids and CSRF tokens are 256-bit values from ``secrets``: unguessable, and never
   derived from each other, so reading one (a CSRF token in the DOM) tells nothing of
   the other (the cookie).
-* A session ends at the first of: sign-out, ``idle`` seconds without a request, ``lifetime``
+* A session ends at the first of: sign-out, ``idle`` seconds without a request a person
+  made (a page's own timer does not count), ``lifetime``
   seconds after sign-in (absolute: activity does not extend it, so a stolen cookie is
   worth a bounded time), or eviction when ``MAX_SESSIONS`` are open (the least recently
   used goes, so a flood of sign-ins cannot grow memory).
@@ -98,17 +99,22 @@ class SessionStore:
             self._sessions.popitem(last=False)
         return s
 
-    def get(self, session_id: str, now: float) -> Session | None:
-        """The live session with this id, marked as used now; None if unknown or expired
-        (an expired session is forgotten at once)."""
+    def get(self, session_id: str, now: float, *, touch: bool = True) -> Session | None:
+        """The live session with this id, marked as used now unless ``touch`` is False;
+        None if unknown or expired (an expired session is forgotten at once).
+
+        A page's own timer (the dashboard's refresh) asks with ``touch=False``: a console
+        left open on the dashboard is idle, and must still sign out when idle.
+        """
         s = self._sessions.get(session_id)
         if s is None:
             return None
         if now >= s.expires_at(self.idle, self.lifetime):
             del self._sessions[session_id]
             return None
-        s.last_seen = now
-        self._sessions.move_to_end(session_id)
+        if touch:
+            s.last_seen = now
+            self._sessions.move_to_end(session_id)
         return s
 
     def drop(self, session_id: str) -> bool:

@@ -78,10 +78,10 @@ export async function errorOf(resp) {
   return { code: String(resp.status), message: text || `${resp.status} ${resp.statusText}` };
 }
 
-export async function json(method, path, payload, params) {
-  const init = { params };
+export async function json(method, path, payload, params, headers) {
+  const init = { params, headers: { ...(headers || {}) } };
   if (payload !== undefined) {
-    init.headers = { "Content-Type": "application/json" };
+    init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(payload);
   }
   const resp = await request(method, path, init);

@@ -78,8 +78,9 @@ export async function render(root, params, ctx) {
   const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
   root.append(heading("Dashboard"), body);
 
-  async function refresh() {
-    const d = await json("GET", "dashboard");
+  async function refresh(background = false) {
+    // The timer's refreshes say so: they must not keep an idle session alive.
+    const d = await json("GET", "dashboard", undefined, undefined, background ? { "X-Kvbox-Background": "1" } : undefined);
     if (!ctx.alive()) return false;
     const m = d.metrics;
     const doors = DOORS.filter(([k]) => m.doors[k]);
@@ -128,7 +129,7 @@ export async function render(root, params, ctx) {
       return;
     }
     try {
-      await refresh();
+      await refresh(true);
     } catch {
       clearInterval(timer);
     }
