@@ -387,6 +387,23 @@ async def test_suspended_delete_writes_a_null_marker(store: MetaStore) -> None:
     assert await store.stats(b) == BucketStats(0, 0)
 
 
+async def test_a_null_marker_over_a_null_newest_leaves_the_listing(store: MetaStore) -> None:
+    """The null version is the newest and a delete replaces it in place by a null marker:
+    the key's one row turns from live into a marker, so listings drop it; a later put
+    brings it back (the differential test found a store that kept listing it)."""
+    b = await bucket(store, state=Versioning.ENABLED)
+    await store.set_versioning(b, Versioning.SUSPENDED)
+    [s] = (await put(store, b, "k", b"s")).written
+    assert await store.list_objects(b) == [s]
+    [m] = (await delete(store, b, "k")).written
+    assert m.is_null and await store.head(b, "k") == m
+    assert await store.list_objects(b) == []
+    assert await store.list_bucket_versions(b) == [m]
+    [again] = (await put(store, b, "k", b"again")).written
+    assert await store.list_objects(b) == [again]
+    assert await store.stats(b) == BucketStats(1, 5)
+
+
 async def test_delete_by_version_id(store: MetaStore) -> None:
     b = await bucket(store, state=Versioning.ENABLED)
     [v1] = (await put(store, b, "k", b"1")).written

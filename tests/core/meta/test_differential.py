@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from kvbox.core.meta import MetaStore
-from kvbox.core.meta import sqlite as sqlite_module
 from kvbox.core.meta.memory import MemoryMetaStore
 from kvbox.core.meta.sqlite import SqliteMetaStore
+from kvbox.core.meta.sqlite import txn as sqlite_txn
 from kvbox.core.model import (
     AtomicOp,
     Bucket,
@@ -164,8 +164,8 @@ async def test_sqlite_matches_memory_with_a_tiny_row_cache(
 ) -> None:
     """The writer's cache of hot keys ages out every few keys: rows must come back
     from the old generation or the database exactly as they were."""
-    monkeypatch.setattr(sqlite_module, "ROW_CACHE_KEYS", 4)
-    monkeypatch.setattr(sqlite_module, "ROW_CACHE_BYTES", 64)
+    monkeypatch.setattr(sqlite_txn, "ROW_CACHE_KEYS", 4)
+    monkeypatch.setattr(sqlite_txn, "ROW_CACHE_BYTES", 64)
     await _compare(seed, tmp_path)
 
 

@@ -167,11 +167,11 @@ async def test_list_objects_uses_the_live_index(tmp_path: Path) -> None:
     store = SqliteMetaStore(tmp_path / META_FILE)
     await store.open()
     await store.close()
-    from kvbox.core.meta.sqlite import _SQL_LIST
+    from kvbox.core.meta.sqlite.reads import SQL_LIST
 
     plan = _plan(
         tmp_path / META_FILE,
-        _SQL_LIST + " AND h.key >= ? AND h.key < ? ORDER BY h.key LIMIT ?",
+        SQL_LIST + " AND h.key >= ? AND h.key < ? ORDER BY h.key LIMIT ?",
         ("b", "a", "b", 10),
     )
     assert "SEARCH h USING PRIMARY KEY (bucket=? AND key>? AND key<?)" in plan
@@ -184,14 +184,14 @@ async def test_object_reads_are_index_lookups(tmp_path: Path) -> None:
     store = SqliteMetaStore(tmp_path / META_FILE)
     await store.open()
     await store.close()
-    from kvbox.core.meta import sqlite as s
+    from kvbox.core.meta.sqlite import reads as s
 
     reads: list[tuple[str, Sequence[object]]] = [
-        (s._SQL_HEAD, ("b", "k")),
-        (s._SQL_HEAD_MANY, ("b", '["k", "j"]')),
-        (s._SQL_BY_ID, ("b", "k", "V1")),
-        (s._SQL_NULL, ("b", "k")),
-        (s._SQL_HISTORY, ("b", "k", 10)),
+        (s.SQL_HEAD, ("b", "k")),
+        (s.SQL_HEAD_MANY, ("b", '["k", "j"]')),
+        (s.SQL_BY_ID, ("b", "k", "V1")),
+        (s.SQL_NULL, ("b", "k")),
+        (s.SQL_HISTORY, ("b", "k", 10)),
     ]
     for sql, args in reads:
         plan = _plan(tmp_path / META_FILE, sql, args)
@@ -199,7 +199,7 @@ async def test_object_reads_are_index_lookups(tmp_path: Path) -> None:
         assert "TEMP B-TREE" not in plan, plan
         for table in ("versions", "live", "markers", " v ", " h "):
             assert f"SCAN {table.strip()} " not in plan + " ", plan
-    head = _plan(tmp_path / META_FILE, s._SQL_HEAD, ("b", "k"))
+    head = _plan(tmp_path / META_FILE, s.SQL_HEAD, ("b", "k"))
     assert head.startswith("COMPOUND QUERY | LEFT-MOST SUBQUERY | SEARCH h USING PRIMARY KEY")
 
 

@@ -153,7 +153,10 @@ async def test_cancelled_stream_with_a_chunk_in_flight_leaves_nothing(store: Sto
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    for _ in range(100):  # the last chunk job finishes in its worker thread
+    # The last chunk job finishes in its worker thread, after its fsync: milliseconds on
+    # an idle machine, over a second when other work loads the disk (a 1 s wait failed).
+    deadline = asyncio.get_running_loop().time() + 20
+    while asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.01)
         await store.sweep_chunk_writers()
         if not [c async for c in store.blobs.list_chunks()]:

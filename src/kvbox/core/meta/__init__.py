@@ -1,9 +1,18 @@
 """Metadata storage behind one narrow, async interface.
 
-Layer: core. Implementations: ``sqlite.SqliteMetaStore`` (embedded default, WAL, group
-commit), ``memory.MemoryMetaStore`` (tests and the ``--max-memory`` cache mode), and later
-PostgreSQL. All of them pass ``tests/core/meta/test_conformance.py``; the semantics of every
-method are defined by the docstrings here and by that suite, never by one implementation.
+Layer: core. Two interfaces, one per side:
+
+* ``MetaStore`` (here) is what the ``Store`` and the tools call: about forty async
+  methods at S3's level. Its semantics are defined by the docstrings here and by
+  ``tests/core/meta/test_conformance*.py``, never by one implementation.
+* ``txn.MetaTxn`` is what a backend implements: storage access inside one transaction
+  (read a key's newest and null versions, write and remove rows, count references).
+  What every write *means* is decided once, in ``rules``, and ``base.SharedRulesStore``
+  runs each ``MetaStore`` write as a rules function in one transaction of the backend.
+
+Backends: ``sqlite`` (the embedded default: WAL, one writer thread, group commit),
+``memory`` (tests and the ``--max-memory`` cache mode), and PostgreSQL later, which
+implements ``MetaTxn`` in SQL and its reads, and shares everything else.
 """
 
 from __future__ import annotations
