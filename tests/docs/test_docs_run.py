@@ -134,20 +134,26 @@ def _session(body: str, cwd: Path, env: dict[str, str], log: Path) -> None:
     """Run ``body`` in one bash session; fail with the transcript if any command fails."""
     script = "set -euo pipefail\nshopt -s expand_aliases\nset -x\n" + body
     with open(log, "ab") as out:
-        done = subprocess.run(
+        # Its own process group: a server the document starts in the background (`&`)
+        # belongs to it, and goes with it however the session ends, so a failed or timed
+        # out session never leaves a server holding the documented ports.
+        session = subprocess.Popen(
             ["bash", "-c", script],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            timeout=SESSION_TIMEOUT,
-            check=False,
+            start_new_session=True,
         )
+        try:
+            returncode = session.wait(timeout=SESSION_TIMEOUT)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(session.pid, signal.SIGKILL)
+            session.wait()
     text = log.read_text(errors="replace")
-    assert done.returncode == 0, (
-        f"a documented command failed (exit {done.returncode}):\n{text[-8000:]}"
-    )
+    assert returncode == 0, f"a documented command failed (exit {returncode}):\n{text[-8000:]}"
     assert "Traceback" not in text, f"a documented command crashed:\n{text[-8000:]}"
 
 
