@@ -11,9 +11,11 @@ import { describe, go, link } from "./routes.js";
 import { UploadManager, droppedFiles } from "./upload.js";
 
 const PAGE_SIZES = [50, 100, 500, 1000];
-// Time travel reads at most this many versions per screen (ListObjectVersions pages of
-// 1,000); "Next" continues after the last key shown.
-const AS_OF_MAX_PAGES = 5;
+// Time travel reads ListObjectVersions pages of 1,000 until a screenful of keys is known
+// (a key is known once a later key, or the end, was seen), at most this many pages per
+// screen (100,000 versions: one key with more history than that is shown as of the
+// newest of them); "Next" continues after the last key shown.
+const AS_OF_MAX_PAGES = 100;
 
 export function folderName(prefix) {
   const parts = prefix.split("/").filter(Boolean);
@@ -195,7 +197,9 @@ export async function render(root, params, ctx) {
       truncated = xchild(top, "IsTruncated") === "true";
       keyMarker = xchild(top, "NextKeyMarker");
       versionMarker = xchild(top, "NextVersionIdMarker");
-      if (keys.size + folders.size >= pageSize) break;
+      // enough once a screenful is known beyond the last key, whose versions may go on
+      const known = keys.size - (keys.has(lastKey) ? 1 : 0);
+      if (known + folders.size >= pageSize) break;
     }
     let next = null;
     if (truncated) {

@@ -193,8 +193,9 @@ class Upload {
     let skipped = 0;
     const todo = [];
     for (let n = 1; n <= count; n += 1) todo.push(n);
+    let stop = false; // one part failed for good: the others stop too
     const worker = async () => {
-      while (todo.length) {
+      while (todo.length && !stop) {
         const n = todo.shift();
         const blob = file.slice((n - 1) * partSize, Math.min(file.size, n * partSize));
         const md5 = await md5Blob(blob);
@@ -216,7 +217,21 @@ class Upload {
         report();
       }
     };
-    await Promise.all(Array.from({ length: Math.min(PARALLEL_PARTS, count) }, worker));
+    const guarded = async () => {
+      try {
+        await worker();
+      } catch (err) {
+        stop = true;
+        for (const xhr of [...this.track]) xhr.abort();
+        throw err;
+      }
+    };
+    // allSettled, so no part is still on the wire when this upload reports its failure
+    const results = await Promise.allSettled(Array.from({ length: Math.min(PARALLEL_PARTS, count) }, guarded));
+    const failed = results.find((r) => r.status === "rejected" && !(r.reason instanceof ApiError && r.reason.code === "Aborted" && !this.cancelled));
+    if (failed) throw failed.reason;
+    const aborted = results.find((r) => r.status === "rejected");
+    if (aborted) throw aborted.reason;
     const body = xmlDoc("CompleteMultipartUpload",
       etags.slice(1).map((etag, i) => ["Part", [["PartNumber", String(i + 1)], ["ETag", etag]]]));
     this.status("finishing");
