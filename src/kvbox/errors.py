@@ -72,6 +72,8 @@ The tree (S3 code and status per class are in ``WIRE``)::
     │   └── UserOwnsBuckets
     ├── StorageError             the storage core failed (disk, database)
     │   ├── ChunkMissing
+    │   ├── DataDamaged          stored bytes fail their check (a chunk, an inline value)
+    │   ├── StorageFull          free space under the reserve (--min-free): writes refused
     │   └── DataDirError         the data directory is missing, a file, not writable
     ├── ListenError              a port or address cannot be bound (at start-up)
     ├── Busy                     overloaded: too many connections or requests
@@ -102,6 +104,7 @@ __all__ = [
     "ConditionFailed",
     "Conflict",
     "ContentSHA256Mismatch",
+    "DataDamaged",
     "DataDirError",
     "DecodedLengthMismatch",
     "EntityTooSmall",
@@ -135,6 +138,7 @@ __all__ = [
     "SigV2DoesNotMatch",
     "SignatureDoesNotMatch",
     "StorageError",
+    "StorageFull",
     "TrailingData",
     "UnsupportedAuthMechanism",
     "UserExists",
@@ -449,6 +453,39 @@ class ChunkMissing(StorageError):
     pass
 
 
+class DataDamaged(StorageError):
+    """Stored bytes failed their check: a chunk no longer hashes to its content address,
+    an inline value no longer matches the checksum stored with it, or a referenced chunk
+    is gone. Raised instead of ever serving the bytes (``kvbox.core.integrity``).
+
+    ``bucket``/``key``/``version_id`` name the damaged version once the Store knows it
+    (empty where the detector -- the blob store -- only knows ``chunk_id``).
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        bucket: str = "",
+        key: str = "",
+        version_id: str = "",
+        chunk_id: str = "",
+    ) -> None:
+        self.detail = detail
+        self.bucket = bucket
+        self.key = key
+        self.version_id = version_id
+        self.chunk_id = chunk_id
+        where = f"{bucket}/{key} version {version_id}: " if key else ""
+        super().__init__(f"damaged: {where}{detail}; not served")
+
+
+class StorageFull(StorageError):
+    """A write refused because the data directory's free space is under the reserve
+    (``--min-free``); deletes still work (``kvbox.core.space``). The message says so
+    in words a client can act on, with no path."""
+
+
 class DataDirError(StorageError):
     """The data directory cannot be used: missing, not a directory, not writable. The
     message is one line that names the path and what is wrong with it."""
@@ -618,6 +655,11 @@ S3_CODES: Final[Mapping[str, S3Code]] = _codes([
         "The email address you provided does not match any account on record."),
     ("XAmzContentSHA256Mismatch", 400,
         "The provided 'x-amz-content-sha256' header does not match what was computed."),
+    # kvbox's own (AWS has no full disk to report): 507 Insufficient Storage, which
+    # botocore's retry rules (standard and legacy) do not retry, unlike a 500 or 503.
+    ("XKvboxStorageFull", 507,
+        "The server's storage is full: writes are refused until space is freed. "
+        "Deletes still work."),
 ])
 # fmt: on
 
@@ -695,6 +737,13 @@ _SIGV2: Final = (
 #: AWS's message for a delete or retention change that object lock refuses (an
 #: AccessDenied like any other, worded so the user knows which rule said no).
 _OBJECT_LOCKED: Final = "Access Denied because object protected by object lock."
+
+#: S3's message for a read refused because the stored bytes failed their check (the
+#: server logs which chunk or value; the client learns it was not a transient fault).
+_DAMAGED: Final = (
+    "The object's stored data failed its integrity check, so it was not served. "
+    "Retrying will not help until the object is rewritten or restored."
+)
 
 #: Marks a row whose message is shown to S3 clients (``Wire.public``).
 PUBLIC: Final = True
@@ -789,6 +838,8 @@ WIRE: Final[Mapping[type[KvboxError], Wire]] = _wire(
     _row(UserOwnsBuckets,                   "CONFLICT", "OperationAborted",                  409),
     _row(StorageError,                      "STORAGE",  "InternalError",                     500),
     _row(ChunkMissing,                      "STORAGE",  "InternalError",                     500),
+    _row(DataDamaged,                       "STORAGE",  "InternalError",                     500, s3_message=_DAMAGED),
+    _row(StorageFull,                       "STORAGE",  "XKvboxStorageFull",                 507, PUBLIC),
     _row(DataDirError,                      "STORAGE",  "InternalError",                     500),
     _row(ListenError,                       "INTERNAL", "InternalError",                     500),
     _row(Busy,                              "BUSY",     "SlowDown",                          503, resp="BUSY"),

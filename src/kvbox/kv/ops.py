@@ -128,12 +128,11 @@ class KvOps:
         """``v``'s bytes; None if the version was removed before they could be read."""
         if v.inline is not None:
             return Value(v, v.inline, None)
-        body = self.store.iter_bytes(v)
         try:
-            first = await anext(body)
+            body = await self.store.open_read(v)  # a damaged first chunk raises here
         except NoSuchKey:
             return None
-        return Value(v, None, _chain(first, body))
+        return Value(v, None, body)
 
     async def read_newest(self, key: str) -> Value | ObjectVersion | None:
         """The newest value's bytes; a delete marker or None when there is no live
@@ -186,12 +185,6 @@ class KvOps:
             ("max_rss_kb", str(ru.ru_maxrss)),
             ("max_memory", str(self.store.max_memory or 0)),
         ]
-
-
-async def _chain(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield first
-    async for piece in rest:
-        yield piece
 
 
 def _condition(expected: str | None) -> Condition:

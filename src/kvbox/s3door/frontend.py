@@ -37,7 +37,7 @@ from kvbox.auth import sigv4
 from kvbox.config import SERVER
 from kvbox.core.lifecycle.worker import LifecycleWorker
 from kvbox.core.meta.users import ROOT
-from kvbox.errors import KvboxError
+from kvbox.errors import DataDamaged, KvboxError
 from kvbox.s3.errors import S3Error, from_kvbox_error
 from kvbox.s3.router import Endpoint, Op, route
 from kvbox.s3.xml import render_error
@@ -265,7 +265,8 @@ class S3Frontend:
         except Exception as exc:
             err = translate(exc, resource)
             req.error = err.code
-            if err.code == "InternalError" and not isinstance(exc, S3Error):
+            # Damage is the Store's to log, once per object (kvbox.core.integrity).
+            if err.code == "InternalError" and not isinstance(exc, S3Error | DataDamaged):
                 log.exception("S3 %s %s failed (request %s)", req.method, resource, req.request_id)
             elif isinstance(exc, KvboxError | S3Error):
                 log.debug("S3 %s %s: %s", req.method, resource, err.code)

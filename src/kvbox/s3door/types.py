@@ -17,13 +17,13 @@ Layer: s3 door (the types only: no I/O, no asyncio, no aiohttp). Rules:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from kvbox.auth.sigv4 import AuthResult
-from kvbox.core.store import FileSegment
+from kvbox.core.store import PinnedFiles
 
 __all__ = ["FileBody", "Headers", "S3Request", "S3Response"]
 
@@ -73,16 +73,17 @@ class S3Request:
 
 @dataclass(slots=True)
 class FileBody:
-    """A body that is a run of local file segments, pinned until ``release()``.
+    """A body that is pinned local files (``kvbox.core.store.PinnedFiles``) or, the
+    same bytes read the ordinary way, ``stream``.
 
-    The HTTP layer sends it with sendfile when the connection allows (plain TCP);
-    otherwise it releases the pins and sends ``stream`` -- the same bytes, read the
-    ordinary way. Either way it calls ``release`` exactly once it is done with the files
-    (a ``FileBody`` that is never sent must be released by whoever drops it).
+    The HTTP layer sends the files with sendfile when the connection allows (plain TCP),
+    opening each segment through ``files.open``, which checks its chunk first; otherwise
+    it releases the pins and sends ``stream``. Either way it calls ``files.release``
+    exactly once it is done with the files (a ``FileBody`` that is never sent must be
+    released by whoever drops it).
     """
 
-    segments: list[FileSegment]
-    release: Callable[[], None]
+    files: PinnedFiles
     stream: AsyncIterator[bytes]
 
 

@@ -44,6 +44,7 @@ from kvbox.server.http import RefusalLogger, build_app, build_console_app
 from kvbox.server.lifecycle import LifecycleCollector
 from kvbox.server.listeners import Listeners, bind_all
 from kvbox.server.logs import configure_logging, open_access_log
+from kvbox.server.storage import StorageCollector
 from kvbox.server.udp import GwkvDatagram
 from kvbox.server.web import Visitor, build_web_app
 
@@ -218,7 +219,7 @@ async def _serve_store(
             stored,
             lambda: ready,
             s3,
-            collectors=[LifecycleCollector(lifecycle.stats)],
+            collectors=[LifecycleCollector(lifecycle.stats), StorageCollector(store.damage)],
             s3_counters=s3_counters,
             console=console,
             console_here=not s.console_port,

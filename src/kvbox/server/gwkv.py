@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Coroutine
 from functools import partial
 from typing import Any, Final, TypeVar, cast
 
-from kvbox.errors import ProtocolError
+from kvbox.errors import DataDamaged, ProtocolError
 from kvbox.kv.commands import BY_EVENT, Kind, KvCommands, Reply
 from kvbox.proto import gwkv as p
 from kvbox.server.accesslog import AccessLog, Peer, address_of
@@ -638,8 +638,10 @@ class GwkvConnection(asyncio.Protocol):
     def _stream_done(self, task: asyncio.Task[None]) -> None:
         self._streaming = False
         if task.cancelled() or task.exception() is not None:
-            if not task.cancelled():
-                log.error("streaming a value failed (%s)", self._who(), exc_info=task.exception())
+            exc = None if task.cancelled() else task.exception()
+            # Damage is logged once per object by the Store, not once per reader.
+            if exc is not None and not isinstance(exc, DataDamaged):
+                log.error("streaming a value failed (%s)", self._who(), exc_info=exc)
             # The header is out, the body is not: the only honest signal is a close.
             self.close()
             return

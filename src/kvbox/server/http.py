@@ -42,6 +42,7 @@ from prometheus_client.registry import Collector
 
 from kvbox.config import SERVER
 from kvbox.console.door import ConsoleDoor
+from kvbox.errors import DataDamaged
 from kvbox.metrics import ServerCounters
 from kvbox.s3.errors import S3Error
 from kvbox.s3.xml import render_error
@@ -246,12 +247,15 @@ async def _send(request: web.BaseRequest, resp: S3Response, files: Sendfile) -> 
         # TLS, too many sends at once, ...: the ordinary way. The stream pins the chunks
         # itself once it starts; the file body's pins stay until it is done, so nothing
         # can be collected in between.
-        release, body = body.release, body.stream
+        release, body = body.files.release, body.stream
     try:
         await stream.prepare(request)
         async for piece in body:
             await stream.write(piece)
         await stream.write_eof()
+    except DataDamaged:  # reported and logged by the Store, once per object
+        if request.transport is not None:
+            request.transport.close()
     except (ConnectionError, OSError) as exc:  # the client went away: its doing, not ours
         log.info("S3 response cut short: %s", exc)
         if request.transport is not None:
@@ -280,8 +284,11 @@ async def _send_files(
 ) -> web.StreamResponse:
     """The headers through aiohttp, then the body with sendfile (``kvbox.server.sendfile``).
 
-    ``body.release`` runs once the files are no longer read: here if the send never
-    started, else when its thread is done (even if this task is cancelled meanwhile).
+    ``body.files.release`` runs once the files are no longer read: here if the send
+    never started, else when its thread is done (even if this task is cancelled
+    meanwhile). A damaged chunk after the first (``DataDamaged``, reported and logged by
+    the Store) cuts the connection: the status line is out, and a short body is what
+    tells the client, as S3 does.
     """
     handed = False
     try:
@@ -294,8 +301,11 @@ async def _send_files(
                 await stream.write(piece)
         else:
             handed = True
-            await files.send(sock_fd, body.segments, body.release)
+            await files.send(sock_fd, body.files)
         await stream.write_eof()
+    except DataDamaged:
+        if request.transport is not None:
+            request.transport.close()
     except OSError as exc:  # the client went away or stopped reading
         log.info("S3 file response cut short: %s", exc)
         if request.transport is not None:
@@ -306,7 +316,7 @@ async def _send_files(
             request.transport.close()
     finally:
         if not handed:
-            body.release()
+            body.files.release()
         aclose = getattr(body.stream, "aclose", None)  # never started, or cut short
         if aclose is not None:
             await aclose()

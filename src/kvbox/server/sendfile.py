@@ -16,9 +16,13 @@ Layer: server (asyncio and threads; knows nothing of S3). Rules:
   ``STALL_SECONDS`` -- a client that stopped reading -- fails with TimeoutError.
 * Plain TCP only: a TLS transport encrypts in user space, so there is nothing to hand to
   the kernel (``socket_fd`` answers None).
-* ``on_finish`` runs on the loop exactly once, when the thread no longer touches the
-  files (or at once if no thread started): that is when their pins may go. A cancelled
-  caller tells the thread to stop; it does within ``_POLL_MS``.
+* Every byte sent is checked first: the thread opens each segment through
+  ``PinnedFiles.open``, which hashes its chunk against its address (``DataDamaged``
+  ends the send), then hands the file to the kernel -- the check has just read it into
+  the page cache, so sendfile does not read the disk again.
+* ``files.release`` runs on the loop exactly once, when the thread no longer touches
+  the files (or at once if no thread started): that is when their pins may go. A
+  cancelled caller tells the thread to stop; it does within ``_POLL_MS``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Final
 
 from aiohttp import web
 
-from kvbox.core.store import FileSegment
+from kvbox.core.store import FileSegment, PinnedFiles
 
 #: Sends in flight at once; each holds a thread, mostly asleep in poll(2).
 MAX_THREADS: Final = 8
@@ -45,13 +49,21 @@ STALL_SECONDS: Final = 60.0
 _POLL_MS: Final = 500
 
 
-def _send_segments(out: int, segments: Sequence[FileSegment], stop: threading.Event) -> int:
-    """Send every segment to socket ``out`` (non-blocking); the bytes sent (worker thread)."""
+def _send_segments(
+    out: int,
+    segments: Sequence[FileSegment],
+    open_checked: Callable[[FileSegment], int],
+    stop: threading.Event,
+) -> int:
+    """Send every segment to socket ``out`` (non-blocking), each opened (and checked)
+    by ``open_checked``; the bytes sent (worker thread)."""
     poller = select.poll()
     poller.register(out, select.POLLOUT)
     total = 0
     for seg in segments:
-        fd = os.open(seg.path, os.O_RDONLY | os.O_CLOEXEC)
+        if stop.is_set():
+            raise ConnectionAbortedError("sendfile stopped")
+        fd = open_checked(seg)
         try:
             offset, left = seg.offset, seg.length
             last_progress = time.monotonic()
@@ -102,11 +114,11 @@ class Sendfile:
             return None
         return fd if isinstance(fd, int) and fd >= 0 else None
 
-    async def send(
-        self, sock_fd: int, segments: Sequence[FileSegment], on_finish: Callable[[], None]
-    ) -> int:
-        """Send ``segments`` to ``sock_fd``; the bytes sent. Raises what the send raised
-        (OSError for a lost connection, TimeoutError for a stalled one)."""
+    async def send(self, sock_fd: int, files: PinnedFiles) -> int:
+        """Send ``files`` to ``sock_fd``; the bytes sent. Raises what the send raised
+        (OSError for a lost connection, TimeoutError for a stalled one, DataDamaged for
+        a damaged chunk) and releases the files when the thread is done with them."""
+        on_finish = files.release
         loop = asyncio.get_running_loop()
         done: asyncio.Future[int] = loop.create_future()
         stop = threading.Event()
@@ -129,7 +141,7 @@ class Sendfile:
         def run() -> None:  # the thread
             sent, error = 0, None
             try:
-                sent = _send_segments(out, segments, stop)
+                sent = _send_segments(out, files.segments, files.open, stop)
             except BaseException as exc:
                 error = exc
             finally:

@@ -22,8 +22,10 @@ only, index documents, redirects, and errors as HTML rather than XML.
   conditions and range parsing): Content-Type, Content-Length, ETag, Last-Modified,
   stored headers and user metadata; Range (206, 416), If-None-Match / If-Modified-Since
   (304), If-Match / If-Unmodified-Since (412). Bodies stream through
-  ``Store.iter_bytes``, one chunk in memory at a time; the first chunk is read before the
-  status line goes out, so an object deleted meanwhile is still an honest 404.
+  ``Store.open_read``, one chunk in memory at a time; the first chunk is read (and
+  checked) before the status line goes out, so an object deleted meanwhile is still an
+  honest 404 and a damaged first chunk an honest 500; damage found later cuts the
+  connection.
 * A request that carries Origin gets the bucket's CORS headers (``kvbox.s3.cors``),
   as S3 applies a bucket's CORS configuration on its website endpoint too.
 """
@@ -45,13 +47,13 @@ from aiohttp import web
 from kvbox.config import SERVER
 from kvbox.core.model import ObjectVersion
 from kvbox.core.store import Store
-from kvbox.errors import InvalidArgument, NotFound
+from kvbox.errors import DataDamaged, InvalidArgument, NotFound, wire
 from kvbox.s3 import cors
 from kvbox.s3 import website as site
 from kvbox.s3.errors import S3Error
 from kvbox.s3.xml import WebsiteConfiguration, quote_etag
 from kvbox.s3door.handlers.common import TAG, http_date, metadata_headers
-from kvbox.s3door.handlers.object import check_read_conditions, parse_range, slice_bytes
+from kvbox.s3door.handlers.object import check_read_conditions, parse_range
 from kvbox.server.accesslog import AccessLog, address_of
 
 log = logging.getLogger("kvbox.web")
@@ -196,6 +198,9 @@ class Website:
         extra: dict[str, str] = {"x-amz-request-id": request_id, "Server": SERVER}
         try:
             resp = await self._handle(request, request_id, extra)
+        except DataDamaged:  # reported and logged by the Store, once per object
+            err = site.WebError(500, "InternalError", wire(DataDamaged).s3_message or "")
+            resp = self._error(request, err, request_id)
         except Exception:
             log.exception("website %s %s failed", request.method, request.raw_path)
             err = site.WebError(500, "InternalError", "We encountered an internal error.")
@@ -355,14 +360,11 @@ class Website:
             resp = web.Response(status=code, headers=headers)
             resp.headers["Content-Length"] = str(length)
             return resp
-        stream = self.store.iter_bytes(v)
-        if code == 206:
-            stream = slice_bytes(stream, first, last)
         try:
-            head = await anext(stream, b"")
+            stream = await self.store.open_read(v, first, last)
         except NotFound:
-            await _close(stream)
             raise _Gone() from None
+        head = await anext(stream, b"")
         out = web.StreamResponse(status=code, headers=headers)
         out.content_length = length
         try:
@@ -374,6 +376,9 @@ class Website:
             await out.write_eof()
         except ConnectionResetError:  # the client went away: nothing to report
             log.debug("website client left during %s/%s", v.bucket, v.key)
+        except DataDamaged:  # reported by the Store; the status line is out: cut
+            if request.transport is not None:
+                request.transport.close()
         except Exception:
             # The status line is out: cut the connection so the client sees a short body.
             log.exception("website stream of %s/%s failed", v.bucket, v.key)

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from kvbox.core.blob import BlobStore
-from kvbox.core.blob.localdir import LocalDirBlobStore
+from kvbox.core.blob.localdir import CRC_XATTR, LocalDirBlobStore
 from kvbox.core.blob.memory import MemoryBlobStore
-from kvbox.errors import ChunkMissing, InvalidArgument, StorageError
+from kvbox.errors import ChunkMissing, DataDamaged, InvalidArgument, StorageError
 
 
 class Harness:
@@ -175,6 +176,21 @@ async def test_verify_detects_corruption(blobs: BlobStore, harness: Harness) -> 
     assert await blobs.exists(bad.chunk_id)  # present, just wrong
 
 
+async def test_a_damaged_chunk_is_never_read(blobs: BlobStore, harness: Harness) -> None:
+    """Every read checks the whole chunk first, ranges included: damage is an error
+    naming the chunk, never different bytes."""
+    good = await blobs.put(b"good bytes" * 1000)
+    bad = await blobs.put(b"soon to rot" * 1000)
+    harness.corrupt(blobs, bad.chunk_id)
+    for offset, length in ((0, -1), (5000, 10), (0, 1)):
+        with pytest.raises(DataDamaged) as caught:
+            await blobs.read(bad.chunk_id, offset, length)
+        assert caught.value.chunk_id == bad.chunk_id
+        assert bad.chunk_id in str(caught.value) and str(caught.value).startswith("damaged: ")
+    assert await blobs.read(good.chunk_id, 10, 5) == (b"good bytes" * 1000)[10:15]
+    assert await blobs.read(good.chunk_id) == b"good bytes" * 1000
+
+
 async def test_ids_that_are_not_content_addresses(blobs: BlobStore) -> None:
     for bad in ("../../etc/passwd", "AB" * 32, "", "a" * 63):
         assert not await blobs.exists(bad)
@@ -214,15 +230,58 @@ async def test_localdir_open_removes_crash_leftovers(tmp_path: Path) -> None:
 
 
 async def test_localdir_damaged_copy_is_replaced_on_put(tmp_path: Path) -> None:
+    """Writing the same bytes again heals a damaged file, truncated or (the case a size
+    check cannot see) changed in place."""
     store = LocalDirBlobStore(tmp_path)
     await store.open()
     ref = await store.put(b"precious bytes")
     path = store.local_path(ref.chunk_id)
     assert path is not None
-    path.write_bytes(b"prec")  # truncated by some accident
-    again = await store.put(b"precious bytes")
-    assert again == ref
-    assert await store.verify(ref.chunk_id)
+    for damage in (b"prec", b"Precious bytes"):
+        path.write_bytes(damage)
+        assert not await store.verify(ref.chunk_id)
+        again = await store.put(b"precious bytes")
+        assert again == ref
+        assert await store.verify(ref.chunk_id)
+        assert await store.read(ref.chunk_id) == b"precious bytes"
+
+
+async def test_localdir_checksum_attribute(tmp_path: Path) -> None:
+    """Reads check a chunk's CRC32C attribute and fall back to its address: a missing
+    or wrong attribute on a sound file is no damage (and is rewritten), changed bytes
+    under a right attribute are."""
+    store = LocalDirBlobStore(tmp_path)
+    await store.open()
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    ref = await store.put(data)
+    path = store.local_path(ref.chunk_id)
+    assert path is not None
+    if not store.xattrs:
+        pytest.skip(f"{tmp_path} keeps no user xattrs: every check hashes the address")
+    crc = os.getxattr(path, CRC_XATTR)
+    assert len(crc) == 4
+    os.removexattr(path, CRC_XATTR)  # a chunk written before the attribute existed
+    assert await store.read(ref.chunk_id) == data
+    assert os.getxattr(path, CRC_XATTR) == crc
+    os.setxattr(path, CRC_XATTR, b"\0\0\0\0")  # a damaged attribute, sound bytes
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        store.check_file(fd, ref.chunk_id)
+    finally:
+        os.close(fd)
+    assert os.getxattr(path, CRC_XATTR) == crc
+    with open(path, "r+b") as f:  # now the bytes: the attribute is right, they are not
+        f.seek(2_000_000)
+        f.write(b"\xff\xfe")
+    with pytest.raises(DataDamaged):
+        await store.read(ref.chunk_id, 10, 10)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(DataDamaged):
+            store.check_file(fd, ref.chunk_id)
+    finally:
+        os.close(fd)
+    assert not await store.verify(ref.chunk_id)
 
 
 async def test_localdir_survives_a_new_instance(tmp_path: Path) -> None:

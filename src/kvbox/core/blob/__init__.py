@@ -7,6 +7,10 @@ All pass ``tests/core/blob/test_conformance.py``.
 A chunk's id is the lowercase hex SHA-256 of its bytes, so a key is never used as a path
 and the same bytes are stored once. Reference counting lives in the MetaStore; the blob
 store only stores, reads and deletes what it is told.
+
+Every read checks the bytes against the id before returning any of them (a range too:
+the whole chunk is hashed, the range returned), and raises ``DataDamaged`` when they no
+longer match: a damaged chunk is an error, never wrong data (``kvbox.core.integrity``).
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ class BlobStore(Protocol):
         ...
 
     async def read(self, chunk_id: str, offset: int = 0, length: int = -1) -> bytes:
-        """Bytes of a chunk; raises ``kvbox.errors.ChunkMissing`` if absent."""
+        """Bytes of a chunk, checked against its id; raises ``kvbox.errors.ChunkMissing``
+        if absent, ``kvbox.errors.DataDamaged`` if they no longer hash to it."""
         ...
 
     async def exists(self, chunk_id: str) -> bool: ...
@@ -61,4 +66,10 @@ class BlobStore(Protocol):
 
     def local_path(self, chunk_id: str) -> Path | None:
         """A file holding exactly the chunk's bytes, for sendfile; None if not local."""
+        ...
+
+    def check_file(self, fd: int, chunk_id: str) -> None:
+        """Blocking (a worker thread): raise ``DataDamaged`` unless the open file ``fd``
+        -- ``local_path(chunk_id)``, about to be sent with sendfile -- hashes to
+        ``chunk_id``. Only asked of stores whose ``local_path`` gave a file."""
         ...

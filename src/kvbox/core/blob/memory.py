@@ -12,8 +12,10 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from awscrt import checksums as _crt  # type: ignore[import-untyped]
+
 from kvbox.core.model import ChunkRef
-from kvbox.errors import ChunkMissing, InvalidArgument, StorageError
+from kvbox.errors import ChunkMissing, DataDamaged, InvalidArgument, StorageError
 
 _CHUNK_ID = re.compile(r"[0-9a-f]{64}")
 
@@ -52,6 +54,8 @@ class MemoryBlobStore:
 
     def __init__(self) -> None:
         self._chunks: dict[str, bytes] = {}
+        #: Each chunk's CRC32C at install: what reads check, as localdir's do.
+        self._crcs: dict[str, int] = {}
         self._nbytes = 0
 
     @property
@@ -68,6 +72,7 @@ class MemoryBlobStore:
     def install(self, chunk_id: str, data: bytes) -> ChunkRef:
         if chunk_id not in self._chunks:
             self._chunks[chunk_id] = data
+            self._crcs[chunk_id] = _crt.crc32c(data)
             self._nbytes += len(data)
         return ChunkRef(chunk_id, len(data))
 
@@ -84,6 +89,8 @@ class MemoryBlobStore:
         data = self._chunks.get(chunk_id)
         if data is None:
             raise ChunkMissing(chunk_id)
+        if _crt.crc32c(data) != self._crcs.get(chunk_id):  # as localdir's reads check
+            raise DataDamaged(f"chunk {chunk_id} does not hash to its address", chunk_id=chunk_id)
         if length < 0:
             return data[offset:] if offset else data
         return data[offset : offset + length]
@@ -93,6 +100,7 @@ class MemoryBlobStore:
 
     async def delete(self, chunk_id: str) -> None:
         data = self._chunks.pop(chunk_id, None)
+        self._crcs.pop(chunk_id, None)
         if data is not None:
             self._nbytes -= len(data)
 
@@ -108,3 +116,6 @@ class MemoryBlobStore:
 
     def local_path(self, chunk_id: str) -> Path | None:
         return None
+
+    def check_file(self, fd: int, chunk_id: str) -> None:
+        raise StorageError("the memory store has no files to check")

@@ -9,7 +9,7 @@ without losing the GIL); the journal of small writes is ``kvbox.core.journal``.
 from __future__ import annotations
 
 from kvbox.core.store.cache import MISS, Miss, Peeked
-from kvbox.core.store.chunks import FileSegment
+from kvbox.core.store.chunks import FileSegment, PinnedFiles
 from kvbox.core.store.facade import CHUNK_SIZE, INLINE_MAX, Store
 from kvbox.core.store.hashing import Updatable, update_holding_gil
 from kvbox.core.store.multipart import MIN_PART_SIZE
@@ -22,6 +22,7 @@ __all__ = [
     "FileSegment",
     "Miss",
     "Peeked",
+    "PinnedFiles",
     "Store",
     "Updatable",
     "update_holding_gil",

@@ -36,11 +36,29 @@ _ORPHAN_BATCH: Final = 256
 
 @dataclass(frozen=True, slots=True)
 class FileSegment:
-    """``length`` bytes at ``offset`` of a local chunk file (``Chunks.pin_files``)."""
+    """``length`` bytes at ``offset`` of a local chunk file (``Chunks.pin_files``): part
+    of the chunk ``chunk_id``, which is what a sender checks before sending them."""
 
     path: Path
     offset: int
     length: int
+    chunk_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedFiles:
+    """A chunked version's bytes as local file segments, pinned until ``release()``
+    (``Store.pin_files``).
+
+    ``open(segment)`` is blocking (a sender's thread): the descriptor of the segment's
+    file, opened and checked against its chunk's address, else ``DataDamaged`` (the file
+    is damaged or gone). A sender opens every segment through it, just before sending
+    it, and closes the descriptor after.
+    """
+
+    segments: list[FileSegment]
+    release: Callable[[], None]
+    open: Callable[[FileSegment], int]
 
 
 class Background:
@@ -189,7 +207,9 @@ class Chunks:
                 if path is None:
                     return None
                 start = max(first, pos)
-                segments.append(FileSegment(path, start - pos, min(last + 1, end) - start))
+                segments.append(
+                    FileSegment(path, start - pos, min(last + 1, end) - start, c.chunk_id)
+                )
             pos = end
         if not segments:
             return None

@@ -69,7 +69,6 @@ from kvbox.s3door.handlers.object import (
     check_read_conditions,
     encode_part_sizes,
     resolve_version,
-    slice_bytes,
 )
 from kvbox.s3door.types import S3Request, S3Response
 
@@ -220,9 +219,7 @@ async def upload_part_copy(ctx: Context, req: S3Request, ep: Endpoint) -> S3Resp
     if check_read_conditions(src, req.headers, "x-amz-copy-source-if-") is not None:
         raise S3Error("PreconditionFailed", extra={"Condition": "x-amz-copy-source-If-Match"})
     first, last = _copy_range(req.header("x-amz-copy-source-range"), src.size)
-    source = ctx.store.iter_bytes(src)
-    if (first, last) != (0, src.size - 1):
-        source = slice_bytes(source, first, last)
+    source = ctx.store.iter_bytes(src, first, last)
     part = await ctx.store.upload_part(ep.bucket, ep.key, ep.upload_id, ep.part_number, source)
     resp = xml_response(CopyPartResult(part.etag, timestamp_from_ns(part.mtime_ns)).to_xml())
     if not src.is_null:

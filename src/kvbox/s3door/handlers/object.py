@@ -293,23 +293,6 @@ def _invalid_range(size: int) -> S3Error:
     )
 
 
-async def slice_bytes(source: AsyncIterator[bytes], first: int, last: int) -> AsyncIterator[bytes]:
-    """Bytes ``first..last`` of a stream; stops reading (and unpins) past ``last``."""
-    pos = 0
-    try:
-        async for piece in source:
-            end = pos + len(piece)
-            if end > first:
-                yield piece[max(0, first - pos) : min(len(piece), last + 1 - pos)]
-            pos = end
-            if pos > last:
-                break
-    finally:
-        aclose = getattr(source, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
 async def get_object(
     ctx: Context, req: S3Request, ep: Endpoint, *, head: bool = False
 ) -> S3Response:
@@ -378,15 +361,12 @@ async def _read_body(
     object), local files to send, or a stream of chunks."""
     if v.inline is not None:
         return v.inline if first == 0 and last == v.size - 1 else v.inline[first : last + 1]
-    if first == 0 and last == v.size - 1:
-        stream = ctx.store.iter_bytes(v)
-    else:
-        stream = slice_bytes(ctx.store.iter_bytes(v), first, last)
     if last - first + 1 >= FILE_BODY_MIN:
-        pinned = await ctx.store.pin_files(v, first, last)
+        pinned = await ctx.store.pin_files(v, first, last)  # first chunk checked
         if pinned is not None:
-            return FileBody(pinned[0], pinned[1], stream)
-    return stream
+            return FileBody(pinned, ctx.store.iter_bytes(v, first, last))
+    # The first chunk is read (and checked) now, while a damaged one can still be a 500.
+    return await ctx.store.open_read(v, first, last)
 
 
 async def head_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:

@@ -1,0 +1,192 @@
+"""Every byte verified: damaged stored bytes against a real ``kvbox serve`` (issue 10).
+
+Layer: tests/e2e. The damage is made for real -- bytes flipped in chunk files on disk
+while the server runs -- and the answers are read with real clients: boto3, raw HTTP
+(to see exactly which bytes arrive before a cut), raw GW-KV sockets and ``kvbox
+client``. What must hold: a damaged read is an error (S3 500 InternalError before the
+body starts, a cut connection after; GW-KV ``ERR STORAGE damaged`` or a cut), never a
+wrong byte; undamaged ranges still read; /metrics counts; the log names the object once;
+writing the same bytes again heals it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import random
+import re
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+from ._gwkv import MiB, err_code
+from ._s3 import S3Server, signed
+
+BUCKET = "damage"
+#: The store's chunk size (kvbox.core.store.CHUNK_SIZE): objects are cut at these bytes.
+CHUNK = 8 * MiB
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    s = S3Server(tmp_path_factory.mktemp("damage") / "data").start()
+    s.client().create_bucket(Bucket=BUCKET)
+    yield s
+    print(f"--- server log\n{s.server.log_text()[-20000:]}")
+    s.close()
+
+
+def _data(seed: int, size: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def chunk_path(data_dir: Path, piece: bytes) -> Path:
+    cid = hashlib.sha256(piece).hexdigest()
+    return data_dir / "chunks" / cid[:2] / cid[2:4] / cid
+
+
+def flip(path: Path, at: int, n: int = 4) -> None:
+    """Change ``n`` bytes of ``path`` in place at offset ``at`` (size kept)."""
+    with open(path, "r+b") as f:
+        f.seek(at)
+        old = f.read(n)
+        f.seek(at)
+        f.write(bytes(b ^ 0x5A for b in old))
+
+
+def raw_get(srv: S3Server, key: str, rng: str | None = None) -> tuple[int, bytes, bool]:
+    """GET with a presigned URL over plain HTTP: (status, body bytes received, whether
+    the body was complete)."""
+    url = srv.client().generate_presigned_url(
+        "get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=300
+    )
+    path = url.split(str(srv.http_port), 1)[1]
+    conn = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Range": rng} if rng else {})
+        resp = conn.getresponse()
+        try:
+            return resp.status, resp.read(), True
+        except http.client.IncompleteRead as exc:
+            return resp.status, exc.partial, False
+    finally:
+        conn.close()
+
+
+def metric(srv: S3Server, name: str) -> float:
+    with urllib.request.urlopen(f"{srv.endpoint}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert m, f"{name} not in /metrics"
+    return float(m.group(1))
+
+
+def damage_lines(srv: S3Server, key: str) -> list[str]:
+    return [
+        line
+        for line in srv.server.log_text().splitlines()
+        if " ERROR kvbox.integrity: damaged: " in line and f"/{key} version" in line
+    ]
+
+
+def test_damaged_chunks_are_errors_never_wrong_bytes(srv: S3Server) -> None:
+    s3 = srv.client()
+    data = _data(1, 2 * CHUNK + 3 * MiB)  # three chunks: 8 + 8 + 3 MiB
+    s3.put_object(Bucket=BUCKET, Key="big", Body=data)
+    pieces = [data[i : i + CHUNK] for i in range(0, len(data), CHUNK)]
+    reads0 = metric(srv, "kvbox_damaged_reads_total")
+
+    flip(chunk_path(srv.server.data_dir, pieces[1]), 5 * MiB)  # the middle chunk
+
+    # Whole GET through sendfile: 200, then the first chunk, then the connection is cut.
+    status, got, complete = raw_get(srv, "big")
+    assert status == 200 and not complete
+    assert len(got) <= CHUNK and data.startswith(got)
+    # The same through boto3: its read fails rather than return short or wrong data.
+    body = s3.get_object(Bucket=BUCKET, Key="big")["Body"]
+    with pytest.raises(Exception) as caught:
+        body.read()
+    assert "ClientError" not in type(caught.value).__name__
+    # A streamed range (under sendfile's 1 MiB) across the boundary into the damage.
+    status, got, complete = raw_get(srv, "big", f"bytes={CHUNK - 1000}-{CHUNK + 1000}")
+    assert status == 206 and not complete and data[CHUNK - 1000 :].startswith(got)
+    # Ranges that start in the damaged chunk never start: 500 with a clear message,
+    # streamed (small) and sendfile (large) alike.
+    for rng in (f"bytes={CHUNK + 10}-{CHUNK + 5000}", f"bytes={CHUNK}-{2 * CHUNK + 2 * MiB}"):
+        with pytest.raises(ClientError) as err:
+            s3.get_object(Bucket=BUCKET, Key="big", Range=rng)
+        e = err.value.response
+        assert e["ResponseMetadata"]["HTTPStatusCode"] == 500
+        assert e["Error"]["Code"] == "InternalError"
+        assert "integrity check" in e["Error"]["Message"]
+    # Ranges that touch only sound chunks read exactly, through both paths.
+    for first, last in ((10, 5000), (2 * CHUNK + 5, 2 * CHUNK + 2 * MiB), (0, CHUNK - 1)):
+        got_range = s3.get_object(Bucket=BUCKET, Key="big", Range=f"bytes={first}-{last}")
+        assert got_range["Body"].read() == data[first : last + 1]
+
+    # Now the first chunk too: the whole GET is a 500 before any byte of the body.
+    flip(chunk_path(srv.server.data_dir, pieces[0]), 100)
+    reply = signed(srv, "GET", f"/{BUCKET}/big")
+    assert reply.status == 500 and reply.code == "InternalError"
+    assert b"integrity check" in reply.body
+
+    # Counted, and logged once for the object however many reads met it.
+    assert metric(srv, "kvbox_damaged_reads_total") >= reads0 + 6
+    assert len(damage_lines(srv, "big")) == 1, damage_lines(srv, "big")
+
+    # Writing the same bytes again heals the chunk files: every read is whole again.
+    s3.put_object(Bucket=BUCKET, Key="big-again", Body=data)
+    assert s3.get_object(Bucket=BUCKET, Key="big")["Body"].read() == data
+    status, got, complete = raw_get(srv, "big")
+    assert (status, complete) == (200, True) and got == data
+    assert "Traceback" not in srv.server.new_log()  # damage is one line, not a traceback
+
+
+def test_damaged_value_over_gwkv(srv: S3Server) -> None:
+    """BGET of a damaged chunked value: a damaged first chunk is ``ERR STORAGE
+    damaged``; a later one cuts the connection after the good bytes, and ``kvbox client
+    bget`` exits non-zero instead of writing a short or wrong file."""
+    server = srv.server
+    data = _data(2, CHUNK + 2 * MiB)
+    with server.connect(timeout=30) as w:
+        assert w.bset("value", data).startswith(b"OK ")
+    second = chunk_path(server.data_dir, data[CHUNK:])
+    flip(second, 1000)
+    with server.connect(timeout=30) as w:
+        w.send(b"BGET value\n")
+        head = w.readline()
+        assert head.startswith(b"VALUE %d " % len(data))
+        got = w.read_to_close(limit=len(data) + 2)
+        assert len(got) < len(data) and data.startswith(got)
+    out = server.cli("bget", "value", timeout=60)
+    assert out.returncode != 0
+    assert out.stdout != data
+
+    flip(chunk_path(server.data_dir, data[:CHUNK]), 7)
+    with server.connect(timeout=30) as w:
+        reply = w.request(b"BGET value\n")
+    assert err_code(reply) == "STORAGE"
+    assert reply.startswith(b"ERR STORAGE damaged: kv/value version ")
+    with server.connect() as w:  # the server and the connection carry on
+        assert w.request(b"PING\n") == b"OK PONG\n"
+    assert "Traceback" not in server.new_log()
+
+
+def test_damage_found_after_a_restart(srv: S3Server) -> None:
+    """Bytes changed while the server was stopped are found at the first read after."""
+    s3: Any = srv.client()
+    data = _data(3, 300_000)  # one chunk, streamed (under sendfile's 1 MiB)
+    s3.put_object(Bucket=BUCKET, Key="cold", Body=data)
+    assert s3.get_object(Bucket=BUCKET, Key="cold")["Body"].read() == data
+    srv.server.terminate()
+    flip(chunk_path(srv.server.data_dir, data), 299_990)
+    srv.server.start()
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=BUCKET, Key="cold")
+    assert err.value.response["Error"]["Code"] == "InternalError"
+    s3.put_object(Bucket=BUCKET, Key="cold", Body=data)
+    assert s3.get_object(Bucket=BUCKET, Key="cold")["Body"].read() == data
