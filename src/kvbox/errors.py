@@ -79,7 +79,8 @@ The tree (S3 code and status per class are in ``WIRE``)::
     │   ├── ChunkMissing
     │   ├── DataDamaged          stored bytes fail their check (a chunk, an inline value)
     │   ├── StorageFull          free space under the reserve (--min-free): writes refused
-    │   └── DataDirError         the data directory is missing, a file, not writable
+    │   ├── DataDirError         the data directory is missing, a file, not writable
+    │   └── SchemaMismatch       the metadata database's schema is older or newer than this kvbox
     ├── ListenError              a port or address cannot be bound (at start-up)
     ├── Busy                     overloaded: too many connections or requests
     └── RemoteError              a client got an ERR reply from a server (.code, .message)
@@ -140,6 +141,7 @@ __all__ = [
     "RequestNotYetValid",
     "RequestTimeTooSkewed",
     "S3Code",
+    "SchemaMismatch",
     "SigV2DoesNotMatch",
     "SignatureDoesNotMatch",
     "StorageError",
@@ -496,6 +498,12 @@ class DataDirError(StorageError):
     message is one line that names the path and what is wrong with it."""
 
 
+class SchemaMismatch(StorageError):
+    """The metadata database's schema version is not the one this kvbox runs on: older
+    (run ``kvbox migrate``) or newer (a newer kvbox migrated it). One line that names
+    both versions and the command; it never holds a password."""
+
+
 class ListenError(KvboxError):
     """A port or address the settings name cannot be bound (one line for the user)."""
 
@@ -846,6 +854,7 @@ WIRE: Final[Mapping[type[KvboxError], Wire]] = _wire(
     _row(DataDamaged,                       "STORAGE",  "InternalError",                     500, s3_message=_DAMAGED),
     _row(StorageFull,                       "STORAGE",  "XKvboxStorageFull",                 507, PUBLIC),
     _row(DataDirError,                      "STORAGE",  "InternalError",                     500),
+    _row(SchemaMismatch,                    "STORAGE",  "InternalError",                     500),
     _row(ListenError,                       "INTERNAL", "InternalError",                     500),
     _row(Busy,                              "BUSY",     "SlowDown",                          503, resp="BUSY"),
     _row(RemoteError,                       "INTERNAL", "InternalError",                     500),

