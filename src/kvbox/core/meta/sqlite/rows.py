@@ -12,13 +12,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from kvbox.core.meta.codec import chunk_counts, chunk_digests, enc_attrs, enc_chunks
 from kvbox.core.meta.sqlite.reads import SQL_UPLOAD
 from kvbox.core.meta.sqlite.schema import (
     bucket_of,
-    chunk_counts,
-    chunk_digests,
-    enc_attrs,
-    enc_chunks,
     key_of,
     part_of,
     upload_of,

@@ -16,19 +16,15 @@ fsync).
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections import Counter
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Final
 
+from kvbox.core.meta.codec import DEFAULT_CT, dec_attrs, dec_chunks, enc_attrs, enc_chunks
 from kvbox.core.meta.users import AccessKey, User
 from kvbox.core.model import (
     EMPTY_ATTRS,
     Bucket,
-    ChunkRef,
     MultipartUpload,
     ObjectVersion,
     Part,
@@ -56,9 +52,6 @@ PAGE_SIZE: Final = 4096
 WAL_AUTOCHECKPOINT: Final = 1000
 
 SYNC_MODES: Final = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
-
-#: The content type most objects have; stored as NULL to keep rows short.
-DEFAULT_CT: Final = ObjectVersion("", "", "").content_type
 
 _SCHEMA = """
 CREATE TABLE buckets (
@@ -233,41 +226,7 @@ def translate(exc: BaseException) -> BaseException:
     return exc
 
 
-# --- encodings --------------------------------------------------------------------------
-
-
-def enc_chunks(chunks: Sequence[ChunkRef]) -> bytes | None:
-    """32-byte digest + 8-byte big-endian size per chunk: 40 bytes instead of ~90 JSON."""
-    if not chunks:
-        return None
-    return b"".join(bytes.fromhex(c.chunk_id) + c.size.to_bytes(8, "big") for c in chunks)
-
-
-def dec_chunks(blob: bytes | None) -> tuple[ChunkRef, ...]:
-    if not blob:
-        return ()
-    return tuple(
-        ChunkRef(blob[i : i + 32].hex(), int.from_bytes(blob[i + 32 : i + 40], "big"))
-        for i in range(0, len(blob), 40)
-    )
-
-
-def chunk_digests(blob: bytes) -> set[bytes]:
-    """The chunk digests one encoded chunk list references."""
-    return {blob[i : i + 32] for i in range(0, len(blob), 40)}
-
-
-def chunk_counts(chunks: Sequence[ChunkRef]) -> Counter[str]:
-    """References per chunk in one version or part (a chunk may repeat in an object)."""
-    return Counter(c.chunk_id for c in chunks)
-
-
-def enc_attrs(attrs: Mapping[str, str]) -> str | None:
-    return json.dumps(dict(attrs), separators=(",", ":"), sort_keys=True) if attrs else None
-
-
-def dec_attrs(text: str | None) -> Mapping[str, str]:
-    return MappingProxyType(json.loads(text)) if text else EMPTY_ATTRS
+# --- encodings: one for every SQL backend (``kvbox.core.meta.codec``) ------------------
 
 
 def version_of(row: Row, bucket: str) -> ObjectVersion:

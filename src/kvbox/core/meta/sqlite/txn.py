@@ -36,6 +36,7 @@ from itertools import chain
 from typing import Any, Final, TypeVar
 
 from kvbox.core.meta import rules
+from kvbox.core.meta.codec import chunk_digests
 from kvbox.core.meta.sqlite.rows import PlainRows
 from kvbox.core.meta.sqlite.schema import (
     COLS,
@@ -48,7 +49,6 @@ from kvbox.core.meta.sqlite.schema import (
     SEQ,
     VCOLS,
     Row,
-    chunk_digests,
     heads_sql,
     row_of,
     translate,
