@@ -80,7 +80,8 @@ The tree (S3 code and status per class are in ``WIRE``)::
     │   ├── DataDamaged          stored bytes fail their check (a chunk, an inline value)
     │   ├── StorageFull          free space under the reserve (--min-free): writes refused
     │   ├── DataDirError         the data directory is missing, a file, not writable
-    │   └── SchemaMismatch       the metadata database's schema is older or newer than this kvbox
+    │   ├── SchemaMismatch       the metadata database's schema is older or newer than this kvbox
+    │   └── ClusterUnavailable   too few blob nodes answered (a write's quorum, every replica)
     ├── ListenError              a port or address cannot be bound (at start-up)
     ├── Busy                     overloaded: too many connections or requests
     └── RemoteError              a client got an ERR reply from a server (.code, .message)
@@ -107,6 +108,7 @@ __all__ = [
     "Busy",
     "ChunkMissing",
     "ChunkSignatureMismatch",
+    "ClusterUnavailable",
     "ConditionFailed",
     "Conflict",
     "ContentSHA256Mismatch",
@@ -504,6 +506,13 @@ class SchemaMismatch(StorageError):
     both versions and the command; it never holds a password."""
 
 
+class ClusterUnavailable(StorageError):
+    """Blob nodes did not answer well enough: a write reached fewer nodes than its
+    quorum, or no replica of a chunk could be read. The data is not known to be lost;
+    the same request may succeed once nodes are back (S3 answers 503, a client retries).
+    """
+
+
 class ListenError(KvboxError):
     """A port or address the settings name cannot be bound (one line for the user)."""
 
@@ -855,6 +864,7 @@ WIRE: Final[Mapping[type[KvboxError], Wire]] = _wire(
     _row(StorageFull,                       "STORAGE",  "XKvboxStorageFull",                 507, PUBLIC),
     _row(DataDirError,                      "STORAGE",  "InternalError",                     500),
     _row(SchemaMismatch,                    "STORAGE",  "InternalError",                     500),
+    _row(ClusterUnavailable,                "STORAGE",  "ServiceUnavailable",                503),
     _row(ListenError,                       "INTERNAL", "InternalError",                     500),
     _row(Busy,                              "BUSY",     "SlowDown",                          503, resp="BUSY"),
     _row(RemoteError,                       "INTERNAL", "InternalError",                     500),

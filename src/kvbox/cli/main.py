@@ -15,7 +15,17 @@ from collections.abc import Sequence
 from kvbox import __version__
 
 #: Subcommand modules under kvbox.cli, in the order ``kvbox --help`` lists them.
-SUBCOMMANDS = ("serve", "client", "bench", "loadgen", "fsck", "health", "admin", "policy")
+SUBCOMMANDS = (
+    "serve",
+    "client",
+    "bench",
+    "loadgen",
+    "fsck",
+    "health",
+    "admin",
+    "policy",
+    "blobnode",
+)
 
 
 #: What ``kvbox --help`` says kvbox is, before the list of subcommands.

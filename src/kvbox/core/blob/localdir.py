@@ -113,6 +113,12 @@ class LocalDirChunkWriter:
         if self._fd is not None or self._tmp is not None:
             await asyncio.to_thread(self._discard_sync)
 
+    def digest(self) -> str:
+        """SHA-256 hex of the bytes written so far: a receiver told the chunk id in
+        advance (a blob node, ``kvbox.cluster.node``) checks it before ``commit``
+        puts the bytes under any address."""
+        return self._hash.hexdigest()
+
     # worker-thread side
 
     def _write_sync(self, data: bytes) -> None:

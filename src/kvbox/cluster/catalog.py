@@ -1,0 +1,295 @@
+"""The blob cluster's state in PostgreSQL: nodes, their health, and where chunks are.
+
+Layer: cluster. Rules:
+
+* PostgreSQL decides everything shared: which nodes exist and their operator state
+  (``active``/``draining``/``removed``), each node's last heartbeat, which chunks exist
+  and which nodes hold them (tables of migration ``0002_blob_nodes``). No process keeps
+  its own view of membership beyond one query's result: there is no election and no
+  gossip.
+* Health is the age of a node's last heartbeat measured by the database's clock
+  (``now() - heartbeat_at``): ``live`` under ``SUSPECT_AFTER`` seconds, ``suspect``
+  under ``DEAD_AFTER``, ``dead`` beyond. Writes go to live nodes only; reads try live
+  replicas first and suspect ones after; dead ones never (a read would wait for a
+  timeout first).
+* Chunk ids are stored as their 32 raw bytes (``bytea``), as the metadata's ``chunks``
+  table stores them, so the garbage collector can join the two.
+* Every write here is a single statement or one short transaction; a lost race
+  (``retryable``) is simply re-run by ``_run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias, TypeVar
+
+import asyncpg
+
+from kvbox.core.pg import PgUrl, connect, migrations, open_pool, retryable, translate
+
+#: Seconds between a blob node's heartbeats.
+HEARTBEAT_INTERVAL: Final = 2.0
+#: A node whose last heartbeat is older is ``suspect``: missed about three beats.
+SUSPECT_AFTER: Final = 3 * HEARTBEAT_INTERVAL
+#: A node whose last heartbeat is older is ``dead``: its chunks are re-replicated.
+DEAD_AFTER: Final = 30.0
+
+Health = Literal["live", "suspect", "dead"]
+State = Literal["active", "draining", "removed"]
+STATES: Final = ("active", "draining", "removed")
+
+_T = TypeVar("_T")
+if TYPE_CHECKING:  # the stubs' generic; at run time the class is not subscriptable
+    from asyncpg.pool import PoolConnectionProxy
+
+    Conn: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    node_id: str
+    address: str
+    state: State
+    age: float
+    chunks: int
+    bytes: int
+    free_bytes: int
+
+    @property
+    def health(self) -> Health:
+        if self.age < SUSPECT_AFTER:
+            return "live"
+        return "suspect" if self.age < DEAD_AFTER else "dead"
+
+    @property
+    def writable(self) -> bool:
+        """New replicas may be placed here."""
+        return self.state == "active" and self.health == "live"
+
+
+def raw(chunk_id: str) -> bytes:
+    return bytes.fromhex(chunk_id)
+
+
+_NODES = (
+    "SELECT node_id, address, state, extract(epoch FROM now() - heartbeat_at)::float8 AS age,"
+    " chunks, bytes, free_bytes FROM blob_nodes ORDER BY node_id"
+)
+
+
+class Catalog:
+    """The cluster tables over one connection pool (module docstring)."""
+
+    def __init__(self, pool: asyncpg.Pool, url: PgUrl | None = None) -> None:
+        self.pool = pool
+        self.url = url
+
+    @classmethod
+    async def connect(cls, url: PgUrl, *, application: str, max_size: int = 4) -> Catalog:
+        """A catalog on a database whose schema is at ``migrations.LATEST``, else
+        ``SchemaMismatch`` naming ``kvbox migrate``."""
+        conn = await connect(url, application=application)
+        try:
+            await migrations.check(conn, url.redacted)
+        finally:
+            await conn.close()
+        return cls(await open_pool(url, max_size=max_size, application=application), url)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def _run(self, fn: Callable[[Conn], Awaitable[_T]]) -> _T:
+        """``fn`` on a pooled connection; re-run when it lost a race; driver errors
+        become ``StorageError`` (``kvbox.core.pg.translate``)."""
+        for attempt in range(5):
+            try:
+                async with self.pool.acquire() as conn:
+                    return await fn(conn)
+            except Exception as exc:
+                if retryable(exc) and attempt < 4:
+                    await asyncio.sleep(0.01 * (attempt + 1))
+                    continue
+                raise translate(exc, self.url) from exc
+        raise AssertionError("unreachable")
+
+    # --- nodes -----------------------------------------------------------------------
+
+    async def register(self, node_id: str, address: str, chunks: int, size: int, free: int) -> None:
+        """A node (re)starting: its address may have changed; its operator state stays."""
+
+        async def run(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO blob_nodes (node_id, address, chunks, bytes, free_bytes)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (node_id) DO UPDATE SET"
+                " address = excluded.address, started_at = now(), heartbeat_at = now(),"
+                " chunks = excluded.chunks, bytes = excluded.bytes,"
+                " free_bytes = excluded.free_bytes",
+                node_id,
+                address,
+                chunks,
+                size,
+                free,
+            )
+
+        await self._run(run)
+
+    async def heartbeat(self, node_id: str, chunks: int, size: int, free: int) -> None:
+        async def run(conn: Conn) -> None:
+            await conn.execute(
+                "UPDATE blob_nodes SET heartbeat_at = now(), chunks = $2, bytes = $3,"
+                " free_bytes = $4 WHERE node_id = $1",
+                node_id,
+                chunks,
+                size,
+                free,
+            )
+
+        await self._run(run)
+
+    async def nodes(self) -> list[Node]:
+        async def run(conn: Conn) -> list[Node]:
+            return [_node(r) for r in await conn.fetch(_NODES)]
+
+        return await self._run(run)
+
+    async def set_state(self, node: str, state: State) -> Node | None:
+        """Set the operator state of the node whose id or address is ``node``; None if
+        there is no such node."""
+
+        async def run(conn: Conn) -> Node | None:
+            found = await conn.fetchval(
+                "UPDATE blob_nodes SET state = $2 WHERE node_id = $1 OR address = $1"
+                " RETURNING node_id",
+                node,
+                state,
+            )
+            if found is None:
+                return None
+            row = await conn.fetchrow(
+                _NODES.replace(" ORDER BY node_id", " WHERE node_id = $1"), found
+            )
+            return None if row is None else _node(row)
+
+        return await self._run(run)
+
+    # --- chunks and replicas ---------------------------------------------------------
+
+    async def intend(self, chunk_id: str, size: int) -> None:
+        """Before a chunk's bytes go to any node: the chunk exists, written now (the
+        garbage collector's safety delay counts from here)."""
+
+        async def run(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO blob_chunks (chunk_id, size) VALUES ($1, $2)"
+                " ON CONFLICT (chunk_id) DO UPDATE SET written_at = now()",
+                raw(chunk_id),
+                size,
+            )
+
+        await self._run(run)
+
+    async def add_replicas(self, chunk_id: str, node_ids: Sequence[str]) -> None:
+        """After each of ``node_ids`` fsynced the chunk."""
+
+        async def run(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO chunk_replicas (chunk_id, node_id)"
+                " SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING",
+                raw(chunk_id),
+                list(node_ids),
+            )
+
+        await self._run(run)
+
+    async def drop_replica(self, chunk_id: str, node_id: str) -> None:
+        async def run(conn: Conn) -> None:
+            await conn.execute(
+                "DELETE FROM chunk_replicas WHERE chunk_id = $1 AND node_id = $2",
+                raw(chunk_id),
+                node_id,
+            )
+
+        await self._run(run)
+
+    async def replicas(self, chunk_id: str) -> list[str] | None:
+        """Node ids holding ``chunk_id``; None if the cluster has no such chunk."""
+
+        async def run(conn: Conn) -> list[str] | None:
+            rows = await conn.fetch(
+                "SELECT r.node_id FROM blob_chunks c LEFT JOIN chunk_replicas r"
+                " ON r.chunk_id = c.chunk_id WHERE c.chunk_id = $1 ORDER BY r.node_id",
+                raw(chunk_id),
+            )
+            if not rows:
+                return None
+            return [r["node_id"] for r in rows if r["node_id"] is not None]
+
+        return await self._run(run)
+
+    async def exists(self, chunk_id: str) -> bool:
+        async def run(conn: Conn) -> bool:
+            found = await conn.fetchval(
+                "SELECT 1 FROM blob_chunks WHERE chunk_id = $1", raw(chunk_id)
+            )
+            return found is not None
+
+        return await self._run(run)
+
+    async def chunk_ids(self, after: str = "", limit: int = 1000) -> list[str]:
+        """Chunk ids in order, the page after ``after``."""
+
+        async def run(conn: Conn) -> list[str]:
+            rows = await conn.fetch(
+                "SELECT chunk_id FROM blob_chunks WHERE chunk_id > $1 ORDER BY chunk_id LIMIT $2",
+                raw(after) if after else b"",
+                limit,
+            )
+            return [bytes(r["chunk_id"]).hex() for r in rows]
+
+        return await self._run(run)
+
+    async def forget(
+        self, chunk_id: str, delete: Callable[[list[str]], Awaitable[None]], min_age: float
+    ) -> bool:
+        """Remove ``chunk_id`` from the cluster unless it was written in the last
+        ``min_age`` seconds (a write in flight somewhere may be about to reference it).
+
+        The chunk's row stays locked while ``delete(node_ids)`` removes the bytes from
+        the nodes, so a concurrent write of the same bytes -- whose ``intend`` waits for
+        that lock -- starts its node writes only after these deletes. Returns whether
+        the chunk was removed (False: too recent, or already gone).
+        """
+
+        async def run(conn: Conn) -> bool:
+            async with conn.transaction():
+                young = await conn.fetchval(
+                    "SELECT written_at > now() - make_interval(secs => $2) FROM blob_chunks"
+                    " WHERE chunk_id = $1 FOR UPDATE",
+                    raw(chunk_id),
+                    float(min_age),
+                )
+                if young is None or young:
+                    return False
+                holders = await conn.fetch(
+                    "SELECT node_id FROM chunk_replicas WHERE chunk_id = $1", raw(chunk_id)
+                )
+                await delete([r["node_id"] for r in holders])
+                await conn.execute("DELETE FROM chunk_replicas WHERE chunk_id = $1", raw(chunk_id))
+                await conn.execute("DELETE FROM blob_chunks WHERE chunk_id = $1", raw(chunk_id))
+                return True
+
+        return await self._run(run)
+
+
+def _node(row: asyncpg.Record) -> Node:
+    return Node(
+        node_id=row["node_id"],
+        address=row["address"],
+        state=row["state"],
+        age=max(0.0, float(row["age"])),
+        chunks=int(row["chunks"]),
+        bytes=int(row["bytes"]),
+        free_bytes=int(row["free_bytes"]),
+    )

@@ -1,0 +1,345 @@
+"""A blob node (``kvbox blobnode``): content-addressed chunks served over HTTP.
+
+Layer: cluster. Rules:
+
+* The bytes live in one ``LocalDirBlobStore`` under ``--data`` (the same fsync'd,
+  content-addressed files as a single-node kvbox, so one home for chunk files): a PUT is
+  answered only after the file and its directory entry are fsync'd, and every GET,
+  ranged or not, checks the whole chunk against its address first.
+* The chunk API (``client.PREFIX`` = ``/v1/chunks``)::
+
+      PUT    /v1/chunks/<id>                      body = the chunk; 201 once fsync'd
+      GET    /v1/chunks/<id>[?offset=O&length=L]  the chunk or a range of it
+      HEAD   /v1/chunks/<id>                      X-Kvbox-Chunk-Size, or 404
+      DELETE /v1/chunks/<id>                      204 (also when already gone)
+      POST   /v1/chunks/<id>?verify               {"present", "sound", "size"}
+      GET    /v1/chunks[?after=<id>&limit=N]      {"chunks": [ids in order]}
+      GET    /healthz                             unauthenticated liveness
+
+  Errors are JSON ``{"error": word, "message": text}`` with word ``bad_request``
+  (400), ``denied`` (403), ``missing`` (404), ``digest_mismatch`` (422: a PUT's bytes
+  do not hash to its id; nothing is stored), ``damaged`` (500: the stored bytes fail
+  their check; nothing is served), ``full`` (507).
+* Every request except ``/healthz`` must carry the cluster secret's signature
+  (``kvbox.auth.cluster``), once: a replayed request is refused. A chunk id is never
+  used as a path until it is 64 lowercase hex digits; a PUT's signed body digest must
+  be its id, and its bytes must hash to it.
+* The node registers in PostgreSQL at start and heartbeats every
+  ``catalog.HEARTBEAT_INTERVAL`` seconds with its chunk count, bytes and free space.
+  A database outage does not stop it serving chunks: beats resume when it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from aiohttp import web
+
+from kvbox.auth import cluster as auth
+from kvbox.cluster.catalog import HEARTBEAT_INTERVAL, Catalog
+from kvbox.cluster.client import PREFIX
+from kvbox.core.blob.localdir import LocalDirBlobStore
+from kvbox.core.datadir import lock_data_dir
+from kvbox.core.pg import PgUrl
+from kvbox.errors import (
+    AccessDenied,
+    ChunkMissing,
+    DataDamaged,
+    InvalidArgument,
+    KvboxError,
+    ListenError,
+    StorageFull,
+)
+
+log = logging.getLogger("kvbox.blobnode")
+
+#: The file under ``--data`` holding this node's id (made at first start, kept forever:
+#: the node's address may change, its identity and the chunks it holds do not).
+NODE_ID_FILE: Final = "node-id"
+#: Largest PUT body: a chunk is at most 8 MiB (``kvbox.core.store.CHUNK_SIZE``).
+MAX_CHUNK: Final = 16 * 1024 * 1024
+#: Most ids one list page returns.
+MAX_LIST: Final = 10_000
+
+_CHUNK_ID = re.compile(r"[0-9a-f]{64}")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def node_id(data: Path) -> str:
+    """This node's id, made and fsync'd on first start (``NODE_ID_FILE``)."""
+    path = data / NODE_ID_FILE
+    try:
+        found = path.read_text().strip()
+        if found:
+            return found
+    except FileNotFoundError:
+        pass
+    made = "bn-" + secrets.token_hex(6)
+    tmp = data / (NODE_ID_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(made + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return made
+
+
+def _error(status: int, word: str, message: str) -> web.Response:
+    return web.json_response({"error": word, "message": message}, status=status)
+
+
+@dataclass(slots=True)
+class _Usage:
+    """Chunk count and bytes held, for the heartbeat (an estimate between scans)."""
+
+    chunks: int = 0
+    bytes: int = 0
+
+
+class BlobNode:
+    """One node's HTTP API over its store (module docstring)."""
+
+    def __init__(self, store: LocalDirBlobStore, secret: bytes) -> None:
+        self.store = store
+        self._secret = secret
+        self._guard = auth.ReplayGuard()
+        self.usage = _Usage()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_CHUNK, middlewares=[self._auth])
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get(PREFIX, self._list)
+        app.router.add_put(PREFIX + "/{id}", self._put)
+        app.router.add_get(PREFIX + "/{id}", self._get, allow_head=False)
+        app.router.add_head(PREFIX + "/{id}", self._head)
+        app.router.add_delete(PREFIX + "/{id}", self._delete)
+        app.router.add_post(PREFIX + "/{id}", self._verify)
+        return app
+
+    async def scan(self) -> None:
+        """Count the chunks held (at start; the heartbeat then keeps a running count)."""
+
+        def count() -> _Usage:
+            usage = _Usage()
+            for top in self.store._fanout_dirs(self.store.chunks_dir):
+                for cid in self.store._chunks_under(top):
+                    with contextlib.suppress(FileNotFoundError):
+                        usage.bytes += os.stat(self.store.path_of(cid)).st_size
+                        usage.chunks += 1
+            return usage
+
+        self.usage = await asyncio.to_thread(count)
+
+    def free_bytes(self) -> int:
+        return shutil.disk_usage(self.store.root).free
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path == "/healthz":
+            return await handler(request)
+        now = time.time()
+        try:
+            verified = auth.verify(
+                self._secret, request.method, request.raw_path, request.headers, now
+            )
+            self._guard.accept(verified, now)
+        except AccessDenied as exc:
+            log.warning(
+                "refused %s %s from %s: %s", request.method, request.path, request.remote, exc
+            )
+            return _error(403, "denied", str(exc))
+        request["digest"] = verified.body_sha256
+        try:
+            return await handler(request)
+        except ChunkMissing:
+            return _error(404, "missing", "no such chunk on this node")
+        except DataDamaged as exc:
+            log.error("%s", exc)
+            return _error(500, "damaged", str(exc))
+        except StorageFull as exc:
+            return _error(507, "full", str(exc))
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                return _error(507, "full", "no space left on this blob node")
+            raise
+
+    @staticmethod
+    def _chunk_id(request: web.Request) -> str:
+        cid = request.match_info["id"]
+        if _CHUNK_ID.fullmatch(cid) is None:
+            raise web.HTTPBadRequest(
+                text=json.dumps(
+                    {"error": "bad_request", "message": "a chunk id is 64 lowercase hex digits"}
+                ),
+                content_type="application/json",
+            )
+        return cid
+
+    async def _healthz(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"ok": True})
+
+    async def _put(self, request: web.Request) -> web.StreamResponse:
+        cid = self._chunk_id(request)
+        if request["digest"] != cid:
+            return _error(400, "bad_request", "a chunk PUT must sign its id as the body digest")
+        existed = await self.store.exists(cid)
+        w = self.store.writer()
+        try:
+            async for piece in request.content.iter_chunked(1 << 20):
+                await w.write(piece)
+            if w.digest() != cid:
+                await w.abort()
+                return _error(422, "digest_mismatch", "the bytes do not hash to the chunk id")
+            ref = await w.commit()
+        except BaseException:
+            await w.abort()
+            raise
+        if not existed:
+            self.usage.chunks += 1
+            self.usage.bytes += ref.size
+        return web.json_response({"size": ref.size}, status=201)
+
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        cid = self._chunk_id(request)
+        try:
+            offset = int(request.query.get("offset", "0"))
+            length = int(request.query.get("length", "-1"))
+        except ValueError:
+            return _error(400, "bad_request", "offset and length are integers")
+        if offset < 0 or length < -1:
+            return _error(400, "bad_request", f"bad range: offset {offset}, length {length}")
+        data = await self.store.read(cid, offset, length)
+        return web.Response(body=data, content_type="application/octet-stream")
+
+    async def _head(self, request: web.Request) -> web.StreamResponse:
+        cid = self._chunk_id(request)
+        path = self.store.path_of(cid)
+        try:
+            size = (await asyncio.to_thread(os.stat, path)).st_size
+        except FileNotFoundError:
+            return web.Response(status=404)
+        return web.Response(status=200, headers={"X-Kvbox-Chunk-Size": str(size)})
+
+    async def _delete(self, request: web.Request) -> web.StreamResponse:
+        cid = self._chunk_id(request)
+        path = self.store.path_of(cid)
+        try:
+            size = (await asyncio.to_thread(os.stat, path)).st_size
+        except FileNotFoundError:
+            return web.Response(status=204)
+        await self.store.delete(cid)
+        self.usage.chunks = max(0, self.usage.chunks - 1)
+        self.usage.bytes = max(0, self.usage.bytes - size)
+        return web.Response(status=204)
+
+    async def _verify(self, request: web.Request) -> web.StreamResponse:
+        cid = self._chunk_id(request)
+        if "verify" not in request.query:
+            return _error(400, "bad_request", "POST on a chunk takes ?verify")
+        path = self.store.path_of(cid)
+        try:
+            size = (await asyncio.to_thread(os.stat, path)).st_size
+        except FileNotFoundError:
+            return web.json_response({"present": False, "sound": False, "size": 0})
+        sound = await self.store.verify(cid)
+        return web.json_response({"present": True, "sound": sound, "size": size})
+
+    async def _list(self, request: web.Request) -> web.StreamResponse:
+        after = request.query.get("after", "")
+        try:
+            limit = min(MAX_LIST, max(1, int(request.query.get("limit", "1000"))))
+        except ValueError:
+            return _error(400, "bad_request", "limit is an integer")
+        found: list[str] = []
+        async for cid in self.store.list_chunks():
+            if cid > after:
+                found.append(cid)
+                if len(found) >= limit:
+                    break
+        return web.json_response({"chunks": found})
+
+
+async def heartbeat(node: BlobNode, catalog: Catalog, nid: str, stop: asyncio.Event) -> None:
+    """Beat until ``stop``; a failed beat is logged once per outage, not fatal."""
+    failing = False
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), HEARTBEAT_INTERVAL)
+        if stop.is_set():
+            return
+        try:
+            free = await asyncio.to_thread(node.free_bytes)
+            await catalog.heartbeat(nid, node.usage.chunks, node.usage.bytes, free)
+        except KvboxError as exc:
+            if not failing:
+                log.warning("heartbeat failed (still serving chunks): %s", exc)
+            failing = True
+            continue
+        if failing:
+            log.warning("heartbeat resumed")
+        failing = False
+
+
+def split_address(text: str, flag: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) -> (host, port), or ``InvalidArgument``."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidArgument(f"{flag} {text!r}: expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    data: Path
+    listen: str
+    advertise: str
+    meta: PgUrl
+    secret: bytes
+
+
+async def run_node(s: NodeSettings, stop: asyncio.Event) -> None:
+    """Serve until ``stop``: lock the data directory, register, listen, heartbeat."""
+    host, port = split_address(s.listen, "--listen")
+    split_address(s.advertise, "--advertise")
+    with lock_data_dir(s.data, create=True):
+        store = LocalDirBlobStore(s.data)
+        await store.open()
+        nid = await asyncio.to_thread(node_id, s.data)
+        node = BlobNode(store, s.secret)
+        await node.scan()
+        catalog = await Catalog.connect(s.meta, application=f"kvbox-blobnode {nid}", max_size=2)
+        try:
+            runner = web.AppRunner(node.app(), handle_signals=False, access_log=None)
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, host, port, reuse_address=True)
+                try:
+                    await site.start()
+                except OSError as exc:
+                    raise ListenError(f"--listen {s.listen}: {exc.strerror or exc}") from None
+                free = await asyncio.to_thread(node.free_bytes)
+                await catalog.register(nid, s.advertise, node.usage.chunks, node.usage.bytes, free)
+                print(
+                    f"kvbox: blobnode {nid} serving {node.usage.chunks} chunks on {s.listen}, "
+                    f"advertised as {s.advertise}, registered in {s.meta.redacted}",
+                    flush=True,
+                )
+                await heartbeat(node, catalog, nid, stop)
+            finally:
+                await runner.cleanup()
+        finally:
+            await catalog.close()
