@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from kvbox.core.model import ObjectVersion
-from kvbox.core.store import MISS, Store
+from kvbox.core.store import MISS, Batch, Store
 from kvbox.errors import ConditionFailed, KvboxError, gwkv_code
 from kvbox.kv.ops import KvOps, Value
 from kvbox.metrics import ServerCounters
@@ -351,31 +351,48 @@ class KvCommands:
             return self.error(exc)
         return p.ok_version(version)
 
-    async def set_batch(self, events: Sequence[p.Set]) -> list[bytes]:
-        """Plain SETs from one read, committed together (one fsync for all)."""
-        t0 = time.perf_counter()
-        try:
-            results = await self.ops.set_batch(events)  # Sets are (key, value) pairs
-        except KvboxError as exc:
-            return [self.error(exc)] * len(events)
-        finally:
-            self.counters.latency.observe(time.perf_counter() - t0, len(events))
-        ok = p.ok_version
-        return [ok(r) if isinstance(r, str) else self.error(r) for r in results]
+    def set_batch(
+        self,
+        events: Sequence[p.Set],
+        on_replies: Callable[[bytes, BaseException | None], None],
+        *,
+        previous: Batch | None = None,
+        after: asyncio.Future[Any] | None = None,
+    ) -> Batch:
+        """Plain SETs from one read, handed over together (one fsync for all): once they
+        are durable, ``on_replies`` gets their joined replies, and the failure to log
+        when the whole batch failed for a reason that is no ``KvboxError``. ``previous``
+        and ``after`` as in ``KvOps.set_batch``."""
+        started = time.perf_counter()
+        batch = self.ops.set_batch(events, previous=previous, after=after)  # Sets are pairs
+        n = len(events)
 
-    def submit_sets(self, events: Sequence[p.Set]) -> tuple[bytes, asyncio.Future[int]] | None:
-        """Plain SETs through the Store's journal without a task: their joined replies,
-        to send once the future (their durability) resolves. None: use ``set_batch``."""
-        t0 = time.perf_counter()
-        submitted = self.ops.submit_batch(events)  # Sets are (key, value) pairs
-        if submitted is None:
-            return None
-        results, durable = submitted
-        ok = p.ok_version
-        replies = b"".join([ok(r) if isinstance(r, str) else self.error(r) for r in results])
-        latency, n = self.counters.latency, len(events)
-        durable.add_done_callback(lambda _: latency.observe(time.perf_counter() - t0, n))
-        return replies, durable
+        def done(results: asyncio.Future[list[str | KvboxError]]) -> None:
+            self.counters.latency.observe(time.perf_counter() - started, n)
+            if results.cancelled():
+                on_replies(p.err("INTERNAL", "cancelled") * n, None)
+                return
+            exc = results.exception()
+            if isinstance(exc, KvboxError):
+                on_replies(self.error(exc) * n, None)
+            elif exc is not None:
+                on_replies(p.err("STORAGE", "write failed") * n, exc)
+            else:
+                ok = p.ok_version
+                replies = [ok(r) if isinstance(r, str) else self.error(r) for r in results.result()]
+                on_replies(b"".join(replies), None)
+
+        batch.done.add_done_callback(done)
+        return batch
 
 
-__all__ = ["BY_EVENT", "COMMANDS", "PAYLOAD_EVENTS", "Command", "Kind", "KvCommands", "Reply"]
+__all__ = [
+    "BY_EVENT",
+    "COMMANDS",
+    "PAYLOAD_EVENTS",
+    "Batch",
+    "Command",
+    "Kind",
+    "KvCommands",
+    "Reply",
+]

@@ -23,12 +23,12 @@ import resource
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from kvbox import __version__
 from kvbox.core.model import Condition, CondKind, ObjectVersion
-from kvbox.core.store import Peeked, Store
-from kvbox.errors import Busy, KvboxError, NoSuchKey
+from kvbox.core.store import Batch, Peeked, Store
+from kvbox.errors import Busy, NoSuchKey
 from kvbox.metrics import ServerCounters
 
 #: VERSIONS lists at most this many versions, newest first (the reply stays bounded).
@@ -86,16 +86,17 @@ class KvOps:
         """Write all pairs in one commit: all or none."""
         return [v.version_id for v in await self.store.put_many(self.bucket, pairs)]
 
-    async def set_batch(self, pairs: Sequence[tuple[str, bytes]]) -> list[str | KvboxError]:
-        """Independent writes sharing one commit: each pair's version id or its error."""
-        return await self.store.put_batch(self.bucket, pairs)
-
-    def submit_batch(
-        self, pairs: Sequence[tuple[str, bytes]]
-    ) -> tuple[list[str | KvboxError], asyncio.Future[int]] | None:
-        """``set_batch`` without a coroutine when the Store can take it right now: the
-        results at once and a future that resolves when they are durable; else None."""
-        return self.store.submit_batch(self.bucket, pairs)
+    def set_batch(
+        self,
+        pairs: Sequence[tuple[str, bytes]],
+        *,
+        previous: Batch | None = None,
+        after: asyncio.Future[Any] | None = None,
+    ) -> Batch:
+        """Independent writes sharing one fsync, handed over at once: ``Batch.done`` gives
+        each pair's version id or its error. They take effect after ``after`` and after
+        ``previous`` (this caller's previous batch); how is the Store's business."""
+        return self.store.submit_batch(self.bucket, pairs, previous=previous, after=after)
 
     async def delete(self, key: str) -> bool:
         """Remove the key's live value; False if it had none. Of two deletes racing,

@@ -26,7 +26,7 @@ from functools import partial
 from typing import Any, Final, TypeVar, cast
 
 from kvbox.errors import DataDamaged, ProtocolError
-from kvbox.kv.commands import BY_EVENT, Kind, KvCommands, Reply
+from kvbox.kv.commands import BY_EVENT, Batch, Kind, KvCommands, Reply
 from kvbox.proto import gwkv as p
 from kvbox.server.accesslog import AccessLog, Peer, address_of
 
@@ -187,7 +187,6 @@ class GwkvConnection(asyncio.Protocol):
         "_fatal",
         "_group",
         "_kind",
-        "_last_journaled",
         "_last_sets",
         "_log",
         "_logq",
@@ -220,10 +219,8 @@ class GwkvConnection(asyncio.Protocol):
         #: Cost of each slot (parallel to ``_slots``) and their sum (see ``MAX_COST``).
         self._costs: deque[int] = deque()
         self._cost = 0
-        #: The latest SET batch: the next one in the same group must not overtake it.
-        self._last_sets: asyncio.Future[Any] | None = None
-        #: The last batch of SETs went through the journal (``_run_sets``).
-        self._last_journaled = False
+        #: The latest SET batch: the next one must not overtake it (``_run_sets``).
+        self._last_sets: Batch | None = None
         self._body: _Body | None = None
         self._streaming = False
         self._closing = False
@@ -490,57 +487,26 @@ class GwkvConnection(asyncio.Protocol):
     # --- replies ----------------------------------------------------------------------
 
     def _run_sets(self, sets: list[p.Set], cost: int) -> None:
-        """Commit a run of plain SETs together; one slot (and one future) answers all
-        of them with their replies joined."""
+        """Hand a run of plain SETs over together; one slot (and one future) answers all
+        of them with their replies joined. They must take effect after what came before
+        the group and after the previous batch of this connection; how (the journal
+        keeps its own order) is the Store's business."""
         fut: asyncio.Future[Reply] = self._loop.create_future()
         self._slots.append(fut)
         self._costs.append(cost)
         self._group.append(fut)
         if self._log is not None:
             self._logq.append((sets, self._t_rx))
-        # Wait for what came before the group and for the previous batch of this group:
-        # a later batch must never commit first, even if it starts sooner. Journaled
-        # batches need no waiting for each other: the journal is first in, first durable.
-        prev_done = self._prev is None or self._prev.done()
-        last = self._last_sets
-        if prev_done and (last is None or last.done() or self._last_journaled):
-            submitted = self.commands.submit_sets(sets)
-            if submitted is not None:
-                self._last_sets = fut
-                self._last_journaled = True
-                replies, durable = submitted
-                durable.add_done_callback(partial(self._sets_durable, fut, replies, len(sets)))
-                return
-        self._last_journaled = False
-        coro = self.commands.set_batch(sets)
-        deps = [f for f in (self._prev, self._last_sets) if f is not None and not f.done()]
-        if len(deps) > 1:
-            prev: asyncio.Future[Any] | None = asyncio.gather(*deps, return_exceptions=True)
-        else:
-            prev = deps[0] if deps else None
-        task = self._loop.create_task(_maybe_after(prev, coro))
-        self._last_sets = task
+        prev = self._prev if self._prev is not None and not self._prev.done() else None
+        self._last_sets = self.commands.set_batch(
+            sets, partial(self._sets_done, fut), previous=self._last_sets, after=prev
+        )
 
-        def done(t: asyncio.Task[list[bytes]]) -> None:
-            if t.cancelled():
-                replies = [p.err("INTERNAL", "cancelled")] * len(sets)
-            elif t.exception() is not None:
-                log.error("SET batch failed (%s)", self._who(), exc_info=t.exception())
-                replies = [p.err("STORAGE", "write failed")] * len(sets)
-            else:
-                replies = t.result()
-            fut.set_result(b"".join(replies))
-            self._flush()
-
-        task.add_done_callback(done)
-
-    def _sets_durable(
-        self, fut: asyncio.Future[Reply], replies: bytes, n: int, durable: asyncio.Future[int]
+    def _sets_done(
+        self, fut: asyncio.Future[Reply], replies: bytes, failure: BaseException | None
     ) -> None:
-        if durable.cancelled() or durable.exception() is not None:
-            if not durable.cancelled():
-                log.error("SET batch failed (%s)", self._who(), exc_info=durable.exception())
-            replies = p.err("STORAGE", "write failed") * n
+        if failure is not None:
+            log.error("SET batch failed (%s)", self._who(), exc_info=failure)
         fut.set_result(replies)
         self._flush()
 

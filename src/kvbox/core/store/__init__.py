@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from kvbox.core.store.cache import MISS, Miss, Peeked
 from kvbox.core.store.chunks import FileSegment, PinnedFiles
-from kvbox.core.store.facade import CHUNK_SIZE, INLINE_MAX, Store
+from kvbox.core.store.facade import CHUNK_SIZE, INLINE_MAX, Batch, Store
 from kvbox.core.store.hashing import Updatable, update_holding_gil
 from kvbox.core.store.multipart import MIN_PART_SIZE
 
@@ -19,6 +19,7 @@ __all__ = [
     "INLINE_MAX",
     "MIN_PART_SIZE",
     "MISS",
+    "Batch",
     "FileSegment",
     "Miss",
     "Peeked",

@@ -31,6 +31,8 @@ import hashlib
 import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,7 +41,6 @@ from kvbox.core.blob import BlobStore
 from kvbox.core.integrity import DamageLog
 from kvbox.core.journal import JournalWrites
 from kvbox.core.journal.memtable import Memtable
-from kvbox.core.journal.writes import Submitted
 from kvbox.core.meta import MetaStore
 from kvbox.core.model import (
     EMPTY_ATTRS,
@@ -83,6 +84,31 @@ INLINE_MAX: Final = 64 * 1024
 #: Large values are cut into chunks of this size: big enough that per-chunk overhead
 #: (a file, an fsync, a metadata entry) is negligible, small enough to buffer one.
 CHUNK_SIZE: Final = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch of small writes handed to ``Store.submit_batch``."""
+
+    #: Each item's version id or error, once all are durable.
+    done: asyncio.Future[list[str | KvboxError]]
+    #: It went through the journal: a later journaled batch needs not wait for it.
+    in_journal: bool
+
+
+def _batch_durable(
+    done: asyncio.Future[list[str | KvboxError]],
+    results: list[str | KvboxError],
+    durable: asyncio.Future[int],
+) -> None:
+    if done.done():
+        return
+    if durable.cancelled():
+        done.cancel()
+    elif (exc := durable.exception()) is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(results)
 
 
 class Store:
@@ -226,22 +252,50 @@ class Store:
             self.chunks.collect_later(freed)
         return results
 
-    def submit_batch(self, bucket: str, items: Sequence[tuple[str, bytes]]) -> Submitted | None:
-        """``put_batch`` without a coroutine, when the batch can go through the journal
-        right now: each item's version id (or error) at once, and a future that
-        resolves (or fails) when they are durable. None: use ``put_batch``.
+    def submit_batch(
+        self,
+        bucket: str,
+        items: Sequence[tuple[str, bytes]],
+        *,
+        previous: Batch | None = None,
+        after: asyncio.Future[Any] | None = None,
+    ) -> Batch:
+        """Independent small writes (pipelined SETs) handed over at once: ``Batch.done``
+        gives each item's version id or error when all are durable (or fails as a whole).
 
-        For front doors that answer from callbacks: a task per batch of SETs cost one
-        request per connection more than the rest of its path in Python.
+        They take effect after ``after`` (what the caller's earlier requests must finish
+        first) and after ``previous`` (the caller's previous batch), which is all a front
+        door says; whether they go through the journal, and whether that lets them skip
+        waiting, is this method's decision. Through the journal they need no task: a
+        task per batch of SETs cost one request per connection more than the rest of its
+        path in Python.
         """
-        b = self._buckets.get(bucket)
-        if b is None or not self._journaled(b):
-            return None
-        j = self.journal
-        assert j is not None
-        if j.memtable.full():
-            return None
-        return j.submit(b, items, self._ids.new_many(len(items)), self.inline_max)
+        if (after is None or after.done()) and (
+            previous is None or previous.in_journal or previous.done.done()
+        ):
+            # Journaled batches are durable and applied in submission order, so one
+            # never waits for an earlier journaled one.
+            b = self._buckets.get(bucket)
+            j = self.journal
+            if b is not None and j is not None and self._journaled(b) and not j.memtable.full():
+                results, durable = j.submit(
+                    b, items, self._ids.new_many(len(items)), self.inline_max
+                )
+                done: asyncio.Future[list[str | KvboxError]] = durable.get_loop().create_future()
+                durable.add_done_callback(partial(_batch_durable, done, results))
+                return Batch(done, in_journal=True)
+        deps: list[asyncio.Future[Any]] = []
+        for f in (after, None if previous is None else previous.done):
+            if f is not None and not f.done():
+                deps.append(f)
+        return Batch(asyncio.ensure_future(self._put_batch_after(deps, bucket, items)), False)
+
+    async def _put_batch_after(
+        self, deps: list[asyncio.Future[Any]], bucket: str, items: Sequence[tuple[str, bytes]]
+    ) -> list[str | KvboxError]:
+        if deps:
+            await asyncio.gather(*deps, return_exceptions=True)  # order, not outcome
+        return await self.put_batch(bucket, items)
 
     async def put_batch(
         self, bucket: str, items: Sequence[tuple[str, bytes]]
