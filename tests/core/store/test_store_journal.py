@@ -333,6 +333,46 @@ async def test_put_batch_into_a_versioned_bucket_bypasses_the_journal(store: Sto
     assert _journal_records(store.journal_dir) == []
 
 
+@pytest.mark.parametrize("bucket", ["kv", "hist"])
+async def test_submitted_batches_take_effect_after_what_they_follow(
+    store: Store, bucket: str
+) -> None:
+    """``submit_batch`` is all a front door says: this batch follows ``after`` (an
+    earlier request still running) and ``previous`` (its last batch). Through the journal
+    ("kv") or straight to SQLite ("hist", versioned), the last batch handed over wins,
+    whatever order the Store finds time to run them in."""
+    await store.ensure_bucket("hist", versioning=Versioning.ENABLED)
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    first = store.submit_batch(bucket, [("k", b"first")], after=gate)
+    assert not first.in_journal, "it waits for the earlier request, so it cannot go at once"
+    second = store.submit_batch(bucket, [("k", b"second"), ("o", b"o")], previous=first)
+    assert not second.in_journal, "it must not overtake the batch still waiting"
+    await asyncio.sleep(0)
+    assert not first.done.done() and not second.done.done()
+    gate.set_result(None)
+    (vid1,), (vid2, _) = await asyncio.gather(first.done, second.done)
+    assert isinstance(vid1, str) and isinstance(vid2, str)
+    third = store.submit_batch(bucket, [("k", b"third")], previous=second)
+    assert third.in_journal == (bucket == "kv"), "only the plain bucket journals"
+    (vid3,) = await third.done
+    head = await store.head(bucket, "k")
+    assert head is not None and (head.version_id, head.inline) == (vid3, b"third")
+    if bucket == "hist":
+        versions = await store.list_versions(bucket, "k")
+        assert [v.version_id for v in versions] == [vid3, vid2, vid1]
+
+
+async def test_a_journaled_batch_need_not_wait_for_the_previous_one(store: Store) -> None:
+    first = store.submit_batch("kv", [("k", b"1")])
+    second = store.submit_batch("kv", [("k", b"2")], previous=first)
+    assert first.in_journal and second.in_journal
+    assert not first.done.done(), "both were handed over before the first fsync ended"
+    (vid1,), (vid2,) = await asyncio.gather(first.done, second.done)
+    head = await store.head("kv", "k")
+    assert head is not None and (head.version_id, head.inline) == (vid2, b"2")
+    assert vid1 != vid2
+
+
 async def test_enabling_versioning_applies_pending_writes_as_null_versions(store: Store) -> None:
     null = await _put1(store, "k", b"before")
     await store.set_versioning("kv", Versioning.ENABLED)
