@@ -1,6 +1,6 @@
-"""S3 front door, steps 1-2: the HTTP port and SigV4 (headers and presigned URLs).
+"""S3 front door: the HTTP port (probes, raw requests) and SigV4 (headers and presigned URLs).
 
-Every test talks to a real ``kvbox serve`` over HTTP with boto3 or plain urllib.
+Every test talks to a real ``kvbox serve`` over HTTP with boto3, plain urllib or curl.
 """
 
 from __future__ import annotations
@@ -8,10 +8,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import shutil
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -55,7 +58,7 @@ def _raw(srv: S3Server, request: bytes) -> bytes:
     return out
 
 
-# --- step 1: the HTTP port -----------------------------------------------------------
+# --- the HTTP port ---------------------------------------------------------------------
 
 
 def test_probes_still_answer_plain_gets(s3srv: S3Server) -> None:
@@ -111,15 +114,7 @@ def test_unknown_method_is_an_s3_error(s3srv: S3Server) -> None:
     assert b"x-amz-request-id" in head.lower()
 
 
-def test_multipart_on_a_missing_bucket_is_no_such_bucket(s3: Any) -> None:
-    # Multipart itself is covered by test_s3_multipart.py.
-    with pytest.raises(ClientError) as info:
-        s3.create_multipart_upload(Bucket="mpu-missing", Key="big")
-    assert _code(info.value) == "NoSuchBucket"
-    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
-
-
-# --- step 2: authentication ----------------------------------------------------------
+# --- authentication: SigV4 headers and presigned URLs ------------------------------------
 
 
 def test_wrong_secret_is_signature_does_not_match(s3srv: S3Server) -> None:
@@ -306,3 +301,37 @@ def test_lying_content_length_stores_nothing(s3srv: S3Server, s3: Any) -> None:
     with pytest.raises(ClientError) as info:
         s3.head_object(Bucket="short", Key="cut")
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_presigned_urls_with_curl(s3: Any, tmp_path: Path) -> None:
+    """curl, as a user would: upload and fetch through presigned URLs, no SDK involved."""
+    curl = shutil.which("curl")
+    assert curl, "curl is needed for this test (apt-get install curl)"
+    s3.create_bucket(Bucket="curled")
+    src = tmp_path / "photo.png"
+    src.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40)
+    put_url = s3.generate_presigned_url(
+        "put_object", Params={"Bucket": "curled", "Key": "photo.png"}, ExpiresIn=60
+    )
+    up = subprocess.run(
+        [curl, "-sS", "-f", "-X", "PUT", "--upload-file", str(src), put_url],
+        capture_output=True, timeout=30,
+    )  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    get_url = s3.generate_presigned_url(
+        "get_object", Params={"Bucket": "curled", "Key": "photo.png"}, ExpiresIn=60
+    )
+    down = subprocess.run([curl, "-sS", "-f", get_url], capture_output=True, timeout=30)
+    assert down.returncode == 0 and down.stdout == src.read_bytes()
+    ranged = subprocess.run(
+        [curl, "-sS", "-f", "-r", "0-7", get_url], capture_output=True, timeout=30
+    )
+    assert ranged.stdout == b"\x89PNG\r\n\x1a\n"
+    with _signing_clock(-dt.timedelta(hours=1)):  # signed an hour ago: expired, no sleep
+        expired = s3.generate_presigned_url(
+            "get_object", Params={"Bucket": "curled", "Key": "photo.png"}, ExpiresIn=60
+        )
+    denied = subprocess.run(
+        [curl, "-sS", "-w", "%{http_code}", expired], capture_output=True, timeout=30
+    )
+    assert denied.stdout.endswith(b"403") and b"<Code>AccessDenied</Code>" in denied.stdout

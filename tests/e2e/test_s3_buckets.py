@@ -1,15 +1,12 @@
 """S3 buckets end to end: create, head, list, delete, names, the GW-KV bucket, request ids.
 
-Layer: tests/e2e. Rules: one ``kvbox serve`` for the module, driven by boto3 (and curl
-for presigned URLs); each test makes its own bucket names.
+Layer: tests/e2e. Rules: one ``kvbox serve`` for the module, driven by boto3; each test
+makes its own bucket names.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,37 +112,3 @@ def test_server_log_has_no_secret(s3srv: S3Server, s3: Any, tmp_path: Path) -> N
     s3.list_buckets()
     assert ACCESS_KEY in s3srv.server.log_text()  # announced at start, as designed
     assert SECRET_KEY not in s3srv.server.log_text()
-
-
-def test_presigned_urls_with_curl(s3: Any, tmp_path: Path) -> None:
-    """curl, as a user would: upload and fetch through presigned URLs, no SDK involved."""
-    curl = shutil.which("curl")
-    assert curl, "curl is needed for this test (apt-get install curl)"
-    s3.create_bucket(Bucket="curled")
-    src = tmp_path / "photo.png"
-    src.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40)
-    put_url = s3.generate_presigned_url(
-        "put_object", Params={"Bucket": "curled", "Key": "photo.png"}, ExpiresIn=60
-    )
-    up = subprocess.run(
-        [curl, "-sS", "-f", "-X", "PUT", "--upload-file", str(src), put_url],
-        capture_output=True, timeout=30,
-    )  # fmt: skip
-    assert up.returncode == 0, up.stderr
-    get_url = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": "curled", "Key": "photo.png"}, ExpiresIn=60
-    )
-    down = subprocess.run([curl, "-sS", "-f", get_url], capture_output=True, timeout=30)
-    assert down.returncode == 0 and down.stdout == src.read_bytes()
-    ranged = subprocess.run(
-        [curl, "-sS", "-f", "-r", "0-7", get_url], capture_output=True, timeout=30
-    )
-    assert ranged.stdout == b"\x89PNG\r\n\x1a\n"
-    expired = s3.generate_presigned_url(
-        "get_object", Params={"Bucket": "curled", "Key": "photo.png"}, ExpiresIn=1
-    )
-    time.sleep(2)
-    denied = subprocess.run(
-        [curl, "-sS", "-w", "%{http_code}", expired], capture_output=True, timeout=30
-    )
-    assert denied.stdout.endswith(b"403") and b"<Code>AccessDenied</Code>" in denied.stdout

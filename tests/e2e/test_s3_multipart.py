@@ -158,6 +158,13 @@ def test_abort_then_no_such_upload(s3: Any) -> None:
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
 
 
+def test_multipart_on_a_missing_bucket_is_no_such_bucket(s3: Any) -> None:
+    with pytest.raises(ClientError) as info:
+        s3.create_multipart_upload(Bucket="mpu-missing", Key="big")
+    assert _code(info.value) == "NoSuchBucket"
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
 def test_list_parts_and_uploads_page(s3: Any) -> None:
     uid, _ = _upload(s3, "pages/a", [b"1", b"2", b"3"])
     uid2 = s3.create_multipart_upload(Bucket=BUCKET, Key="pages/b")["UploadId"]
