@@ -1,6 +1,7 @@
 """Lifecycle XML (``kvbox.s3door.lifecycle``, pure): AWS's checks, botocore as the oracle.
 
-Here rather than in tests/s3door: it shares the botocore oracle of tests/s3."""
+The oracle is tests/s3/_oracle.py (importable as ``s3._oracle``: pytest and mypy put
+tests/ on the path), shared with the pure S3 tests."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ import pytest
 from kvbox.core.lifecycle.rules import FilterForm, LifecycleConfig, Rule
 from kvbox.s3.errors import S3Error
 from kvbox.s3door.lifecycle import expiration_header, parse_lifecycle, render_lifecycle
-
-from ._oracle import boto_body, boto_parse
+from s3._oracle import boto_body, boto_parse
 
 
 def body(*rules: dict[str, Any]) -> bytes:

@@ -1,6 +1,7 @@
 """Object lock's S3 forms (``kvbox.s3door.objectlock``, pure), with botocore as the oracle.
 
-Here rather than in tests/s3door: it shares the botocore oracle of tests/s3."""
+The oracle is tests/s3/_oracle.py (importable as ``s3._oracle``: pytest and mypy put
+tests/ on the path), shared with the pure S3 tests."""
 
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ from kvbox.s3door.objectlock import (
     render_date,
     wants_bypass,
 )
-
-from ._oracle import boto_body, boto_parse
+from s3._oracle import boto_body, boto_parse
 
 NOW = ns_of(datetime(2026, 1, 1, tzinfo=UTC))
 LATER = datetime(2030, 1, 1, 12, 30, 5, 123000, tzinfo=UTC)
