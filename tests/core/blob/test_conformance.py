@@ -11,48 +11,90 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from cluster._nodes import BlobNodeProcess
+from kvbox.auth.cluster import load_secret
+from kvbox.cluster.store import ClusterBlobStore
 from kvbox.core.blob import BlobStore
 from kvbox.core.blob.localdir import CRC_XATTR, LocalDirBlobStore
 from kvbox.core.blob.memory import MemoryBlobStore
+from kvbox.core.pg import PgUrl
 from kvbox.errors import ChunkMissing, DataDamaged, InvalidArgument, StorageError
 
 
 class Harness:
-    def __init__(self, kind: str, root: Path) -> None:
+    def __init__(
+        self, kind: str, root: Path, cluster: tuple[str, list[BlobNodeProcess]] | None = None
+    ) -> None:
         self.kind = kind
         self.root = root
+        self.cluster = cluster
 
     async def open(self) -> BlobStore:
-        store: BlobStore = (
-            LocalDirBlobStore(self.root) if self.kind == "localdir" else MemoryBlobStore()
-        )
+        store: BlobStore
+        if self.kind == "localdir":
+            store = LocalDirBlobStore(self.root)
+        elif self.kind == "memory":
+            store = MemoryBlobStore()
+        else:
+            store = await self._fresh_cluster()
         await store.open()
         return store
 
+    async def _fresh_cluster(self) -> ClusterBlobStore:
+        """The session's nodes, emptied: no chunk files, no chunk rows (the nodes stay
+        registered). Deletes are immediate (gc_delay 0), as one gateway's may be."""
+        assert self.cluster is not None
+        url, nodes = self.cluster
+        for n in nodes:
+            for d in (n.data / "chunks").iterdir():
+                if d.name != "tmp":
+                    shutil.rmtree(d)
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("TRUNCATE kvbox.blob_chunks, kvbox.chunk_replicas")
+        finally:
+            await conn.close()
+        secret = load_secret(nodes[0].secret_file.read_bytes(), "test")
+        return ClusterBlobStore(PgUrl.parse(url), secret, replicas=3, gc_delay=0)
+
     def corrupt(self, store: BlobStore, chunk_id: str) -> None:
+        if self.cluster is not None:  # every replica: a cluster serves any sound one
+            for n in self.cluster[1]:
+                if n.chunk_file(chunk_id).exists():
+                    self._flip(n.chunk_file(chunk_id))
+            return
         path = store.local_path(chunk_id)
         if path is None:
             assert isinstance(store, MemoryBlobStore)
             store._chunks[chunk_id] = b"rotten"
         else:
-            data = bytearray(path.read_bytes())
-            data[0] ^= 0xFF
-            path.write_bytes(bytes(data))
+            self._flip(path)
+
+    @staticmethod
+    def _flip(path: Path) -> None:
+        data = bytearray(path.read_bytes())
+        data[0] ^= 0xFF
+        path.write_bytes(bytes(data))
 
     def temp_files(self) -> list[Path]:
+        if self.cluster is not None:
+            return [p for n in self.cluster[1] for p in n.temp_files()]
         if self.kind != "localdir":
             pytest.skip("the memory store has no temp files")
         return list((self.root / "chunks" / "tmp").iterdir())
 
 
-@pytest.fixture(params=["localdir", "memory"])
+@pytest.fixture(params=["localdir", "memory", "cluster"])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Harness:
-    return Harness(request.param, tmp_path / "data")
+    cluster = request.getfixturevalue("blob_cluster") if request.param == "cluster" else None
+    return Harness(request.param, tmp_path / "data", cluster)
 
 
 @pytest.fixture
@@ -148,7 +190,7 @@ async def test_identical_content_is_stored_once(blobs: BlobStore, harness: Harne
     b = await w.commit()
     assert a == b
     assert await listed(blobs) == [a.chunk_id]
-    if harness.kind == "localdir":
+    if harness.kind != "memory":
         assert harness.temp_files() == []
 
 

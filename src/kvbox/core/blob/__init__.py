@@ -1,8 +1,9 @@
 """Object bytes behind one narrow, async interface: content-addressed chunks.
 
 Layer: core. Implementations: ``localdir.LocalDirBlobStore`` (files under the data
-directory, fsync'd), ``memory.MemoryBlobStore``; later a replicated store over blob nodes.
-All pass ``tests/core/blob/test_conformance.py``.
+directory, fsync'd), ``memory.MemoryBlobStore``, and ``kvbox.cluster.store.ClusterBlobStore``
+(replicated over blob nodes; outside core/ because it speaks HTTP to them). All pass
+``tests/core/blob/test_conformance.py``.
 
 A chunk's id is the lowercase hex SHA-256 of its bytes, so a key is never used as a path
 and the same bytes are stored once. Reference counting lives in the MetaStore; the blob
