@@ -21,10 +21,10 @@ from ._s3 import S3Server, signed
 COOKIE = "kvbox_console"
 
 
-def admin(srv: S3Server, noun: str, verb: str, target: str = "") -> dict[str, str]:
+def admin_lines(srv: S3Server, noun: str, verb: str, target: str = "") -> list[str]:
     """One ``kvbox admin`` command through the running server's admin API, signed by
     root (what ``kvbox admin --server`` sends, without starting a process per call):
-    the ``name: value`` lines it answered (a new key's ``access key``, ``secret key``)."""
+    the lines it answered."""
     body = json.dumps({"noun": noun, "verb": verb, "target": target}).encode()
     reply = signed(
         srv, "POST", "/_kvbox/admin", headers={"Content-Type": "application/json"}, body=body
@@ -32,8 +32,15 @@ def admin(srv: S3Server, noun: str, verb: str, target: str = "") -> dict[str, st
     assert reply.status == 200, reply.body
     answer = json.loads(reply.body)
     assert answer["status"] == 0, answer["lines"]
+    lines: list[str] = answer["lines"]
+    return lines
+
+
+def admin(srv: S3Server, noun: str, verb: str, target: str = "") -> dict[str, str]:
+    """``admin_lines`` as the ``name: value`` pairs it answered (a new key's
+    ``access key``, ``secret key``)."""
     out: dict[str, str] = {}
-    for line in answer["lines"]:
+    for line in admin_lines(srv, noun, verb, target):
         name, sep, value = line.partition(":")
         if sep:
             out[name.strip()] = value.strip()
