@@ -26,12 +26,12 @@ from ._png import RED_PNG
 from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
 
 #: What "accessible" means here: WCAG 2.0 and 2.1, levels A and AA (axe's tags).
-WCAG_AA = {
+WCAG_AA: dict[str, object] = {
     "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
     "resultTypes": ["violations"],
 }
 #: The rules whose outcome depends on colours, hence on the theme.
-COLOUR_ONLY = {
+COLOUR_ONLY: dict[str, object] = {
     "runOnly": {"type": "rule", "values": ["color-contrast", "link-in-text-block"]},
     "resultTypes": ["violations"],
 }
