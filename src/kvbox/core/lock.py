@@ -19,7 +19,11 @@ Layer: core (pure: no I/O, no clock; ``now_ns`` is always an argument). Rules:
 * Where the settings live: a bucket's configuration is ``Bucket.attrs[CONFIG_ATTR]`` (JSON:
   whether lock is on, and the default retention); a version's lock is three entries of
   its attrs (``MODE_ATTR``, ``UNTIL_ATTR``, ``HOLD_ATTR``). Both survive every other
-  attrs change untouched because ``Store`` carries them over (``kvbox.core.store``).
+  attrs change untouched because the metadata rules carry them over.
+* Where the rule is applied: inside the metadata transaction that makes the change
+  (``kvbox.core.meta.rules``: ``DeleteOp``, ``SetAttrsOp`` with a ``LockChange``, new
+  versions' default retention, versioning and configuration changes), so the version
+  judged is the version changed, even with several gateways on one database.
 * A bucket with object lock always has versioning enabled, so a write never replaces a
   version there (S3's null-version overwrite happens only in unversioned or suspended
   buckets): a new write is a new version, never an overwrite of a protected one.
@@ -37,8 +41,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from kvbox.core.model import Bucket, ObjectVersion
-from kvbox.errors import InvalidArgument, ObjectLocked
+from kvbox.core.model import Bucket, ObjectVersion, Versioning
+from kvbox.errors import InvalidArgument, InvalidBucketState, ObjectLocked
 
 #: ``Bucket.attrs`` entry of a bucket with object lock: ``{"enabled": true}`` plus, when a
 #: default retention is set, ``"mode"`` and ``"days"`` or ``"years"``.
@@ -265,4 +269,84 @@ def check_change(
     if not bypass_governance:
         raise ObjectLocked(
             "a GOVERNANCE retention can only be extended without bypassing governance mode"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LockChange:
+    """A change of one version's retention (``KEEP``: leave it; None: remove it) and/or
+    legal hold (None: leave it), judged at ``now_ns`` (``SetAttrsOp.lock_change``)."""
+
+    retention: Retention | Keep | None = KEEP
+    legal_hold: bool | None = None
+    bypass_governance: bool = False
+    now_ns: int = 0
+
+    def applied(self, attrs: Mapping[str, str]) -> dict[str, str]:
+        """The version's attrs ``attrs`` with this change made; ``ObjectLocked`` (or
+        ``InvalidArgument``) when ``check_change`` refuses it."""
+        current = VersionLock.of(attrs)
+        retention = current.retention
+        if not isinstance(self.retention, Keep):
+            check_change(
+                current, self.retention, self.now_ns, bypass_governance=self.bypass_governance
+            )
+            retention = self.retention
+        hold = current.legal_hold if self.legal_hold is None else self.legal_hold
+        out = without_lock(attrs)
+        out.update(VersionLock(retention, hold).attrs())
+        return out
+
+
+def new_version_attrs(bucket: Bucket, attrs: Mapping[str, str], now_ns: int) -> Mapping[str, str]:
+    """A new version's attrs in ``bucket``: lock entries are refused without object lock,
+    and the default retention is added where the write named no retention."""
+    config = config_of(bucket)
+    if config is None:
+        if attrs and has_lock_attrs(attrs):
+            raise InvalidArgument("object lock settings in a bucket without object lock")
+        return attrs
+    given = VersionLock.of(attrs)
+    wanted = config.new_version_lock(given, now_ns)
+    if wanted == given:
+        return attrs
+    return {**attrs, **wanted.attrs()}
+
+
+def rewritten_attrs(
+    bucket: Bucket, stored: Mapping[str, str], attrs: Mapping[str, str]
+) -> Mapping[str, str]:
+    """A stored version's attrs replaced by ``attrs`` (tags, ACL): its lock entries are
+    carried over whatever ``attrs`` holds (only a ``LockChange`` changes them), so such a
+    rewrite can neither drop nor forge a retention."""
+    if config_of(bucket) is None:
+        if attrs and has_lock_attrs(attrs):
+            raise InvalidArgument("object lock settings in a bucket without object lock")
+        return attrs
+    kept = without_lock(attrs)
+    kept.update(VersionLock.of(stored).attrs())
+    return kept
+
+
+def check_versioning(bucket: Bucket, state: Versioning) -> None:
+    """S3 never lets a bucket with object lock leave versioning ENABLED."""
+    if state is not Versioning.ENABLED and config_of(bucket) is not None:
+        raise InvalidBucketState(
+            "An Object Lock configuration is present on this bucket, so the versioning "
+            "state cannot be changed."
+        )
+
+
+def check_config_change(bucket: Bucket, changes: Mapping[str, str | None]) -> None:
+    """Object lock is turned on only in a bucket with versioning ENABLED (S3: else
+    ``InvalidBucketState``), and never off again."""
+    if CONFIG_ATTR not in changes:
+        return
+    if changes[CONFIG_ATTR] is None:
+        if CONFIG_ATTR in bucket.attrs:
+            raise InvalidBucketState("object lock cannot be turned off once on")
+        return
+    if bucket.versioning is not Versioning.ENABLED:
+        raise InvalidBucketState(
+            "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration"
         )

@@ -14,6 +14,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kvbox.core.lock import LockChange
 
 EMPTY_ATTRS: Mapping[str, str] = MappingProxyType({})
 
@@ -152,6 +156,10 @@ class DeleteOp:
     With ``version_id`` set: remove that version for good. Without: in an ENABLED
     bucket append ``marker`` (a delete marker); in a SUSPENDED bucket replace the null
     version with ``marker`` (is_null); in an OFF bucket remove the null version.
+
+    In a bucket with object lock a version named by ``version_id`` is removed only if
+    ``kvbox.core.lock`` allows it at ``now_ns`` with ``bypass_governance`` (else
+    ``ObjectLocked``), decided in the transaction that removes it.
     """
 
     bucket: str
@@ -159,6 +167,9 @@ class DeleteOp:
     version_id: str | None = None
     marker: ObjectVersion | None = None
     condition: Condition | None = None
+    bypass_governance: bool = False
+    #: The time object lock judges the removal at (the writer's clock); 0: the commit's.
+    now_ns: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,12 +200,17 @@ class SetAttrsOp:
     ``seq`` stay: S3 changes neither the version nor Last-Modified when tags or an ACL
     change. A missing version or a delete marker gives ``not_found`` and no change.
     Not allowed inside an ``AtomicOp``.
+
+    In a bucket with object lock the version's lock entries stay as stored whatever
+    ``attrs`` holds; only ``lock_change`` changes them (and then ``attrs`` is unused),
+    as ``kvbox.core.lock`` allows, decided in the transaction that writes them.
     """
 
     bucket: str
     key: str
     version_id: str | None
     attrs: Mapping[str, str]
+    lock_change: LockChange | None = None
 
 
 WriteOp = PutOp | DeleteOp | PurgeOp | AtomicOp | SetAttrsOp

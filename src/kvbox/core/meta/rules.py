@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import TypeVar
 
+from kvbox.core import lock
 from kvbox.core.meta import users
 from kvbox.core.meta.txn import KeyState, MetaTxn
 from kvbox.core.meta.users import AccessKey, User
@@ -47,6 +48,7 @@ from kvbox.core.model import (
 from kvbox.errors import (
     BucketNotEmpty,
     InvalidArgument,
+    InvalidBucketState,
     InvalidPart,
     KvboxError,
     NoSuchBucket,
@@ -319,17 +321,21 @@ def put(txn: MetaTxn[K], op: PutOp) -> WriteResult:
         return WriteResult(False, current=k.newest)
     if state is not _OFF:
         _check_id_free(txn, k, state, v.version_id)
+    attrs = v.attrs
+    if b.attrs or attrs:  # object lock: refused without it, default retention with it
+        attrs = lock.new_version_attrs(b, attrs, v.mtime_ns)
     new = ObjectVersion(
         v.bucket, v.key, v.version_id, v.size, v.etag, v.mtime_ns, v.is_delete_marker,
-        state is not _ENABLED, v.inline, v.chunks, v.content_type, v.attrs, txn.next_seq(),
+        state is not _ENABLED, v.inline, v.chunks, v.content_type, attrs, txn.next_seq(),
     )  # fmt: skip
     removed, freed = _place(txn, k, new)
     return WriteResult(True, (new,), removed, None, freed)
 
 
 def delete(txn: MetaTxn[K], op: DeleteOp) -> WriteResult:
-    """S3 DeleteObject (``model.DeleteOp``)."""
-    state = _bucket(txn, op.bucket).versioning
+    """S3 DeleteObject (``model.DeleteOp``), object lock's refusal included."""
+    b = _bucket(txn, op.bucket)
+    state = b.versioning
     k = txn.key(op.bucket, op.key)
     if op.condition is not None and not condition_holds(op.condition, k.newest):
         return WriteResult(False, current=k.newest)
@@ -338,6 +344,9 @@ def delete(txn: MetaTxn[K], op: DeleteOp) -> WriteResult:
         target = _find(txn, k, op.version_id)
         if target is None:
             return WriteResult(True, not_found=True)
+        if b.attrs and target.attrs and lock.config_of(b) is not None:
+            now = op.now_ns or time.time_ns()
+            lock.check_removal(target, now, bypass_governance=op.bypass_governance)
         _remove(txn, k, state, target, freed)
         return WriteResult(True, removed=(target,), freed_chunks=_sorted(freed))
     if state is _OFF:
@@ -372,14 +381,23 @@ def purge(txn: MetaTxn[K], op: PurgeOp) -> WriteResult:
 
 
 def set_attrs(txn: MetaTxn[K], op: SetAttrsOp) -> WriteResult:
-    """A version's attrs rewritten in place (``model.SetAttrsOp``)."""
-    _bucket(txn, op.bucket)
+    """A version's attrs rewritten in place (``model.SetAttrsOp``); its object lock
+    entries only through ``op.lock_change`` (``kvbox.core.lock``)."""
+    b = _bucket(txn, op.bucket)
+    if op.lock_change is not None and lock.config_of(b) is None:
+        raise InvalidBucketState("Bucket is missing Object Lock Configuration")
+    if op.lock_change is None and lock.config_of(b) is None and lock.has_lock_attrs(op.attrs):
+        raise InvalidArgument("object lock settings in a bucket without object lock")
     k = txn.key(op.bucket, op.key)
     target = k.newest if op.version_id is None else _find(txn, k, op.version_id)
     if target is None or target.is_delete_marker:
         return WriteResult(True, not_found=True)
     t = target
-    attrs = MappingProxyType(dict(op.attrs)) if op.attrs else EMPTY_ATTRS
+    if op.lock_change is not None:
+        new_attrs: Mapping[str, str] = op.lock_change.applied(t.attrs)
+    else:
+        new_attrs = lock.rewritten_attrs(b, t.attrs, op.attrs)
+    attrs = MappingProxyType(dict(new_attrs)) if new_attrs else EMPTY_ATTRS
     new = ObjectVersion(
         t.bucket, t.key, t.version_id, t.size, t.etag, t.mtime_ns, t.is_delete_marker,
         t.is_null, t.inline, t.chunks, t.content_type, attrs, t.seq,
@@ -508,6 +526,7 @@ def delete_bucket(txn: MetaTxn[K], name: str) -> tuple[str, ...] | None:
 
 def set_bucket_attrs(txn: MetaTxn[K], name: str, changes: Mapping[str, str | None]) -> Bucket:
     old = _bucket(txn, name)
+    lock.check_config_change(old, changes)
     attrs = merge_attrs(old.attrs, changes)
     new = Bucket(old.name, old.owner, old.created_ns, old.versioning, attrs)
     txn.update_bucket(new)
@@ -516,6 +535,7 @@ def set_bucket_attrs(txn: MetaTxn[K], name: str, changes: Mapping[str, str | Non
 
 def set_versioning(txn: MetaTxn[K], name: str, state: Versioning) -> None:
     old = _bucket(txn, name)
+    lock.check_versioning(old, state)
     check_versioning_change(old.versioning, state)
     txn.update_bucket(Bucket(old.name, old.owner, old.created_ns, state, old.attrs))
 

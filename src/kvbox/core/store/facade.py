@@ -64,14 +64,12 @@ from kvbox.core.model import (
 from kvbox.core.store.cache import MISS, Key, Lru, Peeked, ReadCache
 from kvbox.core.store.chunks import Background, Chunks, FileSegment, PinnedFiles
 from kvbox.core.store.hashing import md5_update, update_holding_gil
-from kvbox.core.store.locking import KeyMutexes, locked_attrs
 from kvbox.core.store.multipart import Multipart
 from kvbox.errors import (
     ChunkMissing,
     ConditionFailed,
     DataDamaged,
     InvalidArgument,
-    InvalidBucketState,
     KvboxError,
     NoSuchBucket,
     ValueTooLarge,
@@ -142,9 +140,6 @@ class Store:
         self._cache = ReadCache(cache_bytes)
         self._lru = Lru(max_memory) if max_memory is not None else None
         self._buckets: dict[str, Bucket] = {}
-        #: Keys of buckets with object lock whose versions are being removed or their
-        #: attrs rewritten: a lock decision and the write it allows are one step.
-        self._key_locks = KeyMutexes()
         #: Damaged reads refused: counted for /metrics, logged once per object.
         self.damage = DamageLog()
 
@@ -324,7 +319,7 @@ class Store:
         now = time.time_ns()
         is_null = b.versioning is not Versioning.ENABLED
         # A bucket with object lock and a default retention gives it to every new version.
-        attrs = locked_attrs(b, EMPTY_ATTRS, now) if b.attrs else EMPTY_ATTRS
+        attrs = lock.new_version_attrs(b, EMPTY_ATTRS, now) if b.attrs else EMPTY_ATTRS
         for key, data in items:
             size = len(data)
             if size > limit:
@@ -435,13 +430,7 @@ class Store:
 
     async def set_versioning(self, name: str, state: Versioning) -> None:
         """Raises ``InvalidBucketState`` for anything but ENABLED in a bucket with object
-        lock: S3 never lets such a bucket suspend versioning."""
-        b = self._buckets.get(name)
-        if state is not Versioning.ENABLED and lock.config_of(b) is not None:
-            raise InvalidBucketState(
-                "An Object Lock configuration is present on this bucket, so the versioning "
-                "state cannot be changed."
-            )
+        lock (``lock.check_versioning``, in the metadata transaction)."""
         # The new state is in ``_buckets`` before journaled writes may start again.
         async with self._exclusive():
             await self.meta.set_versioning(name, state)
@@ -451,14 +440,11 @@ class Store:
 
     async def set_lock_config(self, name: str, config: lock.LockConfig) -> Bucket:
         """Turn object lock on (for good) and set its default retention. The bucket's
-        versioning must be ENABLED (S3: else ``InvalidBucketState``); from then on it
-        cannot be suspended (``set_versioning``)."""
+        versioning must be ENABLED (S3: else ``InvalidBucketState``, decided in the
+        metadata transaction: ``lock.check_config_change``); from then on it cannot be
+        suspended (``set_versioning``)."""
         self._check_lock_possible()
-        b = self._bucket(name)
-        if b.versioning is not Versioning.ENABLED:
-            raise InvalidBucketState(
-                "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration"
-            )
+        self._bucket(name)
         return await self.set_bucket_attrs(name, {lock.CONFIG_ATTR: config.to_attr()})
 
     def _check_lock_possible(self) -> None:
@@ -708,7 +694,7 @@ class Store:
     ) -> ObjectVersion:
         now = time.time_ns()
         if bucket.attrs or attrs:
-            attrs = locked_attrs(bucket, attrs, now)
+            attrs = lock.new_version_attrs(bucket, attrs, now)
         return ObjectVersion(
             bucket=bucket.name,
             key=key,
@@ -887,23 +873,12 @@ class Store:
 
         In a bucket with object lock a version named by ``version_id`` is removed only if
         ``kvbox.core.lock`` allows it at ``now_ns`` (default: now) with
-        ``bypass_governance``; else ``ObjectLocked``. A delete without a version id
-        there only ever adds a delete marker (versioning is always on), which S3 allows.
+        ``bypass_governance``; else ``ObjectLocked``. The metadata transaction that
+        removes it decides, so no other writer can change its lock in between. A delete
+        without a version id there only ever adds a delete marker (versioning is always
+        on), which S3 allows.
         """
         b = self._bucket(bucket)
-        if version_id is not None and lock.config_of(b) is not None:
-            async with self._key_locks.hold(bucket, key):
-                v = await self.get_version(bucket, key, version_id)
-                if v is not None:
-                    now = time.time_ns() if now_ns is None else now_ns
-                    lock.check_removal(v, now, bypass_governance=bypass_governance)
-                return await self._delete(b, key, version_id, condition)
-        return await self._delete(b, key, version_id, condition)
-
-    async def _delete(
-        self, b: Bucket, key: str, version_id: str | None, condition: Condition | None
-    ) -> WriteResult:
-        bucket = b.name
         marker = None
         if version_id is None and b.versioning is not Versioning.OFF:
             marker = ObjectVersion(
@@ -914,7 +889,8 @@ class Store:
                 is_delete_marker=True,
                 is_null=b.versioning is Versioning.SUSPENDED,
             )
-        (result,) = await self._commit([DeleteOp(bucket, key, version_id, marker, condition)])
+        op = DeleteOp(bucket, key, version_id, marker, condition, bypass_governance, now_ns or 0)
+        (result,) = await self._commit([op])
         k = (bucket, key)
         self._cache.pop(k)
         if self._lru is not None:
@@ -928,21 +904,12 @@ class Store:
         Last-Modified. None if there is no such version (or it is a delete marker).
 
         The version's object lock entries are never changed here: the stored ones are
-        carried over whatever ``attrs`` holds (only ``set_object_lock`` changes them), so
-        a tag or ACL change can neither drop nor forge a retention.
+        carried over whatever ``attrs`` holds (``lock.rewritten_attrs``; only
+        ``set_object_lock`` changes them), so a tag or ACL change can neither drop nor
+        forge a retention.
         """
-        b = self._bucket(bucket)
-        if lock.config_of(b) is None:
-            if lock.has_lock_attrs(attrs):
-                raise InvalidArgument("object lock settings in a bucket without object lock")
-            return await self._set_attrs(bucket, key, version_id, attrs)
-        async with self._key_locks.hold(bucket, key):
-            v = await self._version_or_newest(bucket, key, version_id)
-            if v is None or v.is_delete_marker:
-                return None
-            kept = lock.without_lock(attrs)
-            kept.update(lock.VersionLock.of(v.attrs).attrs())
-            return await self._set_attrs(bucket, key, v.version_id, kept)
+        self._bucket(bucket)
+        return await self._set_attrs(SetAttrsOp(bucket, key, version_id, attrs))
 
     async def set_object_lock(
         self,
@@ -957,39 +924,17 @@ class Store:
     ) -> ObjectVersion | None:
         """Change a version's retention (``lock.KEEP``: leave it; None: remove it) and/or
         legal hold (None: leave it), as ``kvbox.core.lock.check_change`` allows at
-        ``now_ns``; else ``ObjectLocked``. ``InvalidBucketState`` without object lock on
-        the bucket; None if there is no such version (or it is a delete marker)."""
-        b = self._bucket(bucket)
-        if lock.config_of(b) is None:
-            raise InvalidBucketState("Bucket is missing Object Lock Configuration")
+        ``now_ns`` (in the metadata transaction); else ``ObjectLocked``.
+        ``InvalidBucketState`` without object lock on the bucket; None if there is no
+        such version (or it is a delete marker)."""
+        self._bucket(bucket)
         now = time.time_ns() if now_ns is None else now_ns
-        async with self._key_locks.hold(bucket, key):
-            v = await self._version_or_newest(bucket, key, version_id)
-            if v is None or v.is_delete_marker:
-                return None
-            current = lock.VersionLock.of(v.attrs)
-            new_retention = current.retention
-            if not isinstance(retention, lock.Keep):
-                lock.check_change(current, retention, now, bypass_governance=bypass_governance)
-                new_retention = retention
-            hold = current.legal_hold if legal_hold is None else legal_hold
-            attrs = lock.without_lock(v.attrs)
-            attrs.update(lock.VersionLock(new_retention, hold).attrs())
-            return await self._set_attrs(bucket, key, v.version_id, attrs)
+        change = lock.LockChange(retention, legal_hold, bypass_governance, now)
+        return await self._set_attrs(SetAttrsOp(bucket, key, version_id, EMPTY_ATTRS, change))
 
-    async def _version_or_newest(
-        self, bucket: str, key: str, version_id: str | None
-    ) -> ObjectVersion | None:
-        if version_id is not None:
-            return await self.get_version(bucket, key, version_id)
-        await self._settle()
-        return await self.meta.head(bucket, key)
-
-    async def _set_attrs(
-        self, bucket: str, key: str, version_id: str | None, attrs: Mapping[str, str]
-    ) -> ObjectVersion | None:
-        (result,) = await self._commit([SetAttrsOp(bucket, key, version_id, attrs)])
-        self._cache.pop((bucket, key))
+    async def _set_attrs(self, op: SetAttrsOp) -> ObjectVersion | None:
+        (result,) = await self._commit([op])
+        self._cache.pop((op.bucket, op.key))
         return None if result.not_found else result.written[0]
 
     async def _commit_put(self, op: PutOp) -> ObjectVersion:
