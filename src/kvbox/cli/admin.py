@@ -1,11 +1,13 @@
-"""``kvbox admin``: manage S3 users and their access keys.
+"""``kvbox admin``: manage S3 users and their access keys, and the blob cluster.
 
 Layer: cli. Rules: two ways in, one implementation (``kvbox.s3door.admin.run_command``):
 ``--data DIR`` opens a stopped server's data directory under its lock (and refuses,
 pointing at ``--server``, while a server holds it); ``--server URL`` POSTs the command
 to a running server's ``/_kvbox/admin``, signed with SigV4 by the root credentials from
 ``KVBOX_ROOT_ACCESS_KEY`` and ``KVBOX_ROOT_SECRET_KEY``. A new secret key is printed
-once, on the command that made it. Exit status: 0 done, 1 refused, 2 could not run.
+once, on the command that made it. ``kvbox admin cluster status|drain|remove --meta URL``
+works on the cluster's PostgreSQL database directly (``kvbox.cluster.admin``). Exit
+status: 0 done, 1 refused, 2 could not run.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from kvbox.s3door.admin import ADMIN_PATH, VERBS, run_command
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "admin",
-        help="manage S3 users and access keys",
+        help="manage S3 users and access keys, and the blob cluster",
         description="Add, list, disable, enable and delete users and their access keys, "
-        "in a stopped server's data directory (--data) or on a running server (--server).",
+        "in a stopped server's data directory (--data) or on a running server (--server). "
+        "`kvbox admin cluster status|drain NODE|remove NODE --meta postgresql://...` shows "
+        "and changes the blob cluster.",
     )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
@@ -45,19 +49,39 @@ def add_parser(sub: Any) -> None:
         "credentials from KVBOX_ROOT_ACCESS_KEY and KVBOX_ROOT_SECRET_KEY)",
     )
     p.add_argument("--region", default="us-east-1", help="SigV4 region (default: us-east-1)")
-    p.add_argument("noun", choices=sorted(VERBS), help="user or key")
-    p.add_argument("verb", help="user: add|list|disable|enable|delete; key: the same and rotate")
+    p.add_argument(
+        "--meta",
+        default=os.environ.get("KVBOX_META"),
+        metavar="postgresql://USER:PASS@HOST:PORT/DB",
+        help="admin cluster: the cluster's PostgreSQL database (default: $KVBOX_META)",
+    )
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=3,
+        metavar="R",
+        help="admin cluster status: count chunks under R copies as backlog (default 3)",
+    )
+    p.add_argument("noun", choices=sorted([*VERBS, "cluster"]), help="user, key or cluster")
+    p.add_argument(
+        "verb",
+        help="user: add|list|disable|enable|delete; key: the same and rotate; "
+        "cluster: status|drain|remove",
+    )
     p.add_argument(
         "target",
         nargs="?",
         default="",
-        help="user name (user *, key add, key list) or access key (other key commands)",
+        help="user name (user *, key add, key list), access key (other key commands) or "
+        "blob node id or address (cluster drain|remove)",
     )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     noun, verb, target = args.noun, args.verb, args.target
+    if noun == "cluster":
+        return _cluster(args.meta, verb, target, args.replicas)
     if verb not in VERBS[noun]:
         print(f"kvbox admin: unknown command: {noun} {verb}", file=sys.stderr)
         return 2
@@ -101,3 +125,53 @@ def _remote(server: str, region: str, noun: str, verb: str, target: str) -> tupl
         return 2, [f"kvbox admin: {exc}"]
     except (KeyError, TypeError, ValueError):
         return 2, ["kvbox admin: the server's answer is not an admin reply"]
+
+
+CLUSTER_VERBS = ("status", "drain", "remove")
+
+
+def _cluster(meta: str | None, verb: str, node: str, replicas: int) -> int:
+    from kvbox.cluster import admin
+    from kvbox.cluster.catalog import Catalog
+    from kvbox.core.pg import PgUrl
+    from kvbox.errors import InvalidArgument, NotFound
+
+    if verb not in CLUSTER_VERBS:
+        print(f"kvbox admin: unknown command: cluster {verb}", file=sys.stderr)
+        return 2
+    if not meta:
+        print("kvbox admin: cluster commands need --meta postgresql://...", file=sys.stderr)
+        return 2
+    if verb != "status" and not node:
+        print(f"kvbox admin: cluster {verb} needs a node id or address", file=sys.stderr)
+        return 2
+
+    async def go() -> list[str]:
+        catalog = await Catalog.connect(PgUrl.parse(meta), application="kvbox-admin", max_size=1)
+        try:
+            if verb == "status":
+                return await admin.status_lines(catalog, replicas)
+            if verb == "drain":
+                n = await admin.drain(catalog, node)
+                return [
+                    f"blob node {n.node_id} ({n.address}) is draining: the repair "
+                    "worker moves its chunks to other nodes"
+                ]
+            n, dropped = await admin.remove(catalog, node)
+            return [
+                f"blob node {n.node_id} ({n.address}) removed; {dropped} of its copies "
+                "forgotten (the repair worker makes new ones elsewhere)"
+            ]
+        finally:
+            await catalog.close()
+
+    try:
+        lines = asyncio.run(go())
+    except (InvalidArgument, NotFound) as exc:
+        print(f"kvbox admin: {exc}", file=sys.stderr)
+        return 1
+    except KvboxError as exc:
+        print(f"kvbox admin: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0

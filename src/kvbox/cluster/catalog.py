@@ -36,6 +36,10 @@ SUSPECT_AFTER: Final = 3 * HEARTBEAT_INTERVAL
 #: A node whose last heartbeat is older is ``dead``: its chunks are re-replicated.
 DEAD_AFTER: Final = 30.0
 
+#: Key of the session advisory lock the one repair worker of a cluster holds ("kvbx"
+#: "rpar" in ASCII): every gateway runs a worker, and the one that holds it works.
+REPAIR_LOCK: Final = 0x6B76_6278_7270_6172
+
 Health = Literal["live", "suspect", "dead"]
 State = Literal["active", "draining", "removed"]
 STATES: Final = ("active", "draining", "removed")
@@ -250,6 +254,100 @@ class Catalog:
 
         return await self._run(run)
 
+    async def placements(self, after: str = "", limit: int = 500) -> list[ChunkPlacement]:
+        """Chunks in id order after ``after``, each with its holders (one page)."""
+
+        async def run(conn: Conn) -> list[ChunkPlacement]:
+            rows = await conn.fetch(
+                "SELECT c.chunk_id, c.size, array_remove(array_agg(r.node_id), NULL) AS holders"
+                " FROM blob_chunks c LEFT JOIN chunk_replicas r ON r.chunk_id = c.chunk_id"
+                " WHERE c.chunk_id > $1 GROUP BY c.chunk_id, c.size ORDER BY c.chunk_id LIMIT $2",
+                raw(after) if after else b"",
+                limit,
+            )
+            return [
+                ChunkPlacement(bytes(r["chunk_id"]).hex(), int(r["size"]), tuple(r["holders"]))
+                for r in rows
+            ]
+
+        return await self._run(run)
+
+    async def unreferenced(self, min_age: float, limit: int = 500) -> list[str]:
+        """Chunks no version or part references (no row in the metadata's ``chunks``
+        table) and written more than ``min_age`` seconds ago: the collector's work."""
+
+        async def run(conn: Conn) -> list[str]:
+            rows = await conn.fetch(
+                "SELECT b.chunk_id FROM blob_chunks b WHERE b.written_at <"
+                " now() - make_interval(secs => $1) AND NOT EXISTS"
+                " (SELECT 1 FROM chunks c WHERE c.chunk_id = b.chunk_id AND c.refs > 0)"
+                " ORDER BY b.chunk_id LIMIT $2",
+                float(min_age),
+                limit,
+            )
+            return [bytes(r["chunk_id"]).hex() for r in rows]
+
+        return await self._run(run)
+
+    async def totals(self, replicas: int) -> Totals:
+        """Chunks, bytes, replica rows, and the replication backlog: chunks with fewer
+        than ``replicas`` copies on active nodes that are not dead."""
+
+        async def run(conn: Conn) -> Totals:
+            row = await conn.fetchrow(
+                "SELECT count(*) AS chunks, coalesce(sum(size), 0) AS bytes,"
+                " (SELECT count(*) FROM chunk_replicas) AS replicas,"
+                " count(*) FILTER (WHERE (SELECT count(*) FROM chunk_replicas r"
+                "   JOIN blob_nodes n ON n.node_id = r.node_id WHERE r.chunk_id = c.chunk_id"
+                "   AND n.state = 'active'"
+                "   AND n.heartbeat_at > now() - make_interval(secs => $2)) < $1) AS backlog"
+                " FROM blob_chunks c",
+                replicas,
+                DEAD_AFTER,
+            )
+            assert row is not None
+            return Totals(
+                int(row["chunks"]), int(row["bytes"]), int(row["replicas"]), int(row["backlog"])
+            )
+
+        return await self._run(run)
+
+    async def sole_copies(self, node_id: str) -> int:
+        """Chunks whose only replicas are on ``node_id`` (removing it would lose them)."""
+
+        async def run(conn: Conn) -> int:
+            found = await conn.fetchval(
+                "SELECT count(*) FROM chunk_replicas r WHERE r.node_id = $1 AND NOT EXISTS"
+                " (SELECT 1 FROM chunk_replicas o JOIN blob_nodes n ON n.node_id = o.node_id"
+                "  WHERE o.chunk_id = r.chunk_id AND o.node_id <> $1 AND n.state <> 'removed')",
+                node_id,
+            )
+            return int(found or 0)
+
+        return await self._run(run)
+
+    async def drop_node_replicas(self, node_id: str) -> int:
+        async def run(conn: Conn) -> int:
+            done = await conn.execute("DELETE FROM chunk_replicas WHERE node_id = $1", node_id)
+            return int(done.split()[-1])
+
+        return await self._run(run)
+
+    async def repair_holder(self) -> str | None:
+        """``application_name`` of the session holding the repair lock, if any."""
+
+        async def run(conn: Conn) -> str | None:
+            found = await conn.fetchval(
+                "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a"
+                " ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted"
+                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND ((l.classid::bigint << 32) | l.objid::bigint) = $1",
+                REPAIR_LOCK,
+            )
+            return None if found is None else str(found)
+
+        return await self._run(run)
+
     async def forget(
         self, chunk_id: str, delete: Callable[[list[str]], Awaitable[None]], min_age: float
     ) -> bool:
@@ -281,6 +379,23 @@ class Catalog:
                 return True
 
         return await self._run(run)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkPlacement:
+    """A chunk and the nodes its catalog rows say hold it (the repair worker's view)."""
+
+    chunk_id: str
+    size: int
+    holders: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    chunks: int
+    bytes: int
+    replicas: int
+    backlog: int
 
 
 def _node(row: asyncpg.Record) -> Node:

@@ -1,0 +1,72 @@
+"""``kvbox admin cluster status|drain|remove``: the operator's view of the blob cluster.
+
+Layer: cluster. Rules: everything is read from and written to PostgreSQL (the cluster's
+only shared state), so the commands work from any machine that reaches the database,
+whether or not a gateway runs. ``drain`` only marks the node: the repair worker moves
+its chunks away and ``status`` shows its count fall to 0. ``remove`` refuses while a
+chunk has no copy on any other node (drain first), so no command loses a chunk.
+"""
+
+from __future__ import annotations
+
+from kvbox.cluster.catalog import DEAD_AFTER, SUSPECT_AFTER, Catalog, Node
+from kvbox.cluster.store import DEFAULT_REPLICAS
+from kvbox.errors import InvalidArgument, NotFound
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+async def status_lines(catalog: Catalog, replicas: int = DEFAULT_REPLICAS) -> list[str]:
+    nodes = await catalog.nodes()
+    totals = await catalog.totals(replicas)
+    holder = await catalog.repair_holder()
+    counts = {h: sum(1 for n in nodes if n.health == h) for h in ("live", "suspect", "dead")}
+    lines = [
+        f"nodes: {len(nodes)} ({counts['live']} live, {counts['suspect']} suspect, "
+        f"{counts['dead']} dead; suspect after {SUSPECT_AFTER:g} s without a heartbeat, "
+        f"dead after {DEAD_AFTER:g} s)",
+        f"chunks: {totals.chunks} ({_size(totals.bytes)}), replicas: {totals.replicas}, "
+        f"replication backlog: {totals.backlog} chunks under {replicas} copies",
+        f"repair: {'running in ' + holder if holder else 'idle (no worker holds the lock)'}",
+        "",
+        f"{'NODE':<16} {'ADDRESS':<22} {'STATE':<9} {'HEALTH':<8} {'BEAT':>7} "
+        f"{'CHUNKS':>8} {'BYTES':>10} {'FREE':>10}",
+    ]
+    for n in nodes:
+        lines.append(
+            f"{n.node_id:<16} {n.address:<22} {n.state:<9} {n.health:<8} {n.age:>6.1f}s "
+            f"{n.chunks:>8} {_size(n.bytes):>10} {_size(n.free_bytes):>10}"
+        )
+    return lines
+
+
+async def drain(catalog: Catalog, node: str) -> Node:
+    found = await catalog.set_state(node, "draining")
+    if found is None:
+        raise NotFound(f"no blob node {node!r} (give its id or address)")
+    return found
+
+
+async def remove(catalog: Catalog, node: str) -> tuple[Node, int]:
+    """Mark the node removed and forget its copies (the repair worker re-replicates
+    them elsewhere); refused while it holds the only copy of a chunk."""
+    found = next((n for n in await catalog.nodes() if node in (n.node_id, n.address)), None)
+    if found is None:
+        raise NotFound(f"no blob node {node!r} (give its id or address)")
+    sole = await catalog.sole_copies(found.node_id)
+    if sole:
+        raise InvalidArgument(
+            f"blob node {found.node_id} holds the only copy of {sole} chunks: drain it "
+            f"first (kvbox admin cluster drain {found.node_id}) and wait until status "
+            "shows it holds 0 chunks"
+        )
+    updated = await catalog.set_state(found.node_id, "removed")
+    assert updated is not None
+    return updated, await catalog.drop_node_replicas(found.node_id)

@@ -1,0 +1,220 @@
+"""The cluster's one background worker: repair, drain, rebalance and garbage collection.
+
+Layer: cluster. Rules:
+
+* **One at a time, decided by PostgreSQL.** Every gateway runs a ``Repairer``; a pass
+  starts only in the process that holds the session advisory lock ``REPAIR_LOCK``
+  (``pg_try_advisory_lock`` on a connection of its own). If that process dies, its
+  session ends, the lock is released, and the next gateway's pass takes it. There is
+  no election of our own.
+* **One walk does it all.** A pass reads the replica table in chunk-id order, one page
+  at a time, and for each chunk compares where it is with where rendezvous placement
+  over the writable nodes (active and live) wants it:
+
+  - fewer than R *countable* copies (on active nodes that are not dead) -> copy the
+    chunk, read from any holder and checked against its id, onto the best-placed
+    writable nodes that lack it (a lost node, a new node, a write that met only its
+    quorum);
+  - R or more countable copies -> copies on draining or removed nodes, and copies on
+    active nodes beyond the R best-placed ones, are deleted (a drain, a rebalance
+    after a node joined). A copy is only ever deleted while R others are countable,
+    so a pass never lowers a chunk below R.
+
+* **Garbage.** A chunk that no version or part references (no ``chunks`` row in the
+  metadata) and that nobody has written for ``gc_delay`` seconds is deleted from every
+  node, by ``Catalog.forget`` under the chunk's row lock. The delay (an hour by
+  default) is what makes this safe against writes in flight on any gateway: a write
+  refreshes the chunk's ``written_at`` (``intend``) before its first node PUT and
+  commits its metadata within its request's lifetime, minutes at most. This needs the
+  metadata in the same PostgreSQL database (``--meta postgresql://``), which is what
+  ``--blobs cluster`` requires.
+* **Bounded.** Each pass handles at most ``max_copies`` copies (the rest is the next
+  pass's backlog), so a node's loss never turns into an unbounded burst of traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Final
+
+from kvbox.cluster.catalog import REPAIR_LOCK, ChunkPlacement, Node
+from kvbox.cluster.placement import ranked
+from kvbox.cluster.store import ClusterBlobStore
+from kvbox.core.pg import connect
+from kvbox.errors import KvboxError, StorageError
+
+log = logging.getLogger("kvbox.cluster.repair")
+
+#: Seconds between passes.
+REPAIR_INTERVAL: Final = 30.0
+#: Chunk copies one pass makes at most.
+MAX_COPIES: Final = 10_000
+#: Chunks read from the catalog per query.
+PAGE: Final = 500
+
+
+@dataclass(slots=True)
+class RepairProgress:
+    """What the worker did (for /metrics and ``admin cluster status``)."""
+
+    passes: int = 0
+    copied: int = 0
+    dropped: int = 0
+    collected: int = 0
+    failed: int = 0
+    #: Chunks under R found by the last pass (its backlog when it started).
+    backlog: int = 0
+    running: bool = False
+    last_pass_at: float = 0.0
+    last_pass_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class Repairer:
+    """The background worker (module docstring)."""
+
+    def __init__(
+        self,
+        store: ClusterBlobStore,
+        *,
+        interval: float = REPAIR_INTERVAL,
+        max_copies: int = MAX_COPIES,
+        collect: bool = True,
+    ) -> None:
+        self.store = store
+        self.interval = interval
+        self.max_copies = max_copies
+        self.collect = collect
+        self.progress = RepairProgress()
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.run_once()
+            except KvboxError as exc:
+                log.warning("repair pass failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.interval)
+
+    async def run_once(self) -> bool:
+        """One pass if this process gets the lock; whether it did."""
+        conn = await connect(self.store.url, application="kvbox-repair")
+        try:
+            got = await conn.fetchval("SELECT pg_try_advisory_lock($1)", REPAIR_LOCK)
+            if not got:
+                return False
+            try:
+                await self._pass()
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", REPAIR_LOCK)
+            return True
+        finally:
+            await conn.close()
+
+    async def _pass(self) -> None:
+        p = self.progress
+        p.running = True
+        started = time.monotonic()
+        try:
+            nodes = {n.node_id: n for n in await self.store.nodes(fresh=True)}
+            writable = [n for n in nodes.values() if n.writable]
+            copies = 0
+            backlog = 0
+            after = ""
+            while page := await self.store.catalog.placements(after, PAGE):
+                after = page[-1].chunk_id
+                for chunk in page:
+                    if copies >= self.max_copies:
+                        break
+                    made, under = await self._fix(chunk, nodes, writable)
+                    copies += made
+                    backlog += under
+            p.backlog = backlog
+            if self.collect:
+                await self._collect()
+        finally:
+            p.running = False
+            p.passes += 1
+            p.last_pass_at = time.time()
+            p.last_pass_seconds = time.monotonic() - started
+
+    async def _fix(
+        self, chunk: ChunkPlacement, nodes: dict[str, Node], writable: list[Node]
+    ) -> tuple[int, int]:
+        """Bring one chunk to its placement; (copies made, 1 if it was under R)."""
+        store = self.store
+        want = store.replicas
+        cid = chunk.chunk_id
+        if not chunk.holders:
+            return 0, 0  # being written right now, or a failed write: GC's business
+        countable = [h for h in chunk.holders if h in nodes and _countable(nodes[h])]
+        under = int(len(countable) < want)
+        desired = ranked(cid, (n.node_id for n in writable))[:want]
+        k = sum(1 for d in desired if d not in chunk.holders)  # new homes (rebalance)
+        k = max(k, want - len(countable))  # lost copies (repair)
+        lacking = [n for n in writable if n.node_id not in chunk.holders]
+        made = 0
+        if k > 0 and lacking:
+            try:
+                data = await store.read_whole(cid)
+            except StorageError as exc:
+                self.progress.failed += 1
+                log.warning("chunk %s: no copy to repair from: %s", cid, exc)
+                return 0, under
+            stored = await store.store_on(cid, data, lacking, k)
+            if stored:
+                await store.catalog.add_replicas(cid, stored)
+            made = len(stored)
+            self.progress.copied += made
+            countable += stored
+        if len(countable) >= want:
+            first = set(desired)
+            order = {h: i for i, h in enumerate(ranked(cid, countable))}
+            keep = set(sorted(countable, key=lambda h: (h not in first, order[h]))[:want])
+            for nid in [h for h in chunk.holders if h not in keep]:
+                await self._drop(cid, nid, nodes.get(nid))
+        return made, under
+
+    async def _drop(self, cid: str, nid: str, node: Node | None) -> None:
+        """Delete one surplus copy: the row first (readers stop choosing it), then the
+        file (a node that cannot be reached keeps an orphan, harmless)."""
+        await self.store.catalog.drop_replica(cid, nid)
+        self.progress.dropped += 1
+        if node is not None and node.health != "dead" and node.state != "removed":
+            try:
+                await self.store.client.delete(node.address, cid)
+            except StorageError as exc:
+                log.warning("chunk %s left on %s: %s", cid, nid, exc)
+
+    async def _collect(self) -> None:
+        gc = self.store.gc_delay
+        while ids := await self.store.catalog.unreferenced(gc, PAGE):
+            removed = 0
+            for cid in ids:
+                if await self.store.catalog.forget(cid, self.store._delete_on(cid), gc):
+                    removed += 1
+            self.progress.collected += removed
+            if removed < len(ids):
+                return  # the rest became young or referenced meanwhile: next pass
+
+
+def _countable(node: Node) -> bool:
+    """A copy that counts towards R: on an active node that is not dead."""
+    return node.state == "active" and node.health != "dead"
