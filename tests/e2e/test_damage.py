@@ -190,3 +190,51 @@ def test_damage_found_after_a_restart(srv: S3Server) -> None:
     assert err.value.response["Error"]["Code"] == "InternalError"
     s3.put_object(Bucket=BUCKET, Key="cold", Body=data)
     assert s3.get_object(Bucket=BUCKET, Key="cold")["Body"].read() == data
+
+
+def _flip_in_file(path: Path, needle: bytes) -> None:
+    data = bytearray(path.read_bytes())
+    at = data.find(needle)
+    assert at >= 0 and data.find(needle, at + 1) < 0, f"{needle!r} not once in {path}"
+    data[at] ^= 0x20  # 'h' -> 'H': the kind of change the issue saw ("hello" -> "Jello")
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_inline_values_in_the_database(srv: S3Server) -> None:
+    """One byte changed in small values inside the SQLite file (server stopped): GW-KV
+    GET and BGET answer ERR STORAGE damaged, S3 GET a 500, never the changed value;
+    STATS and deletes still work, and writing the key again heals it."""
+    server = srv.server
+    s3 = srv.client()
+    with server.connect() as w:
+        assert w.request(b"SET small hello-from-gwkv-0001\n").startswith(b"OK ")
+    s3.put_object(Bucket=BUCKET, Key="tiny", Body=b"hello-from-s3-0002")
+    server.terminate()  # a clean stop: the journal applied, the WAL checkpointed
+    db = server.data_dir / "meta.sqlite3"
+    _flip_in_file(db, b"hello-from-gwkv-0001")
+    _flip_in_file(db, b"hello-from-s3-0002")
+    server.start()
+
+    with server.connect() as w:
+        for request in (b"GET small\n", b"BGET small\n", b"GET small\n"):
+            reply = w.request(request)
+            assert reply.startswith(b"ERR STORAGE damaged: kv/small version "), reply
+            assert b"inline value does not match its checksum" in reply
+        objects = int(w.request(b"STATS\n").split()[1])
+        assert objects >= 1
+    for _ in range(2):
+        with pytest.raises(ClientError) as err:
+            s3.get_object(Bucket=BUCKET, Key="tiny")
+        assert err.value.response["Error"]["Code"] == "InternalError"
+    assert len(damage_lines(srv, "small")) == 1 and len(damage_lines(srv, "tiny")) == 1
+
+    with server.connect() as w:
+        assert w.request(b"DELETE small\n") == b"OK\n"
+        assert w.request(b"GET small\n") == b"NOTFOUND\n"
+        assert w.request(b"SET small hello-again\n").startswith(b"OK ")
+        assert w.request(b"GET small\n") == b"VALUE hello-again\n"
+    s3.delete_object(Bucket=BUCKET, Key="tiny")
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=BUCKET, Key="tiny")
+    assert err.value.response["Error"]["Code"] == "NoSuchKey"
+    assert "Traceback" not in server.new_log()

@@ -90,6 +90,10 @@ class ObjectVersion:
     attrs: Mapping[str, str] = field(default_factory=_no_attrs)
     #: Commit order assigned by the MetaStore (0 until committed). Newest = largest.
     seq: int = 0
+    #: CRC-32C of ``inline`` (``kvbox.core.integrity.crc32c``), computed when the value
+    #: entered the Store and kept with it from then on; None: no inline value, or not
+    #: computed yet (the MetaStore computes it before it stores the row).
+    inline_crc: int | None = None
 
     @property
     def s3_version_id(self) -> str:

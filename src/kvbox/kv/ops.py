@@ -101,7 +101,8 @@ class KvOps:
     async def delete(self, key: str) -> bool:
         """Remove the key's live value; False if it had none. Of two deletes racing,
         only the one that removed something gets True."""
-        head = await self.store.head(self.bucket, key)
+        # Metadata only: a damaged value must still be deletable.
+        head = await self.store.head(self.bucket, key, verify=False)
         if head is None or head.is_delete_marker:
             return False
         result = await self.store.delete(self.bucket, key)

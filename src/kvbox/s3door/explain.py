@@ -161,9 +161,9 @@ async def explain(store: Store, request: Mapping[str, Any]) -> dict[str, Any]:
     try:
         if key is not None:
             if version_id is not None:
-                version = await store.get_version(name, key, version_id)
+                version = await store.get_version(name, key, version_id, verify=False)
             else:
-                version = await store.head(name, key)
+                version = await store.head(name, key, verify=False)
             if version is not None and not version.is_delete_marker:
                 object_acl = version.attrs.get(OBJECT_ACL, PRIVATE)
                 object_owner = version.attrs.get(OWNER)

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kvbox.core.integrity import crc32c
 from kvbox.core.journal import codec
 from kvbox.core.journal.codec import (
     FRAME_HEADER,
@@ -217,7 +218,7 @@ def _crc_ok_frame(payload: bytes, count: int, first: int = 1) -> bytes:
 
 
 def _record(bucket: bytes, key: bytes, vid: bytes, value: bytes) -> bytes:
-    return b"".join(record_pieces(bucket, key, vid, 1, value))
+    return b"".join(record_pieces(bucket, key, vid, 1, value, crc32c(value)))
 
 
 _GOOD = _record(b"kv", b"k", b"V", b"value")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from kvbox.core.integrity import crc32c
 from kvbox.core.journal import codec
 from kvbox.core.journal.codec import FRAME_HEADER, Record, record_pieces
 from kvbox.core.journal.log import SEGMENT_SUFFIX, Journal
@@ -38,13 +39,15 @@ SEGMENT = 64 * 1024
 def _pieces(batch: Batch, bucket: str = "kv") -> list[bytes]:
     out: list[bytes] = []
     for i, (key, value) in enumerate(batch):
-        out.extend(record_pieces(bucket.encode(), key.encode(), f"V{i}".encode(), 42, value))
+        vid = f"V{i}".encode()
+        out.extend(record_pieces(bucket.encode(), key.encode(), vid, 42, value, crc32c(value)))
     return out
 
 
 def _records(first: int, batch: Batch, bucket: str = "kv") -> list[Record]:
     return [
-        Record(first + i, bucket, key, f"V{i}", 42, value) for i, (key, value) in enumerate(batch)
+        Record(first + i, bucket, key, f"V{i}", 42, value, crc32c(value))
+        for i, (key, value) in enumerate(batch)
     ]
 
 

@@ -13,12 +13,13 @@ import hashlib
 
 import pytest
 
+from kvbox.core.integrity import crc32c
 from kvbox.core.journal import memtable
 from kvbox.core.journal.memtable import ENTRY_OVERHEAD, Key, Memtable, Pending
 
 
 def _entry(lsn: int, vid: str, data: bytes, mtime: int = 1_000) -> Pending:
-    return (lsn, vid, mtime, data)
+    return (lsn, vid, mtime, data, crc32c(data))
 
 
 def _add(table: Memtable, *items: tuple[Key, Pending]) -> bool:

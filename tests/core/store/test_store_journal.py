@@ -30,13 +30,14 @@ from pathlib import Path
 import pytest
 
 from kvbox.core.blob.localdir import LocalDirBlobStore
+from kvbox.core.integrity import crc32c
 from kvbox.core.journal import JOURNAL_DIR, Journal, writes
 from kvbox.core.journal import codec as journal_codec
 from kvbox.core.journal.log import SEGMENT_SUFFIX
 from kvbox.core.meta.sqlite import META_FILE, SCHEMA_VERSION, SqliteMetaStore
 from kvbox.core.model import Condition, CondKind, Versioning
 from kvbox.core.store import MISS, Store
-from kvbox.errors import ConditionFailed, StorageError, ValueTooLarge
+from kvbox.errors import ConditionFailed, DataDamaged, StorageError, ValueTooLarge
 
 INLINE_MAX = 1024
 CHUNK = 4096
@@ -435,6 +436,7 @@ import asyncio, json, os, sys
 from pathlib import Path
 
 from kvbox.core.blob.localdir import LocalDirBlobStore
+from kvbox.core.integrity import crc32c
 from kvbox.core.journal import JOURNAL_DIR, memtable, writes
 from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
 from kvbox.core.store import Store
@@ -539,9 +541,22 @@ async def test_a_crash_loses_no_acknowledged_journaled_write(
 # --- the schema ---------------------------------------------------------------------------
 
 
+def _downgrade_to_schema_5(db: Path) -> None:
+    """Turn a schema-6 database into what kvbox wrote at schema 5: ``versions`` without
+    its ``crc`` column (inline values had no checksum)."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("ALTER TABLE versions DROP COLUMN crc")
+        conn.execute("PRAGMA user_version = 5")
+        assert "crc" not in [r[1] for r in conn.execute("PRAGMA table_info(versions)")]
+    finally:
+        conn.close()
+
+
 def _downgrade_to_schema_4(db: Path) -> int:
-    """Turn a schema-5 database into what kvbox wrote at schema 4: ``state`` without its
-    ``journal`` column. Returns the ``seq`` kept."""
+    """Turn a schema-6 database into what kvbox wrote at schema 4: no value checksums,
+    ``state`` without its ``journal`` column. Returns the ``seq`` kept."""
+    _downgrade_to_schema_5(db)
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         (seq,) = conn.execute("SELECT seq FROM state").fetchone()
@@ -574,7 +589,7 @@ async def test_a_schema_4_database_is_migrated_on_open(tmp_path: Path, slow_appl
         store = await rig.start()
         conn = sqlite3.connect(data / META_FILE)
         try:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
             assert conn.execute("SELECT seq, journal FROM state").fetchone() == (seq, 0)
         finally:
             conn.close()
@@ -589,6 +604,103 @@ async def test_a_schema_4_database_is_migrated_on_open(tmp_path: Path, slow_appl
         assert await store.meta.journal_lsn() == 1
         head = await store.head("kv", "journaled")
         assert head is not None and head.version_id == vid
+    finally:
+        await rig.stop()
+
+
+def _flip_in_file(path: Path, needle: bytes) -> None:
+    """Change the first byte of ``needle``, which must occur once in ``path``, in place
+    (a stopped server's database file, as a bad disk would)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(needle)
+    assert at >= 0 and data.find(needle, at + 1) < 0, f"{needle!r} not once in {path}"
+    data[at] ^= 0x20
+    path.write_bytes(bytes(data))
+
+
+async def test_a_schema_5_database_gets_value_checksums(tmp_path: Path, slow_applier: None) -> None:
+    """Migrated from schema 5, every inline value (journaled or written directly, in a
+    bucket with or without versioning) gets its checksum from its bytes as they are;
+    from then on a changed byte is found on read, and a rewrite heals the key."""
+    data = tmp_path / "data"
+    rig = Rig(data)
+    store = await rig.start()
+    await store.ensure_bucket("hist", versioning=Versioning.ENABLED)
+    await _put1(store, "journaled", b"hello from the journal")
+    await store.put("kv", "direct", b"hello written directly")
+    old = await store.put("hist", "k", b"first of two versions")
+    await store.put("hist", "k", b"second of two versions")
+    big = await store.put("kv", "big", os.urandom(3 * CHUNK))
+    await rig.stop()
+    _downgrade_to_schema_5(data / META_FILE)
+
+    try:
+        store = await rig.restart()
+        conn = sqlite3.connect(data / META_FILE)
+        try:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+            rows = conn.execute("SELECT inline, crc FROM versions").fetchall()
+        finally:
+            conn.close()
+        assert len(rows) == 5
+        for inline, crc in rows:
+            assert crc == (None if inline is None else crc32c(inline))
+        for bucket, key, want in (
+            ("kv", "journaled", b"hello from the journal"),
+            ("kv", "direct", b"hello written directly"),
+            ("hist", "k", b"second of two versions"),
+        ):
+            v = await store.head(bucket, key)
+            assert v is not None and v.inline == want and v.inline_crc == crc32c(want)
+        got = await store.get_version("hist", "k", old.version_id)
+        assert got is not None and got.inline == b"first of two versions"
+        assert await store.read(big) == await store.read(big)  # chunks are not touched
+
+        await rig.stop()
+        _flip_in_file(data / META_FILE, b"first of two versions")
+        _flip_in_file(data / META_FILE, b"hello written directly")
+        store = await rig.restart()  # a new Store: nothing cached from before
+        with pytest.raises(DataDamaged, match="inline value does not match its checksum"):
+            await store.head("kv", "direct")
+        with pytest.raises(DataDamaged):
+            await store.get_version("hist", "k", old.version_id)
+        assert (await store.head("hist", "k")) is not None  # the sound newest still reads
+        # Metadata-only callers are not stopped by the damage, and the bytes never
+        # reach the cache (a later read still refuses them).
+        meta_only = await store.head("kv", "direct", verify=False)
+        assert meta_only is not None and meta_only.inline != b"hello written directly"
+        with pytest.raises(DataDamaged):
+            await store.head("kv", "direct")
+        assert store.damage.objects == 2
+        # Deletes work, and a rewrite heals the key.
+        await store.delete("hist", "k", old.version_id)
+        await store.put("kv", "direct", b"hello written again")
+        v = await store.head("kv", "direct")
+        assert v is not None and v.inline == b"hello written again"
+    finally:
+        await rig.stop()
+
+
+async def test_a_journal_from_before_value_checksums_replays(tmp_path: Path) -> None:
+    """Records in "KVJ1" frames (no checksum) left by an unclean stop of an older kvbox
+    are applied at the next start, and their values get their checksum then."""
+    data = tmp_path / "data"
+    rig = Rig(data)
+    await rig.start()
+    await rig.stop()
+    (data / JOURNAL_DIR).mkdir(exist_ok=True)
+    segment = data / JOURNAL_DIR / f"{1:020d}{SEGMENT_SUFFIX}"
+    recs = [
+        journal_codec.Record(1, "kv", "a", "01M94X0000000000000000000A", 5, b"old a"),
+        journal_codec.Record(2, "kv", "b", "01M94X0000000000000000000B", 5, b"old b"),
+    ]
+    segment.write_bytes(journal_codec.encode_frame_v1(1, recs))
+    try:
+        store = await rig.start()
+        for key in ("a", "b"):
+            v = await store.head("kv", key)
+            assert v is not None and v.inline == b"old " + key.encode()
+            assert v.inline_crc == crc32c(v.inline)
     finally:
         await rig.stop()
 

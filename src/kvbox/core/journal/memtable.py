@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from typing import Final, TypeAlias
 
-from kvbox.core.model import ObjectVersion
+from kvbox.core.model import EMPTY_ATTRS, ObjectVersion
 
 #: The memtable's bounds: past ``MEM_SOFT`` bytes the applier starts at once instead of
 #: at its next interval; past ``MEM_HARD`` journaled writes wait for it (backpressure).
@@ -26,19 +26,22 @@ ENTRY_OVERHEAD: Final = 200
 
 Key: TypeAlias = tuple[str, str]
 #: A journaled write not yet applied to the MetaStore (a memtable entry): its LSN,
-#: version id, mtime and bytes. A plain tuple of atomic values: the cheapest thing to
-#: build, and the garbage collector stops tracking it, which matters at 100,000 a second.
-Pending: TypeAlias = tuple[int, str, int, bytes]
+#: version id, mtime, bytes and their CRC-32C (as its journal record has it). A plain
+#: tuple of atomic values: the cheapest thing to build, and the garbage collector stops
+#: tracking it, which matters at 100,000 a second.
+Pending: TypeAlias = tuple[int, str, int, bytes, int]
 LSN: Final = 0
 VID: Final = 1
 MTIME: Final = 2
 DATA: Final = 3
+CRC: Final = 4
 
 
 def to_version(
-    bucket: str, key: str, version_id: str, mtime_ns: int, value: bytes
+    bucket: str, key: str, version_id: str, mtime_ns: int, value: bytes, crc: int | None
 ) -> ObjectVersion:
-    """The version a journaled write stands for: a null version with its bytes inline."""
+    """The version a journaled write stands for: a null version with its bytes inline
+    (and their checksum, from the write: None only for a pre-checksum journal record)."""
     return ObjectVersion(
         bucket,
         key,
@@ -49,6 +52,11 @@ def to_version(
         False,
         True,
         value,
+        (),
+        "application/octet-stream",
+        EMPTY_ATTRS,
+        0,
+        crc,
     )
 
 
@@ -114,7 +122,7 @@ class Memtable:
     def version(self, k: Key, e: Pending) -> ObjectVersion:
         v = self.versions.get(k)
         if v is None or v.version_id != e[VID]:
-            v = to_version(k[0], k[1], e[VID], e[MTIME], e[DATA])
+            v = to_version(k[0], k[1], e[VID], e[MTIME], e[DATA], e[CRC])
         return v
 
     def freeze(self) -> dict[Key, Pending]:

@@ -49,7 +49,10 @@ async def apply_records(meta: MetaStore, records: Iterable[Record]) -> int:
         # Records skipped as replaced sit between these LSNs; once the last part is in,
         # everything up to ``top`` is.
         upto = top if i + REPLAY_BATCH >= len(ordered) else part[-1].lsn
-        ops = [PutOp(to_version(r.bucket, r.key, r.version_id, r.mtime_ns, r.value)) for r in part]
+        ops = [
+            PutOp(to_version(r.bucket, r.key, r.version_id, r.mtime_ns, r.value, r.crc))
+            for r in part
+        ]
         try:
             await meta.commit(ops, journal_lsn=upto)
         except (NotFound, InvalidArgument) as exc:  # one op failed, the rest is in

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
+from kvbox.core.integrity import crc32c
 from kvbox.core.journal.codec import record_pieces
 from kvbox.core.journal.log import Journal
 from kvbox.core.journal.memtable import Key, Memtable, Pending
@@ -160,8 +161,9 @@ class JournalWrites:
                 continue
             vid = next(ids_iter)
             total += n
-            pieces += record_pieces(bb, key.encode(), vid.encode(), now, data)
-            entries.append(((bucket_name, key), (lsn, vid, now, data)))
+            crc = crc32c(data)  # the value's checksum, from here to its metadata row
+            pieces += record_pieces(bb, key.encode(), vid.encode(), now, data, crc)
+            entries.append(((bucket_name, key), (lsn, vid, now, data, crc)))
             lsn += 1
             out.append(vid)
         if entries:

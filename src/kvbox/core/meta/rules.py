@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import TypeVar
 
 from kvbox.core import lock
+from kvbox.core.integrity import crc32c
 from kvbox.core.meta import users
 from kvbox.core.meta.txn import KeyState, MetaTxn
 from kvbox.core.meta.users import AccessKey, User
@@ -112,8 +113,17 @@ def stamp(v: ObjectVersion, seq: int, is_null: bool) -> ObjectVersion:
     versioning state at commit time (not by what the caller guessed when it built it)."""
     return ObjectVersion(
         v.bucket, v.key, v.version_id, v.size, v.etag, v.mtime_ns, v.is_delete_marker,
-        is_null, v.inline, v.chunks, v.content_type, v.attrs, seq,
+        is_null, v.inline, v.chunks, v.content_type, v.attrs, seq, value_crc(v),
     )  # fmt: skip
+
+
+def value_crc(v: ObjectVersion) -> int | None:
+    """The checksum stored with ``v``'s inline value: the one the value came with from
+    the Store (``kvbox.core.integrity``), computed here only for a version built without
+    it, so that every stored inline value has one."""
+    if v.inline is None or v.inline_crc is not None:
+        return v.inline_crc
+    return crc32c(v.inline)
 
 
 def delete_marker(op: DeleteOp, state: Versioning, ids: VersionIdGenerator) -> ObjectVersion:
@@ -327,6 +337,7 @@ def put(txn: MetaTxn[K], op: PutOp) -> WriteResult:
     new = ObjectVersion(
         v.bucket, v.key, v.version_id, v.size, v.etag, v.mtime_ns, v.is_delete_marker,
         state is not _ENABLED, v.inline, v.chunks, v.content_type, attrs, txn.next_seq(),
+        value_crc(v),
     )  # fmt: skip
     removed, freed = _place(txn, k, new)
     return WriteResult(True, (new,), removed, None, freed)
@@ -400,7 +411,7 @@ def set_attrs(txn: MetaTxn[K], op: SetAttrsOp) -> WriteResult:
     attrs = MappingProxyType(dict(new_attrs)) if new_attrs else EMPTY_ATTRS
     new = ObjectVersion(
         t.bucket, t.key, t.version_id, t.size, t.etag, t.mtime_ns, t.is_delete_marker,
-        t.is_null, t.inline, t.chunks, t.content_type, attrs, t.seq,
+        t.is_null, t.inline, t.chunks, t.content_type, attrs, t.seq, t.inline_crc,
     )  # fmt: skip
     txn.replace(k, target, new)
     return WriteResult(True, written=(new,))

@@ -38,7 +38,7 @@ from typing import Any, Final
 
 from kvbox.core import lock
 from kvbox.core.blob import BlobStore
-from kvbox.core.integrity import DamageLog
+from kvbox.core.integrity import DamageLog, crc32c, value_sound
 from kvbox.core.journal import JournalWrites
 from kvbox.core.journal.memtable import Memtable
 from kvbox.core.meta import MetaStore
@@ -329,7 +329,7 @@ class Store:
             out_.append(None)
             v = ObjectVersion(
                 bucket, key, new_id(), size, md5(data, usedforsecurity=False).hexdigest(), now,
-                False, is_null, data, (), "application/octet-stream", attrs,
+                False, is_null, data, (), "application/octet-stream", attrs, 0, crc32c(data),
             )  # fmt: skip
             ops.append(PutOp(v))
         if ops:
@@ -473,14 +473,24 @@ class Store:
             self._lru.touch(k)
         return v
 
-    async def head(self, bucket: str, key: str) -> ObjectVersion | None:
-        """Newest version of ``key`` (maybe a delete marker) or None."""
+    async def head(self, bucket: str, key: str, *, verify: bool = True) -> ObjectVersion | None:
+        """Newest version of ``key`` (maybe a delete marker) or None.
+
+        Its inline value, read from the MetaStore, is checked against its checksum
+        first: ``DataDamaged`` if they differ. ``verify=False`` is for callers that use
+        only the metadata (a delete, an access decision), so that damage never stops
+        them: they get the version as stored, and it is not cached.
+        """
         v = self.peek(bucket, key)
         if v is not MISS:
             return v
         self._bucket(bucket)
         gen = self._cache.generation
         found = await self.meta.head(bucket, key)
+        if found is not None and not value_sound(found):
+            if not verify:
+                return found
+            raise self._damaged_value(found)
         self._cache.populate(gen, (bucket, key), found)
         return found
 
@@ -499,14 +509,25 @@ class Store:
             gen = self._cache.generation
             found = await self.meta.head_many(bucket, [keys[i] for i in missing])
             for i, v in zip(missing, found, strict=True):
+                if v is not None and not value_sound(v):
+                    raise self._damaged_value(v)
                 out[i] = v
                 self._cache.populate(gen, (bucket, keys[i]), v)
         return out
 
-    async def get_version(self, bucket: str, key: str, version_id: str) -> ObjectVersion | None:
+    async def get_version(
+        self, bucket: str, key: str, version_id: str, *, verify: bool = True
+    ) -> ObjectVersion | None:
+        """One version by id; its inline value checked as ``head`` checks it."""
         self._bucket(bucket)
         await self._settle()
-        return await self.meta.get_version(bucket, key, version_id)
+        v = await self.meta.get_version(bucket, key, version_id)
+        if verify and v is not None and not value_sound(v):
+            raise self._damaged_value(v)
+        return v
+
+    def _damaged_value(self, v: ObjectVersion) -> DataDamaged:
+        return self.damaged(v, DataDamaged("the inline value does not match its checksum"))
 
     async def list_versions(self, bucket: str, key: str, limit: int = 1000) -> list[ObjectVersion]:
         self._bucket(bucket)
@@ -665,6 +686,8 @@ class Store:
                 if v.key != key:
                     return None
                 if v.mtime_ns <= at_ns:
+                    if not value_sound(v):
+                        raise self._damaged_value(v)
                     return v
             if len(page) < 1000:
                 return None
@@ -707,6 +730,7 @@ class Store:
             chunks=chunks,
             content_type=content_type,
             attrs=attrs,
+            inline_crc=None if inline is None else crc32c(inline),
         )
 
     def _check_size(self, size: int) -> None:

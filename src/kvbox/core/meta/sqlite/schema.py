@@ -10,8 +10,9 @@ so a listing is a range scan of ``live``'s primary key in UTF-8 byte order (BINA
 collation). ``chunks`` holds reference counts; ``state`` the highest ``seq`` ever given
 (a seq is never reused, even after its version is gone) and the journal LSN applied;
 ``uploads`` and ``parts`` the multipart uploads; ``users`` and ``access_keys`` the S3
-users. Durability: WAL with ``synchronous=FULL`` (a commit returns after the WAL's
-fsync).
+users. A version's ``crc`` is the CRC-32C of its ``inline`` value (NULL without one),
+the checksum the Store checks every value read back against (``kvbox.core.integrity``).
+Durability: WAL with ``synchronous=FULL`` (a commit returns after the WAL's fsync).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Final
 
+from kvbox.core.integrity import crc32c
 from kvbox.core.meta.codec import DEFAULT_CT, dec_attrs, dec_chunks, enc_attrs, enc_chunks
 from kvbox.core.meta.users import AccessKey, User
 from kvbox.core.model import (
@@ -39,7 +41,9 @@ META_FILE: Final = "meta.sqlite3"
 #: 3: ``uploads`` and ``parts`` (S3 multipart uploads).
 #: 4: ``users`` and ``access_keys`` (S3 users; no migration from 3).
 #: 5: ``state.journal``, the journal LSN applied (migrated from 4 in place).
-SCHEMA_VERSION: Final = 5
+#: 6: ``versions.crc``, each inline value's CRC-32C (migrated from 4 and 5 in place,
+#:    computed from the values as they are then).
+SCHEMA_VERSION: Final = 6
 
 #: Page size of a new database (SQLite's default). Every row a batch changes costs the
 #: WAL a whole page, yet 2 KiB pages (half the bytes for 1 KB values) measured slower
@@ -84,7 +88,8 @@ CREATE TABLE versions (
     inline BLOB,
     chunks BLOB,
     content_type TEXT,
-    attrs TEXT
+    attrs TEXT,
+    crc INTEGER
 );
 CREATE UNIQUE INDEX versions_null ON versions (bucket, key) WHERE is_null = 1;
 CREATE UNIQUE INDEX versions_id ON versions (bucket, key, version_id) WHERE is_null = 0;
@@ -157,9 +162,10 @@ COLUMNS: Final = (
     "chunks",
     "content_type",
     "attrs",
+    "crc",
 )
 ID, BUCKET, KEY, IS_NULL, SEQ, VID, IS_DM, SIZE = range(8)
-INLINE, CHUNKS, ATTRS = 10, 11, 13
+INLINE, CHUNKS, ATTRS, CRC = 10, 11, 13, 14
 NCOLS: Final = len(COLUMNS)
 COLS: Final = ", ".join(COLUMNS)
 VCOLS: Final = ", ".join("v." + c for c in COLUMNS)
@@ -199,11 +205,8 @@ def connect(path: Path, synchronous: str) -> sqlite3.Connection:
                     conn.execute(stmt)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
-        elif version == 4:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ALTER TABLE state ADD COLUMN journal INTEGER NOT NULL DEFAULT 0")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
+        elif version in _MIGRATIONS:
+            _migrate(conn, version)
         elif version != SCHEMA_VERSION:
             raise StorageError(
                 f"{path}: metadata schema version {version}, this kvbox knows "
@@ -213,6 +216,42 @@ def connect(path: Path, synchronous: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _value_crc(value: bytes | None) -> int | None:
+    return None if value is None else crc32c(value)
+
+
+def _add_journal_lsn(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE state ADD COLUMN journal INTEGER NOT NULL DEFAULT 0")
+
+
+def _add_value_crcs(conn: sqlite3.Connection) -> None:
+    """Every inline value's checksum, computed from its bytes as they are now: damage
+    older than the upgrade cannot be told from data (``kvbox fsck --verify`` before an
+    upgrade checks the chunks; values had no checksum to check)."""
+    conn.execute("ALTER TABLE versions ADD COLUMN crc INTEGER")
+    conn.create_function("kvbox_crc32c", 1, _value_crc, deterministic=True)
+    conn.execute("UPDATE versions SET crc = kvbox_crc32c(inline) WHERE inline IS NOT NULL")
+
+
+#: What each older schema needs, in order, to become ``SCHEMA_VERSION``: one step per
+#: version it lacks.
+_MIGRATIONS: Final = {4: (_add_journal_lsn, _add_value_crcs), 5: (_add_value_crcs,)}
+
+
+def _migrate(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a database from ``version`` to ``SCHEMA_VERSION`` in one transaction: a
+    crash meanwhile leaves it at ``version``, whole."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for step in _MIGRATIONS[version]:
+            step(conn)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def translate(exc: BaseException) -> BaseException:
@@ -230,6 +269,8 @@ def translate(exc: BaseException) -> BaseException:
 
 
 def version_of(row: Row, bucket: str) -> ObjectVersion:
+    """The version a row holds, its inline bytes *unchecked*: the Store checks them
+    against ``inline_crc`` where it serves them (``kvbox.core.integrity``)."""
     chunks, ct, attrs = row[11], row[12], row[13]
     return ObjectVersion(
         bucket,
@@ -245,6 +286,7 @@ def version_of(row: Row, bucket: str) -> ObjectVersion:
         DEFAULT_CT if ct is None else ct,
         dec_attrs(attrs) if attrs else EMPTY_ATTRS,
         row[4],
+        row[14],
     )
 
 
@@ -266,6 +308,7 @@ def row_of(rid: int, bid: int, v: ObjectVersion) -> Row:
         enc_chunks(v.chunks) if v.chunks else None,
         None if ct == DEFAULT_CT else ct,
         enc_attrs(v.attrs) if v.attrs else None,
+        v.inline_crc,
     )
 
 

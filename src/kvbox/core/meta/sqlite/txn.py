@@ -108,7 +108,7 @@ _SQL_UNHEAD = {
     table: f"DELETE FROM {table} WHERE bucket = ? AND key IN (SELECT value FROM json_each(?))"
     for table in ("live", "markers")
 }
-#: Rows per multi-row statement: 14 parameters a row stays under SQLite's 32766.
+#: Rows per multi-row statement: 15 parameters a row stays under SQLite's 32766.
 _CHUNK_MAX: Final = 1024
 _CHUNK_SIZES: Final = tuple(1 << i for i in range(_CHUNK_MAX.bit_length() - 1, -1, -1))
 
