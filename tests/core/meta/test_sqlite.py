@@ -11,13 +11,21 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kvbox.core.meta.sqlite import META_FILE, SCHEMA_VERSION, SqliteMetaStore
-from kvbox.core.model import Bucket, BucketStats, ObjectVersion, PutOp, VersionIdGenerator
+from kvbox.core.model import (
+    Bucket,
+    BucketStats,
+    DeleteOp,
+    ObjectVersion,
+    PutOp,
+    VersionIdGenerator,
+)
 from kvbox.errors import InvalidArgument, StorageError
 
 IDS = VersionIdGenerator()
@@ -258,5 +266,76 @@ async def test_one_commit_larger_than_any_statement_chunk(tmp_path: Path) -> Non
         listed = await store.list_objects("b", limit=n + 1)
         assert [v.key for v in listed] == [f"k{i:05d}" for i in range(n)]
         assert {v.size for v in listed} == {2}
+    finally:
+        await store.close()
+
+
+def _rows_and_counters(db: Path, bucket: str) -> tuple[tuple[int, int], tuple[int, int]]:
+    """(live objects, their bytes) counted from the rows, and as the bucket's counters
+    say, read by a connection of its own."""
+    conn = sqlite3.connect(db)
+    try:
+        (bid,) = conn.execute("SELECT id FROM buckets WHERE name = ?", (bucket,)).fetchone()
+        rows = conn.execute(
+            "SELECT count(*), coalesce(sum(v.size), 0) FROM live l JOIN versions v"
+            " ON v.id = l.id WHERE l.bucket = ?",
+            (bid,),
+        ).fetchone()
+        counters = conn.execute("SELECT objects, bytes FROM buckets WHERE id = ?", (bid,))
+        return (rows[0], rows[1]), counters.fetchone()
+    finally:
+        conn.close()
+
+
+async def test_a_full_disk_mid_batch_fails_the_batch_whole(tmp_path: Path) -> None:
+    """SQLITE_FULL rolls the whole transaction back by itself. The writer used to carry
+    on in safe mode: the next job's SAVEPOINT began a transaction of its own that
+    committed, and the counter deltas of the jobs rolled back were added anyway, so a
+    bucket's counters drifted from its rows after a disk-full episode (issue #10: STATS
+    62,914 objects against 63,017 live rows) and a write reported as failed was in.
+    Now the batch fails whole, counters and rows agree, and writes work again once the
+    space is back. The full disk is SQLite's own (``max_page_count`` on the writer's
+    connection: the same SQLITE_FULL, at a page count the test chooses)."""
+    db = tmp_path / META_FILE
+    store = SqliteMetaStore(db)
+    await store.open()
+    try:
+        await store.create_bucket(Bucket("b"))
+        await store.commit(
+            [
+                PutOp(ObjectVersion("b", f"k{i}", IDS.new(), 10, inline=b"0123456789"))
+                for i in range(300)
+            ]
+        )
+
+        def set_max_pages(extra: int) -> Callable[[Any], object]:
+            def job(txn: Any) -> object:
+                conn: sqlite3.Connection = txn.conn
+                pages = conn.execute("PRAGMA page_count").fetchone()[0]
+                return conn.execute(f"PRAGMA max_page_count = {pages + extra}").fetchone()
+
+            return job
+
+        assert store._writer is not None
+        await store._writer.run(set_max_pages(0))  # the "disk" is full from now on
+        big = b"x" * 60_000  # needs new overflow pages: fails; the deletes would fit
+        outcomes = await asyncio.gather(
+            store.commit([DeleteOp("b", "k1")]),
+            store.commit([PutOp(ObjectVersion("b", "big", IDS.new(), len(big), inline=big))]),
+            store.commit([DeleteOp("b", "k2")]),
+            return_exceptions=True,
+        )
+        assert _rows_and_counters(db, "b") == ((300, 3000), (300, 3000))
+        for outcome in outcomes:
+            assert isinstance(outcome, StorageError), outcome
+            assert "full" in str(outcome)
+        assert await store.stats("b") == BucketStats(300, 3000)
+        assert await store.head("b", "k2") is not None  # a "failed" delete is not in
+
+        await store._writer.run(set_max_pages(1_000_000))  # space is back
+        await store.commit([DeleteOp("b", "k1")])
+        await store.commit([PutOp(ObjectVersion("b", "big", IDS.new(), len(big), inline=big))])
+        assert _rows_and_counters(db, "b") == ((300, 62_990), (300, 62_990))
+        assert await store.stats("b") == BucketStats(300, 62_990)
     finally:
         await store.close()

@@ -179,6 +179,24 @@ class Retry(Exception):
     """An op failed after it had changed something: replay the batch with savepoints."""
 
 
+class Lost(Exception):
+    """SQLite rolled the whole transaction back by itself: the batch is lost, whole.
+
+    On SQLITE_FULL (a full disk) or SQLITE_IOERR SQLite may undo the entire transaction
+    rather than the failing statement. Carrying on would be wrong twice over: a
+    savepoint of the lost transaction no longer exists, and the next statement runs in
+    autocommit, so the jobs after the failure would each commit on their own while the
+    counter deltas of jobs already rolled back were still added -- the cause of a
+    bucket's object and byte counters drifting from its rows after a disk-full episode
+    (``STATS`` 62,914 objects against 63,017 live rows). Every entry point that needs the
+    transaction checks it is still there and raises this instead; the writer then fails
+    every job of the batch and reloads its state from the database.
+    """
+
+    def __init__(self, cause: BaseException | None) -> None:
+        super().__init__(str(translate(cause)) if cause is not None else "transaction lost")
+
+
 class _Savepoint:
     __slots__ = ("deltas", "keys", "name", "next_id", "seq")
 
@@ -254,6 +272,7 @@ class SqliteTxn(PlainRows):
     def commit(self) -> None:
         """Write what is left and COMMIT (one fsync of the WAL)."""
         self.flush_or_retry()
+        self._still_open(None)
         deltas = [(d[0], d[1], bid) for bid, d in self.deltas.items() if d[0] or d[1]]
         self.deltas.clear()
         if deltas:
@@ -319,7 +338,7 @@ class SqliteTxn(PlainRows):
             self.release(token)
             raise
         except BaseException as exc:
-            self.rollback_to(token)
+            self.rollback_to(token, exc)
             raise translate(exc) from exc
         self.release(token)
         return result
@@ -334,7 +353,7 @@ class SqliteTxn(PlainRows):
             r = fn(self, op)
             self.flush()
         except BaseException as exc:
-            self.rollback_to(token)
+            self.rollback_to(token, exc)
             raise translate(exc) from exc
         self.release(token)
         return r
@@ -486,8 +505,15 @@ class SqliteTxn(PlainRows):
 
     # --- savepoints ---------------------------------------------------------------------
 
+    def _still_open(self, cause: BaseException | None) -> None:
+        """Raise ``Lost`` if SQLite ended the transaction by itself: a SAVEPOINT, an
+        UPDATE or a COMMIT would otherwise run in autocommit (``Lost``)."""
+        if not self.conn.in_transaction:
+            raise Lost(cause) from cause
+
     def savepoint(self) -> object:
         self.flush_or_retry()  # the savepoint then covers exactly what follows
+        self._still_open(None)
         sp = _Savepoint(
             f"sp{len(self.savepoints)}",
             self.seq,
@@ -498,7 +524,8 @@ class SqliteTxn(PlainRows):
         self.savepoints.append(sp)
         return len(self.savepoints)
 
-    def rollback_to(self, token: object) -> None:
+    def rollback_to(self, token: object, cause: BaseException | None = None) -> None:
+        self._still_open(cause)  # no savepoint is left to roll back to
         sp = self.savepoints[-1]
         assert token == len(self.savepoints)
         self.c.execute(f"ROLLBACK TO {sp.name}")
@@ -519,6 +546,7 @@ class SqliteTxn(PlainRows):
         self._load_buckets()  # a bucket change since is undone too
 
     def release(self, token: object) -> None:
+        self._still_open(None)
         sp = self.savepoints.pop()
         assert token == len(self.savepoints) + 1
         self.c.execute(f"RELEASE {sp.name}")

@@ -14,7 +14,9 @@ Layer: core (storage of ``kvbox.core.meta.sqlite``). Rules:
 * **Failure isolation**: a failure detected before a job changes anything (a
   ``KvboxError``: the rules check first) costs nothing. Any other failure rolls the
   batch back and replays it in safe mode (``SqliteTxn``: a savepoint per job and per
-  op), so only the failing one is lost. A failure of BEGIN or COMMIT fails the batch.
+  op), so only the failing one is lost. A failure of BEGIN or COMMIT fails the batch,
+  and so does one after which SQLite rolled the whole transaction back by itself (a full
+  disk: ``txn.Lost``).
 * A caller cancelled while waiting does not undo its write: it is applied (or not)
   exactly as if the caller had waited.
 """
@@ -32,7 +34,7 @@ from typing import Any, Final
 
 from kvbox.core.meta import rules
 from kvbox.core.meta.sqlite.schema import connect, translate
-from kvbox.core.meta.sqlite.txn import Retry, SqliteTxn
+from kvbox.core.meta.sqlite.txn import Lost, Retry, SqliteTxn
 from kvbox.core.meta.txn import MetaTxn
 from kvbox.core.model import WriteOp
 from kvbox.errors import StorageError
@@ -222,7 +224,7 @@ class Writer:
             try:
                 job.outcome = txn.guarded(job.fn)
                 job.failed = False
-            except Retry:
+            except (Retry, Lost):
                 raise
             except Exception as exc:
                 job.outcome = translate(exc)
