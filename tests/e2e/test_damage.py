@@ -227,6 +227,16 @@ def test_damaged_inline_values_in_the_database(srv: S3Server) -> None:
             s3.get_object(Bucket=BUCKET, Key="tiny")
         assert err.value.response["Error"]["Code"] == "InternalError"
     assert len(damage_lines(srv, "small")) == 1 and len(damage_lines(srv, "tiny")) == 1
+    # Metadata-only operations are not stopped by the damage.
+    s3.put_object_tagging(
+        Bucket=BUCKET, Key="tiny", Tagging={"TagSet": [{"Key": "t", "Value": "1"}]}
+    )
+    assert s3.get_object_tagging(Bucket=BUCKET, Key="tiny")["TagSet"] == [
+        {"Key": "t", "Value": "1"}
+    ]
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="tiny")["Contents"]] == [
+        "tiny"
+    ]
 
     with server.connect() as w:
         assert w.request(b"DELETE small\n") == b"OK\n"

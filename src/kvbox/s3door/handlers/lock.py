@@ -74,7 +74,7 @@ async def get_object_lock_configuration(ctx: Context, req: S3Request, ep: Endpoi
 async def _version(ctx: Context, req: S3Request, ep: Endpoint) -> ObjectVersion:
     """The version a retention / legal-hold request names, in a bucket with object lock."""
     locked_bucket(await bucket_of(ctx, ep))
-    return await resolve_version(ctx, ep, req)
+    return await resolve_version(ctx, ep, req, verify=False)  # metadata only
 
 
 def _gone(ep: Endpoint) -> S3Error:

@@ -154,9 +154,11 @@ def _marker_headers(v: ObjectVersion) -> dict[str, str]:
 
 
 async def resolve_version(
-    ctx: Context, ep: Endpoint, req: S3Request | None = None
+    ctx: Context, ep: Endpoint, req: S3Request | None = None, *, verify: bool = True
 ) -> ObjectVersion:
     """The version a read names: versionId, the kvbox time-travel instant, or the newest.
+    ``verify=False``: the caller uses its metadata only (tags, ACL, lock), so a damaged
+    inline value does not stop it (``Store.head``).
 
     As AWS answers: a missing version id is 404 NoSuchVersion; a key whose newest version
     is a delete marker is 404 NoSuchKey with ``x-amz-delete-marker: true``; a delete
@@ -166,7 +168,7 @@ async def resolve_version(
     check_version_id(ep.version_id)
     at = _instant(req) if ep.version_id is None else None
     if ep.version_id is not None:
-        v = await ctx.store.get_version(ep.bucket, ep.key, ep.version_id)
+        v = await ctx.store.get_version(ep.bucket, ep.key, ep.version_id, verify=verify)
         if v is None:
             raise S3Error(
                 "NoSuchVersion",
@@ -184,7 +186,7 @@ async def resolve_version(
     if at is not None:
         found = await ctx.store.version_at(ep.bucket, ep.key, at)
     else:
-        found = await ctx.store.head(ep.bucket, ep.key)
+        found = await ctx.store.head(ep.bucket, ep.key, verify=verify)
     if found is None:
         raise _no_such_key(ep)
     if found.is_delete_marker:
@@ -657,7 +659,7 @@ async def copy_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
 
 
 async def get_object_tagging(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
-    v = await resolve_version(ctx, ep)
+    v = await resolve_version(ctx, ep, verify=False)
     resp = xml_response(Tagging(tuple(tags_of(v.attrs))).to_xml())
     if not v.is_null:
         resp.headers["x-amz-version-id"] = v.version_id
@@ -673,7 +675,7 @@ async def set_version_attrs(
     again on the new newest version (a few times at most)."""
     assert ep.bucket is not None and ep.key is not None
     for _ in range(3):  # without a versionId, an overwrite in between means: try the new one
-        v = await resolve_version(ctx, ep)
+        v = await resolve_version(ctx, ep, verify=False)
         new = await ctx.store.set_attrs(ep.bucket, ep.key, v.version_id, change(v.attrs))
         if new is not None:
             return new
@@ -709,7 +711,7 @@ async def delete_object_tagging(ctx: Context, req: S3Request, ep: Endpoint) -> S
 
 
 async def get_object_acl(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
-    v = await resolve_version(ctx, ep)
+    v = await resolve_version(ctx, ep, verify=False)
     b = await bucket_of(ctx, ep)
     resp = xml_response(acl_wire.document_of(version_acl(b, v.attrs)).to_xml())
     if not v.is_null:
@@ -719,7 +721,7 @@ async def get_object_acl(ctx: Context, req: S3Request, ep: Endpoint) -> S3Respon
 
 async def put_object_acl(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     b = await bucket_of(ctx, ep)
-    current = await resolve_version(ctx, ep)
+    current = await resolve_version(ctx, ep, verify=False)
     acl = await acl_from_request(ctx, req, owner_of_version(b, current.attrs), b.owner)
     acl_wire.check_enforced(acl, ownership_of(b), b.owner)
     check_public(b, acl)
