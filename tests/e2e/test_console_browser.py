@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from ._browser import launched, new_page, watch
 from ._console import admin, admin_lines
@@ -77,6 +77,50 @@ def open_screen(page: Page, srv: S3Server, fragment: str) -> None:
     expect(page.locator("#page-title")).to_be_visible()
 
 
+def drop_folder(page: Page, tree: dict[str, bytes]) -> None:
+    """What dropping a folder from the desktop delivers: a ``drop`` whose DataTransfer
+    item is the folder's FileSystemDirectoryEntry. Neither Playwright nor a page can make
+    a real one, so this builds an object with that interface (``name``, ``isDirectory``,
+    ``createReader().readEntries`` answering in batches, then ``[]``; a file entry's
+    ``file()``) -- the browser's API, stood in for; the console's walk of it runs as is.
+    ``tree`` maps paths (``top/sub/file``) to contents."""
+    page.locator("#dropzone").wait_for()
+    page.evaluate(
+        """(tree) => {
+          const dir = (name) => ({ name, isDirectory: true, isFile: false, children: [] });
+          const root = dir("");
+          for (const [path, b64] of Object.entries(tree)) {
+            const parts = path.split("/");
+            let at = root;
+            for (const part of parts.slice(0, -1)) {
+              let next = at.children.find((c) => c.name === part);
+              if (!next) at.children.push(next = dir(part));
+              at = next;
+            }
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const file = new File([bytes], parts.at(-1));
+            at.children.push({ name: file.name, isDirectory: false, isFile: true,
+                               file: (ok) => setTimeout(() => ok(file)) });
+          }
+          const withReaders = (e) => {
+            if (e.isDirectory) {
+              e.children.forEach(withReaders);
+              e.createReader = () => {
+                const batches = e.children.map((c) => [c]);  // one entry per batch
+                return { readEntries: (ok) => setTimeout(() => ok(batches.shift() || [])) };
+              };
+            }
+            return e;
+          };
+          const items = root.children.map((e) => ({ webkitGetAsEntry: () => withReaders(e) }));
+          const drop = new Event("drop", { bubbles: true, cancelable: true });
+          Object.defineProperty(drop, "dataTransfer", { value: { items, files: [] } });
+          document.getElementById("dropzone").dispatchEvent(drop);
+        }""",
+        {path: base64.b64encode(data).decode() for path, data in tree.items()},
+    )
+
+
 def drop_file(page: Page, name: str, data: bytes, ctype: str) -> None:
     """What a drag and drop from the desktop delivers: a ``drop`` event whose
     DataTransfer holds the file (Playwright cannot drag from outside the page)."""
@@ -128,6 +172,18 @@ def test_sign_in_refuses_a_wrong_secret_then_signs_in(page: Page, srv: S3Server)
     expect(page.locator("figure svg.chart")).to_have_count(3)
     page.get_by_role("link", name="Buckets", exact=True).click()
     expect(page.get_by_role("heading", name="Buckets")).to_be_visible()
+    # the theme: the system's (light here) until toggled; the choice outlives a reload
+    background = "getComputedStyle(document.body).backgroundColor"
+    light = page.evaluate(background)
+    page.get_by_role("button", name="Dark theme").click()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    expect(page.get_by_role("button", name="Light theme")).to_have_attribute("aria-pressed", "true")
+    assert page.evaluate(background) != light
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    assert page.evaluate("localStorage.getItem('kvbox-theme')") == "dark"
+    page.get_by_role("button", name="Light theme").click()
+    assert page.evaluate(background) == light
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     # signed out for the server too: the old session's cookie is gone and the API says so
@@ -217,6 +273,13 @@ def test_upload_by_drag_and_drop_and_a_folder_by_button(
     assert s3.get_object(Bucket="lab", Key="cat.png")["Body"].read() == RED_PNG
     assert s3.get_object(Bucket="lab", Key="cat.png")["ContentType"] == "image/png"
     assert s3.get_object(Bucket="lab", Key="album/inner/b.json")["Body"].read() == b'{"b": 2}'
+    # a whole folder dropped: every file under it, at its path
+    drop_folder(page, {"trip/day1.txt": b"sea", "trip/photos/p1.png": RED_PNG})
+    for key in ("trip/day1.txt", "trip/photos/p1.png"):
+        expect(page.locator(f"li[data-key='{key}']")).to_have_attribute("data-state", "done")
+        expect(page.get_by_role("progressbar", name=f"Upload of {key}")).to_be_visible()
+    assert s3.get_object(Bucket="lab", Key="trip/photos/p1.png")["Body"].read() == RED_PNG
+    assert s3.get_object(Bucket="lab", Key="trip/day1.txt")["Body"].read() == b"sea"
     # the listing shows the new entries as a file and a folder
     expect(page.get_by_role("link", name="cat.png", exact=True)).to_be_visible()
     page.get_by_role("link", name="album/", exact=True).click()
@@ -224,10 +287,10 @@ def test_upload_by_drag_and_drop_and_a_folder_by_button(
     expect(page.get_by_role("link", name="inner/", exact=True)).to_be_visible()
 
 
-def _names(page: Page) -> list[str]:
-    """The names in the object browser's table, top to bottom."""
-    page.locator("tbody tr").first.wait_for()
-    return page.locator("tbody td.name a").all_inner_texts()
+def _names(page: Page) -> Locator:
+    """The names in the object browser's table, top to bottom (``expect`` it: the table
+    is drawn again after each step)."""
+    return page.locator("tbody td.name a")
 
 
 def test_browse_folders_sort_filter_and_download(page: Page, srv: S3Server) -> None:
@@ -238,21 +301,21 @@ def test_browse_folders_sort_filter_and_download(page: Page, srv: S3Server) -> N
         s3.put_object(Bucket="browse", Key=key, Body=key.encode()[:1] * size)
     sign_in(page, srv)
     open_screen(page, srv, "#/objects?bucket=browse")
-    assert _names(page) == ["cave/", "ant.txt", "bear.txt", "bee.txt"]  # folders first
+    expect(_names(page)).to_have_text(["cave/", "ant.txt", "bear.txt", "bee.txt"])  # folders first
     # sorting the page: by size, then the other way
     page.get_by_role("button", name="Size").click()
     expect(page.locator("th[aria-sort='ascending']")).to_contain_text("Size")
-    assert _names(page) == ["cave/", "bear.txt", "ant.txt", "bee.txt"]
+    expect(_names(page)).to_have_text(["cave/", "bear.txt", "ant.txt", "bee.txt"])
     page.get_by_role("button", name="Size").click()
     expect(page.locator("th[aria-sort='descending']")).to_contain_text("Size")
-    assert _names(page) == ["cave/", "bee.txt", "ant.txt", "bear.txt"]
+    expect(_names(page)).to_have_text(["cave/", "bee.txt", "ant.txt", "bear.txt"])
     # the filter is typed, and asks the server for the names that start with it
     listed: list[str] = []
     page.on("request", lambda r: listed.append(r.url) if "list-type=2" in r.url else None)
     page.get_by_role("searchbox", name="Filter by name").fill("be")
     page.get_by_role("button", name="Filter", exact=True).click()
     expect(page.locator("tbody tr")).to_have_count(2)
-    assert _names(page) == ["bear.txt", "bee.txt"]
+    expect(_names(page)).to_have_text(["bear.txt", "bee.txt"])
     assert any("prefix=be" in u for u in listed)
     # folders and breadcrumbs, down and back up
     open_screen(page, srv, "#/objects?bucket=browse")
@@ -260,9 +323,9 @@ def test_browse_folders_sort_filter_and_download(page: Page, srv: S3Server) -> N
     page.get_by_role("link", name="deep/", exact=True).click()
     crumbs = page.get_by_role("navigation", name="Breadcrumbs")
     expect(crumbs).to_contain_text("deep")
-    assert _names(page) == ["worm.txt"]
+    expect(_names(page)).to_have_text(["worm.txt"])
     crumbs.get_by_role("link", name="cave", exact=True).click()
-    assert _names(page) == ["deep/"]
+    expect(_names(page)).to_have_text(["deep/"])
     crumbs.get_by_role("link", name="browse", exact=True).click()
     expect(page.locator("tbody tr")).to_have_count(4)
     # a download from the list and one from the object's page: the bytes, the name
@@ -310,6 +373,9 @@ def test_image_preview_public_read_preset_and_anonymous_fetch(page: Page, srv: S
     # and the object page offers the public URL
     open_screen(page, srv, "#/object?bucket=public-lab&key=cat.png")
     expect(page.locator("#public-url")).to_have_text(anonymous)
+    page.get_by_role("button", name="Copy public URL").click()
+    expect(page.locator("#status")).to_contain_text("Public URL copied")
+    assert page.evaluate("navigator.clipboard.readText()") == anonymous
 
 
 def test_the_policy_editor_shows_the_servers_error_at_its_line(page: Page, srv: S3Server) -> None:
