@@ -274,3 +274,8 @@ def test_package_builds_checks_and_installs(tmp_path: Path, workspace: Path) -> 
         timeout=60,
     ).stdout.strip()
     assert (Path(files) / "py.typed").exists()
+    static = workspace / "src/kvbox/console/static"
+    page = sorted(p.relative_to(static).as_posix() for p in static.rglob("*") if p.is_file())
+    assert "index.html" in page and "js/app.js" in page
+    missing = [rel for rel in page if not (Path(files) / "console/static" / rel).is_file()]
+    assert not missing, f"the wheel lacks console files: {missing}"
