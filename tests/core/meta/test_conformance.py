@@ -19,6 +19,7 @@ import pytest
 
 from kvbox.core.meta import MetaStore
 from kvbox.core.meta.memory import MemoryMetaStore
+from kvbox.core.meta.postgres import PostgresMetaStore
 from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
 from kvbox.core.meta.users import (
     NoSuchAccessKey,
@@ -60,15 +61,20 @@ KINDS = ["sqlite", "memory", "postgres"]
 class Factory:
     """Opens stores of one kind; ``reopen`` gives a fresh instance over the same data."""
 
-    def __init__(self, kind: str, tmp_path: Path) -> None:
+    def __init__(self, kind: str, tmp_path: Path, pg_url: str = "") -> None:
         self.kind = kind
         self.path = tmp_path / META_FILE
+        self.pg_url = pg_url
         self.opened: list[MetaStore] = []
 
     async def open(self) -> MetaStore:
-        store: MetaStore = (
-            SqliteMetaStore(self.path) if self.kind == "sqlite" else MemoryMetaStore()
-        )
+        store: MetaStore
+        if self.kind == "sqlite":
+            store = SqliteMetaStore(self.path)
+        elif self.kind == "postgres":
+            store = PostgresMetaStore(self.pg_url)
+        else:
+            store = MemoryMetaStore()
         await store.open()
         self.opened.append(store)
         return store
@@ -86,9 +92,9 @@ class Factory:
 
 @pytest.fixture(params=KINDS)
 async def factory(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Factory]:
-    if request.param == "postgres":
-        pytest.skip("PostgreSQL store comes in a later issue")
-    f = Factory(request.param, tmp_path)
+    # PostgreSQL: a fresh database of the session's server, already at the schema.
+    pg_url = request.getfixturevalue("pg_meta_url") if request.param == "postgres" else ""
+    f = Factory(request.param, tmp_path, pg_url)
     yield f
     await f.close_all()
 

@@ -1,4 +1,4 @@
-"""SQLite against the in-memory store on the same random write streams.
+"""SQLite and PostgreSQL against the in-memory store on the same random write streams.
 
 Layer: tests/core/meta. Rules: the conformance suite pins each rule with a hand-written
 case; this test feeds both stores long seeded streams of mixed ops (conditions, atomic
@@ -7,7 +7,9 @@ versioning change midway) and requires identical results and identical state aft
 every round. SQLite gets each round as concurrent commits, so its group commit, the
 batch prefetch, its cache of hot keys (also shrunk to a few keys, so that it ages out
 all the time) and the savepoint replay after a failed op are all exercised;
-the memory store applies the same calls one by one in the same order.
+the memory store applies the same calls one by one in the same order. PostgreSQL gets
+the same concurrent rounds, so its batch prefetch, the reruns of a rules function
+after a load (``NeedRows``) and the overlay's undo log are exercised the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pytest
 
 from kvbox.core.meta import MetaStore
 from kvbox.core.meta.memory import MemoryMetaStore
+from kvbox.core.meta.postgres import PostgresMetaStore
 from kvbox.core.meta.sqlite import SqliteMetaStore
 from kvbox.core.meta.sqlite import txn as sqlite_txn
 from kvbox.core.model import (
@@ -155,7 +158,12 @@ async def _state(store: MetaStore) -> object:
 
 @pytest.mark.parametrize("seed", range(4))
 async def test_sqlite_matches_memory(seed: int, tmp_path: Path) -> None:
-    await _compare(seed, tmp_path)
+    await _compare(seed, SqliteMetaStore(tmp_path / "meta.sqlite3"))
+
+
+@pytest.mark.parametrize("seed", range(2))
+async def test_postgres_matches_memory(seed: int, pg_meta_url: str) -> None:
+    await _compare(seed, PostgresMetaStore(pg_meta_url))
 
 
 @pytest.mark.parametrize("seed", range(4, 8))
@@ -166,25 +174,25 @@ async def test_sqlite_matches_memory_with_a_tiny_row_cache(
     from the old generation or the database exactly as they were."""
     monkeypatch.setattr(sqlite_txn, "ROW_CACHE_KEYS", 4)
     monkeypatch.setattr(sqlite_txn, "ROW_CACHE_BYTES", 64)
-    await _compare(seed, tmp_path)
+    await _compare(seed, SqliteMetaStore(tmp_path / "meta.sqlite3"))
 
 
-async def _compare(seed: int, tmp_path: Path) -> None:
-    sqlite = SqliteMetaStore(tmp_path / "meta.sqlite3")
+async def _compare(seed: int, tested: MetaStore) -> None:
+    """``tested`` (SQLite or PostgreSQL) against memory."""
     memory = MemoryMetaStore()
     gen = _Gen(seed)
-    await sqlite.open()
+    await tested.open()
     try:
-        for store in (sqlite, memory):
+        for store in (tested, memory):
             for name, state in BUCKETS.items():
                 await store.create_bucket(Bucket(name))
                 await store.set_versioning(name, state)
         for round_no in range(ROUNDS):
             if round_no == ROUNDS // 2:
-                for store in (sqlite, memory):
+                for store in (tested, memory):
                     await store.set_versioning("sus", Versioning.SUSPENDED)
             calls = [gen.call() for _ in range(gen.rnd.randrange(1, 25))]
-            got = await asyncio.gather(*(sqlite.commit(c) for c in calls), return_exceptions=True)
+            got = await asyncio.gather(*(tested.commit(c) for c in calls), return_exceptions=True)
             want: list[object] = []
             for c in calls:
                 try:
@@ -198,6 +206,6 @@ async def _compare(seed: int, tmp_path: Path) -> None:
                     gen.learn(w)
                 else:
                     assert type(g) is type(w), (c, g, w)
-            assert await _state(sqlite) == await _state(memory), f"round {round_no}"
+            assert await _state(tested) == await _state(memory), f"round {round_no}"
     finally:
-        await sqlite.close()
+        await tested.close()

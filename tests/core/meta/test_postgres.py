@@ -1,0 +1,230 @@
+"""What only the PostgreSQL store must show: gateways racing on one database get the
+outcome one gateway would, listings stay index range scans, and the schema is checked.
+
+Layer: tests/core/meta. Rules: two ``PostgresMetaStore`` instances on one database are
+two gateways (each its own pool, writer and group commit); every race is run with the
+two writing at once, many times, and the outcome must be one a single store could
+give. The conformance suites (``test_conformance*.py``) already run on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from kvbox.core.meta.postgres import PostgresMetaStore
+from kvbox.core.model import (
+    Bucket,
+    ChunkRef,
+    Condition,
+    CondKind,
+    MultipartUpload,
+    ObjectVersion,
+    Part,
+    PutOp,
+    VersionIdGenerator,
+    Versioning,
+)
+from kvbox.core.pg import PgUrl
+from kvbox.errors import NoSuchBucket, NoSuchUpload, SchemaMismatch
+
+IDS = VersionIdGenerator()
+ROUNDS = 20
+
+
+def ver(bucket: str, key: str, data: bytes, chunks: tuple[ChunkRef, ...] = ()) -> ObjectVersion:
+    return ObjectVersion(
+        bucket,
+        key,
+        IDS.new(),
+        sum(c.size for c in chunks) if chunks else len(data),
+        hashlib.md5(data).hexdigest(),
+        1,
+        inline=None if chunks else data,
+        chunks=chunks,
+    )
+
+
+@pytest.fixture
+async def gateways(pg_meta_url: str) -> AsyncIterator[tuple[PostgresMetaStore, PostgresMetaStore]]:
+    a, b = PostgresMetaStore(pg_meta_url), PostgresMetaStore(pg_meta_url)
+    await a.open()
+    await b.open()
+    try:
+        yield a, b
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_if_absent_puts_racing_from_two_gateways_have_one_winner(
+    gateways: tuple[PostgresMetaStore, PostgresMetaStore],
+) -> None:
+    a, b = gateways
+    await a.create_bucket(Bucket("bk"))
+    absent = Condition(CondKind.IF_ABSENT)
+    for i in range(ROUNDS):
+        key = f"k{i}"
+        ra, rb = await asyncio.gather(
+            a.commit([PutOp(ver("bk", key, b"from-a"), absent)]),
+            b.commit([PutOp(ver("bk", key, b"from-b"), absent)]),
+        )
+        oks = [r[0].ok for r in (ra, rb)]
+        assert sorted(oks) == [False, True], (key, oks)
+        winner = (ra if ra[0].ok else rb)[0].written[0]
+        loser = (rb if ra[0].ok else ra)[0]
+        assert loser.current is not None and loser.current.version_id == winner.version_id
+        head = await b.head("bk", key)
+        assert head is not None and head.version_id == winner.version_id
+
+
+async def test_if_version_updates_racing_lose_no_update(
+    gateways: tuple[PostgresMetaStore, PostgresMetaStore],
+) -> None:
+    """A read-modify-write counter through If-Match on the version: every successful
+    update saw the one before it, so the count is exact (no lost update)."""
+    a, b = gateways
+    await a.create_bucket(Bucket("ctr"))
+    await a.set_versioning("ctr", Versioning.ENABLED)
+    await a.commit([PutOp(ver("ctr", "n", b"0"))])
+
+    async def bump(store: PostgresMetaStore, times: int) -> int:
+        done = 0
+        while done < times:
+            cur = await store.head("ctr", "n")
+            assert cur is not None and cur.inline is not None
+            nxt = str(int(cur.inline) + 1).encode()
+            cond = Condition(CondKind.IF_VERSION, cur.version_id)
+            [r] = await store.commit([PutOp(ver("ctr", "n", nxt), cond)])
+            done += r.ok
+        return done
+
+    await asyncio.gather(bump(a, ROUNDS), bump(b, ROUNDS))
+    head = await a.head("ctr", "n")
+    assert head is not None and head.inline == str(2 * ROUNDS).encode()
+    history = await b.list_versions("ctr", "n", limit=1000)
+    assert [int(v.inline or b"") for v in history] == list(range(2 * ROUNDS, -1, -1))
+    seqs = [v.seq for v in history]
+    assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs)
+
+
+async def test_versions_written_from_two_gateways_are_ordered_by_commit(
+    gateways: tuple[PostgresMetaStore, PostgresMetaStore],
+) -> None:
+    a, b = gateways
+    await a.create_bucket(Bucket("ord"))
+    await a.set_versioning("ord", Versioning.ENABLED)
+    written: list[ObjectVersion] = []
+
+    async def writer(store: PostgresMetaStore, tag: bytes) -> None:
+        for i in range(ROUNDS):
+            [r] = await store.commit([PutOp(ver("ord", "k", tag + str(i).encode()))])
+            written.append(r.written[0])
+
+    await asyncio.gather(writer(a, b"a"), writer(b, b"b"))
+    history = await a.list_versions("ord", "k", limit=1000)
+    assert len(history) == 2 * ROUNDS
+    # newest first by seq, and each gateway's own writes in the order it made them
+    assert [v.seq for v in history] == sorted((v.seq for v in history), reverse=True)
+    for tag in (b"a", b"b"):
+        mine = [v.inline for v in reversed(history) if (v.inline or b"").startswith(tag)]
+        assert mine == [tag + str(i).encode() for i in range(ROUNDS)]
+    head = await b.head("ord", "k")
+    assert head is not None and head.seq == max(v.seq for v in written)
+
+
+async def test_complete_upload_twice_from_two_gateways_completes_once(
+    gateways: tuple[PostgresMetaStore, PostgresMetaStore],
+) -> None:
+    a, b = gateways
+    await a.create_bucket(Bucket("mp"))
+    chunk = ChunkRef(hashlib.sha256(b"part").hexdigest(), 4)
+    for i in range(ROUNDS // 2):
+        uid = f"up{i}"
+        await a.create_upload(MultipartUpload("mp", "obj", uid, 1))
+        await b.put_part(uid, Part(1, "etag1", 4, (chunk,), 1))
+        version = ver("mp", "obj", b"", (chunk,))
+        outcomes = await asyncio.gather(
+            a.complete_upload(uid, version, [(1, "etag1")]),
+            b.complete_upload(uid, version, [(1, "etag1")]),
+            return_exceptions=True,
+        )
+        kinds = sorted(type(o).__name__ for o in outcomes)
+        assert kinds == ["NoSuchUpload", "WriteResult"], outcomes
+        with pytest.raises(NoSuchUpload):
+            await a.list_parts(uid)
+    # the chunk is held once per completed object version (null version replaced)
+    assert await b.chunk_ref_counts([chunk.chunk_id]) == {chunk.chunk_id: 1}
+
+
+async def test_bucket_create_and_delete_races(
+    gateways: tuple[PostgresMetaStore, PostgresMetaStore],
+) -> None:
+    a, b = gateways
+    for i in range(ROUNDS):
+        name = f"race{i}"
+        made = await asyncio.gather(
+            a.create_bucket(Bucket(name, owner="a")), b.create_bucket(Bucket(name, owner="b"))
+        )
+        assert sorted(made) == [False, True]
+        # a write racing the bucket's deletion: either the write lands first (and the
+        # delete is refused) or the delete does (and the write finds no bucket)
+        put, gone = await asyncio.gather(
+            a.commit([PutOp(ver(name, "k", b"x"))]), b.delete_bucket(name), return_exceptions=True
+        )
+        if isinstance(gone, BaseException):
+            assert type(gone).__name__ == "BucketNotEmpty" and isinstance(put, list)
+            assert await b.head(name, "k") is not None
+        else:
+            assert gone == () and isinstance(put, NoSuchBucket), put
+            assert await a.get_bucket(name) is None
+
+
+async def test_listing_is_an_index_range_scan(pg_meta_url: str) -> None:
+    """The plan of a listing page on a bucket with many keys: the head rows' index
+    from the start key, each version by primary key, never a scan of the table."""
+    store = PostgresMetaStore(pg_meta_url)
+    await store.open()
+    try:
+        await store.create_bucket(Bucket("big"))
+        for start in range(0, 4000, 1000):
+            await store.commit(
+                [PutOp(ver("big", f"key/{i:06d}", b"v")) for i in range(start, start + 1000)]
+            )
+        page = await store.list_objects("big", prefix="key/", start_after="key/001000", limit=3)
+        assert [v.key for v in page] == ["key/001001", "key/001002", "key/001003"]
+    finally:
+        await store.close()
+    from kvbox.core.meta.postgres.reads import list_sql
+
+    conn = await asyncpg.connect(pg_meta_url, server_settings={"search_path": "kvbox"})
+    try:
+        await conn.execute("ANALYZE")
+        sql = "EXPLAIN " + list_sql(" AND key > $2 AND key < $3").replace("$LIMIT", "$4")
+        plan = "\n".join(r[0] for r in await conn.fetch(sql, "big", "key/001000", "key0", 1000))
+    finally:
+        await conn.close()
+    assert "Seq Scan on heads" not in plan and "Seq Scan on versions" not in plan, plan
+    assert "Sort" not in plan and "Hash" not in plan, plan
+    assert "Index Scan using versions_pkey on versions" in plan, plan
+    assert "Index Cond: ((bucket = (InitPlan 1).col1) AND (key > 'key/001000'" in plan, plan
+
+
+async def test_a_database_without_the_schema_is_refused_naming_the_command(pg_url: str) -> None:
+    store = PostgresMetaStore(pg_url)
+    with pytest.raises(SchemaMismatch) as err:
+        await store.open()
+    text = str(err.value)
+    assert "kvbox migrate --meta postgresql://kvbox:***@" in text
+    password = PgUrl.parse(pg_url).password
+    assert password and password not in text
+    migrating = PostgresMetaStore(pg_url, migrate=True)
+    await migrating.open()
+    try:
+        assert await migrating.create_bucket(Bucket("now"))
+    finally:
+        await migrating.close()
