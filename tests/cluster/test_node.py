@@ -99,6 +99,8 @@ async def test_put_get_ranges_head_list_verify_delete(
     verdict = await client.verify(node.address, cid)
     assert (verdict.present, verdict.sound, verdict.size) == (True, True, len(data))
     await client.put(node.address, cid, data)  # the same bytes again: harmless
+    assert not await client.delete_if_older(node.address, cid, 3600)  # written just now
+    assert node.chunk_file(cid).exists()
     await client.delete(node.address, cid)
     await client.delete(node.address, cid)  # already gone: no error
     assert await client.head(node.address, cid) is None

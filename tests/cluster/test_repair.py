@@ -184,14 +184,27 @@ async def test_one_worker_at_a_time_and_garbage(
         assert b"repair: running in other-gateway" in status.stdout
     finally:
         await holder.close()
+    # An orphan: a copy on a node that no row names (a write that died mid-way).
+    orphan = b"written to a node, never recorded"
+    live = [n for n in nodes if n.running]
+    await store.client.put(live[0].address, sha(orphan), orphan)
     worker = Repairer(store)
     assert await worker.run_once()
     assert worker.progress.collected == 0  # young: written under an hour ago
+    assert worker.progress.orphans == 0 and live[0].chunk_file(sha(orphan)).exists()
     store.gc_delay = 0.2
     await asyncio.sleep(0.3)  # the safety delay itself must pass
     assert await worker.run_once()
-    assert worker.progress.collected >= 1
+    assert worker.progress.collected >= 1 and worker.progress.orphans >= 1
     assert not await store.exists(doomed.chunk_id)
-    assert not any(n.chunk_file(doomed.chunk_id).exists() for n in nodes if n.running)
+    assert not any(n.chunk_file(doomed.chunk_id).exists() for n in live)
+    assert not live[0].chunk_file(sha(orphan)).exists()
+    kept_on = (await rows(url))[kept.chunk_id]
+    assert kept_on and all(
+        n.chunk_file(kept.chunk_id).exists() for n in live if n.node_id in kept_on
+    )
     assert await store.read(kept.chunk_id) == b"referenced by a version"
-    assert hashlib.sha256(b"referenced by a version").hexdigest() == kept.chunk_id
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -348,6 +348,20 @@ class Catalog:
 
         return await self._run(run)
 
+    async def recorded_on(self, node_id: str, chunk_ids: Sequence[str]) -> set[str]:
+        """Those of ``chunk_ids`` that have a replica row for ``node_id``."""
+
+        async def run(conn: Conn) -> set[str]:
+            rows = await conn.fetch(
+                "SELECT chunk_id FROM chunk_replicas WHERE node_id = $1"
+                " AND chunk_id = ANY($2::bytea[])",
+                node_id,
+                [raw(c) for c in chunk_ids],
+            )
+            return {bytes(r["chunk_id"]).hex() for r in rows}
+
+        return await self._run(run)
+
     async def forget(
         self, chunk_id: str, delete: Callable[[list[str]], Awaitable[None]], min_age: float
     ) -> bool:

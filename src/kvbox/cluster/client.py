@@ -141,6 +141,17 @@ class NodeClient:
         if status not in (200, 204, 404):
             raise self._fail(address, chunk_id, status, body)
 
+    async def delete_if_older(self, address: str, chunk_id: str, seconds: float) -> bool:
+        """Delete the node's copy only if its file was last written more than
+        ``seconds`` ago (an orphan, not a write in flight); whether it is gone."""
+        target = f"{PREFIX}/{chunk_id}?older-than={seconds:g}"
+        status, body, _ = await self._request(address, "DELETE", target)
+        if status == 409:
+            return False
+        if status not in (200, 204, 404):
+            raise self._fail(address, chunk_id, status, body)
+        return True
+
     async def verify(self, address: str, chunk_id: str) -> Verdict:
         status, body, _ = await self._request(address, "POST", f"{PREFIX}/{chunk_id}?verify")
         if status != 200:

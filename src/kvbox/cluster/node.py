@@ -11,14 +11,16 @@ Layer: cluster. Rules:
       PUT    /v1/chunks/<id>                      body = the chunk; 201 once fsync'd
       GET    /v1/chunks/<id>[?offset=O&length=L]  the chunk or a range of it
       HEAD   /v1/chunks/<id>                      X-Kvbox-Chunk-Size, or 404
-      DELETE /v1/chunks/<id>                      204 (also when already gone)
+      DELETE /v1/chunks/<id>[?older-than=S]       204 (also when already gone); with
+                                                  older-than, 409 if written since
       POST   /v1/chunks/<id>?verify               {"present", "sound", "size"}
       GET    /v1/chunks[?after=<id>&limit=N]      {"chunks": [ids in order]}
       GET    /healthz                             unauthenticated liveness
 
   Errors are JSON ``{"error": word, "message": text}`` with word ``bad_request``
   (400), ``denied`` (403), ``missing`` (404), ``digest_mismatch`` (422: a PUT's bytes
-  do not hash to its id; nothing is stored), ``damaged`` (500: the stored bytes fail
+  do not hash to its id; nothing is stored), ``young`` (409: a conditional delete
+  found the chunk written less than S seconds ago), ``damaged`` (500: the stored bytes fail
   their check; nothing is served), ``full`` (507).
 * Every request except ``/healthz`` must carry the cluster secret's signature
   (``kvbox.auth.cluster``), once: a replayed request is refused. A chunk id is never
@@ -41,7 +43,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -118,6 +120,9 @@ class BlobNode:
         self._secret = secret
         self._guard = auth.ReplayGuard()
         self.usage = _Usage()
+        #: One lock per chunk id being written or conditionally deleted, so that a
+        #: delete's "older than" check and its unlink see no write land in between.
+        self._busy: dict[str, asyncio.Lock] = {}
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_CHUNK, middlewares=[self._auth])
@@ -204,7 +209,8 @@ class BlobNode:
             if w.digest() != cid:
                 await w.abort()
                 return _error(422, "digest_mismatch", "the bytes do not hash to the chunk id")
-            ref = await w.commit()
+            async with self._lock(cid):
+                ref = await w.commit()
         except BaseException:
             await w.abort()
             raise
@@ -234,14 +240,32 @@ class BlobNode:
             return web.Response(status=404)
         return web.Response(status=200, headers={"X-Kvbox-Chunk-Size": str(size)})
 
+    @contextlib.asynccontextmanager
+    async def _lock(self, cid: str) -> AsyncIterator[None]:
+        lock = self._busy.setdefault(cid, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and self._busy.get(cid) is lock:
+                del self._busy[cid]
+
     async def _delete(self, request: web.Request) -> web.StreamResponse:
         cid = self._chunk_id(request)
         path = self.store.path_of(cid)
         try:
-            size = (await asyncio.to_thread(os.stat, path)).st_size
-        except FileNotFoundError:
-            return web.Response(status=204)
-        await self.store.delete(cid)
+            older = float(request.query["older-than"]) if "older-than" in request.query else None
+        except ValueError:
+            return _error(400, "bad_request", "older-than is a number of seconds")
+        async with self._lock(cid):
+            try:
+                st = await asyncio.to_thread(os.stat, path)
+            except FileNotFoundError:
+                return web.Response(status=204)
+            if older is not None and time.time() - st.st_mtime < older:
+                return _error(409, "young", f"chunk written less than {older:g} s ago: kept")
+            await self.store.delete(cid)
+        size = st.st_size
         self.usage.chunks = max(0, self.usage.chunks - 1)
         self.usage.bytes = max(0, self.usage.bytes - size)
         return web.Response(status=204)

@@ -28,6 +28,11 @@ Layer: cluster. Rules:
   commits its metadata within its request's lifetime, minutes at most. This needs the
   metadata in the same PostgreSQL database (``--meta postgresql://``), which is what
   ``--blobs cluster`` requires.
+* **Orphans.** A file on a node without a replica row (a write that died between its
+  node PUTs and its catalog row, a delete a node missed while it was down) is deleted
+  by the node itself only if the file is older than ``gc_delay``
+  (``NodeClient.delete_if_older``), under the node's per-chunk lock: a write of the
+  same bytes in flight renews the file, so it is never taken for an orphan.
 * **Bounded.** Each pass handles at most ``max_copies`` copies (the rest is the next
   pass's backlog), so a node's loss never turns into an unbounded burst of traffic.
 """
@@ -65,6 +70,7 @@ class RepairProgress:
     copied: int = 0
     dropped: int = 0
     collected: int = 0
+    orphans: int = 0
     failed: int = 0
     #: Chunks under R found by the last pass (its backlog when it started).
     backlog: int = 0
@@ -149,6 +155,9 @@ class Repairer:
             p.backlog = backlog
             if self.collect:
                 await self._collect()
+                for node in nodes.values():
+                    if node.state != "removed" and node.health == "live":
+                        await self._sweep(node)
         finally:
             p.running = False
             p.passes += 1
@@ -213,6 +222,22 @@ class Repairer:
             self.progress.collected += removed
             if removed < len(ids):
                 return  # the rest became young or referenced meanwhile: next pass
+
+    async def _sweep(self, node: Node) -> None:
+        """Delete the node's files that no replica row names (module docstring)."""
+        client = self.store.client
+        after = ""
+        try:
+            while page := await client.list(node.address, after, PAGE):
+                after = page[-1]
+                recorded = await self.store.catalog.recorded_on(node.node_id, page)
+                for cid in page:
+                    if cid not in recorded and await client.delete_if_older(
+                        node.address, cid, self.store.gc_delay
+                    ):
+                        self.progress.orphans += 1
+        except StorageError as exc:
+            log.warning("orphan sweep of %s stopped: %s", node.node_id, exc)
 
 
 def _countable(node: Node) -> bool:
