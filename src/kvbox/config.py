@@ -61,6 +61,12 @@ class Settings:
     kv_versioning: bool = False
     http_port: int = 9000
     domain: str | None = None  # S3 virtual-host addressing: BUCKET.DOMAIN
+    #: The S3 region kvbox is: SigV4 requests must be signed for it, and it is the
+    #: location of every bucket. us-east-1, AWS's default, is what clients assume.
+    region: str = "us-east-1"
+    #: Accept legacy SigV2 signatures (boto3's and the AWS CLI v1's default presigned
+    #: URLs use them); off refuses them as SigV4-only S3 regions do.
+    sigv2: bool = True
     web_port: int = 0  # the static-website endpoint; 0: off
     web_domain: str | None = None  # website hosts: BUCKET.WEB_DOMAIN
     tls_cert: Path | None = None

@@ -732,7 +732,8 @@ class Wire:
 
     def s3_fields(self, exc: BaseException) -> dict[str, str]:
         """The XML children AWS adds after ``<Message>`` for this error, in order."""
-        return {f.element: f.render(getattr(exc, f.attr)) for f in self.fields}
+        values = ((f, getattr(exc, f.attr)) for f in self.fields)
+        return {f.element: f.render(v) for f, v in values if v is not None}
 
 
 #: The S3 children each of these errors carries, in AWS's order.
@@ -752,6 +753,8 @@ _EXPIRED: Final = (
     Field("ServerTime", "server_time", _iso_time),
 )
 _KEY_ID: Final = (Field("AWSAccessKeyId", "access_key"),)
+#: The region a request should have been signed for, when that was the mistake.
+_REGION: Final = (Field("Region", "region"),)
 _SIGV2: Final = (
     *_SIGNATURE[:3],
     Field("StringToSignBytes", "string_to_sign_bytes"),
@@ -836,8 +839,8 @@ WIRE: Final[Mapping[type[KvboxError], Wire]] = _wire(
     _row(SignatureDoesNotMatch,             "DENIED",   "SignatureDoesNotMatch",             403, PUBLIC, resp="WRONGPASS", fields=_SIGNATURE),
     _row(SigV2DoesNotMatch,                 "DENIED",   "SignatureDoesNotMatch",             403, PUBLIC, resp="WRONGPASS", fields=_SIGV2),
     _row(RequestTimeTooSkewed,              "DENIED",   "RequestTimeTooSkewed",              403, PUBLIC, fields=_SKEW),
-    _row(AuthorizationHeaderMalformed,      "DENIED",   "AuthorizationHeaderMalformed",      400, PUBLIC),
-    _row(AuthorizationQueryParametersError, "DENIED",   "AuthorizationQueryParametersError", 400, PUBLIC),
+    _row(AuthorizationHeaderMalformed,      "DENIED",   "AuthorizationHeaderMalformed",      400, PUBLIC, fields=_REGION),
+    _row(AuthorizationQueryParametersError, "DENIED",   "AuthorizationQueryParametersError", 400, PUBLIC, fields=_REGION),
     _row(InvalidAuthArgument,               "DENIED",   "InvalidArgument",                   400, PUBLIC),
     _row(UnsupportedAuthMechanism,          "DENIED",   "InvalidRequest",                    400, PUBLIC),
     _row(ContentSHA256Mismatch,             "DENIED",   "XAmzContentSHA256Mismatch",         400, PUBLIC),

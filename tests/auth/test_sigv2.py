@@ -89,8 +89,23 @@ def test_sub_resources_signed_and_sorted_others_ignored() -> None:
         sigv2.canonical_resource("/b/k", "uploadId=u%2B1&partNumber=2&x-id=PutObject")
         == "/b/k?partNumber=2&uploadId=u+1"
     )
-    assert sigv2.canonical_resource("/b", "tagging=&versions") == "/b?tagging=&versions"
-    assert sigv2.canonical_resource("/b", "prefix=a&max-keys=3") == "/b"
+    assert sigv2.canonical_resource("/b/", "tagging=&versions") == "/b/?tagging=&versions"
+    assert sigv2.canonical_resource("/b/k", "prefix=a&max-keys=3") == "/b/k"
+
+
+def test_a_bucket_is_slash_terminated_in_either_addressing() -> None:
+    """botocore signs a path-style ``GET /b`` as ``/b/``, as a virtual-hosted ``GET /``
+    on ``b``; a client that signs ``/b`` as sent is accepted too."""
+    assert sigv2.canonical_resource("/b") == sigv2.canonical_resource("/", bucket="b") == "/b/"
+    assert sigv2.canonical_resource("/b", bucket_slash=False) == "/b"
+    for form in ("/b/", "/b"):
+        sts = f"GET\n\n\n{DATE}\n{form}?acl"
+        h = [("Date", DATE), ("Authorization", f"AWS {AK}:{sigv2.signature(SECRET, sts)}")]
+        assert sigv2.verify_request("GET", "/b", "acl", h, lookup, NOW).access_key == AK
+    with pytest.raises(sigv2.SigV2DoesNotMatch) as info:
+        h = [("Date", DATE), ("Authorization", f"AWS {AK}:AAAA")]
+        sigv2.verify_request("GET", "/b", "acl", h, lookup, NOW)
+    assert info.value.string_to_sign.endswith("\n/b/?acl")  # AWS's form is reported
 
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

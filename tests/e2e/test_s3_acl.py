@@ -121,6 +121,26 @@ def test_public_read_bucket_lets_strangers_list_but_not_read(srv: S3Server, s3: 
     assert_denied(curl(url(srv, "acl-listable", "b.txt"), "-X", "PUT", "--data-binary", "x"))
 
 
+def test_a_missing_key_is_404_to_whoever_may_list_however_granted(srv: S3Server, s3: Any) -> None:
+    """S3's one rule: reading a key that does not exist is 404 NoSuchKey for those
+    allowed s3:ListBucket and 403 for the rest, whether a canned ACL or a policy lets
+    them list (AWS: "If you have the s3:ListBucket permission ... 404")."""
+    s3.create_bucket(Bucket="acl-missing", ACL="public-read")
+    s3.put_object(Bucket="acl-missing", Key="private.txt", Body=b"p")
+    for flags in ((), ("-I",)):  # GET, then HEAD
+        missing = curl(url(srv, "acl-missing", "nothing.txt"), *flags)
+        assert missing.status == 404, missing
+        if not flags:
+            assert missing.code == "NoSuchKey", missing
+        # An object that exists keeps its own (private) ACL: still 403.
+        existing = curl(url(srv, "acl-missing", "private.txt"), *flags)
+        assert existing.status == 403, existing
+    s3.put_bucket_acl(Bucket="acl-missing", ACL="private")
+    assert_denied(curl(url(srv, "acl-missing", "nothing.txt")))
+    s3.delete_object(Bucket="acl-missing", Key="private.txt")
+    s3.delete_bucket(Bucket="acl-missing")
+
+
 def test_public_read_object_in_a_private_bucket(srv: S3Server, s3: Any) -> None:
     s3.create_bucket(Bucket="acl-object", ObjectOwnership=ACLS_ON)
     s3.put_object(

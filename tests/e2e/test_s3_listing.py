@@ -16,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from ._s3clients import AwsCli, S3Target
 from ._server import clean_env
 
 BUCKET = "listing"
@@ -268,3 +269,28 @@ def test_aws_cli(s3srv: S3Server, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     r = _aws(s3srv, "s3api", "head-bucket", "--bucket", "cli-bucket")
     assert r.returncode != 0
+
+
+def test_max_keys_zero_is_an_empty_page_that_is_not_truncated(
+    s3srv: S3Server, s3: Any, tmp_path: Path
+) -> None:
+    """max-keys=0 asks for nothing: AWS answers an empty page with IsTruncated false
+    (and no continuation token), for every listing."""
+    v2 = s3.list_objects_v2(Bucket=BUCKET, MaxKeys=0)
+    assert (v2["IsTruncated"], v2["KeyCount"], v2.get("Contents")) == (False, 0, None)
+    assert "NextContinuationToken" not in v2
+    v1 = s3.list_objects(Bucket=BUCKET, MaxKeys=0)
+    assert v1["IsTruncated"] is False and "Contents" not in v1
+    versions = s3.list_object_versions(Bucket=BUCKET, MaxKeys=0)
+    assert versions["IsTruncated"] is False and "Versions" not in versions
+    up = s3.create_multipart_upload(Bucket=BUCKET, Key="mk0")["UploadId"]
+    s3.upload_part(Bucket=BUCKET, Key="mk0", UploadId=up, PartNumber=1, Body=b"x")
+    uploads = s3.list_multipart_uploads(Bucket=BUCKET, MaxUploads=0)
+    assert uploads["IsTruncated"] is False and "Uploads" not in uploads
+    parts = s3.list_parts(Bucket=BUCKET, Key="mk0", UploadId=up, MaxParts=0)
+    assert parts["IsTruncated"] is False and "Parts" not in parts
+    s3.abort_multipart_upload(Bucket=BUCKET, Key="mk0", UploadId=up)
+    # The AWS CLI's s3api, which pages on IsTruncated, stops at once.
+    cli = AwsCli(S3Target("127.0.0.1", s3srv.http_port, ACCESS_KEY, SECRET_KEY), tmp_path)
+    out = cli.json("list-objects-v2", "--bucket", BUCKET, "--max-keys", "0", "--no-paginate")
+    assert out.get("IsTruncated") is False and out.get("KeyCount") == 0

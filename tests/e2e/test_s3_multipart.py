@@ -458,3 +458,131 @@ def test_unknown_checksum_type_is_invalid_request(s3srv: S3Server, s3: Any) -> N
         s3.meta.events.unregister("before-sign.s3.CreateMultipartUpload", add_header)
     assert _code(info.value) == "InvalidRequest"
     assert s3.list_multipart_uploads(Bucket="mp-badtype").get("Uploads", []) == []
+
+
+def _one_part_upload(s3: Any, key: str, body: bytes) -> tuple[str, list[dict[str, Any]]]:
+    uid = s3.create_multipart_upload(Bucket=BUCKET, Key=key)["UploadId"]
+    etag = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=uid, PartNumber=1, Body=body)["ETag"]
+    return uid, [{"PartNumber": 1, "ETag": etag}]
+
+
+def test_complete_honours_if_none_match_and_if_match(s3: Any) -> None:
+    """If-None-Match: * on CompleteMultipartUpload must not overwrite an existing object
+    (it used to); If-Match must name the current ETag. A refused Complete changes
+    nothing, and the upload can still be completed."""
+    s3.put_object(Bucket=BUCKET, Key="guarded", Body=b"original")
+    current = s3.head_object(Bucket=BUCKET, Key="guarded")["ETag"]
+    uid, parts = _one_part_upload(s3, "guarded", b"replacement")
+    for condition in ({"IfNoneMatch": "*"}, {"IfMatch": '"0123456789abcdef0123456789abcdef"'}):
+        with pytest.raises(ClientError) as info:
+            s3.complete_multipart_upload(
+                Bucket=BUCKET, Key="guarded", UploadId=uid, MultipartUpload={"Parts": parts},
+                **condition,
+            )  # fmt: skip
+        assert _code(info.value) == "PreconditionFailed"
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+        assert s3.get_object(Bucket=BUCKET, Key="guarded")["Body"].read() == b"original"
+    assert [
+        p["PartNumber"] for p in s3.list_parts(Bucket=BUCKET, Key="guarded", UploadId=uid)["Parts"]
+    ] == [1]
+    s3.complete_multipart_upload(
+        Bucket=BUCKET, Key="guarded", UploadId=uid, MultipartUpload={"Parts": parts},
+        IfMatch=current,
+    )  # fmt: skip
+    assert s3.get_object(Bucket=BUCKET, Key="guarded")["Body"].read() == b"replacement"
+    # If-None-Match: * on a key nobody wrote: the upload becomes the object.
+    uid, parts = _one_part_upload(s3, "fresh-guarded", b"first")
+    s3.complete_multipart_upload(
+        Bucket=BUCKET, Key="fresh-guarded", UploadId=uid, MultipartUpload={"Parts": parts},
+        IfNoneMatch="*",
+    )  # fmt: skip
+    assert s3.get_object(Bucket=BUCKET, Key="fresh-guarded")["Body"].read() == b"first"
+
+
+def test_declared_checksum_algorithm_is_echoed_listed_and_enforced(s3: Any) -> None:
+    """CreateMultipartUpload's x-amz-checksum-algorithm is echoed with its type, shown
+    by ListParts and ListMultipartUploads, required of every part (another algorithm is
+    a mismatch; a part without one gets it computed), and a COMPOSITE Complete must
+    list each part's checksum."""
+    s3.create_bucket(Bucket="mp-declared")
+    created = s3.create_multipart_upload(Bucket="mp-declared", Key="k", ChecksumAlgorithm="SHA256")
+    assert (created["ChecksumAlgorithm"], created["ChecksumType"]) == ("SHA256", "COMPOSITE")
+    up = created["UploadId"]
+    full = s3.create_multipart_upload(Bucket="mp-declared", Key="f", ChecksumAlgorithm="CRC64NVME")
+    assert full["ChecksumType"] == "FULL_OBJECT"
+    with pytest.raises(ClientError) as info:
+        s3.create_multipart_upload(
+            Bucket="mp-declared", Key="x", ChecksumAlgorithm="SHA256", ChecksumType="FULL_OBJECT"
+        )
+    assert _code(info.value) == "InvalidRequest"
+    assert "FULL_OBJECT checksum type cannot be used with the sha256" in str(info.value)
+
+    listed = s3.list_multipart_uploads(Bucket="mp-declared")["Uploads"]
+    assert {(u["Key"], u["ChecksumAlgorithm"], u.get("ChecksumType")) for u in listed} == {
+        ("k", "SHA256", "COMPOSITE"),
+        ("f", "CRC64NVME", "FULL_OBJECT"),
+    }
+    with pytest.raises(ClientError) as info:
+        s3.upload_part(
+            Bucket="mp-declared", Key="k", UploadId=up, PartNumber=1, Body=b"a",
+            ChecksumAlgorithm="CRC32",
+        )  # fmt: skip
+    assert _code(info.value) == "InvalidRequest"
+    assert "expected checksum Type: sha256, actual checksum Type: crc32" in str(info.value)
+    parts = [os.urandom(5 * MiB), os.urandom(10)]
+    done = []
+    for n, data in enumerate(parts, 1):
+        r = s3.upload_part(
+            Bucket="mp-declared", Key="k", UploadId=up, PartNumber=n, Body=data,
+            ChecksumAlgorithm="SHA256",
+        )  # fmt: skip
+        done.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumSHA256": r["ChecksumSHA256"]})
+    lp = s3.list_parts(Bucket="mp-declared", Key="k", UploadId=up)
+    assert (lp["ChecksumAlgorithm"], lp["ChecksumType"]) == ("SHA256", "COMPOSITE")
+    assert [p["ChecksumSHA256"] for p in lp["Parts"]] == [d["ChecksumSHA256"] for d in done]
+    bare = [{"PartNumber": d["PartNumber"], "ETag": d["ETag"]} for d in done]
+    with pytest.raises(ClientError) as info:
+        s3.complete_multipart_upload(
+            Bucket="mp-declared", Key="k", UploadId=up, MultipartUpload={"Parts": bare}
+        )
+    assert "It was missing for part 1 in the request" in str(info.value)
+    res = s3.complete_multipart_upload(
+        Bucket="mp-declared", Key="k", UploadId=up, MultipartUpload={"Parts": done}
+    )
+    inner = b"".join(hashlib.sha256(p).digest() for p in parts)
+    composite = base64.b64encode(hashlib.sha256(inner).digest()).decode() + "-2"
+    assert (res["ChecksumSHA256"], res["ChecksumType"]) == (composite, "COMPOSITE")
+    s3.abort_multipart_upload(Bucket="mp-declared", Key="f", UploadId=full["UploadId"])
+
+
+def test_copies_get_the_checksum_they_ask_for(s3: Any) -> None:
+    """CopyObject with x-amz-checksum-algorithm returns (and stores) that checksum of the
+    copied bytes; UploadPartCopy into an upload with a declared algorithm computes it."""
+    s3.create_bucket(Bucket="mp-copysum")
+    data = os.urandom(70_000)
+    s3.put_object(Bucket="mp-copysum", Key="src", Body=data)
+    r = s3.copy_object(
+        Bucket="mp-copysum", Key="dst", CopySource="mp-copysum/src", ChecksumAlgorithm="CRC32"
+    )
+    assert r["CopyObjectResult"]["ChecksumCRC32"] == _crc_b64("CRC32", data)
+    assert r["CopyObjectResult"]["ChecksumType"] == "FULL_OBJECT"
+    head = s3.head_object(Bucket="mp-copysum", Key="dst", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"] == _crc_b64("CRC32", data)
+    up = s3.create_multipart_upload(Bucket="mp-copysum", Key="mpc", ChecksumAlgorithm="CRC32")[
+        "UploadId"
+    ]
+    part = s3.upload_part_copy(
+        Bucket="mp-copysum", Key="mpc", UploadId=up, PartNumber=1, CopySource="mp-copysum/src"
+    )["CopyPartResult"]
+    assert part["ChecksumCRC32"] == _crc_b64("CRC32", data)
+    res = s3.complete_multipart_upload(
+        Bucket="mp-copysum",
+        Key="mpc",
+        UploadId=up,
+        MultipartUpload={
+            "Parts": [
+                {"PartNumber": 1, "ETag": part["ETag"], "ChecksumCRC32": part["ChecksumCRC32"]}
+            ]
+        },
+    )
+    assert res["ChecksumCRC32"].endswith("-1")

@@ -11,6 +11,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,8 @@ from ._lab import (
     anon,
     versioned,
 )
-from ._s3 import NO_MULTIPART, S3Server
+from ._s3 import ACCESS_KEY, NO_MULTIPART, SECRET_KEY, S3Server
+from ._s3clients import AwsCli, S3Target
 from ._server import pseudo_random_chunks
 
 BUCKET = "objects"
@@ -463,3 +465,18 @@ def test_concurrent_tagging_and_overwrites(lab: Lab) -> None:
         tags = reader.get_object_tagging(Bucket=b, Key="k", VersionId=vid)["TagSet"]
         value = {t["Key"]: t["Value"] for t in tags}["fresh"]
         assert value == "tagged" or body == f"body-{value}", (body, value)
+
+
+def test_tagging_header_with_a_tag_without_value(s3srv: S3Server, s3: Any, tmp_path: Path) -> None:
+    """``x-amz-tagging: a=b&c`` (URL query form, ``c`` with no ``=``) is two tags, the
+    second with an empty value, as AWS reads it."""
+    s3.put_object(Bucket=BUCKET, Key="tag-bare", Body=b"x", Tagging="a=b&c")
+    tags = s3.get_object_tagging(Bucket=BUCKET, Key="tag-bare")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == [("a", "b"), ("c", "")]
+    cli = AwsCli(S3Target("127.0.0.1", s3srv.http_port, ACCESS_KEY, SECRET_KEY), tmp_path)
+    body = tmp_path / "body"
+    body.write_bytes(b"y")
+    cli("s3api", "put-object", "--bucket", BUCKET, "--key", "tag-cli", "--body", str(body),
+        "--tagging", "project=blue&draft")  # fmt: skip
+    tags = cli.json("get-object-tagging", "--bucket", BUCKET, "--key", "tag-cli")["TagSet"]
+    assert sorted((t["Key"], t["Value"]) for t in tags) == [("draft", ""), ("project", "blue")]

@@ -683,3 +683,68 @@ def test_policy_wildcards_cannot_freeze_the_server(tmp_path: Path) -> None:
 def _swallow(fn: Callable[[], object]) -> None:
     with contextlib.suppress(OSError):  # the server is killed under it at the test's end
         fn()
+
+
+# --- condition keys kvbox used to accept and never fill ---------------------------------------
+
+
+def test_copy_source_and_metadata_directive_conditions_bite(s3: Any, alice: User) -> None:
+    """A Deny on s3:x-amz-copy-source / s3:x-amz-metadata-directive stops the copies it
+    names (the keys were accepted before and never filled: the Deny did nothing)."""
+    bucket_with(s3, "copy-guard", {"secret/plan": b"s", "public/note": b"p"})
+    s3.put_bucket_policy(
+        Bucket="copy-guard",
+        Policy=doc(
+            {
+                "Sid": "AliceWrites",
+                "Effect": "Allow",
+                "Principal": {"AWS": alice.arn},
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": "arn:aws:s3:::copy-guard/*",
+            },
+            {
+                "Sid": "NoCopyingSecrets",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": "arn:aws:s3:::copy-guard/*",
+                "Condition": {"StringLike": {"s3:x-amz-copy-source": "copy-guard/secret/*"}},
+            },
+            {
+                "Sid": "KeepMetadata",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:PutObject",
+                "Resource": "arn:aws:s3:::copy-guard/*",
+                "Condition": {"StringEquals": {"s3:x-amz-metadata-directive": "REPLACE"}},
+            },
+        ),
+    )
+    c = alice.client
+    c.copy_object(Bucket="copy-guard", Key="copy1", CopySource="copy-guard/public/note")
+    for kwargs in (
+        {"CopySource": "copy-guard/secret/plan"},
+        {"CopySource": "copy-guard/public/note", "MetadataDirective": "REPLACE"},
+    ):
+        with pytest.raises(ClientError) as info:
+            c.copy_object(Bucket="copy-guard", Key="copy2", **kwargs)
+        assert info.value.response["Error"]["Code"] == "AccessDenied"
+    s3.delete_bucket_policy(Bucket="copy-guard")
+
+
+def test_a_policy_naming_a_key_kvbox_cannot_fill_is_refused(s3: Any) -> None:
+    s3.create_bucket(Bucket="vpc-only")
+    policy = doc(
+        {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "s3:*",
+            "Resource": "arn:aws:s3:::vpc-only/*",
+            "Condition": {"StringNotEquals": {"aws:SourceVpce": "vpce-1a2b3c4d"}},
+        }
+    )
+    with pytest.raises(ClientError) as info:
+        s3.put_bucket_policy(Bucket="vpc-only", Policy=policy)
+    err = info.value.response["Error"]
+    assert err["Code"] == "MalformedPolicy"
+    assert "aws:sourcevpce" in err["Message"] and "VPC" in err["Message"]

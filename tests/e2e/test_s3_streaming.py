@@ -156,6 +156,25 @@ def test_wrong_trailer_checksum_is_bad_digest(s3srv: S3Server, s3: Any) -> None:
     assert _absent(s3, "bad-trailer")
 
 
+@pytest.mark.parametrize("value", ["not base64!", "AAAAAAAA", ""])
+def test_malformed_trailer_checksum_is_invalid_request(
+    s3srv: S3Server, s3: Any, value: str
+) -> None:
+    """A trailer value that is no CRC32 at all is AWS's InvalidRequest ("trailing header
+    is invalid"), not BadDigest (which says a well-formed value did not match)."""
+    status, body = _put_chunked(
+        s3srv,
+        "malformed-trailer",
+        CHUNKS,
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        trailers=[("x-amz-checksum-crc32", value)],
+    )
+    assert status == 400, body
+    assert b"<Code>InvalidRequest</Code>" in body
+    assert b"Value for x-amz-checksum-crc32 trailing header is invalid." in body
+    assert _absent(s3, "malformed-trailer")
+
+
 def test_signed_trailer(s3srv: S3Server, s3: Any) -> None:
     trailers = [("x-amz-checksum-crc32", _crc32(DATA))]
     status, body = _put_chunked(

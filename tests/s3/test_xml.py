@@ -844,6 +844,9 @@ def test_tagging_rules() -> None:
     )
     assert Tagging.from_header("") == Tagging(())
     assert Tagging.from_header("a=1&b=&c=x%2By+z").tags == (("a", "1"), ("b", ""), ("c", "x+y z"))
+    # A name without "=" is a tag with an empty value, as AWS reads it.
+    assert Tagging.from_header("a=b&c").tags == (("a", "b"), ("c", ""))
+    assert_code("InvalidArgument", "a=%FF", Tagging.from_header)
     assert_code("InvalidTag", "a=1&a=2", Tagging.from_header)
     assert_code("InvalidArgument", "a=1&&", Tagging.from_header)
     assert Tagging.from_header(Tagging((("a b", "c=d/é+"),)).to_header()).tags == (

@@ -49,7 +49,7 @@ import base64
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -199,23 +199,35 @@ def _split_query(raw_query: str) -> list[tuple[str, str | None]]:
     return pairs
 
 
-def canonical_resource(raw_path: str, raw_query: str = "", *, bucket: str | None = None) -> str:
+def canonical_resource(
+    raw_path: str, raw_query: str = "", *, bucket: str | None = None, bucket_slash: bool = True
+) -> str:
     """The CanonicalizedResource of a request (raw path and query as received).
 
-    ``bucket`` is the bucket of a virtual-hosted request, which the path lacks.
+    ``bucket`` is the bucket of a virtual-hosted request, which the path lacks. A bucket
+    itself is ``/bucket/`` whichever addressing the request used (botocore signs a
+    path-style ``/bucket`` so); ``bucket_slash=False`` keeps such a path as sent.
 
     >>> canonical_resource("/photos/a%20b.jpg", "versionId=3%2F4&x=1&acl")
     '/photos/a%20b.jpg?acl&versionId=3/4'
-    >>> canonical_resource("/", "", bucket="photos")
-    '/photos/'
+    >>> canonical_resource("/", "", bucket="photos"), canonical_resource("/photos", "acl")
+    ('/photos/', '/photos/?acl')
     """
-    resource = (f"/{bucket}" if bucket else "") + (raw_path or "/")
+    raw_path = raw_path or "/"
+    if bucket_slash and not bucket and _is_bucket_root(raw_path):
+        raw_path += "/"
+    resource = (f"/{bucket}" if bucket else "") + raw_path
     signed = [(name, value) for name, value in _split_query(raw_query) if name in SUBRESOURCES]
     if not signed:
         return resource
     signed.sort(key=lambda pair: pair[0])  # stable: repeats keep their order
     parts = (name if value is None else f"{name}={unquote(value)}" for name, value in signed)
     return resource + "?" + "&".join(parts)
+
+
+def _is_bucket_root(raw_path: str) -> bool:
+    """``/bucket``: a path-style bucket without its trailing slash."""
+    return len(raw_path) > 1 and "/" not in raw_path[1:]
 
 
 def _header_map(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -252,6 +264,7 @@ def string_to_sign(
     *,
     date: str,
     bucket: str | None = None,
+    bucket_slash: bool = True,
 ) -> str:
     """The SigV2 StringToSign; ``date`` is what stands on the Date line (see the module
     docstring: the Date header, the empty string beside x-amz-date, or Expires).
@@ -267,7 +280,7 @@ def string_to_sign(
     return (
         f"{method.upper()}\n{md5}\n{ctype}\n{date}\n"
         f"{canonical_amz_headers(headers)}"
-        f"{canonical_resource(raw_path, raw_query, bucket=bucket)}"
+        f"{canonical_resource(raw_path, raw_query, bucket=bucket, bucket_slash=bucket_slash)}"
     )
 
 
@@ -361,19 +374,41 @@ def verify_request(
     if abs(server_time - moment) > max_skew:
         raise RequestTimeTooSkewed(moment, server_time, max_skew)
     secret = _lookup(lookup_secret, access_key)
-    date_line = "" if amz_date else ",".join(v.strip() for v in http_date or ())
-    sts = string_to_sign(method, raw_path, raw_query, headers, date=date_line, bucket=bucket)
-    if not _equal(signature(secret, sts), provided):
-        botocore_form = None
-        if amz_date and http_date:  # botocore signs its Date even beside x-amz-date
-            botocore_form = string_to_sign(
-                method, raw_path, raw_query, headers, date=http_date[-1].strip(), bucket=bucket
+    date_lines = ["" if amz_date else ",".join(v.strip() for v in http_date or ())]
+    if amz_date and http_date:  # botocore signs its Date even beside x-amz-date
+        date_lines.append(http_date[-1].strip())
+    _check(
+        secret,
+        access_key,
+        provided,
+        (
+            string_to_sign(
+                method, raw_path, raw_query, headers, date=d, bucket=bucket, bucket_slash=s
             )
-        if botocore_form is None or not _equal(signature(secret, botocore_form), provided):
-            raise SigV2DoesNotMatch(
-                access_key=access_key, signature_provided=provided, string_to_sign=sts
-            )
+            for s in _slash_forms(raw_path, bucket)
+            for d in date_lines
+        ),
+    )
     return SigV2Result(access_key, provided, request_time=moment)
+
+
+def _slash_forms(raw_path: str, bucket: str | None) -> tuple[bool, ...]:
+    """A path-style bucket is tried as ``/bucket/`` (AWS's form), then as it was sent."""
+    return (True, False) if not bucket and _is_bucket_root(raw_path) else (True,)
+
+
+def _check(secret: str, access_key: str, provided: str, candidates: Iterator[str]) -> None:
+    """Accept ``provided`` if it signs one of ``candidates`` (tried lazily, in order: the
+    first is AWS's form, the one a mismatch reports)."""
+    first: str | None = None
+    for sts in candidates:
+        if _equal(signature(secret, sts), provided):
+            return
+        first = sts if first is None else first
+    assert first is not None
+    raise SigV2DoesNotMatch(
+        access_key=access_key, signature_provided=provided, string_to_sign=first
+    )
 
 
 # --- presigned URLs ------------------------------------------------------------------
@@ -432,11 +467,17 @@ def verify_presigned(
     if server_time > expires_at:
         raise RequestExpired(expires_at, server_time)
     signed = [*headers, *query_headers]
-    sts = string_to_sign(method, raw_path, raw_query, signed, date=expires, bucket=bucket)
-    if not _equal(signature(secret, sts), provided):
-        raise SigV2DoesNotMatch(
-            access_key=access_key, signature_provided=provided, string_to_sign=sts
-        )
+    _check(
+        secret,
+        access_key,
+        provided,
+        (
+            string_to_sign(
+                method, raw_path, raw_query, signed, date=expires, bucket=bucket, bucket_slash=s
+            )
+            for s in _slash_forms(raw_path, bucket)
+        ),
+    )
     return SigV2Result(
         access_key, provided, True, expires_at=expires_at, query_headers=tuple(query_headers)
     )

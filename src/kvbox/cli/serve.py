@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,18 @@ def _size(text: str) -> int:
         return parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+#: An S3 region name as a SigV4 credential scope can carry it (``us-east-1``, ``garage``).
+_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+def _region(text: str) -> str:
+    if _REGION.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(
+            f"not a region name: {text!r} (lower-case letters, digits and '-', e.g. us-east-1)"
+        )
+    return text
 
 
 def _bool(text: str | bool) -> bool:
@@ -78,6 +91,21 @@ def add_parser(sub: Any) -> None:
         None,
         metavar="DOMAIN",
         help="S3 virtual-host addressing: BUCKET.DOMAIN names the bucket (path style always works)",
+    )
+    opt(
+        "region",
+        _D.region,
+        type=_region,
+        metavar="REGION",
+        help="the S3 region kvbox is: SigV4 requests signed for another region are refused "
+        "(AuthorizationHeaderMalformed), and every bucket is located there",
+    )
+    opt(
+        "sigv2",
+        "on" if _D.sigv2 else "off",
+        choices=["on", "off"],
+        help="accept legacy AWS Signature Version 2 (the default presigned URLs of boto3 and "
+        "the AWS CLI v1); off refuses it, as SigV4-only S3 regions do",
     )
     opt(
         "web-port",
@@ -235,6 +263,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         kv_versioning=_bool(args.kv_versioning),
         http_port=int(args.http_port),
         domain=args.domain or None,
+        region=args.region,
+        sigv2=args.sigv2 == "on",
         web_port=int(args.web_port),
         web_domain=args.web_domain or None,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,

@@ -54,9 +54,18 @@ ROOT: Final = "root"
 
 #: Operations whose query parameters are the s3:prefix / delimiter / max-keys keys.
 LIST_OPERATIONS: Final = frozenset({"ListObjects", "ListObjectsV2", "ListObjectVersions"})
-#: s3:ObjectCreationOperation's values: the operations that create an object.
+#: s3:ObjectCreationOperation's values: the operations that create an object or a part
+#: of one (AWS's conditional-write policies exempt the multipart steps through it).
 OBJECT_CREATION_OPERATIONS: Final = frozenset(
-    {"PutObject", "CopyObject", "CompleteMultipartUpload", "PostObject"}
+    {
+        "PutObject",
+        "CopyObject",
+        "PostObject",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "UploadPartCopy",
+        "CompleteMultipartUpload",
+    }
 )
 _DAY_SECONDS: Final = 86_400
 

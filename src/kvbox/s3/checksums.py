@@ -278,13 +278,27 @@ def decode_checksum(algorithm: Algorithm, value: str) -> bytes:
     A value that is not base64 of exactly the algorithm's digest size is InvalidRequest
     (AWS: "Value for x-amz-checksum-crc32 header is invalid.").
     """
+    raw = _digest_bytes(algorithm, value)
+    if raw is None:
+        raise S3Error("InvalidRequest", f"Value for {algorithm.header} header is invalid.")
+    return raw
+
+
+def well_formed_checksum(algorithm: Algorithm, value: str) -> bool:
+    """Whether ``value`` is base64 of exactly ``algorithm``'s digest size.
+
+    >>> [well_formed_checksum(Algorithm.CRC32, v) for v in ("AAAAAA==", "x", "AAAAAAAA")]
+    [True, False, False]
+    """
+    return _digest_bytes(algorithm, value) is not None
+
+
+def _digest_bytes(algorithm: Algorithm, value: str) -> bytes | None:
     try:
         raw = base64.b64decode(value.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
-        raw = b""
-    if len(raw) != algorithm.digest_size:
-        raise S3Error("InvalidRequest", f"Value for {algorithm.header} header is invalid.")
-    return raw
+        return None
+    return raw if len(raw) == algorithm.digest_size else None
 
 
 def composite_checksum(algorithm: Algorithm, part_checksums: Sequence[str]) -> str:

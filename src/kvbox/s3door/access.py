@@ -40,7 +40,7 @@ from kvbox.policy import (
 )
 from kvbox.policy.access import PRIVATE
 from kvbox.policy.acl import OBJECT_SCOPED
-from kvbox.s3.acl import ACL_HEADERS
+from kvbox.policy.context import RequestFacts, build_context
 from kvbox.s3.errors import S3Error
 from kvbox.s3.router import OBJECT_OPS, Endpoint, Op, bucket_arn, object_arn
 from kvbox.s3.xml import PublicAccessBlockConfiguration, Tagging
@@ -52,9 +52,6 @@ from kvbox.s3door.types import S3Request
 NEW_OBJECT_OPS = frozenset(
     {Op.PUT_OBJECT, Op.POST_OBJECT, Op.COPY_OBJECT, Op.CREATE_MULTIPART_UPLOAD}
 )
-
-#: Listing parameters that are condition keys of s3:ListBucket (and ListBucketVersions).
-_LIST_PARAMS = ("prefix", "delimiter", "max-keys")
 #: Parsed documents kept per bucket, keyed by their text so a change is never missed.
 _CACHE_MAX = 1024
 
@@ -62,9 +59,17 @@ _CACHE_MAX = 1024
 class AccessControl:
     """Decides S3 requests over one store; holds only caches of parsed documents."""
 
-    def __init__(self, store: Store, now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+    def __init__(
+        self,
+        store: Store,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        *,
+        region: str | None = None,
+    ):
         self.store = store
         self._now = now
+        #: The server's region (aws:RequestedRegion).
+        self.region = region
         self._policies: dict[tuple[str, str], Policy] = {}
         #: Policies (by text) that name s3:ExistingObjectTag: only they need the tags.
         self._tag_policies: set[str] = set()
@@ -236,30 +241,14 @@ class AccessControl:
         """``facts``: further condition keys a handler knows; ``new_object``: the action
         is on the object this request creates, which belongs to its writer (where the
         bucket's Object Ownership lets writers own)."""
-        extra = self._request_keys(req, ep, version_id)
-        if facts:
-            extra.update(facts)
+        extra: dict[str, ContextValue] = dict(facts or {})
         version: ObjectVersion | None = None
         looked = False
         if key is not None and policy is not None and self._needs_tags(b):
             version, looked = await self._version(b.name, key, version_id), True
             if version is not None:
                 extra.update(_existing_tags(version))
-        auth = req.auth
-        context = request_context(
-            req.principal,
-            now=self._now(),
-            source_ip=req.remote or None,
-            secure_transport=req.secure,
-            user_agent=req.header("user-agent"),
-            referer=req.header("referer"),
-            auth_type=None
-            if auth is None
-            else ("REST-QUERY-STRING" if auth.presigned else "REST-HEADER"),
-            signature_version=None if auth is None else "AWS4-HMAC-SHA256",
-            headers=_lock_headers(req),
-            extra=extra,
-        )
+        context = build_context(self.facts(req, ep, version_id, extra))
         query = self._query(b, policy, req.principal, action, resource, context)
         if new_object:
             if req.principal is not None:
@@ -283,36 +272,49 @@ class AccessControl:
             return await self.store.get_version(bucket, key, version_id, verify=False)
         return await self.store.head(bucket, key, verify=False)
 
-    @staticmethod
-    def _request_keys(
-        req: S3Request, ep: Endpoint, version_id: str | None
-    ) -> dict[str, ContextValue]:
-        extra: dict[str, ContextValue] = {}
-        if ep.op in (Op.LIST_OBJECTS, Op.LIST_OBJECTS_V2, Op.LIST_OBJECT_VERSIONS):
-            for name in _LIST_PARAMS:
-                value = req.param(name)
-                if value is not None:
-                    extra["s3:" + name] = value
-        for name in ACL_HEADERS:  # s3:x-amz-acl and the s3:x-amz-grant-* keys
-            value = req.header(name)
-            if value is not None:
-                extra["s3:" + name] = value
-        if version_id is not None:
-            extra["s3:VersionId"] = version_id
-        if req.form_signature is not None:  # a signed POST upload's form
-            extra["s3:authType"] = "POST"
-            extra["s3:signatureversion"] = req.form_signature
+    def facts(
+        self,
+        req: S3Request,
+        ep: Endpoint,
+        version_id: str | None,
+        extra: RequestContext | None = None,
+    ) -> RequestFacts:
+        """What the access decision knows of a request: every condition key's value
+        comes from these facts through ``kvbox.policy.context.KEY_SOURCES``."""
+        auth = req.auth
+        auth_type = signature_version = None
+        if auth is not None:
+            auth_type = "REST-QUERY-STRING" if auth.presigned else "REST-HEADER"
+            signature_version = auth.signature_version
+        elif req.form_signature is not None:  # a signed POST upload's form
+            auth_type, signature_version = "POST", req.form_signature
+        params: dict[str, str] = {}
+        for name, value in req.query:
+            params.setdefault(name, value)  # S3 reads the first of a repeated parameter
+        tags: tuple[tuple[str, str], ...] = ()
         tagging = req.header("x-amz-tagging")
         if tagging is not None and ep.op in OBJECT_OPS:
             try:
                 tags = Tagging.from_header(tagging).tags
             except S3Error:
                 tags = ()  # the handler answers the malformed header
-            for k, v in tags:
-                extra["s3:RequestObjectTag/" + k] = v
-            if tags:
-                extra["s3:RequestObjectTagKeys"] = [k for k, _ in tags]
-        return extra
+        return RequestFacts(
+            req.principal,
+            ep.op.value,
+            now=self._now(),
+            region=self.region,
+            source_ip=req.remote or None,
+            secure=req.secure,
+            tls_version=req.tls_version,
+            auth_type=auth_type,
+            signature_version=signature_version,
+            signed_at=None if auth is None else auth.request_time,
+            headers=req.headers,
+            params=params,
+            version_id=version_id,
+            request_tags=tags,
+            extra=dict(extra or {}),
+        )
 
     # --- the website endpoint ----------------------------------------------------------
 
@@ -354,19 +356,6 @@ class AccessControl:
             object_owner = version.attrs.get(OWNER)
         query = self._query(b, policy, None, action, resource, context, object_acl, object_owner)
         return decide(query).allowed
-
-
-#: Request headers that fill ``s3:object-lock-*`` condition keys (``kvbox.policy.context``).
-_LOCK_HEADERS = (
-    "x-amz-object-lock-mode",
-    "x-amz-object-lock-retain-until-date",
-    "x-amz-object-lock-legal-hold",
-)
-
-
-def _lock_headers(req: S3Request) -> dict[str, str] | None:
-    found = {h: v for h in _LOCK_HEADERS if (v := req.header(h)) is not None}
-    return found or None
 
 
 def _existing_tags(version: ObjectVersion) -> dict[str, ContextValue]:

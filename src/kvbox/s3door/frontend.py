@@ -33,7 +33,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Final
 
-from kvbox.auth import sigv4
+from multidict import CIMultiDict
+
+from kvbox.auth.mechanism import Verified, authenticate
+from kvbox.auth.sigv2 import SigV2Result
 from kvbox.config import SERVER
 from kvbox.core.lifecycle.worker import LifecycleWorker
 from kvbox.core.meta.users import ROOT
@@ -149,11 +152,12 @@ class S3Frontend:
         access_key: str,
         secret_key: str,
         domain: str | None = None,
+        sigv2: bool = True,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         lifecycle: LifecycleWorker | None = None,
         lifecycle_test_clock: bool = False,
     ) -> None:
-        self.access = AccessControl(ctx.store, now)
+        self.access = AccessControl(ctx.store, now, region=ctx.region)
         self.ctx = dataclasses.replace(
             ctx,
             check_key=self.access.check_key,
@@ -167,6 +171,8 @@ class S3Frontend:
         self._access_key = access_key
         self._secret_key = secret_key
         self.domain = domain
+        #: Whether SigV2 (legacy) signatures are accepted (``kvbox serve --sigv2``).
+        self.sigv2 = sigv2
         self._now = now
         self._keys: dict[str, tuple[float, tuple[str, str] | None]] = {}
 
@@ -199,17 +205,26 @@ class S3Frontend:
             await self._fetch_key(access_key)
             return self._cached(access_key)
 
-    async def authenticate(self, req: S3Request) -> sigv4.AuthResult | None:
-        """Verify the signature and set ``req.principal`` (None when unsigned)."""
+    async def authenticate(self, req: S3Request, ep: Endpoint | None = None) -> Verified | None:
+        """Verify the signature and set ``req.principal`` (None when unsigned).
+
+        SigV4 scopes must name this server's region (``Context.region``): AWS answers a
+        request signed for another region AuthorizationHeaderMalformed naming the right
+        one, and so does kvbox. ``ep`` gives SigV2 the bucket of a virtual-hosted request.
+        """
+        bucket = ep.bucket if ep is not None and ep.virtual_host else None
         for _ in range(2):
             try:
-                result = sigv4.authenticate(
+                result = authenticate(
                     req.method,
                     req.raw_path,
-                    sigv4.parse_query_string(req.raw_query),
+                    req.raw_query,
                     list(req.headers.items()),
                     self._lookup_secret,
                     self._now(),
+                    region=self.ctx.region,
+                    sigv2_enabled=self.sigv2,
+                    bucket=bucket,
                 )
             except _NeedLookup as need:
                 await self._fetch_key(need.access_key)
@@ -224,6 +239,21 @@ class S3Frontend:
             req.principal = found[0]
             return result
         raise S3Error("InternalError")  # the cache was just filled: unreachable
+
+    def _signed_query_headers(self, req: S3Request, ep: Endpoint) -> Endpoint:
+        """A SigV2 presigned URL carries the x-amz-* and Content-Type/-MD5 headers it
+        signed in its query (botocore puts them there); they apply as the request's own
+        headers, as on AWS, and the request is routed again, so that the actions they
+        imply (``x-amz-acl`` needs s3:PutObjectAcl) are checked too."""
+        auth = req.auth
+        if not isinstance(auth, SigV2Result) or not auth.query_headers:
+            return ep
+        headers = CIMultiDict(req.headers)
+        for name, value in auth.query_headers:
+            if name not in headers:
+                headers.add(name, value)
+        req.headers = headers
+        return route(req.method, req.raw_path, req.query, req.headers, domain=self.domain)
 
     async def handle(self, req: S3Request) -> S3Response:
         """Answer one request; never raises (except cancellation)."""
@@ -245,10 +275,11 @@ class S3Frontend:
                 resource = req.resource = _resource(ep)
                 cors_bucket = ep.bucket
                 if ep.op is not Op.PREFLIGHT:  # browsers send preflights unsigned
-                    req.auth = await self.authenticate(req)
+                    req.auth = await self.authenticate(req, ep)
+                    ep = self._signed_query_headers(req, ep)
                     ep = await self._pin_instant(req, ep)
                     if ep.op is not Op.POST_OBJECT:  # its form says who and what: the
-                        await self.access.check(req, ep)  # handler checks (handlers.post)
+                        await self._check_access(req, ep)  # handler checks (handlers.post)
                 try:
                     resp = await self._dispatch(req, ep)
                 except S3Error as exc:
@@ -279,6 +310,36 @@ class S3Frontend:
                 log.exception("CORS headers for %s failed", cors_bucket)
         self._stamp(resp, req)
         return resp
+
+    async def _check_access(self, req: S3Request, ep: Endpoint) -> None:
+        """``AccessControl.check``, and S3's one rule for a read of a missing key.
+
+        A GET/HEAD of a key that does not exist answers 404 to whoever may list the
+        bucket and 403 to anyone else -- however the listing right was granted. A read
+        the access check refused may have been refused only because there was no object
+        (and so no object ACL) to grant it: if the key is indeed missing and the reader
+        may list the bucket, the answer is NoSuchKey, as when a policy grants the read.
+        """
+        try:
+            await self.access.check(req, ep)
+        except S3Error as exc:
+            if exc.code != "AccessDenied" or not await self._missing_but_listable(req, ep):
+                raise
+            raise S3Error(
+                "NoSuchKey", resource=_resource(ep), extra={"Key": ep.key or ""}
+            ) from None
+
+    async def _missing_but_listable(self, req: S3Request, ep: Endpoint) -> bool:
+        if ep.op not in _READS or ep.version_id is not None or ep.bucket is None or not ep.key:
+            return False
+        store = self.ctx.store
+        if await store.get_bucket(ep.bucket) is None or await store.head(ep.bucket, ep.key):
+            return False
+        try:
+            await self.access.check_list(req, ep)
+        except S3Error:
+            return False
+        return True
 
     async def _admin(self, req: S3Request) -> S3Response:
         """``POST /_kvbox/admin``: one ``kvbox admin`` command, for root only."""
@@ -379,7 +440,7 @@ _READS = frozenset({Op.GET_OBJECT, Op.HEAD_OBJECT})
 
 
 class _NeedLookup(Exception):
-    """Raised through ``sigv4.authenticate`` when a user key is not cached yet."""
+    """Raised through ``authenticate`` when a user key is not cached yet."""
 
     def __init__(self, access_key: str) -> None:
         super().__init__(access_key)

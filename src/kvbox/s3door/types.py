@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from kvbox.auth.sigv4 import AuthResult
+from kvbox.auth.mechanism import Verified
 from kvbox.core.store import PinnedFiles
 
 __all__ = ["FileBody", "Headers", "S3Request", "S3Response"]
@@ -45,7 +45,8 @@ class S3Request:
     headers: Headers
     body: AsyncIterator[bytes]
     request_id: str
-    auth: AuthResult | None = None
+    #: The verified signature (SigV4 or SigV2), set by ``S3Frontend`` once checked.
+    auth: Verified | None = None
     #: Who signed the request: "root", a user name, or None for an anonymous request
     #: (set by ``S3Frontend`` after authentication).
     principal: str | None = "root"
@@ -55,6 +56,8 @@ class S3Request:
     #: How a POST upload's form was signed (``s3:signatureversion``: ``AWS4-HMAC-SHA256``
     #: or ``AWS``); None for every other request and for an anonymous form.
     form_signature: str | None = None
+    #: The TLS version of a secure connection, as s3:TlsVersion spells it (``1.3``).
+    tls_version: str | None = None
     #: Filled in by ``S3Frontend.handle`` for metrics and the access log: the S3
     #: operation, the error code, and the ``/bucket/key`` the request is about.
     op: str = ""

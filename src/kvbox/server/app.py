@@ -180,10 +180,11 @@ async def _serve_store(
     serve_console = s.console and bool(s.http_port or s.console_port)
     if s.http_port or serve_console:
         s3 = S3Frontend(
-            Context(store, s.kv_bucket),
+            Context(store, s.kv_bucket, region=s.region),
             access_key=creds.access_key,
             secret_key=creds.secret_key,
             domain=s.domain,
+            sigv2=s.sigv2,
             lifecycle=lifecycle,
             lifecycle_test_clock=s.lifecycle_test_clock,
         )

@@ -214,6 +214,14 @@ def parse_query(raw_query: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _tls_version(request: web.BaseRequest) -> str | None:
+    """``1.3`` for a TLSv1.3 connection: the form of the s3:TlsVersion condition key."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    version = ssl_object.version() if ssl_object is not None else None
+    return version.removeprefix("TLSv") if isinstance(version, str) else None
+
+
 def _s3_request(request: web.BaseRequest, cont: _Continue) -> S3Request:
     raw_path, _, raw_query = request.raw_path.partition("?")
     return S3Request(
@@ -226,6 +234,7 @@ def _s3_request(request: web.BaseRequest, cont: _Continue) -> S3Request:
         request_id=new_request_id(),
         remote=request.remote or "",
         secure=request.secure,
+        tls_version=_tls_version(request) if request.secure else None,
     )
 
 

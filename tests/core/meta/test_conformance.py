@@ -1112,3 +1112,27 @@ async def test_users_survive_reopen(factory: Factory) -> None:
     key = await s.add_key("alice", 2)
     s2 = await factory.reopen(s)
     assert await s2.lookup_key(key.access_key) == ("alice", key.secret_key)
+
+
+async def test_complete_under_a_condition_that_fails_changes_nothing(store: MetaStore) -> None:
+    """If-None-Match / If-Match on CompleteMultipartUpload: decided with the write, and
+    a failed condition leaves the object, the upload and every reference as they were."""
+    b = await bucket(store)
+    (old,) = (await put(store, b, "k", chunks=[chunk("old")])).written
+    await store.create_upload(MultipartUpload(b, "k", "u1"))
+    await store.put_part("u1", part(1, "a"))
+    v = ver(b, "k", chunks=[chunk("a")])
+    refused = await store.complete_upload("u1", v, [(1, "etag1")], Condition(CondKind.IF_ABSENT))
+    assert not refused.ok and refused.current is not None
+    assert refused.current.version_id == old.version_id
+    head = await store.head(b, "k")
+    assert head is not None and head.version_id == old.version_id
+    assert [p.part_number for p in await store.list_parts("u1")] == [1]
+    assert await store.chunk_refs() == {chunk("old").chunk_id: 1, chunk("a").chunk_id: 1}
+    wrong = await store.complete_upload("u1", v, [(1, "etag1")], Condition(CondKind.IF_ETAG, "no"))
+    assert not wrong.ok
+    done = await store.complete_upload(
+        "u1", v, [(1, "etag1")], Condition(CondKind.IF_ETAG, old.etag)
+    )
+    assert done.ok and done.written[0].version_id == v.version_id
+    assert await store.get_upload("u1") is None

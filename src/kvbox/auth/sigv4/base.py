@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import ClassVar, Final
 
 from kvbox.errors import (
     InvalidAuthArgument,
@@ -239,6 +239,8 @@ class AuthResult:
     #: When a presigned URL stops working; None for header-signed requests.
     expires_at: datetime | None
     signing_key: bytes = field(repr=False)
+    #: What ``s3:signatureversion`` holds for these requests.
+    signature_version: ClassVar[str] = ALGORITHM
 
     @property
     def expected_sha256(self) -> str | None:

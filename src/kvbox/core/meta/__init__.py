@@ -24,6 +24,7 @@ from kvbox.core.meta.users import AccessKey, User
 from kvbox.core.model import (
     Bucket,
     BucketStats,
+    Condition,
     MultipartUpload,
     ObjectVersion,
     Part,
@@ -136,13 +137,19 @@ class MetaStore(Protocol):
         ...
 
     async def complete_upload(
-        self, upload_id: str, version: ObjectVersion, parts: Sequence[tuple[int, str]]
+        self,
+        upload_id: str,
+        version: ObjectVersion,
+        parts: Sequence[tuple[int, str]],
+        condition: Condition | None = None,
     ) -> WriteResult:
         """Atomically: check that each (part number, etag) of ``parts`` is a stored part
-        (else ``InvalidPart``), commit ``version`` as ``commit([PutOp(version)])`` would
-        (its chunks are the parts' chunks, which the caller lists in order), and remove
-        the upload with all its parts. The parts' references move to the version, so no
-        chunk is copied; chunks of parts left out are freed. Raises ``NoSuchUpload``."""
+        (else ``InvalidPart``), commit ``version`` as ``commit([PutOp(version, condition)])``
+        would (its chunks are the parts' chunks, which the caller lists in order), and
+        remove the upload with all its parts. The parts' references move to the version,
+        so no chunk is copied; chunks of parts left out are freed. A ``condition`` that
+        does not hold (S3's If-Match / If-None-Match) changes nothing, the upload included:
+        the result is ``ok=False`` with ``current``. Raises ``NoSuchUpload``."""
         ...
 
     async def abort_upload(self, upload_id: str) -> tuple[str, ...]:

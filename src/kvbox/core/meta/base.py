@@ -17,6 +17,7 @@ from kvbox.core.meta.txn import MetaTxn
 from kvbox.core.meta.users import AccessKey, User
 from kvbox.core.model import (
     Bucket,
+    Condition,
     MultipartUpload,
     ObjectVersion,
     Part,
@@ -77,12 +78,17 @@ class SharedRulesStore:
         return await self._write(lambda t: rules.put_part(t, upload_id, part))
 
     async def complete_upload(
-        self, upload_id: str, version: ObjectVersion, parts: Sequence[tuple[int, str]]
+        self,
+        upload_id: str,
+        version: ObjectVersion,
+        parts: Sequence[tuple[int, str]],
+        condition: Condition | None = None,
     ) -> WriteResult:
         rules.check_version(version)
         wanted = tuple(parts)
         return await self._write(
-            lambda t: rules.complete_upload(t, upload_id, version, wanted), (PutOp(version),)
+            lambda t: rules.complete_upload(t, upload_id, version, wanted, condition),
+            (PutOp(version, condition),),
         )
 
     async def abort_upload(self, upload_id: str) -> tuple[str, ...]:

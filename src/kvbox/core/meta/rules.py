@@ -589,10 +589,15 @@ def put_part(txn: MetaTxn[K], upload_id: str, part: Part) -> tuple[str, ...]:
 
 
 def complete_upload(
-    txn: MetaTxn[K], upload_id: str, version: ObjectVersion, parts: Sequence[tuple[int, str]]
+    txn: MetaTxn[K],
+    upload_id: str,
+    version: ObjectVersion,
+    parts: Sequence[tuple[int, str]],
+    condition: Condition | None = None,
 ) -> WriteResult:
     """``MetaStore.complete_upload``: the version committed and the upload removed, as
-    one; the parts' references move to the version, those of parts left out go."""
+    one; the parts' references move to the version, those of parts left out go. A
+    ``condition`` that does not hold changes nothing, the upload included."""
     check_version(version)
     _bucket(txn, version.bucket)
     stored = _parts(txn, upload_id)
@@ -602,7 +607,10 @@ def complete_upload(
             raise InvalidPart(f"part {number} was not uploaded or its ETag differs")
     token = txn.savepoint()
     try:
-        r = put(txn, PutOp(version))
+        r = put(txn, PutOp(version, condition))
+        if not r.ok:  # the condition failed: nothing was written, the upload stays
+            txn.release(token)
+            return r
         txn.check()
         freed = list(r.freed_chunks)
         _drop_upload(txn, upload_id, freed)

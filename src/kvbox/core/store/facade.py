@@ -1026,13 +1026,16 @@ class Store:
         parts: Sequence[tuple[int, str]],
         derive_attrs: Callable[[Sequence[Part], Mapping[str, str]], Mapping[str, str]]
         | None = None,
+        condition: Condition | None = None,
     ) -> tuple[ObjectVersion, list[Part]]:
         """Make the listed (part number, etag) parts, in ascending order, the object.
 
         The parts are checked by ``Multipart.choose`` (``InvalidPart``,
         ``EntityTooSmall``); the metadata store re-checks their ETags in the same
-        transaction that moves the parts' chunks to the version. Returns the version and
-        the parts used.
+        transaction that moves the parts' chunks to the version. ``condition`` (S3's
+        If-Match / If-None-Match on the Complete) is decided in that transaction too:
+        when it fails, ``ConditionFailed`` and nothing changes, the upload stays open.
+        Returns the version and the parts used.
         """
         b = self._bucket(bucket)
         up, chosen, etag = await self.multipart.choose(bucket, key, upload_id, parts)
@@ -1051,9 +1054,14 @@ class Store:
         )
         try:
             async with self._exclusive():
-                result = await self.meta.complete_upload(upload_id, v, list(parts))
+                result = await self.meta.complete_upload(upload_id, v, list(parts), condition)
         finally:
             self._cache.generation += 1
+        if not result.ok:
+            cur = result.current
+            raise ConditionFailed(
+                current=cur.version_id if cur is not None and not cur.is_delete_marker else None
+            )
         self.chunks.collect_later(result.freed_chunks)
         (written,) = result.written
         self._after_put(written)

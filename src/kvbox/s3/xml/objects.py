@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import quote, unquote_to_bytes, urlencode
 
 from kvbox.s3.checksums import Algorithm, ChecksumType
 from kvbox.s3.errors import S3Error
@@ -189,6 +189,11 @@ def _invalid_tag(message: str) -> S3Error:
     return S3Error("InvalidTag", message)
 
 
+def _form_decode(text: str) -> str:
+    """URL query form: ``+`` is a space, ``%XX`` bytes must make UTF-8."""
+    return unquote_to_bytes(text.replace("+", " ")).decode("utf-8")
+
+
 @dataclass(frozen=True, slots=True)
 class Tagging:
     """A tag set (object or bucket), in the order given.
@@ -232,16 +237,27 @@ class Tagging:
 
     @classmethod
     def from_header(cls, value: str, *, max_tags: int = MAX_OBJECT_TAGS) -> Tagging:
-        """``x-amz-tagging``: URL query form, ``k1=v1&k2=v2``."""
-        try:
-            pairs = parse_qsl(value, keep_blank_values=True, strict_parsing=bool(value))
-        except ValueError:
-            raise S3Error(
-                "InvalidArgument",
-                "The header 'x-amz-tagging' shall be encoded as "
-                "UTF-8 then URLEncoded URL query parameters without tag name "
-                "duplicates.",
-            ) from None
+        """``x-amz-tagging``: URL query form, ``k1=v1&k2=v2``.
+
+        A name without ``=`` is a tag with an empty value, as AWS reads ``a=b&c``.
+
+        >>> Tagging.from_header("a=b&c&d=&e+f=g%2Bh").tags
+        (('a', 'b'), ('c', ''), ('d', ''), ('e f', 'g+h'))
+        """
+        pairs: list[tuple[str, str]] = []
+        for piece in value.split("&") if value else ():
+            name, _, text = piece.partition("=")
+            try:
+                if not piece:
+                    raise ValueError("an empty parameter")
+                pairs.append((_form_decode(name), _form_decode(text)))
+            except ValueError:  # UnicodeDecodeError included
+                raise S3Error(
+                    "InvalidArgument",
+                    "The header 'x-amz-tagging' shall be encoded as "
+                    "UTF-8 then URLEncoded URL query parameters without tag name "
+                    "duplicates.",
+                ) from None
         return cls(tuple(pairs)).check(max_tags)
 
     def to_header(self) -> str:

@@ -20,11 +20,40 @@ from kvbox.s3.xml import (
     timestamp_from_ns,
 )
 from kvbox.s3door.handlers.acl import new_bucket_attrs
-from kvbox.s3door.handlers.common import Context, read_small, xml_response
+from kvbox.s3door.handlers.common import ACL, Context, read_small, xml_response
 from kvbox.s3door.objectlock import wants_lock
 from kvbox.s3door.types import S3Request, S3Response
 
 ROOT = "root"
+#: AWS's oldest region: the empty LocationConstraint, and the one region where creating
+#: a bucket you already own succeeds (200, resetting its ACL) instead of answering
+#: BucketAlreadyOwnedByYou.
+US_EAST_1 = "us-east-1"
+_INCOMPATIBLE = (
+    "The {} location constraint is incompatible for the region specific endpoint this "
+    "request was sent to."
+)
+
+
+def check_location(region: str, constraint: str | None) -> None:
+    """CreateBucket's LocationConstraint must be this server's region, as an AWS regional
+    endpoint demands; us-east-1 is spelled by leaving it out.
+
+    >>> check_location("us-east-1", None); check_location("eu-west-1", "eu-west-1")
+    >>> try:
+    ...     check_location("us-east-1", "eu-west-1")
+    ... except S3Error as e:
+    ...     print(e.code)
+    IllegalLocationConstraintException
+    """
+    if not constraint:
+        if region != US_EAST_1:
+            raise S3Error("IllegalLocationConstraintException", _INCOMPATIBLE.format("unspecified"))
+        return
+    if constraint == US_EAST_1:
+        raise S3Error("InvalidLocationConstraint")  # AWS: us-east-1 is never named
+    if constraint != region and not (constraint == "EU" and region == "eu-west-1"):
+        raise S3Error("IllegalLocationConstraintException", _INCOMPATIBLE.format(constraint))
 
 
 async def list_buckets(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
@@ -44,13 +73,19 @@ async def create_bucket(ctx: Context, req: S3Request, ep: Endpoint) -> S3Respons
     assert ep.bucket is not None
     if req.principal is None:  # S3Frontend refuses anonymous CreateBucket first
         raise S3Error("AccessDenied")
-    CreateBucketConfiguration.from_xml(await read_small(req, 64 * 1024))
+    conf = CreateBucketConfiguration.from_xml(await read_small(req, 64 * 1024))
+    check_location(ctx.region, conf.location_constraint)
     attrs = await new_bucket_attrs(ctx, req, req.principal)
     object_lock = wants_lock(req.headers)  # x-amz-bucket-object-lock-enabled: true
     if not await ctx.store.create_bucket(
         ep.bucket, owner=req.principal, attrs=attrs, object_lock=object_lock
     ):
         existing = await ctx.store.get_bucket(ep.bucket)
+        if existing is not None and existing.owner == req.principal and ctx.region == US_EAST_1:
+            # AWS's us-east-1 answer to re-creating your own bucket: 200, and the ACL the
+            # request names (private when it names none) replaces the bucket's.
+            await ctx.store.set_bucket_attrs(ep.bucket, {ACL: attrs.get(ACL)})
+            return S3Response(200, {"Location": f"/{ep.bucket}"})
         code = (
             "BucketAlreadyOwnedByYou"
             if existing is None or existing.owner == req.principal

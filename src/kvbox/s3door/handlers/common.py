@@ -23,7 +23,11 @@ How S3 object metadata is kept in ``ObjectVersion.attrs`` (string -> string)::
                          a multipart object's is derived from its parts' (``-N`` when
                          COMPOSITE)
     checksum-type        COMPOSITE or FULL_OBJECT for a multipart object's checksums
+    checksum-algorithm   a multipart upload's declared algorithm (CreateMultipartUpload's
+                         x-amz-checksum-algorithm; the upload's attrs only)
     parts                a multipart object's part sizes, run-length encoded
+    part-sums:<ALG>      a multipart object's part checksums, comma-separated in part
+                         order (GetObjectAttributes' ObjectParts)
 
     acl                  the object's ACL (``policy.acl.Acl.to_text``: a canned name or
                          JSON grants; absent: private to its owner)
@@ -50,13 +54,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
 
-from kvbox.auth.sigv4 import ContentSHA256Mismatch, PayloadMode
+from kvbox.auth.sigv4 import AuthResult, ContentSHA256Mismatch, PayloadMode
 from kvbox.core.store import Store, update_holding_gil
 from kvbox.policy.acl import ObjectOwnership
 from kvbox.proto.awschunked import (
@@ -71,6 +75,7 @@ from kvbox.s3.checksums import (
     algorithm_for_header,
     decode_checksum,
     new_checksum,
+    well_formed_checksum,
 )
 from kvbox.s3.errors import S3Error
 from kvbox.s3door.types import Headers, S3Request, S3Response
@@ -82,6 +87,10 @@ CHECKSUM = "checksum:"
 #: COMPOSITE or FULL_OBJECT: how the object's ``checksum:*`` values were computed
 #: (a multipart upload's; a single PUT's checksums are always FULL_OBJECT).
 CHECKSUM_TYPE = "checksum-type"
+#: The algorithm a multipart upload declared (its parts must use it).
+CHECKSUM_ALGORITHM = "checksum-algorithm"
+#: A multipart object's part checksums of one algorithm: ``part-sums:CRC32`` -> "v1,v2".
+PART_SUMS = "part-sums:"
 #: An object's ACL in ``ObjectVersion.attrs`` (``kvbox.policy.acl.Acl.to_text``).
 OBJECT_ACL = "acl"
 #: An object's (or upload's) owner, when it is not the bucket owner.
@@ -237,6 +246,9 @@ class PayloadChecks:
 
     checksums: dict[Algorithm, str] = field(default_factory=dict)
     size: int = 0
+    #: The one algorithm this body must use, computed even when the client sends none:
+    #: a multipart upload's declared algorithm, for its parts.
+    algorithm: Algorithm | None = None
 
 
 def _expected_checksums(
@@ -310,6 +322,15 @@ async def payload(req: S3Request, checks: PayloadChecks) -> AsyncIterator[bytes]
     trailer_header = req.header("x-amz-trailer")
     trailers = parse_trailer_header(trailer_header) if trailer_header else ()
     wanted, trailer_alg = _expected_checksums(req, trailers)
+    if checks.algorithm is not None:
+        other = next((alg for alg in wanted if alg is not checks.algorithm), None)
+        if other is not None:
+            raise S3Error(
+                "InvalidRequest",
+                "Checksum Type mismatch occurred, expected checksum Type: "
+                f"{checks.algorithm.value.lower()}, actual checksum Type: {other.value.lower()}",
+            )
+        wanted.setdefault(checks.algorithm, None)
     sums = {alg: new_checksum(alg) for alg in wanted}
     md5_expected = _content_md5(req)
     md5 = hashlib.md5(usedforsecurity=False) if md5_expected is not None else None
@@ -326,7 +347,7 @@ async def payload(req: S3Request, checks: PayloadChecks) -> AsyncIterator[bytes]
             await _hash(md5, data)
 
     if mode.streaming:
-        assert auth is not None
+        assert isinstance(auth, AuthResult)  # SigV2 never signs a streaming body
         decoder = AwsChunkedDecoder.for_request(
             auth, decoded_length=decoded_length(req), declared_trailers=trailers or None
         )
@@ -349,7 +370,7 @@ async def payload(req: S3Request, checks: PayloadChecks) -> AsyncIterator[bytes]
                 await _hash(sha, raw)
             await consume(raw)
             yield raw
-        if sha is not None and auth is not None:
+        if sha is not None and isinstance(auth, AuthResult):
             computed = sha.hexdigest()
             if computed != auth.expected_sha256:
                 raise ContentSHA256Mismatch(auth.payload_hash, computed)
@@ -362,6 +383,10 @@ async def payload(req: S3Request, checks: PayloadChecks) -> AsyncIterator[bytes]
             expected = got_trailers.get(alg.header)
             if expected is None:
                 raise S3Error("InvalidRequest", f"Missing trailer {alg.header}")
+            if not well_formed_checksum(alg, expected):  # AWS words the trailer case so
+                raise S3Error(
+                    "InvalidRequest", f"Value for {alg.header} trailing header is invalid."
+                )
         actual = c.b64digest()
         if expected is not None and expected != actual:
             raise S3Error(
@@ -398,6 +423,19 @@ def require_integrity_check(req: S3Request, operation: str | None = None) -> Non
         f"Content-MD5 OR x-amz-checksum- HTTP header is required for {operation} requests "
         "with Object Lock parameters",
     )
+
+
+async def checksummed(
+    source: AsyncIterator[bytes], algorithms: Iterable[Algorithm], out: dict[Algorithm, str]
+) -> AsyncIterator[bytes]:
+    """``source`` passed through, its checksums written to ``out`` once it is exhausted
+    (a copy computes the checksums its request asks for on the bytes it copies)."""
+    sums = {alg: new_checksum(alg) for alg in algorithms}
+    async for piece in source:
+        for c in sums.values():
+            await _hash(c, piece)
+        yield piece
+    out.update((alg, c.b64digest()) for alg, c in sums.items())
 
 
 async def read_small(req: S3Request, limit: int = MAX_SMALL_BODY) -> bytes:

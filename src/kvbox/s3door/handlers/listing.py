@@ -101,7 +101,13 @@ async def _scan(
     max_keys: int,
     owner: Callable[[ObjectVersion], Owner] | None,
 ) -> tuple[list[ObjectEntry], list[str], bool, str | None]:
-    """(contents, common prefixes, truncated, last item returned) for one page."""
+    """(contents, common prefixes, truncated, last item returned) for one page.
+
+    ``max-keys=0`` is an empty page that is not truncated, as AWS answers it: nothing
+    was asked for, so there is no "more" to announce (and no token to follow).
+    """
+    if max_keys == 0:
+        return [], [], False, None
     contents: list[ObjectEntry] = []
     prefixes: list[str] = []
     last: str | None = None
@@ -248,7 +254,7 @@ async def list_object_versions(ctx: Context, req: S3Request, ep: Endpoint) -> S3
     km, vm = key_marker, vid_marker
     # A key whose versions continue from the previous page: its first one is not latest.
     prev_key: str | None = key_marker if vid_marker else None
-    done = False
+    done = max_keys == 0  # an empty page, not truncated (as _scan)
     while not done:
         want = min(max_keys - len(entries) - len(prefixes) + 1, MAX_KEYS + 1)
         batch = await ctx.store.list_bucket_versions(ep.bucket, prefix, km, vm, want)

@@ -22,11 +22,14 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 from kvbox.core import lock
 from kvbox.core.model import Bucket, Part
+from kvbox.errors import ConditionFailed
 from kvbox.s3.checksums import (
+    MULTIPART_TYPES,
     Algorithm,
     ChecksumType,
     composite_checksum,
     full_object_checksum,
+    parse_algorithm,
 )
 from kvbox.s3.errors import S3Error
 from kvbox.s3.router import Endpoint
@@ -47,12 +50,16 @@ from kvbox.s3.xml import (
 from kvbox.s3door.handlers.acl import owner_of_version, write_acl_attrs
 from kvbox.s3door.handlers.common import (
     CHECKSUM,
+    CHECKSUM_ALGORITHM,
     CHECKSUM_TYPE,
     INITIATOR,
+    PART_SUMS,
     PARTS,
+    SUPPORTED_CHECKSUMS,
     TAG,
     Context,
     PayloadChecks,
+    checksummed,
     drain,
     has_integrity_check,
     payload,
@@ -68,7 +75,9 @@ from kvbox.s3door.handlers.locking import write_lock_attrs
 from kvbox.s3door.handlers.object import (
     check_read_conditions,
     encode_part_sizes,
+    precondition_failed,
     resolve_version,
+    write_condition,
 )
 from kvbox.s3door.types import S3Request, S3Response
 
@@ -111,7 +120,8 @@ def object_checksums(
                     "InvalidPart",
                     f"part {p.part_number}'s {alg.value} checksum is not the one uploaded",
                 )
-    out = {k: v for k, v in attrs.items() if not k.startswith(CHECKSUM)}
+    out = {k: v for k, v in attrs.items() if not k.startswith((CHECKSUM, PART_SUMS))}
+    out.pop(CHECKSUM_ALGORITHM, None)
     full = attrs.get(CHECKSUM_TYPE) == ChecksumType.FULL_OBJECT.value
     kinds: set[str] = set()
     for alg in Algorithm:
@@ -119,6 +129,7 @@ def object_checksums(
         if not values or any(v is None for v in values):
             continue
         got = [v for v in values if v is not None]
+        out[PART_SUMS + alg.value] = ",".join(got)  # base64 has no commas
         if alg is Algorithm.CRC64NVME or (full and alg in (Algorithm.CRC32, Algorithm.CRC32C)):
             out[CHECKSUM + alg.value] = full_object_checksum(
                 alg, [(v, p.size) for v, p in zip(got, parts, strict=True)]
@@ -135,6 +146,44 @@ def object_checksums(
     return out
 
 
+def declared_checksum(req: S3Request) -> tuple[Algorithm, ChecksumType] | None:
+    """CreateMultipartUpload's ``x-amz-checksum-algorithm`` and ``x-amz-checksum-type``
+    (the algorithm's default type when absent), with AWS's refusals."""
+    raw_alg = (req.header("x-amz-checksum-algorithm") or "").strip()
+    raw_kind = (req.header("x-amz-checksum-type") or "").strip().upper()
+    if raw_kind and raw_kind not in (t.value for t in ChecksumType):
+        raise S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.")
+    if not raw_alg:
+        if raw_kind:
+            raise S3Error(
+                "InvalidRequest",
+                "The x-amz-checksum-type header can only be used with the "
+                "x-amz-checksum-algorithm header.",
+            )
+        return None
+    alg = parse_algorithm(raw_alg)
+    if alg not in SUPPORTED_CHECKSUMS:
+        raise S3Error("InvalidRequest", f"Checksum algorithm {alg.value} is not supported")
+    allowed = MULTIPART_TYPES[alg]
+    kind = ChecksumType(raw_kind) if raw_kind else allowed[0]
+    if kind not in allowed:
+        raise S3Error(
+            "InvalidRequest",
+            f"The {kind.value} checksum type cannot be used with the "
+            f"{alg.value.lower()} checksum algorithm.",
+        )
+    return alg, kind
+
+
+def _upload_checksum(attrs: Mapping[str, str]) -> tuple[Algorithm | None, ChecksumType | None]:
+    """The algorithm and type an upload declared, if it did."""
+    alg = attrs.get(CHECKSUM_ALGORITHM)
+    kind = attrs.get(CHECKSUM_TYPE)
+    if alg is None:
+        return None, None
+    return Algorithm(alg), ChecksumType(kind) if kind is not None else None
+
+
 def _part_checksums(attrs: Mapping[str, str]) -> dict[Algorithm, str]:
     return {Algorithm(k[len(CHECKSUM) :]): v for k, v in attrs.items() if k.startswith(CHECKSUM)}
 
@@ -148,22 +197,28 @@ async def create_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) ->
         attrs.update({TAG + k: v for k, v in Tagging.from_header(tagging).tags})
     attrs.update(await write_acl_attrs(ctx, req, ep.bucket, upload=True))
     attrs.update(write_lock_attrs(await ctx.store.get_bucket(ep.bucket), req, ep.bucket))
-    kind = (req.header("x-amz-checksum-type") or "").strip().upper()
-    if kind:
-        if kind not in (ChecksumType.COMPOSITE.value, ChecksumType.FULL_OBJECT.value):
-            raise S3Error("InvalidRequest", "Value for x-amz-checksum-type header is invalid.")
-        attrs[CHECKSUM_TYPE] = kind
+    declared = declared_checksum(req)
+    if declared is not None:
+        attrs[CHECKSUM_ALGORITHM] = declared[0].value
+        attrs[CHECKSUM_TYPE] = declared[1].value
     content_type = req.header("content-type") or DEFAULT_CONTENT_TYPE
     up = await ctx.store.create_multipart(ep.bucket, ep.key, content_type=content_type, attrs=attrs)
-    return xml_response(InitiateMultipartUploadResult(ep.bucket, ep.key, up.upload_id).to_xml())
+    resp = xml_response(InitiateMultipartUploadResult(ep.bucket, ep.key, up.upload_id).to_xml())
+    if declared is not None:  # echoed, as AWS does
+        resp.headers["x-amz-checksum-algorithm"] = declared[0].value
+        resp.headers["x-amz-checksum-type"] = declared[1].value
+    return resp
 
 
 async def upload_part(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None and ep.key is not None
     assert ep.upload_id is not None and ep.part_number is not None
-    if not has_integrity_check(req) and await _will_be_locked(ctx, ep):
+    up = await ctx.store.get_upload(ep.bucket, ep.key, ep.upload_id)
+    if not has_integrity_check(req) and await _will_be_locked(ctx, ep, up.attrs):
         require_integrity_check(req, "Put Part")
-    checks = PayloadChecks()
+    # A part of an upload that declared an algorithm carries that checksum (computed
+    # here when the client sends none) and no other.
+    checks = PayloadChecks(algorithm=_upload_checksum(up.attrs)[0])
     # Filled once the body is read; the store reads it after the source is exhausted.
     attrs: dict[str, str] = {}
 
@@ -212,16 +267,32 @@ async def upload_part_copy(ctx: Context, req: S3Request, ep: Endpoint) -> S3Resp
     assert ep.upload_id is not None and ep.part_number is not None
     cs = ep.copy_source
     await drain(req)
-    await ctx.store.get_upload(ep.bucket, ep.key, ep.upload_id)
+    up = await ctx.store.get_upload(ep.bucket, ep.key, ep.upload_id)
     if await ctx.store.get_bucket(cs.bucket) is None:
         raise S3Error("NoSuchBucket", resource=f"/{cs.bucket}", extra={"BucketName": cs.bucket})
     src = await resolve_version(ctx, Endpoint(ep.op, cs.bucket, cs.key, version_id=cs.version_id))
     if check_read_conditions(src, req.headers, "x-amz-copy-source-if-") is not None:
         raise S3Error("PreconditionFailed", extra={"Condition": "x-amz-copy-source-If-Match"})
     first, last = _copy_range(req.header("x-amz-copy-source-range"), src.size)
-    source = ctx.store.iter_bytes(src, first, last)
-    part = await ctx.store.upload_part(ep.bucket, ep.key, ep.upload_id, ep.part_number, source)
-    resp = xml_response(CopyPartResult(part.etag, timestamp_from_ns(part.mtime_ns)).to_xml())
+    source: AsyncIterator[bytes] = ctx.store.iter_bytes(src, first, last)
+    # An upload that declared an algorithm gets it for copied parts too, computed on the
+    # copied bytes (the store reads ``attrs`` once the source is exhausted).
+    alg = _upload_checksum(up.attrs)[0]
+    sums: dict[Algorithm, str] = {}
+    attrs: dict[str, str] = {}
+    if alg is not None:
+
+        async def with_sums(inner: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+            async for piece in checksummed(inner, (alg,), sums):
+                yield piece
+            attrs.update((CHECKSUM + a.value, v) for a, v in sums.items())
+
+        source = with_sums(source)
+    part = await ctx.store.upload_part(
+        ep.bucket, ep.key, ep.upload_id, ep.part_number, source, attrs
+    )
+    result = CopyPartResult(part.etag, timestamp_from_ns(part.mtime_ns), sums)
+    resp = xml_response(result.to_xml())
     if not src.is_null:
         resp.headers["x-amz-copy-source-version-id"] = src.version_id
     return resp
@@ -229,25 +300,40 @@ async def upload_part_copy(ctx: Context, req: S3Request, ep: Endpoint) -> S3Resp
 
 async def complete_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None and ep.key is not None and ep.upload_id is not None
+    condition = write_condition(req)  # decided in the commit itself (Store.complete_multipart)
+    up = await ctx.store.get_upload(ep.bucket, ep.key, ep.upload_id)  # NoSuchUpload first
     body = CompleteMultipartUpload.from_xml(await read_small(req))
     wanted = [(p.part_number, p.etag) for p in body.parts]
     sent = {p.part_number: p.checksums for p in body.parts}
+    alg, kind = _upload_checksum(up.attrs)
+    if alg is not None and kind is ChecksumType.COMPOSITE:
+        for p in body.parts:  # a composite checksum is made of the ones the client lists
+            if alg not in p.checksums:
+                raise S3Error(
+                    "InvalidRequest",
+                    f"The upload was created using a {alg.value.lower()} checksum. The "
+                    "complete request must include the checksum for each part. It was "
+                    f"missing for part {p.part_number} in the request.",
+                )
 
     def derive(parts: Sequence[Part], attrs: Mapping[str, str]) -> Mapping[str, str]:
         return object_checksums(parts, attrs, sent)
 
-    v, _ = await ctx.store.complete_multipart(
-        ep.bucket, ep.key, ep.upload_id, wanted, derive_attrs=derive
-    )
+    try:
+        v, _ = await ctx.store.complete_multipart(
+            ep.bucket, ep.key, ep.upload_id, wanted, derive_attrs=derive, condition=condition
+        )
+    except ConditionFailed:
+        raise precondition_failed(condition) from None
     sums = _part_checksums(v.attrs)
-    kind = v.attrs.get(CHECKSUM_TYPE)
+    object_kind = v.attrs.get(CHECKSUM_TYPE)
     result = CompleteMultipartUploadResult(
         f"/{ep.bucket}/{ep.key}",
         ep.bucket,
         ep.key,
         v.etag,
         sums,
-        ChecksumType(kind) if kind is not None and sums else None,
+        ChecksumType(object_kind) if object_kind is not None and sums else None,
     )
     resp = xml_response(result.to_xml())
     if not v.is_null:
@@ -256,17 +342,14 @@ async def complete_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) 
     return resp
 
 
-async def _will_be_locked(ctx: Context, ep: Endpoint) -> bool:
+async def _will_be_locked(ctx: Context, ep: Endpoint, upload_attrs: Mapping[str, str]) -> bool:
     """The upload's object will have a lock: one its CreateMultipartUpload asked for, or
     its bucket's default retention (AWS then wants each part's Content-MD5 or checksum)."""
-    assert ep.bucket is not None and ep.key is not None and ep.upload_id is not None
+    assert ep.bucket is not None
     config = lock.config_of(await ctx.store.get_bucket(ep.bucket))
     if config is None:
         return False
-    if config.default is not None:
-        return True
-    up = await ctx.store.get_upload(ep.bucket, ep.key, ep.upload_id)
-    return lock.has_lock_attrs(up.attrs)
+    return config.default is not None or lock.has_lock_attrs(upload_attrs)
 
 
 async def abort_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
@@ -283,9 +366,9 @@ async def list_parts(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
         raise S3Error("InvalidArgument", "Invalid part-number-marker")
     marker = int(raw_marker)
     up, parts = await ctx.store.list_parts(ep.bucket, ep.key, ep.upload_id, marker, limit + 1)
-    b = await bucket_of(ctx, ep)
-    initiator, owner = _people(b, up.attrs)
-    truncated = len(parts) > limit
+    alg, kind = _upload_checksum(up.attrs)
+    initiator, owner = _people(await bucket_of(ctx, ep), up.attrs)
+    truncated = len(parts) > limit > 0  # max-parts=0: an empty, untruncated page
     parts = parts[:limit]
     result = ListPartsResult(
         bucket=ep.bucket,
@@ -307,6 +390,8 @@ async def list_parts(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
         next_part_number_marker=parts[-1].part_number if parts else None,
         initiator=initiator,
         owner=owner,
+        checksum_algorithm=alg,
+        checksum_type=kind,
     )
     return xml_response(result.to_xml())
 
@@ -328,8 +413,9 @@ async def list_multipart_uploads(ctx: Context, req: S3Request, ep: Endpoint) -> 
     truncated = False
     next_key = next_id = ""
     k_marker, u_marker = key_marker, upload_id_marker
-    # Bounded: each round either fills the page or ends the listing.
-    while not truncated:
+    # Bounded: each round either fills the page or ends the listing. max-uploads=0 is an
+    # empty page that is not truncated.
+    while not truncated and limit > 0:
         ups = await ctx.store.list_uploads(ep.bucket, prefix, k_marker, u_marker, limit + 1)
         for up in ups:
             if delimiter:
@@ -352,7 +438,13 @@ async def list_multipart_uploads(ctx: Context, req: S3Request, ep: Endpoint) -> 
             initiator, owner = _people(b, up.attrs)
             entries.append(
                 UploadEntry(
-                    up.key, up.upload_id, timestamp_from_ns(up.initiated_ns), initiator, owner
+                    up.key,
+                    up.upload_id,
+                    timestamp_from_ns(up.initiated_ns),
+                    initiator,
+                    owner,
+                    checksum_algorithm=_upload_checksum(up.attrs)[0],
+                    checksum_type=_upload_checksum(up.attrs)[1],
                 )
             )
             next_key, next_id = up.key, up.upload_id

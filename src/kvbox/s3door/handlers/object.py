@@ -34,7 +34,7 @@ from kvbox.core.model import Condition, CondKind, ObjectVersion
 from kvbox.errors import ConditionFailed, KvboxError
 from kvbox.policy.acl import Acl, private
 from kvbox.s3 import acl as acl_wire
-from kvbox.s3.checksums import Algorithm
+from kvbox.s3.checksums import Algorithm, ChecksumType, parse_algorithm
 from kvbox.s3.errors import S3Error, from_kvbox_error
 from kvbox.s3.router import Endpoint, delete_action
 from kvbox.s3.xml import (
@@ -61,11 +61,14 @@ from kvbox.s3door.handlers.common import (
     CHECKSUM_TYPE,
     OBJECT_ACL,
     OWNER,
+    PART_SUMS,
     PARTS,
+    SUPPORTED_CHECKSUMS,
     TAG,
     Context,
     PayloadChecks,
     checksum_headers,
+    checksummed,
     drain,
     http_date,
     metadata_headers,
@@ -406,7 +409,18 @@ def encode_part_sizes(sizes: Sequence[int]) -> str:
     return ",".join(f"{size}*{n}" if n > 1 else str(size) for size, n in runs)
 
 
-def _write_condition(req: S3Request) -> Condition | None:
+def _copy_checksum_algorithm(req: S3Request) -> Algorithm | None:
+    raw = req.header("x-amz-checksum-algorithm")
+    if raw is None:
+        return None
+    alg = parse_algorithm(raw.strip())
+    if alg not in SUPPORTED_CHECKSUMS:
+        raise S3Error("InvalidRequest", f"Checksum algorithm {alg.value} is not supported")
+    return alg
+
+
+def write_condition(req: S3Request) -> Condition | None:
+    """A write's If-None-Match (only ``*``) or If-Match, as a core ``Condition``."""
     inm = req.header("if-none-match")
     im = req.header("if-match")
     if inm is not None and im is not None:
@@ -418,6 +432,12 @@ def _write_condition(req: S3Request) -> Condition | None:
     if im is not None:
         return Condition(CondKind.IF_ETAG, im.strip().strip('"'))
     return None
+
+
+def precondition_failed(condition: Condition | None) -> S3Error:
+    """412, naming the header whose condition did not hold."""
+    header = "If-None-Match" if condition and condition.kind is CondKind.IF_ABSENT else "If-Match"
+    return S3Error("PreconditionFailed", extra={"Condition": header})
 
 
 def _tagging_attrs(req: S3Request) -> dict[str, str]:
@@ -432,7 +452,7 @@ async def put_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     # The bucket (its object lock and lifecycle settings) comes from the Store's memory,
     # no trip to the metadata thread, which matters for small PUTs; a missing bucket is
     # put_stream's NoSuchBucket.
-    condition = _write_condition(req)
+    condition = write_condition(req)
     attrs = user_metadata(req.headers)
     attrs.update(stored_headers(req.headers))
     attrs.update(_tagging_attrs(req))
@@ -490,7 +510,7 @@ async def put_version(
             bucket, key, body, condition=condition, content_type=content_type, attrs=attrs
         )
     except ConditionFailed:
-        raise S3Error("PreconditionFailed", extra={"Condition": "If-Match"}) from None
+        raise precondition_failed(condition) from None
 
 
 #: A PutObject body of at most this many bytes (by Content-Length) is read whole and
@@ -630,25 +650,52 @@ async def copy_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     attrs.pop(OWNER, None)
     attrs.pop(PARTS, None)
     attrs.pop(CHECKSUM_TYPE, None)
-    for name in [k for k, val in attrs.items() if k.startswith(CHECKSUM) and "-" in val]:
+    for name in [k for k in attrs if k.startswith(PART_SUMS)]:
         del attrs[name]
+    # The copy's checksums are of its own bytes: the algorithm the request names
+    # (x-amz-checksum-algorithm) replaces the source's; without one, a source's
+    # COMPOSITE (multipart) checksum is recomputed for the single-part copy and a
+    # whole-object one is still right as it is.
+    requested = _copy_checksum_algorithm(req)
+    recompute = {
+        Algorithm(k[len(CHECKSUM) :])
+        for k, val in attrs.items()
+        if k.startswith(CHECKSUM) and (requested is not None or "-" in val)
+    }
+    for alg in recompute:
+        del attrs[CHECKSUM + alg.value]
+    if requested is not None:
+        recompute = {requested}
     attrs.update(await write_acl_attrs(ctx, req, ep.bucket))
     dest = await ctx.store.get_bucket(ep.bucket)
     attrs.update(write_lock_attrs(dest, req, ep.bucket))
-    condition = _write_condition(req)
+    condition = write_condition(req)
     if same and not restore and condition is None:
         # a metadata rewrite replaces exactly the version it read (a restore, by design,
         # replaces whatever is newest)
         condition = Condition(CondKind.IF_VERSION, src.version_id)
-    v = await put_version(
-        ctx, ep.bucket, ep.key, ctx.store.iter_bytes(src), condition, content_type, attrs
-    )
+    sums: dict[Algorithm, str] = {}
+
+    async def copied() -> AsyncIterator[bytes]:
+        async for piece in checksummed(ctx.store.iter_bytes(src), recompute, sums):
+            yield piece
+        attrs.update((CHECKSUM + alg.value, value) for alg, value in sums.items())
+
+    v = await put_version(ctx, ep.bucket, ep.key, copied(), condition, content_type, attrs)
     headers: dict[str, str] = {}
     if not src.is_null:
         headers["x-amz-copy-source-version-id"] = src.version_id
     if not v.is_null:
         headers["x-amz-version-id"] = v.version_id
-    result = CopyObjectResult(v.etag, timestamp_from_ns(v.mtime_ns))
+    kept = {
+        Algorithm(k[len(CHECKSUM) :]): val for k, val in v.attrs.items() if k.startswith(CHECKSUM)
+    }
+    result = CopyObjectResult(
+        v.etag,
+        timestamp_from_ns(v.mtime_ns),
+        kept,
+        ChecksumType.FULL_OBJECT if kept else None,
+    )
     resp = xml_response(result.to_xml())
     resp.headers.update(headers)
     resp.headers.update(expiration_headers(dest, v))
