@@ -125,7 +125,7 @@ def test_a_missing_key_is_404_to_whoever_may_list_however_granted(srv: S3Server,
     """S3's one rule: reading a key that does not exist is 404 NoSuchKey for those
     allowed s3:ListBucket and 403 for the rest, whether a canned ACL or a policy lets
     them list (AWS: "If you have the s3:ListBucket permission ... 404")."""
-    s3.create_bucket(Bucket="acl-missing", ACL="public-read")
+    s3.create_bucket(Bucket="acl-missing", ACL="public-read", ObjectOwnership=ACLS_ON)
     s3.put_object(Bucket="acl-missing", Key="private.txt", Body=b"p")
     for flags in ((), ("-I",)):  # GET, then HEAD
         missing = curl(url(srv, "acl-missing", "nothing.txt"), *flags)
@@ -139,6 +139,16 @@ def test_a_missing_key_is_404_to_whoever_may_list_however_granted(srv: S3Server,
     assert_denied(curl(url(srv, "acl-missing", "nothing.txt")))
     s3.delete_object(Bucket="acl-missing", Key="private.txt")
     s3.delete_bucket(Bucket="acl-missing")
+
+
+def test_anonymous_reads_cannot_override_response_headers(srv: S3Server, s3: Any) -> None:
+    """AWS lets only signed (or presigned) GETs use response-* overrides."""
+    s3.create_bucket(Bucket="acl-overrides", ObjectOwnership=ACLS_ON)
+    s3.put_object(Bucket="acl-overrides", Key="o", Body=b"x", ACL="public-read")
+    assert curl(url(srv, "acl-overrides", "o")).status == 200
+    refused = curl(url(srv, "acl-overrides", "o") + "?response-content-type=text/html")
+    assert (refused.status, refused.code) == (400, "InvalidRequest"), refused
+    assert "anonymous GET requests" in (refused.message or "")
 
 
 def test_public_read_object_in_a_private_bucket(srv: S3Server, s3: Any) -> None:

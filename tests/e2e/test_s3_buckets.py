@@ -1,4 +1,5 @@
-"""S3 buckets end to end: create, head, list, delete, names, the GW-KV bucket, request ids.
+"""S3 buckets end to end: create, head, list (pages), delete, names, expected owners, the
+GW-KV bucket, request ids.
 
 Layer: tests/e2e. Rules: one ``kvbox serve`` for the module, driven by boto3; each test
 makes its own bucket names.
@@ -7,7 +8,7 @@ makes its own bucket names.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,67 @@ def test_server_log_has_no_secret(s3srv: S3Server, s3: Any, tmp_path: Path) -> N
     s3.list_buckets()
     assert ACCESS_KEY in s3srv.server.log_text()  # announced at start, as designed
     assert SECRET_KEY not in s3srv.server.log_text()
+
+
+def test_list_buckets_pages_filters_and_regions(s3srv: S3Server, s3: Any) -> None:
+    names = [f"page-{i:02d}" for i in range(7)]
+    for name in names:
+        s3.create_bucket(Bucket=name)
+    seen: list[str] = []
+    token: str | None = None
+    pages = 0
+    while True:
+        kwargs: dict[str, Any] = {"MaxBuckets": 3, "Prefix": "page-"}
+        if token:
+            kwargs["ContinuationToken"] = token
+        page = s3.list_buckets(**kwargs)
+        pages += 1
+        assert page["Prefix"] == "page-"
+        assert all(b["BucketRegion"] == "us-east-1" for b in page["Buckets"])
+        seen += [b["Name"] for b in page["Buckets"]]
+        token = page.get("ContinuationToken")
+        if not token:
+            break
+    assert (seen, pages) == (names, 3)
+    # boto3's paginator drives the same parameters.
+    paginator = s3.get_paginator("list_buckets")
+    got = [
+        b["Name"]
+        for p in paginator.paginate(Prefix="page-", PaginationConfig={"PageSize": 2})
+        for b in p["Buckets"]
+    ]
+    assert got == names
+    assert s3.list_buckets(BucketRegion="eu-west-1")["Buckets"] == []
+    assert {b["Name"] for b in s3.list_buckets(BucketRegion="us-east-1")["Buckets"]} >= set(names)
+    for bad in ("0", "10001", "x"):
+        with pytest.raises(ClientError) as info:
+            s3srv.client(parameter_validation=False).list_buckets(MaxBuckets=bad)
+        assert code(info.value) == "InvalidArgument"
+    with pytest.raises(ClientError) as info:
+        s3.list_buckets(ContinuationToken="!!!")
+    assert code(info.value) == "InvalidArgument"
+    for name in names:
+        s3.delete_bucket(Bucket=name)
+
+
+def test_expected_bucket_owner_is_checked(s3: Any) -> None:
+    s3.create_bucket(Bucket="owned")
+    s3.put_object(Bucket="owned", Key="k", Body=b"x")
+    owner = s3.get_bucket_acl(Bucket="owned")["Owner"]["ID"]
+    calls: list[Callable[[str], Any]] = [
+        lambda who: s3.head_bucket(Bucket="owned", ExpectedBucketOwner=who),
+        lambda who: s3.list_objects_v2(Bucket="owned", ExpectedBucketOwner=who),
+        lambda who: s3.get_object(Bucket="owned", Key="k", ExpectedBucketOwner=who),
+        lambda who: s3.put_object(Bucket="owned", Key="k", Body=b"y", ExpectedBucketOwner=who),
+        lambda who: s3.get_bucket_versioning(Bucket="owned", ExpectedBucketOwner=who),
+        lambda who: s3.copy_object(
+            Bucket="owned", Key="c", CopySource="owned/k", ExpectedSourceBucketOwner=who
+        ),
+    ]
+    for call in calls:
+        call(owner)
+        with pytest.raises(ClientError) as info:
+            call("111122223333")
+        assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        assert code(info.value) in ("AccessDenied", "403")  # HEAD has no body
+    assert s3.get_object(Bucket="owned", Key="k")["Body"].read() == b"y"

@@ -499,11 +499,13 @@ def test_complete_honours_if_none_match_and_if_match(s3: Any) -> None:
     assert s3.get_object(Bucket=BUCKET, Key="fresh-guarded")["Body"].read() == b"first"
 
 
-def test_declared_checksum_algorithm_is_echoed_listed_and_enforced(s3: Any) -> None:
+def test_declared_checksum_algorithm_is_echoed_listed_and_enforced(
+    s3srv: S3Server, s3: Any
+) -> None:
     """CreateMultipartUpload's x-amz-checksum-algorithm is echoed with its type, shown
-    by ListParts and ListMultipartUploads, required of every part (another algorithm is
-    a mismatch; a part without one gets it computed), and a COMPOSITE Complete must
-    list each part's checksum."""
+    by ListParts and ListMultipartUploads, required of every part (another algorithm, or
+    none, is a mismatch, as AWS answers), and a COMPOSITE Complete must list each part's
+    checksum."""
     s3.create_bucket(Bucket="mp-declared")
     created = s3.create_multipart_upload(Bucket="mp-declared", Key="k", ChecksumAlgorithm="SHA256")
     assert (created["ChecksumAlgorithm"], created["ChecksumType"]) == ("SHA256", "COMPOSITE")
@@ -529,6 +531,10 @@ def test_declared_checksum_algorithm_is_echoed_listed_and_enforced(s3: Any) -> N
         )  # fmt: skip
     assert _code(info.value) == "InvalidRequest"
     assert "expected checksum Type: sha256, actual checksum Type: crc32" in str(info.value)
+    no_sum = s3srv.client(request_checksum_calculation="when_required")
+    with pytest.raises(ClientError) as info:
+        no_sum.upload_part(Bucket="mp-declared", Key="k", UploadId=up, PartNumber=1, Body=b"a")
+    assert "expected checksum Type: sha256, actual checksum Type: null" in str(info.value)
     parts = [os.urandom(5 * MiB), os.urandom(10)]
     done = []
     for n, data in enumerate(parts, 1):
@@ -586,3 +592,41 @@ def test_copies_get_the_checksum_they_ask_for(s3: Any) -> None:
         },
     )
     assert res["ChecksumCRC32"].endswith("-1")
+
+
+def test_complete_checks_its_claims_about_the_whole_object(s3: Any) -> None:
+    """The Complete's x-amz-mp-object-size, x-amz-checksum-type and full-object
+    x-amz-checksum-<alg> must match what the parts make; a mismatch commits nothing."""
+    s3.create_bucket(Bucket="mp-claims")
+    parts = [os.urandom(5 * MiB), os.urandom(321)]
+    whole = b"".join(parts)
+    up = s3.create_multipart_upload(
+        Bucket="mp-claims", Key="k", ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT"
+    )["UploadId"]
+    done = []
+    for n, data in enumerate(parts, 1):
+        r = s3.upload_part(
+            Bucket="mp-claims", Key="k", UploadId=up, PartNumber=n, Body=data,
+            ChecksumAlgorithm="CRC32",
+        )  # fmt: skip
+        done.append({"PartNumber": n, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]})
+    right = _crc_b64("CRC32", whole)
+    wrong_claims: list[tuple[dict[str, Any], str]] = [
+        ({"MpuObjectSize": len(whole) + 1}, "InvalidRequest"),
+        ({"ChecksumType": "COMPOSITE"}, "InvalidRequest"),
+        ({"ChecksumCRC32": "AAAAAA==", "ChecksumType": "FULL_OBJECT"}, "BadDigest"),
+    ]
+    for claim, code in wrong_claims:
+        with pytest.raises(ClientError) as info:
+            s3.complete_multipart_upload(
+                Bucket="mp-claims", Key="k", UploadId=up, MultipartUpload={"Parts": done},
+                **claim,
+            )  # fmt: skip
+        assert _code(info.value) == code, claim
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket="mp-claims", Key="k")
+    res = s3.complete_multipart_upload(
+        Bucket="mp-claims", Key="k", UploadId=up, MultipartUpload={"Parts": done},
+        ChecksumCRC32=right, ChecksumType="FULL_OBJECT", MpuObjectSize=len(whole),
+    )  # fmt: skip
+    assert res["ChecksumCRC32"] == right

@@ -480,3 +480,32 @@ def test_tagging_header_with_a_tag_without_value(s3srv: S3Server, s3: Any, tmp_p
         "--tagging", "project=blue&draft")  # fmt: skip
     tags = cli.json("get-object-tagging", "--bucket", BUCKET, "--key", "tag-cli")["TagSet"]
     assert sorted((t["Key"], t["Value"]) for t in tags) == [("draft", ""), ("project", "blue")]
+
+
+def test_what_kvbox_does_not_do_is_refused_not_ignored(s3: Any) -> None:
+    """Server-side encryption, storage classes other than STANDARD and sub-resources
+    kvbox does not serve answer errors; nothing is stored by a refused request."""
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"ServerSideEncryption": "AES256"}, "NotImplemented"),
+        ({"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "k"}, "NotImplemented"),
+        ({"StorageClass": "GLACIER"}, "InvalidStorageClass"),
+    ]
+    for extra, expected in cases:
+        with pytest.raises(ClientError) as info:
+            s3.put_object(Bucket=BUCKET, Key="refused", Body=b"x", **extra)
+        assert _code(info.value) == expected, extra
+    s3.put_object(Bucket=BUCKET, Key="standard", Body=b"x", StorageClass="STANDARD")
+    with pytest.raises(ClientError) as info:
+        s3.head_object(Bucket=BUCKET, Key="refused")
+    assert _status(info.value) == 404
+    with pytest.raises(ClientError) as info:
+        s3.put_bucket_encryption(
+            Bucket=BUCKET,
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+        )
+    assert _code(info.value) == "NotImplemented"
+    with pytest.raises(ClientError) as info:
+        s3.get_bucket_accelerate_configuration(Bucket=BUCKET)
+    assert _code(info.value) == "NotImplemented"

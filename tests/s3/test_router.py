@@ -15,7 +15,6 @@ from kvbox.s3.errors import S3Error
 from kvbox.s3.router import (
     ACTIONS,
     MAX_KEY_BYTES,
-    STUB_ERRORS,
     CopySource,
     Endpoint,
     Op,
@@ -319,6 +318,16 @@ CASES: list[tuple[str, str, str, dict[str, str], Op, str | None, str | None, str
         "s3:GetObjectVersionAcl",
     ),
     ("PUT", "/b1b/k", "acl", {}, Op.PUT_OBJECT_ACL, "b1b", "k", "s3:PutObjectAcl"),
+    (
+        "GET",
+        "/b1b/k",
+        "attributes",
+        {},
+        Op.GET_OBJECT_ATTRIBUTES,
+        "b1b",
+        "k",
+        "s3:GetObjectAttributes",
+    ),
     ("POST", "/b1b/k", "uploads", {}, Op.CREATE_MULTIPART_UPLOAD, "b1b", "k", "s3:PutObject"),
     ("PUT", "/b1b/k", "partNumber=2&uploadId=u", {}, Op.UPLOAD_PART, "b1b", "k", "s3:PutObject"),
     (
@@ -394,7 +403,6 @@ def test_route_table(
     ep = r(method, path, query, headers)
     assert (ep.op, ep.bucket, ep.key, ep.action) == (op, bucket, key, action)
     assert ep.virtual_host is False
-    assert ep.stub_error == STUB_ERRORS.get(op)
 
 
 def test_every_op_is_routed_and_has_an_action_row() -> None:
@@ -575,7 +583,13 @@ def test_method_errors() -> None:
         ("PUT", "/b1b", "notification"),
         ("GET", "/b1b", "logging"),
         ("GET", "/b1b", "session"),
-        ("GET", "/b1b/k", "attributes"),
+        ("GET", "/b1b", "abac"),
+        ("PUT", "/b1b", "default-storage-class"),
+        ("PUT", "/b1b", "metadataJournalTable"),
+        ("PUT", "/b1b/k", "encryption"),
+        ("GET", "/b1b/k", "part"),
+        ("PUT", "/b1b/k", "annotation"),
+        ("DELETE", "/b1b/k", "annotation"),
         ("POST", "/b1b/k", "restore"),
         ("POST", "/b1b/k", "select&select-type=2"),
         ("GET", "/b1b/k", "torrent"),

@@ -4,8 +4,9 @@ in ``kvbox.auth.sigv2``), pure functions.
 Layer: auth. Rules: no I/O, no clock and no secret store of its own: the time and the
 secret lookup are arguments, so the S3 server, our clients and the tests share one
 implementation. See ``kvbox.auth.sigv4`` for the stages, ``kvbox.errors`` for the error
-tree, and ``kvbox.proto.awschunked`` for the chunk-signed bodies an ``AuthResult``
-unlocks. The SigV4 names are re-exported here.
+tree, ``kvbox.auth.mechanism`` for which of the two (or none) a request uses, and
+``kvbox.proto.awschunked`` for the chunk-signed bodies an ``AuthResult`` unlocks. The
+SigV4 names are re-exported here.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ Layer: s3 protocol (pure; no I/O, no clock). Rules:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Iterable, Mapping
@@ -112,23 +113,11 @@ class Op(enum.StrEnum):
     GET_OBJECT_RETENTION = "GetObjectRetention"
     PUT_OBJECT_LEGAL_HOLD = "PutObjectLegalHold"
     GET_OBJECT_LEGAL_HOLD = "GetObjectLegalHold"
-    # recognised, answered with a fixed error (see STUB_ERRORS)
     PUT_BUCKET_TAGGING = "PutBucketTagging"
     GET_BUCKET_TAGGING = "GetBucketTagging"
     DELETE_BUCKET_TAGGING = "DeleteBucketTagging"
+    GET_OBJECT_ATTRIBUTES = "GetObjectAttributes"
 
-
-#: Operations kvbox recognises but answers with a fixed S3 error code, after the access
-#: check (so a stranger still gets AccessDenied first, as on AWS). The GETs answer what
-#: AWS answers for a bucket that has no such configuration, which SDKs and tools
-#: (terraform, s3cmd info) treat as "none"; changes are NotImplemented.
-STUB_ERRORS: Mapping[Op, str] = MappingProxyType(
-    {
-        Op.GET_BUCKET_TAGGING: "NoSuchTagSet",
-        Op.PUT_BUCKET_TAGGING: "NotImplemented",
-        Op.DELETE_BUCKET_TAGGING: "NotImplemented",
-    }
-)
 
 #: Op -> (IAM action, IAM action when a versionId is given). From AWS's "Actions,
 #: resources, and condition keys for Amazon S3" and "Required permissions for Amazon S3
@@ -153,6 +142,8 @@ ACTIONS: Mapping[Op, tuple[str | None, str | None]] = MappingProxyType(
         Op.GET_OBJECT_TAGGING: ("s3:GetObjectTagging", "s3:GetObjectVersionTagging"),
         Op.DELETE_OBJECT_TAGGING: ("s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"),
         Op.GET_OBJECT_ACL: ("s3:GetObjectAcl", "s3:GetObjectVersionAcl"),
+        # and s3:GetObject / s3:GetObjectVersion too (``Endpoint.extra_actions``)
+        Op.GET_OBJECT_ATTRIBUTES: ("s3:GetObjectAttributes", "s3:GetObjectVersionAttributes"),
         Op.PUT_OBJECT_ACL: ("s3:PutObjectAcl", "s3:PutObjectVersionAcl"),
         Op.LIST_OBJECTS: ("s3:ListBucket", None),
         Op.LIST_OBJECTS_V2: ("s3:ListBucket", None),
@@ -218,6 +209,7 @@ OBJECT_OPS = frozenset(
         Op.GET_OBJECT_LEGAL_HOLD,
         Op.GET_OBJECT_ACL,
         Op.PUT_OBJECT_ACL,
+        Op.GET_OBJECT_ATTRIBUTES,
         Op.CREATE_MULTIPART_UPLOAD,
         Op.UPLOAD_PART,
         Op.UPLOAD_PART_COPY,
@@ -325,11 +317,6 @@ class Endpoint:
         if self.op in OBJECT_OPS or (self.op is Op.PREFLIGHT and self.key):
             return object_arn(self.bucket, self.key or "")
         return bucket_arn(self.bucket)
-
-    @property
-    def stub_error(self) -> str | None:
-        """The S3 error code to answer for a recognised-but-unserved op, else None."""
-        return STUB_ERRORS.get(self.op)
 
 
 # --- names ---------------------------------------------------------------------------
@@ -496,13 +483,18 @@ def parse_copy_source(value: str) -> CopySource:
 
 #: Bucket subresources kvbox recognises but does not serve: NotImplemented (501).
 _UNSERVED_BUCKET = (
+    "abac",
     "accelerate",
     "analytics",
+    "default-storage-class",
     "encryption",
     "intelligent-tiering",
     "inventory",
     "logging",
+    "metadataAnnotationTable",
     "metadataConfiguration",
+    "metadataInventoryTable",
+    "metadataJournalTable",
     "metadataTable",
     "metrics",
     "notification",
@@ -512,7 +504,9 @@ _UNSERVED_BUCKET = (
 )
 #: Object subresources kvbox recognises but does not serve.
 _UNSERVED_OBJECT = (
-    "attributes",
+    "annotation",
+    "encryption",
+    "part",
     "renameObject",
     "restore",
     "select",
@@ -647,8 +641,69 @@ def route(
     key = decode_component(key_raw)
     if key:
         check_key(key)
-        return _object_op(method, bucket, key, params, headers, vhost)
-    return _bucket_op(method, bucket, params, headers, vhost)
+        ep = _object_op(method, bucket, key, params, headers, vhost)
+    else:
+        ep = _bucket_op(method, bucket, params, headers, vhost)
+    check_headers(ep, headers)
+    return ep
+
+
+#: Server-side encryption headers: kvbox does not encrypt objects at rest, so a request
+#: asking for it (or presenting an SSE-C key) is refused rather than stored in clear.
+_SSE_HEADERS = (
+    "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id",
+    "x-amz-server-side-encryption-context",
+    "x-amz-server-side-encryption-bucket-key-enabled",
+    "x-amz-server-side-encryption-customer-algorithm",
+    "x-amz-server-side-encryption-customer-key",
+    "x-amz-server-side-encryption-customer-key-md5",
+    "x-amz-copy-source-server-side-encryption-customer-algorithm",
+    "x-amz-copy-source-server-side-encryption-customer-key",
+    "x-amz-copy-source-server-side-encryption-customer-key-md5",
+)
+#: The one storage class kvbox has.
+STORAGE_CLASS = "STANDARD"
+_STORAGE_CLASS_OPS = frozenset({Op.PUT_OBJECT, Op.COPY_OBJECT, Op.CREATE_MULTIPART_UPLOAD})
+
+
+def check_headers(ep: Endpoint, headers: Mapping[str, str]) -> None:
+    """Refuse headers that ask for something kvbox does not do, instead of ignoring
+    them: server-side encryption (NotImplemented), a storage class other than STANDARD
+    (InvalidStorageClass), appends (``x-amz-write-offset-bytes``, NotImplemented), S3
+    Object Lambda's ``x-amz-request-route`` (NotImplemented).
+
+    >>> check_headers(Endpoint(Op.PUT_OBJECT, "b", "k"), {"x-amz-storage-class": "STANDARD"})
+    >>> try:
+    ...     check_headers(Endpoint(Op.PUT_OBJECT, "b", "k"), {"x-amz-storage-class": "GLACIER"})
+    ... except RouteError as e:
+    ...     print(e.code)
+    InvalidStorageClass
+    """
+    if ep.op is Op.PREFLIGHT:
+        return
+    if _header(headers, "x-amz-request-route") is not None:
+        # WriteGetObjectResponse (S3 Object Lambda), a POST that must not be taken for
+        # a browser upload.
+        raise RouteError("NotImplemented", "S3 Object Lambda is not supported by kvbox")
+    for name in _SSE_HEADERS:
+        if _header(headers, name) is not None:
+            raise RouteError(
+                "NotImplemented",
+                f"kvbox does not encrypt objects at rest: the {name} header is not supported",
+            )
+    if _header(headers, "x-amz-write-offset-bytes") is not None:
+        raise RouteError("NotImplemented", "Appending to an object is not supported by kvbox")
+    storage_class = _header(headers, "x-amz-storage-class")
+    if (
+        storage_class is not None
+        and ep.op in _STORAGE_CLASS_OPS
+        and storage_class.strip() != STORAGE_CLASS
+    ):
+        # AWS's answer, as POST Object's field gives it too
+        raise RouteError(
+            "InvalidStorageClass", extra={"StorageClassRequested": storage_class.strip()}
+        )
 
 
 def _bucket_op(
@@ -746,6 +801,8 @@ def _object_op(
         if name in params and method not in ("GET", "PUT", "OPTIONS"):
             # Never fall through to DeleteObject: a DELETE ?legal-hold is no delete.
             raise _method_not_allowed(method, "OBJECT", "GET, PUT")
+    if "annotation" in params and method == "DELETE":  # DeleteObjectAnnotation, not the object
+        raise _not_implemented("annotation")
     upload_id = params.get("uploadId")
     part_raw = params.get("partNumber")
 
@@ -760,6 +817,13 @@ def _object_op(
             return ep(Op.GET_OBJECT_RETENTION, version_id=_version_id(params))
         if method == "GET" and "legal-hold" in params:
             return ep(Op.GET_OBJECT_LEGAL_HOLD, version_id=_version_id(params))
+        if method == "GET" and "attributes" in params:
+            # AWS asks for the read permission as well as the attributes one.
+            version_id = _version_id(params)
+            read = "s3:GetObject" if version_id is None else "s3:GetObjectVersion"
+            return dataclasses.replace(
+                ep(Op.GET_OBJECT_ATTRIBUTES, version_id=version_id), extra_actions=(read,)
+            )
         part = parse_part_number(part_raw) if part_raw is not None else None
         op = Op.GET_OBJECT if method == "GET" else Op.HEAD_OBJECT
         return ep(op, version_id=_version_id(params), part_number=part)

@@ -43,9 +43,10 @@ from kvbox.policy.acl import OBJECT_SCOPED
 from kvbox.policy.context import RequestFacts, build_context
 from kvbox.s3.errors import S3Error
 from kvbox.s3.router import OBJECT_OPS, Endpoint, Op, bucket_arn, object_arn
-from kvbox.s3.xml import PublicAccessBlockConfiguration, Tagging
+from kvbox.s3.xml import MAX_BUCKET_TAGS, PublicAccessBlockConfiguration, Tagging
 from kvbox.s3door.explain import bucket_query
-from kvbox.s3door.handlers.common import OBJECT_ACL, OWNER, PAB, POLICY, TAG
+from kvbox.s3door.handlers.common import BUCKET_TAGGING, OBJECT_ACL, OWNER, PAB, POLICY, TAG
+from kvbox.s3door.handlers.config import owner_of
 from kvbox.s3door.types import S3Request
 
 #: Operations that create an object (their extra actions are on the new object).
@@ -74,6 +75,8 @@ class AccessControl:
         #: Policies (by text) that name s3:ExistingObjectTag: only they need the tags.
         self._tag_policies: set[str] = set()
         self._pabs: dict[str, PublicAccessBlockConfiguration] = {}
+        #: Parsed bucket tag sets, by their stored text.
+        self._tags: dict[str, dict[str, str]] = {}
 
     # --- documents ---------------------------------------------------------------------
 
@@ -96,6 +99,23 @@ class AccessControl:
     def _needs_tags(self, b: Bucket) -> bool:
         text = b.attrs.get(POLICY)
         return text is not None and text in self._tag_policies
+
+    def _needs_bucket_tags(self, b: Bucket) -> bool:
+        """Whether the bucket's policy names aws:ResourceTag (only then are tags read)."""
+        text = b.attrs.get(POLICY)
+        return text is not None and "resourcetag" in text.lower()
+
+    def _bucket_tags(self, b: Bucket) -> dict[str, str]:
+        text = b.attrs.get(BUCKET_TAGGING)
+        if text is None:
+            return {}
+        tags = self._tags.get(text)
+        if tags is None:
+            if len(self._tags) >= _CACHE_MAX:
+                self._tags.clear()
+            parsed = Tagging.from_xml(text.encode(), max_tags=MAX_BUCKET_TAGS).tags
+            tags = self._tags[text] = dict(parsed)
+        return tags
 
     def pab_of(self, b: Bucket) -> PublicAccessSettings:
         text = b.attrs.get(PAB)
@@ -147,6 +167,7 @@ class AccessControl:
                 raise S3Error("AccessDenied")
             return
         b = await self.store.get_bucket(ep.bucket)
+        _expected_owner(req, "x-amz-expected-bucket-owner", b)
         if b is not None and ep.op is not Op.DELETE_OBJECTS:
             # DeleteObjects is decided key by key (``check_key``), on each object's ARN:
             # a grant on bucket/* is all AWS asks for.
@@ -160,6 +181,7 @@ class AccessControl:
         cs = ep.copy_source
         if cs is not None:
             src = await self.store.get_bucket(cs.bucket)
+            _expected_owner(req, "x-amz-source-expected-bucket-owner", src)
             if src is not None:
                 await self._require(req, ep, src, cs.action, cs.resource, cs.key, cs.version_id)
         if principal is None and b is None:
@@ -248,7 +270,8 @@ class AccessControl:
             version, looked = await self._version(b.name, key, version_id), True
             if version is not None:
                 extra.update(_existing_tags(version))
-        context = build_context(self.facts(req, ep, version_id, extra))
+        tags = self._bucket_tags(b) if policy is not None and self._needs_bucket_tags(b) else {}
+        context = build_context(self.facts(req, ep, version_id, extra, bucket_tags=tags))
         query = self._query(b, policy, req.principal, action, resource, context)
         if new_object:
             if req.principal is not None:
@@ -278,6 +301,8 @@ class AccessControl:
         ep: Endpoint,
         version_id: str | None,
         extra: RequestContext | None = None,
+        *,
+        bucket_tags: Mapping[str, str] | None = None,
     ) -> RequestFacts:
         """What the access decision knows of a request: every condition key's value
         comes from these facts through ``kvbox.policy.context.KEY_SOURCES``."""
@@ -313,6 +338,7 @@ class AccessControl:
             params=params,
             version_id=version_id,
             request_tags=tags,
+            bucket_tags=dict(bucket_tags or {}),
             extra=dict(extra or {}),
         )
 
@@ -356,6 +382,19 @@ class AccessControl:
             object_owner = version.attrs.get(OWNER)
         query = self._query(b, policy, None, action, resource, context, object_acl, object_owner)
         return decide(query).allowed
+
+
+def _expected_owner(req: S3Request, header: str, b: Bucket | None) -> None:
+    """``x-amz-expected-bucket-owner`` (and ``x-amz-source-expected-bucket-owner`` for a
+    copy's source): the client's assertion of who owns the bucket, checked on every
+    operation AWS checks it on (all but ListBuckets and CreateBucket). The owner is the
+    ID kvbox shows as the bucket's ``Owner`` (GetBucketAcl, listings); a mismatch is
+    403 AccessDenied, for root too. A missing bucket is the handler's NoSuchBucket."""
+    expected = req.header(header)
+    if expected is None or b is None:
+        return
+    if expected.strip() != owner_of(b).id:
+        raise S3Error("AccessDenied", resource=f"/{b.name}")
 
 
 def _existing_tags(version: ObjectVersion) -> dict[str, ContextValue]:

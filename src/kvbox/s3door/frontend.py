@@ -47,7 +47,17 @@ from kvbox.s3.xml import render_error
 from kvbox.s3door import admin, explain
 from kvbox.s3door.access import AccessControl
 from kvbox.s3door.explain import EXPLAIN_PATH
-from kvbox.s3door.handlers import acl, bucket, config, lifecycle, listing, lock, multipart, post
+from kvbox.s3door.handlers import (
+    acl,
+    attributes,
+    bucket,
+    config,
+    lifecycle,
+    listing,
+    lock,
+    multipart,
+    post,
+)
 from kvbox.s3door.handlers import cors as cors_handlers
 from kvbox.s3door.handlers import object as obj
 from kvbox.s3door.handlers.common import Context, read_small
@@ -82,6 +92,10 @@ HANDLERS: dict[Op, Handler] = {
     Op.LIST_OBJECTS_V2: listing.list_objects_v2,
     Op.LIST_OBJECT_VERSIONS: listing.list_object_versions,
     Op.GET_OBJECT_ACL: obj.get_object_acl,
+    Op.GET_OBJECT_ATTRIBUTES: attributes.get_object_attributes,
+    Op.PUT_BUCKET_TAGGING: config.put_bucket_tagging,
+    Op.GET_BUCKET_TAGGING: config.get_bucket_tagging,
+    Op.DELETE_BUCKET_TAGGING: config.delete_bucket_tagging,
     Op.PUT_OBJECT_ACL: obj.put_object_acl,
     Op.PUT_BUCKET_VERSIONING: config.put_bucket_versioning,
     Op.GET_BUCKET_VERSIONING: config.get_bucket_versioning,
@@ -416,8 +430,6 @@ class S3Frontend:
         handler = HANDLERS.get(ep.op)
         if handler is not None:
             return await handler(self.ctx, req, ep)
-        if ep.stub_error is not None:
-            raise S3Error(ep.stub_error)
         raise S3Error("NotImplemented", f"{ep.op.value} is not implemented yet")
 
     def error_response(self, err: S3Error, req: S3Request) -> S3Response:
@@ -436,7 +448,7 @@ class S3Frontend:
 
 
 #: Reads whose NoSuchKey depends on s3:ListBucket.
-_READS = frozenset({Op.GET_OBJECT, Op.HEAD_OBJECT})
+_READS = frozenset({Op.GET_OBJECT, Op.HEAD_OBJECT, Op.GET_OBJECT_ATTRIBUTES})
 
 
 class _NeedLookup(Exception):

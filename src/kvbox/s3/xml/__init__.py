@@ -29,12 +29,12 @@ Layer: s3 protocol (pure; no I/O). Rules:
 
 The bodies live in one module per family, as the handlers do: ``base`` (limits, the
 builder, safe parsing, the ``<Error>`` body, ``Owner``), ``listing``, ``objects`` (copy,
-DeleteObjects, tagging), ``multipart``, ``bucket`` (location, versioning, CORS, website,
-CreateBucket) and ``access`` (ACLs, PolicyStatus, Block Public Access). Everything
-public is re-exported here: import bodies from ``kvbox.s3.xml``, and the builder and
-parsing helpers (``Builder``, ``document``, ``serialize``, ``parse_body``,
-``children_of``...) from ``kvbox.s3.xml.base`` when a door module writes a body of its
-own.
+DeleteObjects, tagging, GetObjectAttributes), ``multipart``, ``bucket`` (location,
+versioning, CORS, website, CreateBucket) and ``access`` (ACLs, PolicyStatus, Block Public
+Access). Everything public is re-exported here: import bodies from ``kvbox.s3.xml``, and
+the builder and parsing helpers (``Builder``, ``document``, ``serialize``,
+``parse_body``, ``children_of``...) from ``kvbox.s3.xml.base`` when a door module writes
+a body of its own.
 """
 
 from kvbox.s3.xml.access import (
@@ -113,7 +113,11 @@ from kvbox.s3.xml.objects import (
     DeletedEntry,
     DeleteErrorEntry,
     DeleteResult,
+    GetObjectAttributesResponse,
+    ObjectAttribute,
     ObjectIdentifier,
+    ObjectPartAttributes,
+    ObjectPartsAttributes,
     PostResponse,
     Tagging,
 )
@@ -153,6 +157,7 @@ __all__ = [
     "DeleteResult",
     "DeletedEntry",
     "ErrorBody",
+    "GetObjectAttributesResponse",
     "Grant",
     "InitiateMultipartUploadResult",
     "ListAllMyBucketsResult",
@@ -162,8 +167,11 @@ __all__ = [
     "ListPartsResult",
     "ListVersionsResult",
     "MfaDelete",
+    "ObjectAttribute",
     "ObjectEntry",
     "ObjectIdentifier",
+    "ObjectPartAttributes",
+    "ObjectPartsAttributes",
     "Owner",
     "OwnershipControls",
     "PartEntry",

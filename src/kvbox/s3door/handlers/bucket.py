@@ -9,6 +9,8 @@ never deleted, because GW-KV serves from it.
 
 from __future__ import annotations
 
+import base64
+
 from kvbox.s3.errors import S3Error
 from kvbox.s3.router import Endpoint
 from kvbox.s3.xml import (
@@ -56,17 +58,71 @@ def check_location(region: str, constraint: str | None) -> None:
         raise S3Error("IllegalLocationConstraintException", _INCOMPATIBLE.format(constraint))
 
 
+#: ListBuckets' page limit (AWS's max-buckets range is 1..10000).
+MAX_BUCKETS = 10_000
+
+
+def _max_buckets(req: S3Request) -> int:
+    raw = req.param("max-buckets")
+    if raw is None:
+        return MAX_BUCKETS
+    if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_BUCKETS and len(raw) <= 5:
+        return int(raw)
+    raise S3Error(
+        "InvalidArgument",
+        f"Argument max-buckets must be an integer between 1 and {MAX_BUCKETS}",
+        extra={"ArgumentName": "max-buckets", "ArgumentValue": raw},
+    )
+
+
+def _after(req: S3Request) -> str:
+    """The bucket a ``continuation-token`` resumes after (the token is opaque to
+    clients: the base64 of the last name returned)."""
+    token = req.param("continuation-token")
+    if token is None:
+        return ""
+    try:
+        name = base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+    except (ValueError, UnicodeError):
+        name = ""
+    if not name:
+        raise S3Error(
+            "InvalidArgument",
+            "The continuation token provided is incorrect",
+            extra={"ArgumentName": "continuation-token", "ArgumentValue": token},
+        )
+    return name
+
+
 async def list_buckets(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
-    buckets = await ctx.store.list_buckets()
+    """ListBuckets: the requester's buckets (root's: all) by name, with AWS's paging
+    (``max-buckets``, ``continuation-token``), ``prefix`` and ``bucket-region`` filters."""
     who = req.principal
     if who is None:  # S3Frontend refuses anonymous ListBuckets first
         raise S3Error("AccessDenied")
-    entries = [
-        BucketEntry(b.name, timestamp_from_ns(b.created_ns))
-        for b in sorted(buckets, key=lambda b: b.name)
-        if who == ROOT or b.owner == who
-    ]
-    return xml_response(ListAllMyBucketsResult(entries, Owner(who, who)).to_xml())
+    limit = _max_buckets(req)
+    after = _after(req)
+    prefix = req.param("prefix")
+    region = req.param("bucket-region")
+    buckets = await ctx.store.list_buckets()
+    names = sorted(
+        (
+            b
+            for b in buckets
+            if (who == ROOT or b.owner == who)
+            and b.name > after
+            and (prefix is None or b.name.startswith(prefix))
+            and (region is None or region == ctx.region)  # every bucket is in ctx.region
+        ),
+        key=lambda b: b.name,
+    )
+    page = names[:limit]
+    entries = [BucketEntry(b.name, timestamp_from_ns(b.created_ns), ctx.region) for b in page]
+    token = None
+    if len(names) > limit:
+        token = base64.urlsafe_b64encode(page[-1].name.encode("utf-8")).decode("ascii")
+    result = ListAllMyBucketsResult(entries, Owner(who, who), token, prefix)
+    return xml_response(result.to_xml())
 
 
 async def create_bucket(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:

@@ -107,6 +107,8 @@ PAB = "pab"
 OWNERSHIP = "ownership"
 CORS = "cors"
 WEBSITE = "website"
+#: The bucket's tags, as the Tagging XML PutBucketTagging stored.
+BUCKET_TAGGING = "tagging"
 
 #: Response headers stored verbatim from the PUT (and their response-* overrides).
 STORED_HEADERS = (
@@ -246,18 +248,22 @@ class PayloadChecks:
 
     checksums: dict[Algorithm, str] = field(default_factory=dict)
     size: int = 0
-    #: The one algorithm this body must use, computed even when the client sends none:
-    #: a multipart upload's declared algorithm, for its parts.
+    #: The algorithm this body must carry a checksum of (a header or a trailer): a
+    #: multipart upload's declared algorithm, for its parts, as AWS demands.
     algorithm: Algorithm | None = None
+    #: False where x-amz-checksum-* headers describe something else than the body
+    #: (CompleteMultipartUpload: the whole object's checksum, checked by its handler).
+    header_checksums: bool = True
 
 
 def _expected_checksums(
-    req: S3Request, trailers: tuple[str, ...]
+    req: S3Request, trailers: tuple[str, ...], headers: bool = True
 ) -> tuple[dict[Algorithm, str | None], Algorithm | None]:
-    """Checksums to compute: from x-amz-checksum-* headers (value known), declared
-    trailers (value comes at the end), or x-amz-sdk-checksum-algorithm (compute only)."""
+    """Checksums to compute: from x-amz-checksum-* headers (value known; unless
+    ``headers`` is false), declared trailers (value comes at the end), or
+    x-amz-sdk-checksum-algorithm (compute only)."""
     wanted: dict[Algorithm, str | None] = {}
-    for name, value in req.headers.items():
+    for name, value in req.headers.items() if headers else ():
         alg = algorithm_for_header(name)
         if alg is not None:
             _supported(alg)
@@ -321,16 +327,15 @@ async def payload(req: S3Request, checks: PayloadChecks) -> AsyncIterator[bytes]
     mode = auth.payload_mode if auth is not None else PayloadMode.UNSIGNED
     trailer_header = req.header("x-amz-trailer")
     trailers = parse_trailer_header(trailer_header) if trailer_header else ()
-    wanted, trailer_alg = _expected_checksums(req, trailers)
-    if checks.algorithm is not None:
-        other = next((alg for alg in wanted if alg is not checks.algorithm), None)
-        if other is not None:
-            raise S3Error(
-                "InvalidRequest",
-                "Checksum Type mismatch occurred, expected checksum Type: "
-                f"{checks.algorithm.value.lower()}, actual checksum Type: {other.value.lower()}",
-            )
-        wanted.setdefault(checks.algorithm, None)
+    wanted, trailer_alg = _expected_checksums(req, trailers, checks.header_checksums)
+    if checks.algorithm is not None and checks.algorithm not in wanted:
+        other = next(iter(wanted), None)
+        raise S3Error(
+            "InvalidRequest",
+            "Checksum Type mismatch occurred, expected checksum Type: "
+            f"{checks.algorithm.value.lower()}, actual checksum Type: "
+            f"{other.value.lower() if other is not None else 'null'}",
+        )
     sums = {alg: new_checksum(alg) for alg in wanted}
     md5_expected = _content_md5(req)
     md5 = hashlib.md5(usedforsecurity=False) if md5_expected is not None else None
@@ -438,10 +443,12 @@ async def checksummed(
     out.update((alg, c.b64digest()) for alg, c in sums.items())
 
 
-async def read_small(req: S3Request, limit: int = MAX_SMALL_BODY) -> bytes:
+async def read_small(
+    req: S3Request, limit: int = MAX_SMALL_BODY, checks: PayloadChecks | None = None
+) -> bytes:
     """A whole (XML) body, verified like any payload, refused past ``limit``."""
     buf = bytearray()
-    async for piece in payload(req, PayloadChecks()):
+    async for piece in payload(req, checks or PayloadChecks()):
         buf += piece
         if len(buf) > limit:
             raise S3Error("MaxMessageLengthExceeded")

@@ -25,15 +25,18 @@ from kvbox.policy.context import check_supported
 from kvbox.s3.errors import S3Error
 from kvbox.s3.router import Endpoint
 from kvbox.s3.xml import (
+    MAX_BUCKET_TAGS,
     CORSConfiguration,
     Owner,
     PolicyStatus,
     PublicAccessBlockConfiguration,
+    Tagging,
     VersioningConfiguration,
     VersioningStatus,
     WebsiteConfiguration,
 )
 from kvbox.s3door.handlers.common import (
+    BUCKET_TAGGING,
     CORS,
     PAB,
     POLICY,
@@ -219,3 +222,30 @@ async def get_bucket_cors(ctx: Context, req: S3Request, ep: Endpoint) -> S3Respo
 
 async def delete_bucket_cors(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     return await _delete_setting(ctx, ep, CORS)
+
+
+# --- tagging -------------------------------------------------------------------------
+
+
+async def put_bucket_tagging(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    """The whole tag set at once (AWS replaces it), at most 50 tags, 204 as on AWS."""
+    b = await bucket_of(ctx, ep)
+    tags = Tagging.from_xml(await read_small(req, _CONFIG_BODY), max_tags=MAX_BUCKET_TAGS)
+    await ctx.store.set_bucket_attrs(b.name, {BUCKET_TAGGING: tags.to_xml().decode("utf-8")})
+    return S3Response(204)
+
+
+async def get_bucket_tagging(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    return await _get_document(
+        ctx,
+        ep,
+        BUCKET_TAGGING,
+        "NoSuchTagSet",
+        lambda body: Tagging.from_xml(body, max_tags=MAX_BUCKET_TAGS).to_xml(),
+    )
+
+
+async def delete_bucket_tagging(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
+    b = await bucket_of(ctx, ep)
+    await ctx.store.set_bucket_attrs(b.name, {BUCKET_TAGGING: None})
+    return S3Response(204)

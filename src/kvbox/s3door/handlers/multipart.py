@@ -216,8 +216,7 @@ async def upload_part(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     up = await ctx.store.get_upload(ep.bucket, ep.key, ep.upload_id)
     if not has_integrity_check(req) and await _will_be_locked(ctx, ep, up.attrs):
         require_integrity_check(req, "Put Part")
-    # A part of an upload that declared an algorithm carries that checksum (computed
-    # here when the client sends none) and no other.
+    # A part of an upload that declared an algorithm must carry that checksum.
     checks = PayloadChecks(algorithm=_upload_checksum(up.attrs)[0])
     # Filled once the body is read; the store reads it after the source is exhausted.
     attrs: dict[str, str] = {}
@@ -302,7 +301,9 @@ async def complete_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) 
     assert ep.bucket is not None and ep.key is not None and ep.upload_id is not None
     condition = write_condition(req)  # decided in the commit itself (Store.complete_multipart)
     up = await ctx.store.get_upload(ep.bucket, ep.key, ep.upload_id)  # NoSuchUpload first
-    body = CompleteMultipartUpload.from_xml(await read_small(req))
+    # Its x-amz-checksum-* headers are the object's checksum, not its body's.
+    xml = await read_small(req, checks=PayloadChecks(header_checksums=False))
+    body = CompleteMultipartUpload.from_xml(xml)
     wanted = [(p.part_number, p.etag) for p in body.parts]
     sent = {p.part_number: p.checksums for p in body.parts}
     alg, kind = _upload_checksum(up.attrs)
@@ -316,8 +317,35 @@ async def complete_multipart_upload(ctx: Context, req: S3Request, ep: Endpoint) 
                     f"missing for part {p.part_number} in the request.",
                 )
 
+    asked_kind = (req.header("x-amz-checksum-type") or "").strip().upper()
+    if asked_kind and kind is not None and asked_kind != kind.value:
+        raise S3Error(
+            "InvalidRequest",
+            f"The upload was created using the {kind.value} checksum mode. The complete "
+            "request must use the same checksum mode.",
+        )
+    expected_size = req.header("x-amz-mp-object-size")
+    whole = {a: sent_sum.strip() for a in Algorithm if (sent_sum := req.header(a.header))}
+
     def derive(parts: Sequence[Part], attrs: Mapping[str, str]) -> Mapping[str, str]:
-        return object_checksums(parts, attrs, sent)
+        """The object's attrs; also where the Complete's own claims about the whole
+        object are checked, before anything is committed."""
+        size = sum(p.size for p in parts)
+        if expected_size is not None and expected_size.strip() != str(size):
+            raise S3Error(
+                "InvalidRequest",
+                f"The provided 'x-amz-mp-object-size' header value {expected_size.strip()} "
+                f"does not match what was computed: {size}",
+            )
+        out = object_checksums(parts, attrs, sent)
+        for a, value in whole.items():  # x-amz-checksum-<alg>: the object's checksum
+            computed = out.get(CHECKSUM + a.value)
+            if computed is None or computed.partition("-")[0] != value.partition("-")[0]:
+                raise S3Error(
+                    "BadDigest",
+                    f"The {a.value} you specified did not match the calculated checksum.",
+                )
+        return out
 
     try:
         v, _ = await ctx.store.complete_multipart(

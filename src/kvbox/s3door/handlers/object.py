@@ -334,6 +334,11 @@ async def get_object(
     for param, name in RESPONSE_OVERRIDES.items():
         value = req.param(param)
         if value is not None:
+            if req.principal is None:  # AWS: a presigned or signed request may; no one else
+                raise S3Error(
+                    "InvalidRequest",
+                    "Request specific response headers cannot be used for anonymous GET requests.",
+                )
             headers[name] = value
     rng = req.header("range")
     span = parse_range(rng, v.size) if rng is not None else part_span
