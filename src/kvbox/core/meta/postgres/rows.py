@@ -35,6 +35,7 @@ VERSION_COLUMNS: Final = (
     "chunks",
     "content_type",
     "attrs",
+    "crc",
 )
 VCOLS: Final = ", ".join(VERSION_COLUMNS)
 #: The same, of the table aliased ``v`` (in joins).
@@ -54,6 +55,7 @@ VTYPES: Final = (
     "bytea",
     "text",
     "text",
+    "int8",
 )
 BUCKET_COLS: Final = "id, name, owner, created_ns, versioning, attrs"
 UPLOAD_COLS: Final = "u.upload_id, b.name, u.key, u.initiated_ns, u.content_type, u.attrs"
@@ -87,6 +89,7 @@ def version_of(r: Record, bucket: str, offset: int = 0) -> ObjectVersion:
         dec_ct(r[o + 11]),
         dec_attrs(attrs),
         r[o + 2],
+        r[o + 13],
     )
 
 
@@ -106,6 +109,7 @@ def version_row(bucket_id: int, v: ObjectVersion) -> tuple[Any, ...]:
         enc_chunks(v.chunks) if v.chunks else None,
         enc_ct(v.content_type),
         enc_attrs(v.attrs) if v.attrs else None,
+        v.inline_crc,
     )
 
 
