@@ -19,6 +19,8 @@ from typing import Any
 from ._s3 import S3Server, signed
 
 COOKIE = "kvbox_console"
+#: The website domain of the console tests' shared server: a bucket's site is BUCKET.WEB_DOMAIN.
+WEB_DOMAIN = "sites.kvbox.test"
 
 
 def admin_lines(srv: S3Server, noun: str, verb: str, target: str = "") -> list[str]:

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
+from ._console import WEB_DOMAIN
 from ._lab import Lab
 from ._pages import PageServer
-from ._s3 import S3Server
+from ._s3 import S3Server, module_server
 from ._server import KvboxServer, free_port
 
 ServerFactory = Callable[..., KvboxServer]
@@ -107,3 +108,15 @@ def lab_s3(lab: Lab) -> Any:
 def mallory(lab: Lab) -> Any:
     """boto3 as a second kvbox user of the ``lab`` server, owner of nothing attacked."""
     return lab.srv.client(*lab.srv.new_user("mallory"))
+
+
+@pytest.fixture(scope="session")
+def console_srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """The one ``kvbox serve`` the console's three modules share (test_console_a11y,
+    _browser, _http): starting a server costs seconds, and every test there works on
+    buckets, users and sessions of its own names. With ``--web-port`` and
+    ``--web-domain WEB_DOMAIN``, for the settings page's link to a website. A test that
+    needs another flag (short sessions, TLS, a base path) starts its own."""
+    web = ("--web-port", str(free_port()), "--web-domain", WEB_DOMAIN)
+    with module_server(tmp_path_factory, "console", *web) as s:
+        yield s

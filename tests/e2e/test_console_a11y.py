@@ -2,7 +2,8 @@
 in the light and the dark theme, on a desktop and on a 375-px phone; and the console used
 with the keyboard alone.
 
-Layer: tests/e2e. Rules: one seeded ``kvbox serve`` and one Chromium for the module; axe
+Layer: tests/e2e. Rules: the console tests' shared ``kvbox serve`` (seeded here with
+buckets of this module's names) and one Chromium for the module; axe
 (Deque's axe-core, bundled by ``axe-playwright-python``) runs inside the page as it is
 after the screen loaded; a violation fails the test with axe's own summary of it (rule,
 impact, elements). The dark theme changes only colours (CSS custom properties; the
@@ -23,7 +24,7 @@ from playwright.sync_api import Browser, Page, Request, expect
 
 from ._browser import STEP_MS, launched, new_page, watch
 from ._png import RED_PNG
-from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
+from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server
 
 #: What "accessible" means here: WCAG 2.0 and 2.1, levels A and AA (axe's tags).
 WCAG_AA: dict[str, object] = {
@@ -38,53 +39,53 @@ COLOUR_ONLY: dict[str, object] = {
 SCREENS = [
     "#/",
     "#/buckets",
-    "#/objects?bucket=photos",
-    "#/object?bucket=photos&key=cat.png",
-    "#/object?bucket=photos&key=notes/readme.md",
-    "#/settings?bucket=photos&tab=versioning",
-    "#/settings?bucket=photos&tab=permissions",
-    "#/settings?bucket=photos&tab=lock",
-    "#/settings?bucket=photos&tab=lifecycle",
-    "#/settings?bucket=photos&tab=website",
-    "#/settings?bucket=photos&tab=cors",
-    "#/settings?bucket=shared&tab=permissions",
-    "#/object?bucket=shared&key=open.txt",
+    "#/objects?bucket=a11y-photos",
+    "#/object?bucket=a11y-photos&key=cat.png",
+    "#/object?bucket=a11y-photos&key=notes/readme.md",
+    "#/settings?bucket=a11y-photos&tab=versioning",
+    "#/settings?bucket=a11y-photos&tab=permissions",
+    "#/settings?bucket=a11y-photos&tab=lock",
+    "#/settings?bucket=a11y-photos&tab=lifecycle",
+    "#/settings?bucket=a11y-photos&tab=website",
+    "#/settings?bucket=a11y-photos&tab=cors",
+    "#/settings?bucket=a11y-shared&tab=permissions",
+    "#/object?bucket=a11y-shared&key=open.txt",
     "#/kv",
     "#/users",
 ]
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with module_server(tmp_path_factory, "console-a11y") as s:
-        s3 = s.client()
-        s3.create_bucket(Bucket="photos", ObjectLockEnabledForBucket=True)
-        s3.put_bucket_versioning(Bucket="photos", VersioningConfiguration={"Status": "Enabled"})
-        s3.put_object(Bucket="photos", Key="cat.png", Body=RED_PNG, ContentType="image/png")
-        s3.put_object(
-            Bucket="photos",
-            Key="notes/readme.md",
-            Body=b"# Notes\n\nA *list*:\n\n- one\n- [two](https://example.com)\n",
-            ContentType="text/markdown",
-        )
-        s3.put_object_tagging(
-            Bucket="photos", Key="cat.png", Tagging={"TagSet": [{"Key": "kind", "Value": "cat"}]}
-        )
-        s3.put_bucket_lifecycle_configuration(
-            Bucket="photos",
-            LifecycleConfiguration={
-                "Rules": [{"ID": "old", "Status": "Enabled", "Filter": {"Prefix": "notes/"},
-                           "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}]
-            },
-        )  # fmt: skip
-        # a bucket with ACLs on, so the grants editor is on screen
-        s3.create_bucket(Bucket="shared", ObjectOwnership="ObjectWriter")
-        s3.put_object(Bucket="shared", Key="open.txt", Body=b"x", ACL="public-read")
-        s3.put_bucket_cors(
-            Bucket="photos",
-            CORSConfiguration={"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]}]},
-        )
-        yield s
+def srv(console_srv: S3Server) -> S3Server:
+    """The console tests' shared server, with the buckets every screen shows."""
+    s3 = console_srv.client()
+    s3.create_bucket(Bucket="a11y-photos", ObjectLockEnabledForBucket=True)
+    s3.put_bucket_versioning(Bucket="a11y-photos", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket="a11y-photos", Key="cat.png", Body=RED_PNG, ContentType="image/png")
+    s3.put_object(
+        Bucket="a11y-photos",
+        Key="notes/readme.md",
+        Body=b"# Notes\n\nA *list*:\n\n- one\n- [two](https://example.com)\n",
+        ContentType="text/markdown",
+    )
+    s3.put_object_tagging(
+        Bucket="a11y-photos", Key="cat.png", Tagging={"TagSet": [{"Key": "kind", "Value": "cat"}]}
+    )
+    s3.put_bucket_lifecycle_configuration(
+        Bucket="a11y-photos",
+        LifecycleConfiguration={
+            "Rules": [{"ID": "old", "Status": "Enabled", "Filter": {"Prefix": "notes/"},
+                       "NoncurrentVersionExpiration": {"NoncurrentDays": 30}}]
+        },
+    )  # fmt: skip
+    s3.put_bucket_cors(
+        Bucket="a11y-photos",
+        CORSConfiguration={"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]}]},
+    )
+    # a bucket with ACLs on, so the grants editor is on screen
+    s3.create_bucket(Bucket="a11y-shared", ObjectOwnership="ObjectWriter")
+    s3.put_object(Bucket="a11y-shared", Key="open.txt", Body=b"x", ACL="public-read")
+    return console_srv
 
 
 @pytest.fixture(scope="module")

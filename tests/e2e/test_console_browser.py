@@ -1,10 +1,11 @@
 """The web console in a real browser: headless Chromium (Playwright) on a real ``kvbox serve``.
 
-Layer: tests/e2e. Rules: one server and one browser for the module; each test opens its
-own browser context (its own cookies and storage), signs in through the page like a
-person, works on buckets of its own, and checks the outcome with an independent client
-(boto3, curl, a raw GW-KV socket) -- never through the console itself. Every page is
-watched for script errors and Content-Security-Policy violations (``_browser.watch``).
+Layer: tests/e2e. Rules: the console tests' shared server (``console_srv``) and one
+browser for the module; each test opens its own browser context (its own cookies and
+storage), signs in through the page like a person, works on buckets of its own names,
+and checks the outcome with an independent client (boto3, curl, a raw GW-KV socket) --
+never through the console itself. Every page is watched for script errors and
+Content-Security-Policy violations (``_browser.watch``).
 """
 
 from __future__ import annotations
@@ -24,22 +25,17 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from ._browser import launched, new_page, watch
-from ._console import admin, admin_lines
+from ._console import WEB_DOMAIN, admin, admin_lines
 from ._curl import curl
 from ._png import BLUE_PNG, RED_PNG
 from ._proxy import SubPathProxy
 from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
-from ._server import Wire, free_port
-
-#: The website domain of the module's server: a bucket's site is BUCKET.WEB_DOMAIN.
-WEB_DOMAIN = "sites.kvbox.test"
+from ._server import Wire
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    web = ("--web-port", str(free_port()), "--web-domain", WEB_DOMAIN)
-    with module_server(tmp_path_factory, "console-browser", *web) as s:
-        yield s
+def srv(console_srv: S3Server) -> S3Server:
+    return console_srv
 
 
 @pytest.fixture(scope="module")

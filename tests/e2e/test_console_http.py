@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -22,9 +21,8 @@ from .test_access_log import access_lines
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    with module_server(tmp_path_factory, "console-http") as s:
-        yield s
+def srv(console_srv: S3Server) -> S3Server:
+    return console_srv
 
 
 def signed_in(srv: S3Server, **kw: object) -> ConsoleClient:
