@@ -7,7 +7,7 @@ gives the embedded single-machine server, so ``kvbox serve`` with no flags just 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -97,3 +97,9 @@ class Settings:
     console_idle_timeout: float = DEFAULT_IDLE_SECONDS
     console_session_lifetime: float = DEFAULT_LIFETIME_SECONDS
     sync: str = "full"  # SQLite synchronous: "full" (durable) or "normal"/"off" for tests
+    #: Metadata in PostgreSQL (``postgresql://USER:PASS@HOST:PORT/DB``), shared by every
+    #: gateway of a cluster; None: the embedded SQLite file in ``data``. Never logged as
+    #: is: ``kvbox.core.pg.PgUrl.redacted``.
+    meta: str | None = field(default=None, repr=False)
+    #: Apply the PostgreSQL schema migrations at start-up (``kvbox serve --migrate``).
+    migrate: bool = False

@@ -17,6 +17,7 @@ from kvbox import __version__
 #: Subcommand modules under kvbox.cli, in the order ``kvbox --help`` lists them.
 SUBCOMMANDS = (
     "serve",
+    "migrate",
     "client",
     "bench",
     "loadgen",

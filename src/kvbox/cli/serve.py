@@ -251,6 +251,24 @@ def add_parser(sub: Any) -> None:
         choices=["full", "normal", "off"],
         help="durability of metadata commits; only 'full' keeps the kill -9 promise",
     )
+    opt(
+        "meta",
+        None,
+        metavar="URL",
+        help="metadata in PostgreSQL, postgresql://USER:PASS@HOST:PORT/DB, shared by every "
+        "gateway of a cluster (the password is never logged; PGPASSWORD or ~/.pgpass work "
+        "too); unset: the embedded SQLite file in --data",
+    )
+    opt(
+        "migrate",
+        False,
+        type=_bool,
+        nargs="?",
+        const=True,
+        metavar="BOOL",
+        help="apply the PostgreSQL schema migrations before serving (else a schema that "
+        "is not this kvbox's own is refused: see `kvbox migrate`)",
+    )
     ap.set_defaults(func=run)
 
 
@@ -281,6 +299,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         log_level=args.log_level,
         access_log=_bool(args.access_log),
         sync=args.sync,
+        meta=_meta_url(args.meta),
+        migrate=_bool(args.migrate),
         lifecycle_interval=float(args.lifecycle_interval),
         lifecycle_test_clock=bool(args.lifecycle_test_clock),
         console=_bool(args.console),
@@ -292,6 +312,21 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
             args.console_session_lifetime, "--console-session-lifetime"
         ),
     )
+
+
+def _meta_url(text: str | None) -> str | None:
+    """The --meta URL, checked now so that a bad one is one line (without the
+    password) before anything starts."""
+    if not text:
+        return None
+    from kvbox.core.pg import PgUrl
+    from kvbox.errors import InvalidArgument
+
+    try:
+        PgUrl.parse(text)
+    except InvalidArgument as exc:
+        raise SystemExit(f"kvbox serve: {exc}") from None
+    return text
 
 
 def _base_path(text: str) -> str:

@@ -65,11 +65,25 @@ def build_stores(s: Settings) -> tuple[MetaStore, BlobStore, contextlib.ExitStac
         return MemoryMetaStore(), MemoryBlobStore(), stack
     from kvbox.core.blob.localdir import LocalDirBlobStore
     from kvbox.core.datadir import lock_data_dir
-    from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
 
     stack.enter_context(lock_data_dir(s.data, create=True))
+    if s.meta is not None:
+        from kvbox.core.meta.postgres import PostgresMetaStore
+
+        return PostgresMetaStore(s.meta, migrate=s.migrate), LocalDirBlobStore(s.data), stack
+    from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
+
     meta = SqliteMetaStore(s.data / META_FILE, synchronous=s.sync.upper())
     return meta, LocalDirBlobStore(s.data), stack
+
+
+def _shared_meta(meta: MetaStore) -> bool:
+    """Whether other gateways write the same metadata (PostgreSQL): then nothing this
+    process caches about objects may outlive a request, and bucket settings follow the
+    others' changes (``Store.refresh_buckets``)."""
+    from kvbox.core.meta.postgres import PostgresMetaStore
+
+    return isinstance(meta, PostgresMetaStore)
 
 
 async def run_server(s: Settings, stop: asyncio.Event, access_log: AccessLog | None = None) -> None:
@@ -81,14 +95,26 @@ async def run_server(s: Settings, stop: asyncio.Event, access_log: AccessLog | N
         tls = _tls_context(s)
         meta, blobs, stack = build_stores(s)
         with stack:
+            # With metadata shared by several gateways, a read on any of them must see
+            # a write the moment another acknowledged it: no read cache of versions, and
+            # no journal (a GW-KV SET is acknowledged after its PostgreSQL COMMIT, the
+            # group commit doing what the journal's fsync does on one node).
+            shared = _shared_meta(meta)
+            cache = s.max_memory * 2 if s.max_memory is not None else s.cache_size
             store = Store(
                 meta,
                 blobs,
-                cache_bytes=s.max_memory * 2 if s.max_memory is not None else s.cache_size,
+                cache_bytes=0 if shared else cache,
                 max_memory=s.max_memory,
-                journal_dir=None if s.max_memory is not None else s.data / JOURNAL_DIR,
+                journal_dir=None if s.max_memory is not None or shared else s.data / JOURNAL_DIR,
             )
             await store.open()
+            if shared:
+                from kvbox.core.meta.postgres import PostgresMetaStore
+
+                assert isinstance(meta, PostgresMetaStore)
+                announce(f"metadata in {meta.url.redacted}")
+                meta.listen(store.refresh_buckets)
             sweeper = _leftover_sweeper(s, store)
             try:
                 await _serve_store(s, store, stop, listeners, tls, access_log)

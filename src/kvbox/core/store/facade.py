@@ -372,8 +372,9 @@ class Store:
     async def get_bucket(self, name: str) -> Bucket | None:
         """The bucket with its settings. Served from memory once known: this process is
         the only writer of its data directory (``datadir.lock_data_dir``) and every
-        bucket change goes through this class, so the copy is never stale. The access
-        check reads it on every request that is not root's."""
+        bucket change goes through this class, so the copy is never stale; with metadata
+        shared by several gateways, ``refresh_buckets`` applies the others' changes. The
+        access check reads it on every request that is not root's."""
         b = self._buckets.get(name)
         if b is not None:
             return b
@@ -381,6 +382,24 @@ class Store:
         if b is not None:
             self._buckets[name] = b
         return b
+
+    async def refresh_buckets(self, names: Sequence[str] | None = None) -> None:
+        """Another process changed these buckets (None: any bucket) in a MetaStore this
+        one shares (PostgreSQL, ``kvbox.core.meta.postgres.changes``): re-read their
+        settings, forget the gone ones and their cached keys."""
+        if names is None:
+            fresh = {b.name: b for b in await self.meta.list_buckets()}
+            for name in set(self._buckets) - set(fresh):
+                self._cache.drop_bucket(name)
+            self._buckets = fresh
+            return
+        for name in names:
+            b = await self.meta.get_bucket(name)
+            if b is None:
+                self._buckets.pop(name, None)
+            else:
+                self._buckets[name] = b
+            self._cache.drop_bucket(name)
 
     async def set_bucket_attrs(self, name: str, changes: Mapping[str, str | None]) -> Bucket:
         """Change bucket settings (policy, ACL, CORS, website...); None removes one."""

@@ -9,7 +9,8 @@ stored and how PostgreSQL decides every race between gateways:
   transaction, the rules run on them in memory, the net changes written in bulk;
 * ``writer`` -- group commit: one transaction for a burst of writes, rerun as a whole
   when another gateway won a race;
-* ``reads`` -- every read one indexed statement on any pooled connection.
+* ``reads`` -- every read one indexed statement on any pooled connection;
+* ``changes`` -- LISTEN/NOTIFY: what other gateways changed, for in-process caches.
 
 Every gateway runs its own ``PostgresMetaStore`` on one database; nothing here is
 shared between them but the database. The schema must be at ``migrations.LATEST``
@@ -28,6 +29,7 @@ import asyncpg
 from kvbox.core.meta import rules
 from kvbox.core.meta.base import SharedRulesStore
 from kvbox.core.meta.postgres import reads
+from kvbox.core.meta.postgres.changes import ChangeListener, OnChange
 from kvbox.core.meta.postgres.rows import Connection
 from kvbox.core.meta.postgres.txn import CHANNEL, STRIPES
 from kvbox.core.meta.postgres.writer import MAX_BATCH_OPS, Writer
@@ -69,6 +71,7 @@ class PostgresMetaStore(SharedRulesStore):
         self._migrate = migrate
         self._pool: asyncpg.Pool | None = None
         self._writer: Writer | None = None
+        self._listener: ChangeListener | None = None
         #: Who this store is in NOTIFY payloads (its own changes need no invalidation).
         self.origin = secrets.token_hex(8)
 
@@ -97,10 +100,21 @@ class PostgresMetaStore(SharedRulesStore):
         writer.start()
         self._writer = writer
 
+    def listen(self, on_change: OnChange) -> ChangeListener:
+        """Hear what other gateways change (``changes``): ``on_change`` gets bucket
+        names, or None for "anything may have changed"."""
+        if self._listener is None:
+            self._listener = ChangeListener(self.url, self.origin, on_change)
+            self._listener.start()
+        return self._listener
+
     async def close(self) -> None:
-        writer, pool = self._writer, self._pool
+        writer, pool, listener = self._writer, self._pool, self._listener
         self._writer = None
         self._pool = None
+        self._listener = None
+        if listener is not None:
+            await listener.stop()
         if writer is not None:
             await writer.stop()
         if pool is not None:

@@ -1,0 +1,308 @@
+"""Gateways sharing metadata in PostgreSQL: real ``kvbox serve --meta postgresql://...``
+processes, real clients (boto3, GW-KV over TCP), a real PostgreSQL.
+
+Layer: tests/e2e. Rules: two gateways on one database are interchangeable: a write
+acknowledged by one is read back at once by the other (S3 and GW-KV), a conditional
+write racing from both has one winner, a bucket change on one is obeyed by the other
+within the stated bound; ``kvbox migrate`` and ``--migrate`` bring a database to the
+schema and a gateway refuses any other, naming the command, never the password.
+Then the faults: PostgreSQL and a gateway killed with SIGKILL under a bounded load, and
+every write either gateway acknowledged is read back intact afterwards.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+from _postgres import PostgresServer
+
+from ._gwkv import wait_until
+from ._s3 import S3Server
+from ._server import Wire, run_kvbox
+
+#: The bound docs/ARCHITECTURE.md states for another gateway to obey a bucket change
+#: (``kvbox.core.meta.postgres.changes.BOUND_SECONDS``).
+BOUND = 1.0
+
+
+def gateway(tmp_path: Path, name: str, url: str, *args: str) -> S3Server:
+    return S3Server(tmp_path / name, "--meta", url, *args)
+
+
+@pytest.fixture
+def two_gateways(tmp_path: Path, pg_url: str) -> Iterator[tuple[S3Server, S3Server, str]]:
+    """Gateway A migrates the empty database at start (--migrate); B starts on it."""
+    a = gateway(tmp_path, "a", pg_url, "--migrate").start()
+    b = gateway(tmp_path, "b", pg_url)
+    try:
+        b.start()
+        yield a, b, pg_url
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_gateway_refuses_a_database_without_the_schema_and_migrate_fixes_it(
+    tmp_path: Path, pg_url: str, postgres: PostgresServer
+) -> None:
+    srv = gateway(tmp_path, "g", pg_url)
+    srv.server.data_dir.mkdir(parents=True)
+    srv.server._spawn()
+    assert srv.server.proc is not None
+    code = srv.server.proc.wait(60)
+    text = srv.server.new_log()
+    assert code == 1, text
+    assert "kvbox migrate --meta postgresql://kvbox:***@127.0.0.1:" in text, text
+    assert postgres.password not in text
+    done = run_kvbox("migrate", "--meta", pg_url)
+    out = done.stdout.decode() + done.stderr.decode()
+    assert done.returncode == 0, out
+    assert "applied 0001_metadata" in out and postgres.password not in out
+    again = run_kvbox("migrate", "--meta", pg_url)
+    assert again.returncode == 0 and b"already at schema version" in again.stdout
+    assert run_kvbox("migrate", "--meta", pg_url, "--check").returncode == 0
+    srv.start()
+    try:
+        s3 = srv.client()
+        s3.create_bucket(Bucket="fine")
+        assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["fine", "kv"]
+        metrics = urllib.request.urlopen(f"{srv.endpoint}/metrics", timeout=10).read()
+        assert postgres.password.encode() not in metrics
+        assert b"kvbox_" in metrics
+        srv.server.terminate()
+        said = srv.server.new_log()  # what kvbox printed (the harness logs its argv)
+        assert "metadata in postgresql://kvbox:***@127.0.0.1:" in said, said
+        assert postgres.password not in said
+    finally:
+        srv.close()
+
+
+def test_a_write_acknowledged_by_one_gateway_is_read_at_once_by_the_other(
+    two_gateways: tuple[S3Server, S3Server, str],
+) -> None:
+    a, b, _ = two_gateways
+    sa, sb = a.client(), b.client()
+    sa.create_bucket(Bucket="shared")
+    wait_until(lambda: _has_bucket(sb, "shared"), BOUND)
+    for i in range(20):
+        body = f"value {i}".encode()
+        writer, reader = (sa, sb) if i % 2 else (sb, sa)
+        writer.put_object(Bucket="shared", Key="k", Body=body)
+        assert reader.get_object(Bucket="shared", Key="k")["Body"].read() == body
+    # GW-KV: a SET acknowledged by A (after its PostgreSQL commit) is a GET away on B
+    with (
+        Wire.connect("127.0.0.1", a.server.port) as wa,
+        Wire.connect("127.0.0.1", b.server.port) as wb,
+    ):
+        for i in range(20):
+            assert wa.request(f"SET kv{i} v{i}\n".encode()).startswith(b"OK ")
+            assert wb.request(f"GET kv{i}\n".encode()) == f"VALUE v{i}\n".encode()
+    listed = sb.list_objects_v2(Bucket="shared")
+    assert [o["Key"] for o in listed["Contents"]] == ["k"]
+
+
+def test_if_none_match_puts_racing_on_two_gateways_have_one_winner(
+    two_gateways: tuple[S3Server, S3Server, str],
+) -> None:
+    a, b, _ = two_gateways
+    sa, sb = a.client(), b.client()
+    sa.create_bucket(Bucket="race")
+    wait_until(lambda: _has_bucket(sb, "race"), BOUND)
+    for i in range(10):
+        key = f"once-{i}"
+        outcomes: list[str] = []
+
+        def put(client: object, body: bytes, key: str = key, out: list[str] = outcomes) -> None:
+            try:
+                client.put_object(Bucket="race", Key=key, Body=body, IfNoneMatch="*")  # type: ignore[attr-defined]
+                out.append("ok")
+            except ClientError as exc:
+                out.append(exc.response["Error"]["Code"])
+
+        threads = [
+            threading.Thread(target=put, args=(sa, b"from a")),
+            threading.Thread(target=put, args=(sb, b"from b")),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert sorted(outcomes) == ["PreconditionFailed", "ok"], outcomes
+        got = sa.get_object(Bucket="race", Key=key)["Body"].read()
+        assert got in (b"from a", b"from b")
+
+
+def test_bucket_changes_on_one_gateway_are_obeyed_by_the_other_within_the_bound(
+    two_gateways: tuple[S3Server, S3Server, str],
+) -> None:
+    a, b, _ = two_gateways
+    sa, sb = a.client(), b.client()
+    sa.create_bucket(Bucket="pub")
+    sa.put_object(Bucket="pub", Key="page", Body=b"hello")
+    assert wait_until(lambda: _has_bucket(sb, "pub"), BOUND)
+    anon_url = f"{b.endpoint}/pub/page"
+    assert _status(anon_url) == 403
+    # a policy made on A lets anonymous readers in through B...
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::pub/*",
+            }
+        ],
+    }
+    sa.put_public_access_block(
+        Bucket="pub",
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": False,
+            "IgnorePublicAcls": False,
+            "BlockPublicPolicy": False,
+            "RestrictPublicBuckets": False,
+        },
+    )
+    sa.put_bucket_policy(Bucket="pub", Policy=json.dumps(policy))
+    t0 = time.monotonic()
+    assert wait_until(lambda: _status(anon_url) == 200, BOUND), "B ignored A's policy"
+    # ...and its removal on A shuts them out of B again, within the bound
+    sa.delete_bucket_policy(Bucket="pub")
+    assert wait_until(lambda: _status(anon_url) == 403, BOUND), "B kept A's old policy"
+    # a bucket deleted on A is NoSuchBucket on B
+    sa.delete_object(Bucket="pub", Key="page")
+    sa.delete_bucket(Bucket="pub")
+    assert wait_until(lambda: _code(lambda: sb.head_bucket(Bucket="pub")) == "404", BOUND)
+    with pytest.raises(ClientError) as err:
+        sb.put_object(Bucket="pub", Key="again", Body=b"x")
+    assert err.value.response["Error"]["Code"] == "NoSuchBucket"
+    assert time.monotonic() - t0 < 30
+
+
+def test_no_acknowledged_write_is_lost_when_postgresql_and_a_gateway_are_killed(
+    tmp_path: Path,
+) -> None:
+    """A bounded load of GW-KV SETs and S3 PUTs through both gateways; PostgreSQL is
+    killed with SIGKILL and restarted mid-load, then gateway A is; every write that was
+    acknowledged reads back, from either gateway, with the bytes acknowledged."""
+    pg = PostgresServer()  # its own: this test kills it
+    pg.start()
+    a = b = None
+    try:
+        url = pg.url("postgres")
+        assert run_kvbox("migrate", "--meta", url).returncode == 0
+        a = gateway(tmp_path, "a", url).start()
+        b = gateway(tmp_path, "b", url).start()
+        a.client().create_bucket(Bucket="load")
+        acked: dict[str, bytes] = {}
+        lock = threading.Lock()
+        stop = threading.Event()
+        errors = itertools.count()
+
+        def kv_load(srv: S3Server, tag: str) -> None:
+            n = 0
+            while not stop.is_set() and n < 5000:
+                n += 1
+                try:
+                    with Wire.connect("127.0.0.1", srv.server.port, timeout=10) as w:
+                        while not stop.is_set() and n < 5000:
+                            n += 1
+                            key, value = f"{tag}-kv-{n}", f"{tag}{n}".encode()
+                            if w.request(b"SET " + key.encode() + b" " + value + b"\n").startswith(
+                                b"OK "
+                            ):
+                                with lock:
+                                    acked["kv:" + key] = value
+                            else:
+                                next(errors)
+                except (OSError, EOFError):
+                    next(errors)
+                    time.sleep(0.05)
+
+        def s3_load(srv: S3Server, tag: str) -> None:
+            s3 = srv.client()
+            for n in range(2000):
+                if stop.is_set():
+                    return
+                key, body = f"{tag}-s3-{n}", f"{tag} object {n}".encode() * 3
+                try:
+                    s3.put_object(Bucket="load", Key=key, Body=body)
+                except Exception:
+                    next(errors)
+                    time.sleep(0.02)
+                    continue
+                with lock:
+                    acked["s3:" + key] = body
+
+        workers = [
+            threading.Thread(target=kv_load, args=(a, "a")),
+            threading.Thread(target=kv_load, args=(b, "b")),
+            threading.Thread(target=s3_load, args=(a, "a")),
+            threading.Thread(target=s3_load, args=(b, "b")),
+        ]
+        for t in workers:
+            t.start()
+        try:
+            assert wait_until(lambda: len(acked) >= 200, 30), "no load got through"
+            pg.kill()  # SIGKILL of the postmaster
+            time.sleep(0.5)
+            pg.start()
+            before = len(acked)
+            assert wait_until(lambda: len(acked) >= before + 100, 60), "no write after restart"
+            a.server.kill()  # SIGKILL of gateway A mid-load
+            a.server.start()
+            before = len(acked)
+            assert wait_until(lambda: len(acked) >= before + 100, 60), "no write after restart"
+        finally:
+            stop.set()
+            for t in workers:
+                t.join(60)
+        assert next(errors) > 0, "the faults were not felt"
+        s3a, s3b = a.client(), b.client()
+        with (
+            Wire.connect("127.0.0.1", a.server.port) as wa,
+            Wire.connect("127.0.0.1", b.server.port) as wb,
+        ):
+            for i, (name, value) in enumerate(sorted(acked.items())):
+                kind, key = name.split(":", 1)
+                if kind == "kv":
+                    w = wa if i % 2 else wb
+                    assert w.request(f"GET {key}\n".encode()) == b"VALUE " + value + b"\n"
+                else:
+                    s3 = s3a if i % 2 else s3b
+                    assert s3.get_object(Bucket="load", Key=key)["Body"].read() == value
+    finally:
+        for srv in (a, b):
+            if srv is not None:
+                srv.close()
+        pg.close()
+
+
+def _has_bucket(client: object, name: str) -> bool:
+    return _code(lambda: client.head_bucket(Bucket=name)) == "200"  # type: ignore[attr-defined]
+
+
+def _code(call: object) -> str:
+    try:
+        call()  # type: ignore[operator]
+    except ClientError as exc:
+        return str(exc.response["Error"]["Code"])
+    return "200"
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
