@@ -121,6 +121,28 @@ cpu_us_per_request() {
         'BEGIN { if (n > 0) printf "%.1f", (b - a) / hz / n * 1e6; else print "n/a" }'
 }
 
+# free_port: a TCP port nothing listens on, whose +10000 is free too (SeaweedFS puts its
+# gRPC listeners there).
+free_port() {
+    "$KVBOX_PYTHON" - <<'EOF'
+import random, socket
+for _ in range(200):
+    p = random.randint(20000, 55000)
+    ok = True
+    for q in (p, p + 10000):
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", q))
+        except OSError:
+            ok = False
+        finally:
+            s.close()
+    if ok:
+        print(p)
+        break
+EOF
+}
+
 machine_info() {
     say "machine"
     echo "date:    $(date -u +%Y-%m-%dT%H:%M:%SZ)"

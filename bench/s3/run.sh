@@ -32,28 +32,6 @@ export KVBOX_ROOT_SECRET_KEY="${KVBOX_ROOT_SECRET_KEY:-benchsecretkey00000000000
 need wrk wrk
 need curl curl
 
-# free_port: a TCP port nothing listens on, whose +10000 is free too (SeaweedFS puts its
-# gRPC listeners there).
-free_port() {
-    "$PY" - <<'EOF'
-import random, socket
-for _ in range(200):
-    p = random.randint(20000, 55000)
-    ok = True
-    for q in (p, p + 10000):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", q))
-        except OSError:
-            ok = False
-        finally:
-            s.close()
-    if ok:
-        print(p)
-        break
-EOF
-}
-
 # server_ticks PID: CPU ticks of the server and its direct children.
 server_ticks() {
     # shellcheck disable=SC2046
