@@ -3,7 +3,8 @@
 Layer: cli. Rules: refuses to run while a server holds the data directory (the same
 ``flock`` the server takes); prints ``FsckReport.render()``; exit status 0 when nothing
 is damaged (leftovers a crash may leave are notes, not damage: ``kvbox.core.fsck``) or
-it was repaired, 1 when damage remains, 2 when it could not check.
+it was repaired, 1 when damage remains (a database too damaged to read through
+included), 2 when it could not check.
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from kvbox.core.datadir import lock_data_dir
 from kvbox.core.fsck import FsckReport, fsck
 from kvbox.core.journal import JOURNAL_DIR, open_journal
 from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
-from kvbox.errors import KvboxError
+from kvbox.errors import DataDamaged, KvboxError
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "fsck",
         help="check a stopped server's data directory",
-        description="Find orphan, missing and (with --verify) corrupt chunks in a data "
-        "directory; --repair deletes orphans and drops versions whose bytes are lost.",
+        description="Find orphan and missing chunks and counters that drifted from the "
+        "rows in a data directory; with --verify also corrupt chunks, damaged inline values "
+        "and damaged database pages, each damaged bucket/key/version named. --repair "
+        "deletes orphans, drops versions whose bytes are lost and corrects the counters.",
     )
     p.add_argument(
         "--data",
@@ -39,10 +42,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--repair",
         action="store_true",
-        help="delete orphan chunks; drop versions that reference missing or corrupt chunks",
+        help="delete orphan chunks; drop versions whose chunks or inline value are lost or "
+        "damaged (never one object lock protects); correct drifted counters",
     )
     p.add_argument(
-        "--verify", action="store_true", help="rehash every referenced chunk (reads all data)"
+        "--verify",
+        action="store_true",
+        help="read everything: rehash every chunk, check every inline value's checksum and "
+        "SQLite's integrity_check",
     )
     p.set_defaults(func=run)
 
@@ -82,6 +89,14 @@ def run(args: argparse.Namespace) -> int:
                 )
                 return 2
             report = asyncio.run(_check(data, args.repair, args.verify))
+    except DataDamaged as exc:  # the database is too broken to go through
+        print(f"kvbox fsck: {exc}", file=sys.stderr)
+        print(
+            f"kvbox fsck: restore {META_FILE} from a backup, or rebuild it: "
+            f"sqlite3 {META_FILE} .recover | sqlite3 recovered.sqlite3",
+            file=sys.stderr,
+        )
+        return 1
     except KvboxError as exc:
         print(f"kvbox fsck: {exc}", file=sys.stderr)
         return 2

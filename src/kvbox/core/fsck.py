@@ -26,6 +26,18 @@ file, a bad disk): exit status 1 until repaired.
   multipart upload with a part that references one.
 * corrupt chunks (only with ``verify``, which rehashes every referenced chunk): bytes no
   longer match the id; repaired like missing ones, and the bad file is deleted.
+* damaged inline values (only with ``verify``, which reads every version): bytes that no
+  longer match the checksum stored with them (``kvbox.core.integrity``); ``repair``
+  drops those versions.
+* the metadata storage's own check (``MetaStore.check_storage``: SQLite's
+  ``integrity_check``, every page and index): a broken page is reported as it is;
+  ``repair`` cannot mend it (restore the database from a backup, or rebuild it with
+  ``sqlite3 meta.sqlite3 .recover``).
+* counters: a bucket's stored object and byte counters (``STATS``) against its rows
+  counted; ``repair`` sets the counters to the count.
+
+Every version a damaged chunk or value belongs to is named (bucket, key, version id),
+so an operator knows what to restore or re-upload.
 
 Object lock has the last word here too (``kvbox.core.lock``): a version that a retention
 or legal hold protects is never dropped, even with its bytes gone -- removing it would
@@ -41,16 +53,46 @@ their other chunks unreferenced.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from kvbox.core import lock
 from kvbox.core.blob import BlobStore
+from kvbox.core.integrity import value_sound
 from kvbox.core.meta import MetaStore
-from kvbox.core.model import DeleteOp, ObjectVersion
+from kvbox.core.model import BucketStats, DeleteOp, ObjectVersion
+from kvbox.errors import ObjectLocked, StorageError
 
 #: Chunk ids / versions listed per category in ``render``; the counts are always whole.
 RENDER_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """One damaged version, named: what of it is damaged (``why``)."""
+
+    version: ObjectVersion
+    why: str
+
+    def __str__(self) -> str:
+        v = self.version
+        return f"{v.bucket}/{v.key} version {v.version_id}: {self.why}"
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A bucket whose stored counters differ from its rows counted."""
+
+    bucket: str
+    stored: BucketStats
+    counted: BucketStats
+
+    def __str__(self) -> str:
+        s, c = self.stored, self.counted
+        return (
+            f"bucket {self.bucket}: counters say {s.objects} objects, {s.bytes} bytes; "
+            f"its rows hold {c.objects} objects, {c.bytes} bytes"
+        )
 
 
 @dataclass
@@ -65,6 +107,15 @@ class FsckReport:
     missing: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)
     verified: bool = False
+    #: What the metadata storage's own check found wrong (a broken SQLite page).
+    storage: list[str] = field(default_factory=list)
+    #: Versions whose inline value fails its checksum (with ``verify``).
+    damaged_values: list[Damaged] = field(default_factory=list)
+    #: Versions that reference a missing or corrupt chunk: the same damage as
+    #: ``missing``/``corrupt``, named by what it hurts.
+    damaged_chunks: list[Damaged] = field(default_factory=list)
+    #: Buckets whose counters drifted from their rows.
+    counters: list[Drift] = field(default_factory=list)
     repaired: bool = False
     #: Versions removed by ``repair`` because they referenced missing or corrupt chunks.
     dropped: list[ObjectVersion] = field(default_factory=list)
@@ -80,7 +131,13 @@ class FsckReport:
     @property
     def problems(self) -> int:
         """Damage found (notes are not problems)."""
-        return len(self.missing) + len(self.corrupt)
+        return (
+            len(self.missing)
+            + len(self.corrupt)
+            + len(self.storage)
+            + len(self.damaged_values)
+            + len(self.counters)
+        )
 
     @property
     def notes(self) -> int:
@@ -90,7 +147,7 @@ class FsckReport:
     @property
     def ok(self) -> bool:
         """Nothing is damaged any more: it never was, or ``repair`` fixed everything."""
-        return (self.problems == 0 or self.repaired) and not self.kept_locked
+        return (self.problems == 0 or self.repaired) and not self.kept_locked and not self.storage
 
     def render(self) -> str:
         lines = [
@@ -115,11 +172,27 @@ class FsckReport:
             note="chunks being written when the server stopped; the next start "
             "deletes them, as does --repair",
         )
+        if self.storage:
+            lines += _listing(
+                "metadata database", "damaged:", [s.replace("\n", "; ") for s in self.storage]
+            )
+            lines.append(
+                "  (restore meta.sqlite3 from a backup, or rebuild it: "
+                "sqlite3 meta.sqlite3 .recover | sqlite3 recovered.sqlite3)"
+            )
+        elif self.verified:
+            lines.append("metadata database: ok (SQLite integrity_check)")
         lines += _listing("missing chunks", "missing", self.missing)
         if self.verified:
             lines += _listing("corrupt chunks", "corrupt", self.corrupt)
+            lines += _listing("damaged inline values", "damaged", self.damaged_values)
         else:
-            lines.append("corrupt chunks: not checked (use --verify to rehash every chunk)")
+            lines.append(
+                "corrupt chunks, damaged inline values: not checked "
+                "(use --verify to read every chunk and value)"
+            )
+        lines += _listing("versions with damaged chunks", "damaged", self.damaged_chunks)
+        lines += _listing("counters that drifted from the rows", "drift:", self.counters)
         if self.repaired:
             lines.append(f"repair: deleted {self.deleted_chunks} chunk files")
             lines.append(
@@ -148,6 +221,11 @@ class FsckReport:
             lines.append(f"result: clean ({self.notes} notes: leftovers of a crash)")
         elif self.problems == 0:
             lines.append("result: clean")
+        elif self.storage:
+            lines.append(
+                f"result: {self.problems} problems found; the metadata database is damaged "
+                "(repair: not attempted: restore or rebuild the database first)"
+            )
         elif self.repaired and self.kept_locked:
             lines.append(
                 f"result: repaired what object lock allows; {len(self.kept_locked)} "
@@ -160,7 +238,7 @@ class FsckReport:
         return "\n".join(lines)
 
 
-def _listing(title: str, word: str, ids: list[str], note: str | None = None) -> list[str]:
+def _listing(title: str, word: str, ids: Sequence[object], note: str | None = None) -> list[str]:
     if note is not None and not ids:
         return []
     head = f"note: {title}: {len(ids)} ({note})" if note is not None else f"{title}: {len(ids)}"
@@ -182,10 +260,19 @@ async def fsck(meta: MetaStore, blobs: BlobStore, *, repair: bool, verify: bool)
         missing=sorted(refs.keys() - present),
         verified=verify,
     )
+    try:
+        report.storage = await meta.check_storage()
+    except StorageError as exc:
+        report.storage = [str(exc)]
     if verify:
         report.corrupt = [c for c in sorted(present & refs.keys()) if not await blobs.verify(c)]
-    if not repair:
+    try:
+        await _walk(meta, report, verify)
+    except StorageError as exc:  # a broken page the walk ran into
+        report.storage.append(f"reading the versions failed: {exc}")
+    if not repair or report.storage:  # nothing read from a broken database is trusted
         return report
+    await _drop_damaged_values(meta, report)
     lost = report.missing + report.corrupt
     keep: set[str] = set()
     if lost:
@@ -203,8 +290,47 @@ async def fsck(meta: MetaStore, blobs: BlobStore, *, repair: bool, verify: bool)
     for cid in unreferenced:
         await blobs.delete(cid)
     report.deleted_chunks = len(unreferenced) + len(report.corrupt)
+    for b in await meta.list_buckets():  # after the drops, which counted correctly
+        stored, counted = await meta.recount(b.name)
+        if stored != counted:
+            await meta.correct_counts(
+                b.name, counted.objects - stored.objects, counted.bytes - stored.bytes
+            )
     report.repaired = True
     return report
+
+
+async def _walk(meta: MetaStore, report: FsckReport, verify: bool) -> None:
+    """Counters against rows in every bucket; with ``verify`` (or chunks missing) every
+    version, to check its inline value and name the versions damaged chunks hurt."""
+    lost = {c: "missing" for c in report.missing} | {c: "corrupt" for c in report.corrupt}
+    for b in await meta.list_buckets():
+        stored, counted = await meta.recount(b.name)
+        if stored != counted:
+            report.counters.append(Drift(b.name, stored, counted))
+        if not verify and not lost:
+            continue
+        async for v in _versions(meta, b.name):
+            if verify and not value_sound(v):
+                why = "the inline value does not match its checksum"
+                report.damaged_values.append(Damaged(v, why))
+            for cid in _ids(v):
+                if cid in lost:
+                    why = f"chunk {cid} is {lost[cid]}"
+                    report.damaged_chunks.append(Damaged(v, why))
+
+
+async def _drop_damaged_values(meta: MetaStore, report: FsckReport) -> None:
+    """Drop the versions whose inline value is damaged, except those object lock
+    protects (kept, as versions with lost chunks are)."""
+    for d in report.damaged_values:
+        v = d.version
+        try:
+            (r,) = await meta.commit([DeleteOp(v.bucket, v.key, v.s3_version_id)])
+        except ObjectLocked:
+            report.kept_locked.append(v)
+            continue
+        report.dropped += r.removed
 
 
 async def _protected_damage(

@@ -725,6 +725,15 @@ async def test_stats_follow_every_kind_of_write(store: MetaStore) -> None:
     assert await store.stats(b) == BucketStats(1, 2)
     assert await store.stats(other) == BucketStats(1, 9)
     assert m.is_delete_marker
+    # What fsck and the scrubber compare: the counters against the rows counted.
+    assert await store.recount(b) == (BucketStats(1, 2), BucketStats(1, 2))
+    await store.correct_counts(b, 2, -1)
+    assert await store.recount(b) == (BucketStats(3, 1), BucketStats(1, 2))
+    await store.correct_counts(b, -2, 1)
+    assert await store.stats(b) == BucketStats(1, 2)
+    with pytest.raises(NoSuchBucket):
+        await store.recount("nope")
+    assert await store.check_storage() == []
 
 
 async def test_chunk_refcounts_and_freed_chunks(store: MetaStore) -> None:

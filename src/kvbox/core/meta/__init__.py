@@ -198,6 +198,22 @@ class MetaStore(Protocol):
         """O(1) counters of the bucket; raises ``kvbox.errors.NoSuchBucket``."""
         ...
 
+    # integrity (fsck --verify and the scrubber)
+    async def check_storage(self) -> list[str]:
+        """The backend's own consistency check of its storage (SQLite: ``PRAGMA
+        integrity_check``): what it found wrong, empty when sound."""
+        ...
+
+    async def recount(self, bucket: str) -> tuple[BucketStats, BucketStats]:
+        """The bucket's stored counters and the same counted from its rows (newest live
+        versions), both as of one commit; raises ``kvbox.errors.NoSuchBucket``."""
+        ...
+
+    async def correct_counts(self, bucket: str, objects: int, nbytes: int) -> None:
+        """Add ``objects`` and ``nbytes`` to the bucket's counters (``kvbox fsck --repair``
+        of a drift ``recount`` found, with no server running)."""
+        ...
+
     # chunks (fsck and garbage collection)
     async def chunk_refs(self) -> dict[str, int]:
         """Every chunk id referenced by any version, with its reference count."""

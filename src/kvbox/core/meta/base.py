@@ -94,7 +94,10 @@ class SharedRulesStore:
     async def abort_upload(self, upload_id: str) -> tuple[str, ...]:
         return await self._write(lambda t: rules.abort_upload(t, upload_id))
 
-    # --- chunks (fsck repairs) --------------------------------------------------------
+    # --- chunks and counters (fsck repairs) -------------------------------------------
+
+    async def correct_counts(self, bucket: str, objects: int, nbytes: int) -> None:
+        await self._write(lambda t: rules.correct_counts(t, bucket, objects, nbytes))
 
     async def drop_versions_with_chunks(self, chunk_ids: Sequence[str]) -> list[ObjectVersion]:
         rules.check_chunk_ids(chunk_ids)

@@ -623,6 +623,18 @@ class MemoryMetaStore(SharedRulesStore):
 
     # --- chunks -----------------------------------------------------------------------
 
+    async def check_storage(self) -> list[str]:
+        return []  # nothing is stored: nothing a disk could damage
+
+    async def recount(self, bucket: str) -> tuple[BucketStats, BucketStats]:
+        b = self._t.buckets.get(bucket)
+        if b is None:
+            raise NoSuchBucket(bucket)
+        newest = [b.keys[key][-1] for key in b.live.iter_from("", inclusive=True)]
+        return BucketStats(b.objects, b.bytes), BucketStats(
+            len(newest), sum(v.size for v in newest)
+        )
+
     async def chunk_refs(self) -> dict[str, int]:
         return dict(self._t.refs)
 

@@ -244,6 +244,14 @@ def _count(
         txn.count(k, objects, nbytes)
 
 
+def correct_counts(txn: MetaTxn[K], bucket: str, objects: int, nbytes: int) -> None:
+    """Move the bucket's counters by what ``MetaStore.recount`` found them off by."""
+    if txn.bucket(bucket) is None:
+        raise NoSuchBucket(bucket)
+    if objects or nbytes:
+        txn.count(txn.key(bucket, ""), objects, nbytes)
+
+
 def _remove(
     txn: MetaTxn[K], k: K, state: Versioning, target: ObjectVersion, freed: list[str]
 ) -> None:

@@ -219,6 +219,12 @@ class SqliteMetaStore(SharedRulesStore):
             lambda c: reads.list_uploads(c, bucket, prefix, key_marker, upload_id_marker, limit)
         )
 
+    async def check_storage(self) -> list[str]:
+        return await self._read(reads.check_storage)
+
+    async def recount(self, bucket: str) -> tuple[BucketStats, BucketStats]:
+        return await self._read(lambda c: reads.recount(c, bucket))
+
     async def chunk_refs(self) -> dict[str, int]:
         return await self._read(reads.chunk_refs)
 

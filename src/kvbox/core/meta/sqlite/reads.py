@@ -219,6 +219,34 @@ def stats(c: sqlite3.Connection, bucket: str) -> BucketStats:
     return BucketStats(int(row[0]), int(row[1]))
 
 
+def recount(c: sqlite3.Connection, bucket: str) -> tuple[BucketStats, BucketStats]:
+    """Stored counters and live rows counted, in one read transaction (one commit)."""
+    c.execute("BEGIN")
+    try:
+        row = c.execute("SELECT id, objects, bytes FROM buckets WHERE name = ?", (bucket,))
+        found = row.fetchone()
+        if found is None:
+            raise NoSuchBucket(bucket)
+        n, size = c.execute(
+            "SELECT count(*), coalesce(sum(v.size), 0) FROM live l"
+            " JOIN versions v ON v.id = l.id WHERE l.bucket = ?",
+            (found[0],),
+        ).fetchone()
+    finally:
+        c.execute("COMMIT")
+    return BucketStats(int(found[1]), int(found[2])), BucketStats(int(n), int(size))
+
+
+#: Complaints ``integrity_check`` lists at most: enough to show the damage's extent.
+INTEGRITY_MAX: Final = 100
+
+
+def check_storage(c: sqlite3.Connection) -> list[str]:
+    """SQLite's own check of every page, index and constraint (``integrity_check``)."""
+    rows = c.execute(f"PRAGMA integrity_check({INTEGRITY_MAX})").fetchall()
+    return [str(r[0]) for r in rows if r[0] != "ok"]
+
+
 # --- multipart uploads ------------------------------------------------------------------
 
 

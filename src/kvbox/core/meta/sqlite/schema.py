@@ -17,6 +17,7 @@ Durability: WAL with ``synchronous=FULL`` (a commit returns after the WAL's fsyn
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any, Final
@@ -32,9 +33,11 @@ from kvbox.core.model import (
     Part,
     Versioning,
 )
-from kvbox.errors import InvalidArgument, KvboxError, StorageError
+from kvbox.errors import DataDamaged, InvalidArgument, KvboxError, StorageError
 
 #: File name of the metadata database inside a data directory (server, fsck, migrate).
+log = logging.getLogger("kvbox.integrity")
+
 META_FILE: Final = "meta.sqlite3"
 
 #: 2: integer bucket ids, in-place null versions, ``live``/``markers`` head tables.
@@ -254,13 +257,26 @@ def _migrate(conn: sqlite3.Connection, version: int) -> None:
         raise
 
 
+#: Corruption messages already logged (one ERROR line each, not one per request).
+_logged_corrupt: set[str] = set()
+
+
 def translate(exc: BaseException) -> BaseException:
-    """The one place where SQLite's exceptions become kvbox errors."""
+    """The one place where SQLite's exceptions become kvbox errors. A damaged database
+    file ("database disk image is malformed") is ``DataDamaged``, as a damaged chunk is:
+    GW-KV ``ERR STORAGE damaged``, S3 500, logged once, named by ``kvbox fsck``."""
     if isinstance(exc, KvboxError):
         return exc
     if isinstance(exc, sqlite3.IntegrityError):
         return InvalidArgument(f"constraint violated: {exc}")
     if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", "")
+        if name.startswith("SQLITE_CORRUPT") or name == "SQLITE_NOTADB":
+            damaged = DataDamaged(f"the metadata database: {exc}")
+            if str(exc) not in _logged_corrupt and len(_logged_corrupt) < 100:
+                _logged_corrupt.add(str(exc))
+                log.error("%s (kvbox fsck --verify checks it)", damaged)
+            return damaged
         return StorageError(f"sqlite: {exc}")
     return exc
 
