@@ -231,6 +231,14 @@ class PostgresMetaStore(SharedRulesStore):
             lambda c: reads.list_uploads(c, bucket, prefix, key_marker, upload_id_marker, limit)
         )
 
+    async def check_storage(self) -> list[str]:
+        # PostgreSQL checks its own pages (data checksums, amcheck) and is run by its
+        # operator; kvbox has nothing to add from a client connection.
+        return []
+
+    async def recount(self, bucket: str) -> tuple[BucketStats, BucketStats]:
+        return await self._read_txn(lambda c: reads.recount(c, bucket))
+
     async def chunk_refs(self) -> dict[str, int]:
         return await self._read(reads.chunk_refs)
 

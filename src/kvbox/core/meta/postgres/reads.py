@@ -200,6 +200,21 @@ async def stats(c: Conn, bucket: str) -> BucketStats:
     return BucketStats(int(r[1]), int(r[2]))
 
 
+async def recount(c: Connection, bucket: str) -> tuple[BucketStats, BucketStats]:
+    """Stored counters and live heads counted, in one snapshot."""
+    async with c.transaction(isolation="repeatable_read", readonly=True):
+        stored = await stats(c, bucket)
+        r = await c.fetchrow(
+            "SELECT count(*), coalesce(sum(v.size), 0) FROM heads h"
+            " JOIN buckets b ON b.id = h.bucket"
+            " JOIN versions v ON v.bucket = h.bucket AND v.key = h.key AND v.seq = h.seq"
+            " WHERE b.name = $1 AND NOT h.is_dm",
+            bucket,
+        )
+    assert r is not None
+    return stored, BucketStats(int(r[0]), int(r[1]))
+
+
 # --- multipart uploads ------------------------------------------------------------------
 
 _SQL_UPLOAD: Final = f"SELECT {UPLOAD_COLS} FROM uploads u JOIN buckets b ON b.id = u.bucket"
