@@ -6,10 +6,11 @@ the same virtual environment), never on ``PATH``: a missing client is a failed t
 a message saying how to install it, never a skip, so CI cannot go green without running
 them. Every client gets a private HOME and config files under the test's ``tmp_path``,
 an environment stripped of proxies and of the caller's ``AWS_*``/``RCLONE_*``/``KVBOX_*``
-settings, and talks only to ``127.0.0.1``; multipart is switched off in each (the server
-slice under test answers it NotImplemented). Every child has a timeout, and a failing
-command's assertion carries its argv, exit code and output, so a server bug shows up as
-the client's own words.
+settings, and talks only to ``127.0.0.1``; multipart is switched off in each, so every
+upload here is one PutObject whose calls the tests check one by one (the tools with
+their own defaults, multipart included, are in test_s3_first_contact.py). Every child
+has a timeout, and a failing command's assertion carries its argv, exit code and
+output, so a server bug shows up as the client's own words.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -279,6 +281,21 @@ class Rclone:
             "60s",
         ]
         return run_client(argv, self.env, check=check)
+
+
+def curl_get(url: str) -> tuple[int, bytes]:
+    """curl's GET of ``url`` (anonymous, or presigned): its status and body. curl, not
+    urllib, because it is what a user pastes a URL into and it sends the URL as given."""
+    curl = shutil.which("curl")
+    assert curl, "curl is needed for this test (apt-get install curl)"
+    out = subprocess.run(
+        [curl, "-sS", "--noproxy", "*", "--max-time", "30", "-w", "\n%{http_code}", url],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    body, _, status = out.rpartition(b"\n")
+    return int(status), body
 
 
 # --- files ---------------------------------------------------------------------------------

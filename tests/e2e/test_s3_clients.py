@@ -4,7 +4,8 @@ Layer: tests/e2e. Rules: each test starts ``kvbox serve --http-port PORT`` with 
 credentials and drives it only through the client programs a user would run (boto3 is
 used solely to seed 1,200 keys fast). Clients come from the test extra, are found next to
 ``sys.executable`` and are configured for 127.0.0.1, path style, region us-east-1 and no
-multipart (this slice answers multipart NotImplemented; see ``_s3clients``). Every byte
+multipart (single PUTs, each call checked; the tools' defaults, multipart included, are
+tested in ``test_s3_first_contact.py``). Every byte
 that goes up comes back down and is compared by SHA-256; listings are compared with
 what was written, key by key. Every loop is bounded, and the file runs in about a
 minute on two cores.

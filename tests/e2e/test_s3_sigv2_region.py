@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -31,7 +29,7 @@ from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server, module_server
-from ._s3clients import S3Cmd, S3Target, client_binary, client_env, run_client
+from ._s3clients import S3Cmd, S3Target, client_binary, client_env, curl_get, run_client
 
 BUCKET = "legacy"
 CREDS = Credentials(ACCESS_KEY, SECRET_KEY)
@@ -162,15 +160,7 @@ def test_aws_cli_v1_presign_with_default_config(s3srv: S3Server, tmp_path: Path)
     )
     url = proc.stdout.strip()
     assert "Signature=" in url and "X-Amz-Signature" not in url, url
-    curl = shutil.which("curl")
-    assert curl
-    got = subprocess.run(
-        [curl, "-sS", "--noproxy", "*", "--max-time", "30", "-w", "\n%{http_code}", url],
-        capture_output=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    assert got == b"from the cli\n200"
+    assert curl_get(url) == (200, b"from the cli")
 
 
 # --- SigV2 headers ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ object, ``DELETE /b/k?annotation`` deleting it, ``GET /b?abac`` listing the buck
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import botocore.session  # type: ignore[import-untyped]
@@ -66,3 +67,37 @@ def test_the_model_names_every_op_kvbox_routes() -> None:
     served = {Op(ALIASES.get(n, n)) for n in MODEL.operation_names if ALIASES.get(n, n) in set(Op)}
     # CORS preflights are HTTP, and POST Object a browser form: neither is in the model.
     assert set(Op) - served == {Op.PREFLIGHT, Op.POST_OBJECT}
+
+
+#: docs/s3-compat.md, whose "At a glance" table names every model operation.
+COMPAT = Path(__file__).resolve().parents[2] / "docs" / "s3-compat.md"
+
+
+def _glance() -> dict[str, str]:
+    """Operation name -> status, from the "At a glance" table of docs/s3-compat.md."""
+    text = COMPAT.read_text(encoding="utf-8")
+    section = text.split("\n## At a glance\n", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] not in ("operation", "---"):
+            assert cells[0] not in rows, f"{cells[0]} is in the table twice"
+            rows[cells[0]] = cells[1]
+    return rows
+
+
+def test_the_compatibility_table_names_every_operation_with_its_true_status() -> None:
+    rows = _glance()
+    in_model = {name: rows.get(name) for name in MODEL.operation_names}
+    assert [n for n, status in in_model.items() if status is None] == []
+    for name, status in in_model.items():
+        method, path, query, headers = _request(name)
+        try:
+            route(method, path, query, headers, domain=None)
+            served = True
+        except RouteError:
+            served = False
+        expected = ("supported", "partial") if served else ("not supported",)
+        assert status in expected, (name, status, "served" if served else "refused")
+    extra = set(rows) - set(MODEL.operation_names)
+    assert {e.split(" ", 1)[0] for e in extra} == {"POST", "CORS"}, extra
