@@ -74,9 +74,15 @@ class Settings:
     max_memory: int | None = None
     max_value_size: int = DEFAULT_MAX_VALUE
     cache_size: int = 64 * 1024 * 1024
+    # Connection limits of every door (kvbox.server.governor.Limits; reasons in
+    # docs/operations.md "Faults and limits").
     idle_timeout: float = 300.0
-    request_timeout: float = 30.0
+    header_timeout: float = 20.0
+    body_timeout: float = 30.0
     max_connections: int = 10_000
+    max_connections_per_ip: int = 1_000
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
     shutdown_grace: float = 10.0
     log_format: str = "plain"
     log_level: str = "info"

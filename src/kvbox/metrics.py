@@ -46,7 +46,9 @@ class ServerCounters:
     """Live figures of the GW-KV front door: INFO reports them, /metrics exports them.
 
     ``requests`` counts every request; ``by_op`` by request type name; ``errors`` by ERR
-    code. ``latency`` observes requests that waited (storage, a thread); requests answered
+    code. ``connections`` (open), ``connections_total``, ``refused`` (by reason),
+    ``timeouts`` (by phase) and ``evicted`` are kept by ``kvbox.server.governor`` for
+    every door. ``latency`` observes requests that waited (storage, a thread); requests answered
     on the spot (cache hits, PING, refusals) count as ``immediate`` and are exported in
     the lowest latency bucket.
     """
@@ -61,3 +63,6 @@ class ServerCounters:
     bytes_in: int = 0
     bytes_out: int = 0
     latency: Histogram = field(default_factory=Histogram)
+    refused: Counter[str] = field(default_factory=Counter)
+    timeouts: Counter[str] = field(default_factory=Counter)
+    evicted: int = 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 import http.client
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +40,13 @@ NO_MULTIPART = TransferConfig(multipart_threshold=1 << 30, multipart_chunksize=1
 class S3Server:
     """A running kvbox with its S3 endpoint."""
 
-    def __init__(self, data_dir: Path, *args: str) -> None:
+    def __init__(self, data_dir: Path, *args: str, prefix: Sequence[str] = ()) -> None:
         self.http_port = free_port()
         self.server = KvboxServer(
             data_dir,
             args=["--http-port", str(self.http_port), "--sync", "normal", *args],
             env={"KVBOX_ROOT_ACCESS_KEY": ACCESS_KEY, "KVBOX_ROOT_SECRET_KEY": SECRET_KEY},
+            prefix=prefix,
         )
 
     def start(self) -> S3Server:

@@ -282,8 +282,11 @@ class KvboxServer:
         port: int | None = None,
         http_port: int | None = 0,
         log_path: Path | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
         self.data_dir = Path(data_dir)
+        #: A command the server runs under, e.g. ``prlimit --nofile=1024:1024``.
+        self.prefix = list(prefix)
         self.extra_args = list(args)
         self.env = env
         self.host = host
@@ -304,7 +307,7 @@ class KvboxServer:
         )
         if self.http_port is not None:
             argv += ["--http-port", str(self.http_port)]
-        return argv + self.extra_args
+        return self.prefix + argv + self.extra_args
 
     def start(self, timeout: float = STARTUP_TIMEOUT) -> KvboxServer:
         assert not self.running, "server already running"

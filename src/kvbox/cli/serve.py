@@ -52,6 +52,20 @@ def _bool(text: str | bool) -> bool:
     raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
 
 
+class _BothTimeouts(argparse.Action):
+    """``--request-timeout S``: the header and the body timeout at once (its meaning
+    before they were separate flags); a later ``--header-timeout`` still wins."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        namespace.header_timeout = namespace.body_timeout = values
+
+
 def add_parser(sub: Any) -> None:
     ap: argparse.ArgumentParser = sub.add_parser(
         "serve",
@@ -191,21 +205,59 @@ def add_parser(sub: Any) -> None:
         _D.idle_timeout,
         type=float,
         metavar="S",
-        help="close connections idle this long",
+        help="close a connection (any port) with no request in progress after this long",
     )
     opt(
-        "request-timeout",
-        _D.request_timeout,
+        "header-timeout",
+        env_default("request-timeout", _D.header_timeout),
         type=float,
         metavar="S",
-        help="close connections whose request makes no progress this long",
+        help="a request head (HTTP headers and TLS handshake, a GW-KV request line) must "
+        "arrive whole within this long of its first byte",
+    )
+    opt(
+        "body-timeout",
+        env_default("request-timeout", _D.body_timeout),
+        type=float,
+        metavar="S",
+        help="a body, request or reply, that makes no progress this long is cut off "
+        "(S3 answers 400 RequestTimeout, GW-KV ERR TIMEOUT)",
+    )
+    ap.add_argument(
+        "--request-timeout",
+        action=_BothTimeouts,
+        type=float,
+        metavar="S",
+        help="shorthand for --header-timeout S --body-timeout S (env KVBOX_REQUEST_TIMEOUT)",
     )
     opt(
         "max-connections",
         _D.max_connections,
         type=int,
         metavar="N",
-        help="connections served at once",
+        help="connections open at once on all ports together (at the limit the longest-idle "
+        "one is closed, else the new one refused); capped by the file descriptor limit",
+    )
+    opt(
+        "max-connections-per-ip",
+        _D.max_connections_per_ip,
+        type=int,
+        metavar="N",
+        help="connections open at once from one client address (IPv6: one /64); 0: no limit",
+    )
+    opt(
+        "max-header-bytes",
+        _D.max_header_bytes,
+        type=_size,
+        metavar="SIZE",
+        help="largest HTTP request head (request line and all header fields)",
+    )
+    opt(
+        "max-headers",
+        _D.max_headers,
+        type=int,
+        metavar="N",
+        help="most header fields in one HTTP request",
     )
     opt(
         "shutdown-grace",
@@ -291,8 +343,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_value_size=_size(str(args.max_value_size)),
         cache_size=_size(str(args.cache_size)),
         idle_timeout=float(args.idle_timeout),
-        request_timeout=float(args.request_timeout),
+        header_timeout=float(args.header_timeout),
+        body_timeout=float(args.body_timeout),
         max_connections=int(args.max_connections),
+        max_connections_per_ip=int(args.max_connections_per_ip),
+        max_header_bytes=_size(str(args.max_header_bytes)),
+        max_headers=int(args.max_headers),
         shutdown_grace=float(args.shutdown_grace),
         leftover_delay=float(args.leftover_delay),
         log_format=args.log_format,

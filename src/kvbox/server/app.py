@@ -39,14 +39,16 @@ from kvbox.s3door.access import AccessControl
 from kvbox.s3door.frontend import S3Frontend
 from kvbox.s3door.handlers.common import Context
 from kvbox.server.accesslog import AccessLog
+from kvbox.server.governor import Door, Governor, Limits, clamp_connections, fd_capacity
 from kvbox.server.gwkv import GwkvServer
-from kvbox.server.http import RefusalLogger, build_app, build_console_app
+from kvbox.server.http import RefusalLogger, build_app, build_console_app, s3_answer
+from kvbox.server.httpdoor import HttpDoor, Listener, aiohttp_limits, plain_answer
 from kvbox.server.lifecycle import LifecycleCollector
 from kvbox.server.listeners import Listeners, bind_all
 from kvbox.server.logs import configure_logging, open_access_log
 from kvbox.server.storage import StorageCollector
 from kvbox.server.udp import GwkvDatagram
-from kvbox.server.web import Visitor, build_web_app
+from kvbox.server.web import Visitor, build_web_app, web_answer
 
 log = logging.getLogger("kvbox")
 
@@ -169,37 +171,31 @@ async def _serve_store(
     )
     lifecycle = LifecycleWorker(store, interval=s.lifecycle_interval)
     lifecycle.start()
+    limits = clamp_connections(limits_of(s), fd_capacity())
+    governor = Governor(limits)
     counters = ServerCounters()
     commands = KvCommands(store, s.kv_bucket, counters)
-    gw = GwkvServer(
-        commands,
-        max_value=s.max_value_size,
-        idle_timeout=s.idle_timeout,
-        request_timeout=s.request_timeout,
-        max_connections=s.max_connections,
-        access=access_log,
-    )
+    gw = GwkvServer(commands, max_value=s.max_value_size, access=access_log, governor=governor)
     port = listeners.kv_port
-    tcp_servers: list[asyncio.Server] = []
+    servers: list[Listener] = []
     for sock in listeners.take("kv_tcp"):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        tcp_servers.append(await loop.create_server(gw.protocol_factory, sock=sock, backlog=4096))
+        servers.append(await loop.create_server(gw.protocol_factory, sock=sock, backlog=4096))
     udp_transports: list[asyncio.DatagramTransport] = []
     for sock in listeners.take("kv_udp"):
         transport, _ = await loop.create_datagram_endpoint(
             lambda: GwkvDatagram(commands, access_log), sock=sock
         )
         udp_transports.append(transport)
-    gw.start_sweeper()
+    governor.start()
     shown = f"[{s.host}]" if ":" in s.host else s.host
     announce(f"data {'memory (cache mode, not durable)' if s.max_memory else s.data}")
     announce(f"gwkv tcp {shown}:{port}")
     announce(f"gwkv udp {shown}:{port}")
 
     ready = True
-    runner: web.ServerRunner | None = None
-    console_runner: web.ServerRunner | None = None
+    http_servers: list[web.Server] = []  # the S3 port's and the console port's
     s3: S3Frontend | None = None
     console: ConsoleDoor | None = None
     scheme = "https" if tls is not None else "http"
@@ -215,6 +211,7 @@ async def _serve_store(
             lifecycle_test_clock=s.lifecycle_test_clock,
         )
     s3_counters = ServerCounters()
+    web_counters = ServerCounters()
     if serve_console and s3 is not None:
         console = ConsoleDoor(
             s3,
@@ -241,6 +238,7 @@ async def _serve_store(
             st = await store.stats(s.kv_bucket)
             return st.objects, st.bytes
 
+        http_door = HttpDoor(governor, Door("s3", s3_counters, s3_answer(limits)), tls=tls)
         http = build_app(
             counters,
             stored,
@@ -251,19 +249,33 @@ async def _serve_store(
             console=console,
             console_here=not s.console_port,
             access_log=access_log,
+            doors=_doors(web_counters if s.web_port else None, console),
+            track=http_door.track,
+            server_kwargs=aiohttp_limits(limits),
+            send_stall=limits.body_timeout,
         )
-        runner = web.ServerRunner(http, handle_signals=False)
-        await runner.setup()
-        http_port = await _start_sites(runner, listeners.take("http"), tls)
+        http_door.server = http
+        http_servers.append(http)
+        served = await http_door.serve(listeners.take("http"))
+        servers += served
+        http_port = served[0].sockets[0].getsockname()[1]
         announce(f"{scheme} {shown}:{http_port} (S3 API, /healthz /readyz /metrics)")
         if console is not None and not s.console_port:
             announce(f"console {scheme}://{shown}:{http_port}/console/")
     if console is not None and s.console_port:
-        console_runner = web.ServerRunner(
-            build_console_app(console, access_log), handle_signals=False
+        console_door = HttpDoor(governor, Door("console", console.counters, plain_answer), tls=tls)
+        console_http = build_console_app(
+            console,
+            access_log,
+            track=console_door.track,
+            server_kwargs=aiohttp_limits(limits),
+            send_stall=limits.body_timeout,
         )
-        await console_runner.setup()
-        console_port = await _start_sites(console_runner, listeners.take("console"), tls)
+        console_door.server = console_http
+        http_servers.append(console_http)
+        served = await console_door.serve(listeners.take("console"))
+        servers += served
+        console_port = served[0].sockets[0].getsockname()[1]
         announce(f"console {scheme}://{shown}:{console_port}/console/")
     web_runner: web.AppRunner | None = None
     if s.web_port:
@@ -280,21 +292,27 @@ async def _serve_store(
                 who.referer,
             )  # fmt: skip
 
+        web_door = HttpDoor(governor, Door("web", web_counters, web_answer), tls=tls)
         web_app = build_web_app(
             store,
             web_domain=s.web_domain,
             can_read=can_read,
             can_list=can_list,
             access_log=access_log,
+            middlewares=[web_door.middleware],
         )
         web_runner = web.AppRunner(
             web_app,
             access_log=None,
             handle_signals=False,
             logger=RefusalLogger(access_log, "web"),
+            **aiohttp_limits(limits),
         )
         await web_runner.setup()
-        web_port = await _start_sites(web_runner, listeners.take("web"), tls)
+        web_door.server = web_runner.server
+        served = await web_door.serve(listeners.take("web"))
+        servers += served
+        web_port = served[0].sockets[0].getsockname()[1]
         announce(f"web {shown}:{web_port} (static websites)")
     # Everything allocated so far lives as long as the server: keep the collector off it,
     # and collect the young generation less often (a request allocates a handful of
@@ -306,32 +324,44 @@ async def _serve_store(
     await stop.wait()
     ready = False
     log.info("shutting down: finishing requests in flight (grace %.1fs)", s.shutdown_grace)
-    for server in tcp_servers:
+    for server in servers:
         server.close()
     for transport in udp_transports:
         transport.close()
-    gw.stop_sweeper()
     await gw.drain(s.shutdown_grace)
-    if runner is not None:
-        await runner.cleanup()
-    if console_runner is not None:
-        await console_runner.cleanup()
+    for http in http_servers:
+        http.pre_shutdown()
+        await http.shutdown(s.shutdown_grace)
     if console is not None:
         await console.close()
     if web_runner is not None:
         await web_runner.cleanup()
     await lifecycle.stop()
+    governor.stop()
     await store.sweep_chunk_writers()
     log.info("stopped")
 
 
-async def _start_sites(
-    runner: web.BaseRunner, socks: list[socket.socket], tls: ssl.SSLContext | None
-) -> int:
-    """Serve ``runner`` on each bound socket; the port number they share."""
-    for sock in socks:
-        await web.SockSite(runner, sock, ssl_context=tls).start()
-    return int(socks[0].getsockname()[1])
+def _doors(web: ServerCounters | None, console: ConsoleDoor | None) -> dict[str, ServerCounters]:
+    """The counters of the doors other than GW-KV and S3, for /metrics."""
+    out = {}
+    if web is not None:
+        out["web"] = web
+    if console is not None:
+        out["console"] = console.counters
+    return out
+
+
+def limits_of(s: Settings) -> Limits:
+    return Limits(
+        max_connections=s.max_connections,
+        max_connections_per_ip=s.max_connections_per_ip,
+        header_timeout=s.header_timeout,
+        body_timeout=s.body_timeout,
+        idle_timeout=s.idle_timeout,
+        max_header_bytes=s.max_header_bytes,
+        max_headers=s.max_headers,
+    )
 
 
 def _tls_context(s: Settings) -> ssl.SSLContext | None:

@@ -29,6 +29,7 @@ from kvbox.errors import DataDamaged, ProtocolError
 from kvbox.kv.commands import BY_EVENT, Batch, Kind, KvCommands, Reply
 from kvbox.proto import gwkv as p
 from kvbox.server.accesslog import AccessLog, Peer, address_of
+from kvbox.server.governor import Door, Governor, Limits
 
 log = logging.getLogger("kvbox.gwkv")
 
@@ -46,6 +47,7 @@ BODY_BUFFER: Final = 16 * 1024 * 1024
 LINGER: Final = 0.5
 
 _BUSY: Final = p.err("BUSY", "too many connections")
+_BUSY_ADDRESS: Final = p.err("BUSY", "too many connections from your address")
 _TIMEOUT: Final = p.err("TIMEOUT", "request made no progress in time")
 _INTERNAL: Final = p.err("INTERNAL", "request failed; see server log")
 #: What the access log shows for refusals that are no request of the client's.
@@ -108,48 +110,33 @@ class _Body:
 
 
 class GwkvServer:
-    """Shared state of all GW-KV TCP connections: limits, counters, the timeout sweeper."""
+    """Shared state of all GW-KV TCP connections: limits, counters, the connection set.
+
+    Admission and the timeout sweep are the governor's (``kvbox.server.governor``), shared
+    with every other door; this class only knows GW-KV's connections (INFO, shutdown).
+    """
 
     def __init__(
         self,
         commands: KvCommands,
         *,
         max_value: int = p.DEFAULT_MAX_VALUE,
-        idle_timeout: float = 300.0,
-        request_timeout: float = 30.0,
-        max_connections: int = 10_000,
         access: AccessLog | None = None,
+        governor: Governor | None = None,
     ) -> None:
         self.commands = commands
         #: Every request's line goes here (``kvbox.server.accesslog``); None: no log.
         self.access = access
         self.max_value = max_value
-        self.idle_timeout = idle_timeout
-        self.request_timeout = request_timeout
-        self.max_connections = max_connections
+        self.governor = governor if governor is not None else Governor(Limits())
+        self.limits = self.governor.limits
+        self.door = Door("gwkv", commands.counters, _answer)
         self.connections: set[GwkvConnection] = set()
         # Looked up once: in CPython 3.11 every get_running_loop() costs a getpid().
         self.loop = asyncio.get_running_loop()
-        self._sweeper: asyncio.TimerHandle | None = None
 
     def protocol_factory(self) -> GwkvConnection:
         return GwkvConnection(self)
-
-    def start_sweeper(self) -> None:
-        loop = asyncio.get_running_loop()
-        period = max(0.1, min(1.0, self.idle_timeout / 4, self.request_timeout / 4))
-
-        def sweep() -> None:
-            now = loop.time()
-            for conn in list(self.connections):
-                conn.check_timeouts(now)
-            self._sweeper = loop.call_later(period, sweep)
-
-        self._sweeper = loop.call_later(period, sweep)
-
-    def stop_sweeper(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
 
     async def drain(self, grace: float) -> None:
         """Stop reading new requests everywhere; wait up to ``grace`` s for replies."""
@@ -162,6 +149,13 @@ class GwkvServer:
             await asyncio.sleep(0.02)
         for conn in list(self.connections):
             conn.close()
+
+
+def _answer(kind: str) -> bytes:
+    """GW-KV's form of the governor's refusals (docs/protocol.md §3: BUSY closes)."""
+    if kind == "address":
+        return _BUSY_ADDRESS
+    return _BUSY
 
 
 class GwkvConnection(asyncio.Protocol):
@@ -256,26 +250,24 @@ class GwkvConnection(asyncio.Protocol):
         self._loop = self.server.loop
         self.last_rx = self._loop.time()
         srv = self.server
-        counters = self.commands.counters
         if self._log is not None:
             self._peer = Peer("gwkv", address_of(transport), self.commands.bucket)
-        if len(srv.connections) >= srv.max_connections:
-            transport.write(_BUSY)
-            transport.close()
+        refused = srv.governor.admit(self, srv.door, transport.get_extra_info("peername"))
+        if refused is not None:
             self._closing = True
+            answer = srv.door.answer(refused)
+            srv.governor.refuse(transport, answer)
             if self._log is not None:
                 now = time.perf_counter()
-                self._log((self._peer, _BUSY_EVENT, _BUSY, now, now))
+                self._log((self._peer, _BUSY_EVENT, answer, now, now))
             return
         srv.connections.add(self)
-        counters.connections = len(srv.connections)
-        counters.connections_total += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         srv = self.server
         srv.connections.discard(self)
-        self.commands.counters.connections = len(srv.connections)
+        srv.governor.release(self)
         for slot in self._slots:
             if isinstance(slot, asyncio.Future) and not slot.done():
                 # The request still completes (a write stays durable); only the reply
@@ -665,18 +657,38 @@ class GwkvConnection(asyncio.Protocol):
     def busy(self) -> bool:
         return bool(self._slots) or self._streaming or self._body is not None
 
+    def idle_since(self) -> float | None:
+        """For the governor's eviction: idle means no request, reply or payload pending."""
+        if (
+            self._closing
+            or self._slots
+            or self._streaming
+            or self._body is not None
+            or self._write_paused
+            or self._parser.in_request
+        ):
+            return None
+        return self.last_rx
+
+    def evict(self) -> None:
+        self.close()
+
     def check_timeouts(self, now: float) -> None:
         if self.transport is None or self.transport.is_closing():
             return
+        lim = self.server.limits
+        timeouts = self.commands.counters.timeouts
         if self._paused_reading:
-            # Paused because the client doesn't read its replies: that may only last as
-            # long as an idle connection may.
-            if self._write_paused and now - self._write_paused_at > self.server.idle_timeout:
-                self.close()
+            # Paused because the client doesn't read its replies: a reply that stops
+            # moving is bounded like a body that does.
+            if self._write_paused and now - self._write_paused_at > lim.body_timeout:
+                timeouts["send"] += 1
+                self.transport.abort()
+                self._closing = True
             return
         if self._closing:
             # Half-closed by the client, replies still owed: bounded like a request.
-            if now - self.last_rx > self.server.request_timeout + self.server.idle_timeout:
+            if now - self.last_rx > lim.body_timeout + lim.idle_timeout:
                 self.close()
             return
         idle = now - self.last_rx
@@ -684,10 +696,13 @@ class GwkvConnection(asyncio.Protocol):
         # A request line must arrive whole within the timeout of its first byte (a slow
         # drip is no excuse); a payload must only keep making progress.
         if self._body is not None or parser.in_payload:
-            stalled = idle > self.server.request_timeout
+            stalled = idle > lim.body_timeout
+            phase = "body"
         else:
-            stalled = parser.in_request and now - self.request_started > self.server.request_timeout
+            stalled = parser.in_request and now - self.request_started > lim.header_timeout
+            phase = "header"
         if stalled:
+            timeouts[phase] += 1
             if self._body is not None:
                 self._body.abort("request timed out", "TIMEOUT")
                 self._body = None
@@ -702,7 +717,8 @@ class GwkvConnection(asyncio.Protocol):
             self._flush()
             # Replies still being computed get a moment to go out; then the close.
             self._loop.call_later(LINGER * 4, self.close)
-        elif not parser.in_request and not self._slots and idle > self.server.idle_timeout:
+        elif not parser.in_request and not self._slots and idle > lim.idle_timeout:
+            timeouts["idle"] += 1
             self.close()
 
     def close(self) -> None:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any, Final
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -49,7 +49,9 @@ from kvbox.s3.xml import render_error
 from kvbox.s3door.frontend import S3Frontend, host_id, new_request_id
 from kvbox.s3door.types import FileBody, S3Request, S3Response
 from kvbox.server.accesslog import AccessLog, address_of
-from kvbox.server.sendfile import Sendfile
+from kvbox.server.governor import BodyTimeout, Limits
+from kvbox.server.httpdoor import Handler, raw_response
+from kvbox.server.sendfile import STALL_SECONDS, Sendfile
 
 log = logging.getLogger("kvbox.http")
 #: Largest read handed to the S3 layer at once: bounds a piece of a streamed upload.
@@ -100,6 +102,26 @@ class _KvCollector(Collector):
         conns = GaugeMetricFamily(
             "kvbox_open_connections", "Open connections, by front door.", labels=["door"]
         )
+        refused = CounterMetricFamily(
+            "kvbox_refused_connections",
+            "Connections or request heads refused before a handler ran, by front door and "
+            "reason: busy (--max-connections, nothing idle to close), address "
+            "(--max-connections-per-ip), header_bytes (--max-header-bytes), header_fields "
+            "(--max-headers).",
+            labels=["door", "reason"],
+        )
+        timeouts = CounterMetricFamily(
+            "kvbox_timeouts",
+            "Connections timed out, by front door and phase: header (--header-timeout), "
+            "body (a request body stalled, --body-timeout), send (a client stopped reading "
+            "its reply, --body-timeout), idle (--idle-timeout).",
+            labels=["door", "phase"],
+        )
+        evicted = CounterMetricFamily(
+            "kvbox_evicted_connections",
+            "Idle connections closed to make room for a new one at --max-connections.",
+            labels=["door"],
+        )
         for name, c in self.doors.items():
             door = [name]
             for op, n in sorted(c.by_op.items()):
@@ -110,14 +132,21 @@ class _KvCollector(Collector):
             hist.add_metric(door, buckets, c.latency.total)
             totals["kvbox_received_bytes"].add_metric(door, c.bytes_in)
             totals["kvbox_sent_bytes"].add_metric(door, c.bytes_out)
-            if name == "gwkv":  # aiohttp keeps HTTP connections to itself
-                totals["kvbox_connections"].add_metric(door, c.connections_total)
-                conns.add_metric(door, c.connections)
+            totals["kvbox_connections"].add_metric(door, c.connections_total)
+            conns.add_metric(door, c.connections)
+            for reason, n in sorted(c.refused.items()):
+                refused.add_metric([name, reason], n)
+            for phase, n in sorted(c.timeouts.items()):
+                timeouts.add_metric([name, phase], n)
+            evicted.add_metric(door, c.evicted)
         yield req
         yield errors
         yield hist
         yield from totals.values()
         yield conns
+        yield refused
+        yield timeouts
+        yield evicted
         if self.files is not None:
             yield CounterMetricFamily(
                 "kvbox_sendfile_responses",
@@ -179,7 +208,8 @@ class _Continue:
 
 
 async def _body(request: web.BaseRequest, cont: _Continue) -> AsyncIterator[bytes]:
-    """The request body as it arrives; a body cut short becomes S3's IncompleteBody."""
+    """The request body as it arrives; a body cut short becomes S3's IncompleteBody, one
+    that stopped arriving (``BodyTimeout``, set by the governor) S3's RequestTimeout."""
     await cont.send()
     try:
         while True:
@@ -189,8 +219,47 @@ async def _body(request: web.BaseRequest, cont: _Continue) -> AsyncIterator[byte
             yield piece
     except asyncio.CancelledError:
         raise
+    except BodyTimeout as exc:
+        raise S3Error("RequestTimeout") from exc
     except Exception as exc:  # aiohttp's payload errors: lost connection, short body
         raise S3Error("IncompleteBody") from exc
+
+
+#: The governor's refusals on the S3 port, as AWS words them: 503 SlowDown is what S3
+#: answers "reduce your request rate" with, and every SDK retries it with backoff;
+#: RequestTimeout (400) is retried by the SDKs as a transient error too.
+_ANSWERS: Final[dict[str, tuple[str, str | None]]] = {
+    "busy": ("SlowDown", "Please reduce your request rate: too many connections."),
+    "address": (
+        "SlowDown",
+        "Please reduce your request rate: too many connections from your address.",
+    ),
+    "header_bytes": ("RequestHeaderSectionTooLarge", None),
+    "header_fields": (
+        "RequestHeaderSectionTooLarge",
+        "Your request has more header fields than allowed.",
+    ),
+    "header_timeout": ("RequestTimeout", None),
+}
+
+
+def s3_answer(limits: Limits) -> Callable[[str], bytes]:
+    """The S3 port's form of the governor's answers: S3 XML errors with a request id."""
+
+    def answer(kind: str) -> bytes:
+        code, message = _ANSWERS[kind]
+        extra = {}
+        if kind == "header_bytes":
+            extra["MaxSizeAllowed"] = str(limits.max_header_bytes)
+        elif kind == "header_fields":
+            extra["MaxHeadersAllowed"] = str(limits.max_headers)
+        err = S3Error(code, message, extra=extra)
+        rid = new_request_id()
+        body = render_error(err, request_id=rid)
+        headers = {"x-amz-request-id": rid, "x-amz-id-2": host_id(), "Server": "kvbox"}
+        return raw_response(err.status, body, "application/xml", headers)
+
+    return answer
 
 
 def _form_decode(text: str) -> str:
@@ -343,11 +412,20 @@ def build_app(
     console: ConsoleDoor | None = None,
     console_here: bool = True,
     access_log: AccessLog | None = None,
+    doors: Mapping[str, ServerCounters] | None = None,
+    track: Callable[[Handler], Handler] | None = None,
+    server_kwargs: Mapping[str, Any] | None = None,
+    send_stall: float = STALL_SECONDS,
 ) -> web.Server:
     """The HTTP server; without ``s3`` only the probes answer (every other path is 404).
     With ``console``, its counters are in ``/metrics`` (door ``console``) and, when
     ``console_here`` (it has no port of its own), unsigned requests under ``/console/``
     are the web console's (``ConsoleDoor.claims``).
+
+    ``counters`` are GW-KV's; ``doors`` every door's counters by name for /metrics (its
+    "s3" entry counts this server's S3 requests; made here when absent). ``track`` wraps
+    the handler (``HttpDoor.track``: the governor's view of each request);
+    ``server_kwargs`` go to aiohttp's protocol (``httpdoor.aiohttp_limits``).
 
     A low-level ``web.Server`` with one handler rather than a ``web.Application``: the
     routes are four fixed paths, and the application's per-request machinery (router,
@@ -356,12 +434,14 @@ def build_app(
     ``_Continue``, now at S3's moment rather than at once.
     """
     registry = CollectorRegistry()
-    s3_counters = s3_counters if s3_counters is not None else ServerCounters()
-    files = Sendfile()
-    doors = {"gwkv": counters, "s3": s3_counters}
+    all_doors = {"gwkv": counters, **(doors or {})}
+    if s3_counters is not None:
+        all_doors["s3"] = s3_counters
+    s3_counters = all_doors.setdefault("s3", ServerCounters())
     if console is not None:
-        doors["console"] = console.counters
-    collector = _KvCollector(doors, files)
+        all_doors.setdefault("console", console.counters)
+    files = Sendfile(stall=send_stall)
+    collector = _KvCollector(all_doors, files)
     registry.register(collector)
     for extra in collectors:  # figures of other components (the lifecycle worker)
         registry.register(extra)
@@ -431,7 +511,8 @@ def build_app(
                 return await console_response(request, console, files, access_log)
         return await s3_handler(request)
 
-    return _Server(handler, kvbox_access=access_log, kvbox_door="s3")
+    served: Handler = handler if track is None else track(handler)
+    return _Server(served, kvbox_access=access_log, kvbox_door="s3", **(server_kwargs or {}))
 
 
 def log_s3_request(
@@ -493,15 +574,24 @@ async def console_response(
             log_s3_request(access_log, "console", request, req, resp, t0)
 
 
-def build_console_app(console: ConsoleDoor, access_log: AccessLog | None = None) -> web.Server:
+def build_console_app(
+    console: ConsoleDoor,
+    access_log: AccessLog | None = None,
+    *,
+    track: Callable[[Handler], Handler] | None = None,
+    server_kwargs: Mapping[str, Any] | None = None,
+    send_stall: float = STALL_SECONDS,
+) -> web.Server:
     """The console alone, for ``--console-port``: every path is the console's (``/``
-    redirects to ``/console/``), so the HTTP port's ``/console`` path stays S3's."""
-    files = Sendfile()
+    redirects to ``/console/``), so the HTTP port's ``/console`` path stays S3's.
+    ``track`` and ``server_kwargs`` put it under the governor, as ``build_app``'s do."""
+    files = Sendfile(stall=send_stall)
 
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
         return await console_response(request, console, files, access_log)
 
-    return _Server(handler, kvbox_access=access_log, kvbox_door="console")
+    served: Handler = handler if track is None else track(handler)
+    return _Server(served, kvbox_access=access_log, kvbox_door="console", **(server_kwargs or {}))
 
 
 # --- requests aiohttp refuses itself ------------------------------------------------------

@@ -43,7 +43,8 @@ from kvbox.core.store import FileSegment, PinnedFiles
 #: Sends in flight at once; each holds a thread, mostly asleep in poll(2).
 MAX_THREADS: Final = 8
 #: A send that moves no byte for this long is abandoned (the caller closes the
-#: connection): the same order as the time a client may take to send a request.
+#: connection); ``kvbox serve`` passes ``--body-timeout``, the same bound a request body
+#: and every other reply get.
 STALL_SECONDS: Final = 60.0
 #: How long a waiting thread sleeps in poll(2) before it looks at its stop flag again.
 _POLL_MS: Final = 500
@@ -54,9 +55,11 @@ def _send_segments(
     segments: Sequence[FileSegment],
     open_checked: Callable[[FileSegment], int],
     stop: threading.Event,
+    stall: float,
 ) -> int:
     """Send every segment to socket ``out`` (non-blocking), each opened (and checked)
-    by ``open_checked``; the bytes sent (worker thread)."""
+    by ``open_checked``; the bytes sent (worker thread). ``stall`` seconds without
+    progress abandon the send."""
     poller = select.poll()
     poller.register(out, select.POLLOUT)
     total = 0
@@ -82,8 +85,8 @@ def _send_segments(
                     total += n
                     last_progress = time.monotonic()
                     continue
-                if time.monotonic() - last_progress > STALL_SECONDS:
-                    raise TimeoutError(f"sendfile made no progress for {STALL_SECONDS:.0f} s")
+                if time.monotonic() - last_progress > stall:
+                    raise TimeoutError(f"sendfile made no progress for {stall:g} s")
                 poller.poll(_POLL_MS)
         finally:
             os.close(fd)
@@ -93,8 +96,10 @@ def _send_segments(
 class Sendfile:
     """Sends ``FileSegment`` runs to connections; one per HTTP server. Counts for /metrics."""
 
-    def __init__(self, max_threads: int = MAX_THREADS) -> None:
+    def __init__(self, max_threads: int = MAX_THREADS, stall: float = STALL_SECONDS) -> None:
         self.max_threads = max_threads
+        #: Seconds without progress before a send is abandoned (``--body-timeout``).
+        self.stall = stall
         self.active = 0
         #: Responses and bytes that went out through sendfile, for /metrics and tests.
         self.responses = 0
@@ -141,7 +146,7 @@ class Sendfile:
         def run() -> None:  # the thread
             sent, error = 0, None
             try:
-                sent = _send_segments(out, files.segments, files.open, stop)
+                sent = _send_segments(out, files.segments, files.open, stop, self.stall)
             except BaseException as exc:
                 error = exc
             finally:

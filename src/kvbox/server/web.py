@@ -37,9 +37,9 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -55,6 +55,7 @@ from kvbox.s3.xml import WebsiteConfiguration, quote_etag
 from kvbox.s3door.handlers.common import TAG, http_date, metadata_headers
 from kvbox.s3door.handlers.object import check_read_conditions, parse_range
 from kvbox.server.accesslog import AccessLog, address_of
+from kvbox.server.httpdoor import raw_response
 
 log = logging.getLogger("kvbox.web")
 
@@ -426,6 +427,35 @@ class Website:
         return web.Response(status=err.status, headers=headers, body=body)
 
 
+#: The governor's refusals on the website port, as S3's website endpoint words errors:
+#: an HTML page with the code, plus the x-amz-error-* headers.
+_ANSWERS: Final[dict[str, site.WebError]] = {
+    "busy": site.WebError(503, "SlowDown", "Please reduce your request rate."),
+    "address": site.WebError(503, "SlowDown", "Please reduce your request rate."),
+    "header_bytes": site.WebError(
+        400,
+        "RequestHeaderSectionTooLarge",
+        "Your request header section exceeds the maximum allowed size.",
+    ),
+    "header_fields": site.WebError(
+        400, "RequestHeaderSectionTooLarge", "Your request has too many header fields."
+    ),
+    "header_timeout": site.WebError(
+        400,
+        "RequestTimeout",
+        "Your socket connection to the server was not read from or written to within the "
+        "timeout period.",
+    ),
+}
+
+
+def web_answer(kind: str) -> bytes:
+    """The website port's form of ``kvbox.server.governor``'s answers."""
+    err = _ANSWERS[kind]
+    body = site.error_page(err, request_id=_new_request_id(), host_id=_host_id())
+    return raw_response(err.status, body, _HTML, err.headers())
+
+
 def build_web_app(
     store: Store,
     *,
@@ -433,13 +463,17 @@ def build_web_app(
     can_read: CanRead,
     can_list: CanList | None = None,
     access_log: AccessLog | None = None,
+    middlewares: Sequence[Any] = (),
 ) -> web.Application:
     """The website endpoint as an aiohttp app (every path, every method: non-GET/HEAD
-    requests get S3's 405 page). Start it like the S3 app: ``web.AppRunner(app,
-    access_log=None, handle_signals=False)``, ``setup()``, then a ``web.TCPSite``."""
+    requests get S3's 405 page). ``kvbox serve`` runs it under the governor
+    (``HttpDoor.middleware`` in ``middlewares``, ``runner.server`` as the protocol);
+    tests may start it like any app: ``web.AppRunner(app)``, ``setup()``, a ``web.TCPSite``."""
     website = Website(store, web_domain=web_domain, can_read=can_read, can_list=can_list)
-    middlewares = [_access_middleware(access_log, web_domain)] if access_log is not None else []
-    app = web.Application(middlewares=middlewares)
+    chain = list(middlewares)
+    if access_log is not None:
+        chain.append(_access_middleware(access_log, web_domain))
+    app = web.Application(middlewares=chain)
     app.router.add_route("*", "/{tail:.*}", website.handle)
     return app
 
