@@ -83,6 +83,7 @@ class Settings:
     max_connections_per_ip: int = 1_000
     max_header_bytes: int = 16 * 1024
     max_headers: int = 100
+    max_inflight_bytes: int = 256 * 1024 * 1024
     shutdown_grace: float = 10.0
     log_format: str = "plain"
     log_level: str = "info"

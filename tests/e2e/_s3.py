@@ -66,14 +66,15 @@ class S3Server:
         secret_key: str = SECRET_KEY,
         **config: Any,
     ) -> Any:
-        cfg = Config(
-            signature_version="s3v4",
-            retries={"max_attempts": 1, "mode": "standard"},
-            s3={"addressing_style": "path"},
-            connect_timeout=5,
-            read_timeout=30,
-            **config,
-        )
+        """boto3 with retries off unless ``config`` says otherwise (``retries=...``)."""
+        options: dict[str, Any] = {
+            "signature_version": "s3v4",
+            "retries": {"max_attempts": 1, "mode": "standard"},
+            "s3": {"addressing_style": "path"},
+            "connect_timeout": 5,
+            "read_timeout": 30,
+        }
+        cfg = Config(**{**options, **config})
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
@@ -164,3 +165,17 @@ def module_server(
     finally:
         print(f"--- server log\n{s.server.log_text()[-20000:]}")
         s.close()
+
+
+def signed_head(port: int, method: str, path: str, length: int) -> bytes:
+    """A SigV4-signed request head (botocore's signer, UNSIGNED-PAYLOAD, the root keys)
+    for a raw socket: the tests that play a client which stalls or vanishes mid-body."""
+    req = AWSRequest(
+        method=method,
+        url=f"http://127.0.0.1:{port}{path}",
+        headers={"Content-Length": str(length), "x-amz-content-sha256": "UNSIGNED-PAYLOAD"},
+    )
+    S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(req)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    lines += [f"{k}: {v}" for k, v in req.headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()

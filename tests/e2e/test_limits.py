@@ -23,11 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from botocore.auth import S3SigV4Auth  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
-from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
-from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server, module_server
+from ._s3 import S3Server, module_server, signed_head
 from ._server import free_port, rss_kib
 
 HEADER_TIMEOUT = 1.5
@@ -98,19 +95,6 @@ def metrics(port: int, cafile: Path | None = None) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             out[name] = float(value)
     return out
-
-
-def signed_head(port: int, method: str, path: str, length: int) -> bytes:
-    """A SigV4-signed request head (botocore's signer, UNSIGNED-PAYLOAD) for a raw socket."""
-    req = AWSRequest(
-        method=method,
-        url=f"http://127.0.0.1:{port}{path}",
-        headers={"Content-Length": str(length), "x-amz-content-sha256": "UNSIGNED-PAYLOAD"},
-    )
-    S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(req)
-    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
-    lines += [f"{k}: {v}" for k, v in req.headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 def assert_serves(srv: S3Server) -> None:

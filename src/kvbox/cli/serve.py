@@ -260,6 +260,15 @@ def add_parser(sub: Any) -> None:
         help="most header fields in one HTTP request",
     )
     opt(
+        "max-inflight-bytes",
+        _D.max_inflight_bytes,
+        type=_size,
+        metavar="SIZE",
+        help="memory all request and reply bodies in flight may hold together; beyond it "
+        "uploads and downloads wait (up to 10 s), then S3 answers 503 SlowDown and GW-KV "
+        "ERR BUSY",
+    )
+    opt(
         "shutdown-grace",
         _D.shutdown_grace,
         type=float,
@@ -349,6 +358,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_connections_per_ip=int(args.max_connections_per_ip),
         max_header_bytes=_size(str(args.max_header_bytes)),
         max_headers=int(args.max_headers),
+        max_inflight_bytes=_size(str(args.max_inflight_bytes)),
         shutdown_grace=float(args.shutdown_grace),
         leftover_delay=float(args.leftover_delay),
         log_format=args.log_format,

@@ -39,6 +39,7 @@ from kvbox.s3door.access import AccessControl
 from kvbox.s3door.frontend import S3Frontend
 from kvbox.s3door.handlers.common import Context
 from kvbox.server.accesslog import AccessLog
+from kvbox.server.budget import WAIT_MAX, MemoryBudget, return_big_blocks
 from kvbox.server.governor import Door, Governor, Limits, clamp_connections, fd_capacity
 from kvbox.server.gwkv import GwkvServer
 from kvbox.server.http import RefusalLogger, build_app, build_console_app, s3_answer
@@ -175,7 +176,10 @@ async def _serve_store(
     governor = Governor(limits)
     counters = ServerCounters()
     commands = KvCommands(store, s.kv_bucket, counters)
-    gw = GwkvServer(commands, max_value=s.max_value_size, access=access_log, governor=governor)
+    budget = MemoryBudget(s.max_inflight_bytes, wait=min(WAIT_MAX, limits.body_timeout / 2))
+    gw = GwkvServer(
+        commands, max_value=s.max_value_size, access=access_log, governor=governor, budget=budget
+    )
     port = listeners.kv_port
     servers: list[Listener] = []
     for sock in listeners.take("kv_tcp"):
@@ -253,6 +257,7 @@ async def _serve_store(
             track=http_door.track,
             server_kwargs=aiohttp_limits(limits),
             send_stall=limits.body_timeout,
+            budget=budget,
         )
         http_door.server = http
         http_servers.append(http)
@@ -270,6 +275,8 @@ async def _serve_store(
             track=console_door.track,
             server_kwargs=aiohttp_limits(limits),
             send_stall=limits.body_timeout,
+            budget=budget,
+            s3=s3,
         )
         console_door.server = console_http
         http_servers.append(console_http)
@@ -384,6 +391,7 @@ def serve(s: Settings) -> int:
     aiohttp.web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
     handler = configure_logging(s.log_format, s.log_level)
     access_log = open_access_log(s.access_log, s.log_format, s.log_level, handler)
+    return_big_blocks()
     try:
         import uvloop
 

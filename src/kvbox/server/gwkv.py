@@ -29,6 +29,7 @@ from kvbox.errors import DataDamaged, ProtocolError
 from kvbox.kv.commands import BY_EVENT, Batch, Kind, KvCommands, Reply
 from kvbox.proto import gwkv as p
 from kvbox.server.accesslog import AccessLog, Peer, address_of
+from kvbox.server.budget import MemoryBudget, Share
 from kvbox.server.governor import Door, Governor, Limits
 
 log = logging.getLogger("kvbox.gwkv")
@@ -42,6 +43,10 @@ MAX_COST: Final = 1024
 RESUME_COST: Final = 256
 #: Bytes of a streamed BSET body buffered before reading pauses (a few chunks' worth).
 BODY_BUFFER: Final = 16 * 1024 * 1024
+#: A streamed reply goes to the transport in slices of this size (see ``_stream``).
+WRITE_SLICE: Final = 1 << 20
+#: The most one body event can add past ``BODY_BUFFER`` before the pause takes effect.
+MAX_CHUNK_EVENT: Final = p.MAX_CHUNK
 
 #: Seconds a connection lingers after a fatal error (see ``_flush``).
 LINGER: Final = 0.5
@@ -64,6 +69,9 @@ class _Body:
         self._ready = asyncio.Event()
         self.buffered = 0
         self.discarding = False
+        #: This value's part of the memory budget, and the wait for it if it had to.
+        self.share = Share()
+        self.waiting: asyncio.Task[bool] | None = None
 
     def push(self, data: bytes | None) -> None:
         if self.discarding:
@@ -123,11 +131,18 @@ class GwkvServer:
         max_value: int = p.DEFAULT_MAX_VALUE,
         access: AccessLog | None = None,
         governor: Governor | None = None,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self.commands = commands
         #: Every request's line goes here (``kvbox.server.accesslog``); None: no log.
         self.access = access
         self.max_value = max_value
+        #: The memory budget streamed values take their share of (``server/budget.py``):
+        #: an upload holds its queued payload and the store's buffers, a download a chunk.
+        self.budget = budget
+        store = commands.store
+        self.stream_memory = BODY_BUFFER + store.stream_memory + MAX_CHUNK_EVENT
+        self.read_memory = store.chunk_size + WRITE_SLICE
         self.governor = governor if governor is not None else Governor(Limits())
         self.limits = self.governor.limits
         self.door = Door("gwkv", commands.counters, _answer)
@@ -413,6 +428,7 @@ class GwkvConnection(asyncio.Protocol):
                 prev = None
             if t is p.BSet and ev.value is None:  # type: ignore[union-attr]
                 body = self._body = _Body(self)
+                self._take_memory(body, ev.length)  # type: ignore[union-attr]
                 fut = self._loop.create_task(
                     _maybe_after(prev, commands.execute_stream(ev, aiter(body)))  # type: ignore[arg-type]
                 )
@@ -502,7 +518,35 @@ class GwkvConnection(asyncio.Protocol):
         fut.set_result(replies)
         self._flush()
 
+    def _gone(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
+    def _take_memory(self, body: _Body, length: int) -> None:
+        """Take the streamed value's share of the memory budget; if it must wait, the
+        socket is not read meanwhile, and a value refused after the wait is answered
+        ``ERR BUSY`` (the connection then closes: its payload is not read)."""
+        budget = self.server.budget
+        if budget is None:
+            return
+        cost = min(length, self.server.stream_memory)
+        if budget.try_take(body.share, cost):
+            return
+        self._pause("budget")
+        task = body.waiting = self._loop.create_task(budget.take(body.share, cost, gone=self._gone))
+
+        def granted(t: asyncio.Task[bool]) -> None:
+            body.waiting = None
+            if t.cancelled() or t.exception() is not None or not t.result():
+                body.abort("server memory for values in flight is full; retry later", "BUSY")
+            self._resume("budget")
+
+        task.add_done_callback(granted)
+
     def _stream_request_done(self, body: _Body, fut: asyncio.Future[Reply]) -> None:
+        if body.waiting is not None:
+            body.waiting.cancel()  # gives back whatever it was granted
+        if self.server.budget is not None:
+            self.server.budget.release(body.share)
         if self._body is body:
             # The write ended (failed) before its payload did: we won't read gigabytes
             # to throw them away. Reply, then close (docs/protocol.md: TOOLARGE on BSET).
@@ -582,16 +626,33 @@ class GwkvConnection(asyncio.Protocol):
     async def _stream(self, body: AsyncIterator[bytes]) -> None:
         transport = self.transport
         assert transport is not None
-        async for piece in body:
-            if transport.is_closing():
-                return
-            self.commands.counters.bytes_out += len(piece)
-            transport.write(piece)
-            if self._write_paused:
-                if self._writable is None:
-                    self._writable = asyncio.Event()
-                self._writable.clear()
-                await self._writable.wait()
+        budget = self.server.budget
+        share = Share()
+        if budget is not None and not await budget.take(
+            share, self.server.read_memory, gone=self._gone
+        ):
+            # The header is out already: a close is the only honest answer left.
+            log.info("a streamed value found no room in the memory budget; closing")
+            self.close()
+            return
+        try:
+            async for chunk in body:
+                self.commands.counters.bytes_out += len(chunk)
+                # In slices, each waiting for the socket to drain, so that a chunk never
+                # sits whole in the transport's buffer while the next one is read.
+                with memoryview(chunk) as view:
+                    for off in range(0, len(chunk), WRITE_SLICE):
+                        if transport.is_closing():
+                            return
+                        transport.write(view[off : off + WRITE_SLICE])
+                        if self._write_paused:
+                            if self._writable is None:
+                                self._writable = asyncio.Event()
+                            self._writable.clear()
+                            await self._writable.wait()
+        finally:
+            if budget is not None:
+                budget.release(share)
 
     def _stream_done(self, task: asyncio.Task[None]) -> None:
         self._streaming = False

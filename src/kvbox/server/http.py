@@ -49,6 +49,7 @@ from kvbox.s3.xml import render_error
 from kvbox.s3door.frontend import S3Frontend, host_id, new_request_id
 from kvbox.s3door.types import FileBody, S3Request, S3Response
 from kvbox.server.accesslog import AccessLog, address_of
+from kvbox.server.budget import READ_SLACK, MemoryBudget, Share
 from kvbox.server.governor import BodyTimeout, Limits
 from kvbox.server.httpdoor import Handler, raw_response
 from kvbox.server.sendfile import STALL_SECONDS, Sendfile
@@ -67,9 +68,15 @@ class _KvCollector(Collector):
     Prometheus asks keeps per-request cost at a few additions.
     """
 
-    def __init__(self, doors: dict[str, ServerCounters], files: Sendfile | None = None) -> None:
+    def __init__(
+        self,
+        doors: dict[str, ServerCounters],
+        files: Sendfile | None = None,
+        budget: MemoryBudget | None = None,
+    ) -> None:
         self.doors = doors
         self.files = files
+        self.budget = budget
         #: (objects, bytes), refreshed by the /metrics handler just before a scrape.
         self.stored = (0, 0)
 
@@ -156,9 +163,35 @@ class _KvCollector(Collector):
             yield CounterMetricFamily(
                 "kvbox_sendfile_bytes", "Bytes sent with sendfile.", value=self.files.bytes
             )
+        if self.budget is not None:
+            yield from _budget_families(self.budget)
         objects, nbytes = self.stored
         yield GaugeMetricFamily("kvbox_stored_objects", "Live objects stored.", value=objects)
         yield GaugeMetricFamily("kvbox_stored_bytes", "Bytes of live objects stored.", value=nbytes)
+
+
+def _budget_families(b: MemoryBudget) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "kvbox_inflight_bytes",
+        "Memory held by request and reply bodies in flight, as granted by the budget.",
+        value=b.used,
+    )
+    yield GaugeMetricFamily(
+        "kvbox_inflight_limit_bytes", "The budget (--max-inflight-bytes).", value=b.limit
+    )
+    yield GaugeMetricFamily(
+        "kvbox_inflight_peak_bytes", "The most the budget has granted at once.", value=b.peak
+    )
+    yield CounterMetricFamily(
+        "kvbox_inflight_waits",
+        "Bodies that had to wait for their share of the budget.",
+        value=b.waited,
+    )
+    yield CounterMetricFamily(
+        "kvbox_inflight_refused",
+        "Bodies refused after waiting (S3 503 SlowDown, GW-KV ERR BUSY): alert on a rate.",
+        value=b.refused,
+    )
 
 
 def _is_probe(request: web.BaseRequest) -> bool:
@@ -207,9 +240,21 @@ class _Continue:
         return self.pending and not self.request.content.is_eof()
 
 
-async def _body(request: web.BaseRequest, cont: _Continue) -> AsyncIterator[bytes]:
+async def _body(
+    request: web.BaseRequest, cont: _Continue, memory: _Memory | None, share: Share
+) -> AsyncIterator[bytes]:
     """The request body as it arrives; a body cut short becomes S3's IncompleteBody, one
-    that stopped arriving (``BodyTimeout``, set by the governor) S3's RequestTimeout."""
+    that stopped arriving (``BodyTimeout``, set by the governor) S3's RequestTimeout.
+
+    Before its first byte is read -- and before a 100 Continue invites it -- the body
+    takes its share of the memory budget (what it can hold at most), so a handler that
+    never reads the body never waits for one.
+    """
+    if memory is not None:
+        length = request.content_length
+        cost = memory.stream if length is None else min(length, memory.stream)
+        if not await memory.budget.take(share, cost, gone=lambda: _gone(request)):
+            raise S3Error("SlowDown", _BUSY_MEMORY)
     await cont.send()
     try:
         while True:
@@ -223,6 +268,38 @@ async def _body(request: web.BaseRequest, cont: _Continue) -> AsyncIterator[byte
         raise S3Error("RequestTimeout") from exc
     except Exception as exc:  # aiohttp's payload errors: lost connection, short body
         raise S3Error("IncompleteBody") from exc
+
+
+def _gone(request: web.BaseRequest) -> bool:
+    """Whether the client of ``request`` has gone (its connection is closed or closing)."""
+    t = request.transport
+    return t is None or t.is_closing()
+
+
+_BUSY_MEMORY: Final = (
+    "Please reduce your request rate: the server's memory for bodies in flight is full."
+)
+
+
+def _memory(budget: MemoryBudget | None, s3: S3Frontend | None) -> _Memory | None:
+    if budget is None or s3 is None:
+        return None
+    store = s3.ctx.store
+    return _Memory(budget, store.stream_memory + READ_SLACK, store.chunk_size + READ_SLACK)
+
+
+class _Memory:
+    """The memory budget as the S3 door uses it: the budget, what a streamed upload
+    holds at most (``Store.stream_memory`` plus a piece being read), and what a streamed
+    download holds at most (the chunk read from disk, plus a slice in the socket's
+    buffer: ``_write``)."""
+
+    __slots__ = ("budget", "download", "stream")
+
+    def __init__(self, budget: MemoryBudget, stream: int, download: int) -> None:
+        self.budget = budget
+        self.stream = stream
+        self.download = download
 
 
 #: The governor's refusals on the S3 port, as AWS words them: 503 SlowDown is what S3
@@ -241,6 +318,13 @@ _ANSWERS: Final[dict[str, tuple[str, str | None]]] = {
     ),
     "header_timeout": ("RequestTimeout", None),
 }
+
+
+def _slowdown(request_id: str) -> web.Response:
+    """503 SlowDown for a download that found no room in the memory budget."""
+    body = render_error(S3Error("SlowDown", _BUSY_MEMORY), request_id=request_id)
+    headers = {"x-amz-request-id": request_id, "x-amz-id-2": host_id(), "Server": "kvbox"}
+    return web.Response(status=503, body=body, content_type="application/xml", headers=headers)
 
 
 def s3_answer(limits: Limits) -> Callable[[str], bytes]:
@@ -291,7 +375,12 @@ def _tls_version(request: web.BaseRequest) -> str | None:
     return version.removeprefix("TLSv") if isinstance(version, str) else None
 
 
-def _s3_request(request: web.BaseRequest, cont: _Continue) -> S3Request:
+def _s3_request(
+    request: web.BaseRequest,
+    cont: _Continue,
+    memory: _Memory | None = None,
+    share: Share | None = None,
+) -> S3Request:
     raw_path, _, raw_query = request.raw_path.partition("?")
     return S3Request(
         method=request.method,
@@ -299,7 +388,7 @@ def _s3_request(request: web.BaseRequest, cont: _Continue) -> S3Request:
         raw_query=raw_query,
         query=parse_query(raw_query),
         headers=request.headers,
-        body=_body(request, cont),
+        body=_body(request, cont, memory, share or Share()),
         request_id=new_request_id(),
         remote=request.remote or "",
         secure=request.secure,
@@ -307,7 +396,13 @@ def _s3_request(request: web.BaseRequest, cont: _Continue) -> S3Request:
     )
 
 
-async def _send(request: web.BaseRequest, resp: S3Response, files: Sendfile) -> web.StreamResponse:
+async def _send(
+    request: web.BaseRequest,
+    resp: S3Response,
+    files: Sendfile,
+    memory: _Memory | None,
+    share: Share,
+) -> web.StreamResponse:
     body = resp.body
     if isinstance(body, bytes):
         out = web.Response(status=resp.status, headers=resp.headers, body=body or None)
@@ -326,10 +421,19 @@ async def _send(request: web.BaseRequest, resp: S3Response, files: Sendfile) -> 
         # itself once it starts; the file body's pins stay until it is done, so nothing
         # can be collected in between.
         release, body = body.files.release, body.stream
+    if memory is not None:
+        cost = min(resp.content_length or memory.download, memory.download)
+        if not await memory.budget.take(share, cost, gone=lambda: _gone(request)):
+            aclose = getattr(body, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            if release is not None:
+                release()
+            return _slowdown(resp.headers.get("x-amz-request-id") or new_request_id())
     try:
         await stream.prepare(request)
         async for piece in body:
-            await stream.write(piece)
+            await _write(stream, piece)
         await stream.write_eof()
     except DataDamaged:  # reported and logged by the Store, once per object
         if request.transport is not None:
@@ -351,6 +455,21 @@ async def _send(request: web.BaseRequest, resp: S3Response, files: Sendfile) -> 
         if release is not None:
             release()
     return stream
+
+
+#: A streamed reply is written in slices of this size, each waiting for the socket to
+#: drain: a whole 8 MiB chunk handed to the transport at once would sit in its buffer,
+#: and the next chunk would be read meanwhile (two chunks in memory per download).
+_WRITE_SLICE: Final = 1 << 20
+
+
+async def _write(stream: web.StreamResponse, piece: bytes) -> None:
+    if len(piece) <= _WRITE_SLICE:
+        await stream.write(piece)
+        return
+    with memoryview(piece) as view:
+        for off in range(0, len(piece), _WRITE_SLICE):
+            await stream.write(view[off : off + _WRITE_SLICE])
 
 
 async def _send_files(
@@ -376,7 +495,7 @@ async def _send_files(
             # The headers are still queued (a client slow to read): the thread must not
             # write past them, so this body streams after them the ordinary way.
             async for piece in body.stream:
-                await stream.write(piece)
+                await _write(stream, piece)
         else:
             handed = True
             await files.send(sock_fd, body.files)
@@ -416,6 +535,7 @@ def build_app(
     track: Callable[[Handler], Handler] | None = None,
     server_kwargs: Mapping[str, Any] | None = None,
     send_stall: float = STALL_SECONDS,
+    budget: MemoryBudget | None = None,
 ) -> web.Server:
     """The HTTP server; without ``s3`` only the probes answer (every other path is 404).
     With ``console``, its counters are in ``/metrics`` (door ``console``) and, when
@@ -425,7 +545,8 @@ def build_app(
     ``counters`` are GW-KV's; ``doors`` every door's counters by name for /metrics (its
     "s3" entry counts this server's S3 requests; made here when absent). ``track`` wraps
     the handler (``HttpDoor.track``: the governor's view of each request);
-    ``server_kwargs`` go to aiohttp's protocol (``httpdoor.aiohttp_limits``).
+    ``server_kwargs`` go to aiohttp's protocol (``httpdoor.aiohttp_limits``); ``budget``
+    bounds the memory request and reply bodies hold (``server/budget.py``).
 
     A low-level ``web.Server`` with one handler rather than a ``web.Application``: the
     routes are four fixed paths, and the application's per-request machinery (router,
@@ -441,7 +562,8 @@ def build_app(
     if console is not None:
         all_doors.setdefault("console", console.counters)
     files = Sendfile(stall=send_stall)
-    collector = _KvCollector(all_doors, files)
+    memory = _memory(budget, s3)
+    collector = _KvCollector(all_doors, files, budget)
     registry.register(collector)
     for extra in collectors:  # figures of other components (the lifecycle worker)
         registry.register(extra)
@@ -451,8 +573,13 @@ def build_app(
             return web.Response(status=404, text="404: Not Found")
         t0 = time.perf_counter()
         cont = _Continue(request)
-        req = _s3_request(request, cont)
-        resp = await s3.handle(req)
+        share = Share()
+        try:
+            req = _s3_request(request, cont, memory, share)
+            resp = await s3.handle(req)
+        finally:
+            if memory is not None:
+                memory.budget.release(share)  # the request body is done with
         c = s3_counters
         c.requests += 1
         c.by_op[req.op or "unrouted"] += 1
@@ -462,8 +589,10 @@ def build_app(
         c.bytes_in += request.content_length or 0
         c.bytes_out += resp.content_length or 0
         try:
-            return await _finish(request, resp, files, cont)
+            return await _finish(request, resp, files, cont, memory, share)
         finally:
+            if memory is not None:
+                memory.budget.release(share)
             if access_log is not None:
                 log_s3_request(access_log, "s3", request, req, resp, t0)
 
@@ -508,7 +637,7 @@ def build_app(
         if console is not None and console_here:
             path, _, query = request.raw_path.partition("?")
             if console.claims(path, request.headers, query):
-                return await console_response(request, console, files, access_log)
+                return await console_response(request, console, files, access_log, memory)
         return await s3_handler(request)
 
     served: Handler = handler if track is None else track(handler)
@@ -542,11 +671,16 @@ def log_s3_request(
 
 
 async def _finish(
-    request: web.BaseRequest, resp: S3Response, files: Sendfile, cont: _Continue
+    request: web.BaseRequest,
+    resp: S3Response,
+    files: Sendfile,
+    cont: _Continue,
+    memory: _Memory | None = None,
+    share: Share | None = None,
 ) -> web.StreamResponse:
     """Send ``resp``; if the client still waits for a 100 Continue it will not get (the
     request was refused before its body was read), close rather than read that body."""
-    out = await _send(request, resp, files)
+    out = await _send(request, resp, files, memory, share or Share())
     if cont.body_unread:
         out.force_close()
         if isinstance(request.protocol, _S3Protocol):
@@ -559,17 +693,26 @@ async def console_response(
     console: ConsoleDoor,
     files: Sendfile,
     access_log: AccessLog | None = None,
+    memory: _Memory | None = None,
 ) -> web.StreamResponse:
     """One web-console request: the console answers the plain request seam, and its
     response (a page, JSON, or an S3 body relayed) goes out like an S3 one. A body is
-    read (and 100 Continue sent) only once the console and the S3 door accepted it."""
+    read (and 100 Continue sent) only once the console and the S3 door accepted it;
+    bodies take their share of the memory budget like the S3 door's."""
     t0 = time.perf_counter()
     cont = _Continue(request)
-    req = _s3_request(request, cont)
-    resp = await console.handle(req)
+    share = Share()
     try:
-        return await _finish(request, resp, files, cont)
+        req = _s3_request(request, cont, memory, share)
+        resp = await console.handle(req)
     finally:
+        if memory is not None:
+            memory.budget.release(share)
+    try:
+        return await _finish(request, resp, files, cont, memory, share)
+    finally:
+        if memory is not None:
+            memory.budget.release(share)
         if access_log is not None:
             log_s3_request(access_log, "console", request, req, resp, t0)
 
@@ -581,14 +724,18 @@ def build_console_app(
     track: Callable[[Handler], Handler] | None = None,
     server_kwargs: Mapping[str, Any] | None = None,
     send_stall: float = STALL_SECONDS,
+    budget: MemoryBudget | None = None,
+    s3: S3Frontend | None = None,
 ) -> web.Server:
     """The console alone, for ``--console-port``: every path is the console's (``/``
     redirects to ``/console/``), so the HTTP port's ``/console`` path stays S3's.
-    ``track`` and ``server_kwargs`` put it under the governor, as ``build_app``'s do."""
+    ``track``, ``server_kwargs`` and ``budget`` (with the ``s3`` door whose store sizes
+    the shares) put it under the governor and the memory budget, as ``build_app``'s do."""
     files = Sendfile(stall=send_stall)
+    memory = _memory(budget, s3)
 
     async def handler(request: web.BaseRequest) -> web.StreamResponse:
-        return await console_response(request, console, files, access_log)
+        return await console_response(request, console, files, access_log, memory)
 
     served: Handler = handler if track is None else track(handler)
     return _Server(served, kvbox_access=access_log, kvbox_door="console", **(server_kwargs or {}))

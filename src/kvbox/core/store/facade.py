@@ -62,7 +62,7 @@ from kvbox.core.model import (
     WriteResult,
 )
 from kvbox.core.store.cache import MISS, Key, Lru, Peeked, ReadCache
-from kvbox.core.store.chunks import Background, Chunks, FileSegment, PinnedFiles
+from kvbox.core.store.chunks import Background, Chunks, FileSegment, PinnedFiles, cut_chunk
 from kvbox.core.store.hashing import md5_update, update_holding_gil
 from kvbox.core.store.multipart import Multipart
 from kvbox.errors import (
@@ -133,6 +133,10 @@ class Store:
         self._memtable: Memtable | None = None
         self.inline_max = inline_max
         self.chunk_size = chunk_size
+        #: What one streamed write (``put_stream``, an upload part) holds in memory at
+        #: most: a chunk being hashed and written, the next one filling, and the copy
+        #: handed to the writer -- for the server's memory budget (server/budget.py).
+        self.stream_memory = 3 * chunk_size
         self._ids = VersionIdGenerator()
         self._background = Background()
         self.chunks = Chunks(meta, blobs, self._background)
@@ -835,8 +839,7 @@ class Store:
                 self._check_size(size)
                 buf += piece
                 if len(buf) >= self.chunk_size:
-                    data = bytes(buf[: self.chunk_size])
-                    del buf[: self.chunk_size]
+                    data = cut_chunk(buf, self.chunk_size)
                     if inflight is not None:
                         chunks.append(await inflight)
                         inflight = None
@@ -872,9 +875,14 @@ class Store:
             return await self._commit_put(PutOp(v, condition))
         finally:
             if inflight is not None:
-                # Failed or cancelled mid-body: the last chunk job may still finish, and
-                # its chunk must be unpinned like the others once it has.
-                inflight.add_done_callback(self.chunks.release_when_done)
+                # Failed or cancelled mid-body (a client that vanished): the last chunk
+                # job is waited for, so that nothing of the upload -- its 8 MiB of data
+                # above all -- outlives the request and the memory budget it held
+                # (server/budget.py); its chunk is then unpinned like the others.
+                try:
+                    chunks.append(await asyncio.shield(inflight))
+                except BaseException:
+                    inflight.add_done_callback(self.chunks.release_when_done)
             self.chunks.release(chunks)
 
     async def _md5_and_put(self, md5: Any, data: bytes) -> ChunkRef:

@@ -17,7 +17,7 @@ from typing import Final
 
 from kvbox.core.meta import MetaStore
 from kvbox.core.model import EMPTY_ATTRS, ChunkRef, MultipartUpload, Part, VersionIdGenerator
-from kvbox.core.store.chunks import Chunks
+from kvbox.core.store.chunks import Chunks, cut_chunk
 from kvbox.core.store.hashing import md5_update
 from kvbox.errors import EntityTooSmall, InvalidPart, NoSuchUpload
 
@@ -73,8 +73,7 @@ class Multipart:
                 size += len(piece)
                 buf += piece
                 if len(buf) >= self.chunk_size:
-                    data = bytes(buf[: self.chunk_size])
-                    del buf[: self.chunk_size]
+                    data = cut_chunk(buf, self.chunk_size)
                     await asyncio.to_thread(md5.update, data)
                     chunks.append(await self.chunks.put(data))
             tail = bytes(buf)
