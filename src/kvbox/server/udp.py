@@ -2,7 +2,8 @@
 
 Layer: server (asyncio). Rules: the same parser and commands as TCP. A datagram must hold
 complete requests (there is no stream to wait on); replies that would not fit one datagram
-are replaced by ``ERR TOOBIG`` so a client never receives a truncated value. Datagrams are
+are replaced by ``ERR TOOBIG`` so a client never receives a truncated value, and an
+``ERR TOOBIG`` always means that request changed nothing (``_answer``). Datagrams are
 answered in arrival order per source only in so far as UDP promises anything: clients
 match replies by sending one datagram at a time.
 """
@@ -14,7 +15,7 @@ import logging
 import time
 from typing import Any, Final, cast
 
-from kvbox.kv.commands import KvCommands
+from kvbox.kv.commands import BY_EVENT, Kind, KvCommands
 from kvbox.proto import gwkv as p
 from kvbox.server.accesslog import AccessLog, Peer, join_address
 
@@ -31,6 +32,23 @@ MAX_IN_FLIGHT: Final = 1024
 #: memcached-UDP attacks of 2018). A single GET of a 1 KB value stays allowed.
 AMPLIFY_FACTOR: Final = 10
 AMPLIFY_FLOOR: Final = 1400
+
+
+#: The longest success reply of a write: ``OK <version>`` or ``CONFLICT <version>``
+#: (docs/protocol.md §4); a MULTISET adds a version per pair.
+_WRITE_REPLY: Final = len(b"CONFLICT ") + p.VERSION_LEN + 1
+_PER_PAIR: Final = p.VERSION_LEN + 1
+
+
+def _reply_room(ev: p.RequestEvent) -> int:
+    """The reply bytes set aside for ``ev`` before anything runs: a write's longest
+    success reply (it must never be replaced once the write is done), else an
+    ``ERR TOOBIG`` line, which any request may be answered with."""
+    if BY_EVENT[type(ev)].kind is Kind.READ:
+        return len(_TOOBIG)
+    if isinstance(ev, p.MultiSet):
+        return max(len(_TOOBIG), len(b"OK\n") + _PER_PAIR * len(ev.pairs))
+    return max(len(_TOOBIG), _WRITE_REPLY)
 
 
 class GwkvDatagram(asyncio.DatagramProtocol):
@@ -75,12 +93,35 @@ class GwkvDatagram(asyncio.DatagramProtocol):
         task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, events: list[p.RequestEvent], addr: Any, limit: int, t0: float) -> None:
+        """Run the datagram's requests in order, each with a place in the reply datagram.
+
+        ``ERR TOOBIG`` must mean nothing changed, so the room a write's reply can take is
+        set aside before anything runs: if the writes' replies cannot all fit, the
+        datagram is refused whole and nothing runs. A read whose reply does not fit
+        what is left gets ``ERR TOOBIG`` in its own place; the requests after it still
+        run (a datagram used to be answered by one TOOBIG after its SETs had been
+        applied, issue 10).
+        """
+        room = min(limit, p.UDP_MAX)
+        reserved = [_reply_room(ev) for ev in events]
+        if sum(reserved) > room:
+            sent = self._send(_TOOBIG, addr)
+            self._log(addr, events, [_TOOBIG] * len(events), sent, t0)
+            return
+        used = sum(reserved)
         out: list[bytes] = []
-        for ev in events:
+        for ev, held in zip(events, reserved, strict=True):
             reply = await self.commands.execute(ev)
-            if not isinstance(reply, bytes):
-                out.append(_TOOBIG)
-                continue
+            if not isinstance(reply, bytes):  # a value to stream: never in a datagram
+                reply = _TOOBIG
+            extra = len(reply) - held
+            if extra > 0:
+                if used + extra > room:
+                    # Only a read, or a write's refusal, outgrows its place: either way
+                    # nothing changed, so TOOBIG (which always fits its place) is true.
+                    reply = _TOOBIG
+                else:
+                    used += extra
             out.append(reply)
         sent = self._send(b"".join(out), addr, limit)
         self._log(addr, events, out, sent, t0)
