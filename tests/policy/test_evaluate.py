@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvbox.policy import Outcome, Policy, evaluate, is_public, parse_policy, trace
+from kvbox.policy import Outcome, Policy, evaluate, is_public, may_allow, parse_policy, trace
 from kvbox.policy.conditions import NormalContext, compile_pattern
 
 B = "b"
@@ -743,6 +743,26 @@ PUBLIC_CASES: list[tuple[str, list[dict[str, Any]], bool]] = [
 )
 def test_is_public(name: str, statements: list[dict[str, Any]], public: bool) -> None:
     assert is_public(pol(*statements)) is public
+
+
+DELETES = ("s3:DeleteObject", "s3:DeleteObjectVersion")
+IP_ONLY: dict[str, Any] = {"IpAddress": {"aws:SourceIp": "192.0.2.0/24"}}
+
+
+@pytest.mark.parametrize(
+    ("statements", "anyone_may_delete"),
+    [
+        ([S(action="s3:DeleteObject")], True),
+        ([S(action="s3:Delete*", Condition=IP_ONLY)], True),  # conditions aside: it could
+        ([S(action="s3:*")], True),
+        ([S(action="s3:GetObject")], False),
+        ([S(principal=ALICE, action="s3:DeleteObject")], False),
+        ([S("Deny", action="s3:DeleteObject")], False),
+        ([S(action="s3:PutObject")], False),
+    ],
+)
+def test_may_allow(statements: list[dict[str, Any]], anyone_may_delete: bool) -> None:
+    assert may_allow(pol(*statements), None, DELETES) is anyone_may_delete
 
 
 # --- properties -------------------------------------------------------------------------------

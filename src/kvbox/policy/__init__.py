@@ -4,7 +4,8 @@ Layer: policy (below s3, above nothing but ``kvbox.errors``). Modules:
 
 * ``language``: ``parse_policy(text, bucket) -> Policy`` (validate and compile);
 * ``conditions``: values, wildcards, policy variables, condition operators;
-* ``evaluate``: ``evaluate(policy, principal, action, resource, context)``, ``is_public``;
+* ``evaluate``: ``evaluate(policy, principal, action, resource, context)``, ``is_public``,
+  ``may_allow``;
 * ``acl``: ACL grants, what each permission allows, canned ACLs, Object Ownership;
 * ``access``: ``decide(AccessQuery) -> Decision`` folding root, owners, policy, ACLs,
   Object Ownership and Block Public Access.
@@ -25,7 +26,7 @@ from kvbox.policy.access import (
     would_be_public_acl,
 )
 from kvbox.policy.conditions import ContextValue, PolicyError, RequestContext
-from kvbox.policy.evaluate import Evaluation, Outcome, evaluate, is_public, trace
+from kvbox.policy.evaluate import Evaluation, Outcome, evaluate, is_public, may_allow, trace
 from kvbox.policy.language import MAX_POLICY_BYTES, Effect, Policy, Statement, parse_policy
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "evaluate",
     "explain_query",
     "is_public",
+    "may_allow",
     "parse_policy",
     "request_context",
     "trace",

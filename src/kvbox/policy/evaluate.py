@@ -31,6 +31,7 @@ policies are called public, never fewer):
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kvbox.policy.conditions import (
@@ -208,6 +209,23 @@ def is_public(policy: Policy) -> bool:
     """Whether S3 would call this policy public (GetBucketPolicyStatus, BlockPublicPolicy,
     RestrictPublicBuckets); see the module docstring for the rules."""
     return any(statement_is_public(st) for st in policy.statements)
+
+
+def may_allow(policy: Policy, principal: str | None, actions: Iterable[str]) -> bool:
+    """Whether some Allow statement could let ``principal`` do one of ``actions`` on some
+    resource, whatever its conditions and resources say.
+
+    An anonymous request that nothing could allow is refused whole, before its body is
+    read, so that it is answered exactly as a request to a bucket that does not exist
+    (DeleteObjects, decided key by key, used to answer 200 for an existing bucket).
+    """
+    wanted = tuple(actions)
+    return any(
+        st.effect is Effect.ALLOW
+        and st.principal_applies(principal)
+        and any(st.action_applies(a) for a in wanted)
+        for st in policy.statements
+    )
 
 
 def statement_is_public(st: Statement) -> bool:

@@ -35,6 +35,7 @@ from kvbox.policy import (
     PublicAccessSettings,
     RequestContext,
     decide,
+    may_allow,
     parse_policy,
     request_context,
 )
@@ -178,6 +179,10 @@ class AccessControl:
                 await self._require(
                     req, ep, b, action, ep.resource, ep.key, ep.version_id, new and i > 0
                 )
+        elif b is not None and principal is None and not self._public_may_delete(b):
+            # ...but a stranger whom nothing could let delete is refused whole, before
+            # its body is read: exactly what a bucket that does not exist answers.
+            raise S3Error("AccessDenied", resource=_denied_resource(ep))
         cs = ep.copy_source
         if cs is not None:
             src = await self.store.get_bucket(cs.bucket)
@@ -185,8 +190,9 @@ class AccessControl:
             if src is not None:
                 await self._require(req, ep, src, cs.action, cs.resource, cs.key, cs.version_id)
         if principal is None and b is None:
-            # S3 answers a stranger AccessDenied rather than confirming a name is free.
-            raise S3Error("AccessDenied")
+            # S3 answers a stranger AccessDenied rather than confirming a name is free,
+            # word for word as it would answer for a bucket that exists.
+            raise S3Error("AccessDenied", resource=_denied_resource(ep))
 
     async def check_list(self, req: S3Request, ep: Endpoint) -> None:
         """AccessDenied unless the requester may list the bucket (S3's rule for telling a
@@ -246,6 +252,20 @@ class AccessControl:
         )
         if not d.allowed:
             raise S3Error("AccessDenied", resource=f"/{b.name}/{key}" if key else f"/{b.name}")
+
+    def _public_may_delete(self, b: Bucket) -> bool:
+        """Whether an anonymous request could be let delete anything in ``b``: a policy
+        statement that could allow it, or an ACL (or ownership) that lets everyone write.
+        """
+        policy = self.policy_of(b)
+        if policy is not None and may_allow(policy, None, _DELETES):
+            return True
+        context = request_context(None, now=self._now())
+        for action in _DELETES:
+            query = self._query(b, None, None, action, object_arn(b.name, "*"), context)
+            if decide(query).allowed:
+                return True
+        return False
 
     async def decide(
         self,
@@ -395,6 +415,16 @@ def _expected_owner(req: S3Request, header: str, b: Bucket | None) -> None:
         return
     if expected.strip() != owner_of(b).id:
         raise S3Error("AccessDenied", resource=f"/{b.name}")
+
+
+#: What DeleteObjects asks of each key (``check_key``).
+_DELETES = ("s3:DeleteObject", "s3:DeleteObjectVersion")
+
+
+def _denied_resource(ep: Endpoint) -> str:
+    """The ``<Resource>`` of AccessDenied for ``ep``, the same whether the bucket exists."""
+    assert ep.bucket is not None
+    return f"/{ep.bucket}/{ep.key}" if ep.key else f"/{ep.bucket}"
 
 
 def _existing_tags(version: ObjectVersion) -> dict[str, ContextValue]:
