@@ -56,6 +56,9 @@ def parse_size(text: str) -> int:
 class Settings:
     data: Path = Path("kvbox-data")
     host: str = "127.0.0.1"
+    #: GW-KV's own address (None: ``host``), so that S3 can face a network while GW-KV,
+    #: unauthenticated unless --kv-auth says so, stays on loopback.
+    kv_host: str | None = None
     kv_port: int = 7070
     kv_bucket: str = "kv"
     kv_versioning: bool = False
@@ -99,6 +102,9 @@ class Settings:
     leftover_delay: float = 3600.0
     console: bool = True  # the web console at /console/
     console_port: int = 0  # 0: on the HTTP port; else only on this port
+    #: Print a generated root secret key at start-up (off in containers: their logs are
+    #: collected and kept; the key is in the data directory either way).
+    show_root_secret: bool = True
     console_base_path: str = ""  # a reverse proxy's public prefix, e.g. /kvbox
     console_s3_url: str | None = None  # the S3 endpoint as browsers reach it
     console_idle_timeout: float = DEFAULT_IDLE_SECONDS

@@ -310,7 +310,8 @@ def k8s_argv(container: Mapping[str, Any]) -> list[str]:
 
 
 def k8s_environment(container: Mapping[str, Any], objects: list[dict[str, Any]]) -> dict[str, str]:
-    """Literal env values, with secretKeyRef resolved against the rendered Secrets."""
+    """Literal env values, with secretKeyRef resolved against the rendered Secrets; a
+    Secret the operator makes (the base's root keys) reads as ``<Secret NAME/KEY>``."""
     secrets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Secret"}
     env: dict[str, str] = {}
     for item in container.get("env", []):
@@ -318,7 +319,10 @@ def k8s_environment(container: Mapping[str, Any], objects: list[dict[str, Any]])
             env[item["name"]] = str(item["value"])
         elif "secretKeyRef" in item.get("valueFrom", {}):
             ref = item["valueFrom"]["secretKeyRef"]
-            secret = secrets[ref["name"]]
+            secret = secrets.get(ref["name"])
+            if secret is None:
+                env[item["name"]] = f"<Secret {ref['name']}/{ref['key']}>"
+                continue
             env[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
     return env
 

@@ -178,3 +178,13 @@ def test_service_command_and_env_parse(
     assert argv[0] == "kvbox"
     require_subcommands(argv[1])
     assert_env_means_flags(argv[1:], compose_environment(service))
+
+
+def test_compose_never_prints_the_root_secret(compose: dict[str, Any]) -> None:
+    """Compose passes no root keys, so the server generates them on its first start; its
+    log must not carry the secret (container logs are kept and shipped). The image says
+    so by default and the Compose file says it again, explicitly."""
+    server = compose["services"][SERVER]
+    assert image_config(compose_target(server)).env["KVBOX_SHOW_ROOT_SECRET"] == "false"
+    assert compose_environment(server).get("KVBOX_SHOW_ROOT_SECRET") == "false"
+    assert "KVBOX_ROOT_SECRET_KEY" not in compose_environment(server)

@@ -18,6 +18,7 @@ from deploy_files import (
     COMPOSE_FILE,
     K8S_BASE,
     K8S_OVERLAYS,
+    REPO,
     STACK_FILE,
     assert_env_means_flags,
     compose_argv,
@@ -85,7 +86,7 @@ def test_strict_validation_is_really_checking(rendered: dict[str, list[dict[str,
 
 def test_overlay_contents(rendered: dict[str, list[dict[str, Any]]]) -> None:
     base = _kinds(rendered["base"])
-    assert set(base) == {"Secret", "Service", "StatefulSet", "PodDisruptionBudget"}
+    assert set(base) == {"Service", "StatefulSet", "PodDisruptionBudget"}
     demo = rendered["demo"]
     assert _one(demo, "Deployment", "kvbox-loadgen")["spec"]["replicas"] == 2
     assert _one(demo, "StatefulSet", "kvbox")["spec"]["replicas"] == 1
@@ -131,7 +132,7 @@ def test_pods_meet_the_restricted_profile(
 
 
 def test_server_statefulset_matches_the_image(rendered: dict[str, list[dict[str, Any]]]) -> None:
-    objects = rendered["base"]
+    objects = rendered["demo"]  # the base's Secret is the operator's own: see below
     statefulset = _one(objects, "StatefulSet", "kvbox")
     spec = statefulset["spec"]
     pod = spec["template"]["spec"]
@@ -218,10 +219,56 @@ def test_container_command_and_env_parse(
         assert_env_means_flags(argv[1:], k8s_environment(container, objects))
 
 
-def test_credentials_file_has_both_keys() -> None:
-    lines = (K8S_BASE / "root-credentials.env").read_text().splitlines()
-    keys = {line.split("=", 1)[0] for line in lines if line and not line.startswith("#")}
-    assert keys == {"KVBOX_ROOT_ACCESS_KEY", "KVBOX_ROOT_SECRET_KEY"}
+#: The Secret the base requires, made by the operator (docs/deploy.md, "Root credentials").
+ROOT_SECRET = "kvbox-root-credentials"
+#: The demo overlay's committed keys, named as what they are.
+THROWAWAY = K8S_OVERLAYS["demo"] / "throwaway-root-credentials.env"
+
+
+def _secret_refs(objects: list[dict[str, Any]]) -> set[str]:
+    """Every Secret name the rendered workloads use, and whether each ref is optional."""
+    names: set[str] = set()
+    for workload in workloads(objects):
+        pod = workload["spec"]["template"]["spec"]
+        for volume in pod.get("volumes", []):
+            if "secret" in volume:
+                assert not volume["secret"].get("optional"), "the root keys must be required"
+                names.add(volume["secret"]["secretName"])
+        for container in pod["containers"]:
+            for item in container.get("env", []):
+                ref = item.get("valueFrom", {}).get("secretKeyRef")
+                if ref is not None:
+                    assert not ref.get("optional"), "the root keys must be required"
+                    names.add(ref["name"])
+    return names
+
+
+@pytest.mark.parametrize("name", ["base", "ingress"])
+def test_base_requires_a_secret_the_operator_makes(
+    name: str, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    """No key committed to this repository may open a real server: the base (and the
+    ingress overlay built on it) render no Secret and need one named
+    kvbox-root-credentials, which docs/deploy.md says how to make."""
+    objects = rendered[name]
+    assert not [o for o in objects if o["kind"] == "Secret"]
+    assert _secret_refs(objects) == {ROOT_SECRET}
+    committed = [p for p in K8S_BASE.iterdir() if p.suffix in {".env", ".key", ".pem"}]
+    assert committed == [], "credentials committed to the base"
+    guide = (REPO / "docs" / "deploy.md").read_text()
+    assert f"kubectl create secret generic {ROOT_SECRET}" in guide
+
+
+def test_only_the_demo_carries_throwaway_keys(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["demo"]
+    (secret,) = [o for o in objects if o["kind"] == "Secret"]
+    assert secret["metadata"]["name"].startswith(ROOT_SECRET + "-")  # generated, hashed
+    assert _secret_refs(objects) == {secret["metadata"]["name"]}
+    values = dict(line.split("=", 1) for line in THROWAWAY.read_text().splitlines() if "=" in line)
+    assert set(values) == {"KVBOX_ROOT_ACCESS_KEY", "KVBOX_ROOT_SECRET_KEY"}
+    assert all("THROWAWAY" in v.upper() for v in values.values())
+    kustomization = (K8S_OVERLAYS["demo"] / "kustomization.yaml").read_text()
+    assert "THROWAWAY" in kustomization and THROWAWAY.name in kustomization
 
 
 def test_clients_run_the_same_load_everywhere(rendered: dict[str, list[dict[str, Any]]]) -> None:

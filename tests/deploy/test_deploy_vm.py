@@ -124,3 +124,12 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     # verify exits 0 on mere warnings (an unknown key, a bad value): any output fails too.
     output = (proc.stdout + proc.stderr).strip()
     assert proc.returncode == 0 and not output, output
+
+
+def test_unit_keeps_gwkv_on_loopback() -> None:
+    """The unit puts S3 (with SigV4) on every address but GW-KV on loopback only: GW-KV
+    is open unless --kv-auth requires credentials (docs/deploy.md, "A VM")."""
+    env = _unit_env()
+    assert env["KVBOX_HOST"] == "0.0.0.0"
+    assert env["KVBOX_KV_HOST"] == "127.0.0.1"
+    assert "KVBOX_KV_AUTH" not in env or env["KVBOX_KV_AUTH"] == "required"

@@ -82,6 +82,13 @@ def add_parser(sub: Any) -> None:
 
     opt("data", str(_D.data), metavar="DIR", help="data directory")
     opt("host", _D.host, help="address to listen on (0.0.0.0 or :: for all)")
+    opt(
+        "kv-host",
+        None,
+        metavar="ADDR",
+        help="address GW-KV listens on, if not --host's (e.g. 127.0.0.1 beside --host 0.0.0.0: "
+        "S3 on the network, GW-KV on loopback only)",
+    )
     opt("kv-port", _D.kv_port, type=int, metavar="PORT", help="GW-KV TCP and UDP port")
     opt("kv-bucket", _D.kv_bucket, metavar="NAME", help="bucket holding GW-KV keys")
     opt(
@@ -297,6 +304,14 @@ def add_parser(sub: Any) -> None:
         help="remove orphan chunks a crash left (interrupted writes) once they are this "
         "old; a sweep runs this long after start and then as often (0: never)",
     )
+    opt(
+        "show-root-secret",
+        _D.show_root_secret,
+        type=_bool,
+        metavar="BOOL",
+        help="print a newly generated root secret key at start-up (off: only say where it "
+        "is stored; the container image turns it off, as container logs are kept)",
+    )
     opt("log-format", _D.log_format, choices=["plain", "json"], help="log line format")
     opt("log-level", _D.log_level, choices=["debug", "info", "warning", "error"], help="log level")
     opt(
@@ -337,6 +352,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(
         data=Path(args.data),
         host=args.host,
+        kv_host=args.kv_host or None,
         kv_port=int(args.kv_port),
         kv_bucket=args.kv_bucket,
         kv_versioning=_bool(args.kv_versioning),
@@ -361,6 +377,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         max_inflight_bytes=_size(str(args.max_inflight_bytes)),
         shutdown_grace=float(args.shutdown_grace),
         leftover_delay=float(args.leftover_delay),
+        show_root_secret=_bool(args.show_root_secret),
         log_format=args.log_format,
         log_level=args.log_level,
         access_log=_bool(args.access_log),

@@ -93,7 +93,9 @@ async def run_server(s: Settings, stop: asyncio.Event, access_log: AccessLog | N
     # Ports first: a start that cannot listen ends here, before it touches the data
     # directory or generates (and prints) root keys it could never serve with.
     console_port = s.console_port if s.console else 0
-    listeners = bind_all(s.host, s.kv_port, s.http_port, s.web_port, console_port)
+    listeners = bind_all(
+        s.host, s.kv_port, s.http_port, s.web_port, console_port, kv_host=s.kv_host
+    )
     try:
         tls = _tls_context(s)
         meta, blobs, stack = build_stores(s)
@@ -153,7 +155,10 @@ def _announce_credentials(s: Settings, creds: Credentials) -> None:
         )
     else:
         where = f"saved in {s.data / CREDENTIALS_FILE}"
-    announce(f"root secret key {creds.secret_key}  (shown once; {where})")
+    if s.show_root_secret or s.max_memory is not None:
+        announce(f"root secret key {creds.secret_key}  (shown once; {where})")
+    else:
+        announce(f"root secret key not shown (--show-root-secret off); {where}")
 
 
 async def _serve_store(
@@ -195,8 +200,10 @@ async def _serve_store(
     governor.start()
     shown = f"[{s.host}]" if ":" in s.host else s.host
     announce(f"data {'memory (cache mode, not durable)' if s.max_memory else s.data}")
-    announce(f"gwkv tcp {shown}:{port}")
-    announce(f"gwkv udp {shown}:{port}")
+    kv_host = s.kv_host or s.host
+    kv_shown = f"[{kv_host}]" if ":" in kv_host else kv_host
+    announce(f"gwkv tcp {kv_shown}:{port}")
+    announce(f"gwkv udp {kv_shown}:{port}")
 
     ready = True
     http_servers: list[web.Server] = []  # the S3 port's and the console port's

@@ -52,17 +52,24 @@ class Listeners:
 
 
 def bind_all(
-    host: str, kv_port: int, http_port: int, web_port: int, console_port: int = 0
+    host: str,
+    kv_port: int,
+    http_port: int,
+    web_port: int,
+    console_port: int = 0,
+    kv_host: str | None = None,
 ) -> Listeners:
     """Bind GW-KV TCP and UDP (one port number for both), HTTP, website and console sockets.
+    GW-KV binds ``kv_host`` when given (``--kv-host``), else ``host`` like the rest.
 
     A port of 0 for HTTP, the website or the console means that door is off; a GW-KV port of 0 takes
     any free TCP port and binds UDP on the same number.
     """
     out = Listeners()
     try:
-        out.kv_tcp = _bind(host, kv_port, socket.SOCK_STREAM, "--kv-port")
-        out.kv_udp = _bind(host, out.kv_port, socket.SOCK_DGRAM, "--kv-port", what="UDP")
+        kv = kv_host or host
+        out.kv_tcp = _bind(kv, kv_port, socket.SOCK_STREAM, "--kv-port")
+        out.kv_udp = _bind(kv, out.kv_port, socket.SOCK_DGRAM, "--kv-port", what="UDP")
         if http_port:
             out.http = _bind(host, http_port, socket.SOCK_STREAM, "--http-port")
         if web_port:
