@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from kvbox import __version__
 from kvbox.proto.gwkv import DEFAULT_MAX_VALUE
@@ -60,6 +60,12 @@ class Settings:
     #: unauthenticated unless --kv-auth says so, stays on loopback.
     kv_host: str | None = None
     kv_port: int = 7070
+    #: GW-KV authentication: "off", "optional", "required"; None: off while GW-KV listens
+    #: on loopback only, else required (docs/protocol.md §5).
+    kv_auth: Literal["off", "optional", "required"] | None = None
+    #: GW-KV over UDP: "on", "off", or "auto" (on only while kv_auth is off: a datagram
+    #: cannot authenticate).
+    kv_udp: Literal["auto", "on", "off"] = "auto"
     kv_bucket: str = "kv"
     kv_versioning: bool = False
     http_port: int = 9000

@@ -280,11 +280,23 @@ def _recovered(proc: Proc, since: int, ack_log: Path, version: str) -> bool:
     return _reconnected(proc, since) and _acked_after(ack_log, version)
 
 
-def _set(kv_port: int, key: str, value: str) -> str:
-    """SET over GW-KV; returns the new version id."""
+def _auth_line(env: dict[str, str]) -> bytes:
+    """``AUTH`` with the server's root keys when its environment requires GW-KV auth
+    (loopback: the plain form is accepted); nothing otherwise."""
+    if env.get("KVBOX_KV_AUTH") != "required":
+        return b""
+    secret = env.get("KVBOX_ROOT_SECRET_KEY") or Path(env["KVBOX_ROOT_SECRET_KEY_FILE"]).read_text()
+    return f"AUTH {env['KVBOX_ROOT_ACCESS_KEY']} {secret.strip()}\n".encode()
+
+
+def _set(kv_port: int, key: str, value: str, auth: bytes = b"") -> str:
+    """SET over GW-KV (after ``auth``, an AUTH line); returns the new version id."""
     with socket.create_connection(("127.0.0.1", kv_port), timeout=15) as sock:
-        sock.sendall(f"SET {key} {value}\n".encode())
-        reply = sock.makefile("rb").readline().decode().split()
+        sock.sendall(auth + f"SET {key} {value}\n".encode())
+        reader = sock.makefile("rb")
+        if auth:
+            assert reader.readline().startswith(b"OK "), "AUTH refused"
+        reply = reader.readline().decode().split()
     assert reply[0] == "OK", reply
     return reply[1]
 
@@ -301,12 +313,16 @@ def _read_reply(reader: Any) -> tuple[str, bytes | None]:
     return version, value
 
 
-def _newest(kv_port: int, keys: list[str]) -> dict[str, tuple[str, bytes | None]]:
+def _newest(
+    kv_port: int, keys: list[str], auth: bytes = b""
+) -> dict[str, tuple[str, bytes | None]]:
     """The newest version and value of every key, via pipelined GW-KV BGETs."""
     newest: dict[str, tuple[str, bytes | None]] = {}
     with socket.create_connection(("127.0.0.1", kv_port), timeout=15) as sock:
-        sock.sendall(b"".join(f"BGET {k}\n".encode() for k in keys))
+        sock.sendall(auth + b"".join(f"BGET {k}\n".encode() for k in keys))
         reader = sock.makefile("rb")
+        if auth:
+            assert reader.readline().startswith(b"OK "), "AUTH refused"
         for key in keys:
             newest[key] = _read_reply(reader)
         sock.sendall(b"STATS\n")
@@ -387,7 +403,8 @@ def test_deployment_runs_natively(source: str, tmp_path: Path, procs: list[Proc]
     server = start_server()
     # Any version created from now on sorts after this one: a load generator whose ack log
     # gets a newer version has had a write acknowledged by the restarted server.
-    restarted = _set(local.kv_port, "deploynativeprobe", "restarted")
+    auth = _auth_line(server_env)
+    restarted = _set(local.kv_port, "deploynativeprobe", "restarted", auth)
     for client, mark, ack_log in zip(clients, marks, ack_logs, strict=True):
         _wait(f"{client.name} to reconnect and get writes acknowledged again",
               functools.partial(_recovered, client, mark, ack_log, restarted),
@@ -399,7 +416,7 @@ def test_deployment_runs_natively(source: str, tmp_path: Path, procs: list[Proc]
 
     acked = _acks(ack_logs)
     assert acked, "no SET was acknowledged"
-    newest = _newest(local.kv_port, sorted(acked))
+    newest = _newest(local.kv_port, sorted(acked), auth)
     for key, (version, sha) in acked.items():
         current, value = newest[key]
         assert value is not None, f"{key}: acknowledged as {version}, now NOTFOUND"

@@ -34,13 +34,14 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
+from kvbox.auth.gwkv import prove
 from kvbox.bench.stats import NS_PER_MS, RunningWindow, percentile
 from kvbox.bench.workload import encode_get, encode_set, key_name, make_value
-from kvbox.proto.gwkv import MAX_KEY, MAX_TEXT_VALUE
+from kvbox.proto.gwkv import MAX_KEY, MAX_TEXT_VALUE, encode_auth
 
 LogFormat = Literal["plain", "json"]
 
@@ -77,6 +78,9 @@ class LoadgenConfig:
     max_in_flight: int = 1000
     connect_timeout_s: float = 5.0
     seed: int | None = None
+    #: GW-KV AUTH on every connection (a server with --kv-auth); the secret never shows.
+    access_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
@@ -99,6 +103,8 @@ class LoadgenConfig:
             raise ValueError("log format must be plain or json")
         if self.max_in_flight < 1:
             raise ValueError("max in flight must be >= 1")
+        if (self.access_key is None) != (self.secret_key is None) or self.secret_key == "":
+            raise ValueError("an access key needs its secret key (and the other way round)")
 
     @property
     def binary(self) -> bool:
@@ -148,6 +154,8 @@ class _Conn(asyncio.Protocol):
         self.buf = b""
         self.skip = 0  # bytes of a BGET body (+ LF) still to skip
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: While AUTH runs (before any request is sent), reply lines go here instead.
+        self.greeting: asyncio.Queue[bytes] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
@@ -161,6 +169,11 @@ class _Conn(asyncio.Protocol):
         if self.buf:
             data = self.buf + data
             self.buf = b""
+        if self.greeting is not None:
+            *lines, self.buf = data.split(b"\n")
+            for line in lines:
+                self.greeting.put_nowait(line)
+            return
         pos, end = 0, len(data)
         now = time.perf_counter_ns()
         while pos < end:
@@ -285,6 +298,11 @@ class LoadGenerator:
                     loop.create_connection(lambda: _Conn(self), cfg.host, cfg.port),
                     cfg.connect_timeout_s,
                 )
+                if cfg.access_key is not None and cfg.secret_key is not None:
+                    await asyncio.wait_for(
+                        self._authenticate(proto, cfg.access_key, cfg.secret_key),
+                        cfg.connect_timeout_s,
+                    )
                 return proto
             except (OSError, TimeoutError) as exc:
                 self.totals.connect_failures += 1
@@ -295,6 +313,23 @@ class LoadGenerator:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), wait)
         return None
+
+    async def _authenticate(self, conn: _Conn, access_key: str, secret_key: str) -> None:
+        """GW-KV AUTH's challenge-response before the first request (docs/protocol.md
+        §5); a refusal is a failed connection, retried with backoff like any other."""
+        assert conn.transport is not None
+        greeting = conn.greeting = asyncio.Queue()
+        try:
+            conn.transport.write(encode_auth(access_key))
+            nonce = (await greeting.get()).removeprefix(b"OK ")
+            proof = prove(secret_key, access_key, nonce.decode("ascii", "replace"))
+            conn.transport.write(encode_auth(access_key, nonce.decode("ascii", "replace"), proof))
+            answer = await greeting.get()
+        finally:
+            conn.greeting = None
+        if not answer.startswith(b"OK "):
+            conn.close()
+            raise ConnectionRefusedError(f"AUTH refused: {answer[:120].decode(errors='replace')}")
 
     def _drop(self, conn: _Conn, reason: str) -> None:
         lost = len(conn.inflight)

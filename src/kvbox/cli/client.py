@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 from kvbox.bench.address import parse_server
@@ -140,6 +141,20 @@ def add_parser(sub: Any) -> None:
     )
     ap.add_argument("--udp", action="store_true", help="one datagram each way, not TCP")
     ap.add_argument(
+        "--access-key",
+        default=os.environ.get("KVBOX_ACCESS_KEY"),
+        metavar="KEY",
+        help="authenticate as this kvbox key first (AUTH's challenge-response; the secret "
+        "never crosses the network); env KVBOX_ACCESS_KEY",
+    )
+    ap.add_argument(
+        "--secret-key-file",
+        default=os.environ.get("KVBOX_SECRET_KEY_FILE"),
+        metavar="PATH",
+        help="the secret key for --access-key, read from this file (env KVBOX_SECRET_KEY_FILE; "
+        "or set KVBOX_SECRET_KEY): never a command-line argument, which other users see",
+    )
+    ap.add_argument(
         "--timeout",
         type=float,
         default=DEFAULT_TIMEOUT,
@@ -147,6 +162,22 @@ def add_parser(sub: Any) -> None:
         help="network timeout (default %(default)s)",
     )
     ap.set_defaults(func=run)
+
+
+def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(access key, secret key) from the flags and environment, or (None, None)."""
+    access_key: str | None = args.access_key or None
+    if access_key is None:
+        return None, None
+    secret: str | None = os.environ.get("KVBOX_SECRET_KEY")
+    if args.secret_key_file:
+        try:
+            secret = Path(args.secret_key_file).read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise _Usage(f"cannot read --secret-key-file: {exc.strerror}") from None
+    if not secret:
+        raise _Usage("--access-key needs a secret: --secret-key-file or KVBOX_SECRET_KEY")
+    return access_key, secret
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,10 +194,15 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     try:
         client: Client | UdpClient
+        access_key, secret_key = _credentials(args)
         if args.udp:
+            if access_key is not None:
+                raise _Usage("--udp cannot authenticate (a datagram has no connection)")
             client = UdpClient(host, port, timeout=args.timeout)
         else:
-            client = Client(host, port, timeout=args.timeout)
+            client = Client(
+                host, port, timeout=args.timeout, access_key=access_key, secret_key=secret_key
+            )
         with client:
             _OPERATIONS[op](_Ctx(args, client, out))
     except _Usage as exc:

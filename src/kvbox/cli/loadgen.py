@@ -65,6 +65,12 @@ def add_parser(sub: Any) -> None:
                    default=_env("max-in-flight", "1000"),
                    help="requests awaiting replies at most (default %(default)s)")  # fmt: skip
     p.add_argument("--seed", type=int, default=None, help="seed for keys and values")
+    p.add_argument("--access-key", default=_env("access-key", None), metavar="KEY",
+                   help="authenticate each connection as this kvbox key (GW-KV AUTH, for a "
+                   "server with --kv-auth)")  # fmt: skip
+    p.add_argument("--secret-key-file", default=_env("secret-key-file", None), metavar="PATH",
+                   help="the secret key for --access-key, read from this file (or set "
+                   "KVBOX_LOADGEN_SECRET_KEY)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -73,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         host, port = parse_server(args.server)
+        secret = os.environ.get("KVBOX_LOADGEN_SECRET_KEY")
+        if args.secret_key_file:
+            secret = Path(args.secret_key_file).read_text().rstrip("\r\n")
         config = loadgen.LoadgenConfig(
             host=host,
             port=port,
@@ -87,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
             ack_log=Path(args.ack_log) if args.ack_log else None,
             max_in_flight=args.max_in_flight,
             seed=args.seed,
+            access_key=args.access_key or None,
+            secret_key=secret if args.access_key else None,
         )
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"kvbox loadgen: {exc}", file=sys.stderr)
         return 2
     loadgen.run(config)

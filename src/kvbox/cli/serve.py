@@ -90,6 +90,21 @@ def add_parser(sub: Any) -> None:
         "S3 on the network, GW-KV on loopback only)",
     )
     opt("kv-port", _D.kv_port, type=int, metavar="PORT", help="GW-KV TCP and UDP port")
+    opt(
+        "kv-auth",
+        None,
+        choices=["off", "optional", "required"],
+        help="GW-KV authentication (AUTH, docs/protocol.md §5): off (anyone may do anything), "
+        "optional (unauthenticated connections act as anonymous under the kv bucket's policy), "
+        "required (AUTH first); default: off while GW-KV listens on loopback only, else required",
+    )
+    opt(
+        "kv-udp",
+        "auto",
+        choices=["auto", "on", "off"],
+        help="GW-KV over UDP; auto: on only while --kv-auth is off (a datagram cannot "
+        "authenticate: with auth on, UDP requests act as anonymous)",
+    )
     opt("kv-bucket", _D.kv_bucket, metavar="NAME", help="bucket holding GW-KV keys")
     opt(
         "kv-versioning",
@@ -353,6 +368,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         data=Path(args.data),
         host=args.host,
         kv_host=args.kv_host or None,
+        kv_auth=args.kv_auth or None,
+        kv_udp=args.kv_udp,
         kv_port=int(args.kv_port),
         kv_bucket=args.kv_bucket,
         kv_versioning=_bool(args.kv_versioning),

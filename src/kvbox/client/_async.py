@@ -17,6 +17,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import BinaryIO
 
+from kvbox.auth.gwkv import prove
 from kvbox.client import _common as c
 from kvbox.errors import ConditionFailed, InvalidArgument, ProtocolError, RemoteError
 from kvbox.proto import gwkv
@@ -51,10 +52,16 @@ class AsyncClient:
         host: str = c.DEFAULT_HOST,
         port: int = c.DEFAULT_PORT,
         timeout: float | None = c.DEFAULT_TIMEOUT,
+        *,
+        access_key: str | None = None,
+        secret_key: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        #: With both, every connection authenticates first (``Client``'s docstring).
+        self._credentials = c.credentials(access_key, secret_key)
+        self.principal: str | None = None
         self._where = c.where(host, port)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -89,7 +96,24 @@ class AsyncClient:
             raise OSError(exc.errno, f"cannot connect to {self._where}: {exc.strerror}") from None
         self._reader, self._writer = reader, writer
         self._parser = gwkv.ReplyParser()
+        if self._credentials is not None:
+            try:
+                await self._authenticate(writer, *self._credentials)
+            except BaseException:
+                self._drop()
+                raise
         return reader, writer
+
+    async def _authenticate(
+        self, writer: asyncio.StreamWriter, access_key: str, secret_key: str
+    ) -> None:
+        """AUTH's two steps on a new connection (docs/protocol.md §5)."""
+        self._parser.expect(Expect.LINE)
+        writer.write(gwkv.encode_auth(access_key))
+        nonce = c.word_of(await self._reply())
+        self._parser.expect(Expect.LINE)
+        writer.write(gwkv.encode_auth(access_key, nonce, prove(secret_key, access_key, nonce)))
+        self.principal = c.word_of(await self._reply())
 
     def _drop(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None

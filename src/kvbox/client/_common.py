@@ -39,6 +39,15 @@ IO_CHUNK = 1 << 20
 Pairs = Mapping[str, bytes | str] | Iterable[tuple[str, bytes | str]]
 
 
+def credentials(access_key: str | None, secret_key: str | None) -> tuple[str, str] | None:
+    """Both keys or neither (AUTH needs the pair)."""
+    if access_key is None and secret_key is None:
+        return None
+    if not access_key or not secret_key:
+        raise InvalidArgument("an access key and a secret key go together")
+    return access_key, secret_key
+
+
 def where(host: str, port: int) -> str:
     """``host:port`` for messages, with IPv6 literals bracketed."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -94,6 +103,13 @@ def maybe_version(reply: Reply) -> str | None:
     if isinstance(reply, NotFoundReply):
         return None
     return version_of(reply)
+
+
+def word_of(reply: Reply) -> str:
+    """The one word of an ``OK <word>`` reply (AUTH's nonce, then its principal)."""
+    if type(reply) is OkReply and len(reply.words) == 1:
+        return reply.words[0]
+    unexpected(reply)
 
 
 def pong(reply: Reply) -> None:

@@ -21,6 +21,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import BinaryIO
 
+from kvbox.auth.gwkv import prove
 from kvbox.client import _common as c
 from kvbox.errors import (
     ConditionFailed,
@@ -174,10 +175,17 @@ class Client(_SyncApi):
         host: str = c.DEFAULT_HOST,
         port: int = c.DEFAULT_PORT,
         timeout: float | None = c.DEFAULT_TIMEOUT,
+        *,
+        access_key: str | None = None,
+        secret_key: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        #: With both, every connection authenticates first (AUTH's challenge-response:
+        #: the secret never crosses the network); the principal the server named.
+        self._credentials = c.credentials(access_key, secret_key)
+        self.principal: str | None = None
         self._where = c.where(host, port)
         self._sock: socket.socket | None = None
         self._parser = gwkv.ReplyParser()
@@ -202,7 +210,23 @@ class Client(_SyncApi):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._parser = gwkv.ReplyParser()
+        if self._credentials is not None:
+            try:
+                self._authenticate(sock, *self._credentials)
+            except BaseException:
+                self._drop()
+                raise
         return sock
+
+    def _authenticate(self, sock: socket.socket, access_key: str, secret_key: str) -> None:
+        """AUTH's two steps on a new connection (docs/protocol.md §5)."""
+        with _network_errors(self._where, self.timeout):
+            self._parser.expect(Expect.LINE)
+            sock.sendall(gwkv.encode_auth(access_key))
+            nonce = c.word_of(self._reply(sock))
+            self._parser.expect(Expect.LINE)
+            sock.sendall(gwkv.encode_auth(access_key, nonce, prove(secret_key, access_key, nonce)))
+            self.principal = c.word_of(self._reply(sock))
 
     def _drop(self) -> None:
         sock, self._sock = self._sock, None

@@ -59,7 +59,10 @@ class Command:
 
     ``cost`` is what the reply may weigh in 4 KiB units, against the connection's
     ``MAX_COST`` (``per_key``: that much per key of the request instead). ``quick``
-    answers without waiting or returns None; ``run`` is the full handler.
+    answers without waiting or returns None; ``run`` is the full handler. ``action`` is
+    the S3 permission the request needs on each key it names (on the bucket for
+    ``s3:ListBucket*``) when ``--kv-auth`` puts GW-KV under the bucket's access decision
+    (docs/protocol.md §5); ``ROOT_ONLY``: only root may; None: anyone may.
     """
 
     words: tuple[bytes, ...]
@@ -70,6 +73,13 @@ class Command:
     run: Handler | None
     quick: QuickHandler | None = None
     per_key: bool = False
+    action: str | None = None
+
+
+#: ``Command.action`` of a request no S3 permission covers (INFO: the server's figures).
+ROOT_ONLY: Final = "kvbox:Root"
+#: Actions decided on the bucket rather than on a key.
+BUCKET_ACTIONS: Final = frozenset({"s3:ListBucket", "s3:ListBucketVersions"})
 
 
 def _is_text(v: ObjectVersion) -> bool:
@@ -88,6 +98,7 @@ def _is_text(v: ObjectVersion) -> bool:
 
 
 _NOTTEXT: Final = p.err("NOTTEXT", "value is binary or larger than 1024 bytes; use BGET")
+_AUTH_NEEDS_TCP: Final = p.err("ARGS", "AUTH holds for a connection: use TCP")
 
 
 # --- rendering ------------------------------------------------------------------------
@@ -233,6 +244,12 @@ def _quit(c: KvCommands, ev: p.Quit) -> bytes:
     return p.BYE
 
 
+async def _auth(c: KvCommands, ev: p.Auth) -> Reply:
+    """AUTH belongs to a connection (``server/gwkv.py`` answers it there); anywhere else
+    -- a UDP datagram -- it cannot hold."""
+    return _AUTH_NEEDS_TCP
+
+
 def _refused(c: KvCommands, ev: p.BadRequest) -> bytes:
     c.counters.errors[ev.code] += 1
     return p.err(ev.code, ev.message)
@@ -241,31 +258,36 @@ def _refused(c: KvCommands, ev: p.BadRequest) -> bytes:
 # --- the table ------------------------------------------------------------------------
 
 _READ, _SETS, _WRITE = Kind.READ, Kind.SETS, Kind.WRITE
+_GET, _GETV, _PUT, _DEL = "s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject"
+_LIST, _LISTV = "s3:ListBucket", "s3:ListBucketVersions"
+_C, _ROOT = Command, ROOT_ONLY
 
 # Costs: 1 unit is a reply of up to about 4 KiB. A BGET (and a BGETV or BGETAT, or their
 # text forms, which share the event type) may carry a 64 KiB inline value (16 units); a
 # VERSIONS reply lists up to 1,000 versions (64); a MULTIGET costs one per key.
 # fmt: off
 COMMANDS: Final[tuple[Command, ...]] = (
-    #        words                      event          kind    cost  handler    quick
-    Command((b"SET",),                  p.Set,         _SETS,  1,    _set),
-    Command((b"GET",),                  p.Get,         _READ,  1,    _get,      _get_quick),
-    Command((b"STATS",),                p.Stats,       _READ,  1,    _stats),
-    Command((b"DELETE",),               p.Delete,      _WRITE, 1,    _delete),
-    Command((b"CAS",),                  p.Cas,         _WRITE, 1,    _cas),
-    Command((b"MULTISET",),             p.MultiSet,    _WRITE, 1,    _multiset),
-    Command((b"MULTIGET",),             p.MultiGet,    _READ,  1,    _multiget, per_key=True),
-    Command((b"BSET", b"BCAS"),         p.BSet,        _WRITE, 1,    _bset),
-    Command((b"BGET",),                 p.BGet,        _READ,  16,   _bget,     _bget_quick),
-    Command((b"VERSION",),              p.Version,     _READ,  1,    _version,  _version_quick),
-    Command((b"VERSIONS",),             p.Versions,    _READ,  64,   _versions),
-    Command((b"GETV", b"BGETV"),        p.GetVersion,  _READ,  16,   _getv),
-    Command((b"GETAT", b"BGETAT"),      p.GetAt,       _READ,  16,   _getat),
-    Command((b"PING",),                 p.Ping,        _READ,  1,    None,      _ping),
-    Command((b"INFO",),                 p.Info,        _READ,  1,    _info),
-    Command((b"QUIT",),                 p.Quit,        _READ,  1,    None,      _quit),
+    # words, event, ordering kind, reply cost, handler, quick handler, per key, S3 action
+    _C((b"SET",),             p.Set,        _SETS,  1,  _set,      None,           False, _PUT),
+    _C((b"GET",),             p.Get,        _READ,  1,  _get,      _get_quick,     False, _GET),
+    _C((b"STATS",),           p.Stats,      _READ,  1,  _stats,    None,           False, _LIST),
+    _C((b"DELETE",),          p.Delete,     _WRITE, 1,  _delete,   None,           False, _DEL),
+    _C((b"CAS",),             p.Cas,        _WRITE, 1,  _cas,      None,           False, _PUT),
+    _C((b"MULTISET",),        p.MultiSet,   _WRITE, 1,  _multiset, None,           False, _PUT),
+    _C((b"MULTIGET",),        p.MultiGet,   _READ,  1,  _multiget, None,           True,  _GET),
+    _C((b"BSET", b"BCAS"),    p.BSet,       _WRITE, 1,  _bset,     None,           False, _PUT),
+    _C((b"BGET",),            p.BGet,       _READ,  16, _bget,     _bget_quick,    False, _GET),
+    _C((b"VERSION",),         p.Version,    _READ,  1,  _version,  _version_quick, False, _GET),
+    _C((b"VERSIONS",),        p.Versions,   _READ,  64, _versions, None,           False, _LISTV),
+    _C((b"GETV", b"BGETV"),   p.GetVersion, _READ,  16, _getv,     None,           False, _GETV),
+    _C((b"GETAT", b"BGETAT"), p.GetAt,      _READ,  16, _getat,    None,           False, _GETV),
+    _C((b"PING",),            p.Ping,       _READ,  1,  None,      _ping,          False, None),
+    _C((b"INFO",),            p.Info,       _READ,  1,  _info,     None,           False, _ROOT),
+    _C((b"QUIT",),            p.Quit,       _READ,  1,  None,      _quit,          False, None),
+    # A barrier: the requests after it run as the principal it names.
+    _C((b"AUTH",),            p.Auth,       _WRITE, 1,  _auth,     None,           False, None),
     # Not a command: what the parser answers for a request it refused.
-    Command((),                         p.BadRequest,  _READ,  1,    None,      _refused),
+    _C((),                    p.BadRequest, _READ,  1,  None,      _refused,       False, None),
 )
 # fmt: on
 

@@ -296,7 +296,22 @@ class AccessControl:
         if new_object:
             if req.principal is not None:
                 query = dataclasses.replace(query, object_owner=req.principal)
-        elif key is not None and query.acls_enabled and action.lower() in OBJECT_SCOPED:
+            return decide(query)
+        query = await self._object_facts(query, b, action, key, version_id, version, looked)
+        return decide(query)
+
+    async def _object_facts(
+        self,
+        query: AccessQuery,
+        b: Bucket,
+        action: str,
+        key: str | None,
+        version_id: str | None,
+        version: ObjectVersion | None,
+        looked: bool,
+    ) -> AccessQuery:
+        """``query`` with the object's ACL and owner when they can matter."""
+        if key is not None and query.acls_enabled and action.lower() in OBJECT_SCOPED:
             # With ACLs on, the object may belong to someone other than the bucket owner
             # and its own ACL may grant this: both live on the version, read only now.
             if not looked:
@@ -307,7 +322,48 @@ class AccessControl:
                     object_acl=version.attrs.get(OBJECT_ACL, PRIVATE),
                     object_owner=version.attrs.get(OWNER),
                 )
-        return decide(query)
+        return query
+
+    # --- GW-KV -------------------------------------------------------------------------
+
+    def trusts(self, principal: str | None, b: Bucket | None) -> bool:
+        """Whether ``principal`` may do anything in ``b`` without asking: root while no
+        policy could deny it (the S3 door's own fast path, ``_require``). The GW-KV
+        door's fast paths (cached reads, journaled SETs) stay open to such a connection.
+        The bucket's owner is not trusted so: with ACLs on, a key another user wrote
+        can be that user's (Object Ownership), and is decided as S3 decides it."""
+        return b is not None and principal == ROOT and self.policy_of(b) is None
+
+    async def kv_allows(
+        self, principal: str | None, bucket: str, action: str, key: str | None, source_ip: str
+    ) -> bool:
+        """The decision the S3 port makes, for a GW-KV request: ``principal`` (None:
+        anonymous) doing ``action`` on ``key`` of ``bucket`` (on the bucket when ``key``
+        is None) from ``source_ip``, over plain TCP (``aws:SecureTransport`` false)."""
+        b = await self.store.get_bucket(bucket)
+        if b is None:
+            return False
+        if self.trusts(principal, b):
+            return True
+        policy = self.policy_of(b)
+        extra: dict[str, ContextValue] = {}
+        version: ObjectVersion | None = None
+        looked = False
+        if key is not None and policy is not None and self._needs_tags(b):
+            version, looked = await self._version(b.name, key, None), True
+            if version is not None:
+                extra.update(_existing_tags(version))
+        context = request_context(
+            principal,
+            now=self._now(),
+            source_ip=source_ip or None,
+            secure_transport=False,
+            extra=extra,
+        )
+        resource = object_arn(bucket, key) if key is not None else bucket_arn(bucket)
+        query = self._query(b, policy, principal, action, resource, context)
+        query = await self._object_facts(query, b, action, key, None, version, looked)
+        return decide(query).allowed
 
     async def _version(self, bucket: str, key: str, version_id: str | None) -> ObjectVersion | None:
         # Its ACL and owner only: a damaged value must not stop a decision (a delete).

@@ -213,7 +213,8 @@ class S3Frontend:
 
     async def key_secret(self, access_key: str) -> tuple[str, str] | None:
         """(principal, secret) of ``access_key`` through the same cache as signed
-        requests (a POST form's signature is checked by its handler)."""
+        requests (a POST form's signature is checked by its handler; GW-KV's AUTH asks here too,
+        so a key disabled with ``kvbox admin`` stops working on every door alike)."""
         try:
             return self._cached(access_key)
         except _NeedLookup:

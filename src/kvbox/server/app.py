@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import os
 import signal
@@ -44,6 +45,7 @@ from kvbox.server.governor import Door, Governor, Limits, clamp_connections, fd_
 from kvbox.server.gwkv import GwkvServer
 from kvbox.server.http import RefusalLogger, build_app, build_console_app, s3_answer
 from kvbox.server.httpdoor import HttpDoor, Listener, aiohttp_limits, plain_answer
+from kvbox.server.kvauth import KvAuth, Mode
 from kvbox.server.lifecycle import LifecycleCollector
 from kvbox.server.listeners import Listeners, bind_all
 from kvbox.server.logs import configure_logging, open_access_log
@@ -182,10 +184,31 @@ async def _serve_store(
     counters = ServerCounters()
     commands = KvCommands(store, s.kv_bucket, counters)
     budget = MemoryBudget(s.max_inflight_bytes, wait=min(WAIT_MAX, limits.body_timeout / 2))
+    # One S3 door serves every S3-speaking port, and GW-KV's AUTH and access decision.
+    s3 = S3Frontend(
+        Context(store, s.kv_bucket, region=s.region),
+        access_key=creds.access_key,
+        secret_key=creds.secret_key,
+        domain=s.domain,
+        sigv2=s.sigv2,
+        lifecycle=lifecycle,
+        lifecycle_test_clock=s.lifecycle_test_clock,
+    )
+    kv_auth = _kv_auth_mode(s, listeners)
+    kvauth = KvAuth(kv_auth, store, s.kv_bucket, s3.access, s3.key_secret)
     gw = GwkvServer(
-        commands, max_value=s.max_value_size, access=access_log, governor=governor, budget=budget
+        commands,
+        max_value=s.max_value_size,
+        access=access_log,
+        governor=governor,
+        budget=budget,
+        kvauth=kvauth,
     )
     port = listeners.kv_port
+    kv_udp = s.kv_udp == "on" or (s.kv_udp == "auto" and kv_auth == "off")
+    if not kv_udp:
+        for sock in listeners.take("kv_udp"):
+            sock.close()
     servers: list[Listener] = []
     for sock in listeners.take("kv_tcp"):
         with contextlib.suppress(OSError):
@@ -194,7 +217,7 @@ async def _serve_store(
     udp_transports: list[asyncio.DatagramTransport] = []
     for sock in listeners.take("kv_udp"):
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: GwkvDatagram(commands, access_log), sock=sock
+            lambda: GwkvDatagram(commands, access_log, kvauth), sock=sock
         )
         udp_transports.append(transport)
     governor.start()
@@ -202,25 +225,14 @@ async def _serve_store(
     announce(f"data {'memory (cache mode, not durable)' if s.max_memory else s.data}")
     kv_host = s.kv_host or s.host
     kv_shown = f"[{kv_host}]" if ":" in kv_host else kv_host
-    announce(f"gwkv tcp {kv_shown}:{port}")
-    announce(f"gwkv udp {kv_shown}:{port}")
+    announce(f"gwkv tcp {kv_shown}:{port} (auth {kv_auth})")
+    announce(f"gwkv udp {kv_shown}:{port}" if kv_udp else "gwkv udp off (--kv-udp)")
 
     ready = True
     http_servers: list[web.Server] = []  # the S3 port's and the console port's
-    s3: S3Frontend | None = None
     console: ConsoleDoor | None = None
     scheme = "https" if tls is not None else "http"
     serve_console = s.console and bool(s.http_port or s.console_port)
-    if s.http_port or serve_console:
-        s3 = S3Frontend(
-            Context(store, s.kv_bucket, region=s.region),
-            access_key=creds.access_key,
-            secret_key=creds.secret_key,
-            domain=s.domain,
-            sigv2=s.sigv2,
-            lifecycle=lifecycle,
-            lifecycle_test_clock=s.lifecycle_test_clock,
-        )
     s3_counters = ServerCounters()
     web_counters = ServerCounters()
     if serve_console and s3 is not None:
@@ -354,6 +366,23 @@ async def _serve_store(
     governor.stop()
     await store.sweep_chunk_writers()
     log.info("stopped")
+
+
+def _kv_auth_mode(s: Settings, listeners: Listeners) -> Mode:
+    """``--kv-auth``, or its default: off while GW-KV listens on loopback only (the
+    course's open protocol, where only this machine can reach it), required as soon as it
+    listens on any other address."""
+    if s.kv_auth is not None:
+        return s.kv_auth
+    addresses = [sock.getsockname()[0] for sock in listeners.kv_tcp]
+    return "off" if all(_loopback(a) for a in addresses) else "required"
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.partition("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def _doors(web: ServerCounters | None, console: ConsoleDoor | None) -> dict[str, ServerCounters]:

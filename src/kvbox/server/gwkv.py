@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import ipaddress
 import logging
 import time
 from collections import deque
@@ -26,11 +28,12 @@ from functools import partial
 from typing import Any, Final, TypeVar, cast
 
 from kvbox.errors import DataDamaged, ProtocolError
-from kvbox.kv.commands import BY_EVENT, Batch, Kind, KvCommands, Reply
+from kvbox.kv.commands import BY_EVENT, Batch, Command, Kind, KvCommands, Reply
 from kvbox.proto import gwkv as p
 from kvbox.server.accesslog import AccessLog, Peer, address_of
 from kvbox.server.budget import MemoryBudget, Share
 from kvbox.server.governor import Door, Governor, Limits
+from kvbox.server.kvauth import DENIED, MAX_FAILURES, KvAuth, Session
 
 log = logging.getLogger("kvbox.gwkv")
 
@@ -53,6 +56,7 @@ LINGER: Final = 0.5
 
 _BUSY: Final = p.err("BUSY", "too many connections")
 _BUSY_ADDRESS: Final = p.err("BUSY", "too many connections from your address")
+_NO_AUTH: Final = p.err("DENIED", "this server has no GW-KV authentication")
 _TIMEOUT: Final = p.err("TIMEOUT", "request made no progress in time")
 _INTERNAL: Final = p.err("INTERNAL", "request failed; see server log")
 #: What the access log shows for refusals that are no request of the client's.
@@ -132,6 +136,7 @@ class GwkvServer:
         access: AccessLog | None = None,
         governor: Governor | None = None,
         budget: MemoryBudget | None = None,
+        kvauth: KvAuth | None = None,
     ) -> None:
         self.commands = commands
         #: Every request's line goes here (``kvbox.server.accesslog``); None: no log.
@@ -140,6 +145,8 @@ class GwkvServer:
         #: The memory budget streamed values take their share of (``server/budget.py``):
         #: an upload holds its queued payload and the store's buffers, a download a chunk.
         self.budget = budget
+        #: AUTH and the access decision (``--kv-auth``); None: neither (tests).
+        self.kvauth = kvauth
         store = commands.store
         self.stream_memory = BODY_BUFFER + store.stream_memory + MAX_CHUNK_EVENT
         self.read_memory = store.chunk_size + WRITE_SLICE
@@ -207,6 +214,8 @@ class GwkvConnection(asyncio.Protocol):
         "_prev",
         "_processing",
         "_reasons",
+        "_remote",
+        "_session",
         "_slots",
         "_streaming",
         "_t_rx",
@@ -253,6 +262,10 @@ class GwkvConnection(asyncio.Protocol):
         #: the ``perf_counter`` of the latest read (requests taken from it arrived then).
         self._log = server.access.gwkv if server.access is not None else None
         self._peer: Peer | None = None
+        #: Who this connection is (``--kv-auth``) and its client's address, for the
+        #: access decision.
+        self._session = Session()
+        self._remote = ""
         self._logq: deque[tuple[Any, float]] = deque()
         self._t_rx = 0.0
 
@@ -267,7 +280,10 @@ class GwkvConnection(asyncio.Protocol):
         srv = self.server
         if self._log is not None:
             self._peer = Peer("gwkv", address_of(transport), self.commands.bucket)
-        refused = srv.governor.admit(self, srv.door, transport.get_extra_info("peername"))
+        peername = transport.get_extra_info("peername")
+        if srv.kvauth is not None:
+            self._remote = str(peername[0]) if isinstance(peername, tuple) else ""
+        refused = srv.governor.admit(self, srv.door, peername)
         if refused is not None:
             self._closing = True
             answer = srv.door.answer(refused)
@@ -338,6 +354,7 @@ class GwkvConnection(asyncio.Protocol):
         parser = self._parser
         commands = self.commands
         rows = BY_EVENT
+        auth = self.server.kvauth
         alog = self._log
         # Requests answered on the spot, for the access log: one record for the batch.
         done_evs: list[p.RequestEvent] = []
@@ -392,6 +409,15 @@ class GwkvConnection(asyncio.Protocol):
             cost = len(ev.keys) if row.per_key else row.cost  # type: ignore[union-attr]
             self._cost += cost
             kind = row.kind
+            # Under --kv-auth, a request that needs a permission is decided when it runs
+            # (an AUTH before it may change who asks): no quick answer, no SET batch.
+            checked = (
+                auth is not None
+                and row.action is not None
+                and not auth.trusts(self._session.principal)
+            )
+            if checked and kind is _SETS:
+                kind = _WRITE
             if kind is not self._kind or kind is _WRITE:
                 # A new ordering group: it starts once everything before it is done.
                 if sets:
@@ -408,7 +434,7 @@ class GwkvConnection(asyncio.Protocol):
                 continue
             fatal = t is p.BadRequest and ev.fatal  # type: ignore[union-attr]
             prev = self._prev
-            if prev is None or prev.done():
+            if (prev is None or prev.done()) and not checked:
                 # Nothing before it is pending: a request its row can answer at once is
                 # answered here, with no task (a cached GET, PING, a refused request).
                 answer = row.quick
@@ -429,12 +455,19 @@ class GwkvConnection(asyncio.Protocol):
             if t is p.BSet and ev.value is None:  # type: ignore[union-attr]
                 body = self._body = _Body(self)
                 self._take_memory(body, ev.length)  # type: ignore[union-attr]
-                fut = self._loop.create_task(
-                    _maybe_after(prev, commands.execute_stream(ev, aiter(body)))  # type: ignore[arg-type]
-                )
+                stream = commands.execute_stream(ev, aiter(body))  # type: ignore[arg-type]
+                if checked:
+                    stream = self._checked(ev, row, stream, body)
+                fut = self._loop.create_task(_maybe_after(prev, stream))
                 fut.add_done_callback(partial(self._stream_request_done, body))
+            elif t is p.Auth:
+                fut = self._loop.create_task(_maybe_after(prev, self._auth(ev)))  # type: ignore[arg-type]
+                fut.add_done_callback(self._on_done)
             else:
-                fut = self._loop.create_task(_maybe_after(prev, commands.execute(ev)))
+                run = commands.execute(ev)
+                if checked:
+                    run = self._checked(ev, row, run)
+                fut = self._loop.create_task(_maybe_after(prev, run))
                 fut.add_done_callback(self._on_done)
             slots.append(fut)
             costs.append(cost)
@@ -455,6 +488,50 @@ class GwkvConnection(asyncio.Protocol):
             self._group = [f for f in group if not f.done()]
         self._flush()
         return n, blocked
+
+    async def _auth(self, ev: p.Auth) -> Reply:
+        """One AUTH (``server/kvauth.py``); too many failures close the connection."""
+        auth = self.server.kvauth
+        if auth is None:
+            return _NO_AUTH
+        session = self._session
+        before = session.principal
+        reply = await auth.authenticate(session, ev, loopback=_is_loopback(self._remote))
+        if reply.startswith(b"ERR"):
+            self.commands.counters.errors["DENIED"] += 1
+            if session.failures >= MAX_FAILURES:
+                self._fatal = self._closing = True
+        elif session.principal != before and self._peer is not None:
+            self._peer = dataclasses.replace(self._peer, principal=session.principal or "-")
+        return reply
+
+    async def _checked(
+        self,
+        ev: p.RequestEvent,
+        row: Command,
+        run: Coroutine[Any, Any, Reply],
+        body: _Body | None = None,
+    ) -> Reply:
+        """``run`` if this connection's principal may (``KvAuth.allows``), else
+        ``ERR DENIED``; a NOTFOUND becomes ``ERR DENIED`` for who may not list the bucket
+        (S3's rule: absence is not told to those who may not look)."""
+        auth = self.server.kvauth
+        assert auth is not None
+        principal = self._session.principal
+        refused = auth.refuse_unauthenticated(self._session, row)
+        if refused is None and not await auth.allows(principal, row, ev, self._remote):
+            refused = DENIED
+        if refused is not None:
+            run.close()
+            if body is not None:
+                body.discard()
+            self.commands.counters.errors["DENIED"] += 1
+            return refused
+        reply = await run
+        if reply == p.NOTFOUND and not await auth.may_learn_absence(principal, self._remote):
+            self.commands.counters.errors["DENIED"] += 1
+            return DENIED
+        return reply
 
     def _close_group(self) -> None:
         """End the open ordering group: later requests wait until all of it is done.
@@ -813,3 +890,11 @@ async def _after(prev: asyncio.Future[Any], coro: Coroutine[Any, Any, T]) -> T:
 def _consume(fut: asyncio.Future[Reply]) -> None:
     if not fut.cancelled():
         fut.exception()
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether ``address`` (a peer's IP) is this machine's own."""
+    try:
+        return ipaddress.ip_address(address.partition("%")[0]).is_loopback
+    except ValueError:
+        return False

@@ -15,9 +15,10 @@ import logging
 import time
 from typing import Any, Final, cast
 
-from kvbox.kv.commands import BY_EVENT, Kind, KvCommands
+from kvbox.kv.commands import BY_EVENT, Kind, KvCommands, Reply
 from kvbox.proto import gwkv as p
 from kvbox.server.accesslog import AccessLog, Peer, join_address
+from kvbox.server.kvauth import DENIED, KvAuth
 
 log = logging.getLogger("kvbox.udp")
 
@@ -52,9 +53,14 @@ def _reply_room(ev: p.RequestEvent) -> int:
 
 
 class GwkvDatagram(asyncio.DatagramProtocol):
-    def __init__(self, commands: KvCommands, access: AccessLog | None = None) -> None:
+    def __init__(
+        self, commands: KvCommands, access: AccessLog | None = None, kvauth: KvAuth | None = None
+    ) -> None:
         self.commands = commands
         self.access = access
+        #: With --kv-auth on, every datagram acts as anonymous under the bucket's access
+        #: decision (a datagram cannot authenticate); None or "off": open, as ever.
+        self.kvauth = kvauth if kvauth is not None and kvauth.mode != "off" else None
         self.transport: asyncio.DatagramTransport | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -80,19 +86,21 @@ class GwkvDatagram(asyncio.DatagramProtocol):
         self.commands.counters.requests += len(events)
         limit = max(AMPLIFY_FLOOR, AMPLIFY_FACTOR * len(data))
         t0 = time.perf_counter()
-        replies = [self.commands.immediate(ev) for ev in events]
-        if all(r is not None for r in replies):
+        replies = [self.commands.immediate(ev) for ev in events] if self.kvauth is None else []
+        if replies and all(r is not None for r in replies):
             sent = self._send(b"".join(replies), addr, limit)  # type: ignore[arg-type]
             self._log(addr, events, replies, sent, t0)  # type: ignore[arg-type]
             return
         if len(self._tasks) >= MAX_IN_FLIGHT:
             self._log(addr, events, [_DROPPED] * len(events), _DROPPED, t0)
             return
-        task = asyncio.ensure_future(self._answer(events, addr, limit, t0))
+        task = asyncio.ensure_future(self._answer(events, addr, limit, t0, str(addr[0])))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, events: list[p.RequestEvent], addr: Any, limit: int, t0: float) -> None:
+    async def _answer(
+        self, events: list[p.RequestEvent], addr: Any, limit: int, t0: float, remote: str = ""
+    ) -> None:
         """Run the datagram's requests in order, each with a place in the reply datagram.
 
         ``ERR TOOBIG`` must mean nothing changed, so the room a write's reply can take is
@@ -111,7 +119,7 @@ class GwkvDatagram(asyncio.DatagramProtocol):
         used = sum(reserved)
         out: list[bytes] = []
         for ev, held in zip(events, reserved, strict=True):
-            reply = await self.commands.execute(ev)
+            reply = await self._run(ev, remote)
             if not isinstance(reply, bytes):  # a value to stream: never in a datagram
                 reply = _TOOBIG
             extra = len(reply) - held
@@ -125,6 +133,21 @@ class GwkvDatagram(asyncio.DatagramProtocol):
             out.append(reply)
         sent = self._send(b"".join(out), addr, limit)
         self._log(addr, events, out, sent, t0)
+
+    async def _run(self, ev: p.RequestEvent, remote: str) -> Reply:
+        """Run one request, as anonymous under --kv-auth (``KvAuth``'s rules)."""
+        auth = self.kvauth
+        row = BY_EVENT[type(ev)]
+        if auth is None or row.action is None:
+            return await self.commands.execute(ev)
+        if not await auth.allows(None, row, ev, remote):
+            self.commands.counters.errors["DENIED"] += 1
+            return DENIED
+        reply = await self.commands.execute(ev)
+        if reply == p.NOTFOUND and not await auth.may_learn_absence(None, remote):
+            self.commands.counters.errors["DENIED"] += 1
+            return DENIED
+        return reply
 
     def _send(self, payload: bytes, addr: Any, limit: int = p.UDP_MAX) -> bytes:
         """Send the replies, or ``ERR TOOBIG`` in their place; what was sent."""

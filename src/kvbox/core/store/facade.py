@@ -373,6 +373,11 @@ class Store:
     async def list_buckets(self) -> list[Bucket]:
         return await self.meta.list_buckets()
 
+    def cached_bucket(self, name: str) -> Bucket | None:
+        """``get_bucket``'s answer when it is in memory already (always, once the bucket
+        was read: see there), without a wait; None if not known yet."""
+        return self._buckets.get(name)
+
     async def get_bucket(self, name: str) -> Bucket | None:
         """The bucket with its settings. Served from memory once known: this process is
         the only writer of its data directory (``datadir.lock_data_dir``) and every

@@ -53,6 +53,7 @@ _USAGE: Final = {
     b"PING": "PING",
     b"INFO": "INFO",
     b"QUIT": "QUIT",
+    b"AUTH": "AUTH <access key> [<nonce> <proof> | <secret>]",
 }
 _ARGS: Final = {cmd: BadRequest("ARGS", f"usage: {usage}") for cmd, usage in _USAGE.items()}
 _MULTISET_LINE: Final = BadRequest("ARGS", "MULTISET lines must be <key> <value>")
@@ -82,6 +83,17 @@ def _text_error(value: bytes) -> BadRequest | None:
 def _key_error(token: bytes) -> BadRequest:
     """Why ``token`` is not a key; a space in it means the argument count was wrong."""
     return _BADKEY if b" " not in token else BadRequest("ARGS", "too many arguments")
+
+
+#: The longest access key, secret, nonce or proof AUTH takes: AWS-style keys are 20
+#: and 40 characters, a proof 64 hex digits; a bound keeps a hostile line cheap.
+MAX_CREDENTIAL: Final = 128
+_VISIBLE: Final = bytes(range(0x21, 0x7F))
+
+
+def _is_credential(token: bytes) -> bool:
+    """1 to 128 printable ASCII characters (no space): keys, secrets, nonces, proofs."""
+    return 0 < len(token) <= MAX_CREDENTIAL and not token.translate(None, _VISIBLE)
 
 
 def _is_key(token: bytes) -> bool:

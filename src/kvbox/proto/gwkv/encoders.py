@@ -188,6 +188,14 @@ def encode_info() -> bytes:
     return b"INFO\n"
 
 
+def encode_auth(access_key: str, nonce: str | None = None, proof: str | None = None) -> bytes:
+    """``AUTH <access key>`` (ask for a challenge) or ``AUTH <access key> <nonce>
+    <proof>`` (answer it); the plain-secret form is nc's, never a client's."""
+    if nonce is None or proof is None:
+        return f"AUTH {access_key}\n".encode()
+    return f"AUTH {access_key} {nonce} {proof}\n".encode()
+
+
 def encode_quit() -> bytes:
     return b"QUIT\n"
 

@@ -154,6 +154,21 @@ class Quit:
 
 
 @dataclass(frozen=True, slots=True)
+class Auth:
+    """``AUTH <access key>`` (ask for a challenge), ``AUTH <access key> <nonce> <proof>``
+    (answer it) or ``AUTH <access key> <secret>`` (loopback only): docs/protocol.md §5.
+    Its arguments are credentials, so nothing logs them (``server/accesslog.py``)."""
+
+    access_key: str
+    secret: str | None = None
+    nonce: str | None = None
+    proof: str | None = None
+
+    def __repr__(self) -> str:  # never a secret or proof in a log or a traceback
+        return f"Auth(access_key={self.access_key!r})"
+
+
+@dataclass(frozen=True, slots=True)
 class BadRequest:
     """A request that was refused. ``fatal``: framing is lost, close after replying."""
 
@@ -179,5 +194,6 @@ Request = (
     | Ping
     | Info
     | Quit
+    | Auth
 )
 RequestEvent = Request | BodyChunk | BodyEnd | BadRequest

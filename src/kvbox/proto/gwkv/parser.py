@@ -22,6 +22,7 @@ from kvbox.proto.gwkv._stream import (
     _ByteQueue,
     _expected,
     _Fatal,
+    _is_credential,
     _is_key,
     _key_error,
     _length,
@@ -37,6 +38,7 @@ from kvbox.proto.gwkv.events import (
     MAX_MULTI,
     MAX_TEXT_VALUE,
     STREAM_THRESHOLD,
+    Auth,
     BadRequest,
     BGet,
     BodyChunk,
@@ -277,6 +279,17 @@ class RequestParser(_ByteQueue):
     def _quit(self, line: bytes, sp: int) -> RequestEvent:
         return Quit() if sp < 0 else _ARGS[b"QUIT"]
 
+    def _auth(self, line: bytes, sp: int) -> RequestEvent:
+        parts = line[sp + 1 :].split(b" ") if sp >= 0 else []
+        if not 1 <= len(parts) <= 3 or not all(_is_credential(t) for t in parts):
+            return _ARGS[b"AUTH"]
+        words = [t.decode() for t in parts]
+        if len(words) == 1:
+            return Auth(words[0])
+        if len(words) == 2:
+            return Auth(words[0], secret=words[1])
+        return Auth(words[0], nonce=words[1], proof=words[2])
+
     def _cas(self, line: bytes, sp: int) -> RequestEvent:
         ksp = line.find(b" ", sp + 1) if sp >= 0 else -1
         esp = line.find(b" ", ksp + 1) if ksp >= 0 else -1
@@ -469,6 +482,7 @@ _HANDLERS: Final[dict[bytes, _Handler]] = {
     b"PING": RequestParser._ping,
     b"INFO": RequestParser._info,
     b"QUIT": RequestParser._quit,
+    b"AUTH": RequestParser._auth,
 }
 #: Every command word the parser knows (``kvbox.kv.commands.COMMANDS`` has a row for each).
 COMMAND_WORDS: Final = frozenset(_HANDLERS)
