@@ -278,3 +278,28 @@ def test_clients_run_the_same_load_everywhere(rendered: dict[str, list[dict[str,
     k8s = k8s_argv(container)
     for path in (COMPOSE_FILE, STACK_FILE):
         assert compose_argv(load_yaml(path)["services"]["loadgen"]) == k8s, path.name
+
+
+def _size(text: str) -> int:
+    """A Kubernetes quantity (``512Mi``) or a kvbox size (``128MiB``) in bytes."""
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+    text = text.removesuffix("B")
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return int(text[: -len(suffix)]) * factor
+    return int(text)
+
+
+def test_memory_limit_covers_the_servers_bound(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """The limit comes from docs/operations.md's bound ("Faults and limits"): 60 MB +
+    read cache + 160 MB of memtable + the in-flight budget + per connection 5 KiB and a
+    head of up to 16 KiB, with the settings the StatefulSet gives."""
+    statefulset = _one(rendered["base"], "StatefulSet", "kvbox")
+    (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+    env = k8s_environment(container, rendered["base"])
+    conns = int(env["KVBOX_MAX_CONNECTIONS"])
+    bound = (60 << 20) + (64 << 20) + (160 << 20) + _size(env["KVBOX_MAX_INFLIGHT_BYTES"])
+    bound += conns * (5 + 16) * 1024
+    limit = _size(container["resources"]["limits"]["memory"])
+    assert bound < limit, f"bound {bound >> 20} MiB is over the limit {limit >> 20} MiB"
+    assert _size(container["resources"]["requests"]["memory"]) >= 256 << 20
