@@ -61,7 +61,10 @@ def test_lru_eviction_keeps_bytes_under_limit(server_factory: ServerFactory) -> 
 def test_recently_read_key_outlives_recently_written(server_factory: ServerFactory) -> None:
     """Reading a key makes it young again: LRU, not FIFO."""
     server = server_factory("--max-memory", "1MiB")
-    old, new = 512, 768  # 1.25 MiB in all: about a quarter must go, from the oldest
+    # What fits: a key costs its value, its name and its entry (900 bytes, the
+    # ENTRY_COST of docs/protocol.md §7), about 1.9 KiB here.
+    fits = LIMIT // (VALUE_SIZE + 900 + len("old000"))
+    old, new = fits // 2, fits * 3 // 4  # 1.25 times what fits: a quarter must go
     with server.connect(timeout=30) as w:
         w.send(b"".join(b"SET old%d %s\n" % (i, value_for(i)) for i in range(old)))
         for _ in range(old):

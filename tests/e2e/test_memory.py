@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ._s3 import S3Server, signed_head
-from ._server import OK_VERSION_RE, rss_kib
+from ._server import OK_VERSION_RE, KvboxServer, rss_kib
 
 MiB = 1 << 20
 
@@ -172,5 +172,27 @@ def test_concurrent_gwkv_bsets_share_the_budget(tmp_path: Path) -> None:
 
         assert run_all(8, bget) == []
         assert metric(srv.http_port, "kvbox_inflight_bytes") == 0
+    finally:
+        srv.close()
+
+
+def test_max_memory_counts_what_each_key_really_costs(tmp_path: Path) -> None:
+    """Issue 10: 200,000 empty values under ``--max-memory 10KiB`` took the server from
+    61 to 216 MB and evicted nothing (values alone were counted). Each key now costs its
+    entry: a handful stay, the server's memory does not move, and the newest is there."""
+    srv = KvboxServer(tmp_path / "data", args=["--max-memory", "10KiB"])
+    try:
+        srv.start()
+        base = srv.rss_kib()
+        with srv.connect(timeout=60) as w:
+            for start in range(0, 100_000, 2000):
+                w.send(b"".join(b"SET k%06d \n" % i for i in range(start, start + 2000)))
+                for _ in range(2000):
+                    assert w.readline().startswith(b"OK ")
+            assert w.request(b"GET k099999\n") == b"VALUE \n"
+            stored = int(w.request(b"STATS\n").split()[1])
+        assert 1 <= stored <= 12, stored
+        grown = (srv.rss_kib() - base) / 1024
+        assert grown < 16, f"RSS grew {grown:.0f} MiB for 100,000 evicted keys"
     finally:
         srv.close()

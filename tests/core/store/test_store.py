@@ -16,6 +16,7 @@ from kvbox.core.meta.memory import MemoryMetaStore
 from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
 from kvbox.core.model import Condition, CondKind, Versioning
 from kvbox.core.store import Store
+from kvbox.core.store.cache import ENTRY_COST, entry_cost
 from kvbox.errors import ConditionFailed, DataDamaged, NoSuchBucket, ValueTooLarge
 
 
@@ -178,22 +179,64 @@ async def test_cache_never_serves_stale_after_concurrent_writes(store: Store) ->
     assert head.version_id == versions.version_id
 
 
-async def test_lru_mode_evicts_least_recently_used() -> None:
-    s = Store(MemoryMetaStore(), MemoryBlobStore(), max_memory=10_000, inline_max=1024)
+#: A 1,000-byte value of a 2-character key, as cache mode counts it.
+_COST = entry_cost("k0", 1000)
+
+
+@pytest.mark.parametrize("cache_bytes", [64 << 20, 1], ids=["cache-hit", "cache-miss"])
+async def test_lru_mode_evicts_least_recently_used(cache_bytes: int) -> None:
+    """Reads are uses whether the read cache had the key (``peek``) or not (``head``
+    asking the memory store: a 1-byte read cache misses every time)."""
+    s = Store(
+        MemoryMetaStore(),
+        MemoryBlobStore(),
+        max_memory=5 * _COST + 100,
+        inline_max=1024,
+        cache_bytes=cache_bytes,
+    )
     await s.open()
     await s.ensure_bucket("kv")
-    for i in range(10):
+    for i in range(5):
         await s.put("kv", f"k{i}", b"v" * 1000)
     await s.head("kv", "k0")  # k0 is now the most recently used
-    for i in range(10, 15):
+    for i in range(5, 8):
         await s.put("kv", f"k{i}", b"v" * 1000)
     await s.sweep_chunk_writers()
     stats = await s.stats("kv")
-    assert stats.bytes <= 10_000
+    assert stats.objects == 5
     assert await s.head("kv", "k0") is not None
     assert await s.head("kv", "k1") is None
     with pytest.raises(ValueTooLarge):
         await s.put("kv", "huge", b"x" * 20_000)
+    await s.close()
+
+
+async def test_lru_counts_each_keys_real_cost() -> None:
+    """Issue 10: 200,000 empty values under --max-memory 10 KiB were all kept (values
+    alone were counted). Every key costs its entry: a few keys fit, no more."""
+    s = Store(MemoryMetaStore(), MemoryBlobStore(), max_memory=10 * 1024)
+    await s.open()
+    await s.ensure_bucket("kv")
+    for i in range(2000):
+        await s.put("kv", f"key{i}", b"")
+    await s.sweep_chunk_writers()
+    stats = await s.stats("kv")
+    assert stats.objects <= 10 * 1024 // ENTRY_COST + 1
+    assert await s.head("kv", "key1999") is not None
+    await s.close()
+
+
+async def test_lru_counts_every_version_a_versioned_bucket_keeps() -> None:
+    s = Store(MemoryMetaStore(), MemoryBlobStore(), max_memory=4 * _COST + 100)
+    await s.open()
+    await s.ensure_bucket("vv", versioning=Versioning.ENABLED)
+    for _ in range(3):
+        await s.put("vv", "k0", b"v" * 1000)  # three versions of one key
+    await s.put("vv", "k1", b"v" * 1000)
+    await s.put("vv", "k2", b"v" * 1000)  # five versions: k0, the oldest use, goes
+    await s.sweep_chunk_writers()
+    assert await s.head("vv", "k0") is None
+    assert await s.head("vv", "k2") is not None
     await s.close()
 
 

@@ -89,8 +89,26 @@ class ReadCache:
             self.pop(k)
 
 
+#: What one key costs in cache mode beside its value and its name: the version's row in
+#: the memory store and its indexes, the read cache's and this LRU's entries, the version
+#: id. Measured: 200,000 keys with empty values took the server from 58 to 216 MB, 828
+#: bytes a key with 8-byte names; counting values alone, ``--max-memory 10KiB`` had let
+#: them all in (issue 10).
+ENTRY_COST = 900
+
+
+def entry_cost(key: str, size: int) -> int:
+    """The memory a version of ``key`` with ``size`` bytes of value costs in cache mode."""
+    return ENTRY_COST + len(key) + size
+
+
 class Lru:
-    """Stored bytes per key in recency order: the ``--max-memory`` eviction policy."""
+    """What each key costs, in recency order: the ``--max-memory`` eviction policy.
+
+    A key's cost is ``entry_cost`` of its newest version, or the sum over every version it
+    keeps in a versioned bucket (``add``). Reads count as uses: a hit in the read cache
+    (``Store.peek``) and a read that had to ask the memory store (``Store.head``) alike.
+    """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -105,6 +123,15 @@ class Lru:
         self.bytes -= self.sizes.pop(k, 0)
         self.sizes[k] = size
         self.bytes += size
+
+    def add(self, k: Key, size: int) -> None:
+        """One more version of ``k`` kept beside the others (a versioned bucket), or with
+        a negative ``size`` one fewer; a key left with nothing is forgotten."""
+        total = self.sizes.get(k, 0) + size
+        if total > 0:
+            self.set(k, total)
+        else:
+            self.drop(k)
 
     def drop(self, k: Key) -> None:
         self.bytes -= self.sizes.pop(k, 0)

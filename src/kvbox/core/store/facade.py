@@ -61,7 +61,7 @@ from kvbox.core.model import (
     WriteOp,
     WriteResult,
 )
-from kvbox.core.store.cache import MISS, Key, Lru, Peeked, ReadCache
+from kvbox.core.store.cache import ENTRY_COST, MISS, Key, Lru, Peeked, ReadCache, entry_cost
 from kvbox.core.store.chunks import Background, Chunks, FileSegment, PinnedFiles, cut_chunk
 from kvbox.core.store.hashing import md5_update, update_holding_gil
 from kvbox.core.store.multipart import Multipart
@@ -317,7 +317,9 @@ class Store:
         out_: list[ObjectVersion | KvboxError | None] = []
         ops: list[PutOp] = []
         slots: list[int] = []
-        limit = self.inline_max if self._lru is None else min(self.inline_max, self._lru.max_bytes)
+        limit = self.inline_max
+        if self._lru is not None:
+            limit = min(limit, self._lru.max_bytes - ENTRY_COST)
         md5 = hashlib.md5
         new_id = self._ids.new
         now = time.time_ns()
@@ -520,6 +522,8 @@ class Store:
                 return found
             raise self._damaged_value(found)
         self._cache.populate(gen, (bucket, key), found)
+        if self._lru is not None:
+            self._lru.touch((bucket, key))  # a read the cache missed is a use all the same
         return found
 
     async def head_many(self, bucket: str, keys: Sequence[str]) -> list[ObjectVersion | None]:
@@ -762,7 +766,7 @@ class Store:
         )
 
     def _check_size(self, size: int) -> None:
-        if self._lru is not None and size > self._lru.max_bytes:
+        if self._lru is not None and size + ENTRY_COST > self._lru.max_bytes:
             raise ValueTooLarge(f"value of {size} bytes exceeds --max-memory")
 
     async def put(
@@ -950,7 +954,15 @@ class Store:
         k = (bucket, key)
         self._cache.pop(k)
         if self._lru is not None:
-            self._lru.drop(k)
+            if marker is None and version_id is None:
+                self._lru.drop(k)  # the key's one version is gone
+            else:
+                # A marker is one more version kept; removing one named version frees
+                # what it cost (its size is in the result).
+                for v in result.written:
+                    self._lru.add(k, entry_cost(key, v.size))
+                for v in result.removed:
+                    self._lru.add(k, -entry_cost(key, v.size))
         return result
 
     async def set_attrs(
@@ -1009,7 +1021,11 @@ class Store:
         self._cache.put_newer(k, v)
         lru = self._lru
         if lru is not None:
-            lru.set(k, v.size)
+            cost = entry_cost(v.key, v.size)
+            if v.is_null:
+                lru.set(k, cost)  # it replaced the key's one version
+            else:
+                lru.add(k, cost)  # a versioned bucket keeps the older ones too
             if lru.bytes > lru.max_bytes:
                 victims = lru.victims(keep=k)
                 for victim in victims:
