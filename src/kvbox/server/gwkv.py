@@ -147,6 +147,8 @@ class GwkvServer:
         self.budget = budget
         #: AUTH and the access decision (``--kv-auth``); None: neither (tests).
         self.kvauth = kvauth
+        #: The same when requests are decided at all (not ``off``): looked at per request.
+        self.checks = kvauth if kvauth is not None and kvauth.mode != "off" else None
         store = commands.store
         self.stream_memory = BODY_BUFFER + store.stream_memory + MAX_CHUNK_EVENT
         self.read_memory = store.chunk_size + WRITE_SLICE
@@ -281,8 +283,8 @@ class GwkvConnection(asyncio.Protocol):
         if self._log is not None:
             self._peer = Peer("gwkv", address_of(transport), self.commands.bucket)
         peername = transport.get_extra_info("peername")
-        if srv.kvauth is not None:
-            self._remote = str(peername[0]) if isinstance(peername, tuple) else ""
+        if srv.checks is not None:  # the access decision needs the client's address
+            self._remote = _host_of(peername)
         refused = srv.governor.admit(self, srv.door, peername)
         if refused is not None:
             self._closing = True
@@ -354,7 +356,7 @@ class GwkvConnection(asyncio.Protocol):
         parser = self._parser
         commands = self.commands
         rows = BY_EVENT
-        auth = self.server.kvauth
+        auth = self.server.checks
         alog = self._log
         # Requests answered on the spot, for the access log: one record for the batch.
         done_evs: list[p.RequestEvent] = []
@@ -496,7 +498,10 @@ class GwkvConnection(asyncio.Protocol):
             return _NO_AUTH
         session = self._session
         before = session.principal
-        reply = await auth.authenticate(session, ev, loopback=_is_loopback(self._remote))
+        remote = self._remote or _host_of(
+            self.transport.get_extra_info("peername") if self.transport is not None else None
+        )
+        reply = await auth.authenticate(session, ev, loopback=_is_loopback(remote))
         if reply.startswith(b"ERR"):
             self.commands.counters.errors["DENIED"] += 1
             if session.failures >= MAX_FAILURES:
@@ -898,3 +903,7 @@ def _is_loopback(address: str) -> bool:
         return ipaddress.ip_address(address.partition("%")[0]).is_loopback
     except ValueError:
         return False
+
+
+def _host_of(peername: Any) -> str:
+    return str(peername[0]) if isinstance(peername, tuple) and peername else ""
