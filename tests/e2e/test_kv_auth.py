@@ -167,7 +167,7 @@ def test_a_user_gets_the_same_decision_as_over_s3(srv: S3Server) -> None:
             kv.mget(["shared1", "secret"])
     assert root.get_object(Bucket="kv", Key="alice1")["Body"].read() == b"mine"
     assert "Contents" not in root.list_objects_v2(Bucket="kv", Prefix="bob")
-    # The root connection is not slowed down or changed by the policy: the owner's.
+    # Root is not refused by a policy that names only alice.
     with Client("127.0.0.1", srv.server.port, access_key=ACCESS_KEY, secret_key=SECRET_KEY) as kv:
         assert kv.get("secret") == b"not for alice"
     root.delete_bucket_policy(Bucket="kv")

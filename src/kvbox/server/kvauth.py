@@ -110,8 +110,8 @@ class KvAuth:
     # --- what -----------------------------------------------------------------------------
 
     def trusts(self, principal: str | None) -> bool:
-        """Whether requests of ``principal`` need no decision at all (mode off; root or
-        the bucket's owner while the bucket has no policy): then the fast paths stay."""
+        """Whether requests of ``principal`` need no decision at all (mode off; root
+        while the bucket has no policy): then the fast paths stay."""
         if self.mode == "off":
             return True
         return self.access.trusts(principal, self.store.cached_bucket(self.bucket))
