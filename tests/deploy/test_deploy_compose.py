@@ -188,3 +188,14 @@ def test_compose_never_prints_the_root_secret(compose: dict[str, Any]) -> None:
     assert image_config(compose_target(server)).env["KVBOX_SHOW_ROOT_SECRET"] == "false"
     assert compose_environment(server).get("KVBOX_SHOW_ROOT_SECRET") == "false"
     assert "KVBOX_ROOT_SECRET_KEY" not in compose_environment(server)
+
+
+def test_compose_memory_limit_covers_the_servers_bound(compose: dict[str, Any]) -> None:
+    """As the Kubernetes test: docs/operations.md's bound with the settings given."""
+    server = compose["services"][SERVER]
+    env = compose_environment(server)
+    inflight = int(env["KVBOX_MAX_INFLIGHT_BYTES"].removesuffix("MiB")) << 20
+    bound = (60 << 20) + (64 << 20) + (160 << 20) + inflight
+    bound += int(env["KVBOX_MAX_CONNECTIONS"]) * (5 + 16) * 1024
+    assert server["mem_limit"] == "512m"
+    assert bound < 512 << 20
