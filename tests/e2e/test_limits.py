@@ -16,7 +16,6 @@ import select
 import shutil
 import socket
 import ssl
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ import pytest
 
 from ._s3 import S3Server, module_server, signed_head
 from ._server import free_port, rss_kib
+from ._tls import make_cert
 
 HEADER_TIMEOUT = 1.5
 BODY_TIMEOUT = 1.5
@@ -422,16 +422,7 @@ def test_thousands_of_idle_connections_never_exhaust_descriptors(tmp_path: Path)
 
 @pytest.fixture
 def cert(tmp_path: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    assert openssl, "the openssl command is needed to make a test certificate"
-    key, crt = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(crt)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return crt, key
+    return make_cert(tmp_path)
 
 
 def test_tls_handshakes_count_and_time_out(tmp_path: Path, cert: tuple[Path, Path]) -> None:

@@ -201,37 +201,32 @@ class HttpDoor:
             conn.connection_lost(None)
             client.close()
 
+    async def _governed(self, request: web.BaseRequest, handler: Handler) -> web.StreamResponse:
+        """Run ``handler`` with the request's connection marked BUSY meanwhile."""
+        conn = self.by_protocol.get(request.protocol)
+        if conn is None:
+            return await handler(request)
+        conn.request_started(request)
+        try:
+            return await handler(request)
+        finally:
+            conn.request_done()
+
     def track(self, handler: Handler) -> Handler:
         """``handler`` with its connection marked BUSY while it runs (low-level server)."""
-        by_protocol = self.by_protocol
 
         async def tracked(request: web.BaseRequest) -> web.StreamResponse:
-            conn = by_protocol.get(request.protocol)
-            if conn is None:
-                return await handler(request)
-            conn.request_started(request)
-            try:
-                return await handler(request)
-            finally:
-                conn.request_done()
+            return await self._governed(request, handler)
 
         return tracked
 
     @property
     def middleware(self) -> Any:
         """The same, as an aiohttp middleware for a ``web.Application``."""
-        tracked_by = self.by_protocol
 
         @web.middleware
         async def governed(request: web.Request, handler: Handler) -> web.StreamResponse:
-            conn = tracked_by.get(request.protocol)
-            if conn is None:
-                return await handler(request)
-            conn.request_started(request)
-            try:
-                return await handler(request)
-            finally:
-                conn.request_done()
+            return await self._governed(request, handler)
 
         return governed
 
