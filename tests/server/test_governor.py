@@ -42,7 +42,7 @@ def _set_idle(conn: Conn, since: float | None) -> None:
 
 
 def _door(name: str = "test") -> Door:
-    return Door(name, ServerCounters(), lambda kind: kind.encode())
+    return Door(name, ServerCounters(), lambda kind, remote: kind.encode())
 
 
 def _peer(i: int) -> tuple[str, int]:

@@ -261,7 +261,9 @@ async def _serve_store(
             st = await store.stats(s.kv_bucket)
             return st.objects, st.bytes
 
-        http_door = HttpDoor(governor, Door("s3", s3_counters, s3_answer(limits)), tls=tls)
+        http_door = HttpDoor(
+            governor, Door("s3", s3_counters, s3_answer(limits, access_log)), tls=tls
+        )
         http = build_app(
             counters,
             stored,

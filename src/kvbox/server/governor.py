@@ -83,8 +83,9 @@ class BodyTimeout(asyncio.TimeoutError):
 
 #: Why a connection or a request head is refused, or timed out before a handler ran:
 #: "busy" (the global limit, nothing idle), "address" (the per-address limit),
-#: "header_bytes", "header_fields", "header_timeout". ``Door.answer`` turns it into bytes.
-Answer = Callable[[str], bytes]
+#: "header_bytes", "header_fields", "header_timeout". ``Door.answer(kind, remote)`` turns
+#: it into bytes; ``remote`` (``ip:port`` or "-") is for a door that logs a refused request.
+Answer = Callable[[str, str], bytes]
 
 
 @dataclass(eq=False, slots=True)

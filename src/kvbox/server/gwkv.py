@@ -175,7 +175,7 @@ class GwkvServer:
             conn.close()
 
 
-def _answer(kind: str) -> bytes:
+def _answer(kind: str, remote: str) -> bytes:
     """GW-KV's form of the governor's refusals (docs/protocol.md §3: BUSY closes)."""
     if kind == "address":
         return _BUSY_ADDRESS
@@ -288,7 +288,7 @@ class GwkvConnection(asyncio.Protocol):
         refused = srv.governor.admit(self, srv.door, peername)
         if refused is not None:
             self._closing = True
-            answer = srv.door.answer(refused)
+            answer = srv.door.answer(refused, address_of(transport))
             srv.governor.refuse(transport, answer)
             if self._log is not None:
                 now = time.perf_counter()

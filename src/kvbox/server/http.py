@@ -323,14 +323,27 @@ _ANSWERS: Final[dict[str, tuple[str, str | None]]] = {
 def _slowdown(request_id: str) -> web.Response:
     """503 SlowDown for a download that found no room in the memory budget."""
     body = render_error(S3Error("SlowDown", _BUSY_MEMORY), request_id=request_id)
-    headers = {"x-amz-request-id": request_id, "x-amz-id-2": host_id(), "Server": "kvbox"}
+    headers = {"x-amz-request-id": request_id, "x-amz-id-2": host_id(), "Server": SERVER}
     return web.Response(status=503, body=body, content_type="application/xml", headers=headers)
 
 
-def s3_answer(limits: Limits) -> Callable[[str], bytes]:
-    """The S3 port's form of the governor's answers: S3 XML errors with a request id."""
+#: What a refused request head was, for the log line that says why it never reached S3.
+_HEAD_REFUSALS: Final[dict[str, str]] = {
+    "header_bytes": "header section over --max-header-bytes ({})",
+    "header_fields": "more header fields than --max-headers ({})",
+    "header_timeout": "header section not complete within --header-timeout ({} s)",
+}
 
-    def answer(kind: str) -> bytes:
+
+def s3_answer(limits: Limits, access_log: AccessLog | None = None) -> Callable[[str, str], bytes]:
+    """The S3 port's form of the governor's answers: S3 XML errors with a request id.
+
+    A refused request head is logged as aiohttp's refusals are (``_S3Protocol``): one
+    INFO line and an access line with the request id the client got. A refused
+    connection (busy, address) is only counted: under a flood, a line per connection
+    would let the flood fill the log."""
+
+    def answer(kind: str, remote: str) -> bytes:
         code, message = _ANSWERS[kind]
         extra = {}
         if kind == "header_bytes":
@@ -340,7 +353,23 @@ def s3_answer(limits: Limits) -> Callable[[str], bytes]:
         err = S3Error(code, message, extra=extra)
         rid = new_request_id()
         body = render_error(err, request_id=rid)
-        headers = {"x-amz-request-id": rid, "x-amz-id-2": host_id(), "Server": "kvbox"}
+        headers = {"x-amz-request-id": rid, "x-amz-id-2": host_id(), "Server": SERVER}
+        why = _HEAD_REFUSALS.get(kind)
+        if why is not None:
+            bound = {
+                "header_bytes": limits.max_header_bytes,
+                "header_fields": limits.max_headers,
+                "header_timeout": f"{limits.header_timeout:g}",
+            }[kind]
+            log.info(
+                "HTTP request from %s refused before S3 saw it (request %s): %s",
+                remote,
+                rid,
+                why.format(bound),
+            )
+            if access_log is not None:
+                status = f"{err.status}:{code}"
+                access_log.request("s3", remote, None, "-", "-", status, 0, len(body), 0.0, rid)
         return raw_response(err.status, body, "application/xml", headers)
 
     return answer

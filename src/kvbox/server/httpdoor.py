@@ -44,6 +44,7 @@ from typing import Any, Final, Protocol
 from aiohttp import web
 
 from kvbox.proto.httphead import HeadMeter
+from kvbox.server.accesslog import address_of
 from kvbox.server.governor import BodyTimeout, Door, Governor, Limits
 
 log = logging.getLogger("kvbox.limits")
@@ -107,7 +108,7 @@ def raw_response(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def plain_answer(kind: str) -> bytes:
+def plain_answer(kind: str, remote: str) -> bytes:
     """A door's answers as plain text (a door with no protocol-specific form)."""
     status, text = {
         "busy": (503, "Too many connections; try again shortly."),
@@ -272,7 +273,7 @@ class HttpConn(asyncio.Protocol):
             refused = door.governor.admit(self, door.door, t.get_extra_info("peername"))
             if refused is not None:
                 self.phase = _CLOSED
-                door.governor.refuse(t, door.door.answer(refused))
+                door.governor.refuse(t, door.door.answer(refused, address_of(t)))
                 return
         self._open(t)
 
@@ -412,7 +413,7 @@ class HttpConn(asyncio.Protocol):
         self.phase = _CLOSED  # from now on nothing reaches aiohttp; it hears of the close
         t = self.transport  # from connection_lost, after the linger
         assert t is not None
-        self.door.governor.refuse(t, self.door.door.answer(kind))
+        self.door.governor.refuse(t, self.door.door.answer(kind, address_of(t)))
 
 
 def aiohttp_limits(limits: Limits) -> dict[str, Any]:

@@ -449,7 +449,7 @@ _ANSWERS: Final[dict[str, site.WebError]] = {
 }
 
 
-def web_answer(kind: str) -> bytes:
+def web_answer(kind: str, remote: str) -> bytes:
     """The website port's form of ``kvbox.server.governor``'s answers."""
     err = _ANSWERS[kind]
     body = site.error_page(err, request_id=_new_request_id(), host_id=_host_id())
