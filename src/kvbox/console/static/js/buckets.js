@@ -6,6 +6,12 @@ import { describe, link } from "./routes.js";
 import { bytes, check, clear, confirm, count, dialog, field, h, heading, toast, when } from "./dom.js";
 import { contentMd5 } from "./md5.js";
 
+// Buckets a page (ListBuckets' max-buckets; a user may own thousands), and bucket names
+// per stats request: 40 of S3's longest names keep the query far below the request-line
+// limit any HTTP server (and proxy) sets.
+const PAGE = 100;
+const STAT_NAMES = 40;
+
 export async function render(root, params, ctx) {
   const listArea = h("div", {}, h("p", { class: "muted" }, "Loading buckets…"));
   const name = h("input", { type: "text", name: "bucket", autocomplete: "off", spellcheck: "false", autocapitalize: "off", required: true, "aria-describedby": "new-bucket-error" });
@@ -41,14 +47,23 @@ export async function render(root, params, ctx) {
       name.focus();
     }
   });
-  root.append(heading("Buckets"), form, listArea);
+  const pager = h("div", { class: "pager" });
+  root.append(heading("Buckets"), form, listArea, pager);
+  // ListBuckets pages: tokens[i] is the continuation token of page i ("" for the first)
+  const tokens = [""];
+  let page = 0;
 
   async function load() {
-    const doc = await s3xml("GET");
+    const doc = await s3xml("GET", null, null, { params: { "max-buckets": PAGE, "continuation-token": tokens[page] || undefined } });
     const buckets = xall(doc, "Bucket").map((b) => ({ name: xchild(b, "Name"), created: xchild(b, "CreationDate") }));
     if (!ctx.alive()) return;
+    const next = xtext(doc, "ContinuationToken");
+    clear(pager, page === 0 && !next ? null : [
+      h("button", { type: "button", class: "ghost", disabled: page === 0, onclick: () => { page -= 1; load(); } }, "Previous page"),
+      h("span", { class: "muted" }, `Page ${page + 1}`),
+      h("button", { type: "button", class: "ghost", disabled: !next, onclick: () => { tokens[page + 1] = next; page += 1; load(); } }, "Next page")]);
     if (!buckets.length) {
-      clear(listArea, h("p", { class: "empty" }, "No buckets yet. Create one above."));
+      clear(listArea, h("p", { class: "empty" }, page ? "No more buckets." : "No buckets yet. Create one above."));
       return;
     }
     const rows = buckets.map((b) => {
@@ -75,12 +90,16 @@ export async function render(root, params, ctx) {
       h("tbody", {}, rows.map((r) => r.tr)))));
     // Counts come from the server's counters, for buckets the user may list (the
     // console asks the S3 door first); "–" where the API would not let them list.
-    const stats = await json("GET", "stats", undefined, { bucket: buckets.map((b) => b.name) });
-    for (const r of rows) {
-      const st = stats.buckets[r.b.name];
-      r.objects.textContent = st ? count(st.objects) : "–";
-      r.size.textContent = st ? bytes(st.bytes) : "–";
-      if (!st) r.objects.title = r.size.title = "You may not list this bucket";
+    for (let i = 0; i < rows.length; i += STAT_NAMES) {
+      const some = rows.slice(i, i + STAT_NAMES);
+      const stats = await json("GET", "stats", undefined, { bucket: some.map((r) => r.b.name) });
+      if (!ctx.alive()) return;
+      for (const r of some) {
+        const st = stats.buckets[r.b.name];
+        r.objects.textContent = st ? count(st.objects) : "–";
+        r.size.textContent = st ? bytes(st.bytes) : "–";
+        if (!st) r.objects.title = r.size.title = "You may not list this bucket";
+      }
     }
   }
 
