@@ -12,16 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvbox.s3.errors import S3Error
+from kvbox.s3.names import MAX_KEY_BYTES, RouteError, valid_bucket_name
 from kvbox.s3.router import (
     ACTIONS,
-    MAX_KEY_BYTES,
     CopySource,
     Endpoint,
     Op,
-    RouteError,
     parse_copy_source,
     route,
-    valid_bucket_name,
 )
 
 from ._oracle import _MODEL

@@ -11,7 +11,8 @@ a website request).
 """
 
 from kvbox.s3.errors import S3Error, from_kvbox_error
-from kvbox.s3.router import Endpoint, Op, RouteError, route, valid_bucket_name
+from kvbox.s3.names import RouteError, valid_bucket_name
+from kvbox.s3.router import Endpoint, Op, route
 
 __all__ = [
     "Endpoint",

@@ -7,15 +7,8 @@ Layer: s3 protocol (pure; no I/O, no clock). Rules:
   a policy check needs. It reads no body and touches no store.
 * Addressing: virtual-host style when the Host header is ``<bucket>.<domain>`` (the
   ``--domain`` setting), path style (``/<bucket>/<key>``) otherwise.
-* Keys are percent-decoded exactly once, byte-wise, then read as strict UTF-8, the way
-  S3 does it: ``+`` stays a literal plus (only query strings use ``+`` for space),
-  ``%2F`` becomes ``/``, and ``..``, ``//`` and ``./`` are kept verbatim (a key is a
-  name, never a file path; nothing here or below resolves it against a directory).
-* kvbox refuses two things S3 accepts: a malformed ``%`` escape or invalid UTF-8 is
-  ``InvalidURI`` (S3 answers the same), and a key containing NUL (U+0000) is
-  ``InvalidArgument``: no S3 tool needs it, XML 1.0 cannot carry it in a listing, and
-  it is a classic truncation trick against C-string consumers downstream.
-* A key longer than 1,024 bytes of UTF-8 is ``KeyTooLongError``.
+* What a bucket or key may be, and how a path component is decoded, is
+  ``kvbox.s3.names``'s: this module only applies it.
 * An operation this router knows but kvbox does not serve raises ``RouteError``
   (``NotImplemented``, 501); a method that makes no sense for the resource raises
   ``MethodNotAllowed`` (405). Unknown query parameters are ignored, as S3 does.
@@ -25,27 +18,21 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from urllib.parse import parse_qsl, unquote_to_bytes
+from urllib.parse import parse_qsl
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from kvbox.s3.errors import S3Error
+from kvbox.s3.names import RouteError as RouteError  # what ``route`` raises
+from kvbox.s3.names import addressable_bucket, check_bucket_name, check_key, decode_component
 
 _CASE_INSENSITIVE = (CIMultiDict, CIMultiDictProxy)
 
-#: S3's limit on a key's length, in bytes of UTF-8.
-MAX_KEY_BYTES = 1024
 #: Part numbers S3 accepts (UploadPart, GetObject?partNumber).
 MIN_PART_NUMBER = 1
 MAX_PART_NUMBER = 10_000
-
-
-class RouteError(S3Error):
-    """The request names no operation kvbox serves, or names it badly."""
 
 
 class Op(enum.StrEnum):
@@ -319,72 +306,6 @@ class Endpoint:
         return bucket_arn(self.bucket)
 
 
-# --- names ---------------------------------------------------------------------------
-
-_BUCKET_CHARS = re.compile(r"[a-z0-9.-]{3,63}")
-#: IP-shaped, not parsed as an IP: ``1.2.3.999`` is refused as well, as AWS does.
-_IPV4_LIKE = re.compile(r"\d+\.\d+\.\d+\.\d+")
-_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
-_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-#: Names that can be *addressed* (not created): S3's legacy rules, which also admit the
-#: short GW-KV bucket ``kv``. Anything else cannot name a bucket at all.
-_ADDRESSABLE = re.compile(r"[A-Za-z0-9._-]{1,255}")
-
-
-def valid_bucket_name(name: str) -> bool:
-    """AWS's naming rules for a new general purpose bucket.
-
-    >>> [valid_bucket_name(n) for n in ("my-photos", "My-Photos", "a..b", "192.168.5.4")]
-    [True, False, False, False]
-    >>> [valid_bucket_name(n) for n in ("xn--bucket", "x-s3alias", "ab", "-ab", "a" * 63)]
-    [False, False, False, False, True]
-    """
-    if _BUCKET_CHARS.fullmatch(name) is None:
-        return False
-    if not (name[0].isalnum() and name[-1].isalnum()):
-        return False
-    if ".." in name or _IPV4_LIKE.fullmatch(name):
-        return False
-    return not (name.startswith(_RESERVED_PREFIXES) or name.endswith(_RESERVED_SUFFIXES))
-
-
-def check_bucket_name(name: str) -> None:
-    """Raise InvalidBucketName unless ``name`` may be created (CreateBucket's check)."""
-    if not valid_bucket_name(name):
-        raise RouteError("InvalidBucketName", resource=name, extra={"BucketName": name})
-
-
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-
-
-def decode_component(raw: str) -> str:
-    """Percent-decode one URI component as S3 does: byte-wise, then strict UTF-8.
-
-    >>> decode_component("a+b%2Fc%20d/%E2%82%AC")
-    'a+b/c d/€'
-    """
-    if "%" not in raw and raw.isascii():  # the usual key: nothing to decode or check
-        return raw
-    if _BAD_ESCAPE.search(raw):
-        raise RouteError("InvalidURI")
-    try:
-        return unquote_to_bytes(raw).decode("utf-8")
-    except UnicodeDecodeError:
-        raise RouteError("InvalidURI") from None
-
-
-def check_key(key: str) -> None:
-    """Refuse keys S3 (or kvbox, for NUL) refuses; see the module docstring."""
-    size = len(key.encode("utf-8", "surrogatepass"))
-    if size > MAX_KEY_BYTES:
-        raise RouteError(
-            "KeyTooLongError",
-            extra={"Size": str(size), "MaxSizeAllowed": str(MAX_KEY_BYTES)},
-        )
-    if "\x00" in key:
-        raise RouteError("InvalidArgument", "Object key must not contain NUL (U+0000)")
-
-
 # --- headers and query ---------------------------------------------------------------
 
 
@@ -468,7 +389,7 @@ def parse_copy_source(value: str) -> CopySource:
         key = decode_component(key_raw)
     except RouteError:
         raise bad from None
-    if _ADDRESSABLE.fullmatch(bucket) is None:
+    if not addressable_bucket(bucket):
         raise RouteError("InvalidBucketName", extra={"BucketName": bucket})
     check_key(key)
     version_id: str | None = None
@@ -636,7 +557,7 @@ def route(
         raise _method_not_allowed(method, "SERVICE", "GET")
 
     bucket = decode_component(bucket_raw)
-    if _ADDRESSABLE.fullmatch(bucket) is None:
+    if not addressable_bucket(bucket):
         raise RouteError("InvalidBucketName", resource=bucket, extra={"BucketName": bucket})
     key = decode_component(key_raw)
     if key:

@@ -2,9 +2,9 @@
 
 Layer: s3 handlers. Rules: a bucket belongs to the principal that created it (root or
 a user); ListBuckets shows a user its own buckets and root all of them (access to other
-buckets is checked by ``S3Frontend`` before a handler runs); name rules are the
-router's (``check_bucket_name``); the GW-KV bucket can be read and written over S3 but
-never deleted, because GW-KV serves from it.
+buckets is checked by ``S3Frontend`` before a handler runs); name rules are
+``kvbox.s3.names.check_bucket_name``; the GW-KV bucket can be read and written over S3
+but never deleted, because GW-KV serves from it.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from collections.abc import Callable
 
 from kvbox.core.model import Bucket, ObjectVersion
 from kvbox.s3.errors import S3Error
-from kvbox.s3.router import MAX_KEY_BYTES, Endpoint
+from kvbox.s3.names import MAX_KEY_BYTES
+from kvbox.s3.router import Endpoint
 from kvbox.s3.xml import (
     DeleteMarkerEntry,
     ListObjectsResult,

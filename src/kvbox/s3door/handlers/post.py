@@ -51,6 +51,7 @@ from kvbox.s3.checksums import (
     algorithm_for_header,
 )
 from kvbox.s3.errors import S3Error
+from kvbox.s3.names import check_key
 from kvbox.s3.postpolicy import (
     PostPolicy,
     check_form,
@@ -59,7 +60,7 @@ from kvbox.s3.postpolicy import (
     parse_post_policy,
     success_status,
 )
-from kvbox.s3.router import Endpoint, Op, check_key, write_actions
+from kvbox.s3.router import Endpoint, Op, write_actions
 from kvbox.s3.xml import PostResponse, Tagging, quote_etag
 from kvbox.s3door.handlers.acl import write_acl_attrs
 from kvbox.s3door.handlers.common import (
