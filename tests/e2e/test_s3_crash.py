@@ -59,7 +59,13 @@ def test_kill9_keeps_acknowledged_puts(tmp_path: Path, seed: int) -> None:
         threads = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
         for t in threads:
             t.start()
-        time.sleep(rng.uniform(0.4, 1.5))
+        # The kill lands at a random moment of a running load: counted from the first
+        # acknowledgement, not from the threads' start (making boto3 clients alone took
+        # over 1.5 s at a load average of 12, and the kill then preceded every PUT).
+        deadline = time.monotonic() + 60
+        while not acked and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.2, 1.0))
         srv.server.kill(signal.SIGKILL)
         stop.set()
         for t in threads:
