@@ -121,6 +121,7 @@ class BlobNodeProcess:
 @contextlib.contextmanager
 def blob_nodes(base: Path, meta_url: str, count: int) -> Iterator[list[BlobNodeProcess]]:
     """``count`` started nodes sharing one secret (``base / "secret"``), closed on exit."""
+    base.mkdir(parents=True, exist_ok=True)
     secret = write_secret(base / "secret")
     nodes = [BlobNodeProcess(base / f"node{i}", meta_url, secret) for i in range(count)]
     try:

@@ -26,6 +26,7 @@ SUBCOMMANDS = (
     "admin",
     "policy",
     "blobnode",
+    "migrate-to-cluster",
 )
 
 
@@ -55,9 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
         try:
-            module = importlib.import_module(f"kvbox.cli.{name}")
+            module = importlib.import_module(f"kvbox.cli.{name.replace('-', '_')}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"kvbox.cli.{name}":
+            if exc.name != f"kvbox.cli.{name.replace('-', '_')}":
                 raise
             continue  # subcommand not built yet
         module.add_parser(sub)

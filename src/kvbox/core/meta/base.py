@@ -43,6 +43,23 @@ class SharedRulesStore:
         """``rules.commit(txn, ops, journal_lsn)`` in one transaction, durably."""
         raise NotImplementedError
 
+    # --- copying another store (kvbox migrate-to-cluster) -------------------------------
+
+    async def restore_versions(self, versions: Sequence[ObjectVersion]) -> None:
+        """``rules.restore`` of each version, in order, in one transaction (its keys
+        announced as puts, so a backend that loads rows loads them all up front)."""
+        batch = tuple(versions)
+
+        def run(t: MetaTxn[Any]) -> None:
+            for v in batch:
+                rules.restore(t, v)
+
+        await self._write(run, [PutOp(v) for v in batch])
+
+    async def restore_user(self, user: User, keys: Sequence[AccessKey]) -> None:
+        frozen = tuple(keys)
+        await self._write(lambda t: rules.restore_user(t, user, frozen))
+
     # --- buckets ----------------------------------------------------------------------
 
     async def create_bucket(self, bucket: Bucket) -> bool:

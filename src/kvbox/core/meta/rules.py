@@ -317,6 +317,29 @@ def _place(
     return removed, (tuple(sorted(freed)) if freed else ())
 
 
+def restore(txn: MetaTxn[K], v: ObjectVersion) -> None:
+    """Copy ``v`` as another store holds it (``kvbox migrate-to-cluster``): its version
+    id, null-ness, time, attributes and checksum kept, only ``seq`` new. A key's
+    versions arrive oldest first, so each becomes the key's newest, with references and
+    counters as if it had just been written; no condition or object-lock rule applies
+    (they held when it was written). The destination's own unique indexes still refuse
+    a version id twice."""
+    if txn.bucket(v.bucket) is None:
+        raise NoSuchBucket(v.bucket)
+    if v.chunks:
+        check_version(v)
+    _place(txn, txn.key(v.bucket, v.key), stamp(v, txn.next_seq(), v.is_null))
+
+
+def restore_user(txn: MetaTxn[K], user: User, keys: Sequence[AccessKey]) -> None:
+    """Copy a user and its access keys as they are (secrets, states and times kept)."""
+    if txn.user(user.name) is not None:
+        raise users.UserExists(user.name)
+    txn.put_user(user)
+    for key in keys:
+        txn.put_key(key)
+
+
 def _sorted(freed: list[str]) -> tuple[str, ...]:
     return tuple(sorted(freed)) if freed else ()
 
