@@ -4,7 +4,8 @@ Layer: tests/e2e. Issue 10: an anonymous DeleteObjects answered 200 (every key
 AccessDenied) for a bucket that exists and 403 for one that does not. Here every S3
 operation is sent anonymously, byte for byte the same, to a private bucket that exists
 (with an object, an upload in progress, a policy for someone else) and to one that does
-not: the status, the error code, the XML body (request ids aside) and the response
+not -- a CORS preflight, a browser form upload and a wrong x-amz-expected-bucket-owner
+too: the status, the error code, the XML body (request ids aside) and the response
 headers must be the same. A bucket whose policy lets the public delete is different on
 purpose: it published its existence, so DeleteObjects answers key by key there.
 """
@@ -26,6 +27,13 @@ _IDS = re.compile(rb"<(RequestId|HostId)>[^<]*</\1>")
 _VOLATILE = {"date", "x-amz-request-id", "x-amz-id-2", "content-length"}
 
 DELETE_BODY = b"<Delete><Object><Key>k</Key></Object><Object><Key>other</Key></Object></Delete>"
+
+FORM = "xx"
+FORM_BODY = (
+    b'--xx\r\nContent-Disposition: form-data; name="key"\r\n\r\nk\r\n'
+    b'--xx\r\nContent-Disposition: form-data; name="file"; filename="f"\r\n\r\nhi\r\n'
+    b"--xx--\r\n"
+)
 
 #: (method, path with {b} for the bucket, extra headers, body) -- one per operation.
 REQUESTS: list[tuple[str, str, dict[str, str], bytes]] = [
@@ -63,6 +71,17 @@ REQUESTS: list[tuple[str, str, dict[str, str], bytes]] = [
     ("POST", "/{b}/k?uploadId=x", {}, b"<CompleteMultipartUpload/>"),
     ("DELETE", "/{b}/k?uploadId=x", {}, b""),
     ("GET", "/{b}/k?uploadId=x", {}, b""),
+    ("GET", "/{b}?ownershipControls", {}, b""),
+    ("GET", "/{b}?lifecycle", {}, b""),
+    ("GET", "/{b}?object-lock", {}, b""),
+    ("GET", "/{b}/k?retention", {}, b""),
+    ("GET", "/{b}/k?legal-hold", {}, b""),
+    ("GET", "/{b}?list-type=2", {"x-amz-expected-bucket-owner": "123456789012"}, b""),
+    ("GET", "/{b}/k", {"x-amz-expected-bucket-owner": "123456789012"}, b""),
+    # A CORS preflight is anonymous by nature: "no CORS here" for both.
+    ("OPTIONS", "/{b}/k", {"Origin": "http://x", "Access-Control-Request-Method": "GET"}, b""),
+    # A browser form upload with no signature: refused by the access decision for both.
+    ("POST", "/{b}", {"Content-Type": f"multipart/form-data; boundary={FORM}"}, FORM_BODY),
 ]
 
 

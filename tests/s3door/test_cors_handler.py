@@ -76,7 +76,7 @@ REFUSED: list[tuple[str, str | None, dict[str, str], str, str, str | None]] = [
     ("web", "k", {"Access_Control_Request_Method": "GET"}, "BadRequest", "Origin", None),
     ("web", "k", {"Origin": "http://a"}, "BadRequest", "Method: null", None),
     ("nosuch", "k", {"Origin": "http://a", "Access_Control_Request_Method": "GET"},
-     "AccessForbidden", "Bucket not found", "OBJECT"),
+     "AccessForbidden", "CORS is not enabled", "OBJECT"),
     ("bare", None, {"Origin": "http://a", "Access_Control_Request_Method": "GET"},
      "AccessForbidden", "CORS is not enabled", "BUCKET"),
     ("web", "k", {"Origin": "http://a", "Access_Control_Request_Method": "PUT"},

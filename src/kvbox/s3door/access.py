@@ -168,7 +168,7 @@ class AccessControl:
                 raise S3Error("AccessDenied")
             return
         b = await self.store.get_bucket(ep.bucket)
-        _expected_owner(req, "x-amz-expected-bucket-owner", b)
+        _expected_owner(req, "x-amz-expected-bucket-owner", b, _denied_resource(ep))
         if b is not None and ep.op is not Op.DELETE_OBJECTS:
             # DeleteObjects is decided key by key (``check_key``), on each object's ARN:
             # a grant on bucket/* is all AWS asks for.
@@ -186,7 +186,7 @@ class AccessControl:
         cs = ep.copy_source
         if cs is not None:
             src = await self.store.get_bucket(cs.bucket)
-            _expected_owner(req, "x-amz-source-expected-bucket-owner", src)
+            _expected_owner(req, "x-amz-source-expected-bucket-owner", src, f"/{cs.bucket}")
             if src is not None:
                 await self._require(req, ep, src, cs.action, cs.resource, cs.key, cs.version_id)
         if principal is None and b is None:
@@ -460,17 +460,19 @@ class AccessControl:
         return decide(query).allowed
 
 
-def _expected_owner(req: S3Request, header: str, b: Bucket | None) -> None:
+def _expected_owner(req: S3Request, header: str, b: Bucket | None, resource: str) -> None:
     """``x-amz-expected-bucket-owner`` (and ``x-amz-source-expected-bucket-owner`` for a
     copy's source): the client's assertion of who owns the bucket, checked on every
     operation AWS checks it on (all but ListBuckets and CreateBucket). The owner is the
     ID kvbox shows as the bucket's ``Owner`` (GetBucketAcl, listings); a mismatch is
-    403 AccessDenied, for root too. A missing bucket is the handler's NoSuchBucket."""
+    403 AccessDenied, for root too, naming ``resource`` -- the request's own, as every
+    other AccessDenied does, so that a stranger's refusal reads the same whether the
+    bucket exists. A missing bucket is the handler's NoSuchBucket."""
     expected = req.header(header)
     if expected is None or b is None:
         return
     if expected.strip() != owner_of(b).id:
-        raise S3Error("AccessDenied", resource=f"/{b.name}")
+        raise S3Error("AccessDenied", resource=resource)
 
 
 #: What DeleteObjects asks of each key (``check_key``).

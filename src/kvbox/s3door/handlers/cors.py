@@ -7,8 +7,10 @@ the pure ``kvbox.s3.cors``; this module only reads the bucket's stored configura
 * ``preflight`` serves ``Op.PREFLIGHT`` (OPTIONS on a bucket or an object). A browser
   sends preflights without credentials, so the front door must dispatch this op without
   authenticating; its failures are S3 XML errors like any other (400 BadRequest, 403
-  AccessForbidden), and a preflight for a bucket that does not exist is 403
-  "CORSResponse: Bucket not found", as S3 answers rather than 404.
+  AccessForbidden). A preflight for a bucket that does not exist is answered as one for
+  a bucket without a CORS configuration (403 "CORS is not enabled for this bucket"):
+  preflights are anonymous, and an anonymous client learns nothing of which buckets
+  exist (AWS says "Bucket not found" here, which tells them).
 * ``cors_headers`` is what the front door adds to every other response of a request
   that carries an Origin (errors included: a browser needs them to read a 404 too).
 """
@@ -22,14 +24,13 @@ from kvbox.s3door.handlers.common import Context
 from kvbox.s3door.types import S3Request, S3Response
 
 
-async def _config(ctx: Context, bucket: str | None) -> tuple[bool, CORSConfiguration | None]:
-    """(bucket exists, its CORS configuration or None)."""
+async def _config(ctx: Context, bucket: str | None) -> CORSConfiguration | None:
+    """The bucket's CORS configuration; None when it has none or does not exist (the
+    two answer alike)."""
     if bucket is None:
-        return False, None
+        return None
     b = await ctx.store.get_bucket(bucket)
-    if b is None:
-        return False, None
-    return True, cors.config_of(b.attrs)
+    return None if b is None else cors.config_of(b.attrs)
 
 
 async def preflight(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
@@ -41,9 +42,7 @@ async def preflight(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
         raise bad
     assert method is not None
     resource_type = "OBJECT" if ep.key else "BUCKET"
-    exists, config = await _config(ctx, ep.bucket)
-    if not exists:
-        raise cors.forbidden("CORSResponse: Bucket not found", method, resource_type)
+    config = await _config(ctx, ep.bucket)
     result = cors.preflight(
         config,
         origin,
@@ -65,7 +64,7 @@ async def cors_headers(ctx: Context, req: S3Request, bucket: str | None) -> dict
     origin = req.header("origin")
     if not origin or bucket is None:
         return {}
-    _, config = await _config(ctx, bucket)
+    config = await _config(ctx, bucket)
     return cors.actual_headers(
         config,
         origin,

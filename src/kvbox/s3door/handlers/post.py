@@ -260,14 +260,22 @@ async def _signer(ctx: Context, fields: Mapping[str, str]) -> tuple[str | None, 
     return found[0], auth
 
 
+def _no_such_bucket(bucket: str) -> S3Error:
+    return S3Error("NoSuchBucket", resource=f"/{bucket}", extra={"BucketName": bucket})
+
+
 async def post_object(ctx: Context, req: S3Request, ep: Endpoint) -> S3Response:
     assert ep.bucket is not None
     bucket = ep.bucket
-    if await ctx.store.get_bucket(bucket) is None:
-        raise S3Error("NoSuchBucket", resource=f"/{bucket}", extra={"BucketName": bucket})
     form = _Form(req)
     fields, file = await _fields(form)
     principal, auth = await _signer(ctx, fields)
+    # A signer learns that a bucket is missing; a stranger's form goes on to the access
+    # decision, which refuses it word for word as it would for a bucket that exists.
+    if await ctx.store.get_bucket(bucket) is None and (
+        principal is not None or ctx.authorize is None
+    ):
+        raise _no_such_bucket(bucket)
     policy: PostPolicy | None = None
     if "policy" in fields and auth is not None:
         policy = parse_post_policy(fields["policy"])
