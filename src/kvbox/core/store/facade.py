@@ -1,34 +1,40 @@
 """The Store: versioned objects and buckets over a MetaStore and a BlobStore.
 
 Layer: core. Rules: knows no protocol; every front door (GW-KV, S3, the website
-endpoint) calls only this. The Store keeps S3's object and bucket semantics and makes
-the decisions that span its parts; each part keeps one promise in its own module:
+endpoint, the console) calls only this. The Store keeps S3's object semantics (what a
+put, a delete, a conditional write, a multipart completion builds and commits, and what
+the read cache learns from it); each part keeps one promise in its own module:
 
-* ``kvbox.core.journal`` -- small writes acknowledged after one fsync'd append, the
-  memtable reads consult, the background applier and the barrier direct writes wait on.
-  **Whether a write goes through the journal is decided here, and only here**
-  (``_journaled``): front doors hand over writes and never reason about the journal.
+* ``route`` -- **whether a write goes through the journal (``kvbox.core.journal``) or
+  straight to the MetaStore is decided there, and only there**, with the barrier that
+  keeps both in acknowledgement order. Front doors hand over writes (``submit_batch``
+  for pipelined SETs) and never reason about the journal.
+* ``buckets`` -- the bucket table and every change of a bucket's settings.
 * ``chunks`` -- chunk bytes durable before the metadata that references them is
   committed; pins, and collection after a re-check. A crash between the two leaves an
   orphan chunk (``kvbox fsck`` removes it), never a version without its bytes.
+  ``streams`` writes a value of any size into chunks; ``bodies`` reads them back,
+  verified and pinned.
 * ``cache`` -- newest versions for hot reads with no thread hop and no SQL, and in
   ``--max-memory`` mode the LRU eviction that bounds the stored bytes.
 * ``multipart`` -- S3 multipart uploads.
 
+What a write *means* (versioning, delete markers, conditions, object lock, reference
+counts) is decided in the metadata transaction, by ``kvbox.core.meta.rules``, never
+here: a check made here would race writers in other processes.
+
 A write is acknowledged only when its journal frame was fsync'd or its
 ``MetaStore.commit`` returned (docs/ARCHITECTURE.md, "Durability").
 
-Why one class of about 600 lines: it is the one surface every front door uses (each
-method a short composition of the parts above), and splitting it further would spread
-the journal-or-direct decision and the cache's invalidation rules over several classes.
+Why one class of about 600 lines: it is the one surface every front door uses; what is
+left in it is the object operations themselves, each a short composition of the parts
+above, plus one-line delegations that keep the front doors' calls unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,7 +44,7 @@ from typing import Any, Final
 
 from kvbox.core import lock
 from kvbox.core.blob import BlobStore
-from kvbox.core.integrity import DamageLog, crc32c, value_sound
+from kvbox.core.integrity import crc32c, value_sound
 from kvbox.core.journal import JournalWrites
 from kvbox.core.journal.memtable import Memtable
 from kvbox.core.meta import MetaStore
@@ -58,20 +64,21 @@ from kvbox.core.model import (
     SetAttrsOp,
     VersionIdGenerator,
     Versioning,
-    WriteOp,
     WriteResult,
 )
-from kvbox.core.store.cache import ENTRY_COST, MISS, Key, Lru, Peeked, ReadCache, entry_cost
-from kvbox.core.store.chunks import Background, Chunks, FileSegment, PinnedFiles, cut_chunk
-from kvbox.core.store.hashing import md5_update, update_holding_gil
+from kvbox.core.store.bodies import Bodies
+from kvbox.core.store.buckets import Buckets
+from kvbox.core.store.cache import ENTRY_COST, MISS, Lru, Peeked, ReadCache, entry_cost
+from kvbox.core.store.chunks import Background, Chunks, PinnedFiles
+from kvbox.core.store.hashing import update_holding_gil
 from kvbox.core.store.multipart import Multipart
+from kvbox.core.store.route import Route
+from kvbox.core.store.streams import write_stream
 from kvbox.errors import (
     ChunkMissing,
     ConditionFailed,
     DataDamaged,
-    InvalidArgument,
     KvboxError,
-    NoSuchBucket,
     ValueTooLarge,
 )
 
@@ -125,12 +132,6 @@ class Store:
     ) -> None:
         self.meta = meta
         self.blobs = blobs
-        #: Where the journal lives; None: every write commits to the MetaStore directly.
-        self.journal_dir = journal_dir if max_memory is None else None
-        #: The journal once open (None without one).
-        self.journal: JournalWrites | None = None
-        #: ``journal.memtable``, held directly: every GET looks at it.
-        self._memtable: Memtable | None = None
         self.inline_max = inline_max
         self.chunk_size = chunk_size
         #: What one streamed write (``put_stream``, an upload part) holds in memory at
@@ -141,36 +142,50 @@ class Store:
         self._background = Background()
         self.chunks = Chunks(meta, blobs, self._background)
         self.multipart = Multipart(meta, self.chunks, self._ids, chunk_size)
+        self.bodies = Bodies(blobs, self.chunks)
         self._cache = ReadCache(cache_bytes)
         self._lru = Lru(max_memory) if max_memory is not None else None
-        self._buckets: dict[str, Bucket] = {}
+        self._route = Route(
+            meta, self._cache, self.chunks, journal_dir if max_memory is None else None
+        )
+        #: ``journal.memtable`` while the journal is open, held directly: every GET
+        #: looks at it.
+        self._memtable: Memtable | None = None
+        self.buckets = Buckets(
+            meta, self._route, self._cache, self.chunks, cache_mode=max_memory is not None
+        )
+        self._buckets = self.buckets.by_name  # read on every request
+        self._bucket = self.buckets  # the bucket, or NoSuchBucket
+        self._settle = self._route.settle
+        self._exclusive = self._route.exclusive
+        self._commit = self._route.commit
         #: Damaged reads refused: counted for /metrics, logged once per object.
-        self.damage = DamageLog()
+        self.damage = self.bodies.damage
 
     # --- lifecycle --------------------------------------------------------------------
 
     async def open(self) -> None:
         await self.blobs.open()
         await self.meta.open()
-        if self.journal_dir is not None:
-            journal = JournalWrites(
-                self.meta,
-                self.journal_dir,
-                on_applied=self._journal_applied,
-                on_dropped=self._journal_dropped,
-            )
-            await journal.open()
-            self.journal, self._memtable = journal, journal.memtable
-        for b in await self.meta.list_buckets():
-            self._buckets[b.name] = b
+        await self._route.open()
+        self._memtable = self._route.memtable
+        await self.buckets.load()
 
     async def close(self) -> None:
-        if self.journal is not None:
-            await self.journal.close()
-            self.journal = self._memtable = None
+        await self._route.close()
+        self._memtable = None
         await self._background.close()
         await self.meta.close()
         await self.blobs.close()
+
+    @property
+    def journal(self) -> JournalWrites | None:
+        """The write-ahead journal while open (None without one: ``route.Route``)."""
+        return self._route.journal
+
+    @property
+    def journal_dir(self) -> Path | None:
+        return self._route.journal_dir
 
     async def sweep_chunk_writers(self) -> None:
         """Wait for background chunk collection (tests, shutdown)."""
@@ -184,72 +199,7 @@ class Store:
     def max_memory(self) -> int | None:
         return self._lru.max_bytes if self._lru is not None else None
 
-    # --- journal or direct: the one decision -----------------------------------------
-
-    def _journaled(self, b: Bucket) -> bool:
-        """Whether plain small writes into ``b`` go through the journal right now.
-
-        Only into a bucket that never had versioning: a journal record stands for a new
-        null version replacing the key's previous one, which is what every write there
-        is (a SUSPENDED bucket keeps older non-null versions the record knows nothing
-        of). And only while the journal can take them (``JournalWrites.ready``: it works,
-        and no direct write is waiting for it to drain).
-        """
-        j = self.journal
-        return j is not None and b.versioning is Versioning.OFF and j.ready()
-
-    def _journal_applied(self, results: list[WriteResult]) -> None:
-        self._cache.generation += 1
-        put_newer = self._cache.put_newer
-        freed: list[str] = []
-        for r in results:
-            (v,) = r.written
-            put_newer((v.bucket, v.key), v)
-            freed.extend(r.freed_chunks)
-        self.chunks.collect_later(freed)
-
-    def _journal_dropped(self, keys: Sequence[Key]) -> None:
-        for k in keys:
-            self._cache.pop(k)
-
-    async def _settle(self) -> None:
-        """Before a read the memtable can't answer: apply every acknowledged write."""
-        if self.journal is not None:
-            await self.journal.settle()
-
-    @contextlib.asynccontextmanager
-    async def _exclusive(self) -> AsyncIterator[None]:
-        """Around a write that doesn't go through the journal: journal writes in flight
-        are applied first, and no new one starts until this write is committed."""
-        j = self.journal
-        if j is None:
-            yield
-            return
-        j.direct_begin()
-        try:
-            await j.drain()
-            yield
-        finally:
-            j.direct_end()
-
-    async def _commit(self, ops: Sequence[WriteOp]) -> list[WriteResult]:
-        # ``_exclusive`` spelled out: this is every direct write's path (S3 PUTs among
-        # them), and an async context manager costs a generator per call.
-        j = self.journal
-        if j is not None:
-            j.direct_begin()
-        try:
-            if j is not None and j.pending:
-                await j.drain()
-            results = await self.meta.commit(ops)
-        finally:
-            if j is not None:
-                j.direct_end()
-            self._cache.generation += 1
-        freed = [c for r in results for c in r.freed_chunks]
-        if freed:
-            self.chunks.collect_later(freed)
-        return results
+    # --- small writes: the journal or one direct commit (``route.Route``) ----------
 
     def submit_batch(
         self,
@@ -275,8 +225,9 @@ class Store:
             # Journaled batches are durable and applied in submission order, so one
             # never waits for an earlier journaled one.
             b = self._buckets.get(bucket)
-            j = self.journal
-            if b is not None and j is not None and self._journaled(b) and not j.memtable.full():
+            route = self._route
+            j = route.journal
+            if b is not None and j is not None and route.journaled(b) and not j.memtable.full():
                 results, durable = j.submit(
                     b, items, self._ids.new_many(len(items)), self.inline_max
                 )
@@ -303,11 +254,11 @@ class Store:
         result is its new version id or its error.
 
         Unlike ``put_many`` each item stands alone: one that fails doesn't stop the others.
-        In a bucket without versioning they go through the journal (``_journaled``).
+        In a bucket without versioning they go through the journal (``Route.journaled``).
         """
         b = self._bucket(bucket)
-        while self._journaled(b):
-            j = self.journal
+        while self._route.journaled(b):
+            j = self._route.journal
             assert j is not None
             if not j.memtable.full():
                 out, durable = j.submit(b, items, self._ids.new_many(len(items)), self.inline_max)
@@ -346,31 +297,12 @@ class Store:
                 out_[i] = v
         return [r.version_id if isinstance(r, ObjectVersion) else r for r in out_]  # type: ignore[misc]
 
-    # --- buckets ----------------------------------------------------------------------
+    # --- buckets (``buckets.Buckets``) -------------------------------------------------
 
     async def ensure_bucket(
         self, name: str, *, owner: str = "root", versioning: Versioning = Versioning.OFF
     ) -> Bucket:
-        bucket = await self.meta.get_bucket(name)
-        if bucket is None:
-            bucket = Bucket(name, owner, time.time_ns(), versioning)
-            if not await self.meta.create_bucket(bucket):
-                bucket = await self.meta.get_bucket(name)
-                assert bucket is not None
-        if versioning is not Versioning.OFF and bucket.versioning is not versioning:
-            async with self._exclusive():
-                await self.meta.set_versioning(name, versioning)
-                bucket = await self.meta.get_bucket(name)
-                assert bucket is not None
-                self._buckets[name] = bucket
-        self._buckets[name] = bucket
-        return bucket
-
-    def _bucket(self, name: str) -> Bucket:
-        b = self._buckets.get(name)
-        if b is None:
-            raise NoSuchBucket(name)
-        return b
+        return await self.buckets.ensure(name, owner=owner, versioning=versioning)
 
     async def list_buckets(self) -> list[Bucket]:
         return await self.meta.list_buckets()
@@ -381,42 +313,17 @@ class Store:
         return self._buckets.get(name)
 
     async def get_bucket(self, name: str) -> Bucket | None:
-        """The bucket with its settings. Served from memory once known: this process is
-        the only writer of its data directory (``datadir.lock_data_dir``) and every
-        bucket change goes through this class, so the copy is never stale; with metadata
-        shared by several gateways, ``refresh_buckets`` applies the others' changes. The
-        access check reads it on every request that is not root's."""
-        b = self._buckets.get(name)
-        if b is not None:
-            return b
-        b = await self.meta.get_bucket(name)
-        if b is not None:
-            self._buckets[name] = b
-        return b
+        """See ``Buckets.get``; with metadata shared by several gateways,
+        ``refresh_buckets`` applies the others' changes."""
+        return await self.buckets.get(name)
 
     async def refresh_buckets(self, names: Sequence[str] | None = None) -> None:
-        """Another process changed these buckets (None: any bucket) in a MetaStore this
-        one shares (PostgreSQL, ``kvbox.core.meta.postgres.changes``): re-read their
-        settings, forget the gone ones and their cached keys."""
-        if names is None:
-            fresh = {b.name: b for b in await self.meta.list_buckets()}
-            for name in set(self._buckets) - set(fresh):
-                self._cache.drop_bucket(name)
-            self._buckets = fresh
-            return
-        for name in names:
-            b = await self.meta.get_bucket(name)
-            if b is None:
-                self._buckets.pop(name, None)
-            else:
-                self._buckets[name] = b
-            self._cache.drop_bucket(name)
+        """See ``Buckets.refresh``: another gateway changed these buckets."""
+        await self.buckets.refresh(names)
 
     async def set_bucket_attrs(self, name: str, changes: Mapping[str, str | None]) -> Bucket:
         """Change bucket settings (policy, ACL, CORS, website...); None removes one."""
-        b = await self.meta.set_bucket_attrs(name, changes)
-        self._buckets[name] = b
-        return b
+        return await self.buckets.set_attrs(name, changes)
 
     async def create_bucket(
         self,
@@ -427,66 +334,24 @@ class Store:
         attrs: Mapping[str, str] = EMPTY_ATTRS,
         object_lock: bool = False,
     ) -> bool:
-        """False if the name is taken (by anyone: S3 bucket names are global).
-
-        ``object_lock``: the bucket is created with object lock on, and so with
-        versioning enabled for good (``kvbox.core.lock``).
-        """
-        if object_lock:
-            self._check_lock_possible()
-            versioning = Versioning.ENABLED
-            attrs = {**attrs, lock.CONFIG_ATTR: lock.LockConfig().to_attr()}
-        bucket = Bucket(name, owner, time.time_ns(), versioning, attrs)
-        created = await self.meta.create_bucket(bucket)
-        if created:
-            self._buckets[name] = bucket
-        return created
+        """See ``Buckets.create``: False if the name is taken."""
+        return await self.buckets.create(
+            name, owner=owner, versioning=versioning, attrs=attrs, object_lock=object_lock
+        )
 
     async def delete_bucket(self, name: str) -> bool:
-        """Delete a bucket without versions, and its unfinished multipart uploads with it;
-        raises ``BucketNotEmpty``. False if there was no such bucket.
-
-        The read cache forgets the bucket's keys: a key looked up while the bucket
-        existed is cached as absent, and must answer NoSuchBucket now, not NoSuchKey
-        (nor, should the name be created again, anything of the old bucket's).
-        """
-        async with self._exclusive():
-            freed = await self.meta.delete_bucket(name)
-            self._buckets.pop(name, None)
-            self._cache.drop_bucket(name)
-        if freed:
-            self.chunks.collect_later(freed)
-        return freed is not None
+        """See ``Buckets.delete``: False if there was no such bucket."""
+        return await self.buckets.delete(name)
 
     async def set_versioning(self, name: str, state: Versioning) -> None:
-        """Raises ``InvalidBucketState`` for anything but ENABLED in a bucket with object
-        lock (``lock.check_versioning``, in the metadata transaction)."""
-        # The new state is in ``_buckets`` before journaled writes may start again.
-        async with self._exclusive():
-            await self.meta.set_versioning(name, state)
-            b = await self.meta.get_bucket(name)
-            if b is not None:
-                self._buckets[name] = b
+        await self.buckets.set_versioning(name, state)
 
     async def set_lock_config(self, name: str, config: lock.LockConfig) -> Bucket:
-        """Turn object lock on (for good) and set its default retention. The bucket's
-        versioning must be ENABLED (S3: else ``InvalidBucketState``, decided in the
-        metadata transaction: ``lock.check_config_change``); from then on it cannot be
-        suspended (``set_versioning``)."""
-        self._check_lock_possible()
-        self._bucket(name)
-        return await self.set_bucket_attrs(name, {lock.CONFIG_ATTR: config.to_attr()})
-
-    def _check_lock_possible(self) -> None:
-        if self._lru is not None:
-            # Cache mode evicts keys to stay under --max-memory: it could never keep a
-            # promise not to remove a version.
-            raise InvalidArgument("object lock is not available in cache mode (--max-memory)")
+        """See ``Buckets.set_lock_config``."""
+        return await self.buckets.set_lock_config(name, config)
 
     async def stats(self, bucket: str) -> BucketStats:
-        self._bucket(bucket)
-        await self._settle()
-        return await self.meta.stats(bucket)
+        return await self.buckets.stats(bucket)
 
     # --- reads ------------------------------------------------------------------------
 
@@ -566,123 +431,31 @@ class Store:
         await self._settle()
         return await self.meta.list_versions(bucket, key, limit)
 
+    # Bytes of a version (``bodies.Bodies``: verified, pinned while read).
+
     async def read(self, version: ObjectVersion) -> bytes:
         """All bytes of a version. For values that may be large, use ``iter_bytes``."""
-        if version.inline is not None:
-            return version.inline
-        return b"".join([piece async for piece in self.iter_bytes(version)])
+        return await self.bodies.read(version)
 
-    async def iter_bytes(
+    def iter_bytes(
         self, version: ObjectVersion, first: int = 0, last: int | None = None
     ) -> AsyncGenerator[bytes, None]:
-        """Bytes ``first..last`` (inclusive; default: all) of the version, in order, one
-        chunk in memory at a time. Only the chunks the range touches are read, each
-        checked whole against its address before any of its bytes is yielded.
-
-        The chunks are pinned for the whole read, so an overwrite or delete that frees
-        them meanwhile can't have them collected under the reader. Raises ``NoSuchKey``
-        if the version was removed before the read could pin it (call ``head`` again),
-        ``DataDamaged`` (reported, ``kvbox.core.integrity``) at a chunk that is damaged
-        or missing.
-        """
-        end = version.size - 1 if last is None else last
-        if version.inline is not None:
-            whole = first == 0 and end >= version.size - 1
-            yield version.inline if whole else version.inline[first : end + 1]
-            return
-        await self.chunks.pin_for_read(version)
-        try:
-            pos = 0
-            for c in version.chunks:
-                stop = pos + c.size  # this chunk holds bytes pos..stop-1
-                if stop > first:
-                    try:
-                        data = await self.blobs.read(c.chunk_id)
-                    except (DataDamaged, ChunkMissing) as exc:
-                        raise self.damaged(version, exc) from None
-                    if first <= pos and end >= stop - 1:
-                        yield data
-                    else:
-                        yield data[max(0, first - pos) : end + 1 - pos]
-                pos = stop
-                if pos > end:
-                    break
-        finally:
-            self.chunks.release(list(version.chunks))
+        """See ``Bodies.iter_bytes``: bytes ``first..last`` (inclusive), chunk by chunk."""
+        return self.bodies.iter_bytes(version, first, last)
 
     async def open_read(
         self, version: ObjectVersion, first: int = 0, last: int | None = None
     ) -> AsyncIterator[bytes]:
-        """``iter_bytes`` with its first piece already read: whatever stops the read
-        before its first byte (``NoSuchKey``, a damaged first chunk) is raised here,
-        while a front door can still answer it with an error instead of a cut body."""
-        body = self.iter_bytes(version, first, last)
-        try:
-            head = await anext(body, None)
-        except BaseException:
-            await body.aclose()
-            raise
-        return _chain(head, body)
+        """See ``Bodies.open_read``: ``iter_bytes`` with its first piece read."""
+        return await self.bodies.open_read(version, first, last)
 
     def damaged(self, version: ObjectVersion, exc: DataDamaged | ChunkMissing) -> DataDamaged:
-        """The error a read of ``version`` answers for damage ``exc`` found beneath it,
-        naming the version, reported once (``DamageLog``). Any thread."""
-        if isinstance(exc, DataDamaged):
-            detail, chunk_id = exc.detail, exc.chunk_id
-        else:
-            chunk_id = str(exc)
-            detail = f"chunk {chunk_id} is missing"
-        err = DataDamaged(
-            detail,
-            bucket=version.bucket,
-            key=version.key,
-            version_id=version.version_id,
-            chunk_id=chunk_id,
-        )
-        self.damage.report(err)
-        return err
+        """See ``Bodies.damaged``."""
+        return self.bodies.damaged(version, exc)
 
     async def pin_files(self, version: ObjectVersion, first: int, last: int) -> PinnedFiles | None:
-        """Bytes ``first..last`` of a chunked version as pinned local files, for a
-        zero-copy send (``Chunks.pin_files``); None when they are not all local files.
-
-        The first segment's chunk is checked here, before any byte can leave, the others
-        by the sender through ``PinnedFiles.check`` just before it sends each: a damaged
-        chunk is then an error reply if it comes first, a cut connection if not, and
-        never wrong bytes.
-        """
-        pinned = await self.chunks.pin_files(version, first, last)
-        if pinned is None:
-            return None
-        segments, release = pinned
-        blobs = self.blobs
-        checked: set[str] = set()  # chunks checked by the call below already
-
-        def open_checked(segment: FileSegment) -> int:
-            try:
-                fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                raise self.damaged(version, ChunkMissing(segment.chunk_id)) from None
-            try:
-                if segment.chunk_id in checked:
-                    checked.discard(segment.chunk_id)
-                else:
-                    blobs.check_file(fd, segment.chunk_id)
-            except DataDamaged as exc:
-                os.close(fd)
-                raise self.damaged(version, exc) from None
-            except BaseException:
-                os.close(fd)
-                raise
-            return fd
-
-        try:
-            os.close(await asyncio.to_thread(open_checked, segments[0]))
-        except BaseException:
-            release()
-            raise
-        checked.add(segments[0].chunk_id)
-        return PinnedFiles(segments, release, open_checked)
+        """See ``Bodies.pin_files``: a range as pinned, checked local files."""
+        return await self.bodies.pin_files(version, first, last)
 
     async def list_bucket_versions(
         self,
@@ -828,77 +601,30 @@ class Store:
         content_type: str = "application/octet-stream",
         attrs: Mapping[str, str] = EMPTY_ATTRS,
     ) -> ObjectVersion:
-        """Write a value of any size from ``source``, holding at most two chunks.
-
-        Pipelined: while chunk N is hashed (MD5 for the ETag, SHA-256 for its address,
-        in two worker threads at once) and written and fsync'd, the loop already reads
-        chunk N+1 from ``source``. One chunk job at a time keeps the MD5 in order and
-        memory bounded; measured on a 1 GiB upload, overlapping the two roughly
-        doubles what one serial chunk at a time reached.
-        """
+        """Write a value of any size from ``source``, holding at most two chunks
+        (``streams.write_stream``)."""
         b = self._bucket(bucket)
-        md5 = hashlib.md5(usedforsecurity=False)
-        chunks: list[ChunkRef] = []
-        size = 0
-        buf = bytearray()
-        inflight: asyncio.Future[ChunkRef] | None = None
+        body = await write_stream(
+            self.chunks,
+            source,
+            self.chunk_size,
+            inline_max=self.inline_max,
+            check_size=self._check_size,
+        )
         try:
-            async for piece in source:
-                size += len(piece)
-                self._check_size(size)
-                buf += piece
-                if len(buf) >= self.chunk_size:
-                    data = cut_chunk(buf, self.chunk_size)
-                    if inflight is not None:
-                        chunks.append(await inflight)
-                        inflight = None
-                    inflight = asyncio.ensure_future(self._md5_and_put(md5, data))
-            if inflight is not None:
-                chunks.append(await inflight)
-                inflight = None
-            tail = bytes(buf)
-            await md5_update(md5, tail)
-            if not chunks and size <= self.inline_max:
-                v = self._new_version(
-                    b,
-                    key,
-                    size=size,
-                    etag=md5.hexdigest(),
-                    inline=tail,
-                    content_type=content_type,
-                    attrs=attrs,
-                )
-            else:
-                if tail:
-                    chunks.append(await self.chunks.put(tail))
-                v = self._new_version(
-                    b,
-                    key,
-                    size=size,
-                    etag=md5.hexdigest(),
-                    inline=None,
-                    chunks=tuple(chunks),
-                    content_type=content_type,
-                    attrs=attrs,
-                )
+            v = self._new_version(
+                b,
+                key,
+                size=body.size,
+                etag=body.etag,
+                inline=body.inline,
+                chunks=body.chunks,
+                content_type=content_type,
+                attrs=attrs,
+            )
             return await self._commit_put(PutOp(v, condition))
         finally:
-            if inflight is not None:
-                # Failed or cancelled mid-body (a client that vanished): the last chunk
-                # job is waited for, so that nothing of the upload -- its 8 MiB of data
-                # above all -- outlives the request and the memory budget it held
-                # (server/budget.py); its chunk is then unpinned like the others.
-                try:
-                    chunks.append(await asyncio.shield(inflight))
-                except BaseException:
-                    inflight.add_done_callback(self.chunks.release_when_done)
-            self.chunks.release(chunks)
-
-    async def _md5_and_put(self, md5: Any, data: bytes) -> ChunkRef:
-        """Chunk ``data``'s MD5 update (for the object's ETag) and its durable write, in
-        parallel worker threads (hashlib releases the GIL on large buffers)."""
-        _, ref = await asyncio.gather(asyncio.to_thread(md5.update, data), self.chunks.put(data))
-        return ref
+            self.chunks.release(list(body.chunks))
 
     async def put_many(
         self, bucket: str, pairs: Iterable[tuple[str, bytes]]
@@ -1135,14 +861,3 @@ class Store:
     ) -> list[MultipartUpload]:
         self._bucket(bucket)
         return await self.meta.list_uploads(bucket, prefix, key_marker, upload_id_marker, limit)
-
-
-async def _chain(head: bytes | None, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
-    """``head`` (if any) then the rest of ``rest``; closing this closes ``rest``."""
-    try:
-        if head is not None:
-            yield head
-        async for piece in rest:
-            yield piece
-    finally:
-        await rest.aclose()

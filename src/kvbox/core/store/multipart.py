@@ -9,16 +9,15 @@ itself is committed by the ``Store``, through the one path every direct write ta
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Final
 
 from kvbox.core.meta import MetaStore
-from kvbox.core.model import EMPTY_ATTRS, ChunkRef, MultipartUpload, Part, VersionIdGenerator
-from kvbox.core.store.chunks import Chunks, cut_chunk
-from kvbox.core.store.hashing import md5_update
+from kvbox.core.model import EMPTY_ATTRS, MultipartUpload, Part, VersionIdGenerator
+from kvbox.core.store.chunks import Chunks
+from kvbox.core.store.streams import write_stream
 from kvbox.errors import EntityTooSmall, InvalidPart, NoSuchUpload
 
 #: S3's smallest part but the last of a multipart upload.
@@ -62,29 +61,15 @@ class Multipart:
         source: AsyncIterator[bytes],
         attrs: Mapping[str, str] = EMPTY_ATTRS,
     ) -> Part:
-        """Store one part from ``source`` as chunks, holding at most one chunk in memory."""
+        """Store one part from ``source`` as chunks (``streams.write_stream``)."""
         await self.get(bucket, key, upload_id)
-        md5 = hashlib.md5(usedforsecurity=False)
-        chunks: list[ChunkRef] = []
-        size = 0
-        buf = bytearray()
+        body = await write_stream(self.chunks, source, self.chunk_size)
         try:
-            async for piece in source:
-                size += len(piece)
-                buf += piece
-                if len(buf) >= self.chunk_size:
-                    data = cut_chunk(buf, self.chunk_size)
-                    await asyncio.to_thread(md5.update, data)
-                    chunks.append(await self.chunks.put(data))
-            tail = bytes(buf)
-            await md5_update(md5, tail)
-            if tail:
-                chunks.append(await self.chunks.put(tail))
-            part = Part(part_number, md5.hexdigest(), size, tuple(chunks), time.time_ns(), attrs)
+            part = Part(part_number, body.etag, body.size, body.chunks, time.time_ns(), attrs)
             self.chunks.collect_later(await self.meta.put_part(upload_id, part))
             return part
         finally:
-            self.chunks.release(chunks)
+            self.chunks.release(list(body.chunks))
 
     async def choose(
         self, bucket: str, key: str, upload_id: str, parts: Sequence[tuple[int, str]]

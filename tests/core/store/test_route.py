@@ -1,4 +1,5 @@
-"""The Store with its write-ahead journal on: real SQLite, real chunk files, real segments.
+"""Journal or direct (``core/store/route.py``): the Store with its write-ahead journal on,
+over real SQLite, real chunk files, real segments.
 
 Layer: tests of core. Rules: no mocks. The background applier is slowed down
 (``APPLY_INTERVAL``) in most tests so that "before the applier ran" is a fact, not a
