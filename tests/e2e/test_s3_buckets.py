@@ -7,16 +7,20 @@ makes its own bucket names.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3  # type: ignore[import-untyped]
 import pytest
+from botocore import UNSIGNED  # type: ignore[import-untyped]
+from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from ._curl import code
-from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
+from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server, module_server
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +89,76 @@ def test_a_deleted_bucket_is_no_such_bucket_for_keys_read_before(s3: Any) -> Non
         s3.get_object(Bucket="short-lived", Key="was")
     assert code(info.value) == "NoSuchKey"
     s3.delete_bucket(Bucket="short-lived")
+
+
+def test_a_name_created_again_by_another_owner_keeps_nothing_of_the_old_bucket(
+    s3srv: S3Server,
+) -> None:
+    """Every setting and cache of a deleted bucket goes with it: the next owner of the
+    name gets a bucket with no policy, tags, CORS, versioning or keys of the old one,
+    and the old owner no say in it -- whatever either of them had looked up before."""
+    alice = s3srv.client(*s3srv.new_user("alice-old"))
+    bob = s3srv.client(*s3srv.new_user("bob-new"))
+    anon = boto3.client(
+        "s3",
+        endpoint_url=s3srv.endpoint,
+        region_name=REGION,
+        config=Config(signature_version=UNSIGNED, retries={"max_attempts": 1}),
+    )
+    name = "handed-over"
+    alice.create_bucket(Bucket=name)
+    alice.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    alice.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [{"Key": "team", "Value": "a"}]})
+    alice.put_bucket_cors(
+        Bucket=name,
+        CORSConfiguration={"CORSRules": [{"AllowedMethods": ["GET"], "AllowedOrigins": ["*"]}]},
+    )
+    public = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": ["s3:GetObject", "s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"],
+            }
+        ],
+    }
+    alice.put_bucket_policy(Bucket=name, Policy=json.dumps(public))
+    put = alice.put_object(Bucket=name, Key="shared", Body=b"alice's")
+    assert anon.get_object(Bucket=name, Key="shared")["Body"].read() == b"alice's"
+    for key in ("shared", "missing"):  # looked up, so cached (the missing one as absent)
+        try:
+            anon.get_object(Bucket=name, Key=key)
+        except ClientError as exc:
+            assert code(exc) == "NoSuchKey"
+    alice.delete_object(Bucket=name, Key="shared", VersionId=put["VersionId"])
+    alice.delete_bucket(Bucket=name)
+
+    bob.create_bucket(Bucket=name)
+    assert bob.get_bucket_acl(Bucket=name)["Owner"]["ID"] == "bob-new"
+    assert "Status" not in bob.get_bucket_versioning(Bucket=name)
+    for call, missing in (
+        (bob.get_bucket_policy, "NoSuchBucketPolicy"),
+        (bob.get_bucket_tagging, "NoSuchTagSet"),
+        (bob.get_bucket_cors, "NoSuchCORSConfiguration"),
+    ):
+        with pytest.raises(ClientError) as info:
+            call(Bucket=name)
+        assert code(info.value) == missing
+    assert bob.list_objects_v2(Bucket=name)["KeyCount"] == 0
+    for key in ("shared", "missing"):
+        with pytest.raises(ClientError) as info:
+            bob.get_object(Bucket=name, Key=key)
+        assert code(info.value) == "NoSuchKey"
+        with pytest.raises(ClientError) as info:
+            anon.get_object(Bucket=name, Key=key)
+        assert code(info.value) == "AccessDenied"
+    for call in (alice.list_objects_v2, alice.get_bucket_acl):
+        with pytest.raises(ClientError) as info:
+            call(Bucket=name)
+        assert code(info.value) == "AccessDenied"
+    bob.delete_bucket(Bucket=name)
 
 
 @pytest.mark.parametrize(
