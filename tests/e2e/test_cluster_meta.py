@@ -27,7 +27,7 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 from _postgres import PostgresServer
 
 from ._gwkv import wait_until
-from ._s3 import S3Server
+from ._s3 import ROOT_ENV, S3Server
 from ._server import Wire, run_kvbox
 
 #: The bound docs/ARCHITECTURE.md states for another gateway to obey a bucket change
@@ -187,6 +187,15 @@ def test_bucket_changes_on_one_gateway_are_obeyed_by_the_other_within_the_bound(
         sb.put_object(Bucket="pub", Key="again", Body=b"x")
     assert err.value.response["Error"]["Code"] == "NoSuchBucket"
     assert time.monotonic() - t0 < 30
+    # a user's key made on A signs requests to B; disabled on A, B refuses it within
+    # the bound (B had it in its cache of key lookups)
+    access, secret = a.new_user("carol")
+    carol_b = b.client(access, secret)
+    assert carol_b.list_buckets()["Buckets"] == []
+    off = run_kvbox("admin", "--server", a.endpoint, "key", "disable", access, env=ROOT_ENV)
+    assert off.returncode == 0, off.stderr
+    refused = lambda: _code(carol_b.list_buckets) == "InvalidAccessKeyId"  # noqa: E731
+    assert wait_until(refused, BOUND), "B kept accepting a key disabled on A"
 
 
 def test_no_acknowledged_write_is_lost_when_postgresql_and_a_gateway_are_killed(

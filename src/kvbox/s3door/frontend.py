@@ -11,7 +11,9 @@ back). Rules:
   with no credentials at all is anonymous: only a policy or a public ACL lets it in.
 * Identities: the root key (from ``kvbox.credentials``) and the users' keys in the
   MetaStore. A user key's lookup is cached for ``KEY_CACHE_SECONDS``, so a disabled key
-  stops working within that time. The principal ("root", the user name, or None for
+  stops working within that time; at once on this server, and within the bound of
+  ``kvbox.core.meta.postgres.changes`` on the others that share its metadata
+  (``Store.identity_epoch``). The principal ("root", the user name, or None for
   anonymous) goes on the request.
 * ``/_kvbox/admin/...`` is not S3: ``kvbox.s3door.admin`` answers it, for root only.
 * Every failure leaves as S3's XML ``<Error>``: an ``S3Error`` as is, any ``KvboxError``
@@ -190,12 +192,17 @@ class S3Frontend:
         self.sigv2 = sigv2
         self._now = now
         self._keys: dict[str, tuple[float, tuple[str, str] | None]] = {}
+        self._keys_epoch = 0
 
     def _cached(self, access_key: str) -> tuple[str, str] | None:
         """(principal, secret) of ``access_key``; raises ``_NeedLookup`` when the cache
         has no fresh answer, so the caller can ask the store and try again."""
         if access_key == self._access_key:
             return ROOT, self._secret_key
+        epoch = self.ctx.store.identity_epoch
+        if epoch != self._keys_epoch:  # another gateway changed a user or key
+            self._keys.clear()
+            self._keys_epoch = epoch
         hit = self._keys.get(access_key)
         if hit is None or hit[0] < time.monotonic():
             raise _NeedLookup(access_key)

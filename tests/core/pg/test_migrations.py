@@ -8,6 +8,7 @@ command line is the interface, through ``kvbox migrate``.
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import asyncpg
 import pytest
@@ -81,3 +82,56 @@ async def test_a_failing_migration_leaves_the_last_whole_version(
         assert await conn.fetchval("SELECT to_regclass('kvbox.x')") is None
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("start", range(1, migrations.LATEST))
+async def test_a_database_at_every_earlier_version_is_migrated_with_its_data(
+    pg_url: str, start: int
+) -> None:
+    """Rows written at an older schema survive `kvbox migrate` and serve afterwards."""
+    from kvbox.core.meta.postgres import PostgresMetaStore
+    from kvbox.core.model import ObjectVersion, PutOp
+
+    url = PgUrl.parse(pg_url)
+    conn = await connect(url)
+    try:
+        await migrations.migrate(conn, start)
+        assert await migrations.current_version(conn) == start
+        bid = await conn.fetchval(
+            "INSERT INTO buckets (name, owner, created_ns, versioning)"
+            " VALUES ('old', 'root', 1, 'off') RETURNING id"
+        )
+        seq = await conn.fetchval("SELECT nextval('version_seq')")
+        await conn.execute(
+            "INSERT INTO versions (bucket, key, seq, version_id, is_null, is_dm, size, etag,"
+            " mtime_ns, inline) VALUES ($1, 'k', $2, 'V1', true, false, 3, 'e', 5, 'abc')",
+            bid,
+            seq,
+        )
+        await conn.execute(
+            "INSERT INTO heads (bucket, key, seq, is_dm) VALUES ($1, 'k', $2, false)", bid, seq
+        )
+        with pytest.raises(SchemaMismatch, match="kvbox migrate --meta"):
+            await PostgresMetaStore(url).open()
+    finally:
+        await conn.close()
+    done = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kvbox", "migrate", "--meta", pg_url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await done.communicate()
+    assert done.returncode == 0, out
+    assert f"schema version {start} -> {migrations.LATEST}".encode() in out
+    store = PostgresMetaStore(url)
+    await store.open()
+    try:
+        old = await store.head("old", "k")
+        assert old is not None and (old.inline, old.version_id, old.is_null) == (b"abc", "V1", True)
+        [r] = await store.commit(
+            [PutOp(ObjectVersion("old", "k", "V2", 3, "e2", 6, inline=b"new"))]
+        )
+        assert r.ok and r.removed[0].version_id == "V1"
+        new = await store.head("old", "k")
+        assert new is not None and new.inline == b"new" and new.seq > old.seq
+    finally:
+        await store.close()

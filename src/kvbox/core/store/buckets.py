@@ -59,6 +59,17 @@ class Buckets:
             raise NoSuchBucket(name)
         return b
 
+    async def miss(self, name: str) -> Bucket:
+        """A bucket not in ``by_name``: one another gateway made a moment ago, before
+        its notification arrived (``refresh``), is read from the MetaStore; else
+        ``NoSuchBucket``. Callers look in ``by_name`` first (``by_name.get(name) or
+        await miss(name)``), so the hit, every request on one node, costs no coroutine."""
+        b = await self.meta.get_bucket(name)
+        if b is None:
+            raise NoSuchBucket(name)
+        self.by_name[name] = b
+        return b
+
     async def get(self, name: str) -> Bucket | None:
         """The bucket with its settings; None if there is none. The access check reads
         it on every request that is not root's."""
@@ -169,7 +180,7 @@ class Buckets:
         metadata transaction: ``lock.check_config_change``); from then on it cannot be
         suspended (``set_versioning``)."""
         self._check_lock_possible()
-        self(name)
+        self.by_name.get(name) or await self.miss(name)
         return await self.set_attrs(name, {lock.CONFIG_ATTR: config.to_attr()})
 
     def _check_lock_possible(self) -> None:
@@ -179,6 +190,6 @@ class Buckets:
             raise InvalidArgument("object lock is not available in cache mode (--max-memory)")
 
     async def stats(self, name: str) -> BucketStats:
-        self(name)
+        self.by_name.get(name) or await self.miss(name)
         await self._route.settle()
         return await self.meta.stats(name)

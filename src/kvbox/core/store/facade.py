@@ -155,7 +155,9 @@ class Store:
             meta, self._route, self._cache, self.chunks, cache_mode=max_memory is not None
         )
         self._buckets = self.buckets.by_name  # read on every request
-        self._bucket = self.buckets  # the bucket, or NoSuchBucket
+        #: Moves on when another process changed users or keys (``refresh_buckets``):
+        #: a door that caches key lookups drops them when it sees a new value.
+        self.identity_epoch = 0
         self._settle = self._route.settle
         self._exclusive = self._route.exclusive
         self._commit = self._route.commit
@@ -256,7 +258,7 @@ class Store:
         Unlike ``put_many`` each item stands alone: one that fails doesn't stop the others.
         In a bucket without versioning they go through the journal (``Route.journaled``).
         """
-        b = self._bucket(bucket)
+        b = self._buckets.get(bucket) or await self.buckets.miss(bucket)
         while self._route.journaled(b):
             j = self._route.journal
             assert j is not None
@@ -317,8 +319,14 @@ class Store:
         ``refresh_buckets`` applies the others' changes."""
         return await self.buckets.get(name)
 
-    async def refresh_buckets(self, names: Sequence[str] | None = None) -> None:
-        """See ``Buckets.refresh``: another gateway changed these buckets."""
+    async def refresh_buckets(
+        self, names: Sequence[str] | None = None, users: bool = False
+    ) -> None:
+        """See ``Buckets.refresh``: another gateway changed these buckets, and maybe
+        users or access keys: then ``identity_epoch`` moves on, which empties the doors'
+        caches of key lookups."""
+        if users:
+            self.identity_epoch += 1
         await self.buckets.refresh(names)
 
     async def set_bucket_attrs(self, name: str, changes: Mapping[str, str | None]) -> Bucket:
@@ -379,7 +387,7 @@ class Store:
         v = self.peek(bucket, key)
         if v is not MISS:
             return v
-        self._bucket(bucket)
+        self._buckets.get(bucket) or await self.buckets.miss(bucket)
         gen = self._cache.generation
         found = await self.meta.head(bucket, key)
         if found is not None and not value_sound(found):
@@ -402,7 +410,7 @@ class Store:
             else:
                 out.append(v)
         if missing:
-            self._bucket(bucket)
+            self._buckets.get(bucket) or await self.buckets.miss(bucket)
             gen = self._cache.generation
             found = await self.meta.head_many(bucket, [keys[i] for i in missing])
             for i, v in zip(missing, found, strict=True):
@@ -416,7 +424,7 @@ class Store:
         self, bucket: str, key: str, version_id: str, *, verify: bool = True
     ) -> ObjectVersion | None:
         """One version by id; its inline value checked as ``head`` checks it."""
-        self._bucket(bucket)
+        self._buckets.get(bucket) or await self.buckets.miss(bucket)
         await self._settle()
         v = await self.meta.get_version(bucket, key, version_id)
         if verify and v is not None and not value_sound(v):
@@ -427,7 +435,7 @@ class Store:
         return self.damaged(v, DataDamaged("the inline value does not match its checksum"))
 
     async def list_versions(self, bucket: str, key: str, limit: int = 1000) -> list[ObjectVersion]:
-        self._bucket(bucket)
+        self._buckets.get(bucket) or await self.buckets.miss(bucket)
         await self._settle()
         return await self.meta.list_versions(bucket, key, limit)
 
@@ -466,7 +474,7 @@ class Store:
         limit: int = 1000,
     ) -> list[ObjectVersion]:
         """See ``MetaStore.list_bucket_versions``."""
-        self._bucket(bucket)
+        self._buckets.get(bucket) or await self.buckets.miss(bucket)
         await self._settle()
         return await self.meta.list_bucket_versions(
             bucket, prefix, key_marker, version_id_marker, limit
@@ -480,7 +488,7 @@ class Store:
         Only what is still stored can be found: a bucket that never had versioning keeps
         one (null) version per key, so it can answer only "now" or "not yet".
         """
-        self._bucket(bucket)
+        self._buckets.get(bucket) or await self.buckets.miss(bucket)
         await self._settle()
         # Keys with ``key`` as prefix sort after it, so the first page starts at the key;
         # later pages continue after the last version seen.
@@ -502,7 +510,7 @@ class Store:
         self, bucket: str, prefix: str = "", start_after: str = "", limit: int = 1000
     ) -> list[ObjectVersion]:
         """Newest live versions in UTF-8 byte order (see ``MetaStore.list_objects``)."""
-        self._bucket(bucket)
+        self._buckets.get(bucket) or await self.buckets.miss(bucket)
         await self._settle()
         return await self.meta.list_objects(bucket, prefix, start_after, limit)
 
@@ -557,7 +565,7 @@ class Store:
         ``attrs`` carries what a front door keeps with the version (S3: user metadata,
         Content-Encoding, tags, checksums), as strings.
         """
-        b = self._bucket(bucket)
+        b = self._buckets.get(bucket) or await self.buckets.miss(bucket)
         self._check_size(len(data))
         md5 = hashlib.md5(usedforsecurity=False)
         update_holding_gil(md5, data)
@@ -603,7 +611,7 @@ class Store:
     ) -> ObjectVersion:
         """Write a value of any size from ``source``, holding at most two chunks
         (``streams.write_stream``)."""
-        b = self._bucket(bucket)
+        b = self._buckets.get(bucket) or await self.buckets.miss(bucket)
         body = await write_stream(
             self.chunks,
             source,
@@ -630,7 +638,7 @@ class Store:
         self, bucket: str, pairs: Iterable[tuple[str, bytes]]
     ) -> list[ObjectVersion]:
         """Write several small values atomically: all are committed or none."""
-        b = self._bucket(bucket)
+        b = self._buckets.get(bucket) or await self.buckets.miss(bucket)
         ops: list[PutOp] = []
         for key, data in pairs:
             if len(data) > self.inline_max:
@@ -664,7 +672,7 @@ class Store:
         without a version id there only ever adds a delete marker (versioning is always
         on), which S3 allows.
         """
-        b = self._bucket(bucket)
+        b = self._buckets.get(bucket) or await self.buckets.miss(bucket)
         marker = None
         if version_id is None and b.versioning is not Versioning.OFF:
             marker = ObjectVersion(
@@ -702,7 +710,7 @@ class Store:
         ``set_object_lock`` changes them), so a tag or ACL change can neither drop nor
         forge a retention.
         """
-        self._bucket(bucket)
+        self._buckets.get(bucket) or await self.buckets.miss(bucket)
         return await self._set_attrs(SetAttrsOp(bucket, key, version_id, attrs))
 
     async def set_object_lock(
@@ -721,7 +729,7 @@ class Store:
         ``now_ns`` (in the metadata transaction); else ``ObjectLocked``.
         ``InvalidBucketState`` without object lock on the bucket; None if there is no
         such version (or it is a delete marker)."""
-        self._bucket(bucket)
+        self._buckets.get(bucket) or await self.buckets.miss(bucket)
         now = time.time_ns() if now_ns is None else now_ns
         change = lock.LockChange(retention, legal_hold, bypass_governance, now)
         return await self._set_attrs(SetAttrsOp(bucket, key, version_id, EMPTY_ATTRS, change))
@@ -770,13 +778,13 @@ class Store:
         attrs: Mapping[str, str] = EMPTY_ATTRS,
     ) -> MultipartUpload:
         """Start an upload; ``attrs`` are the object's, kept until completion."""
-        self._bucket(bucket)
+        self._buckets.get(bucket) or await self.buckets.miss(bucket)
         return await self.multipart.create(bucket, key, content_type, attrs)
 
     async def get_upload(self, bucket: str, key: str, upload_id: str) -> MultipartUpload:
         """The upload, which must belong to ``bucket``/``key`` (else ``NoSuchUpload``;
         ``NoSuchBucket`` first when the bucket is gone, as S3 answers)."""
-        self._bucket(bucket)
+        self._buckets.get(bucket) or await self.buckets.miss(bucket)
         return await self.multipart.get(bucket, key, upload_id)
 
     async def upload_part(
@@ -789,7 +797,7 @@ class Store:
         attrs: Mapping[str, str] = EMPTY_ATTRS,
     ) -> Part:
         """Store one part from ``source`` (see ``Multipart.upload_part``)."""
-        self._bucket(bucket)
+        self._buckets.get(bucket) or await self.buckets.miss(bucket)
         return await self.multipart.upload_part(bucket, key, upload_id, part_number, source, attrs)
 
     async def complete_multipart(
@@ -811,7 +819,7 @@ class Store:
         when it fails, ``ConditionFailed`` and nothing changes, the upload stays open.
         Returns the version and the parts used.
         """
-        b = self._bucket(bucket)
+        b = self._buckets.get(bucket) or await self.buckets.miss(bucket)
         up, chosen, etag = await self.multipart.choose(bucket, key, upload_id, parts)
         size = sum(p.size for p in chosen)
         self._check_size(size)
@@ -842,13 +850,13 @@ class Store:
         return written, chosen
 
     async def abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
-        self._bucket(bucket)
+        self._buckets.get(bucket) or await self.buckets.miss(bucket)
         await self.multipart.abort(bucket, key, upload_id)
 
     async def list_parts(
         self, bucket: str, key: str, upload_id: str, marker: int = 0, limit: int = 1000
     ) -> tuple[MultipartUpload, list[Part]]:
-        self._bucket(bucket)
+        self._buckets.get(bucket) or await self.buckets.miss(bucket)
         return await self.multipart.list_parts(bucket, key, upload_id, marker, limit)
 
     async def list_uploads(
@@ -859,5 +867,5 @@ class Store:
         upload_id_marker: str = "",
         limit: int = 1000,
     ) -> list[MultipartUpload]:
-        self._bucket(bucket)
+        self._buckets.get(bucket) or await self.buckets.miss(bucket)
         return await self.meta.list_uploads(bucket, prefix, key_marker, upload_id_marker, limit)

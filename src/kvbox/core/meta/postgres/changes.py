@@ -6,12 +6,13 @@ Layer: core (storage of ``kvbox.core.meta.postgres``). Rules:
   user or key sends one NOTIFY on ``CHANNEL`` with what changed (``PgTxn._notify``);
   PostgreSQL delivers it at COMMIT, to every listening gateway, in commit order.
 * ``ChangeListener`` holds one connection of its own, LISTENing, and hands each change
-  that another gateway made to ``on_change``: bucket names, or None for "anything may
-  have changed". So a gateway's cached bucket settings follow another gateway's change
-  within the time a notification takes (milliseconds on a LAN; the bound that
+  that another gateway made to ``on_change``: bucket names (or None for "any bucket may
+  have changed") and whether users or access keys changed. So a gateway's cached bucket
+  settings and key lookups follow another gateway's change within the time a
+  notification takes (milliseconds on a LAN; the bound that
   docs/ARCHITECTURE.md states, ``BOUND_SECONDS``, leaves room for a busy loop).
 * Notifications sent while the connection was down are lost, so every (re)connect
-  starts with ``on_change(None)``; a lost connection is retried every
+  starts with ``on_change(None, True)``; a lost connection is retried every
   ``RETRY_SECONDS`` and, until it is back, the gateway serves what it knew.
 """
 
@@ -38,7 +39,8 @@ RETRY_SECONDS: Final = 1.0
 #: committed, while PostgreSQL is reachable (docs/ARCHITECTURE.md, tested end to end).
 BOUND_SECONDS: Final = 1.0
 
-OnChange = Callable[[Sequence[str] | None], Awaitable[None]]
+OnChange = Callable[[Sequence[str] | None, bool], Awaitable[None]]
+_Change = tuple[Sequence[str] | None, bool]
 
 
 class ChangeListener:
@@ -50,7 +52,7 @@ class ChangeListener:
         self.origin = origin
         self.on_change = on_change
         self._task: asyncio.Task[None] | None = None
-        self._queue: asyncio.Queue[Sequence[str] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Change] = asyncio.Queue()
         #: Set while the connection is up and LISTENing (tests wait for it).
         self.listening = asyncio.Event()
 
@@ -77,7 +79,7 @@ class ChangeListener:
                 conn.add_termination_listener(lambda _c, ev=lost: ev.set())
                 await conn.add_listener(CHANNEL, self._heard)
                 self.listening.set()
-                self._queue.put_nowait(None)  # anything may have changed while away
+                self._queue.put_nowait((None, True))  # anything may have changed meanwhile
                 await self._deliver(lost)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 log.warning("listening for other gateways' changes: %s", exc)
@@ -99,22 +101,22 @@ class ChangeListener:
                 if not got.done():
                     got.cancel()
             if got.done() and not got.cancelled():
-                names = got.result()
+                names, users = got.result()
                 try:
-                    await self.on_change(names)
+                    await self.on_change(names, users)
                 except Exception:
                     log.exception("applying another gateway's change")
-                    await self.on_change(None)
+                    await self.on_change(None, True)
 
     def _heard(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         try:
             change = json.loads(str(payload))
         except ValueError:
-            self._queue.put_nowait(None)
+            self._queue.put_nowait((None, True))
             return
         if change.get("o") == self.origin:
             return
         if change.get("all"):
-            self._queue.put_nowait(None)
-        elif change.get("b"):
-            self._queue.put_nowait(list(change["b"]))
+            self._queue.put_nowait((None, True))
+        elif change.get("b") or change.get("u"):
+            self._queue.put_nowait((list(change.get("b") or ()), bool(change.get("u"))))
