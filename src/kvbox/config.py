@@ -122,3 +122,16 @@ class Settings:
     meta: str | None = field(default=None, repr=False)
     #: Apply the PostgreSQL schema migrations at start-up (``kvbox serve --migrate``).
     migrate: bool = False
+    #: Where chunks live: "local" (``data``/chunks) or "cluster" (blob nodes registered
+    #: in ``meta``'s database; ``kvbox.cluster``).
+    blobs: str = "local"
+    #: The secret every gateway and blob node shares (``--cluster-secret-file``).
+    cluster_secret_file: Path | None = None
+    #: Copies of each chunk, and how many must be fsync'd before a write is
+    #: acknowledged (None: all of them).
+    replicas: int = 3
+    write_quorum: int | None = None
+    #: Seconds between repair passes (the one worker holding the cluster's lock).
+    repair_interval: float = 30.0
+    #: Seconds an unreferenced chunk is kept after its last write (``kvbox.cluster.repair``).
+    cluster_gc_delay: float = 3600.0

@@ -360,6 +360,49 @@ def add_parser(sub: Any) -> None:
         help="apply the PostgreSQL schema migrations before serving (else a schema that "
         "is not this kvbox's own is refused: see `kvbox migrate`)",
     )
+    opt(
+        "blobs",
+        _D.blobs,
+        choices=["local", "cluster"],
+        help="where object bytes live: local (chunks in --data) or cluster (on the blob "
+        "nodes registered in --meta's database; needs --meta and --cluster-secret-file)",
+    )
+    opt(
+        "cluster-secret-file",
+        None,
+        metavar="FILE",
+        help="with --blobs cluster: the secret shared by every gateway and blob node",
+    )
+    opt(
+        "replicas",
+        _D.replicas,
+        type=int,
+        metavar="R",
+        help="with --blobs cluster: copies of each chunk, on R different blob nodes",
+    )
+    opt(
+        "write-quorum",
+        "all",
+        metavar="all|majority|N",
+        help="with --blobs cluster: blob nodes that must fsync a chunk before a write is "
+        "acknowledged (all: R; majority: the repair worker makes the rest)",
+    )
+    opt(
+        "repair-interval",
+        _D.repair_interval,
+        type=float,
+        metavar="S",
+        help="with --blobs cluster: seconds between repair passes (re-replication, drain, "
+        "rebalance, garbage); one gateway of the cluster runs them at a time",
+    )
+    opt(
+        "cluster-gc-delay",
+        _D.cluster_gc_delay,
+        type=float,
+        metavar="S",
+        help="with --blobs cluster: seconds an unreferenced chunk is kept after its last "
+        "write before it is collected (longer than any write takes)",
+    )
     ap.set_defaults(func=run)
 
 
@@ -401,6 +444,12 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         sync=args.sync,
         meta=_meta_url(args.meta),
         migrate=_bool(args.migrate),
+        blobs=args.blobs,
+        cluster_secret_file=Path(args.cluster_secret_file) if args.cluster_secret_file else None,
+        replicas=_replicas(args.replicas),
+        write_quorum=_quorum(args.write_quorum, _replicas(args.replicas)),
+        repair_interval=_positive(args.repair_interval, "--repair-interval"),
+        cluster_gc_delay=float(args.cluster_gc_delay),
         lifecycle_interval=float(args.lifecycle_interval),
         lifecycle_test_clock=bool(args.lifecycle_test_clock),
         console=_bool(args.console),
@@ -446,6 +495,27 @@ def _positive(value: str | float, flag: str) -> float:
     if not out > 0:
         raise SystemExit(f"kvbox serve: {flag} must be more than 0")
     return out
+
+
+def _replicas(value: object) -> int:
+    r = int(str(value))
+    if not 1 <= r <= 16:
+        raise SystemExit(f"kvbox serve: --replicas must be within 1..16, not {r}")
+    return r
+
+
+def _quorum(text: str, replicas: int) -> int | None:
+    """``--write-quorum``: None for all R, else a number of nodes within 1..R."""
+    word = str(text).strip().lower()
+    if word == "all":
+        return None
+    if word == "majority":
+        return replicas // 2 + 1
+    if word.isdigit() and 1 <= int(word) <= replicas:
+        return int(word)
+    raise SystemExit(
+        f"kvbox serve: --write-quorum {text!r}: expected all, majority or 1..{replicas}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,10 +18,13 @@ import signal
 import socket
 import ssl
 import sys
+from typing import TYPE_CHECKING
 
 import aiohttp.web_response
 from aiohttp import web
+from prometheus_client.registry import Collector
 
+from kvbox.cluster.repair import Repairer
 from kvbox.config import SERVER, Settings
 from kvbox.console.door import ConsoleDoor
 from kvbox.console.settings import ConsoleSettings
@@ -53,6 +56,9 @@ from kvbox.server.storage import StorageCollector
 from kvbox.server.udp import GwkvDatagram
 from kvbox.server.web import Visitor, build_web_app, web_answer
 
+if TYPE_CHECKING:  # imported where used: a single-node server never loads kvbox.cluster
+    from kvbox.cluster.repair import Repairer
+
 log = logging.getLogger("kvbox")
 
 
@@ -63,6 +69,11 @@ def announce(line: str) -> None:
 
 def build_stores(s: Settings) -> tuple[MetaStore, BlobStore, contextlib.ExitStack]:
     stack = contextlib.ExitStack()
+    if s.blobs == "cluster" and (s.meta is None or s.max_memory is not None):
+        raise InvalidArgument(
+            "--blobs cluster needs --meta postgresql://... (the cluster's blob nodes and "
+            "chunks are recorded there) and no --max-memory"
+        )
     if s.max_memory is not None:
         from kvbox.core.blob.memory import MemoryBlobStore
         from kvbox.core.meta.memory import MemoryMetaStore
@@ -75,11 +86,39 @@ def build_stores(s: Settings) -> tuple[MetaStore, BlobStore, contextlib.ExitStac
     if s.meta is not None:
         from kvbox.core.meta.postgres import PostgresMetaStore
 
-        return PostgresMetaStore(s.meta, migrate=s.migrate), LocalDirBlobStore(s.data), stack
+        return PostgresMetaStore(s.meta, migrate=s.migrate), _blob_store(s), stack
     from kvbox.core.meta.sqlite import META_FILE, SqliteMetaStore
 
     meta = SqliteMetaStore(s.data / META_FILE, synchronous=s.sync.upper())
     return meta, LocalDirBlobStore(s.data), stack
+
+
+def _blob_store(s: Settings) -> BlobStore:
+    """The chunks' home beside PostgreSQL metadata: the data directory, or blob nodes."""
+    from kvbox.core.blob.localdir import LocalDirBlobStore
+
+    if s.blobs != "cluster":
+        return LocalDirBlobStore(s.data)
+    from kvbox.auth.cluster import load_secret
+    from kvbox.cluster.store import ClusterBlobStore
+    from kvbox.core.pg import PgUrl
+
+    assert s.meta is not None
+    if s.cluster_secret_file is None:
+        raise InvalidArgument("--blobs cluster needs --cluster-secret-file FILE")
+    try:
+        raw = s.cluster_secret_file.read_bytes()
+    except OSError as exc:
+        raise InvalidArgument(
+            f"--cluster-secret-file {s.cluster_secret_file}: {exc.strerror or exc}"
+        ) from None
+    return ClusterBlobStore(
+        PgUrl.parse(s.meta),
+        load_secret(raw, str(s.cluster_secret_file)),
+        replicas=s.replicas,
+        write_quorum=s.write_quorum,
+        gc_delay=s.cluster_gc_delay,
+    )
 
 
 def _shared_meta(meta: MetaStore) -> bool:
@@ -123,14 +162,43 @@ async def run_server(s: Settings, stop: asyncio.Event, access_log: AccessLog | N
                 announce(f"metadata in {meta.url.redacted}")
                 meta.listen(store.refresh_buckets)
             sweeper = _leftover_sweeper(s, store)
+            repairer = _repairer(s, store)
             try:
-                await _serve_store(s, store, stop, listeners, tls, access_log)
+                await _serve_store(
+                    s, store, stop, listeners, tls, access_log, _cluster_collectors(store, repairer)
+                )
             finally:
+                if repairer is not None:
+                    await repairer.stop()
                 if sweeper is not None:
                     await sweeper.stop()
                 await store.close()
     finally:
         listeners.close()
+
+
+def _repairer(s: Settings, store: Store) -> Repairer | None:
+    """The cluster's background worker, on every gateway (one works at a time)."""
+    from kvbox.cluster.repair import Repairer
+    from kvbox.cluster.store import ClusterBlobStore
+
+    if not isinstance(store.blobs, ClusterBlobStore):
+        return None
+    b = store.blobs
+    quorum = "all" if b.write_quorum == b.replicas else str(b.write_quorum)
+    announce(f"chunks on blob nodes: {b.replicas} replicas, write quorum {quorum}")
+    repairer = Repairer(b, interval=s.repair_interval)
+    repairer.start()
+    return repairer
+
+
+def _cluster_collectors(store: Store, repairer: Repairer | None) -> list[Collector]:
+    from kvbox.cluster.store import ClusterBlobStore
+    from kvbox.server.cluster import ClusterCollector
+
+    if not isinstance(store.blobs, ClusterBlobStore):
+        return []
+    return [ClusterCollector(store.blobs, repairer)]
 
 
 def _leftover_sweeper(s: Settings, store: Store) -> LeftoverSweeper | None:
@@ -170,6 +238,7 @@ async def _serve_store(
     listeners: Listeners,
     tls: ssl.SSLContext | None,
     access_log: AccessLog | None,
+    extra_collectors: list[Collector] | None = None,
 ) -> None:
     loop = asyncio.get_running_loop()
     creds = load_root_credentials(None if s.max_memory is not None else s.data, os.environ)
@@ -269,7 +338,11 @@ async def _serve_store(
             stored,
             lambda: ready,
             s3,
-            collectors=[LifecycleCollector(lifecycle.stats), StorageCollector(store.damage)],
+            collectors=[
+                LifecycleCollector(lifecycle.stats),
+                StorageCollector(store.damage),
+                *(extra_collectors or []),
+            ],
             s3_counters=s3_counters,
             console=console,
             console_here=not s.console_port,

@@ -1,0 +1,127 @@
+"""``kvbox serve --meta postgresql://... --blobs cluster``: a real gateway whose chunks
+live on real blob nodes, driven by boto3 and GW-KV, with a blob node killed with -9.
+
+Layer: tests/cluster. Four nodes, R = 3: a node's loss leaves every chunk two readable
+copies and a spare node for new writes; every acknowledged object reads back intact,
+/metrics and ``kvbox admin cluster status`` say what happened, and the gateway's repair
+worker returns every chunk to three copies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
+
+from _postgres import PostgresServer
+from e2e._gwkv import wait_until
+from e2e._s3 import S3Server
+from e2e._server import Wire, free_port, run_kvbox
+
+from ._nodes import BlobNodeProcess, blob_nodes
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path, postgres: PostgresServer
+) -> Iterator[tuple[str, list[BlobNodeProcess]]]:
+    url = postgres.new_database(migrated=True)
+    with blob_nodes(tmp_path / "nodes", url, 4) as nodes:
+        yield url, nodes
+
+
+def gateway(tmp_path: Path, url: str, secret: Path, *args: str) -> S3Server:
+    return S3Server(
+        tmp_path / "gw", "--meta", url, "--blobs", "cluster", "--cluster-secret-file",
+        str(secret), "--repair-interval", "0.5", *args,
+    )  # fmt: skip
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def test_objects_on_blob_nodes_survive_a_node_killed_9(
+    tmp_path: Path, cluster: tuple[str, list[BlobNodeProcess]]
+) -> None:
+    url, nodes = cluster
+    gw = gateway(tmp_path, url, nodes[0].secret_file).start()
+    try:
+        assert "chunks on blob nodes: 3 replicas, write quorum all" in gw.server.log_text()
+        s3 = gw.client()
+        s3.create_bucket(Bucket="photos")
+        objects = {f"small-{i}": os.urandom(70_000 + i) for i in range(8)}
+        objects["large"] = os.urandom(9 * 1024 * 1024 + 5)  # two chunks
+        for key, data in objects.items():
+            s3.put_object(Bucket="photos", Key=key, Body=data)
+        files = sum(1 for n in nodes for _ in (n.data / "chunks").rglob("*") if _.is_file())
+        assert files >= 3 * len(objects)  # no chunk in the gateway's own directory:
+        assert not list((tmp_path / "gw" / "chunks").rglob("??????*"))
+        victim = nodes[2]
+        victim.kill()
+        for key, data in objects.items():  # reads fail over to the other copies
+            assert s3.get_object(Bucket="photos", Key=key)["Body"].read() == data
+        got = s3.get_object(Bucket="photos", Key="large", Range="bytes=8388600-8388615")
+        assert got["Body"].read() == objects["large"][8388600:8388616]
+        more = {f"after-{i}": os.urandom(100_000) for i in range(4)}  # the spare node
+        for key, data in more.items():
+            s3.put_object(Bucket="photos", Key=key, Body=data)
+            assert s3.get_object(Bucket="photos", Key=key)["Body"].read() == data
+        with Wire.connect("127.0.0.1", gw.server.port) as w:
+            assert w.bset("gwkey", b"v" * 100_000).startswith(b"OK ")  # chunked too
+            assert w.bget("gwkey") is not None
+        metrics = urllib.request.urlopen(f"{gw.endpoint}/metrics", timeout=10).read().decode()
+        assert "kvbox_cluster_chunk_writes_total" in metrics
+        assert "kvbox_cluster_read_failovers_total" in metrics
+        status = run_kvbox("admin", "cluster", "status", "--meta", url)
+        assert status.returncode == 0 and victim.node_id.encode() in status.stdout
+        # The node is back: the worker makes every chunk whole again (R copies).
+        victim.start()
+
+        def whole() -> bool:
+            s = run_kvbox("admin", "cluster", "status", "--meta", url)
+            return b"backlog: 0 chunks" in s.stdout
+
+        assert wait_until(whole, within=60, step=0.5)
+        for key, data in {**objects, **more}.items():
+            assert s3.get_object(Bucket="photos", Key=key)["Body"].read() == data
+    finally:
+        gw.close()
+
+
+def test_too_few_nodes_is_503_and_nothing_is_acknowledged(
+    tmp_path: Path, cluster: tuple[str, list[BlobNodeProcess]]
+) -> None:
+    url, nodes = cluster
+    gw = gateway(tmp_path, url, nodes[0].secret_file, "--replicas", "4").start()
+    try:
+        s3 = gw.client()
+        s3.create_bucket(Bucket="bkt")
+        s3.put_object(Bucket="bkt", Key="before", Body=os.urandom(80_000))
+        nodes[3].kill()
+        with pytest.raises(ClientError) as caught:
+            s3.put_object(Bucket="bkt", Key="refused", Body=os.urandom(80_000))
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        assert caught.value.response["Error"]["Code"] == "ServiceUnavailable"
+        with pytest.raises(ClientError) as missing:
+            s3.head_object(Bucket="bkt", Key="refused")
+        assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    finally:
+        gw.close()
+
+
+def test_bad_cluster_flags(tmp_path: Path, postgres: PostgresServer) -> None:
+    url = postgres.new_database(migrated=True)
+    ports = ["--kv-port", str(free_port()), "--http-port", "0", "--console", "off"]
+    r = run_kvbox("serve", "--data", str(tmp_path / "d"), *ports, "--blobs", "cluster")
+    assert r.returncode == 1 and b"--blobs cluster needs --meta" in r.stderr
+    r = run_kvbox(
+        "serve", "--data", str(tmp_path / "d"), *ports, "--meta", url,
+        "--blobs", "cluster", "--write-quorum", "5",
+    )  # fmt: skip
+    assert r.returncode != 0 and b"--write-quorum" in r.stderr
