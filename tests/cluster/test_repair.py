@@ -199,7 +199,15 @@ async def test_one_worker_at_a_time_and_garbage(
     assert not await store.exists(doomed.chunk_id)
     assert not any(n.chunk_file(doomed.chunk_id).exists() for n in live)
     assert not live[0].chunk_file(sha(orphan)).exists()
+    # Damage at rest that nothing reads: the scrubber finds and repairs it.
     kept_on = (await rows(url))[kept.chunk_id]
+    rotten = next(n for n in live if n.node_id in kept_on).chunk_file(kept.chunk_id)
+    rotten.write_bytes(b"R" + rotten.read_bytes()[1:])
+    repaired = store.counters.repaired_replicas
+    assert await worker.run_once()
+    assert worker.progress.scrubbed >= 1
+    assert store.counters.repaired_replicas == repaired + 1
+    assert rotten.read_bytes() == b"referenced by a version"
     assert kept_on and all(
         n.chunk_file(kept.chunk_id).exists() for n in live if n.node_id in kept_on
     )

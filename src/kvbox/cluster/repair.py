@@ -33,6 +33,11 @@ Layer: cluster. Rules:
   by the node itself only if the file is older than ``gc_delay``
   (``NodeClient.delete_if_older``), under the node's per-chunk lock: a write of the
   same bytes in flight renews the file, so it is never taken for an orphan.
+* **Scrubbing.** Each pass also asks the holders of the next ``scrub_per_pass`` chunks
+  (a cursor over the chunk ids, wrapping around) to check their copy's SHA-256
+  (``ClusterBlobStore.verify``), and rewrites a damaged or missing copy from a sound
+  one: damage at rest is found and repaired even where nothing reads it. The default
+  (100 chunks per 30 s pass) keeps the hashing to a few chunks a second.
 * **Bounded.** Each pass handles at most ``max_copies`` copies (the rest is the next
   pass's backlog), so a node's loss never turns into an unbounded burst of traffic.
 """
@@ -58,6 +63,8 @@ log = logging.getLogger("kvbox.cluster.repair")
 REPAIR_INTERVAL: Final = 30.0
 #: Chunk copies one pass makes at most.
 MAX_COPIES: Final = 10_000
+#: Chunks whose copies one pass verifies (the scrubber).
+SCRUB_PER_PASS: Final = 100
 #: Chunks read from the catalog per query.
 PAGE: Final = 500
 
@@ -71,6 +78,7 @@ class RepairProgress:
     dropped: int = 0
     collected: int = 0
     orphans: int = 0
+    scrubbed: int = 0
     failed: int = 0
     #: Chunks under R found by the last pass (its backlog when it started).
     backlog: int = 0
@@ -90,11 +98,14 @@ class Repairer:
         interval: float = REPAIR_INTERVAL,
         max_copies: int = MAX_COPIES,
         collect: bool = True,
+        scrub_per_pass: int = SCRUB_PER_PASS,
     ) -> None:
         self.store = store
         self.interval = interval
         self.max_copies = max_copies
         self.collect = collect
+        self.scrub_per_pass = scrub_per_pass
+        self._scrub_after = ""
         self.progress = RepairProgress()
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -153,6 +164,7 @@ class Repairer:
                     copies += made
                     backlog += under
             p.backlog = backlog
+            await self._scrub()
             if self.collect:
                 await self._collect()
                 for node in nodes.values():
@@ -222,6 +234,23 @@ class Repairer:
             self.progress.collected += removed
             if removed < len(ids):
                 return  # the rest became young or referenced meanwhile: next pass
+
+    async def _scrub(self) -> None:
+        """Verify (and repair) the copies of the next chunks (module docstring)."""
+        if self.scrub_per_pass <= 0:
+            return
+        ids = await self.store.catalog.chunk_ids(self._scrub_after, self.scrub_per_pass)
+        self._scrub_after = ids[-1] if len(ids) == self.scrub_per_pass else ""
+        for cid in ids:
+            try:
+                sound = await self.store.verify(cid)
+            except StorageError as exc:
+                log.warning("chunk %s not scrubbed: %s", cid, exc)
+                continue
+            self.progress.scrubbed += 1
+            if not sound:
+                self.progress.failed += 1
+                log.error("chunk %s has no sound copy left on any blob node", cid)
 
     async def _sweep(self, node: Node) -> None:
         """Delete the node's files that no replica row names (module docstring)."""

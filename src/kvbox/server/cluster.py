@@ -72,11 +72,12 @@ class ClusterCollector(Collector):
             "kvbox_cluster_repair",
             "What this gateway's repair worker did: copied (replicas made: repair, "
             "rebalance, drain), dropped (surplus replicas deleted), collected "
-            "(unreferenced chunks deleted), orphans (unrecorded files deleted), failed "
-            "(chunks with no readable copy to repair from: alert).",
+            "(unreferenced chunks deleted), orphans (unrecorded files deleted), scrubbed "
+            "(chunks whose copies were verified), failed (chunks with no readable or "
+            "sound copy: alert).",
             labels=["action"],
         )
-        for action in ("copied", "dropped", "collected", "orphans", "failed"):
+        for action in ("copied", "dropped", "collected", "orphans", "scrubbed", "failed"):
             work.add_metric([action], getattr(p, action))
         yield work
         yield CounterMetricFamily(
