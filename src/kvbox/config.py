@@ -106,6 +106,9 @@ class Settings:
     lifecycle_test_clock: bool = False
     #: Seconds before the server removes orphan chunks a crash left (``core/leftovers.py``).
     leftover_delay: float = 3600.0
+    #: Free space kept in reserve: below it new writes are refused (``core/space.py``);
+    #: bytes ("512MiB") or a percentage of the file system ("1%"); "0": no reserve.
+    min_free: str = "1%"
     console: bool = True  # the web console at /console/
     console_port: int = 0  # 0: on the HTTP port; else only on this port
     #: Print a generated root secret key at start-up (off in containers: their logs are

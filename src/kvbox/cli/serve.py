@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kvbox.config import Settings, parse_size
+from kvbox.core.space import MinFree
 
 _D = Settings()
 
@@ -38,6 +39,14 @@ def _region(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"not a region name: {text!r} (lower-case letters, digits and '-', e.g. us-east-1)"
         )
+    return text
+
+
+def _min_free(text: str) -> str:
+    try:
+        MinFree.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
     return text
 
 
@@ -327,6 +336,16 @@ def add_parser(sub: Any) -> None:
         help="print a newly generated root secret key at start-up (off: only say where it "
         "is stored; the container image turns it off, as container logs are kept)",
     )
+    opt(
+        "min-free",
+        _D.min_free,
+        type=_min_free,
+        metavar="SIZE|PCT%",
+        help="free space kept in reserve on the data directory's file system: below it new "
+        "writes are refused (S3 507 XKvboxStorageFull, GW-KV ERR STORAGE full) while "
+        "deletes and reads work, and /readyz says not ready; bytes (512MiB) or a "
+        "percentage (1%%); 0: no reserve",
+    )
     opt("log-format", _D.log_format, choices=["plain", "json"], help="log line format")
     opt("log-level", _D.log_level, choices=["debug", "info", "warning", "error"], help="log level")
     opt(
@@ -438,6 +457,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         shutdown_grace=float(args.shutdown_grace),
         leftover_delay=float(args.leftover_delay),
         show_root_secret=_bool(args.show_root_secret),
+        min_free=str(args.min_free),
         log_format=args.log_format,
         log_level=args.log_level,
         access_log=_bool(args.access_log),

@@ -34,6 +34,7 @@ from kvbox.core.leftovers import LeftoverSweeper
 from kvbox.core.lifecycle.worker import LifecycleWorker
 from kvbox.core.meta import MetaStore
 from kvbox.core.model import ObjectVersion, Versioning
+from kvbox.core.space import MinFree, Space
 from kvbox.core.store import Store
 from kvbox.credentials import CREDENTIALS_FILE, Credentials, load_root_credentials
 from kvbox.errors import InvalidArgument, KvboxError
@@ -147,12 +148,15 @@ async def run_server(s: Settings, stop: asyncio.Event, access_log: AccessLog | N
             # group commit doing what the journal's fsync does on one node).
             shared = _shared_meta(meta)
             cache = s.max_memory * 2 if s.max_memory is not None else s.cache_size
+            # Cache mode keeps nothing on disk: no reserve to watch.
+            space = None if s.max_memory is not None else Space(s.data, MinFree.parse(s.min_free))
             store = Store(
                 meta,
                 blobs,
                 cache_bytes=0 if shared else cache,
                 max_memory=s.max_memory,
                 journal_dir=None if s.max_memory is not None or shared else s.data / JOURNAL_DIR,
+                space=space,
             )
             await store.open()
             if shared:
@@ -336,11 +340,11 @@ async def _serve_store(
         http = build_app(
             counters,
             stored,
-            lambda: ready,
+            lambda: ready and (store.space is None or not store.space.full),
             s3,
             collectors=[
                 LifecycleCollector(lifecycle.stats),
-                StorageCollector(store.damage),
+                StorageCollector(store.damage, store.space),
                 *(extra_collectors or []),
             ],
             s3_counters=s3_counters,

@@ -41,6 +41,7 @@ from awscrt import checksums as _crt  # type: ignore[import-untyped]
 
 from kvbox.core.datadir import fsync_dir
 from kvbox.core.model import ChunkRef
+from kvbox.core.space import full_error, is_full_error
 from kvbox.errors import ChunkMissing, DataDamaged, InvalidArgument, StorageError
 
 CHUNKS_DIR: Final = "chunks"
@@ -76,6 +77,12 @@ def _scan_fd(fd: int, sha: bool) -> tuple[int, str]:
     return crc, h.hexdigest() if h is not None else ""
 
 
+def _if_full(exc: OSError) -> None:
+    """A full disk as kvbox's own answer (``StorageFull``); other errors go on as they are."""
+    if is_full_error(exc):
+        raise full_error("a chunk could not be written") from exc
+
+
 def _damaged(chunk_id: str, how: str = "") -> DataDamaged:
     return DataDamaged(f"chunk {chunk_id} does not hash to its address{how}", chunk_id=chunk_id)
 
@@ -96,7 +103,11 @@ class LocalDirChunkWriter:
         if self._done:
             raise StorageError("chunk writer already committed or aborted")
         if data:
-            await asyncio.to_thread(self._write_sync, data)
+            try:
+                await asyncio.to_thread(self._write_sync, data)
+            except OSError as exc:
+                _if_full(exc)
+                raise
 
     async def commit(self) -> ChunkRef:
         if self._done:
@@ -104,8 +115,10 @@ class LocalDirChunkWriter:
         self._done = True
         try:
             return await asyncio.to_thread(self._commit_sync)
-        except BaseException:
+        except BaseException as exc:
             await asyncio.to_thread(self._discard_sync)
+            if isinstance(exc, OSError):
+                _if_full(exc)
             raise
 
     async def abort(self) -> None:
@@ -268,7 +281,11 @@ class LocalDirBlobStore:
 
     async def put(self, data: bytes) -> ChunkRef:
         w = self.writer()
-        return await asyncio.to_thread(self._put_sync, w, data)
+        try:
+            return await asyncio.to_thread(self._put_sync, w, data)
+        except OSError as exc:
+            _if_full(exc)
+            raise
 
     @staticmethod
     def _put_sync(w: LocalDirChunkWriter, data: bytes) -> ChunkRef:

@@ -32,9 +32,19 @@ from typing import Final
 from kvbox.core.datadir import fsync_dir
 from kvbox.core.journal import codec
 from kvbox.core.journal.codec import Record
+from kvbox.core.space import full_error, is_full_error
 from kvbox.errors import StorageError
 
 log = logging.getLogger(__name__)
+
+#: A segment is preallocated only with this many times its size free (``_start_segment``).
+PREALLOCATE_ROOM: Final = 4
+
+
+def _free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
 
 #: Directory of the journal inside a data directory.
 JOURNAL_DIR: Final = "journal"
@@ -160,8 +170,11 @@ class Journal:
         fd = os.open(seg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
             size = max(self.segment_bytes, min_size)
-            with contextlib.suppress(OSError):  # not every file system can; then append
-                os.posix_fallocate(fd, 0, size)
+            # Only when space allows: on a nearly full disk a start-up that preallocated
+            # a whole segment would take the room its own replay and deletes need.
+            if _free(self.path) >= PREALLOCATE_ROOM * size:
+                with contextlib.suppress(OSError):  # not every file system can; then append
+                    os.posix_fallocate(fd, 0, size)
             os.fsync(fd)
             fsync_dir(self.path)
         except BaseException:
@@ -273,7 +286,11 @@ class Journal:
             if self.broken is None:
                 log.error("journal write failed; small writes bypass it from now on: %s", exc)
                 self.broken = exc
-            err = StorageError(f"journal write failed: {exc}")
+            err: StorageError = (
+                full_error("the journal could not be written")
+                if is_full_error(exc)
+                else StorageError(f"journal write failed: {exc}")
+            )
             for fut, _, _ in waiters + self._waiters:
                 if not fut.done():
                     fut.set_exception(err)

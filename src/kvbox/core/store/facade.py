@@ -66,6 +66,7 @@ from kvbox.core.model import (
     Versioning,
     WriteResult,
 )
+from kvbox.core.space import Space
 from kvbox.core.store.bodies import Bodies
 from kvbox.core.store.buckets import Buckets
 from kvbox.core.store.cache import ENTRY_COST, MISS, Lru, Peeked, ReadCache, entry_cost
@@ -79,6 +80,7 @@ from kvbox.errors import (
     ConditionFailed,
     DataDamaged,
     KvboxError,
+    StorageFull,
     ValueTooLarge,
 )
 
@@ -129,8 +131,11 @@ class Store:
         inline_max: int = INLINE_MAX,
         chunk_size: int = CHUNK_SIZE,
         journal_dir: Path | None = None,
+        space: Space | None = None,
     ) -> None:
         self.meta = meta
+        #: Free space against ``--min-free`` (None: not watched, as in cache mode).
+        self.space = space
         self.blobs = blobs
         self.inline_max = inline_max
         self.chunk_size = chunk_size
@@ -167,13 +172,19 @@ class Store:
     # --- lifecycle --------------------------------------------------------------------
 
     async def open(self) -> None:
+        if self.space is not None:
+            self.space.open()  # on a full disk, before the replay needs the room
         await self.blobs.open()
         await self.meta.open()
         await self._route.open()
         self._memtable = self._route.memtable
         await self.buckets.load()
+        if self.space is not None:
+            self.space.start()
 
     async def close(self) -> None:
+        if self.space is not None:
+            await self.space.stop()
         await self._route.close()
         self._memtable = None
         await self._background.close()
@@ -221,6 +232,10 @@ class Store:
         task per batch of SETs cost one request per connection more than the rest of its
         path in Python.
         """
+        if self.space is not None:
+            refused = self._refused(self.space, items)
+            if refused is not None:
+                return refused
         if (after is None or after.done()) and (
             previous is None or previous.in_journal or previous.done.done()
         ):
@@ -242,6 +257,20 @@ class Store:
                 deps.append(f)
         return Batch(asyncio.ensure_future(self._put_batch_after(deps, bucket, items)), False)
 
+    @staticmethod
+    def _refused(space: Space, items: Sequence[tuple[str, bytes]]) -> Batch | None:
+        """A batch refused whole for want of space (its items all answer
+        ``StorageFull``), or None if it may go ahead."""
+        try:
+            space.check(sum(len(d) for _, d in items))
+        except StorageFull as exc:
+            done: asyncio.Future[list[str | KvboxError]] = (
+                asyncio.get_running_loop().create_future()
+            )
+            done.set_result([exc] * len(items))
+            return Batch(done, in_journal=True)
+        return None
+
     async def _put_batch_after(
         self, deps: list[asyncio.Future[Any]], bucket: str, items: Sequence[tuple[str, bytes]]
     ) -> list[str | KvboxError]:
@@ -259,6 +288,11 @@ class Store:
         In a bucket without versioning they go through the journal (``Route.journaled``).
         """
         b = self._buckets.get(bucket) or await self.buckets.miss(bucket)
+        if self.space is not None:
+            try:
+                self.space.check(sum(len(d) for _, d in items))
+            except StorageFull as exc:
+                return [exc] * len(items)
         while self._route.journaled(b):
             j = self._route.journal
             assert j is not None
@@ -567,6 +601,8 @@ class Store:
         """
         b = self._buckets.get(bucket) or await self.buckets.miss(bucket)
         self._check_size(len(data))
+        if self.space is not None:
+            self.space.check(len(data))
         md5 = hashlib.md5(usedforsecurity=False)
         update_holding_gil(md5, data)
         etag = md5.hexdigest()
@@ -612,6 +648,9 @@ class Store:
         """Write a value of any size from ``source``, holding at most two chunks
         (``streams.write_stream``)."""
         b = self._buckets.get(bucket) or await self.buckets.miss(bucket)
+        if self.space is not None:
+            self.space.check()  # refused before a byte of the body is read
+            source = _charged(self.space, source)
         body = await write_stream(
             self.chunks,
             source,
@@ -639,6 +678,8 @@ class Store:
     ) -> list[ObjectVersion]:
         """Write several small values atomically: all are committed or none."""
         b = self._buckets.get(bucket) or await self.buckets.miss(bucket)
+        if self.space is not None:
+            self.space.check()
         ops: list[PutOp] = []
         for key, data in pairs:
             if len(data) > self.inline_max:
@@ -684,7 +725,13 @@ class Store:
                 is_null=b.versioning is Versioning.SUSPENDED,
             )
         op = DeleteOp(bucket, key, version_id, marker, condition, bypass_governance, now_ns or 0)
-        (result,) = await self._commit([op])
+        try:
+            (result,) = await self._commit([op])
+        except StorageFull:
+            # Full to the last byte: the reserve file is there for exactly this.
+            if self.space is None or not self.space.release_reserve():
+                raise
+            (result,) = await self._commit([op])
         k = (bucket, key)
         self._cache.pop(k)
         if self._lru is not None:
@@ -779,6 +826,8 @@ class Store:
     ) -> MultipartUpload:
         """Start an upload; ``attrs`` are the object's, kept until completion."""
         self._buckets.get(bucket) or await self.buckets.miss(bucket)
+        if self.space is not None:
+            self.space.check()
         return await self.multipart.create(bucket, key, content_type, attrs)
 
     async def get_upload(self, bucket: str, key: str, upload_id: str) -> MultipartUpload:
@@ -798,6 +847,9 @@ class Store:
     ) -> Part:
         """Store one part from ``source`` (see ``Multipart.upload_part``)."""
         self._buckets.get(bucket) or await self.buckets.miss(bucket)
+        if self.space is not None:
+            self.space.check()
+            source = _charged(self.space, source)
         return await self.multipart.upload_part(bucket, key, upload_id, part_number, source, attrs)
 
     async def complete_multipart(
@@ -869,3 +921,11 @@ class Store:
     ) -> list[MultipartUpload]:
         self._buckets.get(bucket) or await self.buckets.miss(bucket)
         return await self.meta.list_uploads(bucket, prefix, key_marker, upload_id_marker, limit)
+
+
+async def _charged(space: Space, source: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``source``, each piece charged to the reserve before it goes on (a large
+    upload, or a part, stops at the reserve)."""
+    async for piece in source:
+        space.check(len(piece))
+        yield piece

@@ -33,6 +33,7 @@ from kvbox.core.model import (
     Part,
     Versioning,
 )
+from kvbox.core.space import full_error
 from kvbox.errors import DataDamaged, InvalidArgument, KvboxError, StorageError
 
 #: File name of the metadata database inside a data directory (server, fsck, migrate).
@@ -277,6 +278,8 @@ def translate(exc: BaseException) -> BaseException:
                 _logged_corrupt.add(str(exc))
                 log.error("%s (kvbox fsck --verify checks it)", damaged)
             return damaged
+        if name == "SQLITE_FULL":
+            return full_error("the metadata database could not grow")
         return StorageError(f"sqlite: {exc}")
     return exc
 

@@ -194,7 +194,9 @@ class Lost(Exception):
     """
 
     def __init__(self, cause: BaseException | None) -> None:
-        super().__init__(str(translate(cause)) if cause is not None else "transaction lost")
+        #: What the batch's callers are told (``StorageFull`` for a full disk).
+        self.error = translate(cause) if cause is not None else None
+        super().__init__(str(self.error) if cause is not None else "transaction lost")
 
 
 class _Savepoint:

@@ -37,7 +37,7 @@ from kvbox.core.meta.sqlite.schema import connect, translate
 from kvbox.core.meta.sqlite.txn import Lost, Retry, SqliteTxn
 from kvbox.core.meta.txn import MetaTxn
 from kvbox.core.model import WriteOp
-from kvbox.errors import StorageError
+from kvbox.errors import StorageError, StorageFull
 
 #: Ops per group-commit transaction. Large enough that one fsync serves thousands of
 #: writes, small enough that one batch holds the write lock for only tens of ms.
@@ -211,9 +211,12 @@ class Writer:
         except Exception as exc:  # BEGIN/COMMIT failed, disk full, ...: the batch is lost
             with contextlib.suppress(Exception):  # the futures must resolve regardless
                 txn.rollback()
+            err = exc.error if isinstance(exc, Lost) and exc.error is not None else translate(exc)
+            if not isinstance(err, StorageFull):  # a full disk keeps its own answer
+                err = StorageError(f"metadata commit failed: {err}")
             for job in jobs:
                 job.failed = True
-                job.outcome = StorageError(f"metadata commit failed: {translate(exc)}")
+                job.outcome = err
 
     @staticmethod
     def _transaction(txn: SqliteTxn, jobs: list[_Job], safe: bool) -> None:
