@@ -200,6 +200,17 @@ async def test_unsigned_wrongly_signed_stale_and_replayed_requests_are_refused(
     assert not node.chunk_file(cid).exists()
     async with aiohttp.ClientSession() as s, s.get(f"http://{node.address}/healthz") as r:
         assert r.status == 200  # liveness needs no secret
+    async with aiohttp.ClientSession() as s, s.get(f"http://{node.address}/metrics") as r:
+        text = await r.text()  # nor do the node's counters
+    assert r.status == 200
+    refused = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("kvbox_blobnode_refused_requests_total")
+    )
+    assert float(refused.split()[-1]) >= len(cases) + 2
+    assert 'kvbox_blobnode_requests_total{method="PUT",status="201"}' in text
+    assert "kvbox_blobnode_free_bytes" in text and "kvbox_blobnode_chunks" in text
 
 
 async def test_an_unreachable_node_is_unavailable_not_missing(client: NodeClient) -> None:

@@ -16,13 +16,15 @@ Layer: cluster. Rules:
       POST   /v1/chunks/<id>?verify               {"present", "sound", "size"}
       GET    /v1/chunks[?after=<id>&limit=N]      {"chunks": [ids in order]}
       GET    /healthz                             unauthenticated liveness
+      GET    /metrics                             unauthenticated, Prometheus text
 
   Errors are JSON ``{"error": word, "message": text}`` with word ``bad_request``
   (400), ``denied`` (403), ``missing`` (404), ``digest_mismatch`` (422: a PUT's bytes
   do not hash to its id; nothing is stored), ``young`` (409: a conditional delete
   found the chunk written less than S seconds ago), ``damaged`` (500: the stored bytes fail
   their check; nothing is served), ``full`` (507).
-* Every request except ``/healthz`` must carry the cluster secret's signature
+* Every request except ``/healthz`` and ``/metrics`` (which tell nothing about any
+  chunk's content: counts, bytes, free space) must carry the cluster secret's signature
   (``kvbox.auth.cluster``), once: a replayed request is refused. A chunk id is never
   used as a path until it is 64 lowercase hex digits; a PUT's signed body digest must
   be its id, and its bytes must hash to it.
@@ -43,12 +45,17 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from kvbox.auth import cluster as auth
 from kvbox.cluster.catalog import HEARTBEAT_INTERVAL, Catalog
@@ -112,6 +119,62 @@ class _Usage:
     bytes: int = 0
 
 
+@dataclass(slots=True)
+class NodeCounters:
+    """What the node's /metrics shows (``NodeCollector``)."""
+
+    requests: Counter[tuple[str, int]] = field(default_factory=Counter)
+    received_bytes: int = 0
+    sent_bytes: int = 0
+    refused: int = 0
+    damaged: int = 0
+
+
+class NodeCollector(Collector):
+    def __init__(self, node: BlobNode) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        c = self.node.counters
+        requests = CounterMetricFamily(
+            "kvbox_blobnode_requests",
+            "Chunk API requests answered, by method and HTTP status.",
+            labels=["method", "status"],
+        )
+        for (method, status), n in sorted(c.requests.items()):
+            requests.add_metric([method, str(status)], n)
+        yield requests
+        yield CounterMetricFamily(
+            "kvbox_blobnode_refused_requests",
+            "Requests refused for their signature, time or nonce (a wrong cluster secret, "
+            "a skewed clock, a replay): alert when it grows.",
+            value=c.refused,
+        )
+        yield CounterMetricFamily(
+            "kvbox_blobnode_damaged_reads",
+            "Reads refused because a chunk file no longer hashes to its id: any increase "
+            "means a damaged disk (the gateways repair the copy from another node).",
+            value=c.damaged,
+        )
+        yield CounterMetricFamily(
+            "kvbox_blobnode_received_bytes", "Chunk bytes received.", value=c.received_bytes
+        )
+        yield CounterMetricFamily(
+            "kvbox_blobnode_sent_bytes", "Chunk bytes sent.", value=c.sent_bytes
+        )
+        yield GaugeMetricFamily(
+            "kvbox_blobnode_chunks", "Chunk files held.", value=self.node.usage.chunks
+        )
+        yield GaugeMetricFamily(
+            "kvbox_blobnode_bytes", "Bytes of chunk files held.", value=self.node.usage.bytes
+        )
+        yield GaugeMetricFamily(
+            "kvbox_blobnode_free_bytes",
+            "Free space of the file system holding --data.",
+            value=self.node.free_bytes(),
+        )
+
+
 class BlobNode:
     """One node's HTTP API over its store (module docstring)."""
 
@@ -123,10 +186,14 @@ class BlobNode:
         #: One lock per chunk id being written or conditionally deleted, so that a
         #: delete's "older than" check and its unlink see no write land in between.
         self._busy: dict[str, asyncio.Lock] = {}
+        self.counters = NodeCounters()
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(NodeCollector(self))
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_CHUNK, middlewares=[self._auth])
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
         app.router.add_get(PREFIX, self._list)
         app.router.add_put(PREFIX + "/{id}", self._put)
         app.router.add_get(PREFIX + "/{id}", self._get, allow_head=False)
@@ -154,8 +221,20 @@ class BlobNode:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path == "/healthz":
+        if request.path in ("/healthz", "/metrics"):
             return await handler(request)
+        resp = await self._signed(request, handler)
+        c = self.counters
+        c.requests[(request.method, resp.status)] += 1
+        if resp.status == 403:
+            c.refused += 1
+        if request.method == "PUT" and resp.status == 201:
+            c.received_bytes += request.content_length or 0
+        if request.method == "GET" and resp.status == 200:
+            c.sent_bytes += resp.content_length or 0
+        return resp
+
+    async def _signed(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         now = time.time()
         try:
             verified = auth.verify(
@@ -174,6 +253,7 @@ class BlobNode:
             return _error(404, "missing", "no such chunk on this node")
         except DataDamaged as exc:
             log.error("%s", exc)
+            self.counters.damaged += 1
             return _error(500, "damaged", str(exc))
         except StorageFull as exc:
             return _error(507, "full", str(exc))
@@ -196,6 +276,10 @@ class BlobNode:
 
     async def _healthz(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"ok": True})
+
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        body = await asyncio.to_thread(generate_latest, self._registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _put(self, request: web.Request) -> web.StreamResponse:
         cid = self._chunk_id(request)
