@@ -109,6 +109,8 @@ class Settings:
     #: Free space kept in reserve: below it new writes are refused (``core/space.py``);
     #: bytes ("512MiB") or a percentage of the file system ("1%"); "0": no reserve.
     min_free: str = "1%"
+    #: Seconds between background scrub passes (``core/scrub.py``); 0: none (default).
+    scrub_interval: float = 0.0
     console: bool = True  # the web console at /console/
     console_port: int = 0  # 0: on the HTTP port; else only on this port
     #: Print a generated root secret key at start-up (off in containers: their logs are

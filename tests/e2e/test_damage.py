@@ -248,3 +248,46 @@ def test_damaged_inline_values_in_the_database(srv: S3Server) -> None:
         s3.get_object(Bucket=BUCKET, Key="tiny")
     assert err.value.response["Error"]["Code"] == "NoSuchKey"
     assert "Traceback" not in server.new_log()
+
+
+def _metric(endpoint: str, sample: str) -> float:
+    with urllib.request.urlopen(endpoint + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_the_scrubber_finds_damage_nobody_reads(tmp_path: Path) -> None:
+    """--scrub-interval: damage made while the server was stopped (a chunk file and an
+    inline value in the database) is found and named by the background passes, once
+    each in the log, with no client reading either; /metrics shows the progress."""
+    from ._gwkv import wait_until
+
+    s = S3Server(tmp_path / "data", "--scrub-interval", "0.2").start()
+    try:
+        s3 = s.client()
+        s3.create_bucket(Bucket="scrubbed")
+        big = _data(7, 100 * 1024)  # one chunk (over the inline maximum)
+        s3.put_object(Bucket="scrubbed", Key="big", Body=big)
+        s3.put_object(Bucket="scrubbed", Key="tiny", Body=b"hello-scrub-0003")
+        s.server.terminate()
+        flip(chunk_path(s.server.data_dir, big), 5000)
+        _flip_in_file(s.server.data_dir / "meta.sqlite3", b"hello-scrub-0003")
+        s.server.start()
+
+        def found(kind: str) -> float:
+            return _metric(s.endpoint, f'kvbox_scrub_damaged_total{{kind="{kind}"}}')
+
+        assert wait_until(lambda: found("chunk") >= 1 and found("value") >= 1, 30)
+        passes = _metric(s.endpoint, "kvbox_scrub_passes_total")
+        assert wait_until(lambda: _metric(s.endpoint, "kvbox_scrub_passes_total") > passes, 30)
+        assert _metric(s.endpoint, "kvbox_scrub_pass_bytes") == len(big)
+        assert _metric(s.endpoint, "kvbox_scrub_pass_versions") >= 2
+        log = s.server.new_log()
+        for key in ("scrubbed/big", "scrubbed/tiny"):
+            lines = [ln for ln in log.splitlines() if f"damaged: {key} version" in ln]
+            assert len(lines) == 1 and "found by the scrubber" in lines[0], lines
+        assert _metric(s.endpoint, "kvbox_damaged_reads_total") == 0  # nobody read them
+        assert "Traceback" not in log
+    finally:
+        s.close()

@@ -337,6 +337,15 @@ def add_parser(sub: Any) -> None:
         "is stored; the container image turns it off, as container logs are kept)",
     )
     opt(
+        "scrub-interval",
+        _D.scrub_interval,
+        type=float,
+        metavar="S",
+        help="seconds between background scrub passes, which check what `kvbox fsck "
+        "--verify` checks (every chunk, inline value and counter, SQLite's integrity) "
+        "while serving, rate-limited, and log what is damaged; 0: none",
+    )
+    opt(
         "min-free",
         _D.min_free,
         type=_min_free,
@@ -458,6 +467,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         leftover_delay=float(args.leftover_delay),
         show_root_secret=_bool(args.show_root_secret),
         min_free=str(args.min_free),
+        scrub_interval=float(args.scrub_interval),
         log_format=args.log_format,
         log_level=args.log_level,
         access_log=_bool(args.access_log),

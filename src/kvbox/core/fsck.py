@@ -310,7 +310,7 @@ async def _walk(meta: MetaStore, report: FsckReport, verify: bool) -> None:
             report.counters.append(Drift(b.name, stored, counted))
         if not verify and not lost:
             continue
-        async for v in _versions(meta, b.name):
+        async for v in all_versions(meta, b.name):
             if verify and not value_sound(v):
                 why = "the inline value does not match its checksum"
                 report.damaged_values.append(Damaged(v, why))
@@ -345,7 +345,7 @@ async def _protected_damage(
     now = time.time_ns()
     damaged: list[ObjectVersion] = []
     for b in buckets:
-        damaged += [v async for v in _versions(meta, b.name) if lost.intersection(_ids(v))]
+        damaged += [v async for v in all_versions(meta, b.name) if lost.intersection(_ids(v))]
     kept = [v for v in damaged if lock.removal_refusal(v, now, bypass_governance=False)]
     keep = {c for v in kept for c in _ids(v) if c in lost}
     kept_ids = {(v.bucket, v.key, v.version_id) for v in kept}
@@ -361,7 +361,8 @@ def _ids(v: ObjectVersion) -> list[str]:
     return [c.chunk_id for c in v.chunks]
 
 
-async def _versions(meta: MetaStore, bucket: str) -> AsyncIterator[ObjectVersion]:
+async def all_versions(meta: MetaStore, bucket: str) -> AsyncIterator[ObjectVersion]:
+    """Every version of ``bucket``, a page at a time (fsck and the scrubber)."""
     key_marker = version_marker = ""
     while True:
         page = await meta.list_bucket_versions(bucket, "", key_marker, version_marker, 1000)

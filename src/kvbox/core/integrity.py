@@ -76,14 +76,28 @@ class DamageLog:
     def report(self, exc: DataDamaged) -> None:
         """Count a refused read; log it if this object was not logged yet. Any thread
         (the sendfile threads check chunks too)."""
-        what = (exc.bucket, exc.key, exc.version_id, "" if exc.key else exc.chunk_id)
         with self._lock:
             self.reads += 1
-            if what in self._seen:
-                self._seen.move_to_end(what)
-                return
-            self._seen[what] = None
-            self.objects += 1
-            if len(self._seen) > self._remember:
-                self._seen.popitem(last=False)
-        log.error("%s (kvbox fsck --verify lists all damage)", exc)
+            new = self._first(exc)
+        if new:
+            log.error("%s (kvbox fsck --verify lists all damage)", exc)
+
+    def found(self, exc: DataDamaged) -> None:
+        """Damage the scrubber found (no read was refused): logged once per object
+        like a damaged read, counted in ``objects`` only."""
+        with self._lock:
+            new = self._first(exc)
+        if new:
+            log.error("%s (found by the scrubber; kvbox fsck --verify lists all damage)", exc)
+
+    def _first(self, exc: DataDamaged) -> bool:
+        """Whether this object is met for the first time (remembered now). Lock held."""
+        what = (exc.bucket, exc.key, exc.version_id, "" if exc.key else exc.chunk_id)
+        if what in self._seen:
+            self._seen.move_to_end(what)
+            return False
+        self._seen[what] = None
+        self.objects += 1
+        if len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
+        return True

@@ -34,6 +34,7 @@ from kvbox.core.leftovers import LeftoverSweeper
 from kvbox.core.lifecycle.worker import LifecycleWorker
 from kvbox.core.meta import MetaStore
 from kvbox.core.model import ObjectVersion, Versioning
+from kvbox.core.scrub import Scrubber
 from kvbox.core.space import MinFree, Space
 from kvbox.core.store import Store
 from kvbox.credentials import CREDENTIALS_FILE, Credentials, load_root_credentials
@@ -252,6 +253,8 @@ async def _serve_store(
     )
     lifecycle = LifecycleWorker(store, interval=s.lifecycle_interval)
     lifecycle.start()
+    scrubber = Scrubber(store.meta, store.blobs, store.damage, s.scrub_interval)
+    scrubber.start()
     limits = clamp_connections(limits_of(s), fd_capacity())
     governor = Governor(limits)
     counters = ServerCounters()
@@ -344,7 +347,7 @@ async def _serve_store(
             s3,
             collectors=[
                 LifecycleCollector(lifecycle.stats),
-                StorageCollector(store.damage, store.space),
+                StorageCollector(store.damage, store.space, scrubber.stats),
                 *(extra_collectors or []),
             ],
             s3_counters=s3_counters,
@@ -442,6 +445,7 @@ async def _serve_store(
     if web_runner is not None:
         await web_runner.cleanup()
     await lifecycle.stop()
+    await scrubber.stop()
     governor.stop()
     await store.sweep_chunk_writers()
     log.info("stopped")
