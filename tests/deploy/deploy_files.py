@@ -40,11 +40,40 @@ DOCKERIGNORE = REPO / ".dockerignore"
 DEPLOY = REPO / "deploy"
 COMPOSE_FILE = DEPLOY / "compose.yaml"
 STACK_FILE = DEPLOY / "swarm" / "stack.yaml"
+#: The cluster topology (gateways, blob nodes, PostgreSQL) in Compose and Swarm form.
+CLUSTER_COMPOSE_FILE = DEPLOY / "compose.cluster.yaml"
+CLUSTER_STACK_FILE = DEPLOY / "swarm" / "cluster.yaml"
 K8S = DEPLOY / "k8s"
 K8S_BASE = K8S / "base"
-K8S_OVERLAYS = {"demo": K8S / "overlays" / "demo", "ingress": K8S / "overlays" / "ingress"}
+K8S_OVERLAYS = {
+    "demo": K8S / "overlays" / "demo",
+    "ingress": K8S / "overlays" / "ingress",
+    "cluster": K8S / "overlays" / "cluster",
+}
+#: Custom resources the overlays use, which kubernetes-validate has no schema for: each is
+#: validated against a strict schema of the fields kvbox uses (tests/deploy/schemas/).
+CRD_SCHEMAS = {
+    ("postgresql.cnpg.io/v1", "Cluster"): Path(__file__).parent / "schemas" / "cnpg-cluster.json",
+}
 SYSTEMD_UNIT = DEPLOY / "systemd" / "kvbox.service"
 CLOUD_INIT = DEPLOY / "cloud-init" / "user-data.yaml"
+
+#: Service keys of the legacy Compose file format 3.8 (docker/cli's config_schema_v3.8),
+#: the format `docker stack deploy` reads; anything else is rejected or ignored there.
+SWARM_SERVICE_KEYS = {
+    "cap_add", "cap_drop", "cgroup_parent", "command", "configs", "container_name",
+    "credential_spec", "depends_on", "deploy", "devices", "dns", "dns_search", "domainname",
+    "entrypoint", "env_file", "environment", "expose", "external_links", "extra_hosts",
+    "healthcheck", "hostname", "image", "init", "ipc", "isolation", "labels", "links",
+    "logging", "mac_address", "network_mode", "networks", "pid", "ports", "privileged",
+    "read_only", "restart", "secrets", "security_opt", "shm_size", "stdin_open",
+    "stop_grace_period", "stop_signal", "sysctls", "tmpfs", "tty", "ulimits", "user",
+    "userns_mode", "volumes", "working_dir",
+}  # fmt: skip
+SWARM_DEPLOY_KEYS = {
+    "mode", "endpoint_mode", "replicas", "labels", "rollback_config", "update_config",
+    "resources", "restart_policy", "placement",
+}  # fmt: skip
 
 #: Image repository name -> Dockerfile target it is built from (docs/deploy.md).
 IMAGE_TARGETS = {"kvbox-server": "server", "kvbox-client": "client"}

@@ -18,6 +18,8 @@ import yaml
 from deploy_files import (
     COMPOSE_FILE,
     STACK_FILE,
+    SWARM_DEPLOY_KEYS,
+    SWARM_SERVICE_KEYS,
     assert_env_means_flags,
     compose_argv,
     compose_environment,
@@ -33,23 +35,6 @@ SERVER = "kvbox"
 CLIENT = "loadgen"
 KV_PORT = 7070
 HTTP_PORT = 9000
-
-#: Service keys of the legacy Compose file format 3.8 (docker/cli's config_schema_v3.8),
-#: the format `docker stack deploy` reads; anything else is rejected or ignored there.
-SWARM_SERVICE_KEYS = {
-    "cap_add", "cap_drop", "cgroup_parent", "command", "configs", "container_name",
-    "credential_spec", "depends_on", "deploy", "devices", "dns", "dns_search", "domainname",
-    "entrypoint", "env_file", "environment", "expose", "external_links", "extra_hosts",
-    "healthcheck", "hostname", "image", "init", "ipc", "isolation", "labels", "links",
-    "logging", "mac_address", "network_mode", "networks", "pid", "ports", "privileged",
-    "read_only", "restart", "secrets", "security_opt", "shm_size", "stdin_open",
-    "stop_grace_period", "stop_signal", "sysctls", "tmpfs", "tty", "ulimits", "user",
-    "userns_mode", "volumes", "working_dir",
-}  # fmt: skip
-SWARM_DEPLOY_KEYS = {
-    "mode", "endpoint_mode", "replicas", "labels", "rollback_config", "update_config",
-    "resources", "restart_policy", "placement",
-}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +108,7 @@ def test_compose_clients_wait_for_a_healthy_server(compose: dict[str, Any]) -> N
     server = compose["services"][SERVER]
     assert "healthcheck" in server or image_config("server").healthcheck not in (None, ["NONE"])
     assert compose_target(client) == "client"
-    # The compose `cluster` profile is reserved (docs/deploy.md); nothing ships half-built.
+    # No profiles: the cluster is deploy/compose.cluster.yaml (docs/deploy.md).
     assert all("profiles" not in s for s in compose["services"].values())
 
 

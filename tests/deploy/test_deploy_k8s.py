@@ -10,12 +10,16 @@ commands the pods run parse with kvbox's own parser.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import jsonschema  # type: ignore[import-untyped]
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 from deploy_files import (
     COMPOSE_FILE,
+    CRD_SCHEMAS,
     K8S_BASE,
     K8S_OVERLAYS,
     REPO,
@@ -71,10 +75,39 @@ def test_objects_validate_strictly(
     assert rendered[name], f"{name} renders nothing"
     for obj in rendered[name]:
         where = f"{name}: {obj['kind']}/{obj['metadata']['name']} (Kubernetes {version})"
+        crd = CRD_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
+        if crd is not None:
+            _validate_custom(obj, crd, where)
+            continue
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             pytest.fail(f"{where}: {exc.message} at {list(exc.absolute_path)}", pytrace=False)
+
+
+def _validate_custom(obj: dict[str, Any], schema_path: Path, where: str) -> None:
+    """A custom resource against the strict schema of the fields kvbox uses (CRD_SCHEMAS):
+    kubernetes-validate has schemas for built-in kinds only."""
+    schema = json.loads(schema_path.read_text())
+    try:
+        jsonschema.validate(obj, schema, cls=jsonschema.Draft202012Validator)
+    except jsonschema.ValidationError as exc:
+        pytest.fail(f"{where}: {exc.message} at {list(exc.absolute_path)}", pytrace=False)
+
+
+def test_custom_resources_have_a_schema(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    """Every kind kubernetes-validate does not know has a schema here, and that schema
+    rejects a misspelt field (or the passes above would prove nothing)."""
+    for objects in rendered.values():
+        for obj in objects:
+            if (obj["apiVersion"], obj["kind"]) in CRD_SCHEMAS:
+                continue
+            kubernetes_validate.validate(obj, K8S_VERSIONS[-1], strict=True)  # known kind
+    pg = _one(rendered["cluster"], "Cluster", "kvbox-pg")
+    schema = json.loads(CRD_SCHEMAS[("postgresql.cnpg.io/v1", "Cluster")].read_text())
+    broken = {**pg, "spec": {**pg["spec"], "instance": 3}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema, cls=jsonschema.Draft202012Validator)
 
 
 def test_strict_validation_is_really_checking(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -117,7 +150,7 @@ def test_pods_meet_the_restricted_profile(
         # A Service named kvbox would otherwise inject KVBOX_* variables kvbox reads.
         assert pod["enableServiceLinks"] is False, where
         assert pod["automountServiceAccountToken"] is False, where
-        for container in pod["containers"]:
+        for container in [*pod.get("initContainers", []), *pod["containers"]]:
             image = image_config(k8s_target(container))
             assert image.user is not None
             assert str(security["runAsUser"]) == image.user.split(":")[0], where
@@ -200,7 +233,13 @@ def test_loadgen_targets_the_service(rendered: dict[str, list[dict[str, Any]]]) 
 
 
 def _containers() -> list[tuple[str, str]]:
-    return [("base", "kvbox"), ("demo", "kvbox"), ("demo", "kvbox-loadgen")]
+    return [
+        ("base", "kvbox"),
+        ("demo", "kvbox"),
+        ("demo", "kvbox-loadgen"),
+        ("cluster", "kvbox-gateway"),
+        ("cluster", "kvbox-blobnode"),
+    ]
 
 
 @pytest.mark.parametrize(("name", "workload"), _containers())
@@ -212,7 +251,8 @@ def test_container_command_and_env_parse(
     the environment directly)."""
     objects = rendered[name]
     (obj,) = [o for o in workloads(objects) if o["metadata"]["name"] == workload]
-    for container in obj["spec"]["template"]["spec"]["containers"]:
+    pod = obj["spec"]["template"]["spec"]
+    for container in [*pod.get("initContainers", []), *pod["containers"]]:
         argv = k8s_argv(container)
         assert argv[0] == "kvbox"
         require_subcommands(argv[1])
@@ -303,3 +343,112 @@ def test_memory_limit_covers_the_servers_bound(rendered: dict[str, list[dict[str
     limit = _size(container["resources"]["limits"]["memory"])
     assert bound < limit, f"bound {bound >> 20} MiB is over the limit {limit >> 20} MiB"
     assert _size(container["resources"]["requests"]["memory"]) >= 256 << 20
+
+
+# --- the cluster overlay --------------------------------------------------------------------
+
+GATEWAY_LABELS = {"app.kubernetes.io/name": "kvbox", "app.kubernetes.io/component": "gateway"}
+BLOBNODE_LABELS = {"app.kubernetes.io/name": "kvbox", "app.kubernetes.io/component": "blobnode"}
+#: Secrets the cluster overlay needs and never renders: the operator's (or CloudNativePG's).
+CLUSTER_SECRETS = {"kvbox-pg-app", "kvbox-cluster-secret", ROOT_SECRET}
+
+
+def _flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_cluster_overlay_shape(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["cluster"]
+    assert set(_kinds(objects)) == {
+        "Service", "StatefulSet", "Deployment", "HorizontalPodAutoscaler",
+        "PodDisruptionBudget", "Cluster",
+    }  # fmt: skip
+    assert not [o for o in objects if o["kind"] == "Secret"], "secrets are the operator's"
+    assert _secret_refs(objects) == CLUSTER_SECRETS
+    # PostgreSQL: CloudNativePG's app Secret is `<Cluster>-app`, its `uri` is --meta.
+    pg = _one(objects, "Cluster", "kvbox-pg")
+    assert pg["spec"]["instances"] >= 3, "a primary and two standbys"
+    for workload in workloads(objects):
+        pod = workload["spec"]["template"]["spec"]
+        for container in [*pod["initContainers"], *pod["containers"]]:
+            (meta,) = [e for e in container["env"] if e["name"] == "KVBOX_META"]
+            ref = meta["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": pg["metadata"]["name"] + "-app", "key": "uri"}
+        # The schema before the program: `kvbox migrate` as the init step.
+        (init,) = pod["initContainers"]
+        assert k8s_argv(init) == ["kvbox", "migrate"]
+        # The cluster secret file the argv names is the one the Secret volume mounts.
+        (main,) = pod["containers"]
+        mounts = {m["name"]: m["mountPath"] for m in main["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        secret_file = _flag(k8s_argv(main), "--cluster-secret-file")
+        (volume,) = [v for v in volumes.values() if v.get("secret", {}).get("secretName")
+                     == "kvbox-cluster-secret"]  # fmt: skip
+        (item,) = volume["secret"]["items"]
+        assert secret_file == f"{mounts[volume['name']]}/{item['path']}"
+
+
+def test_cluster_blob_nodes(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["cluster"]
+    nodes = _one(objects, "StatefulSet", "kvbox-blobnode")
+    spec = nodes["spec"]
+    assert spec["selector"]["matchLabels"] == BLOBNODE_LABELS
+    assert spec["replicas"] >= 4, "R = W = 3 needs a fourth node to keep writing with one down"
+    headless = _one(objects, "Service", spec["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["selector"] == BLOBNODE_LABELS
+    (container,) = spec["template"]["spec"]["containers"]
+    argv = k8s_argv(container)
+    assert argv[:2] == ["kvbox", "blobnode"]
+    # Each pod advertises its own stable DNS name: <pod>.<headless service>:<chunk port>.
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}["chunks"]
+    assert _flag(argv, "--advertise") == f"$(POD_NAME).{spec['serviceName']}:{port}"
+    assert _flag(argv, "--listen") == f"0.0.0.0:{port}"
+    assert {p["port"] for p in headless["spec"]["ports"]} == {port}
+    # Chunks on a claim per pod, mounted where --data points.
+    (claim,) = spec["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == _flag(argv, "--data")
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "chunks"}
+    budget = _one(objects, "PodDisruptionBudget", "kvbox-blobnode")
+    assert budget["spec"]["selector"]["matchLabels"] == BLOBNODE_LABELS
+    assert budget["spec"]["maxUnavailable"] == 1
+
+
+def test_cluster_gateways(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    objects = rendered["cluster"]
+    gateways = _one(objects, "Deployment", "kvbox-gateway")
+    spec = gateways["spec"]
+    assert "replicas" not in spec, "the HorizontalPodAutoscaler owns the count"
+    assert spec["selector"]["matchLabels"] == GATEWAY_LABELS
+    (container,) = spec["template"]["spec"]["containers"]
+    argv = k8s_argv(container)
+    assert argv[:2] == ["kvbox", "serve"] and _flag(argv, "--blobs") == "cluster"
+    env = k8s_environment(container, objects)
+    assert spec["template"]["spec"]["terminationGracePeriodSeconds"] > float(
+        env["KVBOX_SHUTDOWN_GRACE"]
+    )
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    # Clients use the `kvbox` Service, which selects the gateways and nothing else.
+    service = _one(objects, "Service", "kvbox")
+    assert service["spec"]["selector"] == GATEWAY_LABELS
+    ports = {p["name"] for p in container["ports"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports
+    hpa = _one(objects, "HorizontalPodAutoscaler", "kvbox-gateway")
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", "kvbox-gateway")
+    assert hpa["spec"]["minReplicas"] >= 2, "one gateway lost must leave another serving"
+    assert "cpu" in container["resources"]["requests"], "CPU utilization needs a request"
+    budget = _one(objects, "PodDisruptionBudget", "kvbox-gateway")
+    assert budget["spec"]["selector"]["matchLabels"] == GATEWAY_LABELS
+    assert budget["spec"]["minAvailable"] >= 1
+
+
+def test_cluster_secrets_are_documented() -> None:
+    guide = (REPO / "docs" / "deploy.md").read_text()
+    for command in ("kubectl create secret generic kvbox-cluster-secret",
+                    "kubectl create secret generic kvbox-pg-app"):  # fmt: skip
+        assert command in guide, command
