@@ -185,15 +185,17 @@ def _answer(kind: str, remote: str) -> bytes:
 class GwkvConnection(asyncio.Protocol):
     """One TCP connection: parser -> ordered reply slots -> socket, with backpressure.
 
-    Why one class of about 500 lines rather than several: ``data_received`` ->
+    Why one class of about 700 lines rather than several: ``data_received`` ->
     ``_take_requests`` -> ``_flush`` is the hot path (a pipelined GET costs about 4 µs of
-    CPU in all), and the reply slots, the ordering groups, the streamed body and the
-    pause reasons are one state that every step of it reads and writes. Cut into
-    collaborating objects it would pay an attribute hop per request on each step and
-    spread one invariant (replies leave in request order, within ``MAX_COST``) over
-    several files. What does not share that state lives outside: parsing
-    (``kvbox.proto.gwkv``), meaning, ordering kinds and costs (``kvbox.kv.commands``),
-    the streamed body (``_Body``) and the server-wide limits (``GwkvServer``).
+    CPU in all), and the reply slots, the ordering groups, the streamed body, the pause
+    reasons, the memory a stream holds and the connection's AUTH session are one state
+    that every step of it reads and writes. Cut into collaborating objects it would pay
+    an attribute hop per request on each step and spread one invariant (replies leave in
+    request order, within ``MAX_COST``) over several files. What does not share that
+    state lives outside: parsing (``kvbox.proto.gwkv``), meaning, ordering kinds and
+    costs (``kvbox.kv.commands``), what AUTH and the access decision mean
+    (``kvbox.server.kvauth``), admission and timeouts (``kvbox.server.governor``), the
+    streamed body (``_Body``) and the server-wide state (``GwkvServer``).
     """
 
     __slots__ = (
