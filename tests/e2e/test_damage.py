@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import os
 import random
 import re
 import urllib.request
@@ -291,3 +292,37 @@ def test_the_scrubber_finds_damage_nobody_reads(tmp_path: Path) -> None:
         assert "Traceback" not in log
     finally:
         s.close()
+
+
+def test_a_file_system_without_user_xattrs_verifies_by_address(tmp_path: Path) -> None:
+    """ramfs keeps no user xattrs, so chunk files carry no CRC32C: reads check the
+    SHA-256 address instead, serve good data, and still refuse damaged data."""
+    import subprocess
+
+    mnt = tmp_path / "ramfs"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"mounting a ramfs is not allowed here: {done.stderr.decode()}")
+    s = S3Server(mnt / "data")
+    s.server.log_path = tmp_path / "ramfs.server.log"
+    try:
+        s.start()
+        s3 = s.client()
+        s3.create_bucket(Bucket="noxattr")
+        good, bad = _data(11, 200 * 1024), _data(12, 200 * 1024)
+        s3.put_object(Bucket="noxattr", Key="good", Body=good)
+        s3.put_object(Bucket="noxattr", Key="bad", Body=bad)
+        path = chunk_path(s.server.data_dir, good)
+        with pytest.raises(OSError):
+            os.getxattr(path, "user.kvbox.crc32c")
+        assert s3.get_object(Bucket="noxattr", Key="good")["Body"].read() == good
+        flip(chunk_path(s.server.data_dir, bad), 1000)
+        with pytest.raises(ClientError) as err:
+            s3.get_object(Bucket="noxattr", Key="bad")
+        assert err.value.response["Error"]["Code"] == "InternalError"
+        assert s3.get_object(Bucket="noxattr", Key="good")["Body"].read() == good
+        assert "Traceback" not in s.server.new_log()
+    finally:
+        s.close()
+        subprocess.run(["umount", str(mnt)], check=False)
