@@ -302,6 +302,38 @@ def test_null_version_rules(s3: Any) -> None:
     assert code(info.value) == "NoSuchKey"
 
 
+def test_reads_cached_before_a_versioning_change_answer_as_the_new_state(s3: Any) -> None:
+    """The read cache keeps each key's newest version and the keys known absent; a
+    versioning change changes what the next writes do, never what a read of the cache
+    answers: after each change a GET shows the write that followed it, by the right id."""
+    b = "ver-cached"
+    s3.create_bucket(Bucket=b)
+    s3.put_object(Bucket=b, Key="k", Body=b"one")
+    assert s3.get_object(Bucket=b, Key="k")["Body"].read() == b"one"  # now cached
+    with pytest.raises(ClientError) as info:  # cached as absent
+        s3.get_object(Bucket=b, Key="absent")
+    assert code(info.value) == "NoSuchKey"
+
+    s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+    v2 = put(s3, b, "k", b"two")
+    got = s3.get_object(Bucket=b, Key="k")
+    assert (got["Body"].read(), got["VersionId"]) == (b"two", v2)
+    assert s3.get_object(Bucket=b, Key="k", VersionId="null")["Body"].read() == b"one"
+    va = put(s3, b, "absent", b"here now")
+    assert s3.get_object(Bucket=b, Key="absent")["VersionId"] == va
+
+    s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Suspended"})
+    s3.put_object(Bucket=b, Key="k", Body=b"three")
+    assert s3.get_object(Bucket=b, Key="k")["Body"].read() == b"three"
+    assert s3.get_object(Bucket=b, Key="k", VersionId="null")["Body"].read() == b"three"
+    assert s3.get_object(Bucket=b, Key="k", VersionId=v2)["Body"].read() == b"two"
+    s3.delete_object(Bucket=b, Key="absent")  # a null delete marker over version va
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket=b, Key="absent")
+    assert code(info.value) == "NoSuchKey"
+    assert info.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-delete-marker"] == "true"
+
+
 # --- ListObjectVersions -----------------------------------------------------------------------
 
 
