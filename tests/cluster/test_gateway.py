@@ -26,13 +26,24 @@ from e2e._server import Wire, free_port, run_kvbox
 from ._nodes import BlobNodeProcess, blob_nodes
 
 
-@pytest.fixture
-def cluster(
-    tmp_path: Path, postgres: PostgresServer
+@pytest.fixture(scope="module")
+def nodes4(
+    tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer
 ) -> Iterator[tuple[str, list[BlobNodeProcess]]]:
     url = postgres.new_database(migrated=True)
-    with blob_nodes(tmp_path / "nodes", url, 4) as nodes:
+    with blob_nodes(tmp_path_factory.mktemp("nodes"), url, 4) as nodes:
         yield url, nodes
+
+
+@pytest.fixture
+def cluster(
+    nodes4: tuple[str, list[BlobNodeProcess]],
+) -> Iterator[tuple[str, list[BlobNodeProcess]]]:
+    """The module's four nodes (one database), all running again after each test."""
+    yield nodes4
+    for n in nodes4[1]:
+        if not n.running:
+            n.start()
 
 
 def gateway(tmp_path: Path, url: str, secret: Path, *args: str) -> S3Server:
