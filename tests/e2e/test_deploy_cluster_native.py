@@ -21,8 +21,9 @@ Then it checks what the overlay promises: the init step brings an empty database
 schema (twice at once, as pods start together); every blob node answers its probes and
 registers under the address it advertises (three of the StatefulSet's nodes: what a
 write needs with R = W = 3); the gateways (the autoscaler's minimum) answer theirs; an
-object written through one gateway reads back whole through the other; and SIGTERM stops
-every process with exit 0.
+object written through one gateway reads back whole through the other; one node killed
+with SIGKILL leaves reads served and refuses chunked writes with 503 until it is back on
+its volume (docs/deploy.md, "Failures"); and SIGTERM stops every process with exit 0.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from typing import Any
 import boto3  # type: ignore[import-untyped]
 import pytest
 from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from .test_deploy_native import START_TIMEOUT_S, Proc, _free_port, _http_ok, _wait
 
@@ -258,6 +260,39 @@ def test_cluster_overlay_runs_natively(tmp_path: Path, pg_url: str, procs: list[
     listed = s3b.list_objects_v2(Bucket="deployed")["Contents"]
     assert sorted(o["Key"] for o in listed) == ["from-b", "large", "small"]
 
+    # docs/deploy.md's failure table for one blob node lost with exactly R nodes: reads
+    # fail over to the other replicas, a chunked write is refused with 503 (W = 3 cannot
+    # be met), and the node restarted on its volume is written to again.
+    lost = procs[0]
+    assert lost.stop(signal.SIGKILL) == -signal.SIGKILL
+    for client in (s3a, s3b):
+        got = client.get_object(Bucket="deployed", Key="large")["Body"].read()
+        assert hashlib.sha256(got).digest() == hashlib.sha256(bodies["large"]).digest()
+    chunked = os.urandom(1 << 20)  # above the 64 KiB that stay inline in PostgreSQL
+    with pytest.raises(ClientError) as refused:
+        s3a.put_object(Bucket="deployed", Key="while-down", Body=chunked)
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+    assert refused.value.response["Error"]["Code"] == "ServiceUnavailable"
+    restarted = Proc(lost.name, lost.argv, lost.env, lost.log)
+    procs[0] = restarted
+    _wait(f"{lost.name} back", functools.partial(_http_ok, f"http://{nodes[0].address}/healthz"),
+          START_TIMEOUT_S, procs)  # fmt: skip
+    _wait("a chunked write accepted again", functools.partial(_put_ok, s3b, chunked),
+          START_TIMEOUT_S, procs)  # fmt: skip
+    got = s3a.get_object(Bucket="deployed", Key="while-down")["Body"].read()
+    assert got == chunked
+
     # SIGTERM, as the kubelet stops a pod: every process drains and exits 0.
     for proc in reversed(procs):
         assert proc.stop(signal.SIGTERM) == 0, proc.tail()
+
+
+def _put_ok(client: Any, body: bytes) -> bool:
+    """One PUT; False while the cluster refuses it with 503 (a node not yet writable)."""
+    try:
+        client.put_object(Bucket="deployed", Key="while-down", Body=body)
+    except ClientError as exc:
+        if exc.response["ResponseMetadata"]["HTTPStatusCode"] != 503:
+            raise
+        return False
+    return True
