@@ -140,6 +140,28 @@ def test_if_none_match_puts_racing_on_two_gateways_have_one_winner(
         assert sorted(outcomes) == ["PreconditionFailed", "ok"], outcomes
         got = sa.get_object(Bucket="race", Key=key)["Body"].read()
         assert got in (b"from a", b"from b")
+    # CompleteMultipartUpload sent to both gateways at once completes the object once
+    up = sa.create_multipart_upload(Bucket="race", Key="mp")["UploadId"]
+    part = sb.upload_part(Bucket="race", Key="mp", UploadId=up, PartNumber=1, Body=b"p" * 1000)
+    done = {"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]}
+    finished: list[str] = []
+
+    def complete(client: object) -> None:
+        try:
+            client.complete_multipart_upload(  # type: ignore[attr-defined]
+                Bucket="race", Key="mp", UploadId=up, MultipartUpload=done
+            )
+            finished.append("ok")
+        except ClientError as exc:
+            finished.append(exc.response["Error"]["Code"])
+
+    pair = [threading.Thread(target=complete, args=(c,)) for c in (sa, sb)]
+    for t in pair:
+        t.start()
+    for t in pair:
+        t.join(30)
+    assert sorted(finished) == ["NoSuchUpload", "ok"], finished
+    assert sb.get_object(Bucket="race", Key="mp")["Body"].read() == b"p" * 1000
 
 
 def test_bucket_changes_on_one_gateway_are_obeyed_by_the_other_within_the_bound(
