@@ -1,4 +1,6 @@
-"""The cluster overlay's exact commands, run natively: PostgreSQL, blob nodes, gateways.
+"""The cluster's exact commands, run natively: PostgreSQL, blob nodes, gateways.
+
+(The Kubernetes overlay below; deploy/compose.cluster.yaml in the last test, likewise.)
 
 Layer: tests (e2e; spawns `kvbox migrate`, `kvbox blobnode` and `kvbox serve` processes,
 loopback only, and uses the session's PostgreSQL from tests/_postgres.py). As
@@ -296,3 +298,109 @@ def _put_ok(client: Any, body: bytes) -> bool:
             raise
         return False
     return True
+
+
+def test_compose_cluster_runs_natively(tmp_path: Path, pg_url: str, procs: list[Proc]) -> None:
+    """deploy/compose.cluster.yaml's kvbox services, natively: the `migrate` one-shot, the
+    blob nodes and the gateway's replicas with their argv, environment (interpolated from
+    the variables the file requires) and secret files, each healthy by its own Compose
+    HEALTHCHECK command; then a write through one gateway reads back through the other.
+    The `postgres` service is the test's PostgreSQL (its URL replaces KVBOX_META's)."""
+    df.require_subcommands("serve", "blobnode", "migrate", "health")
+    services = df.load_yaml(df.CLUSTER_COMPOSE_FILE)["services"]
+    secret_key = secrets.token_urlsafe(30)
+    # What the user exports before `docker compose up` (the password: KVBOX_META is replaced).
+    host_env = {"KVBOX_PG_PASSWORD": "unused", "KVBOX_ROOT_ACCESS_KEY": ACCESS_KEY}
+    files = {"/run/secrets/kvbox_cluster_secret": secrets.token_hex(32),
+             "/run/secrets/kvbox_root_secret_key": secret_key}  # fmt: skip
+    local_files: dict[str, str] = {}
+    for path, value in files.items():
+        local = tmp_path / Path(path).name
+        local.write_text(value)
+        local.chmod(0o600)
+        local_files[path] = str(local)
+    kvbox = {  # the services running kvbox's image (not PostgreSQL's)
+        n: s
+        for n, s in services.items()
+        if df.interpolate(str(s["image"])).split(":")[0] in df.IMAGE_TARGETS
+    }
+    nodes = [n for n, s in kvbox.items() if df.compose_argv(s)[1] == "blobnode"]
+    addresses = {}  # "<service>:<port>" as the others reach it -> 127.0.0.1:PORT
+    for name in nodes:
+        port = _flag(df.compose_argv(kvbox[name]), "--listen").rpartition(":")[2]
+        addresses[f"{name}:{port}"] = f"127.0.0.1:{_free_port()}"
+
+    def command(name: str, own: str = "", instance: str = "") -> list[str]:
+        """NAME's argv for one of its containers (INSTANCE: a replica's own directories)."""
+        service = kvbox[name]
+        paths = [v.split(":")[1] for v in service.get("volumes", []) if isinstance(v, str)]
+        paths += [t.split(":")[0] for t in service.get("tmpfs", [])]
+        root = tmp_path / (instance or name)
+        mounts = {p: str(root / p.strip("/").replace("/", "-")) for p in paths}
+
+        def local(token: str) -> str:
+            if token in local_files:
+                return local_files[token]
+            if token in mounts:
+                return mounts[token]
+            if token.startswith("0.0.0.0:"):
+                return own
+            return "127.0.0.1" if token == "0.0.0.0" else addresses.get(token, token)
+
+        argv = [local(t) for t in df.compose_argv(service)[1:]]
+        return [sys.executable, "-m", "kvbox", *argv]
+
+    def environment(name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+        raw = kvbox[name].get("environment") or {}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KVBOX_")}
+        env.update({k: df.interpolate(str(v), host_env) for k, v in raw.items()})
+        env["KVBOX_META"] = pg_url
+        env.update({k: local_files.get(v, v) for k, v in env.items() if k.startswith("KVBOX_")})
+        env.update(extra or {})
+        return env
+
+    def healthy(name: str, fixed: str, actual: str) -> bool:
+        test = kvbox[name]["healthcheck"]["test"]
+        assert test[:2] == ["CMD", "kvbox"] and any(fixed in t for t in test), test
+        argv = [t.replace(fixed, actual) for t in test[2:]]
+        done = subprocess.run([sys.executable, "-m", "kvbox", *argv], capture_output=True,
+                              timeout=15, check=False, env=environment(name))  # fmt: skip
+        return done.returncode == 0
+
+    migrate = subprocess.run(command("migrate"), env=environment("migrate"), timeout=60,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+    for name in nodes:
+        own = addresses[f"{name}:9100"]
+        procs.append(Proc(name, command(name, own), environment(name), tmp_path / f"{name}.log"))
+    endpoints = []
+    for index in range(int(kvbox["gateway"]["deploy"]["replicas"])):
+        kv_port, http_port = _free_port(), _free_port()
+        ports = {"KVBOX_KV_PORT": str(kv_port), "KVBOX_HTTP_PORT": str(http_port)}
+        env = environment("gateway", ports)
+        proc = Proc(
+            f"gateway-{index}",
+            command("gateway", instance=f"gateway-{index}"),
+            env,
+            tmp_path / f"gw{index}.log",
+        )
+        procs.append(proc)
+        endpoints.append(f"127.0.0.1:{http_port}")
+    for name in nodes:
+        check = functools.partial(healthy, name, "127.0.0.1:9100", addresses[f"{name}:9100"])
+        _wait(f"{name}'s healthcheck", check, START_TIMEOUT_S, procs)
+    for endpoint in endpoints:
+        check = functools.partial(healthy, "gateway", "127.0.0.1:9000", endpoint)
+        _wait(f"gateway {endpoint}'s healthcheck", check, START_TIMEOUT_S, procs)
+
+    s3a, s3b = (_s3(f"http://{e}", secret_key) for e in endpoints)
+    body = os.urandom(3 << 20)
+    s3a.create_bucket(Bucket="composed")
+    s3a.put_object(Bucket="composed", Key="k", Body=body)
+    assert s3b.get_object(Bucket="composed", Key="k")["Body"].read() == body
+    for proc in reversed(procs):
+        assert proc.stop(signal.SIGTERM) == 0, proc.tail()
+
+
+def _flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
