@@ -245,6 +245,20 @@ def test_node_keeps_its_id_and_chunks_across_kill_9(
         assert n.node_id == first
         assert n.chunk_file(sha(data)).read_bytes() == data
         assert " serving 1 chunks " in n.new_log()
+
+        async def across_a_restart() -> None:
+            """One client, its pooled connection dead after the restart: no error."""
+            c = NodeClient(auth.load_secret(secret_file.read_bytes(), "t"))
+            try:
+                assert await c.get(n.address, sha(data)) == data
+                n.kill()
+                n.start()
+                assert await c.get(n.address, sha(data)) == data
+                await c.put(n.address, sha(b"after"), b"after")
+            finally:
+                await c.close()
+
+        asyncio.run(across_a_restart())
     finally:
         n.close()
 
