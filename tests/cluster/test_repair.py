@@ -108,8 +108,13 @@ async def test_lost_back_added_drained_removed_collected(
     status = run_kvbox("admin", "cluster", "status", "--meta", url, "--replicas", str(R))
     assert status.returncode == 0, status.stderr
     assert b"1 dead" in status.stdout and b"backlog: 0 " not in status.stdout
+    assert b"last repair pass: " in status.stdout and b" s ago by " in status.stdout
     assert await repair.run_once()
     assert repair.progress.copied > 0 and repair.progress.backlog > 0
+    status = run_kvbox("admin", "cluster", "status", "--meta", url, "--replicas", str(R))
+    line = next(x for x in status.stdout.decode().splitlines() if x.startswith("last repair"))
+    assert f"backlog {repair.progress.backlog}; copied " in line, line
+    assert "copied 0," not in line, line  # this pass's own copies
     survivors = [n for n in nodes if n is not lost]
     for cid, data in chunks.items():
         holders = [n for n in survivors if n.chunk_file(cid).exists()]

@@ -27,6 +27,7 @@ async def status_lines(catalog: Catalog, replicas: int = DEFAULT_REPLICAS) -> li
     nodes = await catalog.nodes()
     totals = await catalog.totals(replicas)
     holder = await catalog.repair_holder()
+    last = await catalog.last_pass()
     counts = {h: sum(1 for n in nodes if n.health == h) for h in ("live", "suspect", "dead")}
     lines = [
         f"nodes: {len(nodes)} ({counts['live']} live, {counts['suspect']} suspect, "
@@ -35,6 +36,13 @@ async def status_lines(catalog: Catalog, replicas: int = DEFAULT_REPLICAS) -> li
         f"chunks: {totals.chunks} ({_size(totals.bytes)}), replicas: {totals.replicas}, "
         f"replication backlog: {totals.backlog} chunks under {replicas} copies",
         f"repair: {'running in ' + holder if holder else 'idle (no worker holds the lock)'}",
+        (
+            f"last repair pass: {last.ago:.1f} s ago by {last.worker}, {last.seconds:.1f} s "
+            f"long, backlog {last.backlog}; "
+            + ", ".join(f"{k} {v}" for k, v in last.counts.items())
+            if last is not None
+            else "last repair pass: none yet"
+        ),
         "",
         f"{'NODE':<16} {'ADDRESS':<22} {'STATE':<9} {'HEALTH':<8} {'BEAT':>7} "
         f"{'CHUNKS':>8} {'BYTES':>10} {'FREE':>10}",

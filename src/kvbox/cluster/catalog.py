@@ -333,6 +333,50 @@ class Catalog:
 
         return await self._run(run)
 
+    async def record_pass(
+        self, worker: str, seconds: float, backlog: int, counts: dict[str, int]
+    ) -> None:
+        """The repair worker's last pass (``seconds`` long, ending now) and what it did."""
+
+        async def run(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO repair_progress (id, worker, started_at, finished_at, backlog,"
+                " copied, dropped, collected, orphans, scrubbed, failed) VALUES (1, $1,"
+                " now() - make_interval(secs => $2), now(), $3, $4, $5, $6, $7, $8, $9)"
+                " ON CONFLICT (id) DO UPDATE SET worker = excluded.worker,"
+                " started_at = excluded.started_at, finished_at = excluded.finished_at,"
+                " backlog = excluded.backlog, copied = excluded.copied,"
+                " dropped = excluded.dropped, collected = excluded.collected,"
+                " orphans = excluded.orphans, scrubbed = excluded.scrubbed,"
+                " failed = excluded.failed",
+                worker,
+                float(seconds),
+                backlog,
+                *(counts[k] for k in PASS_COUNTS),
+            )
+
+        await self._run(run)
+
+    async def last_pass(self) -> LastPass | None:
+        async def run(conn: Conn) -> LastPass | None:
+            row = await conn.fetchrow(
+                "SELECT worker, extract(epoch FROM now() - finished_at)::float8 AS ago,"
+                " extract(epoch FROM finished_at - started_at)::float8 AS took, backlog,"
+                " copied, dropped, collected, orphans, scrubbed, failed"
+                " FROM repair_progress WHERE id = 1"
+            )
+            if row is None:
+                return None
+            return LastPass(
+                str(row["worker"]),
+                float(row["ago"]),
+                float(row["took"]),
+                int(row["backlog"]),
+                {k: int(row[k]) for k in PASS_COUNTS},
+            )
+
+        return await self._run(run)
+
     async def repair_holder(self) -> str | None:
         """``application_name`` of the session holding the repair lock, if any."""
 
@@ -410,6 +454,19 @@ class Totals:
     bytes: int
     replicas: int
     backlog: int
+
+
+#: What one repair pass counts (``repair_progress`` columns, ``RepairProgress`` fields).
+PASS_COUNTS: Final = ("copied", "dropped", "collected", "orphans", "scrubbed", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class LastPass:
+    worker: str
+    ago: float
+    seconds: float
+    backlog: int
+    counts: dict[str, int]
 
 
 def _node(row: asyncpg.Record) -> Node:

@@ -47,11 +47,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Final
 
-from kvbox.cluster.catalog import REPAIR_LOCK, ChunkPlacement, Node
+from kvbox.cluster.catalog import PASS_COUNTS, REPAIR_LOCK, ChunkPlacement, Node
 from kvbox.cluster.placement import ranked
 from kvbox.cluster.store import ClusterBlobStore
 from kvbox.core.pg import connect
@@ -149,6 +151,7 @@ class Repairer:
         p = self.progress
         p.running = True
         started = time.monotonic()
+        before = {k: getattr(p, k) for k in PASS_COUNTS}
         try:
             nodes = {n.node_id: n for n in await self.store.nodes(fresh=True)}
             writable = [n for n in nodes.values() if n.writable]
@@ -170,6 +173,12 @@ class Repairer:
                 for node in nodes.values():
                     if node.state != "removed" and node.health == "live":
                         await self._sweep(node)
+            await self.store.catalog.record_pass(
+                f"{socket.gethostname()} pid {os.getpid()}",
+                time.monotonic() - started,
+                backlog,
+                {k: getattr(p, k) - before[k] for k in PASS_COUNTS},
+            )
         finally:
             p.running = False
             p.passes += 1
