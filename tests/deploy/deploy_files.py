@@ -429,6 +429,12 @@ def settings_env(env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def flag_value(argv: list[str], name: str) -> str:
+    """The value after flag NAME in ARGV (the manifests write `--flag value`, two words)."""
+    assert name in argv, f"{name} missing from {argv}"
+    return argv[argv.index(name) + 1]
+
+
 def env_flag(subcommand: str, name: str) -> str:
     """KVBOX_LOG_FORMAT -> --log-format; a subcommand's own prefix goes too
     (KVBOX_LOADGEN_RATE -> --rate for `kvbox loadgen`)."""

@@ -24,6 +24,7 @@ from deploy_files import (
     assert_env_means_flags,
     compose_argv,
     compose_environment,
+    flag_value,
     interpolate,
     load_yaml,
     require_subcommands,
@@ -51,10 +52,6 @@ def _by_command(data: dict[str, Any], command: str) -> dict[str, dict[str, Any]]
     }
 
 
-def _flag(argv: list[str], name: str) -> str:
-    return argv[argv.index(name) + 1]
-
-
 @pytest.mark.parametrize("which", list(FILES))
 def test_matches_compose_spec_schema(which: str) -> None:
     run_tool([tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
@@ -72,18 +69,18 @@ def test_cluster_topology(which: str) -> None:
     for name, node in nodes.items():
         argv = compose_argv(node)
         # A node advertises its own service name, on the port it listens on.
-        port = _flag(argv, "--listen").rpartition(":")[2]
-        assert _flag(argv, "--advertise") == f"{name}:{port}", name
+        port = flag_value(argv, "--listen").rpartition(":")[2]
+        assert flag_value(argv, "--advertise") == f"{name}:{port}", name
         (mount,) = [v for v in node["volumes"] if isinstance(v, str)]
         volume, _, path = mount.partition(":")
-        assert path == _flag(argv, "--data") and volume in data["volumes"]
+        assert path == flag_value(argv, "--data") and volume in data["volumes"]
         volumes.add(volume)
         assert node["healthcheck"]["test"][-1] == f"http://127.0.0.1:{port}/healthz"
     assert len(volumes) == len(nodes), "each blob node has a volume of its own"
     gateways = _by_command(data, "serve")
     assert list(gateways) == ["gateway"]
     gateway = gateways["gateway"]
-    assert _flag(compose_argv(gateway), "--blobs") == "cluster"
+    assert flag_value(compose_argv(gateway), "--blobs") == "cluster"
     assert gateway["deploy"]["replicas"] >= 2, "one gateway lost must leave another serving"
     # Every kvbox process reads the same database, on the postgres service, and signs with
     # the cluster secret mounted where its argv says.
@@ -92,7 +89,7 @@ def test_cluster_topology(which: str) -> None:
         assert re.fullmatch(r"postgresql://kvbox:.*@postgres:5432/kvbox", env["KVBOX_META"])
         argv = compose_argv(service)
         if "--cluster-secret-file" in argv:
-            secret = _flag(argv, "--cluster-secret-file")
+            secret = flag_value(argv, "--cluster-secret-file")
             assert secret == "/run/secrets/kvbox_cluster_secret", name
             assert "kvbox_cluster_secret" in service["secrets"], name
     assert set(data["secrets"]) == {"kvbox_cluster_secret", "kvbox_root_secret_key"}

@@ -26,6 +26,7 @@ from deploy_files import (
     STACK_FILE,
     assert_env_means_flags,
     compose_argv,
+    flag_value,
     image_config,
     k8s_argv,
     k8s_environment,
@@ -353,10 +354,6 @@ BLOBNODE_LABELS = {"app.kubernetes.io/name": "kvbox", "app.kubernetes.io/compone
 CLUSTER_SECRETS = {"kvbox-pg-app", "kvbox-cluster-secret", ROOT_SECRET}
 
 
-def _flag(argv: list[str], name: str) -> str:
-    return argv[argv.index(name) + 1]
-
-
 def test_cluster_overlay_shape(rendered: dict[str, list[dict[str, Any]]]) -> None:
     objects = rendered["cluster"]
     assert set(_kinds(objects)) == {
@@ -381,7 +378,7 @@ def test_cluster_overlay_shape(rendered: dict[str, list[dict[str, Any]]]) -> Non
         (main,) = pod["containers"]
         mounts = {m["name"]: m["mountPath"] for m in main["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
-        secret_file = _flag(k8s_argv(main), "--cluster-secret-file")
+        secret_file = flag_value(k8s_argv(main), "--cluster-secret-file")
         (volume,) = [v for v in volumes.values() if v.get("secret", {}).get("secretName")
                      == "kvbox-cluster-secret"]  # fmt: skip
         (item,) = volume["secret"]["items"]
@@ -404,13 +401,13 @@ def test_cluster_blob_nodes(rendered: dict[str, list[dict[str, Any]]]) -> None:
     env = {e["name"]: e for e in container["env"]}
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     port = {p["name"]: p["containerPort"] for p in container["ports"]}["chunks"]
-    assert _flag(argv, "--advertise") == f"$(POD_NAME).{spec['serviceName']}:{port}"
-    assert _flag(argv, "--listen") == f"0.0.0.0:{port}"
+    assert flag_value(argv, "--advertise") == f"$(POD_NAME).{spec['serviceName']}:{port}"
+    assert flag_value(argv, "--listen") == f"0.0.0.0:{port}"
     assert {p["port"] for p in headless["spec"]["ports"]} == {port}
     # Chunks on a claim per pod, mounted where --data points.
     (claim,) = spec["volumeClaimTemplates"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    assert mounts[claim["metadata"]["name"]] == _flag(argv, "--data")
+    assert mounts[claim["metadata"]["name"]] == flag_value(argv, "--data")
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "chunks"}
     budget = _one(objects, "PodDisruptionBudget", "kvbox-blobnode")
@@ -426,7 +423,7 @@ def test_cluster_gateways(rendered: dict[str, list[dict[str, Any]]]) -> None:
     assert spec["selector"]["matchLabels"] == GATEWAY_LABELS
     (container,) = spec["template"]["spec"]["containers"]
     argv = k8s_argv(container)
-    assert argv[:2] == ["kvbox", "serve"] and _flag(argv, "--blobs") == "cluster"
+    assert argv[:2] == ["kvbox", "serve"] and flag_value(argv, "--blobs") == "cluster"
     env = k8s_environment(container, objects)
     assert spec["template"]["spec"]["terminationGracePeriodSeconds"] > float(
         env["KVBOX_SHUTDOWN_GRACE"]

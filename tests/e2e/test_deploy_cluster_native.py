@@ -48,12 +48,15 @@ import pytest
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from .test_deploy_native import START_TIMEOUT_S, Proc, _free_port, _http_ok, _wait
+from .test_deploy_native import Proc, _free_port, _http_ok, _wait
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 import deploy_files as df
 
 ACCESS_KEY = "CLUSTERDEPLOYTEST01"
+#: Bound of every wait for a process to start: six start at once here, on a 2-core CI
+#: machine that may be running other suites, so twice the single server's 30 s.
+START_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -327,7 +330,7 @@ def test_compose_cluster_runs_natively(tmp_path: Path, pg_url: str, procs: list[
     nodes = [n for n, s in kvbox.items() if df.compose_argv(s)[1] == "blobnode"]
     addresses = {}  # "<service>:<port>" as the others reach it -> 127.0.0.1:PORT
     for name in nodes:
-        port = _flag(df.compose_argv(kvbox[name]), "--listen").rpartition(":")[2]
+        port = df.flag_value(df.compose_argv(kvbox[name]), "--listen").rpartition(":")[2]
         addresses[f"{name}:{port}"] = f"127.0.0.1:{_free_port()}"
 
     def command(name: str, own: str = "", instance: str = "") -> list[str]:
@@ -400,7 +403,3 @@ def test_compose_cluster_runs_natively(tmp_path: Path, pg_url: str, procs: list[
     assert s3b.get_object(Bucket="composed", Key="k")["Body"].read() == body
     for proc in reversed(procs):
         assert proc.stop(signal.SIGTERM) == 0, proc.tail()
-
-
-def _flag(argv: list[str], name: str) -> str:
-    return argv[argv.index(name) + 1]
