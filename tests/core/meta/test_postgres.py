@@ -228,3 +228,21 @@ async def test_a_database_without_the_schema_is_refused_naming_the_command(pg_ur
         assert await migrating.create_bucket(Bucket("now"))
     finally:
         await migrating.close()
+
+
+def test_a_rerun_takes_the_same_sequence_numbers_again() -> None:
+    """run_loading undoes a run that needed rows; the numbers it took go back too, so a
+    batch whose reruns are many does not drain (and double) the fetched block each time."""
+    from kvbox.core.meta.postgres.txn import PgTxn
+    from kvbox.core.model import VersionIdGenerator
+
+    txn = PgTxn(None, VersionIdGenerator(), 0, "test")  # type: ignore[arg-type]
+    txn.seqs = [30, 20, 10]
+    token = txn.savepoint()
+    assert [txn.next_seq(), txn.next_seq()] == [10, 20]
+    txn.rollback_to(token)
+    assert txn.seqs == [30, 20, 10]
+    token = txn.savepoint()
+    assert [txn.next_seq(), txn.next_seq(), txn.next_seq()] == [10, 20, 30]
+    txn.release(token)
+    assert txn.seqs == []

@@ -678,7 +678,13 @@ class PgTxn:
         if not self.seqs:
             self.seq_want *= 2
             raise self._need(self.load_seqs)
-        return self.seqs.pop()
+        seq = self.seqs.pop()
+        # A rerun after NeedRows takes its numbers again: without this undo every rerun
+        # burnt the numbers of the runs before it, the list ran dry again and again and
+        # seq_want doubled each time (a batch over a few dozen unloaded keys then fetched
+        # millions of numbers for minutes).
+        self._log(lambda: self.seqs.append(seq))
+        return seq
 
     def _dirty(self, k: _Key) -> None:
         if not k.dirty:
