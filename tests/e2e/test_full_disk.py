@@ -13,6 +13,7 @@ unapplied journal records, on a disk full to the last byte.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -27,7 +28,7 @@ import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from ._gwkv import MiB, wait_until
-from ._s3 import S3Server
+from ._s3 import S3Server, signed
 
 BUCKET = "full"
 FS_SIZE = "64m"
@@ -117,7 +118,15 @@ def _set_works(srv: S3Server) -> bool:
 def test_a_full_disk_refuses_writes_keeps_reads_and_deletes_and_recovers(
     small_fs: Path, tmp_path: Path
 ) -> None:
-    srv = _server(small_fs / "data", tmp_path, "--min-free", "16MiB")
+    srv = _server(
+        small_fs / "data",
+        tmp_path,
+        "--min-free",
+        "16MiB",
+        "--lifecycle-test-clock",
+        "--lifecycle-interval",
+        "0",
+    )
     try:
         server = srv.server
         s3 = srv.client()
@@ -160,9 +169,31 @@ def test_a_full_disk_refuses_writes_keeps_reads_and_deletes_and_recovers(
         assert _metric(metrics, "kvbox_disk_free_bytes") < 16 * MiB
         assert _metric(metrics, "kvbox_storage_full_refusals_total") >= 4
 
+        # Lifecycle expiry works below the reserve (obj000..obj009 expire a day old).
+        s3.put_bucket_lifecycle_configuration(
+            Bucket=BUCKET,
+            LifecycleConfiguration={
+                "Rules": [
+                    {
+                        "ID": "old",
+                        "Status": "Enabled",
+                        "Filter": {"Prefix": "obj00"},
+                        "Expiration": {"Days": 1},
+                    }
+                ]
+            },
+        )
+        ran = signed(
+            srv, "POST", "/_kvbox/lifecycle", body=b'{"run": true, "offset_seconds": 172800}'
+        )
+        assert ran.status == 200, ran.body
+        assert json.loads(ran.body)["expired_current"] == 10
+        with pytest.raises(ClientError):
+            s3.head_object(Bucket=BUCKET, Key=stored[0])
+
         # Not one byte left: deletes still commit (the reserve file gives them room).
         filler = _fill(small_fs)
-        for key in stored[:10]:
+        for key in stored[10:20]:
             s3.delete_object(Bucket=BUCKET, Key=key)
         with server.connect() as w:
             assert w.request(b"DELETE before\n") == b"OK\n"
