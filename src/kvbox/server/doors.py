@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from kvbox.metrics import ServerCounters
+from kvbox.server.accesslog import AccessLog
 from kvbox.server.budget import MemoryBudget
 from kvbox.server.sendfile import Sendfile
 
@@ -37,10 +38,12 @@ class DoorsCollector(Collector):
         doors: dict[str, ServerCounters],
         files: Sendfile | None = None,
         budget: MemoryBudget | None = None,
+        access: AccessLog | None = None,
     ) -> None:
         self.doors = doors
         self.files = files
         self.budget = budget
+        self.access = access
         #: (objects, bytes), refreshed by the /metrics handler just before a scrape.
         self.stored = (0, 0)
 
@@ -129,6 +132,12 @@ class DoorsCollector(Collector):
             )
         if self.budget is not None:
             yield from _budget_families(self.budget)
+        if self.access is not None:
+            yield CounterMetricFamily(
+                "kvbox_access_log_dropped_lines",
+                "Access-log lines dropped because the log output did not keep up.",
+                value=self.access.dropped,
+            )
         objects, nbytes = self.stored
         yield GaugeMetricFamily("kvbox_stored_objects", "Live objects stored.", value=objects)
         yield GaugeMetricFamily("kvbox_stored_bytes", "Bytes of live objects stored.", value=nbytes)

@@ -454,7 +454,7 @@ def build_app(
         all_doors.setdefault("console", console.counters)
     files = Sendfile(stall=send_stall)
     memory = _memory(budget, s3)
-    collector = DoorsCollector(all_doors, files, budget)
+    collector = DoorsCollector(all_doors, files, budget, access_log)
     registry.register(collector)
     for extra in collectors:  # figures of other components (the lifecycle worker)
         registry.register(extra)
