@@ -246,3 +246,22 @@ def test_a_rerun_takes_the_same_sequence_numbers_again() -> None:
     assert [txn.next_seq(), txn.next_seq(), txn.next_seq()] == [10, 20, 30]
     txn.release(token)
     assert txn.seqs == []
+
+
+def test_a_block_dropped_by_a_key_load_is_fetched_again_at_its_size() -> None:
+    """Numbers are dropped when more keys are locked (they may be too small); that is
+    not a sign the block was too small, so the next fetch does not double it."""
+    from kvbox.core.meta.postgres.txn import SEQ_BLOCK, PgTxn
+    from kvbox.core.meta.txn import NeedRows
+    from kvbox.core.model import VersionIdGenerator
+
+    txn = PgTxn(None, VersionIdGenerator(), 0, "test")  # type: ignore[arg-type]
+    for _ in range(30):  # thirty key loads, each dropping the block
+        txn.seqs.clear()
+        txn.seqs_dropped = True
+        with pytest.raises(NeedRows):
+            txn.next_seq()
+    assert txn.seq_want == SEQ_BLOCK
+    with pytest.raises(NeedRows):  # a block used up does double
+        txn.next_seq()
+    assert txn.seq_want == 2 * SEQ_BLOCK

@@ -252,6 +252,9 @@ class PgTxn:
         self.keys: dict[tuple[int, str], _Key] = {}
         self.seqs: list[int] = []
         self.seq_want = SEQ_BLOCK
+        #: The list is empty because a key load dropped it, not because the block was
+        #: too small: the next fetch takes the same number again, not twice as many.
+        self.seqs_dropped = False
         #: Chunk reference counts: as loaded or last flushed, and as now; sizes.
         self.refs_db: dict[str, int] = {}
         self.refs: dict[str, int] = {}
@@ -356,6 +359,7 @@ class PgTxn:
                     k.newest = k.cur.get(k.head0[0])
         self.keys.update(todo)
         self.seqs.clear()  # numbers fetched before these locks may be too small
+        self.seqs_dropped = True
         await self._load_version_chunks([v for k in todo.values() for v in k.cur.values()])
 
     def _take(self, k: _Key, r: Record) -> ObjectVersion:
@@ -676,7 +680,12 @@ class PgTxn:
 
     def next_seq(self) -> int:
         if not self.seqs:
-            self.seq_want *= 2
+            # Double only when a whole block was used up: a batch over many unloaded
+            # keys empties the list once per key load, and doubling each time fetched
+            # SEQ_BLOCK * 2**keys numbers (minutes for a few dozen keys).
+            if not self.seqs_dropped:
+                self.seq_want *= 2
+            self.seqs_dropped = False
             raise self._need(self.load_seqs)
         seq = self.seqs.pop()
         # A rerun after NeedRows takes its numbers again: without this undo every rerun
