@@ -132,6 +132,9 @@ class CondKind(enum.Enum):
     IF_ABSENT = "if-absent"  # no live (non-delete-marker) newest version
     IF_VERSION = "if-version"  # newest live version has this version_id
     IF_ETAG = "if-etag"  # newest live version has this etag (S3 If-Match)
+    # The named version is not the key's newest (marker or not): lifecycle removes a
+    # noncurrent version only while it is still noncurrent.
+    IF_NOT_NEWEST = "if-not-newest"
 
 
 @dataclass(frozen=True, slots=True)

@@ -520,6 +520,24 @@ async def test_conditional_delete(store: MetaStore) -> None:
     assert won.ok and won.written[0].is_delete_marker
 
 
+async def test_a_noncurrent_version_is_removed_only_while_noncurrent(store: MetaStore) -> None:
+    """Lifecycle's noncurrent expiry: if the newer versions went away since its listing,
+    the version is current again and must stay."""
+    b = await bucket(store, state=Versioning.ENABLED)
+    [v1] = (await put(store, b, "k", b"1")).written
+    [v2] = (await put(store, b, "k", b"2")).written
+    [v3] = (await put(store, b, "k", b"3")).written
+    not_newest = Condition(CondKind.IF_NOT_NEWEST, v2.version_id)
+    gone = await delete(store, b, "k", v2.version_id, condition=not_newest)
+    assert gone.ok and gone.removed == (v2,)
+    assert (await delete(store, b, "k", v3.version_id)).ok  # v1 is current again
+    kept = await delete(
+        store, b, "k", v1.version_id, condition=Condition(CondKind.IF_NOT_NEWEST, v1.version_id)
+    )
+    assert not kept.ok and kept.current == v1
+    assert await store.head(b, "k") == v1
+
+
 # --- atomic ops ---------------------------------------------------------------------------
 
 

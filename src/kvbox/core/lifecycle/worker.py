@@ -200,12 +200,22 @@ class LifecycleWorker:
                     if not result.ok:
                         continue  # overwritten since the listing: the new version stays
                     st.expired_current += 1
-                else:
+                elif action.kind is ActionKind.REMOVE_DELETE_MARKER:
                     await self.store.delete(bucket, v.key, v.version_id, now_ns=now)
-                    if action.kind is ActionKind.REMOVE_DELETE_MARKER:
-                        st.delete_markers_removed += 1
-                    else:
-                        st.expired_noncurrent += 1
+                    st.delete_markers_removed += 1
+                else:
+                    # Decided in the transaction: if the versions above it were deleted
+                    # since the listing, this one is current again and stays.
+                    result = await self.store.delete(
+                        bucket,
+                        v.key,
+                        v.version_id,
+                        now_ns=now,
+                        condition=Condition(CondKind.IF_NOT_NEWEST, v.version_id),
+                    )
+                    if not result.ok:
+                        continue
+                    st.expired_noncurrent += 1
             except ObjectLocked:
                 st.skipped_locked += 1
                 continue

@@ -78,6 +78,8 @@ def condition_holds(cond: Condition | None, newest: ObjectVersion | None) -> boo
     """
     if cond is None:
         return True
+    if cond.kind is CondKind.IF_NOT_NEWEST:
+        return newest is None or newest.version_id != cond.value
     live = newest is not None and not newest.is_delete_marker
     if cond.kind is CondKind.IF_ABSENT:
         return not live
