@@ -74,7 +74,7 @@ def test_readme_keeps_its_two_setup_commands() -> None:
     """CI reads the test command after ``<!-- ci:test -->``; a person the one before."""
     marks = {mark: body.strip() for mark, body in blocks(REPO / "README.md")}
     assert marks["docs-test: serve"] == "pip install . && kvbox serve"
-    assert marks["ci:test"] == "pip install -e '.[test]' && pytest"
+    assert marks["ci:test"] == "pip install -e '.[test]' && pytest -n 2 --dist loadfile"
 
 
 # --- the fresh install ----------------------------------------------------------------------
