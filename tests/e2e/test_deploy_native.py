@@ -29,6 +29,7 @@ import functools
 import hashlib
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -133,10 +134,16 @@ SOURCES: dict[str, Callable[[], Deployment]] = {
 
 def _free_port() -> int:
     """A port free for both TCP and UDP on 127.0.0.1 (GW-KV listens on both)."""
+    # Below the kernel's ephemeral range (32768+): the port stays unused for a while
+    # before its process binds it, and other tests' servers (port 0) and clients, on the
+    # other test worker too, draw from that range and could take it in between.
     for _ in range(50):
+        port: int = random.randint(20000, 32000)
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port: int = tcp.getsockname()[1]
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 try:
                     udp.bind(("127.0.0.1", port))
