@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from kvbox.core.blob.memory import MemoryBlobStore
 from kvbox.core.meta.postgres import PostgresMetaStore
 from kvbox.core.model import (
     Bucket,
@@ -30,7 +32,8 @@ from kvbox.core.model import (
     Versioning,
 )
 from kvbox.core.pg import PgUrl
-from kvbox.errors import NoSuchBucket, NoSuchUpload, SchemaMismatch
+from kvbox.core.store import Store
+from kvbox.errors import NoSuchBucket, NoSuchUpload, SchemaMismatch, StorageError
 
 IDS = VersionIdGenerator()
 ROUNDS = 20
@@ -228,6 +231,30 @@ async def test_a_database_without_the_schema_is_refused_naming_the_command(pg_ur
         assert await migrating.create_bucket(Bucket("now"))
     finally:
         await migrating.close()
+
+
+async def test_no_journal_lsn_is_kept_for_all_gateways(
+    gateways: tuple[PostgresMetaStore, PostgresMetaStore], tmp_path: Path
+) -> None:
+    """A GW-KV journal is one gateway's file: one shared LSN row would let a gateway
+    skip replaying its own records below another's (migration 0005 drops it). A journal
+    over PostgreSQL metadata is refused when it opens, before it could acknowledge a
+    write, and a commit carrying an LSN is refused whole."""
+    a, b = gateways
+    conn = await asyncpg.connect(a.url.dsn, server_settings={"search_path": "kvbox"})
+    try:
+        assert await conn.fetchval("SELECT to_regclass('kvbox.journal')") is None
+    finally:
+        await conn.close()
+    await a.create_bucket(Bucket("j"))
+    with pytest.raises(StorageError, match="journal cannot run over PostgreSQL"):
+        await a.commit([PutOp(ver("j", "k", b"v"))], journal_lsn=7)
+    assert await b.head("j", "k") is None
+    with pytest.raises(StorageError, match="journal cannot run over PostgreSQL"):
+        await b.journal_lsn()
+    store = Store(a, MemoryBlobStore(), journal_dir=tmp_path / "journal")
+    with pytest.raises(StorageError, match="journal cannot run over PostgreSQL"):
+        await store.open()
 
 
 def test_a_rerun_takes_the_same_sequence_numbers_again() -> None:

@@ -31,7 +31,7 @@ from kvbox.core.meta.base import SharedRulesStore
 from kvbox.core.meta.postgres import reads
 from kvbox.core.meta.postgres.changes import ChangeListener, OnChange
 from kvbox.core.meta.postgres.rows import Connection
-from kvbox.core.meta.postgres.txn import CHANNEL, STRIPES
+from kvbox.core.meta.postgres.txn import CHANNEL, NO_JOURNAL, STRIPES
 from kvbox.core.meta.postgres.writer import MAX_BATCH_OPS, Writer
 from kvbox.core.meta.txn import MetaTxn
 from kvbox.core.meta.users import AccessKey, User
@@ -132,6 +132,8 @@ class PostgresMetaStore(SharedRulesStore):
         return result
 
     async def _commit(self, ops: Sequence[WriteOp], journal_lsn: int | None) -> list[WriteResult]:
+        if journal_lsn is not None:
+            raise StorageError(NO_JOURNAL)
         results: list[WriteResult] = await self._w().run(
             lambda t: rules.commit(t, ops, journal_lsn), max(1, len(ops)), ops
         )
@@ -168,7 +170,9 @@ class PostgresMetaStore(SharedRulesStore):
         return await self._read(reads.list_buckets)
 
     async def journal_lsn(self) -> int:
-        return await self._read(reads.journal_lsn)
+        # A journal opening over this store asks first: it is refused before it could
+        # acknowledge a write (migration 0005 says why none is kept here).
+        raise StorageError(NO_JOURNAL)
 
     async def head(self, bucket: str, key: str) -> ObjectVersion | None:
         return await self._read(lambda c: reads.head(c, bucket, key))

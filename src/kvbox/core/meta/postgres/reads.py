@@ -98,10 +98,6 @@ async def list_buckets(c: Conn) -> list[Bucket]:
     return [bucket_of(r) for r in await c.fetch(f"SELECT {BUCKET_COLS} FROM buckets ORDER BY name")]
 
 
-async def journal_lsn(c: Conn) -> int:
-    return int(await c.fetchval("SELECT lsn FROM journal"))
-
-
 async def head(c: Conn, bucket: str, key: str) -> ObjectVersion | None:
     r = await c.fetchrow(f"{_HEAD} WHERE h.bucket = {BID} AND h.key = $2", bucket, key)
     return version_of(r, bucket) if r is not None else None

@@ -74,6 +74,7 @@ from kvbox.core.model import (
     WriteOp,
     WriteResult,
 )
+from kvbox.errors import StorageError
 
 #: Version numbers fetched per round trip at least (the writer asks for what a batch's
 #: ops can write; a rules run that needs more raises NeedRows for another block).
@@ -82,6 +83,12 @@ SEQ_BLOCK: Final = 64
 STRIPES: Final = 16
 #: NOTIFY channel of metadata changes other gateways' caches must hear of.
 CHANNEL: Final = "kvbox_changes"
+#: Why a GW-KV journal cannot run over shared metadata (migration 0005): its LSNs are
+#: one gateway's, and one row for all gateways would make a gateway skip its own records.
+NO_JOURNAL: Final = (
+    "a GW-KV journal cannot run over PostgreSQL metadata: with --meta writes are"
+    " acknowledged after their COMMIT and no journal LSN is stored"
+)
 #: Largest NOTIFY payload PostgreSQL takes is 8000 bytes; beyond this, "everything".
 _MAX_PAYLOAD: Final = 7000
 
@@ -270,7 +277,6 @@ class PgTxn:
         self.refs: dict[str, int] = {}
         self.sizes: dict[str, int] = {}
         self.deltas: dict[_Bucket, list[int]] = {}
-        self.journal: int | None = None
         self.uploads: dict[str, MultipartUpload | None] = {}
         self.upload_bucket: dict[str, _Bucket] = {}
         self.parts_db: dict[str, dict[int, Part]] = {}
@@ -887,14 +893,7 @@ class PgTxn:
     # --- the journal ------------------------------------------------------------------
 
     def set_journal_lsn(self, lsn: int) -> None:
-        old = self.journal
-        if old is None or lsn > old:
-            self.journal = lsn
-
-        def undo() -> None:
-            self.journal = old
-
-        self._log(undo)
+        raise StorageError(NO_JOURNAL)
 
     # --- multipart uploads --------------------------------------------------------------
 
@@ -1064,8 +1063,6 @@ class PgTxn:
         await self._flush_versions()
         await self._flush_counts()
         await self._flush_refs()
-        if self.journal is not None:
-            await conn.execute("UPDATE journal SET lsn = GREATEST(lsn, $1)", self.journal)
         await self._notify()
 
     async def _flush_parts(self) -> None:
