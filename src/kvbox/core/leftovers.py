@@ -22,11 +22,11 @@ Layer: core (one background task over ``Store`` and a ``LocalDirBlobStore``). Ru
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Final
 
 from kvbox.core.blob.localdir import LocalDirBlobStore
+from kvbox.core.periodic import Periodic
 from kvbox.core.store import Store
 
 log = logging.getLogger("kvbox.leftovers")
@@ -45,17 +45,13 @@ class LeftoverSweeper:
         self.blobs = blobs
         self.delay = delay
         self.removed = 0
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("kvbox-leftover-sweep", self.sweep, delay, on_error=self._failed)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="kvbox-leftover-sweep")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
 
     async def sweep(self) -> int:
         """One pass: orphan chunk files older than the delay are removed; how many."""
@@ -66,12 +62,7 @@ class LeftoverSweeper:
             log.info("removed %d orphan chunks left by an interrupted write", removed)
         return removed
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.delay)
-            try:
-                await self.sweep()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bad sweep must not end the server; the next one retries
-                log.exception("leftover sweep failed")
+    @staticmethod
+    def _failed(exc: Exception) -> None:
+        # A bad sweep must not end the server; the next one retries.
+        log.error("leftover sweep failed", exc_info=exc)

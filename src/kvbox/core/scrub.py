@@ -23,7 +23,6 @@ Layer: core (one background task over the ``Store``'s MetaStore and BlobStore). 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from kvbox.core.blob import BlobStore
 from kvbox.core.fsck import all_versions
 from kvbox.core.integrity import DamageLog, value_sound
 from kvbox.core.meta import MetaStore
+from kvbox.core.periodic import Periodic
 from kvbox.errors import DataDamaged, KvboxError
 
 log = logging.getLogger("kvbox.scrub")
@@ -74,27 +74,21 @@ class Scrubber:
         self.damage = damage
         self.interval = interval
         self.stats = ScrubStats()
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("kvbox-scrub", self.scrub, interval, on_error=self._failed)
 
     def start(self) -> None:
-        if self.interval > 0 and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="kvbox-scrub")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._periodic.stop()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.scrub()
-            except KvboxError as exc:  # a failure of the store: next pass tries again
-                self.stats.errors += 1
-                log.error("scrub pass failed: %s", exc)
+    def _failed(self, exc: Exception) -> None:
+        """A pass that failed: counted; the next pass tries again."""
+        self.stats.errors += 1
+        if isinstance(exc, KvboxError):  # a failure of the store, said in one line
+            log.error("scrub pass failed: %s", exc)
+        else:
+            log.error("scrub pass failed", exc_info=exc)
 
     async def scrub(self) -> None:
         """One whole pass."""

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Final
 
 from kvbox.config import parse_size
+from kvbox.core.periodic import Periodic
 from kvbox.errors import StorageFull
 
 log = logging.getLogger("kvbox.space")
@@ -130,7 +131,9 @@ class Space:
         self.refused = 0
         self._headroom = 0
         self._measured = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            "kvbox-space", lambda: asyncio.to_thread(self._refresh), REFRESH, on_error=self._failed
+        )
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -145,23 +148,16 @@ class Space:
 
     def start(self) -> None:
         """Measure in the background from now on (on the running event loop)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._periodic.stop()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(REFRESH)
-            try:
-                await asyncio.to_thread(self._refresh)
-            except OSError as exc:  # the directory vanished, a dead mount: say it once
-                log.warning("could not measure free space of %s: %s", self.path, exc)
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, OSError):  # the directory vanished, a dead mount: say so
+            log.warning("could not measure free space of %s: %s", self.path, exc)
+        else:
+            log.error("measuring free space of %s failed", self.path, exc_info=exc)
 
     def _refresh(self) -> None:
         self.measure()

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from kvbox.core.lifecycle import rules
 from kvbox.core.lifecycle.rules import ActionKind, LifecycleConfig
 from kvbox.core.model import Condition, CondKind, ObjectVersion
+from kvbox.core.periodic import Periodic
 from kvbox.core.store import Store
 from kvbox.errors import KvboxError, NotFound, ObjectLocked
 
@@ -98,7 +99,7 @@ class LifecycleWorker:
         self.page = page
         self.stats = LifecycleStats()
         self._pass_lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("kvbox-lifecycle", self.run_pass, interval, on_error=self._failed)
 
     def now_ns(self) -> int:
         return self._clock() + self.offset_ns
@@ -107,25 +108,15 @@ class LifecycleWorker:
 
     def start(self) -> None:
         """Run passes every ``interval`` seconds (0 or less: never on its own)."""
-        if self.interval > 0 and self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="kvbox-lifecycle")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._periodic.stop()
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.run_pass()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug: log it, keep the schedule
-                log.exception("lifecycle: the pass failed")
+    @staticmethod
+    def _failed(exc: Exception) -> None:
+        # A bug (a bucket's own failures are counted inside the pass): keep the schedule.
+        log.error("lifecycle: the pass failed", exc_info=exc)
 
     async def run_pass(self) -> PassReport:
         """One pass over every bucket with a lifecycle configuration, now."""
