@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from kvbox.core.meta import rules
 from kvbox.core.meta.memory import MemoryMetaStore
-from kvbox.core.meta.txn import MetaTxn, NeedRows, run_loading
+from kvbox.core.meta.txn import MetaTxn, NeedRows, UndoLog, run_loading
 from kvbox.core.model import (
     AtomicOp,
     Bucket,
@@ -149,3 +149,41 @@ async def test_an_error_keeps_what_the_other_ops_did() -> None:
             raise AssertionError("the missing bucket was not reported")
     assert await _state(lazy_store) == await _state(plain)
     assert [v.key for v in await lazy_store.list_objects("off")] == ["k"]
+
+
+class _Counter(UndoLog):
+    """The smallest overlay: one number, each change logged with its undo."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+
+    def add(self, k: int) -> None:
+        self.n += k
+        self._log(lambda: setattr(self, "n", self.n - k))
+
+    def logging(self) -> bool:
+        return self._undo is not None
+
+
+def test_undo_log_savepoints_nest_and_roll_back_newest_first() -> None:
+    c = _Counter()
+    c.add(1)  # no savepoint open: nothing is logged, nothing can be undone
+    assert not c.logging()
+    outer = c.savepoint()
+    c.add(10)
+    inner = c.savepoint()
+    c.add(100)
+    c.rollback_to(inner)  # only the inner savepoint's change goes
+    assert c.n == 11
+    inner = c.savepoint()
+    c.add(1000)
+    c.release(inner)  # kept, and still undoable by the outer savepoint
+    assert c.n == 1011 and c.logging()
+    c.rollback_to(outer)
+    assert c.n == 1
+    assert not c.logging() and c._open == 0  # the log goes with the outermost savepoint
+    kept = c.savepoint()
+    c.add(5)
+    c.release(kept)
+    assert c.n == 6 and not c.logging()

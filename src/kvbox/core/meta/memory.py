@@ -4,7 +4,8 @@ Layer: core. Rules: what a write means comes from ``rules`` (through ``SharedRul
 this module is storage only: ``_MemoryTxn`` is the ``MetaTxn`` over dicts, and the reads.
 No threads and no awaits inside an operation, so every write runs to completion inside
 the calling coroutine and is atomic with respect to other tasks; nothing is durable.
-A savepoint is an undo log of the primitive changes, kept only while one is open.
+A savepoint is an undo log of the primitive changes (``txn.UndoLog``), kept only while
+one is open.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 from kvbox.core.meta import rules
 from kvbox.core.meta.base import SharedRulesStore
-from kvbox.core.meta.txn import MetaTxn
+from kvbox.core.meta.txn import MetaTxn, UndoLog
 from kvbox.core.meta.users import AccessKey, User
 from kvbox.core.model import (
     NULL_VERSION,
@@ -142,10 +143,12 @@ class _MemKey:
         self.null: ObjectVersion | None = None
 
 
-class _MemoryTxn:
-    """``MetaTxn`` over the store's dicts (module docstring)."""
+class _MemoryTxn(UndoLog):
+    """``MetaTxn`` over the store's dicts (module docstring); savepoints are
+    ``UndoLog``'s."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.ids = VersionIdGenerator()
         self.buckets: dict[str, _MemBucket] = {}
         self.refs: dict[str, int] = {}
@@ -157,14 +160,6 @@ class _MemoryTxn:
         self.keys: dict[str, AccessKey] = {}
         #: An op fails only before it changes anything: no isolation needed.
         self.isolating = False
-        #: Undo actions since the oldest open savepoint (None: none is open), and how
-        #: many savepoints are open.
-        self._undo: list[Callable[[], object]] | None = None
-        self._open = 0
-
-    def _log(self, undo: Callable[[], object]) -> None:
-        if self._undo is not None:
-            self._undo.append(undo)
 
     # --- buckets ------------------------------------------------------------------------
 
@@ -314,26 +309,6 @@ class _MemoryTxn:
         self, fn: Callable[[MetaTxn[_MemKey], WriteOp], WriteResult], op: WriteOp
     ) -> WriteResult:
         return fn(self, op)  # an op fails only before it changes anything
-
-    # --- savepoints ---------------------------------------------------------------------
-
-    def savepoint(self) -> object:
-        if self._undo is None:
-            self._undo = []
-        self._open += 1
-        return len(self._undo)
-
-    def rollback_to(self, token: object) -> None:
-        assert self._undo is not None and isinstance(token, int)
-        undo = self._undo
-        while len(undo) > token:
-            undo.pop()()
-        self.release(token)
-
-    def release(self, token: object) -> None:
-        self._open -= 1
-        if not self._open:
-            self._undo = None  # the outermost savepoint: nothing to keep a log for
 
     # --- chunk references ---------------------------------------------------------------
 

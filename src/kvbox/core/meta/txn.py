@@ -266,6 +266,50 @@ class MetaTxn(Protocol[K]):
     def delete_key(self, access_key: str) -> None: ...
 
 
+class UndoLog:
+    """Savepoints for a ``MetaTxn`` whose state is Python objects (the memory store's
+    dicts, PostgreSQL's overlay of loaded rows): a base class giving ``savepoint``,
+    ``rollback_to`` and ``release``.
+
+    Each primitive change logs, through ``_log``, a function that takes it back;
+    ``rollback_to`` runs them newest first down to the savepoint. The log is kept only
+    while a savepoint is open (``_log`` is a no-op otherwise), so a transaction that
+    never needs one -- the memory store's plain ops, a PostgreSQL batch whose loads all
+    came up front -- pays one ``is None`` test per change and allocates nothing. A
+    savepoint's token is the log's length when it was taken; nested savepoints share
+    the one log, and the log goes when the outermost one is released.
+    """
+
+    def __init__(self) -> None:
+        #: Undo actions since the oldest open savepoint (None: none is open), and how
+        #: many savepoints are open.
+        self._undo: list[Callable[[], object]] | None = None
+        self._open = 0
+
+    def _log(self, undo: Callable[[], object]) -> None:
+        """Remember how to take back the change just made (while a savepoint is open)."""
+        if self._undo is not None:
+            self._undo.append(undo)
+
+    def savepoint(self) -> object:
+        if self._undo is None:
+            self._undo = []
+        self._open += 1
+        return len(self._undo)
+
+    def rollback_to(self, token: object) -> None:
+        assert self._undo is not None and isinstance(token, int)
+        undo = self._undo
+        while len(undo) > token:
+            undo.pop()()
+        self.release(token)
+
+    def release(self, token: object) -> None:
+        self._open -= 1
+        if not self._open:
+            self._undo = None  # the outermost savepoint: nothing to keep a log for
+
+
 T = TypeVar("T")
 
 
