@@ -15,8 +15,11 @@ import secrets
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from e2e._server import clean_env, free_port, kvbox_argv
 
@@ -29,11 +32,24 @@ def write_secret(path: Path) -> Path:
     return path
 
 
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The sample ``name`` with ``labels`` in Prometheus ``text`` (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
 class BlobNodeProcess:
     """One ``kvbox blobnode`` (module docstring)."""
 
-    def __init__(self, data: Path, meta_url: str, secret_file: Path) -> None:
+    def __init__(
+        self, data: Path, meta_url: str, secret_file: Path, args: tuple[str, ...] = ()
+    ) -> None:
         self.data = data
+        #: More flags of ``kvbox blobnode`` (limits: ``--idle-timeout 0.5``).
+        self.args = args
         self.meta_url = meta_url
         self.secret_file = secret_file
         self.port = free_port()
@@ -50,6 +66,7 @@ class BlobNodeProcess:
             "--listen", self.address,
             "--meta", self.meta_url,
             "--cluster-secret-file", str(self.secret_file),
+            *self.args,
         )  # fmt: skip
 
     def spawn(self) -> None:
@@ -110,6 +127,17 @@ class BlobNodeProcess:
         self.proc.wait(30)
         self.proc = None
 
+    def metrics(self) -> str:
+        """The node's /metrics text."""
+        url = f"http://{self.address}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text: str = resp.read().decode()
+            return text
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of the node's /metrics (0 when absent)."""
+        return metric_value(self.metrics(), name, **labels)
+
     def chunk_file(self, chunk_id: str) -> Path:
         return self.data / "chunks" / chunk_id[:2] / chunk_id[2:4] / chunk_id
 
@@ -119,11 +147,14 @@ class BlobNodeProcess:
 
 
 @contextlib.contextmanager
-def blob_nodes(base: Path, meta_url: str, count: int) -> Iterator[list[BlobNodeProcess]]:
-    """``count`` started nodes sharing one secret (``base / "secret"``), closed on exit."""
+def blob_nodes(
+    base: Path, meta_url: str, count: int, args: tuple[str, ...] = ()
+) -> Iterator[list[BlobNodeProcess]]:
+    """``count`` started nodes sharing one secret (``base / "secret"``), closed on exit;
+    ``args`` are more flags for each."""
     base.mkdir(parents=True, exist_ok=True)
     secret = write_secret(base / "secret")
-    nodes = [BlobNodeProcess(base / f"node{i}", meta_url, secret) for i in range(count)]
+    nodes = [BlobNodeProcess(base / f"node{i}", meta_url, secret, args) for i in range(count)]
     try:
         for n in nodes:  # spawn all, then wait: their start-ups overlap
             n.spawn()

@@ -4,13 +4,17 @@ live on real blob nodes, driven by boto3 and GW-KV, with a blob node killed with
 Layer: tests/cluster. Four nodes, R = 3: a node's loss leaves every chunk two readable
 copies and a spare node for new writes; every acknowledged object reads back intact,
 /metrics and ``kvbox admin cluster status`` say what happened, and the gateway's repair
-worker returns every chunk to three copies.
+worker returns every chunk to three copies. The nodes close idle connections after
+``NODE_IDLE`` seconds (far below the gateway's keep-alive), so every test also runs
+over connections the nodes keep closing under the gateway's pool.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +27,10 @@ from e2e._gwkv import wait_until
 from e2e._s3 import S3Server
 from e2e._server import Wire, free_port, run_kvbox
 
-from ._nodes import BlobNodeProcess, blob_nodes
+from ._nodes import BlobNodeProcess, blob_nodes, metric_value
+
+#: The nodes' --idle-timeout.
+NODE_IDLE = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +38,8 @@ def nodes4(
     tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer
 ) -> Iterator[tuple[str, list[BlobNodeProcess]]]:
     url = postgres.new_database(migrated=True)
-    with blob_nodes(tmp_path_factory.mktemp("nodes"), url, 4) as nodes:
+    idle = ("--idle-timeout", str(NODE_IDLE))
+    with blob_nodes(tmp_path_factory.mktemp("nodes"), url, 4, idle) as nodes:
         yield url, nodes
 
 
@@ -122,6 +130,47 @@ def test_too_few_nodes_is_503_and_nothing_is_acknowledged(
         with pytest.raises(ClientError) as missing:
             s3.head_object(Bucket="bkt", Key="refused")
         assert missing.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    finally:
+        gw.close()
+
+
+def test_nodes_closing_idle_connections_cause_no_failover_nor_503(
+    tmp_path: Path, cluster: tuple[str, list[BlobNodeProcess]]
+) -> None:
+    """W = R = 3: a write needs three nodes, so one request lost to a connection a node
+    closed as idle would be a 503, and a read's a failover. The gateway is stopped
+    (SIGSTOP) while the nodes close its idle pooled connections, so it wakes up with
+    requests waiting and closes it has not yet seen."""
+    url, nodes = cluster
+    gw = gateway(tmp_path, url, nodes[0].secret_file, "--repair-interval", "3600").start()
+    try:
+        s3 = gw.client()
+        s3.create_bucket(Bucket="idle")
+        stored: dict[str, bytes] = {}
+        idle_before = sum(
+            n.metric("kvbox_timeouts_total", door="blobnode", phase="idle") for n in nodes
+        )
+        for i in range(3):
+            stored[f"k{i}"] = os.urandom(100_000 + i)  # chunked: above INLINE_MAX
+            s3.put_object(Bucket="idle", Key=f"k{i}", Body=stored[f"k{i}"])
+            os.kill(gw.server.pid, signal.SIGSTOP)
+            try:  # until every node closed the gateway's connections (the scrape's is open)
+                deadline = time.monotonic() + 20
+                while any(n.metric("kvbox_open_connections", door="blobnode") > 1 for n in nodes):
+                    assert time.monotonic() < deadline, "nodes kept idle connections open"
+                    time.sleep(NODE_IDLE / 5)
+            finally:
+                os.kill(gw.server.pid, signal.SIGCONT)
+            for key, data in stored.items():
+                assert s3.get_object(Bucket="idle", Key=key)["Body"].read() == data
+        idle_after = sum(
+            n.metric("kvbox_timeouts_total", door="blobnode", phase="idle") for n in nodes
+        )
+        assert idle_after >= idle_before + 3 * 3  # each round: the three replicas' nodes
+        text = urllib.request.urlopen(f"{gw.endpoint}/metrics", timeout=10).read().decode()
+        assert metric_value(text, "kvbox_cluster_read_failovers_total") == 0
+        assert metric_value(text, "kvbox_cluster_chunk_writes_total") >= 3
+        assert metric_value(text, "kvbox_cluster_chunk_reads_total") >= 6
     finally:
         gw.close()
 

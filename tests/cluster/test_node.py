@@ -2,12 +2,14 @@
 
 Layer: tests/cluster. One node process per module on its own database (the session's
 PostgreSQL); requests come from the gateway's own client (``kvbox.cluster.client``)
-and, for what that client would never send, from raw signed HTTP.
+and, for what that client would never send, from raw signed HTTP. The node's limits
+are short (``LIMITS``) so that its governor's timeouts show within a test.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import time
@@ -25,6 +27,11 @@ from kvbox.errors import ChunkMissing, ClusterUnavailable, DataDamaged
 
 from ._nodes import BlobNodeProcess, blob_nodes
 
+#: The module node's header and idle timeouts, short enough to be seen in a test.
+HEADER_TIMEOUT = 1.0
+IDLE_TIMEOUT = 0.5
+LIMITS = ("--header-timeout", str(HEADER_TIMEOUT), "--idle-timeout", str(IDLE_TIMEOUT))
+
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -37,7 +44,7 @@ def meta_url(postgres: PostgresServer) -> str:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory, meta_url: str) -> Iterator[BlobNodeProcess]:
-    with blob_nodes(tmp_path_factory.mktemp("blobnode"), meta_url, 1) as nodes:
+    with blob_nodes(tmp_path_factory.mktemp("blobnode"), meta_url, 1, LIMITS) as nodes:
         yield nodes[0]
 
 
@@ -220,6 +227,67 @@ async def test_an_unreachable_node_is_unavailable_not_missing(client: NodeClient
         await client.get(f"127.0.0.1:{free_port()}", sha(b"x"))
 
 
+async def test_a_slow_loris_is_cut_at_the_header_timeout(node: BlobNodeProcess) -> None:
+    """A request head dribbled a byte at a time is answered 408 (the chunk API's JSON)
+    and closed once ``--header-timeout`` has passed since its first byte, however
+    steadily it trickles; /metrics counts it."""
+    before = node.metric("kvbox_timeouts_total", door="blobnode", phase="header")
+    host, port = node.address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = b"GET /v1/chunks HTTP/1.1\r\nHost: node\r\nX-Slow: " + b"z" * 1000
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    answer = b""
+    try:
+        for byte in head:  # bounded: 1000 bytes, 50 ms apart, stops when cut
+            writer.write(bytes([byte]))
+            with contextlib.suppress(TimeoutError):
+                answer = await asyncio.wait_for(reader.read(65536), 0.05)
+            if answer or reader.at_eof():
+                break
+        cut_after = loop.time() - started
+        answer += await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b'"error": "timeout"' in answer
+    assert HEADER_TIMEOUT <= cut_after < HEADER_TIMEOUT + 10
+    after = node.metric("kvbox_timeouts_total", door="blobnode", phase="header")
+    assert after == before + 1
+    assert node.metric("kvbox_connections_total", door="blobnode") >= 1
+
+
+async def test_a_pooled_connection_the_node_closed_is_sent_again_not_failed(
+    node: BlobNodeProcess, client: NodeClient
+) -> None:
+    """The race a gateway meets when a node's idle timeout closes a pooled connection
+    just as a request goes out on it. The client's event loop is held (as a busy gateway
+    is) until the node has closed the idle connection, so the client has not yet seen
+    the close when it sends: the request breaks before any answer, and is sent once
+    more on a fresh connection instead of failing (which a gateway would take for a
+    dead replica, and with W = R answer 503)."""
+    data = b"pooled " * 500
+    cid = sha(data)
+    for ask in ("verify", "get", "head", "put"):
+        await client.put(node.address, cid, data)  # a connection now in the pool
+        idle = node.metric("kvbox_timeouts_total", door="blobnode", phase="idle")
+        deadline = time.monotonic() + 15
+        while node.metric("kvbox_timeouts_total", door="blobnode", phase="idle") <= idle:
+            assert time.monotonic() < deadline, "the node never closed the idle connection"
+            time.sleep(IDLE_TIMEOUT / 5)  # holds this loop: the close is not seen yet
+        retries = client.retries
+        if ask == "verify":  # a POST: aiohttp itself never sends one again
+            assert (await client.verify(node.address, cid)).sound
+            assert client.retries == retries + 1
+        elif ask == "get":
+            assert await client.get(node.address, cid) == data
+        elif ask == "head":
+            assert await client.head(node.address, cid) == len(data)
+        else:
+            await client.put(node.address, cid, data)
+        assert client.retries <= retries + 1
+
+
 def test_node_keeps_its_id_and_chunks_across_kill_9(
     tmp_path: Path, meta_url: str, secret: bytes
 ) -> None:
@@ -277,6 +345,10 @@ def test_bad_flags_are_one_line_errors(tmp_path: Path, meta_url: str) -> None:
     good.write_text("x" * 32)
     r = run_kvbox(*base, "--meta", "mysql://a@b/c", "--cluster-secret-file", str(good))
     assert r.returncode == 1 and b"--meta" in r.stderr
+    for flag, value in (("--idle-timeout", "0"), ("--max-connections-per-ip", "-1")):
+        r = run_kvbox(*base, "--meta", meta_url, "--cluster-secret-file", str(good), flag, value)
+        assert r.returncode == 1 and flag.encode() in r.stderr, r.stderr
+        assert len(r.stderr.splitlines()) == 1
     password = meta_url.split(":")[2].split("@")[0]
     fresh = meta_url.rsplit("/", 1)[0] + "/postgres"  # a database without kvbox's schema
     r = run_kvbox(*base, "--meta", fresh, "--cluster-secret-file", str(good))

@@ -11,6 +11,18 @@ Layer: cluster. Rules:
   than anything about the chunk.
 * Every full chunk that comes back is hashed again here before a caller sees it: the
   node checked it on disk, this checks what crossed the network.
+* A pooled keep-alive connection the node has just closed (its ``--idle-timeout``, a
+  restart) is not a node failure: a request that meets one -- the connection was
+  reused, and it broke before any byte of an answer -- is sent once more, signed anew,
+  on a fresh connection (``NodeClient.retries`` counts them). Every request here is
+  safe to repeat: a chunk PUT is content-addressed (the same bytes under the same id),
+  GET/HEAD/list and ``?verify`` only read, DELETE of a gone chunk answers 204. Without
+  this an idle close would be a spurious failover, and with W = R a spurious 503.
+  A refused connection, a timeout or a broken answer is not retried: those say
+  something about the node, and the caller tries another replica.
+* Idle pooled connections are dropped by the gateway after ``KEEPALIVE`` seconds,
+  well before a node's idle timeout (``kvbox blobnode --idle-timeout``, default 120 s),
+  so the race above is the exception, not the rule.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Final
 
 import aiohttp
@@ -32,6 +45,10 @@ READ_TIMEOUT: Final = 15.0
 TIMEOUTS: Final = aiohttp.ClientTimeout(
     total=None, sock_connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT
 )
+#: Seconds the gateway keeps an idle connection to a node for reuse (aiohttp's default,
+#: stated): below a node's idle timeout (``cli.blobnode.NODE_LIMITS``), so the gateway
+#: normally closes first and never sends on a connection the node is closing.
+KEEPALIVE: Final = 15.0
 #: Path of the chunk API (``/v1/chunks/<id>``), versioned so a rolling upgrade can
 #: serve two forms at once.
 PREFIX: Final = "/v1/chunks"
@@ -50,26 +67,78 @@ class Verdict:
     size: int
 
 
+class _Attempt:
+    """One call's trace: whether aiohttp handed it a pooled connection (set by the
+    session's trace hook), and whether an answer's head arrived."""
+
+    __slots__ = ("answered", "reused")
+
+    def __init__(self) -> None:
+        self.reused = False
+        self.answered = False
+
+
+async def _on_reuse(
+    session: aiohttp.ClientSession,
+    ctx: SimpleNamespace,
+    params: aiohttp.TraceConnectionReuseconnParams,
+) -> None:
+    attempt = ctx.trace_request_ctx
+    if isinstance(attempt, _Attempt):
+        attempt.reused = True
+
+
+def _closed_under_us(exc: BaseException, attempt: _Attempt) -> bool:
+    """Whether ``exc`` is a pooled connection the node had closed (module docstring):
+    reused, broken before any answer, and not a failure to connect."""
+    return (
+        attempt.reused
+        and not attempt.answered
+        and isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+        and not isinstance(exc, aiohttp.ClientConnectorError)
+    )
+
+
 class NodeClient:
     """Signed requests to blob nodes over one shared HTTP session."""
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
         self._session: aiohttp.ClientSession | None = None
+        #: For the one retry of a request whose pooled connection was closed under it:
+        #: every connection new (``force_close``), so the retry cannot meet another.
+        self._fresh: aiohttp.ClientSession | None = None
+        #: Requests sent again after their pooled connection turned out closed.
+        self.retries = 0
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
+            trace = aiohttp.TraceConfig()
+            trace.on_connection_reuseconn.append(_on_reuse)
             self._session = aiohttp.ClientSession(
                 timeout=TIMEOUTS,
-                connector=aiohttp.TCPConnector(limit=64, limit_per_host=16),
+                connector=aiohttp.TCPConnector(
+                    limit=64, limit_per_host=16, keepalive_timeout=KEEPALIVE
+                ),
                 auto_decompress=False,
+                trace_configs=[trace],
             )
         return self._session
 
+    def _fresh_session(self) -> aiohttp.ClientSession:
+        if self._fresh is None or self._fresh.closed:
+            self._fresh = aiohttp.ClientSession(
+                timeout=TIMEOUTS,
+                connector=aiohttp.TCPConnector(limit=16, force_close=True),
+                auto_decompress=False,
+            )
+        return self._fresh
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for s in (self._session, self._fresh):
+            if s is not None:
+                await s.close()
+        self._session = self._fresh = None
 
     async def _request(
         self,
@@ -80,15 +149,44 @@ class NodeClient:
         data: bytes | None = None,
         digest: str = auth.EMPTY_SHA256,
     ) -> tuple[int, bytes, dict[str, str]]:
-        headers = auth.sign(self._secret, method, target, time.time(), digest)
+        attempt = _Attempt()
         try:
-            async with self.session().request(
-                method, f"http://{address}{target}", data=data, headers=headers
-            ) as resp:
-                body = await resp.read()
-                return resp.status, body, dict(resp.headers)
+            try:
+                return await self._send(
+                    self.session(), attempt, address, method, target, data, digest
+                )
+            except (aiohttp.ClientError, OSError) as exc:
+                if not _closed_under_us(exc, attempt):
+                    raise
+            self.retries += 1
+            return await self._send(
+                self._fresh_session(), _Attempt(), address, method, target, data, digest
+            )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise NodeUnavailable(f"blob node {address}: {type(exc).__name__} {exc}") from None
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        attempt: _Attempt,
+        address: str,
+        method: str,
+        target: str,
+        data: bytes | None,
+        digest: str,
+    ) -> tuple[int, bytes, dict[str, str]]:
+        # Signed for each attempt: a node refuses a nonce it has seen (a replay).
+        headers = auth.sign(self._secret, method, target, time.time(), digest)
+        async with session.request(
+            method,
+            f"http://{address}{target}",
+            data=data,
+            headers=headers,
+            trace_request_ctx=attempt,
+        ) as resp:
+            attempt.answered = True
+            body = await resp.read()
+            return resp.status, body, dict(resp.headers)
 
     @staticmethod
     def _fail(address: str, chunk_id: str, status: int, body: bytes) -> StorageError:

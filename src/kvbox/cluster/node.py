@@ -28,6 +28,11 @@ Layer: cluster. Rules:
   (``kvbox.auth.cluster``), once: a replayed request is refused. A chunk id is never
   used as a path until it is 64 lowercase hex digits; a PUT's signed body digest must
   be its id, and its bytes must hash to it.
+* The port's connections are governed by whoever calls ``run_node`` (its ``listen``):
+  ``kvbox blobnode`` puts them under kvbox's connection governor (header, body and idle
+  timeouts, connection caps, counted in /metrics) as ``kvbox serve`` does its ports;
+  this package cannot import ``kvbox.server`` (which imports it), so the wiring lives
+  in ``kvbox.cli.blobnode``. Without a ``listen``, aiohttp's own runner serves.
 * The node registers in PostgreSQL at start and heartbeats every
   ``catalog.HEARTBEAT_INTERVAL`` seconds with its chunk count, bytes and free space.
   A database outage does not stop it serving chunks: beats resume when it is back.
@@ -46,7 +51,7 @@ import secrets
 import shutil
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -86,6 +91,10 @@ MAX_LIST: Final = 10_000
 _CHUNK_ID = re.compile(r"[0-9a-f]{64}")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Serve an application on (host, port) until the returned coroutine function is
+#: awaited (it stops listening and closes the connections); ``OSError`` if the port
+#: cannot be bound. May add middlewares to the application (it is not frozen yet).
+Listen = Callable[[web.Application, str, int], Awaitable[Callable[[], Awaitable[None]]]]
 
 
 def node_id(data: Path) -> str:
@@ -178,7 +187,9 @@ class NodeCollector(Collector):
 class BlobNode:
     """One node's HTTP API over its store (module docstring)."""
 
-    def __init__(self, store: LocalDirBlobStore, secret: bytes) -> None:
+    def __init__(
+        self, store: LocalDirBlobStore, secret: bytes, collectors: Sequence[Collector] = ()
+    ) -> None:
         self.store = store
         self._secret = secret
         self._guard = auth.ReplayGuard()
@@ -189,6 +200,8 @@ class BlobNode:
         self.counters = NodeCounters()
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(NodeCollector(self))
+        for collector in collectors:  # the listener's (connections, timeouts, refusals)
+            self._registry.register(collector)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_CHUNK, middlewares=[self._auth])
@@ -419,26 +432,44 @@ class NodeSettings:
     secret: bytes
 
 
-async def run_node(s: NodeSettings, stop: asyncio.Event) -> None:
-    """Serve until ``stop``: lock the data directory, register, listen, heartbeat."""
+async def _aiohttp_listen(
+    app: web.Application, host: str, port: int
+) -> Callable[[], Awaitable[None]]:
+    """``Listen`` with aiohttp's runner alone (no governor: tests of this package)."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port, reuse_address=True).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner.cleanup
+
+
+async def run_node(
+    s: NodeSettings,
+    stop: asyncio.Event,
+    *,
+    listen: Listen = _aiohttp_listen,
+    collectors: Sequence[Collector] = (),
+) -> None:
+    """Serve until ``stop``: lock the data directory, register, listen, heartbeat.
+    ``collectors`` join the node's /metrics (``listen``'s connection figures)."""
     host, port = split_address(s.listen, "--listen")
     split_address(s.advertise, "--advertise")
     with lock_data_dir(s.data, create=True):
         store = LocalDirBlobStore(s.data)
         await store.open()
         nid = await asyncio.to_thread(node_id, s.data)
-        node = BlobNode(store, s.secret)
+        node = BlobNode(store, s.secret, collectors)
         await node.scan()
         catalog = await Catalog.connect(s.meta, application=f"kvbox-blobnode {nid}", max_size=2)
         try:
-            runner = web.AppRunner(node.app(), handle_signals=False, access_log=None)
-            await runner.setup()
             try:
-                site = web.TCPSite(runner, host, port, reuse_address=True)
-                try:
-                    await site.start()
-                except OSError as exc:
-                    raise ListenError(f"--listen {s.listen}: {exc.strerror or exc}") from None
+                close = await listen(node.app(), host, port)
+            except OSError as exc:
+                raise ListenError(f"--listen {s.listen}: {exc.strerror or exc}") from None
+            try:
                 free = await asyncio.to_thread(node.free_bytes)
                 await catalog.register(nid, s.advertise, node.usage.chunks, node.usage.bytes, free)
                 print(
@@ -448,6 +479,6 @@ async def run_node(s: NodeSettings, stop: asyncio.Event) -> None:
                 )
                 await heartbeat(node, catalog, nid, stop)
             finally:
-                await runner.cleanup()
+                await close()
         finally:
             await catalog.close()

@@ -54,6 +54,12 @@ class ClusterCollector(Collector):
             value=c.repaired_replicas,
         )
         yield CounterMetricFamily(
+            "kvbox_cluster_node_retries",
+            "Requests to blob nodes sent again on a fresh connection because the pooled one "
+            "had just been closed by the node (its idle timeout, a restart); not failures.",
+            value=self.store.client.retries,
+        )
+        yield CounterMetricFamily(
             "kvbox_cluster_under_replicated_writes",
             "Writes acknowledged with fewer than R replicas (write quorum below R); the "
             "repair worker completes them.",

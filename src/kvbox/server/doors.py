@@ -65,62 +65,28 @@ class DoorsCollector(Collector):
             "lowest bucket.",
             labels=["door"],
         )
-        totals = {
-            name: CounterMetricFamily(name, doc, labels=["door"])
-            for name, doc in (
-                ("kvbox_received_bytes", "Bytes received, by front door."),
-                ("kvbox_sent_bytes", "Bytes sent, by front door."),
-                ("kvbox_connections", "Connections accepted, by front door."),
-            )
-        }
-        conns = GaugeMetricFamily(
-            "kvbox_open_connections", "Open connections, by front door.", labels=["door"]
-        )
-        refused = CounterMetricFamily(
-            "kvbox_refused_connections",
-            "Connections or request heads refused before a handler ran, by front door and "
-            "reason: busy (--max-connections, nothing idle to close), address "
-            "(--max-connections-per-ip), header_bytes (--max-header-bytes), header_fields "
-            "(--max-headers).",
-            labels=["door", "reason"],
-        )
-        timeouts = CounterMetricFamily(
-            "kvbox_timeouts",
-            "Connections timed out, by front door and phase: header (--header-timeout), "
-            "body (a request body stalled, --body-timeout), send (a client stopped reading "
-            "its reply, --body-timeout), idle (--idle-timeout).",
-            labels=["door", "phase"],
-        )
-        evicted = CounterMetricFamily(
-            "kvbox_evicted_connections",
-            "Idle connections closed to make room for a new one at --max-connections.",
-            labels=["door"],
-        )
         for name, c in self.doors.items():
-            door = [name]
             for op, n in sorted(c.by_op.items()):
                 req.add_metric([name, op.upper() if name == "gwkv" else op], n)
             for code, n in sorted(c.errors.items()):
                 errors.add_metric([name, code], n)
             buckets = [(le, n + c.immediate) for le, n in c.latency.cumulative()]
-            hist.add_metric(door, buckets, c.latency.total)
-            totals["kvbox_received_bytes"].add_metric(door, c.bytes_in)
-            totals["kvbox_sent_bytes"].add_metric(door, c.bytes_out)
-            totals["kvbox_connections"].add_metric(door, c.connections_total)
-            conns.add_metric(door, c.connections)
-            for reason, n in sorted(c.refused.items()):
-                refused.add_metric([name, reason], n)
-            for phase, n in sorted(c.timeouts.items()):
-                timeouts.add_metric([name, phase], n)
-            evicted.add_metric(door, c.evicted)
+            hist.add_metric([name], buckets, c.latency.total)
         yield req
         yield errors
         yield hist
-        yield from totals.values()
-        yield conns
-        yield refused
-        yield timeouts
-        yield evicted
+        received = CounterMetricFamily(
+            "kvbox_received_bytes", "Bytes received, by front door.", labels=["door"]
+        )
+        sent = CounterMetricFamily(
+            "kvbox_sent_bytes", "Bytes sent, by front door.", labels=["door"]
+        )
+        for name, c in self.doors.items():
+            received.add_metric([name], c.bytes_in)
+            sent.add_metric([name], c.bytes_out)
+        yield received
+        yield sent
+        yield from connection_families(self.doors)
         if self.files is not None:
             yield CounterMetricFamily(
                 "kvbox_sendfile_responses",
@@ -141,6 +107,61 @@ class DoorsCollector(Collector):
         objects, nbytes = self.stored
         yield GaugeMetricFamily("kvbox_stored_objects", "Live objects stored.", value=objects)
         yield GaugeMetricFamily("kvbox_stored_bytes", "Bytes of live objects stored.", value=nbytes)
+
+
+class ConnectionsCollector(Collector):
+    """Only the connection families of some doors: a listener of another program under
+    the governor (``kvbox blobnode``'s port), which has no requests of this kind."""
+
+    def __init__(self, doors: dict[str, ServerCounters]) -> None:
+        self.doors = doors
+
+    def collect(self) -> Iterator[Metric]:
+        yield from connection_families(self.doors)
+
+
+def connection_families(doors: dict[str, ServerCounters]) -> Iterator[Metric]:
+    """What the governor counts per door: connections, refusals, timeouts, evictions."""
+    total = CounterMetricFamily(
+        "kvbox_connections", "Connections accepted, by front door.", labels=["door"]
+    )
+    conns = GaugeMetricFamily(
+        "kvbox_open_connections", "Open connections, by front door.", labels=["door"]
+    )
+    refused = CounterMetricFamily(
+        "kvbox_refused_connections",
+        "Connections or request heads refused before a handler ran, by front door and "
+        "reason: busy (--max-connections, nothing idle to close), address "
+        "(--max-connections-per-ip), header_bytes (--max-header-bytes), header_fields "
+        "(--max-headers).",
+        labels=["door", "reason"],
+    )
+    timeouts = CounterMetricFamily(
+        "kvbox_timeouts",
+        "Connections timed out, by front door and phase: header (--header-timeout), "
+        "body (a request body stalled, --body-timeout), send (a client stopped reading "
+        "its reply, --body-timeout), idle (--idle-timeout).",
+        labels=["door", "phase"],
+    )
+    evicted = CounterMetricFamily(
+        "kvbox_evicted_connections",
+        "Idle connections closed to make room for a new one at --max-connections.",
+        labels=["door"],
+    )
+    for name, c in doors.items():
+        door = [name]
+        total.add_metric(door, c.connections_total)
+        conns.add_metric(door, c.connections)
+        for reason, n in sorted(c.refused.items()):
+            refused.add_metric([name, reason], n)
+        for phase, n in sorted(c.timeouts.items()):
+            timeouts.add_metric([name, phase], n)
+        evicted.add_metric(door, c.evicted)
+    yield total
+    yield conns
+    yield refused
+    yield timeouts
+    yield evicted
 
 
 def _budget_families(b: MemoryBudget) -> Iterator[Metric]:

@@ -418,11 +418,18 @@ class HttpConn(asyncio.Protocol):
 
 def aiohttp_limits(limits: Limits) -> dict[str, Any]:
     """aiohttp's own per-line limits, set so that the head meter decides first (and in
-    the door's form), and its keep-alive timer as a backstop to the governor's."""
+    the door's form), and its keep-alive timer as a backstop to the governor's.
+
+    The backstop is idle + header timeout: aiohttp's timer runs from the end of the last
+    response (or the connection's start) and also closes a connection whose next head
+    is still arriving, silently; the governor allows such a head ``header_timeout`` from
+    its first byte, which may come up to ``idle_timeout`` after. With the idle timeout
+    alone, a connection with ``--idle-timeout`` below ``--header-timeout`` lost its slow
+    heads without the 408 and its count."""
     line = max(8190, limits.max_header_bytes)
     return {
         "max_line_size": line,
         "max_field_size": line,
         "max_headers": limits.max_headers + 1,
-        "keepalive_timeout": limits.idle_timeout,
+        "keepalive_timeout": limits.idle_timeout + limits.header_timeout,
     }
