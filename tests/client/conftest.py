@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from _ports import free_port
+
 from .fakeserver import FakeServer
 
 
@@ -18,11 +20,9 @@ def fake() -> Iterator[FakeServer]:
 
 @pytest.fixture
 def closed_port() -> int:
-    """A port that was just free: connecting to it is refused."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
+    """A port that was just free: connecting to it is refused (drawn where no other
+    process's ``bind(0)`` or outgoing connection can take it meanwhile)."""
+    return free_port()
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from e2e._server import clean_env, free_port, kvbox_argv
+from _ports import free_port
+from e2e._server import clean_env, kvbox_argv
 
 START_TIMEOUT = 30.0
 

@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
+from _ports import free_port
 from _postgres import PostgresServer
 from e2e._gwkv import wait_until
 from e2e._s3 import S3Server
-from e2e._server import Wire, free_port, run_kvbox
+from e2e._server import Wire, run_kvbox
 
 from ._nodes import BlobNodeProcess, blob_nodes, metric_value
 

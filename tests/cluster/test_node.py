@@ -221,7 +221,7 @@ async def test_unsigned_wrongly_signed_stale_and_replayed_requests_are_refused(
 
 
 async def test_an_unreachable_node_is_unavailable_not_missing(client: NodeClient) -> None:
-    from e2e._server import free_port
+    from _ports import free_port
 
     with pytest.raises(ClusterUnavailable):
         await client.get(f"127.0.0.1:{free_port()}", sha(b"x"))

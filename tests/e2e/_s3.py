@@ -25,7 +25,9 @@ from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
-from ._server import KvboxServer, free_port, run_kvbox
+from _ports import free_port
+
+from ._server import KvboxServer, run_kvbox
 
 ACCESS_KEY = "KVTESTACCESSKEY00001"
 SECRET_KEY = "kvbox-test-secret-key/not+a+real+one"

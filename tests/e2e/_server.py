@@ -22,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from _ports import free_port
+
 #: Seconds a fresh server may take to print ``kvbox: ready`` and accept a connection.
 STARTUP_TIMEOUT = 30.0
 #: Seconds a server may take to exit after SIGTERM/SIGINT.
@@ -33,25 +35,6 @@ IO_TIMEOUT = 10.0
 VERSION_RE = re.compile(rb"[0-9A-HJKMNP-TV-Z]{26}")
 OK_VERSION_RE = re.compile(rb"OK ([0-9A-HJKMNP-TV-Z]{26})\n")
 _LISTEN_RE = re.compile(r"^kvbox: gwkv (tcp|udp) (\S+):(\d+)(?: \(auth \w+\))?\s*$", re.MULTILINE)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port number free for both TCP and UDP right now.
-
-    GW-KV serves TCP and UDP on the same number, so port 0 cannot be handed to the
-    server: we find a number both protocols can bind, release it, and pass it explicitly.
-    """
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-        return port
-    raise RuntimeError("no port free for both TCP and UDP")
 
 
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -318,7 +301,7 @@ class KvboxServer:
                 self._wait_ready(timeout)
                 return self
             except _PortTaken:
-                # Someone grabbed the port between free_port() and bind: pick another.
+                # Something bound the port between free_port() and the server: pick another.
                 self._reap()
                 if self._fixed_port or attempt == 2:
                     raise

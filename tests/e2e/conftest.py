@@ -17,11 +17,13 @@ from typing import Any
 
 import pytest
 
+from _ports import free_port
+
 from ._console import WEB_DOMAIN
 from ._lab import Lab
 from ._pages import PageServer
 from ._s3 import S3Server, module_server
-from ._server import KvboxServer, free_port
+from ._server import KvboxServer
 
 ServerFactory = Callable[..., KvboxServer]
 

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from _ports import free_port
+
 from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server
-from ._server import KvboxServer, free_port, parse_ok_version
+from ._server import KvboxServer, parse_ok_version
 
 #: The plain line: time, level, logger, then the eleven documented fields.
 PLAIN = re.compile(

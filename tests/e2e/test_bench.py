@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from ._server import KvboxServer, free_port, run_kvbox
+from _ports import free_port
+
+from ._server import KvboxServer, run_kvbox
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from ._server import KvboxServer, free_port, parse_ok_version, run_kvbox
+from _ports import free_port
+
+from ._server import KvboxServer, parse_ok_version, run_kvbox
 
 VERSION = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 

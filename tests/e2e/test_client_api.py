@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from _ports import free_port
 from kvbox import AsyncClient, Client
 from kvbox.errors import ConditionFailed, RemoteError, ValueTooLarge
 
-from ._server import KvboxServer, free_port
+from ._server import KvboxServer
 
 
 def test_sync_client_every_op(server: KvboxServer, tmp_path: Path) -> None:

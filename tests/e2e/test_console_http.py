@@ -13,9 +13,11 @@ import time
 
 import pytest
 
+from _ports import free_port
+
 from ._console import ConsoleClient, admin
 from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
-from ._server import free_port, run_kvbox
+from ._server import run_kvbox
 from ._tls import make_cert
 from .test_access_log import access_lines
 

@@ -48,7 +48,9 @@ import pytest
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from .test_deploy_native import Proc, _free_port, _http_ok, _wait
+from _ports import free_port
+
+from .test_deploy_native import Proc, _http_ok, _wait
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 import deploy_files as df
@@ -195,7 +197,7 @@ def test_cluster_overlay_runs_natively(tmp_path: Path, pg_url: str, procs: list[
     (node_container,) = nodes_set["spec"]["template"]["spec"]["containers"]
     node_port = {p["name"]: p["containerPort"] for p in node_container["ports"]}
     for pod in nodes:
-        pod.address = f"127.0.0.1:{_free_port()}"
+        pod.address = f"127.0.0.1:{free_port()}"
         for port in node_port.values():
             cluster.addresses[f"{pod.name}.{service}:{port}"] = pod.address
 
@@ -220,7 +222,7 @@ def test_cluster_overlay_runs_natively(tmp_path: Path, pg_url: str, procs: list[
     (gw_container,) = gateways_set["spec"]["template"]["spec"]["containers"]
     endpoints = []
     for pod in gateways:
-        kv_port, http_port = _free_port(), _free_port()
+        kv_port, http_port = free_port(), free_port()
         ports = {"KVBOX_KV_PORT": str(kv_port), "KVBOX_HTTP_PORT": str(http_port)}
         argv, env = cluster.command(pod, gw_container, ports)
         proc = Proc(pod.name, argv, env, tmp_path / f"{pod.name}.log")
@@ -331,7 +333,7 @@ def test_compose_cluster_runs_natively(tmp_path: Path, pg_url: str, procs: list[
     addresses = {}  # "<service>:<port>" as the others reach it -> 127.0.0.1:PORT
     for name in nodes:
         port = df.flag_value(df.compose_argv(kvbox[name]), "--listen").rpartition(":")[2]
-        addresses[f"{name}:{port}"] = f"127.0.0.1:{_free_port()}"
+        addresses[f"{name}:{port}"] = f"127.0.0.1:{free_port()}"
 
     def command(name: str, own: str = "", instance: str = "") -> list[str]:
         """NAME's argv for one of its containers (INSTANCE: a replica's own directories)."""
@@ -378,7 +380,7 @@ def test_compose_cluster_runs_natively(tmp_path: Path, pg_url: str, procs: list[
         procs.append(Proc(name, command(name, own), environment(name), tmp_path / f"{name}.log"))
     endpoints = []
     for index in range(int(kvbox["gateway"]["deploy"]["replicas"])):
-        kv_port, http_port = _free_port(), _free_port()
+        kv_port, http_port = free_port(), free_port()
         ports = {"KVBOX_KV_PORT": str(kv_port), "KVBOX_HTTP_PORT": str(http_port)}
         env = environment("gateway", ports)
         proc = Proc(

@@ -29,7 +29,6 @@ import functools
 import hashlib
 import json
 import os
-import random
 import re
 import signal
 import socket
@@ -46,6 +45,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 import deploy_files as df
+
+from _ports import free_port
 
 #: Bounds of every wait: generous for a loaded 2-core CI machine, still far below the
 #: pytest timeout. Load generators report every 5 s (the manifests' --report-every) and
@@ -130,27 +131,6 @@ SOURCES: dict[str, Callable[[], Deployment]] = {
     "compose": _from_compose,
     "k8s-demo": _from_k8s_demo,
 }
-
-
-def _free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1 (GW-KV listens on both)."""
-    # Below the kernel's ephemeral range (32768+): the port stays unused for a while
-    # before its process binds it, and other tests' servers (port 0) and clients, on the
-    # other test worker too, draw from that range and could take it in between.
-    for _ in range(50):
-        port: int = random.randint(20000, 32000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            try:
-                tcp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-        return port
-    raise AssertionError("no free port")
 
 
 @dataclass
@@ -369,8 +349,8 @@ def test_deployment_runs_natively(source: str, tmp_path: Path, procs: list[Proc]
     local = Local(
         tmp=tmp_path,
         data_dir=tmp_path / "data",
-        kv_port=_free_port(),
-        http_port=_free_port(),
+        kv_port=free_port(),
+        http_port=free_port(),
         server_names=deployment.server_names,
     )
     ports = {"KVBOX_KV_PORT": str(local.kv_port), "KVBOX_HTTP_PORT": str(local.http_port)}

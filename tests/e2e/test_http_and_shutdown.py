@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
+from _ports import free_port
 from kvbox import Client
 from kvbox.errors import KvboxError
 
 from ._s3 import S3Server
-from ._server import free_port
 from .conftest import ServerFactory
 
 

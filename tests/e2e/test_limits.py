@@ -23,8 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from _ports import free_port
+
 from ._s3 import S3Server, module_server, signed_head
-from ._server import free_port, rss_kib
+from ._server import rss_kib
 from ._tls import make_cert
 
 HEADER_TIMEOUT = 1.5

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from _ports import free_port
+
 from ._s3 import ACCESS_KEY, S3Server
-from ._server import KvboxServer, clean_env, free_port, kvbox_argv, run_kvbox
+from ._server import KvboxServer, clean_env, kvbox_argv, run_kvbox
 from .conftest import ServerFactory
 
 SECRET_RE = re.compile(r"^kvbox: root secret key (\S+)", re.MULTILINE)

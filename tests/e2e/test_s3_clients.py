@@ -28,6 +28,8 @@ from typing import Any
 
 import pytest
 
+from _ports import free_port
+
 from ._s3clients import (
     ROOT_ACCESS_KEY,
     ROOT_SECRET_KEY,
@@ -44,7 +46,6 @@ from ._s3clients import (
     tree_sizes,
     write_file,
 )
-from ._server import free_port
 from .conftest import ServerFactory
 
 MIB = 1 << 20

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ._server import KvboxServer, free_port
+from _ports import free_port
+
+from ._server import KvboxServer
 
 
 def test_a_generated_secret_is_not_printed_with_show_root_secret_off(tmp_path: Path) -> None:

@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
+from _ports import free_port
+
 from ._curl import code
 from ._lab import (
     Lab,
@@ -34,7 +36,7 @@ from ._lab import (
 )
 from ._lab import policy as lab_policy
 from ._s3 import S3Server
-from ._server import IO_TIMEOUT, free_port
+from ._server import IO_TIMEOUT
 
 DOMAIN = "web.test"
 BIG = bytes(range(256)) * 4096  # 1 MiB: several store chunks

@@ -25,9 +25,10 @@ from typing import Any
 
 import pytest
 
+from _ports import free_port
+
 from ._png import RED_PNG
 from ._s3 import S3Server
-from ._server import free_port
 
 DOMAIN = "kvbox.test"
 
