@@ -248,9 +248,15 @@ class Repairer:
         """Verify (and repair) the copies of the next chunks (module docstring)."""
         if self.scrub_per_pass <= 0:
             return
-        ids = await self.store.catalog.chunk_ids(self._scrub_after, self.scrub_per_pass)
-        self._scrub_after = ids[-1] if len(ids) == self.scrub_per_pass else ""
-        for cid in ids:
+        page = await self.store.catalog.placements(self._scrub_after, self.scrub_per_pass)
+        self._scrub_after = page[-1].chunk_id if len(page) == self.scrub_per_pass else ""
+        for chunk in page:
+            cid = chunk.chunk_id
+            if not chunk.holders:
+                # Being written right now (its row is made before any node PUT and its
+                # replicas after they fsynced), or a failed write: not a lost chunk,
+                # the garbage collector's business (as in ``_fix``).
+                continue
             try:
                 sound = await self.store.verify(cid)
             except StorageError as exc:
