@@ -120,8 +120,11 @@ class PostgresServer:
     running the migrations per test).
     """
 
-    def __init__(self, base: Path | None = None) -> None:
+    def __init__(self, base: Path | None = None, *, also_listen: tuple[str, ...] = ()) -> None:
         self.bin = find_binaries()
+        #: Addresses served besides 127.0.0.1 (a fault test's bridge address, which its
+        #: network namespaces reach); clients on their subnets may log in (``samenet``).
+        self.also_listen = also_listen
         self.owner = _run_as()
         self.base = Path(base) if base is not None else Path(tempfile.mkdtemp(prefix="kvbox-pg-"))
         self.base.mkdir(parents=True, exist_ok=True)
@@ -153,6 +156,9 @@ class PostgresServer:
             "--auth=scram-sha-256", "-E", "UTF8", "--no-locale", "-N",
         )  # fmt: skip
         pwfile.unlink()
+        if self.also_listen:
+            with open(self.data / "pg_hba.conf", "a", encoding="ascii") as hba:
+                hba.write("host all all samenet scram-sha-256\n")
 
     def _copy_binaries(self) -> Path:
         """A copy of the installation that ``nobody`` may enter, laid out as installed.
@@ -195,7 +201,8 @@ class PostgresServer:
         try:
             argv = [
                 str(self.bin / "postgres"),
-                "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.port),
+                "-D", str(self.data), "-p", str(self.port),
+                "-h", ",".join(("127.0.0.1", *self.also_listen)),
                 "-k", str(self.base),
                 "-c", "fsync=off", "-c", "full_page_writes=off",
                 "-c", "max_connections=300", "-c", "shared_buffers=64MB",
@@ -284,9 +291,11 @@ class PostgresServer:
 
     # --- databases --------------------------------------------------------------------
 
-    def url(self, database: str = "postgres", *, password: bool = True) -> str:
+    def url(
+        self, database: str = "postgres", *, password: bool = True, host: str = "127.0.0.1"
+    ) -> str:
         auth = f"{USER}:{self.password}" if password else USER
-        return f"postgresql://{auth}@127.0.0.1:{self.port}/{database}"
+        return f"postgresql://{auth}@{host}:{self.port}/{database}"
 
     def new_database(self, *, migrated: bool = False) -> str:
         """The URL of a new, empty database (with kvbox's schema if ``migrated``)."""
