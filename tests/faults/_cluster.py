@@ -39,6 +39,7 @@ from _postgres import PostgresServer, run_sync
 from e2e._gwkv import wait_until
 from e2e._s3 import ACCESS_KEY, REGION, SECRET_KEY
 from e2e._server import kvbox_argv, run_kvbox
+from kvbox.cluster.placement import place
 
 from ._netns import Host, Proc, Topology, topology
 
@@ -214,6 +215,31 @@ class Cluster:
                 if node is not None and not node.chunk_file(cid).exists():
                     missing.append((cid, nid))
         return Replication(len(rows), under, missing)
+
+    def copies_on(self, node: BlobNode) -> int:
+        """Replica rows naming ``node`` (a drained node's count falls to 0)."""
+        rows = self.sql("SELECT count(*) AS n FROM chunk_replicas WHERE node_id = $1", node.node_id)
+        return int(rows[0]["n"])
+
+    def misplaced(self) -> list[str]:
+        """Chunks whose copies are not exactly their rendezvous placement over the active
+        nodes (after a node joined or left, repair moves them there: a rebalance)."""
+        active = [
+            r["node_id"] for r in self.sql("SELECT node_id FROM blob_nodes WHERE state = 'active'")
+        ]
+        rows = self.sql(
+            "SELECT c.chunk_id, array_remove(array_agg(r.node_id), NULL) AS holders"
+            " FROM blob_chunks c LEFT JOIN chunk_replicas r ON r.chunk_id = c.chunk_id"
+            " GROUP BY c.chunk_id"
+        )
+        wrong = []
+        for row in rows:
+            cid = bytes(row["chunk_id"]).hex()
+            if not row["holders"]:
+                continue  # a write in flight, or a failed one: the collector's business
+            if set(row["holders"]) != set(place(cid, active, REPLICAS)):
+                wrong.append(cid)
+        return wrong
 
     def wait_replicated(self, within: float = 60.0) -> Replication:
         """Poll until every chunk has R copies on active nodes, each file on its disk."""

@@ -36,6 +36,7 @@ from pathlib import Path
 import pytest
 
 from _postgres import PostgresUnavailable, find_binaries
+from e2e._gwkv import wait_until
 
 from ._cluster import S3_BUCKET, Cluster, cluster
 from ._final import final_state, read_back
@@ -150,3 +151,62 @@ def test_partition_a_blob_node_and_heal_it(where: Cluster, tmp_path: Path) -> No
     assert "ok" in during, f"no write was acknowledged during the partition: {during}"
     assert victim.proc.running
     _judge(c, history, "partition")
+
+
+def test_add_a_fourth_node_under_load(where: Cluster) -> None:
+    """A fourth blob node joins while the load runs.
+
+    What must happen: the node registers in PostgreSQL and new writes start placing
+    chunks on it at once; the repair worker rebalances, moving to it exactly the chunks
+    for which it now ranks among a chunk's top R (rendezvous hashing: about R/n of them)
+    and deleting the surplus copy elsewhere only once the new one is written, so no
+    chunk ever has fewer than R copies; reads are served throughout. Why it can: a
+    chunk's holders are rows in the catalog, so readers find a chunk wherever it is
+    while it moves, and placement is a pure function of the node set every gateway
+    reads from the same table.
+    """
+    c = where
+    history = History()
+    with Load(c, seed=3, history=history, ops=60, seconds=120) as load:
+        load.wait(6)
+        joined = c.add_node()
+        load.wait(10)
+    _judge(c, history, "add")
+    assert wait_until(lambda: not c.misplaced(), 60, 0.5), "no rebalance to the new node"
+    assert c.copies_on(joined) > 0
+    status = c.admin("status")
+    assert status.returncode == 0 and joined.node_id.encode() in status.stdout
+
+
+def test_drain_a_node_and_remove_it_under_load(where: Cluster) -> None:
+    """An operator drains one blob node (``kvbox admin cluster drain``) while the load
+    runs, waits until it holds nothing, removes it (``remove``) and stops it.
+
+    What must happen: once draining, the node takes no new chunk; the repair worker
+    copies each of its chunks to the node now placed for it and only then forgets the
+    drained copy; ``remove`` succeeds once no chunk depends on it, and the cluster goes
+    on with the others; reads are served throughout, writes never wait for it. Why it
+    can: a drained copy is deleted only while R others are countable, so nothing is
+    ever below R, and ``remove`` refuses while the node holds a chunk's only copy.
+    """
+    c = where
+    active = [n for n in c.nodes if n.proc.running]
+    if len(active) < 4:  # run alone: the scenario needs a node to spare
+        active.append(c.add_node())
+    victim = active[0]
+    history = History()
+    with Load(c, seed=4, history=history, ops=60, seconds=120) as load:
+        load.wait(6)
+        drained = c.admin("drain", victim.node_id)
+        assert drained.returncode == 0, drained.stderr
+        assert b"draining" in c.admin("status").stdout
+        assert wait_until(lambda: c.copies_on(victim) == 0, 60, 0.5), "drain did not end"
+        removed = c.admin("remove", victim.node_id)
+        assert removed.returncode == 0, removed.stderr
+        victim.proc.kill9()  # what an operator does next: stop the process
+        load.wait(6)
+    _judge(c, history, "drain")
+    assert c.copies_on(victim) == 0
+    assert wait_until(lambda: not c.misplaced(), 60, 0.5)
+    status = c.admin("status").stdout.decode()
+    assert f"{victim.node_id}" in status and "removed" in status, status
