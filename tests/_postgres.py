@@ -120,11 +120,20 @@ class PostgresServer:
     running the migrations per test).
     """
 
-    def __init__(self, base: Path | None = None, *, also_listen: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        base: Path | None = None,
+        *,
+        also_listen: tuple[str, ...] = (),
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.bin = find_binaries()
         #: Addresses served besides 127.0.0.1 (a fault test's bridge address, which its
         #: network namespaces reach); clients on their subnets may log in (``samenet``).
         self.also_listen = also_listen
+        #: extra ``-c NAME=VALUE`` server settings, after (so over) the test defaults;
+        #: bench/cluster/run.py turns fsync back on and loads pg_stat_statements
+        self.settings = dict(settings or {})
         self.owner = _run_as()
         self.base = Path(base) if base is not None else Path(tempfile.mkdtemp(prefix="kvbox-pg-"))
         self.base.mkdir(parents=True, exist_ok=True)
@@ -208,6 +217,8 @@ class PostgresServer:
                 "-c", "max_connections=300", "-c", "shared_buffers=64MB",
                 "-c", "log_min_messages=warning",
             ]  # fmt: skip
+            for name, value in self.settings.items():
+                argv += ["-c", f"{name}={value}"]
             self.proc = subprocess.Popen(
                 argv,
                 stdout=log,

@@ -2,7 +2,15 @@
 -- env: URLS (file with one "/bucket/key?X-Amz-..." per line), METHOD (GET or PUT),
 -- SIZE (PUT body bytes). Each thread starts at a different offset so 32 connections
 -- do not all hit the same key at once. wrk bounds the run by -d (time).
+-- ADDRS (optional, "HOST:PORT HOST:PORT ..."): thread i connects to the i-th address
+-- (round robin), so -t 2 sends half the connections to each of two gateways
+-- (bench/cluster/run.py). The Host header stays the command line's, which the presigned
+-- signatures cover, so every gateway of one cluster accepts the same URLs.
 local paths = {}
+local addrs = {}
+for a in (os.getenv("ADDRS") or ""):gmatch("%S+") do
+   addrs[#addrs + 1] = a
+end
 local method = os.getenv("METHOD") or "GET"
 local body = nil
 local idx = 0
@@ -10,6 +18,10 @@ local thread_no = 0
 
 function setup(thread)
    thread:set("tid", thread_no)
+   if #addrs > 0 then
+      local host, port = addrs[thread_no % #addrs + 1]:match("^(.*):(%d+)$")
+      thread.addr = wrk.lookup(host, port)[1]
+   end
    thread_no = thread_no + 1
 end
 
