@@ -7,6 +7,14 @@ Layer: core. Rules:
   database, and names ``application_name`` so ``pg_stat_activity`` shows who it is.
 * ``open_pool`` fails with one line that names the redacted URL and the cause (server
   down, bad password, missing database) and never the password.
+* **A pooled connection keeps no session state.** Whatever needs some -- ``LISTEN``
+  (``meta/postgres/changes.py``), a session advisory lock (the repair worker, the
+  migration runner) -- takes a connection of its own from ``connect``. So a connection
+  going back to the pool needs no cleaning, and the pool is told not to: asyncpg's
+  default reset (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``) is one
+  more network round trip on every release, which made every metadata read two round
+  trips instead of one (docs/benchmarks.md, "The cluster"). asyncpg still rolls back a
+  transaction left open on release, without asking the server when none is.
 * ``translate`` is where the driver's exceptions become kvbox errors; ``retryable``
   says which ones mean "another transaction won a race: run yours again"
   (serialization failure, deadlock, a unique index that a concurrent insert reached
@@ -38,6 +46,10 @@ _RETRYABLE: Final = frozenset(
 )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset: nothing to undo (module docstring, "no session state")."""
+
+
 def server_settings(application: str) -> dict[str, str]:
     return {"search_path": SCHEMA, "application_name": application}
 
@@ -53,6 +65,7 @@ async def open_pool(
             max_size=max_size,
             timeout=CONNECT_TIMEOUT,
             server_settings=server_settings(application),
+            reset=_keep_session,
         )
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise StorageError(
