@@ -67,9 +67,9 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO / "bench" / "s3")]
 
 import s3bench  # noqa: E402  (bench/s3/s3bench.py: bucket, objects, presigned URLs)
 
+from _ports import free_port  # noqa: E402
 from _postgres import PostgresServer, run_sync  # noqa: E402
 from cluster._nodes import BlobNodeProcess, blob_nodes  # noqa: E402
-from e2e._server import free_port  # noqa: E402
 from kvbox.bench import serverinfo  # noqa: E402
 
 HZ = os.sysconf("SC_CLK_TCK")
