@@ -164,7 +164,15 @@ async def test_lost_back_added_drained_removed_collected(
         r = run_kvbox("admin", "cluster", "remove", holder, "--meta", url)
         assert r.returncode == 1 and b"only copy of 1 chunks" in r.stderr
         chunks[ref.chunk_id] = b"only one copy"
-        assert await repair.run_once()  # R = 2: it gets its second copy
+        assert await repair.run_once()  # written with R = 1, it wants 1: left alone
+        assert len((await rows(url))[ref.chunk_id]) == 1
+        # Wanted twice now (as `kvbox admin bucket replicas` records it): a second copy.
+        await sql(
+            url,
+            "UPDATE kvbox.blob_chunks SET replicas = 2 WHERE chunk_id = $1",
+            bytes.fromhex(ref.chunk_id),
+        )
+        assert await repair.run_once()
         await at_placement(store, url, nodes, chunks)
     finally:
         extra.close()
@@ -232,7 +240,7 @@ async def test_a_chunk_being_written_is_no_loss_to_the_scrubber(
     the nodes fsynced: a scrub pass that meets it in between (found under load by
     tests/faults) must not report it as a chunk with no sound copy left."""
     in_flight = sha(b"being written by another gateway right now")
-    await store.catalog.intend(in_flight, 42)
+    await store.catalog.intend(in_flight, 42, R, R)
     worker = Repairer(store)
     assert await worker.run_once()
     assert worker.progress.failed == 0

@@ -1,17 +1,27 @@
-"""``kvbox admin cluster status|drain|remove``: the operator's view of the blob cluster.
+"""``kvbox admin cluster status|drain|remove`` and ``kvbox admin bucket replicas``: the
+operator's view of the blob cluster.
 
 Layer: cluster. Rules: everything is read from and written to PostgreSQL (the cluster's
 only shared state), so the commands work from any machine that reaches the database,
 whether or not a gateway runs. ``drain`` only marks the node: the repair worker moves
 its chunks away and ``status`` shows its count fall to 0. ``remove`` refuses while a
 chunk has no copy on any other node (drain first), so no command loses a chunk.
+``bucket replicas`` sets a bucket's own R through the MetaStore (so every gateway hears
+of it within ``changes.BOUND_SECONDS``), waits that long, then recomputes the wanted
+copies of the bucket's chunks (``Catalog.rewant``): no write that started after the
+wait uses the old R, and the repair worker does the copying or dropping.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from kvbox.cluster.catalog import DEAD_AFTER, SUSPECT_AFTER, Catalog, Node
-from kvbox.cluster.store import DEFAULT_REPLICAS
-from kvbox.errors import InvalidArgument, NotFound
+from kvbox.cluster.store import DEFAULT_REPLICAS, MAX_REPLICAS, REPLICAS_ATTR, bucket_replicas
+from kvbox.core.meta.postgres import PostgresMetaStore
+from kvbox.core.meta.postgres.changes import BOUND_SECONDS
+from kvbox.core.pg import PgUrl
+from kvbox.errors import InvalidArgument, NoSuchBucket, NotFound
 
 
 def _size(n: int) -> str:
@@ -34,7 +44,7 @@ async def status_lines(catalog: Catalog, replicas: int = DEFAULT_REPLICAS) -> li
         f"{counts['dead']} dead; suspect after {SUSPECT_AFTER:g} s without a heartbeat, "
         f"dead after {DEAD_AFTER:g} s)",
         f"chunks: {totals.chunks} ({_size(totals.bytes)}), replicas: {totals.replicas}, "
-        f"replication backlog: {totals.backlog} chunks under {replicas} copies",
+        f"replication backlog: {totals.backlog} chunks under their R (default {replicas})",
         f"repair: {'running in ' + holder if holder else 'idle (no worker holds the lock)'}",
         (
             f"last repair pass: {last.ago:.1f} s ago by {last.worker}, {last.seconds:.1f} s "
@@ -52,7 +62,50 @@ async def status_lines(catalog: Catalog, replicas: int = DEFAULT_REPLICAS) -> li
             f"{n.node_id:<16} {n.address:<22} {n.state:<9} {n.health:<8} {n.age:>6.1f}s "
             f"{n.chunks:>8} {_size(n.bytes):>10} {_size(n.free_bytes):>10}"
         )
+    lines += ["", f"{'BUCKET':<32} {'R':>11} {'CHUNKS':>8} {'UNDER R':>8}"]
+    for b in await catalog.buckets(replicas):
+        r = f"{replicas} default" if b.replicas is None else str(b.replicas)
+        lines.append(f"{b.name:<32} {r:>11} {b.chunks:>8} {b.under:>8}")
     return lines
+
+
+async def set_bucket_replicas(
+    url: PgUrl,
+    catalog: Catalog,
+    bucket: str,
+    replicas: int | None,
+    default: int = DEFAULT_REPLICAS,
+    *,
+    settle: float = 2 * BOUND_SECONDS,
+) -> list[str]:
+    """Give ``bucket`` its own R (None: back to the gateways' ``default``) and recompute
+    its chunks' wanted copies after ``settle`` seconds (module docstring)."""
+    if replicas is not None and not 1 <= replicas <= MAX_REPLICAS:
+        raise InvalidArgument(f"replicas must be within 1..{MAX_REPLICAS}, not {replicas}")
+    meta = PostgresMetaStore(url, pool_size=2)
+    await meta.open()
+    try:
+        found = await meta.get_bucket(bucket)
+        if found is None:
+            raise NoSuchBucket(bucket)
+        old = bucket_replicas(found)
+        await meta.set_bucket_attrs(
+            bucket, {REPLICAS_ATTR: None if replicas is None else str(replicas)}
+        )
+    finally:
+        await meta.close()
+    await asyncio.sleep(settle)  # every gateway's bucket cache has the new R by now
+    chunks, changed = await catalog.rewant(bucket, default)
+
+    def shown(r: int | None) -> str:
+        return f"{default} (the default)" if r is None else str(r)
+
+    return [
+        f"bucket {bucket}: replicas {shown(replicas)}, was {shown(old)}; {chunks} chunks, "
+        f"{changed} of them now want a different number of copies (the highest R of the "
+        "buckets that reference each): the repair worker makes or drops the copies "
+        "(watch kvbox admin cluster status)"
+    ]
 
 
 async def drain(catalog: Catalog, node: str) -> Node:

@@ -180,16 +180,20 @@ class Catalog:
 
     # --- chunks and replicas ---------------------------------------------------------
 
-    async def intend(self, chunk_id: str, size: int) -> None:
+    async def intend(self, chunk_id: str, size: int, replicas: int, default: int) -> None:
         """Before a chunk's bytes go to any node: the chunk exists, written now (the
-        garbage collector's safety delay counts from here)."""
+        garbage collector's safety delay counts from here), wanted in at least
+        ``replicas`` copies (a row from before per-bucket R counts as ``default``)."""
 
         async def run(conn: Conn) -> None:
             await conn.execute(
-                "INSERT INTO blob_chunks (chunk_id, size) VALUES ($1, $2)"
-                " ON CONFLICT (chunk_id) DO UPDATE SET written_at = now()",
+                "INSERT INTO blob_chunks (chunk_id, size, replicas) VALUES ($1, $2, $3)"
+                " ON CONFLICT (chunk_id) DO UPDATE SET written_at = now(), replicas ="
+                " GREATEST(coalesce(blob_chunks.replicas, $4), EXCLUDED.replicas)",
                 raw(chunk_id),
                 size,
+                replicas,
+                default,
             )
 
         await self._run(run)
@@ -259,14 +263,20 @@ class Catalog:
 
         async def run(conn: Conn) -> list[ChunkPlacement]:
             rows = await conn.fetch(
-                "SELECT c.chunk_id, c.size, array_remove(array_agg(r.node_id), NULL) AS holders"
+                "SELECT c.chunk_id, c.size, c.replicas,"
+                " array_remove(array_agg(r.node_id), NULL) AS holders"
                 " FROM blob_chunks c LEFT JOIN chunk_replicas r ON r.chunk_id = c.chunk_id"
-                " WHERE c.chunk_id > $1 GROUP BY c.chunk_id, c.size ORDER BY c.chunk_id LIMIT $2",
+                " WHERE c.chunk_id > $1 GROUP BY c.chunk_id ORDER BY c.chunk_id LIMIT $2",
                 raw(after) if after else b"",
                 limit,
             )
             return [
-                ChunkPlacement(bytes(r["chunk_id"]).hex(), int(r["size"]), tuple(r["holders"]))
+                ChunkPlacement(
+                    bytes(r["chunk_id"]).hex(),
+                    int(r["size"]),
+                    tuple(r["holders"]),
+                    None if r["replicas"] is None else int(r["replicas"]),
+                )
                 for r in rows
             ]
 
@@ -291,7 +301,8 @@ class Catalog:
 
     async def totals(self, replicas: int) -> Totals:
         """Chunks, bytes, replica rows, and the replication backlog: chunks with fewer
-        than ``replicas`` copies on active nodes that are not dead."""
+        copies on active nodes that are not dead than they want (``replicas`` for
+        chunks from before per-bucket R)."""
 
         async def run(conn: Conn) -> Totals:
             row = await conn.fetchrow(
@@ -300,7 +311,8 @@ class Catalog:
                 " count(*) FILTER (WHERE (SELECT count(*) FROM chunk_replicas r"
                 "   JOIN blob_nodes n ON n.node_id = r.node_id WHERE r.chunk_id = c.chunk_id"
                 "   AND n.state = 'active'"
-                "   AND n.heartbeat_at > now() - make_interval(secs => $2)) < $1) AS backlog"
+                "   AND n.heartbeat_at > now() - make_interval(secs => $2))"
+                "   < coalesce(c.replicas, $1)) AS backlog"
                 " FROM blob_chunks c",
                 replicas,
                 DEAD_AFTER,
@@ -309,6 +321,65 @@ class Catalog:
             return Totals(
                 int(row["chunks"]), int(row["bytes"]), int(row["replicas"]), int(row["backlog"])
             )
+
+        return await self._run(run)
+
+    async def buckets(self, replicas: int) -> list[BucketReplication]:
+        """Every bucket's R (None: ``replicas``, the default), the chunks its versions
+        and parts reference, and how many of them have fewer countable copies (active,
+        not dead nodes) than the bucket's R. Reads every chunk list once: an operator's
+        query, not a hot path."""
+
+        async def run(conn: Conn) -> list[BucketReplication]:
+            rows = await conn.fetch(
+                f"WITH br AS ({_BUCKET_R}), refs AS ({_BUCKET_CHUNKS}),"
+                " mine AS (SELECT DISTINCT bucket, chunk_id FROM refs),"
+                " copies AS (SELECT m.bucket, m.chunk_id, (SELECT count(*) FROM chunk_replicas r"
+                "   JOIN blob_nodes n ON n.node_id = r.node_id WHERE r.chunk_id = m.chunk_id"
+                "   AND n.state = 'active'"
+                "   AND n.heartbeat_at > now() - make_interval(secs => $2)) AS n FROM mine m)"
+                " SELECT br.name, br.r, count(c.chunk_id) AS chunks,"
+                " count(*) FILTER (WHERE c.n < coalesce(br.r, $1)) AS under"
+                " FROM br LEFT JOIN copies c ON c.bucket = br.id"
+                " GROUP BY br.name, br.r ORDER BY br.name",
+                replicas,
+                DEAD_AFTER,
+            )
+            return [
+                BucketReplication(
+                    r["name"],
+                    None if r["r"] is None else int(r["r"]),
+                    int(r["chunks"]),
+                    int(r["under"]),
+                )
+                for r in rows
+            ]
+
+        return await self._run(run)
+
+    async def rewant(self, bucket: str, replicas: int) -> tuple[int, int]:
+        """Recompute the wanted copies of every chunk ``bucket`` references: the highest
+        R of the buckets whose versions or parts reference it (``replicas`` for those
+        without their own). (chunks of the bucket, chunks whose count changed)."""
+
+        async def run(conn: Conn) -> tuple[int, int]:
+            row = await conn.fetchrow(
+                f"WITH br AS ({_BUCKET_R}), refs AS ({_BUCKET_CHUNKS}),"
+                " mine AS (SELECT DISTINCT r.chunk_id FROM refs r JOIN br ON br.id = r.bucket"
+                "   WHERE br.name = $1),"
+                " want AS (SELECT r.chunk_id, max(coalesce(br.r, $2)) AS r FROM refs r"
+                "   JOIN br ON br.id = r.bucket WHERE r.chunk_id IN (SELECT chunk_id FROM mine)"
+                "   GROUP BY r.chunk_id),"
+                " changed AS (UPDATE blob_chunks c SET replicas = want.r FROM want"
+                "   WHERE c.chunk_id = want.chunk_id AND c.replicas IS DISTINCT FROM want.r"
+                "   RETURNING 1)"
+                " SELECT (SELECT count(*) FROM mine) AS chunks,"
+                " (SELECT count(*) FROM changed) AS changed",
+                bucket,
+                replicas,
+            )
+            assert row is not None
+            return int(row["chunks"]), int(row["changed"])
 
         return await self._run(run)
 
@@ -441,11 +512,47 @@ class Catalog:
 
 @dataclass(frozen=True, slots=True)
 class ChunkPlacement:
-    """A chunk and the nodes its catalog rows say hold it (the repair worker's view)."""
+    """A chunk and the nodes its catalog rows say hold it (the repair worker's view),
+    and the copies it wants (None: the worker's ``--replicas``)."""
 
     chunk_id: str
     size: int
     holders: tuple[str, ...]
+    replicas: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BucketReplication:
+    """One bucket in ``admin cluster status``: its own R (None: the default), the
+    chunks it references, and how many of those have fewer copies than its R."""
+
+    name: str
+    replicas: int | None
+    chunks: int
+    under: int
+
+
+#: Each bucket's own R from its ``replicas`` attribute (``kvbox.cluster.store.
+#: bucket_replicas`` in SQL: NULL unless a number within 1..16). Bucket attributes are
+#: the metadata's JSON text (``core.meta.codec.enc_attrs``).
+_BUCKET_R: Final = (
+    "SELECT id, name, CASE WHEN attrs::jsonb ->> 'replicas' ~ '^[0-9]{1,2}$'"
+    " AND (attrs::jsonb ->> 'replicas')::int BETWEEN 1 AND 16"
+    " THEN (attrs::jsonb ->> 'replicas')::int END AS r FROM buckets"
+)
+#: (bucket id, chunk digest) for every chunk reference of every version and upload
+#: part: a chunk list is 40 bytes per chunk, the 32-byte digest first
+#: (``core.meta.codec.enc_chunks``).
+_BUCKET_CHUNKS: Final = (
+    "SELECT v.bucket, substring(v.chunks FROM i * 40 + 1 FOR 32) AS chunk_id FROM versions v"
+    " CROSS JOIN LATERAL generate_series(0, length(v.chunks) / 40 - 1) AS i"
+    " WHERE v.chunks IS NOT NULL"
+    " UNION ALL"
+    " SELECT u.bucket, substring(p.chunks FROM i * 40 + 1 FOR 32) FROM parts p"
+    " JOIN uploads u ON u.upload_id = p.upload_id"
+    " CROSS JOIN LATERAL generate_series(0, length(p.chunks) / 40 - 1) AS i"
+    " WHERE p.chunks IS NOT NULL"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -190,7 +190,7 @@ class Repairer:
     ) -> tuple[int, int]:
         """Bring one chunk to its placement; (copies made, 1 if it was under R)."""
         store = self.store
-        want = store.replicas
+        want = store.replicas if chunk.replicas is None else chunk.replicas
         cid = chunk.chunk_id
         if not chunk.holders:
             return 0, 0  # being written right now, or a failed write: GC's business

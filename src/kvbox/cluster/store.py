@@ -10,6 +10,16 @@ Rules:
   have fsync'd it (``write_quorum``, default W = R): with W < R (``--write-quorum
   majority``) an acknowledged chunk may have fewer than R replicas for a while, and
   the repair worker brings it back to R.
+* **Per-bucket R.** A bucket's ``replicas`` attribute (``REPLICAS_ATTR``, set by
+  ``kvbox admin bucket replicas BUCKET N``) overrides the gateway's ``--replicas`` for
+  the chunks its versions and parts write (``writer(bucket)``, the BlobStore seam's
+  placement hint). Chunks are content-addressed and shared: a chunk's wanted copies
+  (``blob_chunks.replicas``) are the highest R of the writes that stored it, raised
+  (never lowered) on each write, and recomputed exactly -- the highest R of the buckets
+  whose versions or parts reference it -- when a bucket's R changes
+  (``kvbox.cluster.admin.set_bucket_replicas``); the repair worker brings each chunk to
+  its own count. The write quorum follows: ``all`` means the bucket's R; a number or
+  majority is the gateway's W, at most the bucket's R.
 * **Where chunks are** is recorded in PostgreSQL rather than recomputed from the node
   set: ``Catalog.intend`` before any node write (the garbage collector's clock),
   ``Catalog.add_replicas`` after the nodes fsync'd, both before ``put`` returns and so
@@ -43,7 +53,7 @@ from typing import Final
 from kvbox.cluster.catalog import Catalog, Node
 from kvbox.cluster.client import NodeClient
 from kvbox.cluster.placement import ranked
-from kvbox.core.model import ChunkRef
+from kvbox.core.model import Bucket, ChunkRef
 from kvbox.core.pg import PgUrl
 from kvbox.errors import (
     ChunkMissing,
@@ -57,6 +67,11 @@ log = logging.getLogger("kvbox.cluster")
 
 #: Replicas per chunk unless told otherwise.
 DEFAULT_REPLICAS: Final = 3
+#: The bucket attribute holding the bucket's own R (a decimal number, 1..MAX_REPLICAS).
+REPLICAS_ATTR: Final = "replicas"
+#: Highest R a bucket may ask for (``blob_chunks.replicas`` is a smallint; more copies
+#: than this protect against nothing a cluster of this design survives).
+MAX_REPLICAS: Final = 16
 #: Seconds a chunk written by anyone is kept even when unreferenced: longer than any
 #: write takes from its first node PUT to its metadata commit (requests time out within
 #: minutes), so a write in flight on another gateway is never collected under it.
@@ -71,6 +86,7 @@ PENALTY: Final = 6.0
 _HASH_IN_THREAD: Final = 64 * 1024
 
 _CHUNK_ID = re.compile(r"[0-9a-f]{64}")
+_R_TEXT = re.compile(r"[0-9]{1,2}")
 
 
 def majority(replicas: int) -> int:
@@ -90,12 +106,24 @@ class ClusterCounters:
     under_replicated_writes: int = 0
 
 
+def bucket_replicas(bucket: Bucket | None) -> int | None:
+    """A bucket's own R (``REPLICAS_ATTR``), None when it has none (or an unreadable
+    one: the gateway's default applies, never fewer copies than a typo would give)."""
+    if bucket is None:
+        return None
+    text = bucket.attrs.get(REPLICAS_ATTR)
+    if text is None or _R_TEXT.fullmatch(text) is None or not 1 <= int(text) <= MAX_REPLICAS:
+        return None
+    return int(text)
+
+
 class ClusterChunkWriter:
     """Collects one chunk (at most ``CHUNK_SIZE``), then ``put``s it at ``commit``: a
     node receives a chunk whole and signed with its id, which is known only at the end."""
 
-    def __init__(self, store: ClusterBlobStore) -> None:
+    def __init__(self, store: ClusterBlobStore, replicas: int | None = None) -> None:
         self._store = store
+        self._replicas = replicas
         self._parts: list[bytes] = []
         self._done = False
 
@@ -111,7 +139,7 @@ class ClusterChunkWriter:
         self._done = True
         data = b"".join(self._parts)
         self._parts = []
-        return await self._store.put(data)
+        return await self._store.put(data, self._replicas)
 
     async def abort(self) -> None:
         self._done = True
@@ -181,34 +209,42 @@ class ClusterBlobStore:
 
     # --- writes ----------------------------------------------------------------------
 
-    def writer(self) -> ClusterChunkWriter:
-        return ClusterChunkWriter(self)
+    def writer(self, bucket: Bucket | None = None) -> ClusterChunkWriter:
+        return ClusterChunkWriter(self, bucket_replicas(bucket))
 
-    async def put(self, data: bytes) -> ChunkRef:
+    def quorum(self, replicas: int) -> int:
+        """W for a write of ``replicas`` copies (module docstring, "Per-bucket R")."""
+        if self.write_quorum == self.replicas:
+            return replicas
+        return min(self.write_quorum, replicas)
+
+    async def put(self, data: bytes, replicas: int | None = None) -> ChunkRef:
+        """Store ``data`` on ``replicas`` nodes (default: the gateway's R)."""
         data = bytes(data)
+        want = self.replicas if replicas is None else replicas
+        quorum = self.quorum(want)
         if len(data) > _HASH_IN_THREAD:
             cid = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         else:
             cid = hashlib.sha256(data).hexdigest()
         writable = [n for n in await self.nodes() if n.writable]
-        if len(writable) < self.write_quorum:
+        if len(writable) < quorum:
             writable = [n for n in await self.nodes(fresh=True) if n.writable]
-        if len(writable) < self.write_quorum:
+        if len(writable) < quorum:
             raise ClusterUnavailable(
-                f"{len(writable)} writable blob nodes; a write needs {self.write_quorum} "
-                f"(replicas {self.replicas})"
+                f"{len(writable)} writable blob nodes; a write needs {quorum} (replicas {want})"
             )
-        await self.catalog.intend(cid, len(data))
-        stored = await self.store_on(cid, data, writable, self.replicas)
+        await self.catalog.intend(cid, len(data), want, self.replicas)
+        stored = await self.store_on(cid, data, writable, want)
         if stored:
             await self.catalog.add_replicas(cid, stored)
         self.counters.writes += 1
-        if len(stored) < self.write_quorum:
+        if len(stored) < quorum:
             raise ClusterUnavailable(
                 f"chunk {cid} reached {len(stored)} blob nodes; a write needs "
-                f"{self.write_quorum} (replicas {self.replicas})"
+                f"{quorum} (replicas {want})"
             )
-        if len(stored) < self.replicas:
+        if len(stored) < want:
             self.counters.under_replicated_writes += 1
         return ChunkRef(cid, len(data))
 

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
-from kvbox.core.model import ChunkRef
+from kvbox.core.model import Bucket, ChunkRef
 
 
 class ChunkWriter(Protocol):
@@ -40,7 +40,13 @@ class BlobStore(Protocol):
 
     async def close(self) -> None: ...
 
-    def writer(self) -> ChunkWriter: ...
+    def writer(self, bucket: Bucket | None = None) -> ChunkWriter:
+        """A writer for one chunk of a version or part of ``bucket`` (None: no bucket,
+        a tool's write). The bucket is a placement hint only: a store that spreads
+        chunks over machines may keep more or fewer copies for some buckets
+        (``kvbox.cluster.store``: its ``replicas`` attribute); the chunk's content and
+        address never depend on it, and a local store ignores it."""
+        ...
 
     async def put(self, data: bytes) -> ChunkRef:
         """Store ``data`` as one chunk, durably (convenience over ``writer``)."""

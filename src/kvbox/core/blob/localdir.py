@@ -40,7 +40,7 @@ from typing import Final
 from awscrt import checksums as _crt  # type: ignore[import-untyped]
 
 from kvbox.core.datadir import fsync_dir
-from kvbox.core.model import ChunkRef
+from kvbox.core.model import Bucket, ChunkRef
 from kvbox.core.space import full_error, is_full_error
 from kvbox.errors import ChunkMissing, DataDamaged, InvalidArgument, StorageError
 
@@ -276,8 +276,8 @@ class LocalDirBlobStore:
         for d in created:  # the new directory entries themselves
             fsync_dir(d.parent)
 
-    def writer(self) -> LocalDirChunkWriter:
-        return LocalDirChunkWriter(self)
+    def writer(self, bucket: Bucket | None = None) -> LocalDirChunkWriter:
+        return LocalDirChunkWriter(self)  # one copy, whatever the bucket
 
     async def put(self, data: bytes) -> ChunkRef:
         w = self.writer()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from awscrt import checksums as _crt  # type: ignore[import-untyped]
 
-from kvbox.core.model import ChunkRef
+from kvbox.core.model import Bucket, ChunkRef
 from kvbox.errors import ChunkMissing, DataDamaged, InvalidArgument, StorageError
 
 _CHUNK_ID = re.compile(r"[0-9a-f]{64}")
@@ -76,8 +76,8 @@ class MemoryBlobStore:
             self._nbytes += len(data)
         return ChunkRef(chunk_id, len(data))
 
-    def writer(self) -> MemoryChunkWriter:
-        return MemoryChunkWriter(self)
+    def writer(self, bucket: Bucket | None = None) -> MemoryChunkWriter:
+        return MemoryChunkWriter(self)  # one copy, whatever the bucket
 
     async def put(self, data: bytes) -> ChunkRef:
         data = bytes(data)

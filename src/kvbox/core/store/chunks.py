@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from kvbox.core.blob import BlobStore
 from kvbox.core.meta import MetaStore
-from kvbox.core.model import ChunkRef, ObjectVersion
+from kvbox.core.model import Bucket, ChunkRef, ObjectVersion
 from kvbox.errors import NoSuchKey
 
 #: Chunk ids looked up per lock hold in ``remove_orphans``.
@@ -96,9 +96,10 @@ class Chunks:
         self.pinned: Counter[str] = Counter()
         self._lock = asyncio.Lock()
 
-    async def put(self, data: bytes) -> ChunkRef:
-        """Write ``data`` as a durable chunk, pinned until ``release``."""
-        w = self.blobs.writer()
+    async def put(self, data: bytes, bucket: Bucket | None = None) -> ChunkRef:
+        """Write ``data`` as a durable chunk of ``bucket`` (a placement hint for the
+        ``BlobStore``), pinned until ``release``."""
+        w = self.blobs.writer(bucket)
         try:
             await w.write(data)
         except BaseException:

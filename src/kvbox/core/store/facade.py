@@ -624,7 +624,7 @@ class Store:
         chunks: list[ChunkRef] = []
         try:
             for off in range(0, len(data), self.chunk_size):
-                chunks.append(await self.chunks.put(data[off : off + self.chunk_size]))
+                chunks.append(await self.chunks.put(data[off : off + self.chunk_size], b))
             v = self._new_version(
                 b,
                 key,
@@ -661,6 +661,7 @@ class Store:
             self.chunk_size,
             inline_max=self.inline_max,
             check_size=self._check_size,
+            bucket=b,
         )
         try:
             v = self._new_version(
@@ -850,11 +851,11 @@ class Store:
         attrs: Mapping[str, str] = EMPTY_ATTRS,
     ) -> Part:
         """Store one part from ``source`` (see ``Multipart.upload_part``)."""
-        self._buckets.get(bucket) or await self.buckets.miss(bucket)
+        b = self._buckets.get(bucket) or await self.buckets.miss(bucket)
         if self.space is not None:
             self.space.check()
             source = _charged(self.space, source)
-        return await self.multipart.upload_part(bucket, key, upload_id, part_number, source, attrs)
+        return await self.multipart.upload_part(b, key, upload_id, part_number, source, attrs)
 
     async def complete_multipart(
         self,

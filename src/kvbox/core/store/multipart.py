@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Final
 
 from kvbox.core.meta import MetaStore
-from kvbox.core.model import EMPTY_ATTRS, MultipartUpload, Part, VersionIdGenerator
+from kvbox.core.model import EMPTY_ATTRS, Bucket, MultipartUpload, Part, VersionIdGenerator
 from kvbox.core.store.chunks import Chunks
 from kvbox.core.store.streams import write_stream
 from kvbox.errors import EntityTooSmall, InvalidPart, NoSuchUpload
@@ -54,7 +54,7 @@ class Multipart:
 
     async def upload_part(
         self,
-        bucket: str,
+        bucket: Bucket,
         key: str,
         upload_id: str,
         part_number: int,
@@ -62,8 +62,8 @@ class Multipart:
         attrs: Mapping[str, str] = EMPTY_ATTRS,
     ) -> Part:
         """Store one part from ``source`` as chunks (``streams.write_stream``)."""
-        await self.get(bucket, key, upload_id)
-        body = await write_stream(self.chunks, source, self.chunk_size)
+        await self.get(bucket.name, key, upload_id)
+        body = await write_stream(self.chunks, source, self.chunk_size, bucket=bucket)
         try:
             part = Part(part_number, body.etag, body.size, body.chunks, time.time_ns(), attrs)
             self.chunks.collect_later(await self.meta.put_part(upload_id, part))

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kvbox.core.model import ChunkRef
+from kvbox.core.model import Bucket, ChunkRef
 from kvbox.core.store.chunks import Chunks, cut_chunk
 from kvbox.core.store.hashing import md5_update
 
@@ -39,10 +39,12 @@ async def write_stream(
     *,
     inline_max: int = -1,
     check_size: Callable[[int], None] | None = None,
+    bucket: Bucket | None = None,
 ) -> Streamed:
     """Read ``source`` to its end into chunks of ``chunk_size``; a value of at most
     ``inline_max`` bytes is returned inline instead. ``check_size(bytes so far)`` may
-    raise to stop a value that grows too large.
+    raise to stop a value that grows too large. ``bucket`` is the chunks' placement hint
+    (``BlobStore.writer``).
 
     Pipelined: while chunk N is hashed (MD5 for the ETag, SHA-256 for its address, in
     two worker threads at once) and written and fsync'd, the loop already reads chunk
@@ -66,7 +68,7 @@ async def write_stream(
                 if inflight is not None:
                     written.append(await inflight)
                     inflight = None
-                inflight = asyncio.ensure_future(_md5_and_put(chunks, md5, data))
+                inflight = asyncio.ensure_future(_md5_and_put(chunks, md5, data, bucket))
         if inflight is not None:
             written.append(await inflight)
             inflight = None
@@ -75,7 +77,7 @@ async def write_stream(
         if not written and size <= inline_max:
             return Streamed(size, md5.hexdigest(), (), tail)
         if tail:
-            written.append(await chunks.put(tail))
+            written.append(await chunks.put(tail, bucket))
         return Streamed(size, md5.hexdigest(), tuple(written), None)
     except BaseException:
         if inflight is not None:
@@ -91,8 +93,8 @@ async def write_stream(
         raise
 
 
-async def _md5_and_put(chunks: Chunks, md5: Any, data: bytes) -> ChunkRef:
+async def _md5_and_put(chunks: Chunks, md5: Any, data: bytes, bucket: Bucket | None) -> ChunkRef:
     """Chunk ``data``'s MD5 update (for the object's ETag) and its durable write, in
     parallel worker threads (hashlib releases the GIL on large buffers)."""
-    _, ref = await asyncio.gather(asyncio.to_thread(md5.update, data), chunks.put(data))
+    _, ref = await asyncio.gather(asyncio.to_thread(md5.update, data), chunks.put(data, bucket))
     return ref
