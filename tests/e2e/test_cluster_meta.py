@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from threading import Barrier
 
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
@@ -162,6 +163,81 @@ def test_if_none_match_puts_racing_on_two_gateways_have_one_winner(
         t.join(30)
     assert sorted(finished) == ["NoSuchUpload", "ok"], finished
     assert sb.get_object(Bucket="race", Key="mp")["Body"].read() == b"p" * 1000
+
+
+def test_many_connections_keep_their_order_and_cas_races_have_one_winner(
+    two_gateways: tuple[S3Server, S3Server, str],
+) -> None:
+    """Each gateway commits several batches at once (core/meta/postgres/writer.py):
+    48 GW-KV connections over both gateways pipeline SETs, GETs and a DELETE at once,
+    and every reply is the one a run in order gives; then CAS from 16 connections on
+    both gateways, all from the same version, has exactly one winner per round."""
+    a, b, _ = two_gateways
+    conns, steps = 48, 24
+    failures: list[str] = []
+
+    def pipeline(i: int) -> None:
+        srv = (a, b)[i % 2]
+        k, m = f"order{i}", f"other{i}"
+        out: list[bytes] = []
+        want: list[bytes | None] = []  # None: "OK <version>"
+        for n in range(1, steps + 1):
+            out += [f"SET {k} {n}\n".encode(), f"SET {m} {n}\n".encode()]
+            want += [None, None]
+            if n % 4 == 0:
+                out.append(f"GET {k}\n".encode())
+                want.append(f"VALUE {n}\n".encode())
+        out += [f"DELETE {k}\n".encode(), f"GET {k}\n".encode(), f"SET {k} end\n".encode()]
+        want += [b"OK\n", b"NOTFOUND\n", None]
+        out += [f"GET {k}\n".encode(), f"GET {m}\n".encode()]
+        want += [b"VALUE end\n", f"VALUE {steps}\n".encode()]
+        try:
+            with Wire.connect("127.0.0.1", srv.server.port, timeout=30) as w:
+                w.send(b"".join(out))
+                for sent, expected in zip(out, want, strict=True):
+                    got = w.readline()
+                    ok = got.startswith(b"OK ") if expected is None else got == expected
+                    if not ok:
+                        failures.append(f"{i}: {sent!r} -> {got!r}, wanted {expected!r}")
+                        return
+        except (OSError, EOFError) as exc:
+            failures.append(f"{i}: {exc!r}")
+
+    threads = [threading.Thread(target=pipeline, args=(i,)) for i in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not failures, failures[:5]
+    with Wire.connect("127.0.0.1", b.server.port) as wb:  # the end state, on either gateway
+        for i in range(0, conns, 7):
+            assert wb.request(f"GET order{i}\n".encode()) == b"VALUE end\n"
+            assert wb.request(f"GET other{i}\n".encode()) == f"VALUE {steps}\n".encode()
+
+    with Wire.connect("127.0.0.1", a.server.port) as wa:
+        current = wa.request(b"SET hot start\n").split()[1].decode()
+    for rnd in range(5):
+        replies: list[bytes] = []
+        start = Barrier(16)
+
+        def cas(
+            n: int, expected: str = current, out: list[bytes] = replies, go: Barrier = start
+        ) -> None:
+            srv = (a, b)[n % 2]
+            with Wire.connect("127.0.0.1", srv.server.port, timeout=30) as w:
+                go.wait(30)
+                out.append(w.request(f"CAS hot {expected} r{n}\n".encode()))
+
+        racers = [threading.Thread(target=cas, args=(n,)) for n in range(16)]
+        for t in racers:
+            t.start()
+        for t in racers:
+            t.join(60)
+        won = [r for r in replies if r.startswith(b"OK ")]
+        assert len(replies) == 16 and len(won) == 1, (rnd, replies)
+        current = won[0].split()[1].decode()
+        lost = {r for r in replies if not r.startswith(b"OK ")}
+        assert lost == {f"CONFLICT {current}\n".encode()}, (rnd, lost)
 
 
 def test_bucket_changes_on_one_gateway_are_obeyed_by_the_other_within_the_bound(

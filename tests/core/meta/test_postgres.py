@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -113,6 +114,88 @@ async def test_if_version_updates_racing_lose_no_update(
     assert [int(v.inline or b"") for v in history] == list(range(2 * ROUNDS, -1, -1))
     seqs = [v.seq for v in history]
     assert seqs == sorted(seqs, reverse=True) and len(set(seqs)) == len(seqs)
+
+
+async def test_cas_racing_in_batches_in_flight_on_two_gateways_has_one_winner(
+    gateways: tuple[PostgresMetaStore, PostgresMetaStore],
+) -> None:
+    """Each gateway runs several batches at once (filled here by writes to other
+    keys); compare-and-set jobs on one key, submitted at once on both gateways from the
+    same version, have exactly one winner, the losers see it as current, and the key's
+    versions stay numbered in commit order."""
+    a, b = gateways
+    await a.create_bucket(Bucket("cas"))
+    await a.set_versioning("cas", Versioning.ENABLED)
+    [first] = await a.commit([PutOp(ver("cas", "hot", b"start"))])
+    current = first.written[0]
+    for i in range(ROUNDS):
+        cond = Condition(CondKind.IF_VERSION, current.version_id)
+        calls = []
+        for n in range(12):
+            store = a if n % 2 else b
+            calls.append(store.commit([PutOp(ver("cas", f"noise-{i}-{n}", b"x"))]))
+            if n % 3 == 0:
+                calls.append(store.commit([PutOp(ver("cas", "hot", f"{i}-{n}".encode()), cond)]))
+        results = await asyncio.gather(*calls)
+        cas = [r for [r] in results if (r.written and r.written[0].key == "hot") or not r.ok]
+        winners = [r.written[0] for r in cas if r.ok]
+        assert len(cas) == 4 and len(winners) == 1, (i, cas)
+        for r in cas:
+            if not r.ok:
+                assert r.current is not None and r.current.version_id == winners[0].version_id
+        current = winners[0]
+    assert a.writer is not None and b.writer is not None
+    assert a.writer.peak_inflight > 1 and b.writer.peak_inflight > 1
+    history = await b.list_versions("cas", "hot", limit=1000)
+    assert len(history) == ROUNDS + 1 and history[0].version_id == current.version_id
+    assert [v.seq for v in history] == sorted((v.seq for v in history), reverse=True)
+
+
+async def test_writes_on_one_key_commit_in_the_order_they_were_submitted(
+    pg_meta_url: str,
+) -> None:
+    """With batches in flight at once, jobs on one key still commit in the order they
+    were submitted (the writer holds a job back while a batch in flight writes its key),
+    whatever else runs beside them; a bucket change waits for every batch before it."""
+    store = PostgresMetaStore(pg_meta_url)
+    await store.open()
+    other = await asyncpg.connect(pg_meta_url, server_settings={"search_path": "kvbox"})
+    try:
+        await store.create_bucket(Bucket("fifo"))
+        await store.set_versioning("fifo", Versioning.ENABLED)
+        await store.commit([PutOp(ver("fifo", "a-held", b"0")), PutOp(ver("fifo", "k", b"0"))])
+        # Another transaction holds "a-held": the first job (which locks it before "k")
+        # waits there; the second job, on "k" alone, must wait for it, not overtake it.
+        async with other.transaction():
+            await other.execute("SELECT 1 FROM heads WHERE key = 'a-held' FOR UPDATE")
+            first = asyncio.ensure_future(
+                store.commit([PutOp(ver("fifo", "a-held", b"1")), PutOp(ver("fifo", "k", b"1"))])
+            )
+            second = asyncio.ensure_future(store.commit([PutOp(ver("fifo", "k", b"2"))]))
+            third = asyncio.ensure_future(store.commit([PutOp(ver("fifo", "free", b"3"))]))
+            await third  # other keys are not held back meanwhile
+            assert not first.done() and not second.done()
+        await asyncio.gather(first, second)
+        history = await store.list_versions("fifo", "k")
+        assert [v.inline for v in history] == [b"2", b"1", b"0"]
+        calls: list[Coroutine[Any, Any, object]] = []
+        for n in range(60):
+            calls.append(store.commit([PutOp(ver("fifo", f"k{n % 3}", str(n).encode()))]))
+            calls.append(store.commit([PutOp(ver("fifo", f"other-{n}", b"x"))]))
+            if n == 30:
+                calls.append(store.set_versioning("fifo", Versioning.SUSPENDED))
+        await asyncio.gather(*calls)
+        assert store.writer is not None and store.writer.peak_inflight > 1
+        for k in range(3):
+            history = await store.list_versions("fifo", f"k{k}", limit=1000)
+            values = [int(v.inline or b"") for v in reversed(history)]
+            # Suspended from n = 30 on: each later write replaces the one null version.
+            assert values == [n for n in range(60) if n % 3 == k and n <= 30] + [
+                max(n for n in range(60) if n % 3 == k)
+            ], (k, values)
+    finally:
+        await other.close()
+        await store.close()
 
 
 async def test_versions_written_from_two_gateways_are_ordered_by_commit(

@@ -7,8 +7,9 @@ stored and how PostgreSQL decides every race between gateways:
 * ``rows`` -- the tables (``kvbox.core.pg`` migration 0001) <-> the core's models;
 * ``txn`` -- ``PgTxn``, the rules' ``MetaTxn``: rows locked and loaded inside the
   transaction, the rules run on them in memory, the net changes written in bulk;
-* ``writer`` -- group commit: one transaction for a burst of writes, rerun as a whole
-  when another gateway won a race;
+* ``writer`` -- group commit: one transaction for a burst of writes, a few of them in
+  flight (writes on one key in order), each rerun as a whole when another gateway won a
+  race;
 * ``reads`` -- every read one indexed statement on any pooled connection;
 * ``changes`` -- LISTEN/NOTIFY: what other gateways changed, for in-process caches.
 
@@ -51,7 +52,8 @@ __all__ = ["CHANNEL", "MAX_BATCH_OPS", "PostgresMetaStore"]
 
 T = TypeVar("T")
 
-#: Pooled connections per gateway: the writer holds one per batch, reads take the rest.
+#: Pooled connections per gateway: the writer holds one per batch in flight (at most
+#: ``writer.MAX_INFLIGHT``), reads take the rest.
 DEFAULT_POOL: Final = 10
 
 

@@ -238,6 +238,11 @@ class _Key:
         self.dirty = False
 
 
+def _row_key(row: tuple[Any, ...]) -> tuple[int, str]:
+    """(bucket id, key): the order row locks are taken in."""
+    return row[0], row[1]
+
+
 def _head(k: _Key) -> tuple[int, bool] | None:
     v = k.newest
     return None if v is None else (v.seq, v.is_delete_marker)
@@ -325,12 +330,19 @@ class PgTxn:
             self.buckets[name] = _Bucket(bucket_of(r), int(r[0]), exclusive) if r else None
 
     async def load_keys(
-        self, pairs: Iterable[tuple[_Bucket, str]], probes: Sequence[tuple[str, str, str]] = ()
+        self,
+        pairs: Iterable[tuple[_Bucket, str]],
+        probes: Sequence[tuple[str, str, str]] = (),
+        chunks: Iterable[str] = (),
     ) -> None:
         """Lock and load keys (their head rows, newest and null versions), and the
         chunk rows those versions reference. ``probes`` (bucket, key, version id): look
         those ids up too, in the same statement (the version ids a batch's PUTs write,
-        so that the duplicate check costs no round trip of its own)."""
+        so that the duplicate check costs no round trip of its own). ``chunks``: lock
+        these chunk rows too, in the same statement as the versions' (the chunks a
+        batch's PUTs reference): chunk rows are locked in one order only within one
+        statement, and two batches that each locked one chunk and then wanted the
+        other's deadlock (which PostgreSQL breaks only after its deadlock_timeout)."""
         todo: dict[tuple[int, str], _Key] = {}
         for b, key in pairs:
             kk = (b.serial, key)
@@ -338,6 +350,7 @@ class PgTxn:
                 continue
             todo[kk] = _Key(b, key)
         if not todo:
+            await self.load_chunks(chunks)
             return
         pb: list[int] = []
         pk: list[str] = []
@@ -376,7 +389,8 @@ class PgTxn:
         self.keys.update(todo)
         self.seqs.clear()  # numbers fetched before these locks may be too small
         self.seqs_dropped = True
-        await self._load_version_chunks([v for k in todo.values() for v in k.cur.values()])
+        loaded = (c.chunk_id for k in todo.values() for v in k.cur.values() for c in v.chunks)
+        await self.load_chunks(itertools.chain(chunks, loaded))
 
     def _take(self, k: _Key, r: Record) -> ObjectVersion:
         """File a loaded ``versions`` row into its key; the key keeps one object per
@@ -1114,6 +1128,12 @@ class PgTxn:
                     head_upd.append((bid, k.key, after[0], after[1]))
                 k.head0 = after
         self.dirty.clear()
+        # Rows in key order, as ``_SQL_LOCK_HEADS`` locks them (Python's str order is
+        # the C collation's): two batches inserting the same new keys wait for each
+        # other in one order instead of deadlocking (a deadlock costs PostgreSQL's
+        # deadlock_timeout, 1 s by default, before one of them reruns).
+        for rows in (deletes, inserts, updates, head_del, head_ins, head_upd):
+            rows.sort(key=_row_key)
         conn = self.conn
         width = len(VERSION_COLUMNS)
         if deletes:
@@ -1137,6 +1157,7 @@ class PgTxn:
         ]
         self.deltas.clear()
         if rows:
+            rows.sort()  # rows locked in one order by every transaction: no deadlock
             await self.conn.execute(_SQL_COUNTS, self.stripe, *columns(rows, 3))
 
     async def _flush_refs(self) -> None:
@@ -1151,6 +1172,7 @@ class PgTxn:
                     zero.append(raw)
                 self.refs_db[cid] = n
         if changed:
+            changed.sort()  # as _SQL_LOCK_CHUNKS: one order of chunk rows for everyone
             await self.conn.execute(_SQL_REFS, *columns(changed, 3))
         if zero:
             await self.conn.execute(_SQL_DROP_CHUNKS, zero)
