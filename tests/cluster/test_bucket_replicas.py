@@ -86,22 +86,37 @@ def test_buckets_with_r1_and_r3_on_one_cluster_and_r_raised_and_lowered(
         s3.put_object(Bucket="three", Key=key, Body=data)
     s3.put_object(Bucket="one", Key="shared", Body=shared)
     s3.put_object(Bucket="three", Key="shared", Body=shared)
+    # Every write path passes its bucket: a multipart part, and a copy (a new write of
+    # the same bytes into "three": its chunk is then wanted 3 times).
+    part = os.urandom(110_000)
+    up = s3.create_multipart_upload(Bucket="one", Key="mp")["UploadId"]
+    etag = s3.upload_part(Bucket="one", Key="mp", UploadId=up, PartNumber=1, Body=part)["ETag"]
+    s3.complete_multipart_upload(
+        Bucket="one", Key="mp", UploadId=up,
+        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+    )  # fmt: skip
+    copied = os.urandom(130_000)
+    s3.put_object(Bucket="one", Key="copied", Body=copied)
+    assert copies(nodes, copied) == 1
+    s3.copy_object(Bucket="three", Key="copied", CopySource={"Bucket": "one", "Key": "copied"})
     two_more_passes(gw)  # the worker leaves each chunk at its own R
     assert [copies(nodes, d) for d in ones.values()] == [1] * len(ones)
+    assert copies(nodes, part) == 1
     assert [copies(nodes, d) for d in threes.values()] == [3] * len(threes)
     assert copies(nodes, shared) == 3  # the highest R of the buckets that hold it
+    assert copies(nodes, copied) == 3
     status = admin("cluster", "status", "--meta", url)
-    assert bucket_row(status, "one") == ["one", "1", str(len(ones) + 1), "0"]
-    assert bucket_row(status, "three") == ["three", "3", "default", str(len(threes) + 1), "0"]
+    assert bucket_row(status, "one") == ["one", "1", str(len(ones) + 3), "0"]
+    assert bucket_row(status, "three") == ["three", "3", "default", str(len(threes) + 2), "0"]
     for key, data in ones.items():
         assert s3.get_object(Bucket="one", Key=key)["Body"].read() == data
 
     # Raised: the worker gives every chunk of the bucket its new R.
     said = admin("bucket", "replicas", "one", "3", "--meta", url)
-    assert "bucket one: replicas 3, was 1" in said and f"{len(ones)} of them" in said
+    assert "bucket one: replicas 3, was 1" in said and f"{len(ones) + 1} of them" in said
 
     def raised() -> bool:
-        return all(copies(nodes, d) == 3 for d in ones.values())
+        return all(copies(nodes, d) == 3 for d in [*ones.values(), part])
 
     assert wait_until(raised, within=60, step=0.2)
     assert bucket_row(admin("cluster", "status", "--meta", url), "one")[-1] == "0"
@@ -110,11 +125,11 @@ def test_buckets_with_r1_and_r3_on_one_cluster_and_r_raised_and_lowered(
     admin("bucket", "replicas", "one", "1", "--meta", url)
 
     def lowered() -> bool:
-        return all(copies(nodes, d) == 1 for d in ones.values())
+        return all(copies(nodes, d) == 1 for d in [*ones.values(), part])
 
     assert wait_until(lowered, within=60, step=0.2)
-    assert copies(nodes, shared) == 3
-    for key, data in {**ones, "shared": shared}.items():
+    assert copies(nodes, shared) == 3 and copies(nodes, copied) == 3
+    for key, data in {**ones, "shared": shared, "copied": copied, "mp": part}.items():
         assert s3.get_object(Bucket="one", Key=key)["Body"].read() == data
 
 
@@ -132,3 +147,7 @@ def test_bad_bucket_replicas_commands(
     assert r.returncode == 2 and b"usage" in r.stderr
     r = run_kvbox("admin", "bucket", "replicas", gw_bucket, "2")
     assert r.returncode == 2 and b"--meta" in r.stderr
+    said = admin("bucket", "replicas", gw_bucket, "4", "--meta", url)  # three nodes
+    assert "warning: 3 writable blob nodes" in said
+    said = admin("bucket", "replicas", gw_bucket, "default", "--meta", url)
+    assert "replicas 3 (the default), was 4" in said and "warning" not in said

@@ -100,12 +100,20 @@ async def set_bucket_replicas(
     def shown(r: int | None) -> str:
         return f"{default} (the default)" if r is None else str(r)
 
-    return [
+    lines = [
         f"bucket {bucket}: replicas {shown(replicas)}, was {shown(old)}; {chunks} chunks, "
         f"{changed} of them now want a different number of copies (the highest R of the "
         "buckets that reference each): the repair worker makes or drops the copies "
         "(watch kvbox admin cluster status)"
     ]
+    writable = sum(1 for n in await catalog.nodes() if n.writable)
+    if replicas is not None and replicas > writable:
+        lines.append(
+            f"warning: {writable} writable blob nodes, fewer than {replicas}: a write to "
+            f"{bucket} with --write-quorum all fails (S3 503) and its chunks stay under R "
+            "until more nodes join"
+        )
+    return lines
 
 
 async def drain(catalog: Catalog, node: str) -> Node:
