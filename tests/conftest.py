@@ -1,5 +1,6 @@
 """Fixtures every test folder may use: a real PostgreSQL server (``tests/_postgres.py``);
-and the hypothesis settings of every property test.
+the hypothesis settings of every property test; the failure count that decides whether
+shared test data is removed (``tests/_cleanup.py``).
 
 Layer: tests. Rules: one PostgreSQL per test session, started on first use and stopped
 at the end; each test gets its own database, so tests never see each other's rows.
@@ -19,10 +20,17 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
+import _cleanup
 from _postgres import PostgresServer, PostgresUnavailable
 
 settings.register_profile("kvbox", deadline=None)
 settings.load_profile("kvbox")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count failures for ``_cleanup.removed_after`` (data of a failed run is kept)."""
+    if report.failed:
+        _cleanup.note_failure()
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
+from _cleanup import removed_after
 from _ports import free_port
 from _postgres import PostgresServer
 from e2e._gwkv import wait_until
@@ -40,7 +41,10 @@ def nodes4(
 ) -> Iterator[tuple[str, list[BlobNodeProcess]]]:
     url = postgres.new_database(migrated=True)
     idle = ("--idle-timeout", str(NODE_IDLE))
-    with blob_nodes(tmp_path_factory.mktemp("nodes"), url, 4, idle) as nodes:
+    with (
+        removed_after(tmp_path_factory.mktemp("nodes")) as base,
+        blob_nodes(base, url, 4, idle) as nodes,
+    ):
         yield url, nodes
 
 

@@ -20,6 +20,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from _cleanup import removed_after
 from _postgres import PostgresServer
 from kvbox.auth import cluster as auth
 from kvbox.cluster.client import PREFIX, NodeClient
@@ -44,7 +45,10 @@ def meta_url(postgres: PostgresServer) -> str:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory, meta_url: str) -> Iterator[BlobNodeProcess]:
-    with blob_nodes(tmp_path_factory.mktemp("blobnode"), meta_url, 1, LIMITS) as nodes:
+    with (
+        removed_after(tmp_path_factory.mktemp("blobnode")) as base,
+        blob_nodes(base, meta_url, 1, LIMITS) as nodes,
+    ):
         yield nodes[0]
 
 

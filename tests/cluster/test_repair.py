@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
+from _cleanup import removed_after
 from _postgres import PostgresServer
 from e2e._server import run_kvbox
 from kvbox.auth.cluster import load_secret
@@ -36,7 +37,10 @@ def cluster(
     postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, list[BlobNodeProcess]]]:
     url = postgres.new_database(migrated=True)
-    with blob_nodes(tmp_path_factory.mktemp("repair"), url, 3) as nodes:
+    with (
+        removed_after(tmp_path_factory.mktemp("repair")) as base,
+        blob_nodes(base, url, 3) as nodes,
+    ):
         yield url, nodes
 
 

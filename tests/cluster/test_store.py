@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
+from _cleanup import removed_after
 from _postgres import PostgresServer
 from kvbox.auth.cluster import load_secret
 from kvbox.cluster.store import ClusterBlobStore
@@ -35,7 +36,10 @@ def cluster(
     postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     url = postgres.new_database(migrated=True)
-    with blob_nodes(tmp_path_factory.mktemp("cluster"), url, 4) as nodes:
+    with (
+        removed_after(tmp_path_factory.mktemp("cluster")) as base,
+        blob_nodes(base, url, 4) as nodes,
+    ):
         yield url, nodes
 
 

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import pytest
 
+from _cleanup import removed_after
+
 REPO = Path(__file__).resolve().parents[2]
 #: Blocks: the marker comment, then a fenced shell block.
 BLOCK = re.compile(
@@ -81,27 +83,28 @@ def test_readme_keeps_its_two_setup_commands() -> None:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A copy of the repository's tracked files, as a clone would have them."""
-    root = tmp_path_factory.mktemp("docs")
-    copy = root / "kvbox"
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True, timeout=60
-    ).stdout.decode()
-    for name in filter(None, listed.split("\0")):
-        src = REPO / name
-        if src.is_file():
-            dst = copy / name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dst)
-    return copy
+    with removed_after(tmp_path_factory.mktemp("docs")) as root:
+        copy = root / "kvbox"
+        listed = subprocess.run(
+            ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True, timeout=60
+        ).stdout.decode()
+        for name in filter(None, listed.split("\0")):
+            src = REPO / name
+            if src.is_file():
+                dst = copy / name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dst)
+        yield copy
 
 
 @pytest.fixture(scope="module")
-def fresh_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def fresh_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """One fresh virtual environment for the README and the lab, as one person would
     have one (the lab's ``pip install .`` then finds kvbox there and is quick)."""
-    return _venv(tmp_path_factory.mktemp("venv") / "venv")
+    with removed_after(tmp_path_factory.mktemp("venv")) as base:
+        yield _venv(base / "venv")
 
 
 def _venv(where: Path) -> dict[str, str]:

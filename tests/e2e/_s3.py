@@ -25,6 +25,7 @@ from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 
+from _cleanup import removed_after
 from _ports import free_port
 
 from ._server import KvboxServer, run_kvbox
@@ -160,13 +161,15 @@ def module_server(
     tmp_path_factory: pytest.TempPathFactory, name: str, *args: str
 ) -> Iterator[S3Server]:
     """A started ``S3Server`` on a fresh data directory for a module's tests; its log is
-    printed at the end (pytest shows it when something failed) and it is killed by PID."""
-    s = S3Server(tmp_path_factory.mktemp(name) / "data", *args).start()
-    try:
-        yield s
-    finally:
-        print(f"--- server log\n{s.server.log_text()[-20000:]}")
-        s.close()
+    printed at the end (pytest shows it when something failed), it is killed by PID, and
+    its directory is removed unless a test failed (``_cleanup.removed_after``)."""
+    with removed_after(tmp_path_factory.mktemp(name)) as base:
+        s = S3Server(base / "data", *args).start()
+        try:
+            yield s
+        finally:
+            print(f"--- server log\n{s.server.log_text()[-20000:]}")
+            s.close()
 
 
 def signed_head(port: int, method: str, path: str, length: int) -> bytes:

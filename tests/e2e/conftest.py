@@ -93,11 +93,8 @@ def pages() -> Iterator[PageServer]:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """One ``kvbox serve`` per module with the S3 port and ``--web-port`` (``_lab.py``)."""
     web_port = free_port()
-    data = tmp_path_factory.mktemp("lab") / "data"
-    s = S3Server(data, "--web-port", str(web_port)).start()
-    yield Lab(s, web_port)
-    print(f"--- server log\n{s.server.log_text()[-20000:]}")
-    s.close()
+    with module_server(tmp_path_factory, "lab", "--web-port", str(web_port)) as s:
+        yield Lab(s, web_port)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
 from ._gwkv import MiB, err_code
-from ._s3 import S3Server, signed
+from ._s3 import S3Server, module_server, signed
 
 BUCKET = "damage"
 #: The store's chunk size (kvbox.core.store.CHUNK_SIZE): objects are cut at these bytes.
@@ -34,11 +34,9 @@ CHUNK = 8 * MiB
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    s = S3Server(tmp_path_factory.mktemp("damage") / "data").start()
-    s.client().create_bucket(Bucket=BUCKET)
-    yield s
-    print(f"--- server log\n{s.server.log_text()[-20000:]}")
-    s.close()
+    with module_server(tmp_path_factory, "damage") as s:
+        s.client().create_bucket(Bucket=BUCKET)
+        yield s
 
 
 def _data(seed: int, size: int) -> bytes:

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from _cleanup import removed_after
+
 from ._server import KvboxServer, Wire, clean_env, fsck
 
 WRITER = Path(__file__).with_name("_crash_writer.py")
@@ -50,14 +52,14 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    base = tmp_path_factory.mktemp("crash")
-    srv = KvboxServer(base / "data")
-    try:
-        srv.start()
-        yield Rig(srv, base)
-    finally:
-        srv.close()
-        print(f"--- server log\n{srv.log_text()[-30000:]}")
+    with removed_after(tmp_path_factory.mktemp("crash")) as base:
+        srv = KvboxServer(base / "data")
+        try:
+            srv.start()
+            yield Rig(srv, base)
+        finally:
+            srv.close()
+            print(f"--- server log\n{srv.log_text()[-30000:]}")
 
 
 @dataclass

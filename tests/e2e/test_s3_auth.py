@@ -28,15 +28,13 @@ from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server
+from ._s3 import ACCESS_KEY, SECRET_KEY, S3Server, module_server
 
 
 @pytest.fixture(scope="module")
 def s3srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    srv = S3Server(tmp_path_factory.mktemp("s3auth") / "data").start()
-    yield srv
-    print(f"--- server log\n{srv.server.log_text()[-20000:]}")
-    srv.close()
+    with module_server(tmp_path_factory, "s3auth") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

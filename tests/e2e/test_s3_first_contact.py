@@ -23,6 +23,8 @@ import boto3  # type: ignore[import-untyped]
 import pytest
 from botocore.config import Config  # type: ignore[import-untyped]
 
+from _cleanup import removed_after
+
 from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server, module_server
 from ._s3clients import (
     client_binary,
@@ -50,10 +52,11 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 
 @pytest.fixture(scope="module")
-def big(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("first-files") / "big.bin"
-    write_file(path, BIG, seed=11)
-    return path
+def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with removed_after(tmp_path_factory.mktemp("first-files")) as base:
+        path = base / "big.bin"
+        write_file(path, BIG, seed=11)
+        yield path
 
 
 def _head(srv: S3Server, bucket: str, key: str) -> dict[str, Any]:

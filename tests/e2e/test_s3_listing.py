@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 
-from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server, module_server
 from ._s3clients import AwsCli, S3Target
 from ._server import clean_env
 
@@ -41,14 +41,12 @@ KEYS = sorted(
 
 @pytest.fixture(scope="module")
 def s3srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    srv = S3Server(tmp_path_factory.mktemp("s3list") / "data").start()
-    s3 = srv.client()
-    s3.create_bucket(Bucket=BUCKET)
-    for k in KEYS:
-        s3.put_object(Bucket=BUCKET, Key=k, Body=k.encode())
-    yield srv
-    print(f"--- server log\n{srv.server.log_text()[-20000:]}")
-    srv.close()
+    with module_server(tmp_path_factory, "s3list") as srv:
+        s3 = srv.client()
+        s3.create_bucket(Bucket=BUCKET)
+        for k in KEYS:
+            s3.put_object(Bucket=BUCKET, Key=k, Body=k.encode())
+        yield srv
 
 
 @pytest.fixture(scope="module")

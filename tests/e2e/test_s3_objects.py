@@ -23,7 +23,7 @@ from ._lab import (
     anon,
     versioned,
 )
-from ._s3 import ACCESS_KEY, NO_MULTIPART, SECRET_KEY, S3Server
+from ._s3 import ACCESS_KEY, NO_MULTIPART, SECRET_KEY, S3Server, module_server
 from ._s3clients import AwsCli, S3Target
 from ._server import pseudo_random_chunks
 
@@ -32,11 +32,9 @@ BUCKET = "objects"
 
 @pytest.fixture(scope="module")
 def s3srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    srv = S3Server(tmp_path_factory.mktemp("s3obj") / "data").start()
-    srv.client().create_bucket(Bucket=BUCKET)
-    yield srv
-    print(f"--- server log\n{srv.server.log_text()[-20000:]}")
-    srv.close()
+    with module_server(tmp_path_factory, "s3obj") as srv:
+        srv.client().create_bucket(Bucket=BUCKET)
+        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -25,18 +25,16 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 from kvbox.auth.sigv4 import ChunkSigner, CredentialScope, sign_request, signing_key
 from kvbox.proto.awschunked import encode_aws_chunked
 
-from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server, module_server
 
 BUCKET = "streaming"
 
 
 @pytest.fixture(scope="module")
 def s3srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    srv = S3Server(tmp_path_factory.mktemp("s3stream") / "data").start()
-    srv.client().create_bucket(Bucket=BUCKET)
-    yield srv
-    print(f"--- server log\n{srv.server.log_text()[-20000:]}")
-    srv.close()
+    with module_server(tmp_path_factory, "s3stream") as srv:
+        srv.client().create_bucket(Bucket=BUCKET)
+        yield srv
 
 
 @pytest.fixture(scope="module")

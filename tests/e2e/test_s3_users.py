@@ -30,7 +30,7 @@ from ._lab import (
     versioned,
     website,
 )
-from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server
+from ._s3 import ACCESS_KEY, REGION, SECRET_KEY, S3Server, module_server
 from ._server import run_kvbox
 
 ROOT_ENV = {"KVBOX_ROOT_ACCESS_KEY": ACCESS_KEY, "KVBOX_ROOT_SECRET_KEY": SECRET_KEY}
@@ -38,10 +38,8 @@ ROOT_ENV = {"KVBOX_ROOT_ACCESS_KEY": ACCESS_KEY, "KVBOX_ROOT_SECRET_KEY": SECRET
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    s = S3Server(tmp_path_factory.mktemp("s3users") / "data").start()
-    yield s
-    print(f"--- server log\n{s.server.log_text()[-20000:]}")
-    s.close()
+    with module_server(tmp_path_factory, "s3users") as s:
+        yield s
 
 
 def admin(srv: S3Server, *args: str) -> subprocess.CompletedProcess[bytes]:

@@ -35,7 +35,7 @@ from ._lab import (
     website,
 )
 from ._lab import policy as lab_policy
-from ._s3 import S3Server
+from ._s3 import S3Server, module_server
 from ._server import IO_TIMEOUT
 
 DOMAIN = "web.test"
@@ -84,11 +84,9 @@ def web_port() -> int:
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory, web_port: int) -> Iterator[S3Server]:
-    data = tmp_path_factory.mktemp("website") / "data"
-    s = S3Server(data, "--web-port", str(web_port), "--web-domain", DOMAIN).start()
-    yield s
-    print(f"--- server log\n{s.server.log_text()[-20000:]}")
-    s.close()
+    web = ("--web-port", str(web_port), "--web-domain", DOMAIN)
+    with module_server(tmp_path_factory, "website", *web) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from _cleanup import removed_after
 from _postgres import PostgresServer
 from cluster._nodes import BlobNodeProcess, blob_nodes
 
@@ -17,5 +18,8 @@ def blob_cluster(
 ) -> Iterator[tuple[str, list[BlobNodeProcess]]]:
     """(database URL, nodes)."""
     url = postgres.new_database(migrated=True)
-    with blob_nodes(tmp_path_factory.mktemp("blob-cluster"), url, 3) as nodes:
+    with (
+        removed_after(tmp_path_factory.mktemp("blob-cluster")) as base,
+        blob_nodes(base, url, 3) as nodes,
+    ):
         yield url, nodes
