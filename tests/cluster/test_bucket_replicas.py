@@ -151,3 +151,7 @@ def test_bad_bucket_replicas_commands(
     assert "warning: 3 writable blob nodes" in said
     said = admin("bucket", "replicas", gw_bucket, "default", "--meta", url)
     assert "replicas 3 (the default), was 4" in said and "warning" not in said
+    # The gateways' R, when not given, is $KVBOX_REPLICAS (as kvbox serve reads it).
+    r = run_kvbox("admin", "cluster", "status", "--meta", url, env={"KVBOX_REPLICAS": "2"})
+    assert r.returncode == 0 and b"under their R (default 2)" in r.stdout, r.stdout
+    assert bucket_row(r.stdout.decode(), gw_bucket)[1:3] == ["2", "default"]

@@ -65,10 +65,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--replicas",
         type=int,
-        default=3,
+        default=os.environ.get("KVBOX_REPLICAS", "3"),
         metavar="R",
         help="admin cluster status, admin bucket replicas: the gateways' --replicas, R "
-        "for buckets without their own (default 3)",
+        "for buckets without their own (default: $KVBOX_REPLICAS, as kvbox serve reads it, "
+        "else 3)",
     )
     p.add_argument(
         "noun", choices=sorted([*VERBS, "cluster", "bucket"]), help="user, key, cluster or bucket"
