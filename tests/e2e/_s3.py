@@ -172,15 +172,15 @@ def module_server(
             s.close()
 
 
-def signed_head(port: int, method: str, path: str, length: int) -> bytes:
+def signed_head(port: int, method: str, path: str, length: int, host: str = "127.0.0.1") -> bytes:
     """A SigV4-signed request head (botocore's signer, UNSIGNED-PAYLOAD, the root keys)
     for a raw socket: the tests that play a client which stalls or vanishes mid-body."""
     req = AWSRequest(
         method=method,
-        url=f"http://127.0.0.1:{port}{path}",
+        url=f"http://{host}:{port}{path}",
         headers={"Content-Length": str(length), "x-amz-content-sha256": "UNSIGNED-PAYLOAD"},
     )
     S3SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "s3", REGION).add_auth(req)
-    lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
     lines += [f"{k}: {v}" for k, v in req.headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()

@@ -89,15 +89,16 @@ class Gateway:
     def endpoint(self) -> str:
         return f"http://{self.host.ip}:{self.http_port}"
 
-    def s3(self) -> Any:
-        """boto3 as a user makes it (its default retries and timeouts), path-style."""
+    def s3(self, **config: Any) -> Any:
+        """boto3 as a user makes it (its default retries and timeouts), path-style;
+        ``config`` overrides botocore ``Config`` options (e.g. ``retries``)."""
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id=ACCESS_KEY,
             aws_secret_access_key=SECRET_KEY,
             region_name=REGION,
-            config=Config(s3={"addressing_style": "path"}),
+            config=Config(s3={"addressing_style": "path"}, **config),
         )
 
 
@@ -194,12 +195,19 @@ class Cluster:
         return result
 
     def replication(self) -> Replication:
-        """Every chunk's countable copies by the catalog, checked against the disks."""
+        """Every chunk's countable copies by the catalog, checked against the disks.
+
+        A chunk row with no replica and no reference is left out: a write killed after
+        ``Catalog.intend`` and before any node PUT finished leaves one; it holds no byte
+        anyone can read, and the collector removes it after the GC delay. A REFERENCED
+        chunk with no copy is counted (data lost)."""
         rows = self.sql(
             "SELECT c.chunk_id, array_remove(array_agg(r.node_id), NULL) AS holders"
             " FROM blob_chunks c LEFT JOIN chunk_replicas r ON r.chunk_id = c.chunk_id"
             " LEFT JOIN blob_nodes n ON n.node_id = r.node_id AND n.state = 'active'"
-            " WHERE n.node_id IS NOT NULL OR r.node_id IS NULL"
+            " WHERE (n.node_id IS NOT NULL OR r.node_id IS NULL)"
+            " AND (EXISTS (SELECT 1 FROM chunk_replicas x WHERE x.chunk_id = c.chunk_id)"
+            "  OR EXISTS (SELECT 1 FROM chunks m WHERE m.chunk_id = c.chunk_id AND m.refs > 0))"
             " GROUP BY c.chunk_id"
         )
         by_id = {n.node_id: n for n in self.nodes}

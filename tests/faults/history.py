@@ -584,7 +584,9 @@ def phantoms(view: _KeyView) -> list[Anomaly]:
             continue
         if r.digest not in written:
             what = "a refused write's value" if r.digest in refused else "a value nobody wrote"
-            found.append(Anomaly("phantom", view.ident, (r,), f"read {what}"))
+            found.append(
+                Anomaly("phantom", view.ident, (r, *view.writers_of(r.digest)), f"read {what}")
+            )
             continue
         maker = by_version.get(r.version) if r.version is not None else None
         if maker is not None and maker.digest != r.digest:
@@ -595,7 +597,12 @@ def phantoms(view: _KeyView) -> list[Anomaly]:
         if v.digest is not None and v.digest not in written:
             what = "a refused write's value" if v.digest in refused else "a value nobody wrote"
             found.append(
-                Anomaly("phantom", view.ident, (), f"final version {v.version} holds {what}")
+                Anomaly(
+                    "phantom",
+                    view.ident,
+                    tuple(view.writers_of(v.digest)),
+                    f"final version {v.version} holds {what}",
+                )
             )
     return found
 
