@@ -81,7 +81,8 @@ The tree (S3 code and status per class are in ``WIRE``)::
     │   ├── StorageFull          free space under the reserve (--min-free): writes refused
     │   ├── DataDirError         the data directory is missing, a file, not writable
     │   ├── SchemaMismatch       the metadata database's schema is older or newer than this kvbox
-    │   └── ClusterUnavailable   too few blob nodes answered (a write's quorum, every replica)
+    │   ├── ClusterUnavailable   too few blob nodes answered (a write's quorum, every replica)
+    │   └── MetaUnavailable      the metadata database (PostgreSQL) cannot be reached
     ├── ListenError              a port or address cannot be bound (at start-up)
     ├── Busy                     overloaded: too many connections or requests
     └── RemoteError              a client got an ERR reply from a server (.code, .message)
@@ -128,6 +129,7 @@ __all__ = [
     "KvboxError",
     "ListenError",
     "MalformedTrailer",
+    "MetaUnavailable",
     "NoSuchAccessKey",
     "NoSuchBucket",
     "NoSuchKey",
@@ -513,6 +515,19 @@ class ClusterUnavailable(StorageError):
     """
 
 
+class MetaUnavailable(StorageError):
+    """The metadata database (``--meta postgresql://``) cannot be reached: connection
+    refused or lost, the server shutting down or starting up, no answer in time. Nothing
+    was acknowledged; the same request may succeed once it is back (S3 answers 503, so
+    SDKs retry by themselves; GW-KV ``ERR STORAGE unavailable: ...`` keeps the
+    connection). The message never holds the password."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"unavailable: the metadata store cannot be reached: {cause}; retry")
+        #: Why, in one line (what ``/readyz`` shows).
+        self.cause = cause
+
+
 class ListenError(KvboxError):
     """A port or address the settings name cannot be bound (one line for the user)."""
 
@@ -770,6 +785,13 @@ _DAMAGED: Final = (
     "Retrying will not help until the object is rewritten or restored."
 )
 
+#: S3's message while the metadata database cannot be reached (the server logs where
+#: and why; the client learns that a retry is the remedy, which the 503 already tells
+#: SDKs).
+_META_DOWN: Final = (
+    "Service is unable to handle the request: its metadata store cannot be reached. Please retry."
+)
+
 #: Marks a row whose message is shown to S3 clients (``Wire.public``).
 PUBLIC: Final = True
 
@@ -868,6 +890,7 @@ WIRE: Final[Mapping[type[KvboxError], Wire]] = _wire(
     _row(DataDirError,                      "STORAGE",  "InternalError",                     500),
     _row(SchemaMismatch,                    "STORAGE",  "InternalError",                     500),
     _row(ClusterUnavailable,                "STORAGE",  "ServiceUnavailable",                503),
+    _row(MetaUnavailable,                   "STORAGE",  "ServiceUnavailable",                503, s3_message=_META_DOWN),
     _row(ListenError,                       "INTERNAL", "InternalError",                     500),
     _row(Busy,                              "BUSY",     "SlowDown",                          503, resp="BUSY"),
     _row(RemoteError,                       "INTERNAL", "InternalError",                     500),

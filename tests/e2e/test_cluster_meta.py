@@ -18,7 +18,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from threading import Barrier
 
@@ -393,6 +393,84 @@ def test_no_acknowledged_write_is_lost_when_postgresql_and_a_gateway_are_killed(
             if srv is not None:
                 srv.close()
         pg.close()
+
+
+def test_without_postgresql_a_gateway_answers_503_and_recovers_without_a_restart(
+    tmp_path: Path,
+) -> None:
+    """PostgreSQL killed under a running gateway: S3 answers 503 ServiceUnavailable (boto3
+    with retries off sees it at once; with retries on, a PUT made during the outage lands
+    once PostgreSQL is back), GW-KV ``ERR STORAGE unavailable: ...`` on a connection that
+    stays open, /readyz 503 naming the metadata store while /healthz stays 200; when
+    PostgreSQL returns the same process serves again, on the same GW-KV connection."""
+    pg = PostgresServer()  # its own: this test kills it
+    pg.start()
+    srv = None
+    try:
+        url = pg.url("postgres")
+        assert run_kvbox("migrate", "--meta", url).returncode == 0
+        srv = gateway(tmp_path, "g", url).start()
+        pid = srv.server.pid
+        s3 = srv.client()  # retries off
+        s3.create_bucket(Bucket="upkeep")
+        s3.put_object(Bucket="upkeep", Key="before", Body=b"kept")
+        ready = f"{srv.endpoint}/readyz"
+        with Wire.connect("127.0.0.1", srv.server.port) as w:
+            assert w.request(b"SET k before\n").startswith(b"OK ")
+            pg.kill()
+            assert wait_until(lambda: _status(ready) == 503, 5), "/readyz stayed ready"
+            body = _body(ready)
+            assert body.startswith("not ready: metadata store unreachable: "), body
+            assert pg.password not in body
+            assert _status(f"{srv.endpoint}/healthz") == 200  # alive: a restart won't help
+            calls: list[Callable[[], object]] = [
+                lambda: s3.put_object(Bucket="upkeep", Key="during", Body=b"x"),
+                lambda: s3.get_object(Bucket="upkeep", Key="before"),
+            ]
+            for call in calls:
+                with pytest.raises(ClientError) as err:
+                    call()
+                meta = err.value.response["ResponseMetadata"]
+                assert err.value.response["Error"]["Code"] == "ServiceUnavailable"
+                # botocore took it for retryable: only its one allowed attempt stopped it
+                assert meta["HTTPStatusCode"] == 503 and meta.get("MaxAttemptsReached"), meta
+            for line in (b"SET k during\n", b"GET k\n"):
+                reply = w.request(line)
+                assert reply.startswith(b"ERR STORAGE unavailable: "), reply
+                assert pg.password.encode() not in reply
+            retried: list[object] = []
+            patient = srv.client(retries={"max_attempts": 10, "mode": "standard"})
+            put = threading.Thread(
+                target=lambda: retried.append(
+                    patient.put_object(Bucket="upkeep", Key="retried", Body=b"landed")
+                )
+            )
+            put.start()
+            time.sleep(0.5)  # its first tries meet the outage
+            pg.start()
+            assert wait_until(lambda: _status(ready) == 200, 15), _body(ready)
+            put.join(60)
+            assert len(retried) == 1, "the SDK's retries did not land the PUT"
+            # the same process and the same GW-KV connection serve again
+            assert w.request(b"SET k after\n").startswith(b"OK ")
+            assert w.request(b"GET k\n") == b"VALUE after\n"
+        assert srv.server.pid == pid
+        assert s3.get_object(Bucket="upkeep", Key="before")["Body"].read() == b"kept"
+        assert s3.get_object(Bucket="upkeep", Key="retried")["Body"].read() == b"landed"
+        s3.put_object(Bucket="upkeep", Key="after", Body=b"fine")
+        assert "during" not in {o["Key"] for o in s3.list_objects_v2(Bucket="upkeep")["Contents"]}
+    finally:
+        if srv is not None:
+            srv.close()
+        pg.close()
+
+
+def _body(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return str(resp.read().decode())
+    except urllib.error.HTTPError as exc:
+        return str(exc.read().decode())
 
 
 def _has_bucket(client: object, name: str) -> bool:

@@ -90,7 +90,7 @@ class Served:
         async def stored() -> tuple[int, int]:
             return 0, 0
 
-        server = build_app(ServerCounters(), stored, lambda: True, s3)
+        server = build_app(ServerCounters(), stored, lambda: None, s3)
         self.runner = web.ServerRunner(server, handle_signals=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=self.ssl_context)

@@ -132,6 +132,14 @@ def _shared_meta(meta: MetaStore) -> bool:
     return isinstance(meta, PostgresMetaStore)
 
 
+def _meta_unreachable(meta: MetaStore) -> str | None:
+    """Why the shared metadata database cannot be reached now, or None (also for the
+    data directory's SQLite, which is there while the process is)."""
+    from kvbox.core.meta.postgres import PostgresMetaStore
+
+    return meta.unreachable if isinstance(meta, PostgresMetaStore) else None
+
+
 async def run_server(s: Settings, stop: asyncio.Event, access_log: AccessLog | None = None) -> None:
     # Ports first: a start that cannot listen ends here, before it touches the data
     # directory or generates (and prints) root keys it could never serve with.
@@ -331,6 +339,18 @@ async def _serve_store(
             {"gwkv": counters, "s3": s3_counters},
         )
         console.start()
+
+    def not_ready() -> str | None:
+        """Why a load balancer should send nothing here now (``/readyz``), or None."""
+        if not ready:
+            return "shutting down"
+        if store.space is not None and store.space.full:
+            return "disk full: free space is under --min-free"
+        problem = _meta_unreachable(store.meta)
+        if problem is not None:
+            return f"metadata store unreachable: {problem}"
+        return None
+
     if s.http_port:
 
         async def stored() -> tuple[int, int]:
@@ -343,7 +363,7 @@ async def _serve_store(
         http = build_app(
             counters,
             stored,
-            lambda: ready and (store.space is None or not store.space.full),
+            not_ready,
             s3,
             collectors=[
                 LifecycleCollector(lifecycle.stats),

@@ -53,7 +53,8 @@ log = logging.getLogger("kvbox.http")
 #: Largest read handed to the S3 layer at once: bounds a piece of a streamed upload.
 _READ_SIZE = 1 << 20
 
-Readiness = Callable[[], bool]
+#: Why the server should get no traffic now (one line for ``/readyz``), or None: ready.
+Readiness = Callable[[], str | None]
 
 
 def _is_probe(request: web.BaseRequest) -> bool:
@@ -491,9 +492,10 @@ def build_app(
         return web.Response(text="ok\n")
 
     async def readyz(request: web.BaseRequest) -> web.StreamResponse:
-        if ready():
+        why = ready()
+        if why is None:
             return web.Response(text="ready\n")
-        return web.Response(status=503, text="not ready\n")
+        return web.Response(status=503, text=f"not ready: {why}\n")
 
     async def metrics(request: web.BaseRequest) -> web.StreamResponse:
         collector.stored = await stored()

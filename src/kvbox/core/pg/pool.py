@@ -18,7 +18,9 @@ Layer: core. Rules:
 * ``translate`` is where the driver's exceptions become kvbox errors; ``retryable``
   says which ones mean "another transaction won a race: run yours again"
   (serialization failure, deadlock, a unique index that a concurrent insert reached
-  first). Nothing else in kvbox looks at SQLSTATEs.
+  first), ``unreachable`` which ones mean "the database cannot be reached" (refused,
+  lost, timed out, shutting down or starting up: ``MetaUnavailable``, a 503 clients
+  retry). Nothing else in kvbox looks at SQLSTATEs.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, Final
 import asyncpg
 
 from kvbox.core.pg.url import PgUrl
-from kvbox.errors import KvboxError, StorageError
+from kvbox.errors import KvboxError, MetaUnavailable, StorageError
 
 #: The PostgreSQL schema (namespace) holding every kvbox table.
 SCHEMA: Final = "kvbox"
@@ -44,6 +46,11 @@ _RETRYABLE: Final = frozenset(
         "23505",  # unique_violation: a concurrent insert of the same key got there first
     }
 )
+
+
+#: SQLSTATEs (besides class 08, connection exceptions) that mean the server is not
+#: there to answer: shutting down, crashed, starting up, out of connection slots.
+_UNREACHABLE: Final = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -108,10 +115,34 @@ def retryable(exc: BaseException) -> bool:
     return sqlstate(exc) in _RETRYABLE
 
 
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be reached right now (module
+    docstring), as opposed to a statement it refused."""
+    if isinstance(exc, (OSError, TimeoutError)):
+        return True
+    state = sqlstate(exc)
+    if state is not None:
+        return state.startswith("08") or state in _UNREACHABLE
+    # asyncpg says so without a SQLSTATE when a pooled connection died under it.
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+
+
+def lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says a connection that was open died (the server restarted or
+    dropped it), rather than that none could be made: a fresh one may work at once."""
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        return True
+    if sqlstate(exc) in ("08003", "08006", "57P01", "57P02"):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+
+
 def translate(exc: BaseException, url: PgUrl | None = None) -> BaseException:
     """The one place where the driver's exceptions become kvbox errors."""
     if isinstance(exc, KvboxError):
         return exc
-    if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)):
+    if unreachable(exc):
+        return MetaUnavailable(describe(url, exc))
+    if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError)):
         return StorageError(f"postgresql: {describe(url, exc)}")
     return exc

@@ -11,7 +11,8 @@ stored and how PostgreSQL decides every race between gateways:
   flight (writes on one key in order), each rerun as a whole when another gateway won a
   race;
 * ``reads`` -- every read one indexed statement on any pooled connection;
-* ``changes`` -- LISTEN/NOTIFY: what other gateways changed, for in-process caches.
+* ``changes`` -- LISTEN/NOTIFY: what other gateways changed, for in-process caches;
+* ``health`` -- whether the database answers (``unreachable``: ``/readyz``).
 
 Every gateway runs its own ``PostgresMetaStore`` on one database; nothing here is
 shared between them but the database. The schema must be at ``migrations.LATEST``
@@ -31,6 +32,7 @@ from kvbox.core.meta import rules
 from kvbox.core.meta.base import SharedRulesStore
 from kvbox.core.meta.postgres import reads
 from kvbox.core.meta.postgres.changes import ChangeListener, OnChange
+from kvbox.core.meta.postgres.health import Health
 from kvbox.core.meta.postgres.rows import Connection
 from kvbox.core.meta.postgres.txn import CHANNEL, NO_JOURNAL, STRIPES
 from kvbox.core.meta.postgres.writer import MAX_BATCH_OPS, Writer
@@ -45,8 +47,8 @@ from kvbox.core.model import (
     WriteOp,
     WriteResult,
 )
-from kvbox.core.pg import PgUrl, connect, migrations, open_pool, translate
-from kvbox.errors import KvboxError, StorageError
+from kvbox.core.pg import PgUrl, connect, lost, migrations, open_pool, translate
+from kvbox.errors import KvboxError, MetaUnavailable, StorageError
 
 __all__ = ["CHANNEL", "MAX_BATCH_OPS", "PostgresMetaStore"]
 
@@ -74,6 +76,7 @@ class PostgresMetaStore(SharedRulesStore):
         self._pool: asyncpg.Pool | None = None
         self._writer: Writer | None = None
         self._listener: ChangeListener | None = None
+        self._health: Health | None = None
         #: Who this store is in NOTIFY payloads (its own changes need no invalidation).
         self.origin = secrets.token_hex(8)
 
@@ -101,6 +104,14 @@ class PostgresMetaStore(SharedRulesStore):
         writer = Writer(self._pool, self.url, secrets.randbelow(STRIPES), self.origin)
         writer.start()
         self._writer = writer
+        self._health = Health(self._pool, self.url)
+        self._health.start()
+
+    @property
+    def unreachable(self) -> str | None:
+        """Why the database cannot be reached right now (one line, no password), or
+        None: what ``/readyz`` says (``health``)."""
+        return None if self._health is None else self._health.problem
 
     def listen(self, on_change: OnChange) -> ChangeListener:
         """Hear what other gateways change (``changes``): ``on_change`` gets bucket
@@ -111,10 +122,13 @@ class PostgresMetaStore(SharedRulesStore):
         return self._listener
 
     async def close(self) -> None:
-        writer, pool, listener = self._writer, self._pool, self._listener
+        writer, pool, listener, health = self._writer, self._pool, self._listener, self._health
         self._writer = None
         self._pool = None
         self._listener = None
+        self._health = None
+        if health is not None:
+            await health.stop()
         if listener is not None:
             await listener.stop()
         if writer is not None:
@@ -129,14 +143,27 @@ class PostgresMetaStore(SharedRulesStore):
             raise StorageError("metadata store is not open")
         return self._writer
 
+    async def _run(
+        self, fn: Callable[[MetaTxn[Any]], object], weight: int, ops: Sequence[WriteOp]
+    ) -> Any:
+        try:
+            return await self._w().run(fn, weight, ops)
+        except MetaUnavailable as exc:
+            self._down(exc)
+            raise
+
+    def _down(self, exc: MetaUnavailable) -> None:
+        if self._health is not None:
+            self._health.down(exc)
+
     async def _write(self, fn: Callable[[MetaTxn[Any]], T], ops: Sequence[WriteOp] = ()) -> T:
-        result: T = await self._w().run(fn, 1, ops)
+        result: T = await self._run(fn, 1, ops)
         return result
 
     async def _commit(self, ops: Sequence[WriteOp], journal_lsn: int | None) -> list[WriteResult]:
         if journal_lsn is not None:
             raise StorageError(NO_JOURNAL)
-        results: list[WriteResult] = await self._w().run(
+        results: list[WriteResult] = await self._run(
             lambda t: rules.commit(t, ops, journal_lsn), max(1, len(ops)), ops
         )
         return results
@@ -149,12 +176,21 @@ class PostgresMetaStore(SharedRulesStore):
         return self._pool
 
     async def _read(self, fn: Callable[[asyncpg.Pool], Awaitable[T]]) -> T:
-        try:
-            return await fn(self._p())
-        except KvboxError:
-            raise
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise translate(exc, self.url) from None
+        for again in (True, False):
+            try:
+                return await fn(self._p())
+            except KvboxError:
+                raise
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                # A read is safe to run again: once more when a pooled connection died
+                # under it (the server restarted since), not when none can be made.
+                if again and lost(exc):
+                    continue
+                err = translate(exc, self.url)
+                if isinstance(err, MetaUnavailable):
+                    self._down(err)
+                raise err from None
+        raise AssertionError("unreachable")
 
     async def _read_txn(self, fn: Callable[[Connection], Awaitable[T]]) -> T:
         """A read of several statements in one snapshot, on one connection."""

@@ -36,10 +36,13 @@ Layer: core (storage of ``kvbox.core.meta.postgres``). Rules:
   unique violation), a deadlock or a serialization failure is run again from the start,
   as a whole, on fresh rows (``kvbox.core.pg.retryable``), at most ``MAX_ATTEMPTS`` times.
 * **Failure isolation**: a job that raises a ``KvboxError`` changed nothing (the rules
-  check first; the overlay undoes the rest), so its neighbours commit. A failure of the
-  database (connection lost, server down) fails the whole batch with ``StorageError``:
-  none of it was acknowledged, and whether it committed is for the client's retry to
-  find out, exactly as with any database.
+  check first; the overlay undoes the rest), so its neighbours commit. A database that
+  cannot be reached (refused, lost, shutting down) fails the whole batch with
+  ``MetaUnavailable`` (a 503 clients retry), any other database failure with
+  ``StorageError``: none of it was acknowledged, and if the connection died during the
+  COMMIT, whether it committed is for the client's retry to find out, exactly as with
+  any database. A pooled connection found dead before the COMMIT (the server restarted
+  since it was opened) costs one rerun on a fresh connection, not a failed write.
 * A caller cancelled while waiting does not undo its write: it is applied (or not)
   exactly as if the caller had waited.
 """
@@ -61,8 +64,8 @@ from kvbox.core.meta.postgres.rows import Connection
 from kvbox.core.meta.postgres.txn import STRIPES, PgTxn
 from kvbox.core.meta.txn import MetaTxn, run_loading
 from kvbox.core.model import AtomicOp, ObjectVersion, PutOp, VersionIdGenerator, WriteOp
-from kvbox.core.pg import PgUrl, retryable, translate
-from kvbox.errors import KvboxError, StorageError
+from kvbox.core.pg import PgUrl, retryable, translate, unreachable
+from kvbox.errors import KvboxError, MetaUnavailable, StorageError
 
 log = logging.getLogger("kvbox.meta")
 
@@ -226,24 +229,42 @@ class Writer:
 
     async def _run_batch(self, jobs: list[_Job], stripe: int) -> None:
         delay = 0.002
+        fresh_rerun = True
         try:
             for attempt in range(MAX_ATTEMPTS):
+                run = _Attempt()
                 try:
                     async with self.pool.acquire() as conn:
-                        await self._transaction(conn, jobs, stripe)
+                        run.connected = True
+                        await self._transaction(conn, jobs, stripe, run)
                     self.commits += 1
                     break
                 except Exception as exc:
-                    if retryable(exc) and attempt + 1 < MAX_ATTEMPTS:
+                    if attempt + 1 == MAX_ATTEMPTS:
+                        raise
+                    if retryable(exc):
                         self.retries += 1
                         await asyncio.sleep(delay * (0.5 + random.random()))
                         delay = min(delay * 2, 0.2)
+                        continue
+                    if fresh_rerun and run.connected and not run.committing and unreachable(exc):
+                        # A pooled connection that died with the server (a restart, a
+                        # failover) fails at its first statement, before any COMMIT:
+                        # nothing was applied, so the batch runs once more on a fresh
+                        # connection rather than failing writes a live server can take.
+                        fresh_rerun = False
+                        self.retries += 1
                         continue
                     raise
         except Exception as exc:  # the database failed: nothing of the batch is acknowledged
             if not isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
                 log.exception("metadata batch failed")
-            err = StorageError(f"metadata commit failed: {translate(exc, self.url)}")
+            cause = translate(exc, self.url)
+            err = (
+                cause
+                if isinstance(cause, MetaUnavailable)
+                else StorageError(f"metadata commit failed: {cause}")
+            )
             for job in jobs:
                 job.failed = True
                 job.outcome = err
@@ -255,7 +276,9 @@ class Writer:
             else:
                 job.future.set_result(job.outcome)
 
-    async def _transaction(self, conn: Connection, jobs: list[_Job], stripe: int) -> None:
+    async def _transaction(
+        self, conn: Connection, jobs: list[_Job], stripe: int, run: _Attempt
+    ) -> None:
         async with conn.transaction():
             txn = PgTxn(conn, self.ids, stripe, self.origin)
             await _prefetch(txn, jobs)
@@ -273,6 +296,17 @@ class Writer:
                     job.outcome = StorageError(f"metadata write failed: {exc}")
                     job.failed = True
             await txn.flush()
+            run.committing = True  # what fails from here on is the COMMIT: outcome unknown
+
+
+class _Attempt:
+    """How far one run of a batch got: a failure before ``committing`` changed nothing."""
+
+    __slots__ = ("committing", "connected")
+
+    def __init__(self) -> None:
+        self.connected = False
+        self.committing = False
 
 
 def _puts(ops: Sequence[WriteOp]) -> Iterator[ObjectVersion]:
