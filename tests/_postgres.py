@@ -39,6 +39,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from _cleanup import dies_with_us
 from _ports import free_port
 
 #: Seconds a server may take to accept connections after start (initdb excluded).
@@ -226,6 +227,7 @@ class PostgresServer:
                 user=self.owner.pw_uid if self.owner is not None else None,
                 group=self.owner.pw_gid if self.owner is not None else None,
                 process_group=0,
+                preexec_fn=dies_with_us(),  # runs after the switch to the owner's uid
             )
         finally:
             log.close()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from _cleanup import dies_with_us
 from _ports import free_port
 from e2e._server import clean_env, kvbox_argv
 
@@ -80,6 +81,7 @@ class BlobNodeProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=clean_env(),
+                preexec_fn=dies_with_us(),
             )
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> BlobNodeProcess:

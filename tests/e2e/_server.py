@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from _cleanup import dies_with_us
 from _ports import free_port
 
 #: Seconds a fresh server may take to print ``kvbox: ready`` and accept a connection.
@@ -320,6 +321,7 @@ class KvboxServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=clean_env(self.env),
+                preexec_fn=dies_with_us(),
             )
 
     def _wait_ready(self, timeout: float) -> None:

@@ -43,6 +43,8 @@ from typing import Any
 
 import pytest
 
+from _cleanup import dies_with_us
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 import deploy_files as df
 
@@ -182,7 +184,12 @@ class Proc:
         self.name, self.argv, self.env, self.log = name, argv, env, log
         with log.open("ab") as out:
             self.popen = subprocess.Popen(
-                argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=dies_with_us(),
             )
 
     def lines(self) -> list[str]:
