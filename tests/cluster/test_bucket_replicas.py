@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from _cleanup import removed_after
 from _postgres import PostgresServer
 from e2e._gwkv import wait_until
 from e2e._s3 import S3Server
@@ -28,8 +29,10 @@ def cluster(
     tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer
 ) -> Iterator[tuple[str, list[BlobNodeProcess], S3Server]]:
     url = postgres.new_database(migrated=True)
-    base = tmp_path_factory.mktemp("replicas")
-    with blob_nodes(base / "nodes", url, 3) as nodes:
+    with (
+        removed_after(tmp_path_factory.mktemp("replicas")) as base,
+        blob_nodes(base / "nodes", url, 3) as nodes,
+    ):
         gw = S3Server(
             base / "gw", "--meta", url, "--blobs", "cluster", "--cluster-secret-file",
             str(nodes[0].secret_file), "--repair-interval", "0.5",
