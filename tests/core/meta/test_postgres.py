@@ -198,6 +198,44 @@ async def test_writes_on_one_key_commit_in_the_order_they_were_submitted(
         await store.close()
 
 
+async def test_a_connection_lost_during_commit_is_no_503(pg_meta_url: str) -> None:
+    """A 503 (MetaUnavailable) promises nothing was applied, so a connection lost during
+    the COMMIT (which may have committed) is a StorageError instead (a 500); one lost
+    before it is a 503 once no fresh connection can be had either."""
+    from kvbox.errors import MetaUnavailable
+
+    store = PostgresMetaStore(pg_meta_url)
+    await store.open()
+    admin = await asyncpg.connect(pg_meta_url, server_settings={"search_path": "kvbox"})
+    try:
+        await store.create_bucket(Bucket("lost"))
+        # A deferred constraint trigger runs at COMMIT: it holds the COMMIT long enough
+        # for the test to end that backend while it commits.
+        await admin.execute(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$;"
+            " CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON heads"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+        )
+        write = asyncio.ensure_future(store.commit([PutOp(ver("lost", "k", b"v"))]))
+        for _ in range(200):
+            pid = await admin.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE 'COMMIT%' AND state = 'active'"
+            )
+            if pid is not None:
+                break
+            await asyncio.sleep(0.02)
+        assert pid is not None, "the COMMIT never showed"
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        with pytest.raises(StorageError) as err:
+            await write
+        assert not isinstance(err.value, MetaUnavailable), err.value
+        assert "may or may not have been applied" in str(err.value)
+    finally:
+        await admin.close()
+        await store.close()
+
+
 async def test_versions_written_from_two_gateways_are_ordered_by_commit(
     gateways: tuple[PostgresMetaStore, PostgresMetaStore],
 ) -> None:

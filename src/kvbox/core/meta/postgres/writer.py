@@ -38,11 +38,13 @@ Layer: core (storage of ``kvbox.core.meta.postgres``). Rules:
 * **Failure isolation**: a job that raises a ``KvboxError`` changed nothing (the rules
   check first; the overlay undoes the rest), so its neighbours commit. A database that
   cannot be reached (refused, lost, shutting down) fails the whole batch with
-  ``MetaUnavailable`` (a 503 clients retry), any other database failure with
-  ``StorageError``: none of it was acknowledged, and if the connection died during the
-  COMMIT, whether it committed is for the client's retry to find out, exactly as with
-  any database. A pooled connection found dead before the COMMIT (the server restarted
-  since it was opened) costs one rerun on a fresh connection, not a failed write.
+  ``MetaUnavailable`` (a 503 clients retry: nothing was applied), any other database
+  failure with ``StorageError``: none of it was acknowledged. If the connection died
+  during the COMMIT, whether it committed is unknown, so that is a ``StorageError`` (a
+  500, promising nothing) even when the database then proves unreachable, and the
+  client's retry finds out, exactly as with any database. A pooled connection found
+  dead before the COMMIT (the server restarted since it was opened) costs one rerun on
+  a fresh connection, not a failed write.
 * A caller cancelled while waiting does not undo its write: it is applied (or not)
   exactly as if the caller had waited.
 """
@@ -230,6 +232,7 @@ class Writer:
     async def _run_batch(self, jobs: list[_Job], stripe: int) -> None:
         delay = 0.002
         fresh_rerun = True
+        run = _Attempt()
         try:
             for attempt in range(MAX_ATTEMPTS):
                 run = _Attempt()
@@ -260,11 +263,16 @@ class Writer:
             if not isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
                 log.exception("metadata batch failed")
             cause = translate(exc, self.url)
-            err = (
-                cause
-                if isinstance(cause, MetaUnavailable)
-                else StorageError(f"metadata commit failed: {cause}")
-            )
+            err: KvboxError
+            if isinstance(cause, MetaUnavailable) and not run.committing:
+                err = cause  # refused before any COMMIT: nothing was applied (a 503)
+            elif run.committing:  # an answer that promises nothing either way (a 500)
+                err = StorageError(
+                    f"metadata commit failed during COMMIT, so the write may or may not"
+                    f" have been applied: {cause}"
+                )
+            else:
+                err = StorageError(f"metadata commit failed: {cause}")
             for job in jobs:
                 job.failed = True
                 job.outcome = err
