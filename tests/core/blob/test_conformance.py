@@ -24,6 +24,7 @@ from kvbox.cluster.store import ClusterBlobStore
 from kvbox.core.blob import BlobStore
 from kvbox.core.blob.localdir import CRC_XATTR, LocalDirBlobStore
 from kvbox.core.blob.memory import MemoryBlobStore
+from kvbox.core.model import Bucket
 from kvbox.core.pg import PgUrl
 from kvbox.errors import ChunkMissing, DataDamaged, InvalidArgument, StorageError
 
@@ -161,6 +162,20 @@ async def test_streamed_writer_equals_put(blobs: BlobStore) -> None:
         await w.commit()
     await w.abort()  # harmless after commit
     assert await blobs.read(ref.chunk_id) == whole
+
+
+async def test_a_bucket_is_a_placement_hint_only(blobs: BlobStore) -> None:
+    """``writer(bucket)``: the same chunk, id and bytes whichever bucket (and R) it is
+    written for, and one chunk for identical bytes of two buckets."""
+    data = b"written for two buckets " * 100
+    refs = []
+    for bucket in (Bucket("one", attrs={"replicas": "1"}), Bucket("other"), None):
+        w = blobs.writer(bucket)
+        await w.write(data)
+        refs.append(await w.commit())
+    assert refs == [refs[0]] * 3 and refs[0].chunk_id == sha(data)
+    assert await blobs.read(refs[0].chunk_id) == data
+    assert await listed(blobs) == [refs[0].chunk_id]
 
 
 async def test_abort_leaves_nothing(blobs: BlobStore, harness: Harness) -> None:
