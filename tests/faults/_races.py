@@ -48,9 +48,14 @@ LARGE = 70_000
 
 
 def s3_client(gw: Gateway) -> Any:
-    """boto3 against one gateway with retries off: one call, one request."""
+    """boto3 against one gateway with retries off: one call, one request.
+
+    ``total_max_attempts``, not ``max_attempts``: botocore's client-config
+    ``max_attempts`` counts RETRIES (1 means one retry), and a retried PUT whose first
+    attempt landed before its connection broke comes back as the retry's error -- a
+    "refused" write the checker then finds in the final state."""
     return gw.s3(
-        retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=3, read_timeout=20
+        retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=3, read_timeout=20
     )
 
 
