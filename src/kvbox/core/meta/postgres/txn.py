@@ -24,7 +24,8 @@ contract, the way ``sqlite/txn.py`` does it with its own reasons):
 * **Duplicate version ids** are caught at ``insert`` (the key's versions with that id
   are looked up first), never by an index at flush time, so an op fails before it has
   changed anything and no op needs ``isolated``.
-* **Savepoints** are an undo log of the overlay's changes (as in ``memory.py``).
+* **Savepoints** are an undo log of the overlay's changes (``txn.UndoLog``, as in
+  ``memory.py``).
 * Reads that span rows no op names (is a bucket empty, a bucket's uploads, who owns
   buckets, which versions hold a chunk) combine a query of the rows the overlay has not
   loaded with the overlay's own view of the rows it has, so they are exact at any point
@@ -62,7 +63,7 @@ from kvbox.core.meta.postgres.rows import (
     version_of,
     version_row,
 )
-from kvbox.core.meta.txn import MetaTxn, NeedRows
+from kvbox.core.meta.txn import MetaTxn, NeedRows, UndoLog
 from kvbox.core.meta.users import AccessKey, User
 from kvbox.core.model import (
     Bucket,
@@ -248,7 +249,7 @@ def _head(k: _Key) -> tuple[int, bool] | None:
     return None if v is None else (v.seq, v.is_delete_marker)
 
 
-class PgTxn:
+class PgTxn(UndoLog):
     """The overlay of one transaction on ``conn`` (module docstring). A new instance
     per transaction: nothing in it outlives its COMMIT, because other gateways change
     the rows as soon as the locks are gone.
@@ -264,6 +265,7 @@ class PgTxn:
     """
 
     def __init__(self, conn: _Conn, ids: VersionIdGenerator, stripe: int, origin: str) -> None:
+        super().__init__()
         self.conn = conn
         self._ids = _ReplayedIds(ids)
         self.ids: VersionIdGenerator = self._ids
@@ -297,12 +299,6 @@ class PgTxn:
         #: What other gateways must hear (``CHANNEL``): bucket names, users/keys changed.
         self.changed_buckets: set[str] = set()
         self.changed_users = False
-        self._undo: list[Callable[[], object]] | None = None
-        self._open = 0
-
-    def _log(self, undo: Callable[[], object]) -> None:
-        if self._undo is not None:
-            self._undo.append(undo)
 
     def _need(self, load: Callable[[], Awaitable[None]]) -> NeedRows:
         return NeedRows(load)
@@ -810,25 +806,13 @@ class PgTxn:
     # --- savepoints ---------------------------------------------------------------------
 
     def savepoint(self) -> object:
-        if self._undo is None:
-            self._undo = []
-        self._open += 1
+        """``UndoLog``'s, and a rollback to it also takes back the version ids handed
+        out since (a rerun hands out the same ones)."""
+        token = super().savepoint()
         ids = self._ids
         pos = ids.pos
-        self._undo.append(lambda: ids.rewind(pos))
-        return len(self._undo) - 1
-
-    def rollback_to(self, token: object) -> None:
-        assert self._undo is not None and isinstance(token, int)
-        undo = self._undo
-        while len(undo) > token:
-            undo.pop()()
-        self.release(token)
-
-    def release(self, token: object) -> None:
-        self._open -= 1
-        if not self._open:
-            self._undo = None
+        self._log(lambda: ids.rewind(pos))
+        return token
 
     # --- chunk references ---------------------------------------------------------------
 
