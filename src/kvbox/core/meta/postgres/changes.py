@@ -28,6 +28,7 @@ from typing import Any, Final
 import asyncpg
 
 from kvbox.core.meta.postgres.txn import CHANNEL
+from kvbox.core.periodic import Periodic
 from kvbox.core.pg import PgUrl, connect
 from kvbox.errors import StorageError
 
@@ -51,43 +52,40 @@ class ChangeListener:
         self.url = url
         self.origin = origin
         self.on_change = on_change
-        self._task: asyncio.Task[None] | None = None
+        #: One listening session per run, the next one ``RETRY_SECONDS`` after it ended.
+        self._sessions = Periodic(
+            "kvbox-meta-pg-listen", self._session, RETRY_SECONDS, delay=0, on_error=_failed
+        )
         self._queue: asyncio.Queue[_Change] = asyncio.Queue()
         #: Set while the connection is up and LISTENing (tests wait for it).
         self.listening = asyncio.Event()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._main(), name="kvbox-meta-pg-listen")
+        self._sessions.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._sessions.stop()
 
-    async def _main(self) -> None:
-        while True:
-            try:
-                conn = await connect(self.url, application="kvbox-listen")
-            except StorageError as exc:
-                log.warning("listening for other gateways' changes: %s", exc)
-                await asyncio.sleep(RETRY_SECONDS)
-                continue
-            lost = asyncio.Event()
-            try:
-                conn.add_termination_listener(lambda _c, ev=lost: ev.set())
-                await conn.add_listener(CHANNEL, self._heard)
-                self.listening.set()
-                self._queue.put_nowait((None, True))  # anything may have changed meanwhile
-                await self._deliver(lost)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                log.warning("listening for other gateways' changes: %s", exc)
-            finally:
-                self.listening.clear()
-                with contextlib.suppress(Exception):
-                    await conn.close(timeout=1)
-            await asyncio.sleep(RETRY_SECONDS)
+    async def _session(self) -> None:
+        """One connection: LISTEN, and deliver changes until the connection is lost."""
+        try:
+            conn = await connect(self.url, application="kvbox-listen")
+        except StorageError as exc:
+            log.warning("listening for other gateways' changes: %s", exc)
+            return
+        lost = asyncio.Event()
+        try:
+            conn.add_termination_listener(lambda _c, ev=lost: ev.set())
+            await conn.add_listener(CHANNEL, self._heard)
+            self.listening.set()
+            self._queue.put_nowait((None, True))  # anything may have changed meanwhile
+            await self._deliver(lost)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            log.warning("listening for other gateways' changes: %s", exc)
+        finally:
+            self.listening.clear()
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=1)
 
     async def _deliver(self, lost: asyncio.Event) -> None:
         """Hand changes to ``on_change`` until the connection is lost."""
@@ -120,3 +118,9 @@ class ChangeListener:
             self._queue.put_nowait((None, True))
         elif change.get("b") or change.get("u"):
             self._queue.put_nowait((list(change.get("b") or ()), bool(change.get("u"))))
+
+
+def _failed(exc: Exception) -> None:
+    # A bug in a session: say it, and listen again (a gateway that stopped listening
+    # would serve other gateways' old bucket settings for ever, silently).
+    log.error("listening for other gateways' changes failed", exc_info=exc)
