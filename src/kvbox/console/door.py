@@ -32,8 +32,6 @@ one adapter in ``kvbox.server.http`` serves the console on the HTTP port and on
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import mimetypes
@@ -54,6 +52,7 @@ from kvbox.console.samples import INTERVAL, MetricsRing
 from kvbox.console.session import Session, SessionStore, SignInLimiter, same_token
 from kvbox.console.settings import ConsoleSettings, normalize_base_path
 from kvbox.core.meta.users import ROOT
+from kvbox.core.periodic import Periodic
 from kvbox.core.store import Store
 from kvbox.metrics import ServerCounters
 from kvbox.s3door.frontend import S3Frontend
@@ -169,7 +168,8 @@ class ConsoleDoor:
         self._clock = clock
         self._wall = wall
         self._assets = _load_assets()
-        self._task: asyncio.Task[None] | None = None
+        self._last_sweep = 0.0
+        self._sampler = Periodic("kvbox-console-samples", self._sample, INTERVAL, delay=0)
         self.api = ConsoleApi(
             self._call, self.s3_url, store, settings, self.ring, clock=clock, wall=wall
         )
@@ -179,25 +179,19 @@ class ConsoleDoor:
 
     def start(self) -> None:
         """Start sampling the doors' counters for the dashboard (once a loop runs)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._sample_loop())
+        if not self._sampler.running:
+            self._last_sweep = self._clock()
+            self._sampler.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._sampler.stop()
 
-    async def _sample_loop(self) -> None:
-        last_sweep = self._clock()
-        while True:
-            now = self._clock()
-            self.ring.take(now)
-            if now - last_sweep >= _SWEEP_SECONDS:
-                self.sessions.sweep(now)
-                last_sweep = now
-            await asyncio.sleep(INTERVAL)
+    async def _sample(self) -> None:
+        now = self._clock()
+        self.ring.take(now)
+        if now - self._last_sweep >= _SWEEP_SECONDS:
+            self.sessions.sweep(now)
+            self._last_sweep = now
 
     # --- routing --------------------------------------------------------------------------
 
