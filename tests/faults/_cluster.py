@@ -195,19 +195,21 @@ class Cluster:
         return result
 
     def replication(self) -> Replication:
-        """Every chunk's countable copies by the catalog, checked against the disks.
+        """Every chunk's copies on active nodes by the catalog, checked against the
+        disks.
 
-        A chunk row with no replica and no reference is left out: a write killed after
-        ``Catalog.intend`` and before any node PUT finished leaves one; it holds no byte
-        anyone can read, and the collector removes it after the GC delay. A REFERENCED
-        chunk with no copy is counted (data lost)."""
+        A chunk row with no replica and no reference is left out (as the repair worker
+        leaves it): a write killed after ``Catalog.intend`` and before any node PUT
+        finished, or one refused before any node fsync'd it, leaves one; it holds no
+        byte anyone can read, and the collector removes it after the GC delay. A
+        REFERENCED chunk with no copy is counted (data lost)."""
         rows = self.sql(
-            "SELECT c.chunk_id, array_remove(array_agg(r.node_id), NULL) AS holders"
+            "SELECT c.chunk_id, coalesce(array_agg(r.node_id)"
+            " FILTER (WHERE n.state = 'active'), '{}') AS holders"
             " FROM blob_chunks c LEFT JOIN chunk_replicas r ON r.chunk_id = c.chunk_id"
-            " LEFT JOIN blob_nodes n ON n.node_id = r.node_id AND n.state = 'active'"
-            " WHERE (n.node_id IS NOT NULL OR r.node_id IS NULL)"
-            " AND (EXISTS (SELECT 1 FROM chunk_replicas x WHERE x.chunk_id = c.chunk_id)"
-            "  OR EXISTS (SELECT 1 FROM chunks m WHERE m.chunk_id = c.chunk_id AND m.refs > 0))"
+            " LEFT JOIN blob_nodes n ON n.node_id = r.node_id"
+            " WHERE EXISTS (SELECT 1 FROM chunk_replicas x WHERE x.chunk_id = c.chunk_id)"
+            "  OR EXISTS (SELECT 1 FROM chunks m WHERE m.chunk_id = c.chunk_id AND m.refs > 0)"
             " GROUP BY c.chunk_id"
         )
         by_id = {n.node_id: n for n in self.nodes}

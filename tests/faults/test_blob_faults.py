@@ -37,6 +37,7 @@ import pytest
 
 from _postgres import PostgresUnavailable, find_binaries
 from e2e._gwkv import wait_until
+from kvbox.cluster.client import READ_TIMEOUT
 
 from ._cluster import S3_BUCKET, Cluster, cluster
 from ._final import final_state, read_back
@@ -150,6 +151,10 @@ def test_partition_a_blob_node_and_heal_it(where: Cluster, tmp_path: Path) -> No
     during = _during(history, cut, healed)
     assert "ok" in during, f"no write was acknowledged during the partition: {during}"
     assert victim.proc.running
+    # Nothing waited for the silent node's timeout: reads were hedged to another copy,
+    # writes were acknowledged on two copies without waiting for the third.
+    waited = [op for op in history if op.end - op.start >= READ_TIMEOUT]
+    assert not waited, "operations waited for the silent node:\n" + "\n".join(map(str, waited[:10]))
     _judge(c, history, "partition")
 
 

@@ -302,7 +302,10 @@ class Catalog:
     async def totals(self, replicas: int) -> Totals:
         """Chunks, bytes, replica rows, and the replication backlog: chunks with fewer
         copies on active nodes that are not dead than they want (``replicas`` for
-        chunks from before per-bucket R)."""
+        chunks from before per-bucket R), among those with a copy at all -- a chunk
+        with no replica row is a write in flight or one that failed before any node
+        fsync'd it, which nothing acknowledged and repair leaves to the garbage
+        collector (as ``Repairer._fix`` does), not a backlog."""
 
         async def run(conn: Conn) -> Totals:
             row = await conn.fetchrow(
@@ -312,8 +315,9 @@ class Catalog:
                 "   JOIN blob_nodes n ON n.node_id = r.node_id WHERE r.chunk_id = c.chunk_id"
                 "   AND n.state = 'active'"
                 "   AND n.heartbeat_at > now() - make_interval(secs => $2))"
-                "   < coalesce(c.replicas, $1)) AS backlog"
-                " FROM blob_chunks c",
+                "   < coalesce(c.replicas, $1)"
+                "   AND EXISTS (SELECT 1 FROM chunk_replicas h WHERE h.chunk_id = c.chunk_id))"
+                " AS backlog FROM blob_chunks c",
                 replicas,
                 DEAD_AFTER,
             )

@@ -9,7 +9,10 @@ Rules:
   replaced by the next in the chunk's order. The write is acknowledged once W nodes
   have fsync'd it (``write_quorum``, default W = R): with W < R (``--write-quorum
   majority``) an acknowledged chunk may have fewer than R replicas for a while, and
-  the repair worker brings it back to R.
+  the repair worker brings it back to R. Such a write does not wait for a node that
+  went silent (a partition answers nothing until the client's read timeout): once W
+  copies are fsync'd the others get ``STRAGGLER_GRACE``, then finish in the
+  background and record themselves when they land.
 * **Per-bucket R.** A bucket's ``replicas`` attribute (``REPLICAS_ATTR``, set by
   ``kvbox admin bucket replicas BUCKET N``) overrides the gateway's ``--replicas`` for
   the chunks its versions and parts write (``writer(bucket)``, the BlobStore seam's
@@ -28,9 +31,12 @@ Rules:
   replicated and unreferenced chunks with a query instead of probing every node.
 * **Reads** go to the replica holders, live ones first, fastest first (a moving
   average of each node's answer time in this process), and fail over to the next on
-  any failure. A replica that is damaged or missing is reported (log, counters) and
-  repaired in the background from the copy that was read: PUTting sound bytes onto a
-  node replaces a damaged file there (``LocalDirBlobStore.install``).
+  any failure, or ask the next one too (a hedged read) when the first has not
+  answered within its hedge delay: a silent node costs a read about ``HEDGE_AFTER``,
+  not the client's read timeout. A replica that is damaged or missing is reported
+  (log, counters) and repaired in the background from the copy that was read:
+  PUTting sound bytes onto a node replaces a damaged file there
+  (``LocalDirBlobStore.install``).
 * **Deletes** are safe across gateways: ``Catalog.forget`` removes a chunk only if it
   was not written in the last ``gc_delay`` seconds, under its row lock, so another
   gateway's write of the same bytes (whose ``intend`` takes that lock first) is never
@@ -45,6 +51,7 @@ import hashlib
 import logging
 import re
 import time
+from asyncio import FIRST_COMPLETED
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +89,19 @@ NODES_TTL: Final = 1.0
 #: Seconds a node that just failed a request goes to the end of every read's order
 #: (by then the catalog calls a dead node suspect, and a live one has had time to recover).
 PENALTY: Final = 6.0
+#: Seconds a write that has its W copies still waits for the others (at least; longer
+#: if reaching W took longer): on a healthy cluster the last copy lands within it and
+#: the chunk is whole at once, while a node that went silent (a partition: no answer
+#: until ``client.READ_TIMEOUT``) costs the client this instead of that timeout. A copy
+#: still in flight then finishes in the background and is recorded when it lands; if it
+#: never does, the repair worker makes it.
+STRAGGLER_GRACE: Final = 0.25
+#: Seconds a read waits for a replica before it asks the next one too, at least; or
+#: ``HEDGE_FACTOR`` times that node's usual answer time if longer. A silent node then
+#: delays a read by about this, not by the client's read timeout, and the duplicate
+#: request costs a second copy only on reads already slower than usual.
+HEDGE_AFTER: Final = 0.5
+HEDGE_FACTOR: Final = 4.0
 #: Chunks larger than this are hashed in a worker thread (the loop must not stall).
 _HASH_IN_THREAD: Final = 64 * 1024
 
@@ -104,6 +124,8 @@ class ClusterCounters:
     missing_replicas: int = 0
     repaired_replicas: int = 0
     under_replicated_writes: int = 0
+    hedged_reads: int = 0
+    late_replicas: int = 0
 
 
 def bucket_replicas(bucket: Bucket | None) -> int | None:
@@ -235,7 +257,7 @@ class ClusterBlobStore:
                 f"{len(writable)} writable blob nodes; a write needs {quorum} (replicas {want})"
             )
         await self.catalog.intend(cid, len(data), want, self.replicas)
-        stored = await self.store_on(cid, data, writable, want)
+        stored = await self.store_on(cid, data, writable, want, quorum)
         if stored:
             await self.catalog.add_replicas(cid, stored)
         self.counters.writes += 1
@@ -249,14 +271,24 @@ class ClusterBlobStore:
         return ChunkRef(cid, len(data))
 
     async def store_on(
-        self, cid: str, data: bytes, candidates: Sequence[Node], want: int
+        self,
+        cid: str,
+        data: bytes,
+        candidates: Sequence[Node],
+        want: int,
+        quorum: int | None = None,
     ) -> list[str]:
         """PUT the chunk on the ``want`` best-ranked of ``candidates``, replacing each
-        node that fails by the next in the chunk's order; the ids that fsync'd it."""
+        node that fails by the next in the chunk's order; the ids that fsync'd it.
+
+        With a ``quorum`` below ``want`` (a write with W < R), this returns once
+        ``quorum`` nodes fsync'd it and the others had ``STRAGGLER_GRACE`` more to
+        answer; a PUT still running then goes on in the background and records its
+        replica row itself when it lands (``_late``)."""
         by_id = {n.node_id: n for n in candidates}
         order = [by_id[i] for i in ranked(cid, by_id)]
-        stored: list[str] = []
         first, spare = order[:want], order[want:]
+        need = want if quorum is None else min(quorum, want)
 
         async def one(node: Node) -> bool:
             started = time.monotonic()
@@ -269,13 +301,63 @@ class ClusterBlobStore:
             self._timed(node, started)
             return True
 
-        results = await asyncio.gather(*(one(n) for n in first))
-        stored = [n.node_id for n, ok in zip(first, results, strict=True) if ok]
-        while len(stored) < want and spare:
-            node = spare.pop(0)
-            if await one(node):
-                stored.append(node.node_id)
+        running: dict[asyncio.Future[bool], Node] = {
+            asyncio.ensure_future(one(n)): n for n in first
+        }
+        try:
+            stored = await self._await_copies(running, spare, one, want, need)
+        finally:
+            # Acknowledged, or our caller gave up (cancelled): either way what is
+            # still running lands or fails on its own and is recorded if it lands.
+            for task, node in running.items():
+                self._spawn(self._late(cid, task, node))
         return stored
+
+    async def _await_copies(
+        self,
+        running: dict[asyncio.Future[bool], Node],
+        spare: list[Node],
+        one: Callable[[Node], Awaitable[bool]],
+        want: int,
+        need: int,
+    ) -> list[str]:
+        """``store_on``'s wait: until ``want`` copies, or ``need`` copies and the
+        grace; a failed node is replaced by the next ``spare`` at once."""
+        started = time.monotonic()
+        stored: list[str] = []
+        reached: float | None = None  # when ``need`` copies were fsync'd
+        while running and len(stored) < want:
+            wait = None
+            if reached is not None:
+                wait = max(
+                    0.0, reached + max(STRAGGLER_GRACE, reached - started) - time.monotonic()
+                )
+            done, _ = await asyncio.wait(running, timeout=wait, return_when=FIRST_COMPLETED)
+            if not done:
+                break  # the grace is over: the rest finish in the background
+            for task in done:
+                node = running.pop(task)
+                if task.result():
+                    stored.append(node.node_id)
+                elif spare:
+                    nxt = spare.pop(0)
+                    running[asyncio.ensure_future(one(nxt))] = nxt
+            if reached is None and len(stored) >= need:
+                reached = time.monotonic()
+        return stored
+
+    async def _late(self, cid: str, task: asyncio.Future[bool], node: Node) -> None:
+        """A copy that landed after its write was acknowledged: record it (if that
+        fails, the copy is an orphan to the catalog: the repair worker makes another and
+        the node's sweep removes this one after the GC delay)."""
+        if not await task:
+            return
+        try:
+            await self.catalog.add_replicas(cid, [node.node_id])
+        except StorageError as exc:
+            log.warning("chunk %s landed late on %s, not recorded: %s", cid, node.node_id, exc)
+            return
+        self.counters.late_replicas += 1
 
     # --- reads -----------------------------------------------------------------------
 
@@ -305,38 +387,69 @@ class ClusterBlobStore:
         return found
 
     async def read(self, chunk_id: str, offset: int = 0, length: int = -1) -> bytes:
+        """The bytes from the best holder; a holder that fails passes the read to the
+        next at once, and one that has not answered within its hedge delay
+        (``_hedge_after``) gets the next asked too: the first sound answer wins and
+        the requests still running are cancelled."""
         if offset < 0 or length < -1:
             raise InvalidArgument(f"bad range: offset {offset}, length {length}")
         holders = await self._holders(chunk_id)
         bad: list[Node] = []
         damaged = missing = unreachable = 0
         self.counters.reads += 1
-        for node in holders:
-            started = time.monotonic()
-            try:
-                data = await self.client.get(node.address, chunk_id, offset, length)
-            except DataDamaged:
-                damaged += 1
-                self.counters.damaged_replicas += 1
-                log.error("chunk %s is damaged on blob node %s", chunk_id, node.node_id)
-                bad.append(node)
-            except ChunkMissing:
-                missing += 1
-                self.counters.missing_replicas += 1
-                log.error("chunk %s is missing on blob node %s", chunk_id, node.node_id)
-                bad.append(node)
-            except ClusterUnavailable as exc:
-                unreachable += 1
-                self._failed[node.node_id] = time.monotonic() + PENALTY
-                log.warning("chunk %s: %s; trying another replica", chunk_id, exc)
-            else:
-                self._timed(node, started)
-                if node is not holders[0]:
-                    self.counters.failovers += 1
-                if bad:
-                    whole = data if offset == 0 and length < 0 else None
-                    self._spawn(self.heal(chunk_id, bad, whole))
-                return data
+        waiting = list(holders)
+        running: dict[asyncio.Future[bytes], tuple[Node, float]] = {}
+
+        def ask_next() -> None:
+            node = waiting.pop(0)
+            task = asyncio.ensure_future(self.client.get(node.address, chunk_id, offset, length))
+            running[task] = (node, time.monotonic())
+
+        ask_next()
+        try:
+            while running:
+                wait = None
+                if waiting:
+                    last, asked = list(running.values())[-1]
+                    wait = max(0.0, asked + self._hedge_after(last) - time.monotonic())
+                done, _ = await asyncio.wait(running, timeout=wait, return_when=FIRST_COMPLETED)
+                if not done:
+                    self.counters.hedged_reads += 1
+                    ask_next()
+                    continue
+                for task in done:
+                    node, asked = running.pop(task)
+                    try:
+                        data = task.result()
+                    except DataDamaged:
+                        damaged += 1
+                        self.counters.damaged_replicas += 1
+                        log.error("chunk %s is damaged on blob node %s", chunk_id, node.node_id)
+                        bad.append(node)
+                    except ChunkMissing:
+                        missing += 1
+                        self.counters.missing_replicas += 1
+                        log.error("chunk %s is missing on blob node %s", chunk_id, node.node_id)
+                        bad.append(node)
+                    except ClusterUnavailable as exc:
+                        unreachable += 1
+                        self._failed[node.node_id] = time.monotonic() + PENALTY
+                        log.warning("chunk %s: %s; trying another replica", chunk_id, exc)
+                    else:
+                        self._timed(node, asked)
+                        if node is not holders[0]:
+                            self.counters.failovers += 1
+                        if bad:
+                            whole = data if offset == 0 and length < 0 else None
+                            self._spawn(self.heal(chunk_id, bad, whole))
+                        return data
+                    if waiting:  # a failure passes the read on at once
+                        ask_next()
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
         if damaged and not unreachable:
             raise DataDamaged(
                 f"chunk {chunk_id} is damaged on every blob node holding it ({damaged})",
@@ -348,6 +461,10 @@ class ClusterBlobStore:
             f"no replica of chunk {chunk_id} could be read ({len(holders)} nodes hold it: "
             f"{unreachable} unreachable, {damaged} damaged, {missing} missing)"
         )
+
+    def _hedge_after(self, node: Node) -> float:
+        """Seconds to wait for ``node`` before asking the next holder too."""
+        return max(HEDGE_AFTER, HEDGE_FACTOR * self._latency.get(node.node_id, 0.0))
 
     def _spawn(self, coro: Awaitable[object]) -> None:
         async def run() -> None:

@@ -60,6 +60,18 @@ class ClusterCollector(Collector):
             value=self.store.client.retries,
         )
         yield CounterMetricFamily(
+            "kvbox_cluster_hedged_reads",
+            "Chunk reads that asked a second replica because the first had not answered "
+            "within its hedge delay (a silent or slow blob node).",
+            value=c.hedged_reads,
+        )
+        yield CounterMetricFamily(
+            "kvbox_cluster_late_replicas",
+            "Copies that landed after their write was acknowledged with W of R copies, and "
+            "were recorded then.",
+            value=c.late_replicas,
+        )
+        yield CounterMetricFamily(
             "kvbox_cluster_under_replicated_writes",
             "Writes acknowledged with fewer than R replicas (write quorum below R); the "
             "repair worker completes them.",
