@@ -140,3 +140,5 @@ class Settings:
     repair_interval: float = 30.0
     #: Seconds an unreferenced chunk is kept after its last write (``kvbox.cluster.repair``).
     cluster_gc_delay: float = 3600.0
+    #: Seconds between recounts of every chunk's wanted copies (per-bucket R).
+    cluster_recount_interval: float = 600.0

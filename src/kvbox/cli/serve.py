@@ -431,6 +431,14 @@ def add_parser(sub: Any) -> None:
         help="with --blobs cluster: seconds an unreferenced chunk is kept after its last "
         "write before it is collected (longer than any write takes)",
     )
+    opt(
+        "cluster-recount-interval",
+        _D.cluster_recount_interval,
+        type=float,
+        metavar="S",
+        help="with --blobs cluster: seconds between recounts of every chunk's wanted copies "
+        "(the highest R of the buckets referencing it; reads every chunk list)",
+    )
     ap.set_defaults(func=run)
 
 
@@ -480,6 +488,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         write_quorum=_quorum(args.write_quorum, _replicas(args.replicas)),
         repair_interval=_positive(args.repair_interval, "--repair-interval"),
         cluster_gc_delay=float(args.cluster_gc_delay),
+        cluster_recount_interval=_positive(
+            args.cluster_recount_interval, "--cluster-recount-interval"
+        ),
         lifecycle_interval=float(args.lifecycle_interval),
         lifecycle_test_clock=bool(args.lifecycle_test_clock),
         console=_bool(args.console),

@@ -17,7 +17,13 @@ from __future__ import annotations
 import asyncio
 
 from kvbox.cluster.catalog import DEAD_AFTER, SUSPECT_AFTER, Catalog, Node
-from kvbox.cluster.store import DEFAULT_REPLICAS, MAX_REPLICAS, REPLICAS_ATTR, bucket_replicas
+from kvbox.cluster.store import (
+    DEFAULT_REPLICAS,
+    GC_DELAY,
+    MAX_REPLICAS,
+    REPLICAS_ATTR,
+    bucket_replicas,
+)
 from kvbox.core.meta.postgres import PostgresMetaStore
 from kvbox.core.meta.postgres.changes import BOUND_SECONDS
 from kvbox.core.pg import PgUrl
@@ -95,7 +101,7 @@ async def set_bucket_replicas(
     finally:
         await meta.close()
     await asyncio.sleep(settle)  # every gateway's bucket cache has the new R by now
-    chunks, changed = await catalog.rewant(bucket, default)
+    chunks, changed = await catalog.rewant(bucket, default, GC_DELAY)
 
     def shown(r: int | None) -> str:
         return f"{default} (the default)" if r is None else str(r)
@@ -103,8 +109,9 @@ async def set_bucket_replicas(
     lines = [
         f"bucket {bucket}: replicas {shown(replicas)}, was {shown(old)}; {chunks} chunks, "
         f"{changed} of them now want a different number of copies (the highest R of the "
-        "buckets that reference each): the repair worker makes or drops the copies "
-        "(watch kvbox admin cluster status)"
+        "buckets that reference each; chunks written in the last hour are only raised now, "
+        "lowered by the repair worker's next recount): the repair worker makes or drops "
+        "the copies (watch kvbox admin cluster status)"
     ]
     writable = sum(1 for n in await catalog.nodes() if n.writable)
     if replicas is not None and replicas > writable:

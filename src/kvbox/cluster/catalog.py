@@ -361,26 +361,37 @@ class Catalog:
 
         return await self._run(run)
 
-    async def rewant(self, bucket: str, replicas: int) -> tuple[int, int]:
-        """Recompute the wanted copies of every chunk ``bucket`` references: the highest
-        R of the buckets whose versions or parts reference it (``replicas`` for those
-        without their own). (chunks of the bucket, chunks whose count changed)."""
+    async def rewant(self, bucket: str | None, replicas: int, settled: float) -> tuple[int, int]:
+        """Recompute the wanted copies of every chunk ``bucket`` (None: any bucket)
+        references: the highest R of the buckets whose versions or parts reference it
+        (``replicas`` for those without their own). (chunks, chunks whose count changed)
+
+        Only chunks last written more than ``settled`` seconds ago are lowered; younger
+        ones are only raised: a write in flight may be storing such a chunk for a bucket
+        with a higher R whose version is not committed yet, and lowering its count now
+        would let the repair worker drop the copies that version is about to need. The
+        same reason as the collector's safety delay, so the same delay."""
 
         async def run(conn: Conn) -> tuple[int, int]:
             row = await conn.fetchrow(
                 f"WITH br AS ({_BUCKET_R}), refs AS ({_BUCKET_CHUNKS}),"
                 " mine AS (SELECT DISTINCT r.chunk_id FROM refs r JOIN br ON br.id = r.bucket"
-                "   WHERE br.name = $1),"
+                "   WHERE $1::text IS NULL OR br.name = $1),"
                 " want AS (SELECT r.chunk_id, max(coalesce(br.r, $2)) AS r FROM refs r"
                 "   JOIN br ON br.id = r.bucket WHERE r.chunk_id IN (SELECT chunk_id FROM mine)"
                 "   GROUP BY r.chunk_id),"
-                " changed AS (UPDATE blob_chunks c SET replicas = want.r FROM want"
-                "   WHERE c.chunk_id = want.chunk_id AND c.replicas IS DISTINCT FROM want.r"
+                " new AS (SELECT c.chunk_id, CASE WHEN c.written_at >"
+                "   now() - make_interval(secs => $3)"
+                "   THEN GREATEST(coalesce(c.replicas, $2), w.r) ELSE w.r END AS r"
+                "   FROM blob_chunks c JOIN want w ON w.chunk_id = c.chunk_id),"
+                " changed AS (UPDATE blob_chunks c SET replicas = new.r FROM new"
+                "   WHERE c.chunk_id = new.chunk_id AND c.replicas IS DISTINCT FROM new.r"
                 "   RETURNING 1)"
                 " SELECT (SELECT count(*) FROM mine) AS chunks,"
                 " (SELECT count(*) FROM changed) AS changed",
                 bucket,
                 replicas,
+                float(settled),
             )
             assert row is not None
             return int(row["chunks"]), int(row["changed"])

@@ -69,6 +69,11 @@ MAX_COPIES: Final = 10_000
 SCRUB_PER_PASS: Final = 100
 #: Chunks read from the catalog per query.
 PAGE: Final = 500
+#: Seconds between recounts of every chunk's wanted copies (``Catalog.rewant`` over all
+#: buckets: a chunk a higher-R bucket no longer references, a lowered R whose young
+#: chunks were only raised, a count made with another --replicas). It reads every chunk
+#: list in the database, so not every pass.
+RECOUNT_INTERVAL: Final = 600.0
 
 
 @dataclass(slots=True)
@@ -101,9 +106,13 @@ class Repairer:
         max_copies: int = MAX_COPIES,
         collect: bool = True,
         scrub_per_pass: int = SCRUB_PER_PASS,
+        recount_interval: float = RECOUNT_INTERVAL,
     ) -> None:
         self.store = store
         self.interval = interval
+        self.recount_interval = recount_interval
+        #: Monotonic time of the next recount (the first pass does one).
+        self._recount_at = 0.0
         self.max_copies = max_copies
         self.collect = collect
         self.scrub_per_pass = scrub_per_pass
@@ -153,6 +162,7 @@ class Repairer:
         started = time.monotonic()
         before = {k: getattr(p, k) for k in PASS_COUNTS}
         try:
+            await self._recount()
             nodes = {n.node_id: n for n in await self.store.nodes(fresh=True)}
             writable = [n for n in nodes.values() if n.writable]
             copies = 0
@@ -221,6 +231,21 @@ class Repairer:
             for nid in [h for h in chunk.holders if h not in keep]:
                 await self._drop(cid, nid, nodes.get(nid))
         return made, under
+
+    async def _recount(self) -> None:
+        """Every chunk's wanted copies, recomputed now and then (``RECOUNT_INTERVAL``)."""
+        now = time.monotonic()
+        if now < self._recount_at:
+            return
+        self._recount_at = now + self.recount_interval
+        store = self.store
+        try:
+            chunks, changed = await store.catalog.rewant(None, store.replicas, store.gc_delay)
+        except KvboxError as exc:  # the pass's repairs matter more: they go on
+            log.warning("recount of wanted copies failed: %s", exc)
+            return
+        if changed:
+            log.info("recount: %d of %d chunks want another number of copies", changed, chunks)
 
     async def _drop(self, cid: str, nid: str, node: Node | None) -> None:
         """Delete one surplus copy: the row first (readers stop choosing it), then the

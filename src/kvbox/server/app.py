@@ -200,7 +200,7 @@ def _repairer(s: Settings, store: Store) -> Repairer | None:
     b = store.blobs
     quorum = "all" if b.write_quorum == b.replicas else str(b.write_quorum)
     announce(f"chunks on blob nodes: {b.replicas} replicas, write quorum {quorum}")
-    repairer = Repairer(b, interval=s.repair_interval)
+    repairer = Repairer(b, interval=s.repair_interval, recount_interval=s.cluster_recount_interval)
     repairer.start()
     return repairer
 
