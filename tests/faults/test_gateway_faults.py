@@ -38,8 +38,9 @@ from e2e._s3 import signed_head
 from ._cluster import Cluster, Gateway, cluster
 from ._final import final_state, read_back
 from ._races import BUCKET, KV, VERSIONED, Races, s3_client, wait_for
-from .history import History, Outcome, check, digest, report
+from .history import History, Key, Outcome, Version, check, digest, report
 
+Final = dict[Key, list[Version]]
 #: A multipart part (the smallest S3 allows but the last), one chunk on the nodes.
 PART = 5 * 1024 * 1024
 
@@ -53,9 +54,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
 
 
-def judge(c: Cluster, history: History) -> None:
-    """The checks after every fault (module docstring)."""
-    final = final_state(c, history)
+def judge(c: Cluster, history: History, final: Final | None = None) -> None:
+    """The checks after every fault (module docstring); ``final`` if already read."""
+    final = final_state(c, history) if final is None else final
     anomalies = check(history, final, versioned=VERSIONED)
     assert not anomalies, report(anomalies)
     problems = read_back(c, history)
@@ -301,9 +302,7 @@ def test_a_gateway_killed_mid_pipelined_set_run(fleet: Cluster) -> None:
         f"request {first_missing} did not land but "
         f"{[i for i, x in enumerate(landed) if x and i > first_missing][:5]} did"
     )
-    anomalies = check(history, final, versioned=VERSIONED)
-    assert not anomalies, report(anomalies)
-    c.wait_replicated()
+    judge(c, history, final)
 
 
 def pipelined_run(
