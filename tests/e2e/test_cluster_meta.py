@@ -432,7 +432,7 @@ def test_without_postgresql_a_gateway_answers_503_and_recovers_without_a_restart
                     call()
                 meta = err.value.response["ResponseMetadata"]
                 assert err.value.response["Error"]["Code"] == "ServiceUnavailable"
-                # botocore took it for retryable: only its one allowed attempt stopped it
+                # botocore took it for retryable: it retried until its attempts ran out
                 assert meta["HTTPStatusCode"] == 503 and meta.get("MaxAttemptsReached"), meta
             for line in (b"SET k during\n", b"GET k\n"):
                 reply = w.request(line)

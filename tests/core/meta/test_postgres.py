@@ -285,6 +285,30 @@ async def test_complete_upload_twice_from_two_gateways_completes_once(
     assert await b.chunk_ref_counts([chunk.chunk_id]) == {chunk.chunk_id: 1}
 
 
+async def test_parts_uploaded_in_parallel_run_beside_other_writes(pg_meta_url: str) -> None:
+    """A multipart upload's own changes are scoped to the upload, not bucket-wide: parts
+    sent at once (as S3 clients do) commit in batches beside other writes, every part
+    is kept, and the completion sees them all."""
+    store = PostgresMetaStore(pg_meta_url)
+    await store.open()
+    try:
+        await store.create_bucket(Bucket("par"))
+        await store.create_upload(MultipartUpload("par", "big", "u1", 1))
+        chunks = [ChunkRef(hashlib.sha256(bytes([n])).hexdigest(), 5) for n in range(16)]
+        calls: list[Coroutine[Any, Any, object]] = []
+        for n, c in enumerate(chunks, 1):
+            calls.append(store.put_part("u1", Part(n, f"e{n}", 5, (c,), 1)))
+            calls.append(store.commit([PutOp(ver("par", f"small-{n}", b"x"))]))
+        await asyncio.gather(*calls)
+        assert store.writer is not None and store.writer.peak_inflight > 1
+        assert [p.part_number for p in await store.list_parts("u1")] == list(range(1, 17))
+        version = ver("par", "big", b"", tuple(chunks))
+        r = await store.complete_upload("u1", version, [(n, f"e{n}") for n in range(1, 17)])
+        assert r.ok and r.written[0].chunks == tuple(chunks)
+    finally:
+        await store.close()
+
+
 async def test_bucket_create_and_delete_races(
     gateways: tuple[PostgresMetaStore, PostgresMetaStore],
 ) -> None:

@@ -33,10 +33,17 @@ T = TypeVar("T")
 class SharedRulesStore:
     """``MetaStore``'s writes over ``_write``/``_commit`` (module docstring)."""
 
-    async def _write(self, fn: Callable[[MetaTxn[Any]], T], ops: Sequence[WriteOp] = ()) -> T:
+    async def _write(
+        self,
+        fn: Callable[[MetaTxn[Any]], T],
+        ops: Sequence[WriteOp] = (),
+        upload: str | None = None,
+    ) -> T:
         """Run ``fn`` in one transaction and commit it durably; ``ops`` are the write ops
-        it will apply (a hint for loading their keys up front). A ``KvboxError`` from
-        ``fn`` means it changed nothing."""
+        it will apply (a hint for loading their keys up front), ``upload`` the multipart
+        upload it changes (a hint for a backend that runs writes side by side: without
+        either, ``fn`` may change anything). A ``KvboxError`` from ``fn`` means it
+        changed nothing."""
         raise NotImplementedError
 
     async def _commit(self, ops: Sequence[WriteOp], journal_lsn: int | None) -> list[WriteResult]:
@@ -88,11 +95,11 @@ class SharedRulesStore:
     # --- multipart uploads ------------------------------------------------------------
 
     async def create_upload(self, upload: MultipartUpload) -> None:
-        await self._write(lambda t: rules.create_upload(t, upload))
+        await self._write(lambda t: rules.create_upload(t, upload), upload=upload.upload_id)
 
     async def put_part(self, upload_id: str, part: Part) -> tuple[str, ...]:
         rules.check_chunk_ids(ref.chunk_id for ref in part.chunks)
-        return await self._write(lambda t: rules.put_part(t, upload_id, part))
+        return await self._write(lambda t: rules.put_part(t, upload_id, part), upload=upload_id)
 
     async def complete_upload(
         self,
@@ -106,10 +113,11 @@ class SharedRulesStore:
         return await self._write(
             lambda t: rules.complete_upload(t, upload_id, version, wanted, condition),
             (PutOp(version, condition),),
+            upload_id,
         )
 
     async def abort_upload(self, upload_id: str) -> tuple[str, ...]:
-        return await self._write(lambda t: rules.abort_upload(t, upload_id))
+        return await self._write(lambda t: rules.abort_upload(t, upload_id), upload=upload_id)
 
     # --- chunks and counters (fsck repairs) -------------------------------------------
 

@@ -453,7 +453,12 @@ class MemoryMetaStore(SharedRulesStore):
     async def close(self) -> None:
         return None
 
-    async def _write(self, fn: Callable[[MetaTxn[Any]], T], ops: Sequence[WriteOp] = ()) -> T:
+    async def _write(
+        self,
+        fn: Callable[[MetaTxn[Any]], T],
+        ops: Sequence[WriteOp] = (),
+        upload: str | None = None,  # one writer: writes never run side by side
+    ) -> T:
         return fn(self._t)
 
     async def _commit(self, ops: Sequence[WriteOp], journal_lsn: int | None) -> list[WriteResult]:

@@ -35,7 +35,7 @@ from kvbox.core.meta.postgres.changes import ChangeListener, OnChange
 from kvbox.core.meta.postgres.health import Health
 from kvbox.core.meta.postgres.rows import Connection
 from kvbox.core.meta.postgres.txn import CHANNEL, NO_JOURNAL, STRIPES
-from kvbox.core.meta.postgres.writer import MAX_BATCH_OPS, Writer
+from kvbox.core.meta.postgres.writer import MAX_BATCH_OPS, Writer, upload_scope
 from kvbox.core.meta.txn import MetaTxn
 from kvbox.core.meta.users import AccessKey, User
 from kvbox.core.model import (
@@ -144,10 +144,14 @@ class PostgresMetaStore(SharedRulesStore):
         return self._writer
 
     async def _run(
-        self, fn: Callable[[MetaTxn[Any]], object], weight: int, ops: Sequence[WriteOp]
+        self,
+        fn: Callable[[MetaTxn[Any]], object],
+        weight: int,
+        ops: Sequence[WriteOp],
+        keys: frozenset[tuple[str, str]] | None = None,
     ) -> Any:
         try:
-            return await self._w().run(fn, weight, ops)
+            return await self._w().run(fn, weight, ops, keys)
         except MetaUnavailable as exc:
             self._down(exc)
             raise
@@ -156,8 +160,19 @@ class PostgresMetaStore(SharedRulesStore):
         if self._health is not None:
             self._health.down(exc)
 
-    async def _write(self, fn: Callable[[MetaTxn[Any]], T], ops: Sequence[WriteOp] = ()) -> T:
-        result: T = await self._run(fn, 1, ops)
+    async def _write(
+        self,
+        fn: Callable[[MetaTxn[Any]], T],
+        ops: Sequence[WriteOp] = (),
+        upload: str | None = None,
+    ) -> T:
+        # A multipart upload's own changes name no object key but are no bucket-wide
+        # change either: scoped to the upload, they run beside other batches (S3 clients
+        # upload parts in parallel) instead of alone (``writer.upload_scope``).
+        keys = None
+        if upload is not None:
+            keys = frozenset(rules.keys_of(ops)) | upload_scope(upload)
+        result: T = await self._run(fn, 1, ops, keys)
         return result
 
     async def _commit(self, ops: Sequence[WriteOp], journal_lsn: int | None) -> list[WriteResult]:

@@ -13,8 +13,9 @@ Layer: core (storage of ``kvbox.core.meta.postgres``). Rules:
   gateway idle while 50 clients queued behind it; with a few, their round trips overlap.
   A job whose keys a batch in flight writes waits for it (``Writer._take``): so jobs on
   one key commit in the order they were submitted, as with one batch at a time, and a
-  gateway's batches do not queue on each other's key locks. A job of unknown keys (a
-  bucket, user or upload change) runs with no other batch in flight. Against other
+  gateway's batches do not queue on each other's key locks. A multipart upload's own
+  changes are keyed by the upload (``upload_scope``); a job of unknown keys (a bucket
+  or user change) runs with no other batch in flight. Against other
   gateways the batches are plain transactions: PostgreSQL's row lock on a key's
   ``heads`` row (or a unique index, for a key's first version) orders them. Row locks
   are taken in one order (bucket, key; chunk id) within each statement, the chunks a
@@ -89,18 +90,29 @@ MAX_ATTEMPTS: Final = 12
 _Key = tuple[str, str]
 
 
+def upload_scope(upload_id: str) -> frozenset[_Key]:
+    """What a change of one multipart upload alone (create, a part, abort) writes, for
+    ``Writer.run``: no object key, so it runs beside other batches, in order with the
+    upload's other changes (no bucket is named "", so this is no object key)."""
+    return frozenset({("", upload_id)})
+
+
 class _Job:
     __slots__ = ("failed", "fn", "future", "keys", "ops", "outcome", "weight")
 
     def __init__(
-        self, fn: Callable[[MetaTxn[Any]], object], ops: Sequence[WriteOp], weight: int
+        self,
+        fn: Callable[[MetaTxn[Any]], object],
+        ops: Sequence[WriteOp],
+        weight: int,
+        keys: frozenset[_Key] | None,
     ) -> None:
         self.fn = fn
         self.ops = ops
         self.weight = weight
-        #: The keys the job writes, or None: unknown (a bucket, user or upload change),
-        #: so it runs with no other batch in flight.
-        self.keys: frozenset[_Key] | None = frozenset(rules.keys_of(ops)) if ops else None
+        #: The keys the job writes, or None: unknown (a bucket or user change), so it
+        #: runs with no other batch in flight.
+        self.keys = keys if keys is not None or not ops else frozenset(rules.keys_of(ops))
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.outcome: object = None
         self.failed = False
@@ -148,12 +160,18 @@ class Writer:
         await self._idle.wait()
 
     async def run(
-        self, fn: Callable[[MetaTxn[Any]], object], weight: int = 1, ops: Sequence[WriteOp] = ()
+        self,
+        fn: Callable[[MetaTxn[Any]], object],
+        weight: int = 1,
+        ops: Sequence[WriteOp] = (),
+        keys: frozenset[_Key] | None = None,
     ) -> Any:
-        """``fn``'s outcome once the transaction that ran it has committed."""
+        """``fn``'s outcome once the transaction that ran it has committed. ``keys``:
+        what it writes when ``ops`` cannot say (``upload_scope``); by default the keys
+        of ``ops``, and none known without them."""
         if not self._open:
             raise StorageError("metadata store is not open")
-        job = _Job(fn, ops, weight)
+        job = _Job(fn, ops, weight, keys)
         self._queue.append(job)
         self._dispatch()
         return await job.future

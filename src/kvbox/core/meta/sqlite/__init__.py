@@ -115,7 +115,12 @@ class SqliteMetaStore(SharedRulesStore):
             raise StorageError("metadata store is not open")
         return self._writer
 
-    async def _write(self, fn: Callable[[MetaTxn[Any]], T], ops: Sequence[WriteOp] = ()) -> T:
+    async def _write(
+        self,
+        fn: Callable[[MetaTxn[Any]], T],
+        ops: Sequence[WriteOp] = (),
+        upload: str | None = None,  # one writer: writes never run side by side
+    ) -> T:
         result: T = await self._w().run(fn, 1, ops)
         return result
 
