@@ -8,7 +8,8 @@ Layer: tests/faults (the gateway/PostgreSQL scenarios). Rules:
   (``history.py``) judge. Each operation is one request (boto3 with retries off, raw
   GW-KV lines), so the history holds exactly what each request did: a retry inside
   boto3 could write a value twice or turn a landed If-Match write into a 412.
-* **The clients**: S3 PUT/GET-newest on versioned keys; GW-KV SET, BSET (values above
+* **The clients**: S3 PUT/GET-newest on versioned keys, and PUT/DELETE/GET-newest in a
+  bucket without versioning; GW-KV SET, BSET (values above
   the 64 KiB inline limit, so on the blob nodes) and BGET-newest; a counter incremented
   by CAS over GW-KV and by If-Match over S3 on ONE key (``kv/<prefix>-ctr``), so the
   two doors' conditional writes race each other; MULTISETs of three keys (one group).
@@ -38,6 +39,8 @@ from .history import ABSENT, History, Outcome, digest
 #: The S3 bucket of the races (versioning on); GW-KV's keys live in bucket ``kv``
 #: (versioned too: the cluster's gateways run with ``--kv-versioning true``).
 BUCKET = "races"
+#: A bucket without versioning (overwrites and deletes replace; nothing is kept).
+PLAIN = "plainraces"
 KV = "kv"
 VERSIONED = frozenset({BUCKET, KV})
 #: Seconds between one client's operations: the load must leave the two cores to the
@@ -108,6 +111,7 @@ class Races:
         workers: list[tuple[str, Callable[[str, random.Random], None]]] = [
             ("s3a", self._s3_rw),
             ("s3b", self._s3_rw),
+            ("s3p", self._s3_plain),
             ("kva", self._kv_rw),
             ("casv", self._kv_cas),
             ("cass", self._s3_cas),
@@ -178,29 +182,57 @@ class Races:
             n += 1
             self._stop.wait(PACE)
 
-    def _s3_put(self, name: str, gw: Gateway, s3: Any, key: str, data: bytes, **cond: str) -> None:
+    def _s3_plain(self, name: str, rng: random.Random) -> None:
+        """PUT, DELETE and GET-newest in a bucket WITHOUT versioning: a key holds one
+        value or none, so the checker's rules for overwrites and deletes are judged."""
+        clients: dict[str, Any] = {}
+        n = 0
+        while self._going(n):
+            gw = self._gateway(n + 1)
+            s3 = clients.get(gw.name) or clients.setdefault(gw.name, s3_client(gw))
+            key = f"{self.prefix}/p{rng.randrange(3)}"
+            pick = rng.random()
+            if pick < 0.4:
+                data = f"{name}-{n} ".encode() + rng.randbytes(rng.choice((200, LARGE)))
+                self._s3_write(name, gw, s3, PLAIN, key, data)
+            elif pick < 0.6:
+                self._s3_write(name, gw, s3, PLAIN, key, None)
+            else:
+                self._s3_get(name, gw, s3, PLAIN, key)
+            n += 1
+            self._stop.wait(PACE)
+
+    def _s3_put(self, name: str, gw: Gateway, s3: Any, key: str, data: bytes) -> None:
+        self._s3_write(name, gw, s3, BUCKET, key, data)
+
+    def _s3_write(
+        self, name: str, gw: Gateway, s3: Any, bucket: str, key: str, data: bytes | None
+    ) -> None:
+        """PutObject of ``data``, or DeleteObject when it is None, recorded."""
         start = time.monotonic()
         common: dict[str, Any] = dict(
-            client=name, gateway=gw.name, door="s3", bucket=BUCKET, key=key, digest=digest(data)
-        )
+            client=name, gateway=gw.name, door="s3", bucket=bucket, key=key,
+            kind="put" if data is not None else "delete",
+            digest=None if data is None else digest(data),
+        )  # fmt: skip
         try:
-            r = s3.put_object(Bucket=BUCKET, Key=key, Body=data, **cond)
+            if data is None:
+                r = s3.delete_object(Bucket=bucket, Key=key)
+            else:
+                r = s3.put_object(Bucket=bucket, Key=key, Body=data)
         except Exception as exc:
-            outcome = s3_write_outcome(exc)
             self.history.record(
-                kind="put", start=start, end=time.monotonic(), outcome=outcome,
+                start=start, end=time.monotonic(), outcome=s3_write_outcome(exc),
                 result=_text(exc), **common,
             )  # fmt: skip
             return
         self.history.record(
-            kind="put", start=start, end=time.monotonic(), outcome="ok",
-            version=r.get("VersionId"), **common,
+            start=start, end=time.monotonic(), outcome="ok", version=r.get("VersionId"),
+            **common,
         )  # fmt: skip
 
-    def _s3_get(
-        self, name: str, gw: Gateway, s3: Any, bucket: str, key: str
-    ) -> tuple[bytes, str, str] | None:
-        """GET the newest version; (body, ETag, version id) when it answered one."""
+    def _s3_get(self, name: str, gw: Gateway, s3: Any, bucket: str, key: str) -> None:
+        """GET the newest version (not found is an answer too)."""
         start = time.monotonic()
         common: dict[str, Any] = dict(
             client=name, gateway=gw.name, door="s3", kind="get", bucket=bucket, key=key
@@ -214,18 +246,17 @@ class Races:
             self.history.record(
                 start=start, end=time.monotonic(), outcome=outcome, result=str(code), **common
             )
-            return None
+            return
         except Exception as exc:
             self.history.record(
                 start=start, end=time.monotonic(), outcome="fail", result=_text(exc), **common
             )
-            return None
-        version = str(r.get("VersionId"))
+            return
+        version = r.get("VersionId")
         self.history.record(
             start=start, end=time.monotonic(), outcome="ok", digest=digest(body),
             version=version, **common,
         )  # fmt: skip
-        return body, str(r["ETag"]), version
 
     def _s3_cas(self, name: str, rng: random.Random) -> None:
         """Increment the shared counter over S3: GET it, PUT n+1 If-Match its ETag

@@ -37,7 +37,7 @@ from e2e._s3 import signed_head
 
 from ._cluster import Cluster, Gateway, cluster
 from ._final import final_state, read_back
-from ._races import BUCKET, KV, VERSIONED, Races, s3_client, wait_for
+from ._races import BUCKET, KV, PLAIN, VERSIONED, Races, s3_client, wait_for
 from .history import History, Key, Outcome, Version, check, digest, report
 
 Final = dict[Key, list[Version]]
@@ -51,6 +51,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         s3 = s3_client(c.gateways[0])
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        s3.create_bucket(Bucket=PLAIN)
         yield c
 
 
