@@ -174,6 +174,7 @@ def test_nodes_closing_idle_connections_cause_no_failover_nor_503(
         assert idle_after >= idle_before + 3 * 3  # each round: the three replicas' nodes
         text = urllib.request.urlopen(f"{gw.endpoint}/metrics", timeout=10).read().decode()
         assert metric_value(text, "kvbox_cluster_read_failovers_total") == 0
+        assert "kvbox_cluster_node_retries_total" in text  # sent again, not failed over
         assert metric_value(text, "kvbox_cluster_chunk_writes_total") >= 3
         assert metric_value(text, "kvbox_cluster_chunk_reads_total") >= 6
     finally:
