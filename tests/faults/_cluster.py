@@ -35,6 +35,7 @@ from typing import Any
 import boto3  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 
+from _cleanup import removed_after
 from _postgres import PostgresServer, run_sync
 from e2e._gwkv import wait_until
 from e2e._s3 import ACCESS_KEY, REGION, SECRET_KEY
@@ -281,8 +282,9 @@ class Replication:
 
 @contextlib.contextmanager
 def cluster(base: Path, nodes: int = 3, gateways: int = 2) -> Iterator[Cluster]:
-    """A started cluster on a fresh topology; everything killed and deleted on exit."""
-    with topology() as topo:
+    """A started cluster on a fresh topology; everything killed and deleted on exit
+    (``base`` too, unless a test failed: its logs and histories are kept then)."""
+    with removed_after(base), topology() as topo:
         c = Cluster(topo, base)
         try:
             c.start(nodes, gateways)

@@ -22,7 +22,10 @@ Layer: tests/faults (the harness every fault test uses). Rules:
 * **Processes** (``Proc``) start as ``ip netns exec NS python -m kvbox ...`` with the
   test's own interpreter (``e2e._server.kvbox_argv``/``clean_env``): ``ip netns exec``
   execs the command, so the PID we hold is kvbox's. ``kill9``/``restart``/``stop``/
-  ``cont`` signal that PID only.
+  ``cont`` signal that PID only. Each process also dies with the test process
+  (``_cleanup.dies_with_us``) when a run is killed from outside; its namespace and
+  links then stay behind (no teardown runs): harmless kernel objects, and a later run
+  picks a subnet no route uses yet.
 * **Fallback.** Where namespaces are refused (no root, no CAP_NET_ADMIN: one attempt,
   its error caught), the same tests run with each host on its own loopback address
   ``127.0.X.Y`` and a partition is SIGSTOP of the host's processes (peers see
@@ -49,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from _cleanup import dies_with_us
 from e2e._server import clean_env
 
 log = logging.getLogger("tests.faults")
@@ -118,6 +122,7 @@ class Proc:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=clean_env(self.env),
+                preexec_fn=dies_with_us(),  # survives ip netns exec's exec
             )
         self.stopped = False
 
