@@ -34,7 +34,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError  # type: ig
 from e2e._server import Wire
 
 from ._cluster import Cluster, Gateway
-from .history import ABSENT, History, Outcome, digest
+from .history import ABSENT, History, Op, Outcome, digest
 
 #: The S3 bucket of the races (versioning on); GW-KV's keys live in bucket ``kv``
 #: (versioned too: the cluster's gateways run with ``--kv-versioning true``).
@@ -46,6 +46,9 @@ VERSIONED = frozenset({BUCKET, KV})
 #: Seconds between one client's operations: the load must leave the two cores to the
 #: processes under test (and a paced client notices ``stop`` quickly).
 PACE = 0.01
+#: Seconds a client waits after an operation that failed (a gateway down, PostgreSQL
+#: gone): the outage is felt, the count of operations is not spent on it.
+BACKOFF = 0.1
 #: A value that lives on the blob nodes (over the 64 KiB inline limit).
 LARGE = 70_000
 
@@ -98,7 +101,7 @@ class Races:
         prefix: str,
         *,
         seed: int,
-        ops: int = 400,
+        ops: int = 2000,
         seconds: float = 60.0,
     ) -> None:
         self.cluster = cluster
@@ -108,6 +111,7 @@ class Races:
         self.ops = ops
         self.until = time.monotonic() + seconds
         self._stop = threading.Event()
+        self._last_ok: dict[str, bool] = {}
         workers: list[tuple[str, Callable[[str, random.Random], None]]] = [
             ("s3a", self._s3_rw),
             ("s3b", self._s3_rw),
@@ -158,6 +162,17 @@ class Races:
         """Whether ``gateway`` acknowledged writes started after ``since`` over both doors."""
         return self.acked_since(since, gateway) == {"s3", "kv"}
 
+    def _record(self, **fields: Any) -> Op:
+        op = self.history.record(**fields)
+        lost_race = op.kind == "cas" and op.outcome == "fail"  # a CONFLICT / 412 answer
+        self._last_ok[op.client] = op.outcome == "ok" or lost_race
+        return op
+
+    def _pause(self, name: str, pace: float = PACE) -> None:
+        """Wait before the client's next operation: longer after a failure, so a
+        gateway that is down does not use up the client's count in refused connects."""
+        self._stop.wait(pace if self._last_ok.get(name, True) else BACKOFF)
+
     def _going(self, n: int) -> bool:
         return n < self.ops and time.monotonic() < self.until and not self._stop.is_set()
 
@@ -180,7 +195,7 @@ class Races:
             else:
                 self._s3_get(name, gw, s3, BUCKET, key)
             n += 1
-            self._stop.wait(PACE)
+            self._pause(name)
 
     def _s3_plain(self, name: str, rng: random.Random) -> None:
         """PUT, DELETE and GET-newest in a bucket WITHOUT versioning: a key holds one
@@ -200,7 +215,7 @@ class Races:
             else:
                 self._s3_get(name, gw, s3, PLAIN, key)
             n += 1
-            self._stop.wait(PACE)
+            self._pause(name)
 
     def _s3_put(self, name: str, gw: Gateway, s3: Any, key: str, data: bytes) -> None:
         self._s3_write(name, gw, s3, BUCKET, key, data)
@@ -221,12 +236,12 @@ class Races:
             else:
                 r = s3.put_object(Bucket=bucket, Key=key, Body=data)
         except Exception as exc:
-            self.history.record(
+            self._record(
                 start=start, end=time.monotonic(), outcome=s3_write_outcome(exc),
                 result=_text(exc), **common,
             )  # fmt: skip
             return
-        self.history.record(
+        self._record(
             start=start, end=time.monotonic(), outcome="ok", version=r.get("VersionId"),
             **common,
         )  # fmt: skip
@@ -243,17 +258,17 @@ class Races:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             outcome: Outcome = "ok" if code == "NoSuchKey" else "fail"
-            self.history.record(
+            self._record(
                 start=start, end=time.monotonic(), outcome=outcome, result=str(code), **common
             )
             return
         except Exception as exc:
-            self.history.record(
+            self._record(
                 start=start, end=time.monotonic(), outcome="fail", result=_text(exc), **common
             )
             return
         version = r.get("VersionId")
-        self.history.record(
+        self._record(
             start=start, end=time.monotonic(), outcome="ok", digest=digest(body),
             version=version, **common,
         )  # fmt: skip
@@ -274,13 +289,13 @@ class Races:
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "NoSuchKey":
                     n += 1
-                    self._stop.wait(PACE)
+                    self._pause(name)
                     continue
                 self._record_read(name, gw, "s3", key, start, None, None)
                 cond, count, expected = {"IfNoneMatch": "*"}, 1, ABSENT
             except Exception:
                 n += 1
-                self._stop.wait(PACE)
+                self._pause(name)
                 continue
             else:
                 version = got.get("VersionId")
@@ -295,17 +310,17 @@ class Races:
             try:
                 r = s3.put_object(Bucket=KV, Key=key, Body=value, **cond)
             except Exception as exc:
-                self.history.record(
+                self._record(
                     start=start, end=time.monotonic(), outcome=s3_write_outcome(exc),
                     result=_text(exc), **common,
                 )  # fmt: skip
             else:
-                self.history.record(
+                self._record(
                     start=start, end=time.monotonic(), outcome="ok",
                     version=r.get("VersionId"), **common,
                 )  # fmt: skip
             n += 1
-            self._stop.wait(PACE * rng.random())
+            self._pause(name, PACE * rng.random())
 
     # --- GW-KV -------------------------------------------------------------------------
 
@@ -360,7 +375,7 @@ class Races:
                 else:
                     self._kv_get(name, gw, wires, key)
                 n += 1
-                self._stop.wait(PACE)
+                self._pause(name)
 
     def _kv_get(
         self, name: str, gw: Gateway, wires: dict[str, Wire], key: str
@@ -376,7 +391,7 @@ class Races:
 
         reply, err, _sent = self._kv_call(wires, gw, bget)
         if reply is None:
-            self.history.record(
+            self._record(
                 client=name, gateway=gw.name, door="kv", kind="get", bucket=KV, key=key,
                 start=start, end=time.monotonic(), outcome="fail", result=err,
             )  # fmt: skip
@@ -397,7 +412,7 @@ class Races:
         body: bytes | None,
         version: str | None,
     ) -> None:
-        self.history.record(
+        self._record(
             client=name, gateway=gw.name, door="s3" if door == "s3" else "kv", kind="get",
             bucket=KV, key=key, start=start, end=time.monotonic(), outcome="ok",
             digest=None if body is None else digest(body), version=version,
@@ -425,7 +440,7 @@ class Races:
             outcome = kv_write_outcome(reply)
             if outcome == "ok" and version is None:
                 version = reply.split()[1].decode()
-        self.history.record(
+        self._record(
             client=name, gateway=gw.name, door="kv", kind="cas" if kind == "cas" else "put",
             bucket=KV, key=key, start=start, end=time.monotonic(), outcome=outcome,
             digest=digest(value), version=version if outcome == "ok" else None,
@@ -443,7 +458,7 @@ class Races:
                 answered, got = self._kv_get(name, gw, wires, key)
                 if not answered:
                     n += 1
-                    self._stop.wait(PACE)
+                    self._pause(name)
                     continue
                 if got is None:
                     count, token, expected = 1, "-", ABSENT
@@ -457,7 +472,7 @@ class Races:
                     name, gw, "cas", key, value, start, reply, err, sent, expected, count
                 )
                 n += 1
-                self._stop.wait(PACE * rng.random())
+                self._pause(name, PACE * rng.random())
 
     def _multiset(self, name: str, rng: random.Random) -> None:
         """MULTISET of the same three keys: all three land or none (one transaction)."""
@@ -482,7 +497,7 @@ class Races:
                         group=f"{name}-{n}", version=ver,
                     )  # fmt: skip
                 n += 1
-                self._stop.wait(PACE)
+                self._pause(name)
 
 
 def wait_for(check: Callable[[], bool], within: float, what: str) -> None:
