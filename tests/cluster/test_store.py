@@ -102,11 +102,15 @@ async def test_a_chunk_is_on_r_nodes_as_placed_and_recorded(
 
 
 async def test_kill_9_a_node_mid_write_and_mid_read(
-    cluster: Cluster, nodes: list[BlobNodeProcess], store: ClusterBlobStore
+    cluster: Cluster,
+    nodes: list[BlobNodeProcess],
+    store: ClusterBlobStore,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Writes in flight when a node dies fail over to the spare node (the catalog still
-    calls the dead node live for seconds); reads fail over to another replica; every
-    acknowledged chunk reads back intact, from 3 replicas."""
+    calls the dead node live for seconds), and once one write failed on it the next ones
+    go to the spare first instead of each failing on it again; reads fail over to
+    another replica; every acknowledged chunk reads back intact, from 3 replicas."""
     datas = [os.urandom(20_000 + i) for i in range(60)]
     acked: dict[str, bytes] = {}
 
@@ -121,6 +125,8 @@ async def test_kill_9_a_node_mid_write_and_mid_read(
     victim.kill()
     await task
     assert len(acked) == len(datas)
+    tried = [r for r in caplog.records if f"not written to {victim.node_id}" in r.getMessage()]
+    assert len(tried) <= 1, f"{len(tried)} writes failed on the dead node, one should"
     # Reads try the fastest replica first: make the dead node look fastest.
     store._latency = {n.node_id: 1.0 for n in nodes} | {victim.node_id: 0.0}
     store._failed.clear()

@@ -6,8 +6,9 @@ Rules:
 
 * **Placement.** A chunk goes to the R writable nodes (active and live) that rank
   highest for it by rendezvous hashing (``placement``); a node that fails the write is
-  replaced by the next in the chunk's order. The write is acknowledged once W nodes
-  have fsync'd it (``write_quorum``, default W = R): with W < R (``--write-quorum
+  replaced by the next in the chunk's order, and a node that failed a request in the
+  last ``PENALTY`` seconds is tried after the others. The write is acknowledged once W
+  nodes have fsync'd it (``write_quorum``, default W = R): with W < R (``--write-quorum
   majority``) an acknowledged chunk may have fewer than R replicas for a while, and
   the repair worker brings it back to R. Such a write does not wait for a node that
   went silent (a partition answers nothing until the client's read timeout): once W
@@ -287,6 +288,12 @@ class ClusterBlobStore:
         replica row itself when it lands (``_late``)."""
         by_id = {n.node_id: n for n in candidates}
         order = [by_id[i] for i in ranked(cid, by_id)]
+        # A node that failed a request in the last PENALTY seconds goes after the others
+        # (still in the chunk's order): while the catalog still calls a dead or silent
+        # node live, the next writes go to a spare instead of each failing on it first
+        # (or, silent, waiting for its timeout). It is still tried if it is needed.
+        now = time.monotonic()
+        order.sort(key=lambda n: self._failed.get(n.node_id, 0.0) > now)
         first, spare = order[:want], order[want:]
         need = want if quorum is None else min(quorum, want)
 
