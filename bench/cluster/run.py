@@ -339,6 +339,7 @@ class Result:
     mb_s: float = math.nan
     note: str = ""
     statements: list[tuple[str, float, float]] = field(default_factory=list)
+    round: int = 0
 
 
 def measured(
@@ -636,14 +637,20 @@ def cell_servers(
         yield Servers(pg if cell.meta else None, gws, nodes), stmts
 
 
-def run_cell(cell: Cell, pg: PostgresServer | None, work: Path, big: Path, a: Any) -> list[Result]:
-    say(f"cell {cell.name}: {cell.label}")
+def run_cell(
+    cell: Cell, pg: PostgresServer | None, work: Path, big: Path, a: Any, rnd: int
+) -> list[Result]:
+    say(f"cell {cell.name}: {cell.label} (round {rnd + 1} of {a.rounds})")
+    work = work / f"round{rnd}"
+    work.mkdir(exist_ok=True)
     with cell_servers(cell, pg, work, a) as (servers, stmts):
         results = s3_small(servers, stmts, cell, a, work / cell.name)
         if not a.no_big:
             results += s3_big(servers, stmts, cell, a, big)
         if not a.no_gwkv:
             results += gwkv(servers, stmts, cell, a, work / cell.name)
+    for r in results:
+        r.round = rnd
     return results
 
 
@@ -708,32 +715,39 @@ def profile(pg: PostgresServer, work: Path, big: Path, a: Any) -> None:
 
 
 def tables(results: list[Result], cells: list[Cell]) -> str:
-    by = {(r.cell, r.shape): r for r in results}
+    by: dict[tuple[str, str], dict[int, Result]] = {}
+    for res in results:
+        by.setdefault((res.cell, res.shape), {})[res.round] = res
     shapes = list(dict.fromkeys(r.shape for r in results))
     base = cells[0].name
     lines = [
-        "Each cell: the figure, and in brackets its ratio to the first column's (same run).",
+        "Each cell: the median over the rounds; in brackets, the median of the per-round",
+        "ratios to the first column's figure of the same round; then ± half the rounds'",
+        "range in % of the median (that cell's run-to-run noise) when there are rounds.",
         "",
         "| shape | figure | " + " | ".join(c.label for c in cells) + " |",
         "|---|---|" + "---:|" * len(cells),
     ]
 
     def fmt_row(shape: str, name: str, get: Callable[[Result], float], f: str) -> None:
-        b = by.get((base, shape))
-        bv = get(b) if b else math.nan
+        base_by_round = {k: get(r) for k, r in by.get((base, shape), {}).items()}
         row = []
         for cell in cells:
-            c = cell.name
-            r = by.get((c, shape))
-            v = get(r) if r else math.nan
-            if math.isnan(v):
+            rounds = by.get((cell.name, shape), {})
+            got = {k: get(r) for k, r in rounds.items() if not math.isnan(get(r))}
+            if not got:
                 row.append("-")
                 continue
+            v = statistics.median(got.values())
             t = f.format(v)
-            if c != base and bv and not math.isnan(bv):
-                t += f" ({v / bv:.2f})"
-            if r is not None and r.note and name in ("ops/s", "MB/s"):
-                t += f" [{r.note}]"
+            ratios = [x / base_by_round[k] for k, x in got.items() if base_by_round.get(k)]
+            if cell.name != base and ratios:
+                t += f" ({statistics.median(ratios):.2f})"
+            if len(got) > 1 and v:
+                t += f" ±{(max(got.values()) - min(got.values())) / 2 / v * 100:.0f}%"
+            notes = "; ".join(r.note for r in rounds.values() if r.note)
+            if notes and name in ("ops/s", "MB/s"):
+                t += f" [{notes}]"
             row.append(t)
         lines.append(f"| {shape} | {name} | " + " | ".join(row) + " |")
 
@@ -769,7 +783,7 @@ def tables(results: list[Result], cells: list[Cell]) -> str:
 def statements_table(results: list[Result], cell: str) -> str:
     lines = []
     for r in results:
-        if r.cell != cell or not r.statements:
+        if r.cell != cell or not r.statements or r.round:
             continue
         lines.append(f"\n{r.shape} ({cell}): statements per request, µs executing per request")
         for q, calls, us in r.statements:
@@ -783,6 +797,7 @@ def main() -> None:
     )
     p.add_argument("--cells", default=",".join(CELLS), help="comma-separated, first = baseline")
     p.add_argument("--duration", type=int, default=8, help="s per wrk run")
+    p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--objects", type=int, default=500)
     p.add_argument("--big-mib", type=int, default=64)
     p.add_argument("--big-streams", type=int, default=2)
@@ -860,8 +875,9 @@ def main() -> None:
             print(
                 f"PostgreSQL on 127.0.0.1:{pg.port}; one SELECT 1 round trip: {rtt['start']:.0f} µs"
             )
-        for c in cells:
-            results += run_cell(c, pg, work, big, a)
+        for rnd in range(a.rounds):  # every cell once a round, so load from other work
+            for c in cells:  # on the machine falls on all cells alike
+                results += run_cell(c, pg, work, big, a, rnd)
         if pg is not None:
             rtt["end"] = run_sync(_round_trip_us(pg.url("postgres")))
         if a.profile and pg is not None:
