@@ -740,7 +740,9 @@ def tables(results: list[Result], cells: list[Cell]) -> str:
                 continue
             v = statistics.median(got.values())
             t = f.format(v)
-            ratios = [x / base_by_round[k] for k, x in got.items() if base_by_round.get(k)]
+            ratios = [
+                x / b for k, x in got.items() if (b := base_by_round.get(k)) and not math.isnan(b)
+            ]
             if cell.name != base and ratios:
                 t += f" ({statistics.median(ratios):.2f})"
             if len(got) > 1 and v:
