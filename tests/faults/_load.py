@@ -73,7 +73,7 @@ class Load:
         pipelined: int = 1,
         ops: int = 60,
         seconds: float = 30.0,
-        big: int = 1,
+        big: int = 2,
         prefix: str = "",
     ) -> None:
         self.cluster = cluster
@@ -158,7 +158,9 @@ class Load:
                 self._s3_get(client, gw, s3, rng.choice(mine))
             else:
                 key = f"{self.prefix}/k{rng.randrange(12)}"
-                if bigs < self.big and done >= 3:
+                if bigs < self.big and done >= 3 + 9 * bigs:
+                    # Spread out (the 4th operation, then every 9th): one before a
+                    # scenario's fault, the next ones while it lasts.
                     size, bigs = BIG, bigs + 1
                 else:
                     size = rng.randrange(*SMALL)
