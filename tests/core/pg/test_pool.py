@@ -1,66 +1,54 @@
-"""The connection pool against a real PostgreSQL: what a release costs and what it
-still cleans.
+"""Which driver errors mean "PostgreSQL cannot be reached" (a 503 clients retry) and
+which "an open connection died" (a fresh one may work at once).
 
-Layer: tests/core/pg. Rules: every test gets its own database of the session's server
-(``pg_url``); what the server did is read from the server itself (``pg_stat_activity``
-shows each backend's last statement), not from the driver.
+Layer: tests/core/pg. Rules: the exceptions are asyncpg's own classes, built as asyncpg
+raises them (a connection lost mid-transaction surfaces as the ROLLBACK's error, the
+loss behind it as ``__context__``); what a real outage raises is checked end to end in
+tests/e2e/test_cluster_meta.py and tests/faults.
 """
 
 from __future__ import annotations
 
 import asyncpg
-import pytest
 
-from kvbox.core.pg import PgUrl, connect, open_pool
+from kvbox.core.pg import lost, translate, unreachable
+from kvbox.errors import MetaUnavailable, StorageError
 
 
-async def _last_statement(url: PgUrl, application: str) -> str:
-    probe = await connect(url, application="kvbox-test-probe")
+def _raised_while_handling(outer: Exception, inner: Exception) -> Exception:
     try:
-        rows = await probe.fetch(
-            "SELECT query FROM pg_stat_activity WHERE application_name = $1", application
-        )
-    finally:
-        await probe.close()
-    assert len(rows) == 1, rows
-    return str(rows[0]["query"])
+        try:
+            raise inner
+        except Exception:
+            raise outer  # noqa: B904 -- asyncpg's __aexit__ does exactly this
+    except Exception as exc:
+        return exc
 
 
-async def test_a_release_sends_nothing_to_the_server(pg_url: str) -> None:
-    """A pooled read is one round trip: the backend's last statement is the read itself,
-    not the reset query asyncpg sends by default on every release."""
-    url = PgUrl.parse(pg_url)
-    pool = await open_pool(url, min_size=1, max_size=1, application="kvbox-test-pool")
-    try:
-        for _ in range(3):
-            assert await pool.fetchval("SELECT 41 + 1") == 42
-        assert await _last_statement(url, "kvbox-test-pool") == "SELECT 41 + 1"
-    finally:
-        await pool.close()
+def test_a_protocol_left_mid_operation_by_a_dead_server_is_a_lost_connection() -> None:
+    stuck = asyncpg.InternalClientError(
+        "cannot switch to state 15; another operation (2) is in progress"
+    )
+    assert unreachable(stuck) and lost(stuck)
+    assert isinstance(translate(stuck), MetaUnavailable)
 
 
-async def test_a_transaction_left_open_is_rolled_back_on_release(pg_url: str) -> None:
-    url = PgUrl.parse(pg_url)
-    pool = await open_pool(url, min_size=1, max_size=1, application="kvbox-test-pool")
-    try:
-        await pool.execute("CREATE TABLE public.t (v int)")  # no kvbox schema here
-        async with pool.acquire() as conn:
-            await conn.execute("BEGIN")
-            await conn.execute("INSERT INTO public.t VALUES (1)")
-        async with pool.acquire() as conn:  # the same (only) connection, cleaned
-            assert not conn.is_in_transaction()
-            assert await conn.fetchval("SELECT count(*) FROM public.t") == 0
-            assert await conn.fetchval("SHOW search_path") == "kvbox"
-    finally:
-        await pool.close()
+def test_the_loss_behind_a_rollback_error_is_found() -> None:
+    gone = asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+    masked = _raised_while_handling(asyncpg.InterfaceError("cannot rollback"), gone)
+    assert unreachable(masked) and lost(masked)
+    assert isinstance(translate(masked), MetaUnavailable)
 
 
-async def test_released_connections_stay_usable_after_a_failed_statement(pg_url: str) -> None:
-    url = PgUrl.parse(pg_url)
-    pool = await open_pool(url, min_size=1, max_size=1, application="kvbox-test-pool")
-    try:
-        with pytest.raises(asyncpg.DivisionByZeroError):
-            await pool.fetchval("SELECT 1 / 0")
-        assert await pool.fetchval("SELECT 2") == 2
-    finally:
-        await pool.close()
+def test_refusals_are_unreachable_but_no_lost_connection() -> None:
+    for exc in (ConnectionRefusedError(111, "Connect call failed"), TimeoutError()):
+        assert unreachable(exc) and not lost(exc)
+    starting = asyncpg.CannotConnectNowError("the database system is starting up")
+    assert unreachable(starting) and not lost(starting)
+
+
+def test_a_statement_the_database_refused_is_neither() -> None:
+    dup = asyncpg.UniqueViolationError("duplicate key value")
+    assert not unreachable(dup) and not lost(dup)
+    err = translate(dup)
+    assert isinstance(err, StorageError) and not isinstance(err, MetaUnavailable)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from kvbox.core.pg import migrations
 from kvbox.core.pg.pool import (
+    DRIVER_ERRORS,
     SCHEMA,
     connect,
     lost,
@@ -27,6 +28,7 @@ from kvbox.core.pg.pool import (
 from kvbox.core.pg.url import PgUrl, is_postgres_url
 
 __all__ = [
+    "DRIVER_ERRORS",
     "SCHEMA",
     "PgUrl",
     "connect",

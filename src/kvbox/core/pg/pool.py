@@ -48,6 +48,15 @@ _RETRYABLE: Final = frozenset(
 )
 
 
+#: Everything asyncpg raises about the database or the connection (``InternalClientError``
+#: included: a connection whose server died mid-operation raises it on next use).
+DRIVER_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+
 #: SQLSTATEs (besides class 08, connection exceptions) that mean the server is not
 #: there to answer: shutting down, crashed, starting up, out of connection slots.
 _UNREACHABLE: Final = frozenset({"57P01", "57P02", "57P03", "53300"})
@@ -118,21 +127,41 @@ def retryable(exc: BaseException) -> bool:
 def unreachable(exc: BaseException) -> bool:
     """Whether ``exc`` means the database cannot be reached right now (module
     docstring), as opposed to a statement it refused."""
-    if isinstance(exc, (OSError, TimeoutError)):
-        return True
-    state = sqlstate(exc)
-    if state is not None:
-        return state.startswith("08") or state in _UNREACHABLE
-    # asyncpg says so without a SQLSTATE when a pooled connection died under it.
-    return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
+    return any(_unreachable(e) or _lost(e) for e in _chain(exc))
 
 
 def lost(exc: BaseException) -> bool:
     """Whether ``exc`` says a connection that was open died (the server restarted or
     dropped it), rather than that none could be made: a fresh one may work at once."""
+    return any(_lost(e) for e in _chain(exc))
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from or while handling: a connection lost
+    mid-transaction surfaces as the ROLLBACK's error, the loss itself behind it."""
+    out: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and len(out) < 8:
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
+def _unreachable(exc: BaseException) -> bool:
+    if isinstance(exc, (OSError, TimeoutError)):
+        return True
+    state = sqlstate(exc)
+    return state is not None and (state.startswith("08") or state in _UNREACHABLE)
+
+
+def _lost(exc: BaseException) -> bool:
     if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
         return True
     if sqlstate(exc) in ("08003", "08006", "57P01", "57P02"):
+        return True
+    # asyncpg says so without a SQLSTATE when a pooled connection died under it: "is
+    # closed", or a protocol left mid-operation by the loss ("cannot switch to state").
+    if isinstance(exc, asyncpg.InternalClientError):
         return True
     return isinstance(exc, asyncpg.InterfaceError) and "connection is closed" in str(exc)
 
@@ -143,6 +172,6 @@ def translate(exc: BaseException, url: PgUrl | None = None) -> BaseException:
         return exc
     if unreachable(exc):
         return MetaUnavailable(describe(url, exc))
-    if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError)):
+    if isinstance(exc, DRIVER_ERRORS):
         return StorageError(f"postgresql: {describe(url, exc)}")
     return exc

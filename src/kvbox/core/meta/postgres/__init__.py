@@ -47,7 +47,7 @@ from kvbox.core.model import (
     WriteOp,
     WriteResult,
 )
-from kvbox.core.pg import PgUrl, connect, lost, migrations, open_pool, translate
+from kvbox.core.pg import DRIVER_ERRORS, PgUrl, connect, lost, migrations, open_pool, translate
 from kvbox.errors import KvboxError, MetaUnavailable, StorageError
 
 __all__ = ["CHANNEL", "MAX_BATCH_OPS", "PostgresMetaStore"]
@@ -196,7 +196,7 @@ class PostgresMetaStore(SharedRulesStore):
                 return await fn(self._p())
             except KvboxError:
                 raise
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except DRIVER_ERRORS as exc:
                 # A read is safe to run again: once more when a pooled connection died
                 # under it (the server restarted since), not when none can be made.
                 if again and lost(exc):

@@ -69,7 +69,7 @@ class Health:
                     await conn.fetchval("SELECT 1")
         except TimeoutError:
             return f"no answer within {PROBE_TIMEOUT:g} s"
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except Exception as exc:  # whatever it is, the probe says so, never raises
             err = translate(exc, self.url)
             return err.cause if isinstance(err, MetaUnavailable) else str(err)
         return None

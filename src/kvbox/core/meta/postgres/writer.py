@@ -67,7 +67,7 @@ from kvbox.core.meta.postgres.rows import Connection
 from kvbox.core.meta.postgres.txn import STRIPES, PgTxn
 from kvbox.core.meta.txn import MetaTxn, run_loading
 from kvbox.core.model import AtomicOp, ObjectVersion, PutOp, VersionIdGenerator, WriteOp
-from kvbox.core.pg import PgUrl, retryable, translate, unreachable
+from kvbox.core.pg import DRIVER_ERRORS, PgUrl, retryable, translate, unreachable
 from kvbox.errors import KvboxError, MetaUnavailable, StorageError
 
 log = logging.getLogger("kvbox.meta")
@@ -278,7 +278,7 @@ class Writer:
                         continue
                     raise
         except Exception as exc:  # the database failed: nothing of the batch is acknowledged
-            if not isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+            if not isinstance(exc, DRIVER_ERRORS):
                 log.exception("metadata batch failed")
             cause = translate(exc, self.url)
             err: KvboxError
@@ -315,7 +315,7 @@ class Writer:
                 except KvboxError as exc:
                     job.outcome = exc
                     job.failed = True
-                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                except DRIVER_ERRORS:
                     raise  # the transaction is broken: the batch fails or reruns
                 except Exception as exc:  # a bug in a rules run: it was undone, alone
                     log.exception("metadata write failed")
