@@ -46,8 +46,11 @@ _STATES = (
     ("PyThread_acquire_lock", "waiting on a lock / queue"),
     ("pthread_cond_wait", "waiting on a lock / queue"),
 )
+# (substring of a frame, thread) in priority order: each thread by the function it runs
 _THREADS = (
-    ("_writer_main", "SQLite writer thread"),
+    ("Writer._main", "SQLite writer thread"),
+    ("AccessLog._run", "access-log writer"),
+    ("Journal._write", "journal flush"),  # a thread-pool worker writing a frame
     ("concurrent/futures/thread.py", "thread pool"),
     ("run_forever", "event loop thread"),
     ("Runner.run", "event loop thread"),
@@ -62,7 +65,11 @@ def _classify(frames: list[str]) -> tuple[str, str]:
     return thread, "running"
 
 
-def summarize(text: str) -> tuple[int, Counter[tuple[str, str]], Counter[str], Counter[str]]:
+def summarize(
+    text: str, only: str = ""
+) -> tuple[int, Counter[tuple[str, str]], Counter[str], Counter[str]]:
+    """Samples in all; by (thread, state); and self and inclusive counts over the running
+    samples (of the thread named ``only``, when given)."""
     total = 0
     states: Counter[tuple[str, str]] = Counter()
     own: Counter[str] = Counter()
@@ -78,7 +85,7 @@ def summarize(text: str) -> tuple[int, Counter[tuple[str, str]], Counter[str], C
         total += count
         thread, state = _classify(frames)
         states[thread, state] += count
-        if state != "running":
+        if state != "running" or (only and thread != only):
             continue
         own[frames[-1]] += count
         for name in set(frames):
@@ -91,12 +98,16 @@ def main() -> None:
     ap.add_argument("profile", type=Path)
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--filter", default="", help="inclusive table: only names containing this")
+    ap.add_argument(
+        "--thread", default="", help='self/inclusive tables of one thread, e.g. "event loop thread"'
+    )
     args = ap.parse_args()
-    total, states, own, under = summarize(args.profile.read_text(errors="replace"))
+    total, states, own, under = summarize(args.profile.read_text(errors="replace"), args.thread)
     if not total:
         raise SystemExit("no samples")
     running = sum(own.values())
-    print(f"{total} samples, {running} of them running")
+    where = f" on the {args.thread}" if args.thread else ""
+    print(f"{total} samples, {running} of them running{where}")
     print("\nthreads and states (share of all samples):")
     for (thread, state), n in sorted(states.items(), key=lambda kv: -kv[1]):
         print(f"  {n / total:6.1%}  {thread:22}  {state}")
