@@ -89,9 +89,12 @@ def busy(history: History, since: float, writes: int = 100) -> bool:
 def test_postgresql_killed_and_restarted_under_load(fleet: Cluster) -> None:
     """PostgreSQL dies with SIGKILL mid-load and comes back on the same data directory.
 
-    While it is down, writes fail (5xx / ERR, recorded as unknown: a COMMIT may have
-    been under way) and nothing is acknowledged; once it is back, both gateways serve
-    again on their own -- same processes, no restart -- because their pools reconnect.
+    While it is down nothing is acknowledged, and requests fail in each protocol's own
+    form (S3 503 ServiceUnavailable -- 500 for a write whose COMMIT was cut, which may
+    or may not have landed --, GW-KV ``ERR STORAGE``; the checker takes a failed write
+    as unknown), with no unexpected-error traceback in the gateways' logs. Once it is
+    back, both gateways serve again on their own -- same processes, no restart --
+    because their pools reconnect.
     Every write acknowledged before the kill is still there (COMMIT returned, so it is
     in PostgreSQL's WAL), and the checker finds no stale read, lost update or reordered
     version across the outage."""
@@ -108,12 +111,21 @@ def test_postgresql_killed_and_restarted_under_load(fleet: Cluster) -> None:
             30,
             "the clients feel PostgreSQL gone",
         )
+        back = time.monotonic()
         c.pg.start()
         up = time.monotonic()
         settled(races, c.gateways, up)
         wait_for(lambda: busy(history, up), 60, "writes racing after the restart")
     assert [gw.proc.pid for gw in c.gateways] == pids, "a gateway was restarted"
     assert all(gw.proc.running for gw in c.gateways)
+    outage = [op for op in history.ops if op.start > down and op.end < back]
+    assert not [op for op in outage if op.is_write and op.acked], "acked with no database"
+    kv_errors = {op.result for op in outage if op.result.startswith("ERR ")}
+    assert all(e.startswith("ERR STORAGE") for e in kv_errors), kv_errors
+    for gw in c.gateways:  # an outage is an expected fault: no unexpected-error traceback
+        text = gw.proc.new_log()
+        for sign in ("metadata batch failed", "Task exception was never retrieved"):
+            assert sign not in text, f"{gw.name} logged {sign!r} during the outage"
     judge(c, history)
 
 

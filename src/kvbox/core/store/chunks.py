@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,9 @@ from typing import Any, Final
 from kvbox.core.blob import BlobStore
 from kvbox.core.meta import MetaStore
 from kvbox.core.model import Bucket, ChunkRef, ObjectVersion
-from kvbox.errors import NoSuchKey
+from kvbox.errors import KvboxError, NoSuchKey
+
+log = logging.getLogger("kvbox.store")
 
 #: Chunk ids looked up per lock hold in ``remove_orphans``.
 _ORPHAN_BATCH: Final = 256
@@ -72,7 +75,21 @@ class Background:
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Future[Any]) -> None:
+        """A task's failure is said once, here, instead of asyncio's "Task exception
+        was never retrieved" at garbage collection: a collection that met the metadata
+        store down (PostgreSQL restarting) only leaves its chunks to the leftover sweep
+        (or, on blob nodes, to the garbage collector), which is a warning, not a bug."""
+        self._tasks.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        if isinstance(exc, KvboxError):
+            log.warning("background chunk work stopped: %s (retried by the leftover sweep)", exc)
+        else:
+            log.error("background chunk work failed", exc_info=exc)
 
     async def drain(self) -> None:
         """Until every task, including those spawned meanwhile, has finished."""
