@@ -688,7 +688,9 @@ def profile(pg: PostgresServer, work: Path, big: Path, a: Any) -> None:
         for name, argv in loads.items():
             say(f"profile {name}")
             show(argv)
-            loadp = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL)
+            # its own process group: the large-PUT load is a shell loop of curls, and
+            # stopping the shell alone would leave its curl running into the gateway's stop
+            loadp = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, process_group=0)
             try:
                 time.sleep(2)  # past connection set-up
                 raw = outdir / f"profile-{name}.txt"
@@ -707,7 +709,7 @@ def profile(pg: PostgresServer, work: Path, big: Path, a: Any) -> None:
                 print(subprocess.run(summ, capture_output=True, text=True, check=False).stdout)
             finally:
                 if loadp.poll() is None:
-                    loadp.terminate()
+                    os.killpg(loadp.pid, signal.SIGTERM)
                 loadp.wait(30)
 
 
