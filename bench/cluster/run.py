@@ -867,7 +867,10 @@ def main() -> None:
                 "pg_stat_statements.track": "all",
             }
             say("PostgreSQL: " + " ".join(f"-c {k}={v}" for k, v in settings.items()))
-            pg = PostgresServer(settings=settings).start()  # its own /tmp dir: nobody must enter it
+            # its own /tmp directory (the server's user must enter it); assigned before it
+            # starts, so a stop during initdb or start-up still removes it (finally below)
+            pg = PostgresServer(settings=settings)
+            pg.start()
             run_sync(
                 Statements(pg, pg.url("postgres"))._run(
                     "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
