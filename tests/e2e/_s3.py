@@ -2,7 +2,8 @@
 
 Layer: tests/e2e. Rules: the server is a real child process (``KvboxServer``) on a
 fresh data directory, with the root credentials given through the environment; clients
-are plain boto3 with retries off, so every error a test sees is the server's first
+are plain boto3 with retries off (``total_max_attempts`` 1: botocore's ``max_attempts`` counts
+retries, not attempts), so every error a test sees is the server's first
 answer. Nothing here imports kvbox.
 """
 
@@ -72,7 +73,7 @@ class S3Server:
         """boto3 with retries off unless ``config`` says otherwise (``retries=...``)."""
         options: dict[str, Any] = {
             "signature_version": "s3v4",
-            "retries": {"max_attempts": 1, "mode": "standard"},
+            "retries": {"total_max_attempts": 1, "mode": "standard"},
             "s3": {"addressing_style": "path"},
             "connect_timeout": 5,
             "read_timeout": 30,

@@ -364,7 +364,7 @@ def boto3_client(target: S3Target) -> Any:
         aws_secret_access_key=target.secret_key,
         config=Config(
             s3={"addressing_style": "path"},
-            retries={"max_attempts": 1, "mode": "standard"},
+            retries={"total_max_attempts": 1, "mode": "standard"},
             connect_timeout=10,
             read_timeout=60,
             proxies={},

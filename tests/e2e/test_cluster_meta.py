@@ -439,7 +439,7 @@ def test_without_postgresql_a_gateway_answers_503_and_recovers_without_a_restart
                 assert reply.startswith(b"ERR STORAGE unavailable: "), reply
                 assert pg.password.encode() not in reply
             retried: list[object] = []
-            patient = srv.client(retries={"max_attempts": 10, "mode": "standard"})
+            patient = srv.client(retries={"total_max_attempts": 10, "mode": "standard"})
             put = threading.Thread(
                 target=lambda: retried.append(
                     patient.put_object(Bucket="upkeep", Key="retried", Body=b"landed")

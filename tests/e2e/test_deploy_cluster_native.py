@@ -172,7 +172,7 @@ def _s3(endpoint: str, secret_key: str) -> Any:
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=secret_key,
         region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}),
     )
 
 

@@ -103,7 +103,7 @@ def test_a_name_created_again_by_another_owner_keeps_nothing_of_the_old_bucket(
         "s3",
         endpoint_url=s3srv.endpoint,
         region_name=REGION,
-        config=Config(signature_version=UNSIGNED, retries={"max_attempts": 1}),
+        config=Config(signature_version=UNSIGNED, retries={"total_max_attempts": 1}),
     )
     name = "handed-over"
     alice.create_bucket(Bucket=name)

@@ -50,7 +50,7 @@ def default_client(srv: S3Server, region: str = REGION, **config: Any) -> Any:
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
         region_name=region,
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}, proxies={}, **config),
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, proxies={}, **config),
     )
 
 
@@ -199,7 +199,7 @@ def test_boto3_sigv2_headers_across_operations(s3srv: S3Server) -> None:
         aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY + "x",
         region_name=REGION,
-        config=Config(signature_version="s3", retries={"max_attempts": 1}),
+        config=Config(signature_version="s3", retries={"total_max_attempts": 1}),
     )
     with pytest.raises(ClientError) as info:
         wrong.list_buckets()

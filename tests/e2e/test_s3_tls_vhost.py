@@ -42,7 +42,7 @@ def test_s3_over_tls(tls_server: S3Server, cert: tuple[Path, Path]) -> None:
         aws_secret_access_key=SECRET_KEY,
         region_name=REGION,
         verify=str(cert[0]),
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}),
     )
     s3.create_bucket(Bucket="secure")
     s3.put_object(Bucket="secure", Key="a.txt", Body=b"over tls")
