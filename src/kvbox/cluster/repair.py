@@ -44,8 +44,6 @@ Layer: cluster. Rules:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -56,7 +54,8 @@ from typing import Final
 from kvbox.cluster.catalog import PASS_COUNTS, REPAIR_LOCK, ChunkPlacement, Node
 from kvbox.cluster.placement import ranked
 from kvbox.cluster.store import ClusterBlobStore
-from kvbox.core.pg import connect
+from kvbox.core.periodic import Periodic
+from kvbox.core.pg import connect, unreachable
 from kvbox.errors import KvboxError, StorageError
 
 log = logging.getLogger("kvbox.cluster.repair")
@@ -118,28 +117,26 @@ class Repairer:
         self.scrub_per_pass = scrub_per_pass
         self._scrub_after = ""
         self.progress = RepairProgress()
-        self._task: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
+        # The schedule: the first pass at once (a gateway that starts after a node was
+        # lost repairs without waiting an interval), one pass at a time.
+        self._schedule = Periodic(
+            "kvbox-repair", self.run_once, interval, delay=0, on_error=self._failed
+        )
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop())
+        self._schedule.start()
 
     async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._schedule.stop()
 
-    async def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.run_once()
-            except KvboxError as exc:
-                log.warning("repair pass failed: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.interval)
+    def _failed(self, exc: Exception) -> None:
+        """A storage error or PostgreSQL gone mid-pass (a node away, a database restart)
+        is expected in a cluster and the next pass retries it: one warning line. Anything
+        else is a bug: its traceback (it used to end the worker without a word)."""
+        if isinstance(exc, KvboxError) or unreachable(exc):
+            log.warning("repair pass failed: %s", exc)
+        else:
+            log.error("repair pass failed; it runs again in %g s", self.interval, exc_info=exc)
 
     async def run_once(self) -> bool:
         """One pass if this process gets the lock; whether it did."""
