@@ -38,7 +38,6 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from botocore.exceptions import ClientError  # type: ignore[import-untyped]
 from _ports import free_port
 
 from .test_deploy_native import Proc, _http_ok, _wait
+from .test_deploy_native import procs as procs  # the fixture: every process, killed at the end
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
 import deploy_files as df
@@ -143,17 +143,6 @@ class Cluster:
         if token.startswith("0.0.0.0:"):
             return pod.address
         return self.addresses.get(token, token)
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    """Every process a test starts; whatever is still running at the end is killed."""
-    started: list[Proc] = []
-    yield started
-    for proc in started:
-        if proc.popen.poll() is None:
-            proc.popen.kill()
-            proc.popen.wait(timeout=10)
 
 
 def _probes(container: dict[str, Any]) -> list[tuple[str, str]]:
